@@ -1,0 +1,328 @@
+/* proto.h -- JSON codecs: everything that crosses a process boundary as JSON.
+ *
+ * No I/O: every function takes bytes and gives structs, or takes structs and
+ * gives bytes. Decoders parse with cJSON (with a length; input need not be
+ * NUL-terminated), enforce the rules of ../shared/SPEC.md and write one clear
+ * message per broken rule into a caller-owned buffer (`err`, `errlen`), the
+ * message starting with the field or key path ("floor_price: must be ...").
+ * Encoders append to a proto_buf and print money exactly (2.11, never
+ * 2.1099999999). Money inside is int64_t micros (auction/auction.h). */
+#ifndef RTB_PROTO_H
+#define RTB_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "auction/auction.h"
+
+/* ---- Output buffer ------------------------------------------------------ */
+
+/* A growable byte buffer. Zero-initialised (or proto_buf_init) is empty and
+ * valid. `data` is always NUL-terminated once anything was appended. Every
+ * append returns 0, or -1 when memory ran out (the buffer is then unchanged
+ * except possibly larger capacity). */
+typedef struct proto_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} proto_buf;
+
+void proto_buf_init(proto_buf *b);
+/* Forget the contents, keep the memory (for reuse on the hot path). */
+void proto_buf_reset(proto_buf *b);
+void proto_buf_free(proto_buf *b);
+int proto_buf_append(proto_buf *b, const char *s, size_t n);
+int proto_buf_puts(proto_buf *b, const char *s);
+/* printf-style append. */
+int proto_buf_printf(proto_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Append `s` as a JSON string literal, quotes included, escaping `"`, `\`
+ * and control characters (RFC 8259 section 7). `s` must be valid UTF-8. */
+int proto_buf_json_string(proto_buf *b, const char *s);
+/* Append micros as an exact decimal JSON number (2.11). */
+int proto_buf_micros(proto_buf *b, int64_t micros);
+
+/* ---- Errors ------------------------------------------------------------- */
+
+typedef enum proto_err {
+    PROTO_OK = 0,
+    PROTO_ERR_TOO_LARGE,  /* input over the size limit; not parsed */
+    PROTO_ERR_NOT_JSON,   /* not JSON, trailing garbage, NUL bytes, bad UTF-8,
+                             nesting deeper than cJSON allows */
+    PROTO_ERR_NOT_OBJECT, /* JSON, but not an object */
+    PROTO_ERR_FIELD,      /* an object breaking a field rule; err names it */
+    PROTO_ERR_NOMEM,
+    PROTO_ERR_IO,         /* config file could not be read */
+} proto_err;
+
+/* Short English name of an error, for logs. Never NULL. */
+const char *proto_strerror(proto_err err);
+
+/* ---- Bid request in (SPEC 2) -------------------------------------------- */
+
+#define PROTO_ID_MAX_CHARS 128
+/* 128 characters of UTF-8, 4 bytes at most each, plus NUL. */
+#define PROTO_ID_BYTES (PROTO_ID_MAX_CHARS * 4 + 1)
+
+typedef struct proto_bid_request {
+    char request_id[PROTO_ID_MAX_CHARS + 1]; /* [A-Za-z0-9._:-]{1,128} */
+    int has_request_id;   /* request_id is set and valid, also when another
+                             field broke a rule (so `invalid` can name it) */
+    char user_id[PROTO_ID_BYTES];    /* 1-128 characters */
+    char ad_slot_id[PROTO_ID_BYTES]; /* 1-128 characters */
+    int64_t floor_micros;            /* 0 .. AUCTION_PRICE_MAX_MICROS */
+    int has_timestamp;
+    double timestamp;                /* Unix seconds, when has_timestamp */
+    cJSON *root;                     /* owned: the parsed payload */
+    const cJSON *user_context;       /* object inside root, or NULL */
+    const cJSON *context_interests;  /* user_context.interests (array of
+                                        strings) inside root, or NULL */
+} proto_bid_request;
+
+/* Decode one MQTT payload (`len` bytes at `payload`, not necessarily
+ * NUL-terminated) into `out`, which the caller provides (it need not be
+ * initialised). Payloads over `max_bytes` (SPEC 7 limits.max_request_bytes)
+ * are refused before parsing. On success returns PROTO_OK and `out` owns a
+ * parse tree: release it with proto_bid_request_free. On failure returns
+ * the error, writes a message naming the field into `err`, leaves nothing to
+ * free (calling proto_bid_request_free is still safe), and sets
+ * out->has_request_id when the request_id could be read and is valid. */
+proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_bytes,
+                                   proto_bid_request *out, char *err, size_t errlen);
+void proto_bid_request_free(proto_bid_request *r);
+
+/* ---- User profile (SPEC 3.2) -------------------------------------------- */
+
+typedef struct proto_profile {
+    cJSON *root;            /* owned */
+    const cJSON *interests; /* array of strings inside root, or NULL */
+    double ltv_score;       /* 0..1; 0 when absent */
+} proto_profile;
+
+/* Decode a profile as stored at user:profile:{user_id}: an object with
+ * optional `interests` (array of strings), `ltv_score` (number 0..1),
+ * `demographics` (object) and `user_id`; other keys are ignored (profiles
+ * are written by other systems). Returns PROTO_OK, or an error with `out`
+ * left empty (safe to free). */
+proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out, char *err,
+                               size_t errlen);
+/* Encode the profile stored on a miss: `defaults` (config profiles.default,
+ * an object) with "user_id" set to `user_id` first. */
+int proto_profile_encode(const cJSON *defaults, const char *user_id, proto_buf *out);
+void proto_profile_free(proto_profile *p);
+
+/* ---- OpenRTB 2.6 BidRequest out (SPEC 5) ------------------------------------ */
+
+/* Append the BidRequest for one bidder call:
+ * {"id","at","tmax","cur":[currency],"imp":[{"id":"1","tagid","bidfloor",
+ * "bidfloorcur"}],"user":{"id","keywords","ext":{"ltv_score"}},
+ * "ext":{"user_context":{...}}}. `keywords` joins the profile's interests
+ * and user_context.interests with commas (duplicates once). `profile` may be
+ * NULL (no keywords, ltv 0). `tmax_ms` is the time left (>= 1). Returns 0,
+ * or -1 when memory ran out. OpenRTB 2.6 sections 3.2.1, 3.2.4, 3.2.20. */
+int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profile *profile,
+                                 auction_type at, int tmax_ms, const char *currency,
+                                 proto_buf *out);
+
+/* ---- OpenRTB 2.6 BidResponse in (SPEC 5) ------------------------------------ */
+
+typedef enum proto_bid_status {
+    PROTO_BID_OK = 0,
+    PROTO_BID_NO_BID,      /* empty body: no bid (not an error) */
+    PROTO_BID_NO_SEATBID,  /* valid response without any bid: a no-bid too */
+    PROTO_BID_BAD_JSON,    /* not JSON / not an object / bad UTF-8 / NUL */
+    PROTO_BID_WRONG_ID,    /* `id` missing or not the request's id */
+    PROTO_BID_BAD_PRICE,   /* bids present, none with a positive finite price */
+    PROTO_BID_BAD_SHAPE,   /* seatbid/bid of the wrong type */
+    PROTO_BID_TOO_LARGE,   /* body over the limit; not parsed */
+} proto_bid_status;
+
+/* The bid taken from a response. Strings are owned (NULL when absent);
+ * release with proto_bid_free. */
+typedef struct proto_bid {
+    int64_t price_micros;
+    char *bid_id;       /* bid.id */
+    char *imp_id;       /* bid.impid */
+    char *seat;         /* seatbid.seat */
+    char *ad_id;        /* bid.adid */
+    char *crid;         /* bid.crid */
+    char *creative_url; /* bid.iurl */
+    char *nurl;         /* win notice URL */
+    char *lurl;         /* loss notice URL */
+} proto_bid;
+
+/* Decode a BidResponse body for the request `request_id`. Bodies over
+ * `max_bytes` (limits.max_response_bytes) are refused before parsing. With
+ * several seatbids or bids, the highest valid price is taken. Returns
+ * PROTO_BID_OK with `out` filled (free with proto_bid_free), or another
+ * status with `out` empty (safe to free) and a message in `err`.
+ * OpenRTB 2.6 sections 4.2.1-4.2.3. */
+proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
+                                           const char *request_id, proto_bid *out, char *err,
+                                           size_t errlen);
+void proto_bid_free(proto_bid *b);
+/* Short name ("bad_json", "wrong_id", ...). Never NULL. */
+const char *proto_bid_status_str(proto_bid_status s);
+
+/* ---- Auction result out (SPEC 4) ---------------------------------------- */
+
+typedef enum proto_status {
+    PROTO_STATUS_SUCCESS = 0,
+    PROTO_STATUS_NO_BID,
+    PROTO_STATUS_TIMEOUT,
+    PROTO_STATUS_INVALID,
+    PROTO_STATUS_OVERLOADED,
+    PROTO_STATUS_COUNT
+} proto_status;
+
+/* "success", "no_bid", "timeout", "invalid", "overloaded". */
+const char *proto_status_str(proto_status s);
+
+/* A result to publish. Strings are borrowed for the call. */
+typedef struct proto_result {
+    const char *request_id;
+    proto_status status;
+    /* winner, used when status is SUCCESS: */
+    const char *advertiser_id;
+    int64_t bid_price_micros;
+    int64_t clearing_price_micros;
+    const char *ad_id;        /* may be NULL -> "" */
+    const char *creative_url; /* may be NULL -> "" */
+    unsigned bids, bidders, timeouts, errors;
+    int64_t latency_us;   /* printed as latency_ms with up to 3 decimals */
+    int64_t timestamp_us; /* Unix time; printed as seconds with 3 decimals */
+    const char *error;    /* INVALID: the rule broken; else NULL */
+} proto_result;
+
+/* Append the result JSON of SPEC 4. `winner` is an object only for SUCCESS,
+ * else null; INVALID carries "error"; INVALID and OVERLOADED print zero
+ * counters. Returns 0, or -1 when memory ran out. */
+int proto_result_encode(const proto_result *r, proto_buf *out);
+
+/* Append the auction:errors message of SPEC 4:
+ * {"status":"invalid","error":...,"topic":...} plus "request_id" when
+ * `request_id` is not NULL (duplicates). Returns 0 or -1 (memory). */
+int proto_error_encode(const char *error, const char *topic, const char *request_id,
+                       proto_buf *out);
+
+/* ---- Configuration (SPEC 7) --------------------------------------------- */
+
+typedef enum proto_log_level {
+    PROTO_LOG_DEBUG = 0,
+    PROTO_LOG_INFO,
+    PROTO_LOG_WARN,
+    PROTO_LOG_ERROR,
+} proto_log_level;
+
+typedef struct proto_bidder_conf {
+    char *id;
+    char *endpoint;      /* http:// or https:// URL with a host */
+    char **interests;    /* `ninterests` strings; empty matches every user */
+    size_t ninterests;
+    long max_concurrent; /* default 100 */
+} proto_bidder_conf;
+
+typedef struct proto_alert_conf {
+    char *name;
+    char *metric;
+    double above;
+    long window_s;
+} proto_alert_conf;
+
+/* Every key of SPEC 7. Strings are owned (NULL where the key is null). */
+typedef struct proto_config {
+    struct {
+        char *host;
+        long port;
+        char *client_id;
+        char *topic;
+        long qos;
+        char *shared_group;
+        char *username;
+        char *password;
+        int tls;             /* mqtt.tls is an object */
+        char *tls_cafile;
+        char *tls_certfile;
+        char *tls_keyfile;
+    } mqtt;
+    struct {
+        char *host;
+        long port;
+        char *username;
+        char *password;
+    } redis;
+    struct {
+        auction_type type;   /* "second_price" | "first_price" */
+        long tmax_ms;
+        long max_bidders;
+        int64_t price_increment_micros;
+        char *currency;
+    } auction;
+    struct {
+        long ttl_s;
+        cJSON *default_profile; /* owned object: interests, ltv_score, ... */
+    } profiles;
+    struct {
+        long refresh_s;
+    } registry;
+    proto_bidder_conf *bidders;
+    size_t nbidders;
+    struct {
+        long max_request_bytes;
+        long max_response_bytes;
+        long max_inflight;
+        long max_pending_results;
+        long max_pending_notices;
+    } limits;
+    struct {
+        char *listen; /* "host:port", or NULL: no admin listener */
+    } admin;
+    proto_alert_conf *alerts;
+    size_t nalerts;
+    struct {
+        proto_log_level level;
+    } log;
+} proto_config;
+
+/* Decode an advertiser:targeting:{id} value (SPEC 6): {"interests",
+ * "endpoint","max_concurrent"} with the rules of a config `bidders` entry;
+ * `id` (the key's suffix) is copied into out->id. On error `out` is left
+ * empty (safe to free) and `err` names the field. */
+proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,
+                                  proto_bidder_conf *out, char *err, size_t errlen);
+void proto_bidder_conf_free(proto_bidder_conf *b);
+
+/* Fill `c` with the defaults of SPEC 7 (no bidders: the sample bidder of
+ * SPEC 7 lives in conf/exchange.json). Returns PROTO_OK or PROTO_ERR_NOMEM.
+ * Release with proto_config_free. */
+proto_err proto_config_defaults(proto_config *c);
+
+/* Apply a JSON config document on top of `c` (normally fresh defaults):
+ * every key present replaces the value; keys absent keep theirs. Unknown
+ * keys and wrong types or ranges are errors naming the key path
+ * ("auction.tmax_ms: expected an integer between 1 and 10000",
+ * "bidders[2].endpoint: ..."). On error `c` is unchanged. */
+proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char *err,
+                             size_t errlen);
+
+/* Read `path` and apply it with proto_config_parse. PROTO_ERR_IO (with the
+ * path and strerror in `err`) when the file cannot be read. */
+proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen);
+
+/* Set one key from a JSON value text, validated as in a file:
+ * proto_config_set(c, "auction.tmax_ms", "50", ...),
+ * proto_config_set(c, "mqtt.host", "\"10.0.0.1\"", ...). Used for command
+ * line overrides. */
+proto_err proto_config_set(proto_config *c, const char *path, const char *json_value, char *err,
+                           size_t errlen);
+
+/* Print one line per scalar key with its default ("  auction.tmax_ms = 100
+ * (integer 1..10000)") to `f`, for --help. */
+void proto_config_print_keys(FILE *f);
+
+void proto_config_free(proto_config *c);
+
+#endif

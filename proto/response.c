@@ -1,0 +1,336 @@
+/* response.c -- the bidder call (SPEC 5): the OpenRTB 2.6 BidRequest the
+ * exchange sends, and the BidResponse it gets back.
+ *
+ * The one idea: what we send is written field by field into a proto_buf (no
+ * cJSON tree to build and free per bidder); only ext.user_context, which we
+ * forward without looking inside, is printed by cJSON. What we get back is
+ * sorted into exactly one status, so the caller can count bidder errors
+ * by kind, and the single best bid is copied out so the tree can go. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+/* buf.c, module-private: strict parse (NUL, UTF-8, trailing garbage). */
+cJSON *proto_json_parse(const char *text, size_t len, const char **why);
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write the message for a broken rule, when the caller gave room for one. */
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const cJSON *get(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* ---- BidRequest out ----------------------------------------------------- */
+
+/* A set of borrowed strings (open addressing, linear probing): keywords are
+ * deduplicated in linear time, since one 64 KiB request can carry some
+ * 16,000 interests and a quadratic scan would stall the loop. */
+typedef struct str_set {
+    const char **slot;
+    size_t mask;
+} str_set;
+
+static int set_init(str_set *s, size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    s->slot = calloc(cap, sizeof *s->slot);
+    s->mask = cap - 1;
+    return s->slot != NULL ? 0 : -1;
+}
+
+/* 1 when `key` was added, 0 when it was already there. */
+static int set_add(str_set *s, const char *key) {
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    for (size_t i = (size_t)h & s->mask;; i = (i + 1) & s->mask) {
+        if (s->slot[i] == NULL) {
+            s->slot[i] = key;
+            return 1;
+        }
+        if (strcmp(s->slot[i], key) == 0)
+            return 0;
+    }
+}
+
+static size_t array_len(const cJSON *a) {
+    return cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
+}
+
+/* Append each string of `list` not yet in `seen` to `kw`, comma-separated. */
+static int add_keywords(proto_buf *kw, str_set *seen, const cJSON *list) {
+    const cJSON *item = NULL;
+    if (!cJSON_IsArray(list))
+        return 0;
+    cJSON_ArrayForEach(item, list) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        if (s == NULL || *s == '\0' || !set_add(seen, s))
+            continue;
+        if ((kw->len > 0 && proto_buf_puts(kw, ",") != 0) || proto_buf_puts(kw, s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The keywords as one JSON string: profile interests, then the request's
+ * user_context.interests, each once, in that order. */
+static int put_keywords(proto_buf *out, const cJSON *profile_interests,
+                        const cJSON *context_interests) {
+    str_set seen;
+    if (set_init(&seen, array_len(profile_interests) + array_len(context_interests)) != 0)
+        return -1;
+    proto_buf kw;
+    proto_buf_init(&kw);
+    int rc = add_keywords(&kw, &seen, profile_interests) != 0 ||
+             add_keywords(&kw, &seen, context_interests) != 0 ||
+             proto_buf_json_string(out, kw.data) != 0;
+    proto_buf_free(&kw);
+    free(seen.slot);
+    return rc ? -1 : 0;
+}
+
+/* The shortest of %.15g / %.17g that reads back as `v` (0.7, not
+ * 0.69999999999999996). */
+static int put_double(proto_buf *out, double v) {
+    char tmp[32];
+    if (!isfinite(v))
+        v = 0.0;
+    snprintf(tmp, sizeof tmp, "%.15g", v);
+    if (strtod(tmp, NULL) != v)
+        snprintf(tmp, sizeof tmp, "%.17g", v);
+    return proto_buf_puts(out, tmp);
+}
+
+static int put_user_context(proto_buf *out, const cJSON *user_context) {
+    if (!cJSON_IsObject(user_context))
+        return proto_buf_puts(out, "{}");
+    char *text = cJSON_PrintUnformatted(user_context);
+    if (text == NULL)
+        return -1;
+    int rc = proto_buf_puts(out, text);
+    cJSON_free(text);
+    return rc;
+}
+
+/* Each append returns 0 or -1, so `rc |=` keeps the first failure; later
+ * appends after a failure are harmless and the caller drops the buffer. */
+int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profile *profile,
+                                 auction_type at, int tmax_ms, const char *currency,
+                                 proto_buf *out) {
+    if (req == NULL)
+        return -1;
+    if (currency == NULL)
+        currency = "USD";
+    const cJSON *interests = profile != NULL ? profile->interests : NULL;
+    int rc = 0;
+    rc |= proto_buf_puts(out, "{\"id\":");
+    rc |= proto_buf_json_string(out, req->request_id);
+    rc |= proto_buf_printf(out, ",\"at\":%d,\"tmax\":%d,\"cur\":[", (int)at,
+                           tmax_ms < 1 ? 1 : tmax_ms);
+    rc |= proto_buf_json_string(out, currency);
+    rc |= proto_buf_puts(out, "],\"imp\":[{\"id\":\"1\",\"tagid\":");
+    rc |= proto_buf_json_string(out, req->ad_slot_id);
+    rc |= proto_buf_puts(out, ",\"bidfloor\":");
+    rc |= proto_buf_micros(out, req->floor_micros);
+    rc |= proto_buf_puts(out, ",\"bidfloorcur\":");
+    rc |= proto_buf_json_string(out, currency);
+    rc |= proto_buf_puts(out, "}],\"user\":{\"id\":");
+    rc |= proto_buf_json_string(out, req->user_id);
+    rc |= proto_buf_puts(out, ",\"keywords\":");
+    rc |= put_keywords(out, interests, req->context_interests);
+    rc |= proto_buf_puts(out, ",\"ext\":{\"ltv_score\":");
+    rc |= put_double(out, profile != NULL ? profile->ltv_score : 0.0);
+    rc |= proto_buf_puts(out, "}},\"ext\":{\"user_context\":");
+    rc |= put_user_context(out, req->user_context);
+    rc |= proto_buf_puts(out, "}}");
+    return rc;
+}
+
+/* ---- BidResponse in ----------------------------------------------------- */
+
+static int blank(const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return 0;
+    }
+    return 1;
+}
+
+/* A bid's price in micros when it is a number, > 0 and <= 1,000,000. */
+static int bid_price(const cJSON *bid, int64_t *micros) {
+    const cJSON *price = get(bid, "price");
+    return cJSON_IsNumber(price) && auction_micros_from_double(price->valuedouble, micros) == 0 &&
+           *micros > 0;
+}
+
+/* Copy obj[key] when it is a string; leave NULL otherwise. -1: no memory. */
+static int copy_string(const cJSON *obj, const char *key, char **dst) {
+    const cJSON *v = get(obj, key);
+    if (!cJSON_IsString(v) || v->valuestring == NULL)
+        return 0;
+    *dst = strdup(v->valuestring);
+    return *dst != NULL ? 0 : -1;
+}
+
+static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_bid *out) {
+    int rc = 0;
+    out->price_micros = micros;
+    rc |= copy_string(bid, "id", &out->bid_id);
+    rc |= copy_string(bid, "impid", &out->imp_id);
+    rc |= copy_string(seat, "seat", &out->seat);
+    rc |= copy_string(bid, "adid", &out->ad_id);
+    rc |= copy_string(bid, "crid", &out->crid);
+    rc |= copy_string(bid, "iurl", &out->creative_url);
+    rc |= copy_string(bid, "nurl", &out->nurl);
+    rc |= copy_string(bid, "lurl", &out->lurl);
+    return rc;
+}
+
+/* OpenRTB 2.6 4.2.1-4.2.3 on a parsed object: the id, then every seatbid and
+ * bid (a wrong shape anywhere refuses the whole response), then the bid with
+ * the highest valid price (the first of equals). */
+static proto_bid_status pick_bid(const cJSON *root, const char *request_id, proto_bid *out,
+                                 char *err, size_t errlen) {
+    const cJSON *id = get(root, "id");
+    if (!cJSON_IsString(id) || id->valuestring == NULL) {
+        set_err(err, errlen, "id: missing or not a string");
+        return PROTO_BID_WRONG_ID;
+    }
+    if (request_id != NULL && strcmp(id->valuestring, request_id) != 0) {
+        set_err(err, errlen, "id: not the request's id");
+        return PROTO_BID_WRONG_ID;
+    }
+    const cJSON *seatbids = get(root, "seatbid");
+    if (seatbids == NULL || cJSON_IsNull(seatbids)) {
+        set_err(err, errlen, "seatbid: absent");
+        return PROTO_BID_NO_SEATBID;
+    }
+    if (!cJSON_IsArray(seatbids)) {
+        set_err(err, errlen, "seatbid: must be an array");
+        return PROTO_BID_BAD_SHAPE;
+    }
+    const cJSON *best = NULL, *best_seat = NULL, *seat = NULL;
+    int64_t best_micros = 0;
+    size_t nbids = 0, si = 0;
+    cJSON_ArrayForEach(seat, seatbids) {
+        if (!cJSON_IsObject(seat)) {
+            set_err(err, errlen, "seatbid[%zu]: must be an object", si);
+            return PROTO_BID_BAD_SHAPE;
+        }
+        const cJSON *bids = get(seat, "bid"), *bid = NULL;
+        if (!cJSON_IsArray(bids)) {
+            set_err(err, errlen, "seatbid[%zu].bid: must be an array", si);
+            return PROTO_BID_BAD_SHAPE;
+        }
+        size_t bi = 0;
+        cJSON_ArrayForEach(bid, bids) {
+            if (!cJSON_IsObject(bid)) {
+                set_err(err, errlen, "seatbid[%zu].bid[%zu]: must be an object", si, bi);
+                return PROTO_BID_BAD_SHAPE;
+            }
+            int64_t micros = 0;
+            if (bid_price(bid, &micros) && micros > best_micros) {
+                best = bid;
+                best_seat = seat;
+                best_micros = micros;
+            }
+            nbids++;
+            bi++;
+        }
+        si++;
+    }
+    if (nbids == 0) {
+        set_err(err, errlen, "seatbid: no bid");
+        return PROTO_BID_NO_SEATBID;
+    }
+    if (best == NULL) {
+        set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
+        return PROTO_BID_BAD_PRICE;
+    }
+    if (copy_bid(best_seat, best, best_micros, out) != 0) {
+        /* cJSON cannot tell a parse failure from no memory either. */
+        set_err(err, errlen, "body: out of memory");
+        return PROTO_BID_BAD_JSON;
+    }
+    return PROTO_BID_OK;
+}
+
+proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
+                                           const char *request_id, proto_bid *out, char *err,
+                                           size_t errlen) {
+    memset(out, 0, sizeof *out);
+    set_err(err, errlen, "%s", "");
+    if (len > max_bytes) {
+        set_err(err, errlen, "body: over %zu bytes", max_bytes);
+        return PROTO_BID_TOO_LARGE;
+    }
+    if (body == NULL || blank(body, len)) {
+        set_err(err, errlen, "body: empty");
+        return PROTO_BID_NO_BID;
+    }
+    const char *why = NULL;
+    cJSON *root = proto_json_parse(body, len, &why);
+    if (root == NULL) {
+        set_err(err, errlen, "body: %s", why);
+        return PROTO_BID_BAD_JSON;
+    }
+    proto_bid_status st = PROTO_BID_BAD_JSON;
+    if (cJSON_IsObject(root))
+        st = pick_bid(root, request_id, out, err, errlen);
+    else
+        set_err(err, errlen, "body: must be a JSON object");
+    cJSON_Delete(root);
+    if (st != PROTO_BID_OK)
+        proto_bid_free(out);
+    return st;
+}
+
+void proto_bid_free(proto_bid *b) {
+    if (b == NULL)
+        return;
+    free(b->bid_id);
+    free(b->imp_id);
+    free(b->seat);
+    free(b->ad_id);
+    free(b->crid);
+    free(b->creative_url);
+    free(b->nurl);
+    free(b->lurl);
+    memset(b, 0, sizeof *b);
+}
+
+const char *proto_bid_status_str(proto_bid_status s) {
+    switch (s) {
+    case PROTO_BID_OK:
+        return "ok";
+    case PROTO_BID_NO_BID:
+        return "no_bid";
+    case PROTO_BID_NO_SEATBID:
+        return "no_seatbid";
+    case PROTO_BID_BAD_JSON:
+        return "bad_json";
+    case PROTO_BID_WRONG_ID:
+        return "wrong_id";
+    case PROTO_BID_BAD_PRICE:
+        return "bad_price";
+    case PROTO_BID_BAD_SHAPE:
+        return "bad_shape";
+    case PROTO_BID_TOO_LARGE:
+        return "too_large";
+    }
+    return "unknown";
+}

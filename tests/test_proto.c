@@ -1,0 +1,1353 @@
+/* test_proto.c -- the JSON codecs of proto/ against SPEC 2, 3.2, 4 and 5.
+ *
+ * The one idea: every rule has a test that fails when the rule breaks, and
+ * hostile input (not JSON, wrong types, huge strings, deep nesting, bad
+ * UTF-8, NUL bytes, trailing garbage) is a first-class subject. Decoders are
+ * fed exact-size heap copies without a NUL, so a memory checker catches any
+ * over-read (ASan in our code; valgrind in libcjson too); encoder output is
+ * parsed back with cJSON and checked field by field. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+#define MAX_BYTES 65536
+#define ERRLEN 256
+#define BIG_MAX (1 << 22) /* a limit high enough to let huge inputs reach cJSON */
+
+#define VALID_REQUEST                                                                              \
+    "{\"request_id\":\"r-1\",\"user_id\":\"u-7\",\"ad_slot_id\":\"slot-9\","                       \
+    "\"floor_price\":1.5}"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char *xmalloc(size_t n) {
+    char *p = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* `unit` repeated `n` times, NUL-terminated. */
+static char *repeat(const char *unit, size_t n) {
+    size_t len = strlen(unit);
+    char *s = xmalloc(len * n + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + i * len, unit, len);
+    s[len * n] = '\0';
+    return s;
+}
+
+/* printf into a fresh heap string. */
+__attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...) {
+    char *s = NULL;
+    size_t n = 0;
+    FILE *mem = open_memstream(&s, &n);
+    ck_assert_ptr_nonnull(mem);
+    va_list ap;
+    va_start(ap, f);
+    ck_assert_int_ge(vfprintf(mem, f, ap), 0);
+    va_end(ap);
+    ck_assert_int_eq(fclose(mem), 0);
+    return s;
+}
+
+/* Decode `n` bytes from an exact-size heap copy (no NUL after it). */
+static proto_err decode_n(const char *s, size_t n, size_t max, proto_bid_request *r, char *err) {
+    char *copy = xmalloc(n);
+    memcpy(copy, s, n);
+    proto_err e = proto_bid_request_decode(copy, n, max, r, err, ERRLEN);
+    free(copy);
+    return e;
+}
+
+static proto_err decode(const char *s, proto_bid_request *r, char *err) {
+    return decode_n(s, strlen(s), MAX_BYTES, r, err);
+}
+
+/* `json` must fail with `code` and exactly `msg`; nothing is left owned. */
+static void expect_reject(const char *json, size_t max, proto_err code, const char *msg) {
+    proto_bid_request r;
+    char err[ERRLEN];
+    proto_err e = decode_n(json, strlen(json), max, &r, err);
+    ck_assert_msg(e == code, "%.80s: got %d (%s), want %d", json, e, err, code);
+    ck_assert_str_eq(err, msg);
+    ck_assert_ptr_null(r.root);
+    proto_bid_request_free(&r);
+}
+
+static void expect_field(const char *json, const char *msg) {
+    expect_reject(json, BIG_MAX, PROTO_ERR_FIELD, msg);
+}
+
+static proto_bid_status bid_decode(const char *s, size_t n, size_t max, const char *id,
+                                   proto_bid *b, char *err) {
+    char *copy = xmalloc(n);
+    memcpy(copy, s, n);
+    proto_bid_status st = proto_bid_response_decode(copy, n, max, id, b, err, ERRLEN);
+    free(copy);
+    return st;
+}
+
+static void expect_bid_status(const char *body, proto_bid_status want) {
+    proto_bid b;
+    char err[ERRLEN];
+    proto_bid_status st = bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err);
+    ck_assert_msg(st == want, "%.80s: got %s (%s), want %s", body, proto_bid_status_str(st), err,
+                  proto_bid_status_str(want));
+    ck_assert_ptr_null(b.bid_id);
+    ck_assert_ptr_null(b.ad_id);
+    proto_bid_free(&b);
+}
+
+static cJSON *parse_buf(const proto_buf *b) {
+    ck_assert_ptr_nonnull(b->data);
+    cJSON *root = cJSON_ParseWithLength(b->data, b->len);
+    ck_assert_msg(root != NULL, "output is not JSON: %s", b->data);
+    return root;
+}
+
+/* root.path (dots between keys; a number selects an array element). */
+static const cJSON *at(const cJSON *root, const char *path) {
+    char key[64];
+    const cJSON *v = root;
+    while (*path != '\0' && v != NULL) {
+        size_t n = strcspn(path, ".");
+        ck_assert_uint_lt(n, sizeof key);
+        memcpy(key, path, n);
+        key[n] = '\0';
+        path += n + (path[n] == '.');
+        if (cJSON_IsArray(v))
+            v = cJSON_GetArrayItem(v, atoi(key));
+        else
+            v = cJSON_GetObjectItemCaseSensitive(v, key);
+    }
+    ck_assert_msg(v != NULL, "missing %s", key);
+    return v;
+}
+
+static const char *str_at(const cJSON *root, const char *path) {
+    const cJSON *v = at(root, path);
+    ck_assert_msg(cJSON_IsString(v), "%s is not a string", path);
+    return v->valuestring;
+}
+
+static double num_at(const cJSON *root, const char *path) {
+    const cJSON *v = at(root, path);
+    ck_assert_msg(cJSON_IsNumber(v), "%s is not a number", path);
+    return v->valuedouble;
+}
+
+/* ---- buffer and escaping ------------------------------------------------ */
+
+START_TEST(buf_grows_and_resets) {
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_buf_append(&b, "", 0), 0);
+    ck_assert_str_eq(b.data, "");
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(proto_buf_printf(&b, "%04d,", i), 0);
+    ck_assert_uint_eq(b.len, 5000);
+    ck_assert_int_eq(strncmp(b.data + 4995, "0999,", 5), 0);
+    ck_assert_uint_eq(strlen(b.data), b.len);
+    char *long_text = repeat("x", 10000);
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_buf_printf(&b, "[%s]", long_text), 0);
+    ck_assert_uint_eq(b.len, 10002);
+    ck_assert_int_eq(b.data[10001], ']');
+    size_t cap = b.cap;
+    proto_buf_reset(&b);
+    ck_assert_uint_eq(b.len, 0);
+    ck_assert_uint_eq(b.cap, cap);
+    ck_assert_str_eq(b.data, "");
+    ck_assert_int_eq(proto_buf_puts(&b, "ab"), 0);
+    ck_assert_int_eq(proto_buf_append(&b, "cdef", 2), 0);
+    ck_assert_str_eq(b.data, "abcd");
+    free(long_text);
+    proto_buf_free(&b);
+    ck_assert_ptr_null(b.data);
+    ck_assert_uint_eq(b.len, 0);
+}
+END_TEST
+
+START_TEST(buf_json_string_escapes) {
+    proto_buf b;
+    proto_buf_init(&b);
+    ck_assert_int_eq(proto_buf_json_string(&b, "a\"b\\c/d\n\t\r\b\f\x01\x1f\x7f"), 0);
+    ck_assert_str_eq(b.data, "\"a\\\"b\\\\c/d\\n\\t\\r\\b\\f\\u0001\\u001f\x7f\"");
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_buf_json_string(&b, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), 0);
+    ck_assert_str_eq(b.data, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_buf_json_string(&b, ""), 0);
+    ck_assert_int_eq(proto_buf_json_string(&b, NULL), 0);
+    ck_assert_str_eq(b.data, "\"\"\"\"");
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(buf_json_string_round_trips) {
+    /* every ASCII byte 1..127, then multi-byte UTF-8 */
+    char s[200];
+    size_t n = 0;
+    for (int c = 1; c < 128; c++)
+        s[n++] = (char)c;
+    const char *utf8 = "\xc3\xa9\xe2\x80\xa8\xef\xbf\xbf\xf4\x8f\xbf\xbf";
+    memcpy(s + n, utf8, strlen(utf8) + 1);
+    proto_buf b;
+    proto_buf_init(&b);
+    ck_assert_int_eq(proto_buf_json_string(&b, s), 0);
+    cJSON *v = parse_buf(&b);
+    ck_assert(cJSON_IsString(v));
+    ck_assert_str_eq(v->valuestring, s);
+    cJSON_Delete(v);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(buf_micros_exact) {
+    static const struct {
+        int64_t micros;
+        const char *text;
+    } cases[] = {
+        {2110000, "2.11"}, {1, "0.000001"},  {INT64_C(1000000000000), "1000000"},
+        {0, "0"},          {1500000, "1.5"}, {2520000, "2.52"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_buf b = {0};
+        ck_assert_int_eq(proto_buf_micros(&b, cases[i].micros), 0);
+        ck_assert_str_eq(b.data, cases[i].text);
+        proto_buf_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(strerror_names_every_error) {
+    const proto_err all[] = {
+        PROTO_OK,        PROTO_ERR_TOO_LARGE, PROTO_ERR_NOT_JSON, PROTO_ERR_NOT_OBJECT,
+        PROTO_ERR_FIELD, PROTO_ERR_NOMEM,     PROTO_ERR_IO};
+    size_t n = sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_ptr_nonnull(proto_strerror(all[i]));
+        for (size_t j = 0; j < i; j++)
+            ck_assert_str_ne(proto_strerror(all[i]), proto_strerror(all[j]));
+    }
+    ck_assert_ptr_nonnull(proto_strerror((proto_err)99));
+}
+END_TEST
+
+/* ---- bid request: valid --------------------------------------------------- */
+
+START_TEST(request_valid_full) {
+    const char *json =
+        "  {\"request_id\":\"A.z_0:9-x\",\"user_id\":\"u-7\",\"ad_slot_id\":\"slot-9\","
+        "\"floor_price\":2.11,\"user_context\":{\"interests\":[\"tech\",\"news\"],"
+        "\"geo\":{\"country\":\"FR\"}},\"timestamp\":1795000000.5,"
+        "\"future_field\":[1,{\"x\":null}]}\n";
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(json, &r, err), PROTO_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_int_eq(r.has_request_id, 1);
+    ck_assert_str_eq(r.request_id, "A.z_0:9-x");
+    ck_assert_str_eq(r.user_id, "u-7");
+    ck_assert_str_eq(r.ad_slot_id, "slot-9");
+    ck_assert_int_eq(r.floor_micros, 2110000);
+    ck_assert_int_eq(r.has_timestamp, 1);
+    ck_assert(r.timestamp == 1795000000.5);
+    ck_assert_ptr_nonnull(r.root);
+    ck_assert(cJSON_IsObject(r.user_context));
+    ck_assert(cJSON_IsArray(r.context_interests));
+    ck_assert_int_eq(cJSON_GetArraySize(r.context_interests), 2);
+    proto_bid_request_free(&r);
+    ck_assert_ptr_null(r.root);
+    proto_bid_request_free(&r); /* twice is safe */
+}
+END_TEST
+
+START_TEST(request_valid_minimal_and_nulls) {
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(VALID_REQUEST, &r, err), PROTO_OK);
+    ck_assert_int_eq(r.floor_micros, 1500000);
+    ck_assert_int_eq(r.has_timestamp, 0);
+    ck_assert_ptr_null(r.user_context);
+    ck_assert_ptr_null(r.context_interests);
+    proto_bid_request_free(&r);
+
+    /* optional fields sent as null count as absent */
+    const char *nulls = "{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                        "\"floor_price\":0,\"user_context\":null,\"timestamp\":null}";
+    ck_assert_int_eq(decode(nulls, &r, err), PROTO_OK);
+    ck_assert_ptr_null(r.user_context);
+    ck_assert_int_eq(r.has_timestamp, 0);
+    ck_assert_int_eq(r.floor_micros, 0);
+    proto_bid_request_free(&r);
+
+    const char *no_interests = "{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                               "\"floor_price\":1000000,\"user_context\":{\"interests\":null}}";
+    ck_assert_int_eq(decode(no_interests, &r, err), PROTO_OK);
+    ck_assert(cJSON_IsObject(r.user_context));
+    ck_assert_ptr_null(r.context_interests);
+    ck_assert_int_eq(r.floor_micros, INT64_C(1000000000000));
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+START_TEST(request_floor_exact) {
+    static const struct {
+        const char *text;
+        int64_t micros;
+    } cases[] = {
+        {"0.000001", 1},
+        {"2.11", 2110000},
+        {"0.1", 100000},
+        {"999999.999999", INT64_C(999999999999)},
+        {"1e6", INT64_C(1000000000000)},
+        {"-0", 0},
+        {"1.10", 1100000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":%s}",
+                         cases[i].text);
+        proto_bid_request r;
+        char err[ERRLEN];
+        ck_assert_msg(decode(json, &r, err) == PROTO_OK, "%s: %s", cases[i].text, err);
+        ck_assert_int_eq(r.floor_micros, cases[i].micros);
+        proto_bid_request_free(&r);
+        free(json);
+    }
+}
+END_TEST
+
+START_TEST(request_ids_count_characters) {
+    /* 128 characters are allowed whatever their UTF-8 length; 129 are not */
+    const char *units[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t i = 0; i < 4; i++) {
+        char *ok = repeat(units[i], 128);
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"%s\",\"ad_slot_id\":\"%s\","
+                         "\"floor_price\":1}",
+                         ok, ok);
+        proto_bid_request r;
+        char err[ERRLEN];
+        ck_assert_msg(decode(json, &r, err) == PROTO_OK, "%s", err);
+        ck_assert_str_eq(r.user_id, ok);
+        ck_assert_str_eq(r.ad_slot_id, ok);
+        proto_bid_request_free(&r);
+        free(json);
+        char *long_id = repeat(units[i], 129);
+        json = fmt("{\"request_id\":\"r\",\"user_id\":\"%s\",\"ad_slot_id\":\"s\","
+                   "\"floor_price\":1}",
+                   long_id);
+        expect_field(json, "user_id: must be a string of 1-128 characters");
+        free(json);
+        json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"%s\","
+                   "\"floor_price\":1}",
+                   long_id);
+        expect_field(json, "ad_slot_id: must be a string of 1-128 characters");
+        free(json);
+        free(long_id);
+        free(ok);
+    }
+    /* an escaped character counts once too */
+    char *esc = repeat("\\u00e9", 128);
+    char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"%s\",\"ad_slot_id\":\"s\","
+                     "\"floor_price\":1}",
+                     esc);
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(json, &r, err), PROTO_OK);
+    ck_assert_uint_eq(strlen(r.user_id), 256);
+    proto_bid_request_free(&r);
+    free(json);
+    free(esc);
+}
+END_TEST
+
+START_TEST(request_exactly_at_limit) {
+    size_t pad = MAX_BYTES - strlen(VALID_REQUEST);
+    char *json = xmalloc(MAX_BYTES + 2);
+    memcpy(json, VALID_REQUEST, strlen(VALID_REQUEST));
+    memset(json + strlen(VALID_REQUEST), ' ', pad + 1);
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode_n(json, MAX_BYTES, MAX_BYTES, &r, err), PROTO_OK);
+    proto_bid_request_free(&r);
+    ck_assert_int_eq(decode_n(json, MAX_BYTES + 1, MAX_BYTES, &r, err), PROTO_ERR_TOO_LARGE);
+    ck_assert_str_eq(err, "payload: over 65536 bytes");
+    ck_assert_int_eq(r.has_request_id, 0);
+    ck_assert_int_eq(decode_n(json, 200, 100, &r, err), PROTO_ERR_TOO_LARGE);
+    ck_assert_str_eq(err, "payload: over 100 bytes");
+    free(json);
+}
+END_TEST
+
+/* ---- bid request: payload-level rejects ---------------------------------- */
+
+START_TEST(request_not_json) {
+    const char *bad[] = {"",
+                         "   ",
+                         "hello",
+                         "{",
+                         "{\"request_id\":}",
+                         "{'a':1}",
+                         "{\"a\":1,}",
+                         "NaN",
+                         "{\"floor_price\":NaN}",
+                         "{\"floor_price\":Infinity}",
+                         "{\"floor_price\":-Infinity}",
+                         "{\"a\":0x10}",
+                         "[1,2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_reject(bad[i], MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_bid_request_decode(NULL, 0, MAX_BYTES, &r, err, ERRLEN),
+                     PROTO_ERR_NOT_JSON);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+START_TEST(request_trailing_garbage) {
+    const char *bad[] = {VALID_REQUEST " x", VALID_REQUEST "{}", VALID_REQUEST ",",
+                         VALID_REQUEST "\n\n]", "[] []"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_reject(bad[i], MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    /* trailing whitespace is fine */
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(VALID_REQUEST " \t\r\n", &r, err), PROTO_OK);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+START_TEST(request_not_object) {
+    const char *bad[] = {"[]", "[" VALID_REQUEST "]", "\"r-1\"", "42", "null", "true"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_reject(bad[i], MAX_BYTES, PROTO_ERR_NOT_OBJECT, "payload: must be a JSON object");
+}
+END_TEST
+
+START_TEST(request_deep_nesting) {
+    size_t depth = 100000;
+    char *open = repeat("[", depth), *close = repeat("]", depth);
+    char *json = fmt("%s%s", open, close);
+    expect_reject(json, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    free(json);
+    char *objs = repeat("{\"a\":", depth), *ends = repeat("}", depth);
+    json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+               "\"floor_price\":1,\"user_context\":%s1%s}",
+               objs, ends);
+    expect_reject(json, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    free(json);
+    /* unterminated: no closing brackets at all */
+    expect_reject(open, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    free(open);
+    free(close);
+    free(objs);
+    free(ends);
+}
+END_TEST
+
+START_TEST(request_bad_utf8) {
+    const char *bad[] = {
+        "\x80",             /* lone continuation byte */
+        "\xc0\xaf",         /* overlong '/' (2 bytes) */
+        "\xc1\xbf",         /* overlong (2 bytes) */
+        "\xe0\x80\xaf",     /* overlong '/' (3 bytes) */
+        "\xf0\x80\x80\xaf", /* overlong '/' (4 bytes) */
+        "\xed\xa0\x80",     /* UTF-16 surrogate U+D800 */
+        "\xed\xbf\xbf",     /* UTF-16 surrogate U+DFFF */
+        "\xf4\x90\x80\x80", /* U+110000, above U+10FFFF */
+        "\xf5\x80\x80\x80", /* lead byte 0xf5 */
+        "\xff",             /* never valid */
+        "\xe2\x82",         /* truncated sequence */
+        "\xc3\x28",         /* bad continuation */
+        "\xf0\x9f\x98",     /* 4-byte sequence cut short */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u%s\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1}",
+                         bad[i]);
+        expect_reject(json, MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid UTF-8");
+        free(json);
+    }
+    /* at the very end of the payload, where a reader could run past it */
+    char *json = fmt("%s\xe2\x82", VALID_REQUEST);
+    expect_reject(json, MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid UTF-8");
+    free(json);
+    /* escaped lone surrogates are refused by the parser */
+    expect_reject("{\"request_id\":\"r-1\",\"user_id\":\"\\ud800\",\"ad_slot_id\":\"s\","
+                  "\"floor_price\":1}",
+                  MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    expect_reject("{\"request_id\":\"r-1\",\"user_id\":\"\\udc00x\",\"ad_slot_id\":\"s\","
+                  "\"floor_price\":1}",
+                  MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+}
+END_TEST
+
+START_TEST(request_nul_and_control_bytes) {
+    static const char with_nul[] = "{\"request_id\":\"r-1\",\"user_id\":\"u\0x\",\"ad_slot_id\":"
+                                   "\"s\",\"floor_price\":1}";
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode_n(with_nul, sizeof with_nul - 1, MAX_BYTES, &r, err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "payload: contains a NUL byte");
+    ck_assert_int_eq(r.has_request_id, 0);
+    /* a NUL after a complete object is not "the end of the string" */
+    static const char nul_after[] = VALID_REQUEST "\0garbage";
+    ck_assert_int_eq(decode_n(nul_after, sizeof nul_after - 1, MAX_BYTES, &r, err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "payload: contains a NUL byte");
+    /* raw control characters are not JSON (cJSON alone would skip them) */
+    expect_reject("\x01" VALID_REQUEST, MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    expect_reject("{\"request_id\":\"r-1\",\"user_id\":\"u\x1b\",\"ad_slot_id\":\"s\","
+                  "\"floor_price\":1}",
+                  MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+}
+END_TEST
+
+/* Every truncation of a rich payload is refused, and no reader runs past the
+ * end of the bytes it was given (the copies are exact-size). */
+START_TEST(request_every_prefix) {
+    const char *full = "{\"request_id\":\"r-1\",\"user_id\":\"u\\u00e9\\ud83d\\ude00\\\"\","
+                       "\"ad_slot_id\":\"s\xc3\xa9\",\"floor_price\":1.5e0,\"timestamp\":-12.5E+2,"
+                       "\"user_context\":{\"interests\":[\"a\",\"b\"],\"x\":[true,false,null,{}]}}";
+    size_t n = strlen(full);
+    for (size_t len = 0; len < n; len++) {
+        proto_bid_request r;
+        char err[ERRLEN];
+        ck_assert_int_ne(decode_n(full, len, MAX_BYTES, &r, err), PROTO_OK);
+        proto_bid_request_free(&r);
+    }
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode_n(full, n, MAX_BYTES, &r, err), PROTO_OK);
+    ck_assert_str_eq(r.user_id, "u\xc3\xa9\xf0\x9f\x98\x80\"");
+    ck_assert(r.timestamp == -1250.0);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+/* ---- bid request: field rules -------------------------------------------- */
+
+#define RID_RULE "request_id: must be 1-128 characters of [A-Za-z0-9._:-]"
+
+START_TEST(request_id_rules) {
+    expect_field("{\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1}",
+                 "request_id: required");
+    const char *bad[] = {
+        "1",       "null", "\"\"",   "\"r 1\"", "\"r/1\"", "\"r\\n\"", "\"caf\xc3\xa9\"",
+        "[\"r\"]", "{}",   "\"r+1\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *json = fmt("{\"request_id\":%s,\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1}",
+                         bad[i]);
+        expect_field(json, RID_RULE);
+        free(json);
+    }
+    char *ok = repeat("a", 128), *long_id = repeat("a", 129);
+    char *json = fmt("{\"request_id\":\"%s\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                     "\"floor_price\":1}",
+                     ok);
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(json, &r, err), PROTO_OK);
+    ck_assert_str_eq(r.request_id, ok);
+    proto_bid_request_free(&r);
+    free(json);
+    json = fmt("{\"request_id\":\"%s\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+               "\"floor_price\":1}",
+               long_id);
+    expect_field(json, RID_RULE);
+    free(json);
+    free(ok);
+    free(long_id);
+}
+END_TEST
+
+START_TEST(request_user_and_slot_rules) {
+    expect_field("{\"request_id\":\"r\",\"ad_slot_id\":\"s\",\"floor_price\":1}",
+                 "user_id: required");
+    expect_field("{\"request_id\":\"r\",\"user_id\":\"u\",\"floor_price\":1}",
+                 "ad_slot_id: required");
+    const char *bad[] = {"7", "\"\"", "null", "true", "[\"u\"]", "{\"id\":\"u\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":%s,\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1}",
+                         bad[i]);
+        expect_field(json, "user_id: must be a string of 1-128 characters");
+        free(json);
+        json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":%s,"
+                   "\"floor_price\":1}",
+                   bad[i]);
+        expect_field(json, "ad_slot_id: must be a string of 1-128 characters");
+        free(json);
+    }
+    char *huge = repeat("x", 100000);
+    char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"%s\",\"ad_slot_id\":\"s\","
+                     "\"floor_price\":1}",
+                     huge);
+    expect_field(json, "user_id: must be a string of 1-128 characters");
+    /* and with the normal limit it never reaches the parser */
+    expect_reject(json, MAX_BYTES, PROTO_ERR_TOO_LARGE, "payload: over 65536 bytes");
+    free(json);
+    json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"%s\","
+               "\"floor_price\":1}",
+               huge);
+    expect_field(json, "ad_slot_id: must be a string of 1-128 characters");
+    free(json);
+    free(huge);
+}
+END_TEST
+
+#define FLOOR_MSG "floor_price: must be a finite number between 0 and 1000000"
+
+START_TEST(request_floor_rules) {
+    expect_field("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\"}",
+                 "floor_price: required");
+    const char *bad[] = {"\"1.5\"", "-0.01", "-1",   "1000000.01", "1000001", "1e400",
+                         "-1e400",  "1e300", "true", "null",       "[1]",     "{}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":%s}",
+                         bad[i]);
+        expect_field(json, FLOOR_MSG);
+        free(json);
+    }
+}
+END_TEST
+
+START_TEST(request_context_rules) {
+    const char *not_object[] = {"[]", "\"ctx\"", "1", "true"};
+    for (size_t i = 0; i < sizeof not_object / sizeof not_object[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1,\"user_context\":%s}",
+                         not_object[i]);
+        expect_field(json, "user_context: must be an object");
+        free(json);
+    }
+    const char *bad_interests[] = {"\"tech\"", "[1]", "[\"a\",null]", "{}", "[[\"a\"]]", "7"};
+    for (size_t i = 0; i < sizeof bad_interests / sizeof bad_interests[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1,\"user_context\":{\"interests\":%s}}",
+                         bad_interests[i]);
+        expect_field(json, "user_context.interests: must be an array of strings");
+        free(json);
+    }
+}
+END_TEST
+
+START_TEST(request_timestamp_rules) {
+    const char *bad[] = {"\"1795000000\"", "1e400", "-1e400", "true", "[]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                         "\"floor_price\":1,\"timestamp\":%s}",
+                         bad[i]);
+        expect_field(json, "timestamp: must be a number");
+        free(json);
+    }
+}
+END_TEST
+
+START_TEST(request_id_recovered) {
+    const char *cases[] = {
+        "{\"request_id\":\"r-42\",\"user_id\":7,\"ad_slot_id\":\"s\",\"floor_price\":1}",
+        "{\"request_id\":\"r-42\",\"user_id\":\"u\",\"floor_price\":1}",
+        "{\"floor_price\":-5,\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"request_id\":\"r-42\"}",
+        "{\"request_id\":\"r-42\",\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1,"
+        "\"user_context\":[]}",
+        "{\"request_id\":\"r-42\",\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1,"
+        "\"timestamp\":\"now\"}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_bid_request r;
+        char err[ERRLEN];
+        ck_assert_int_eq(decode(cases[i], &r, err), PROTO_ERR_FIELD);
+        ck_assert_int_eq(r.has_request_id, 1);
+        ck_assert_str_eq(r.request_id, "r-42");
+        ck_assert_ptr_null(r.root);
+        ck_assert_ptr_null(r.user_context);
+        proto_bid_request_free(&r);
+    }
+    /* not recovered when request_id itself is bad, or the payload is not JSON */
+    const char *lost[] = {
+        "{\"request_id\":\"r 42\",\"user_id\":7}",
+        "{\"request_id\":42}",
+        "{\"request_id\":\"r-42\"",
+        "[{\"request_id\":\"r-42\"}]",
+    };
+    for (size_t i = 0; i < sizeof lost / sizeof lost[0]; i++) {
+        proto_bid_request r;
+        char err[ERRLEN];
+        ck_assert_int_ne(decode(lost[i], &r, err), PROTO_OK);
+        ck_assert_int_eq(r.has_request_id, 0);
+        proto_bid_request_free(&r);
+    }
+}
+END_TEST
+
+/* ---- profile ------------------------------------------------------------ */
+
+START_TEST(profile_decode_valid) {
+    const char *json = "{\"user_id\":\"u-7\",\"interests\":[\"tech\",\"sports\"],"
+                       "\"demographics\":{\"age\":30},\"ltv_score\":0.7,\"source\":\"crm\"}";
+    proto_profile p;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(json, strlen(json), &p, err, ERRLEN), PROTO_OK);
+    ck_assert(cJSON_IsArray(p.interests));
+    ck_assert_int_eq(cJSON_GetArraySize(p.interests), 2);
+    ck_assert(p.ltv_score == 0.7);
+    proto_profile_free(&p);
+    ck_assert_ptr_null(p.root);
+
+    ck_assert_int_eq(proto_profile_decode("{}", 2, &p, err, ERRLEN), PROTO_OK);
+    ck_assert_ptr_null(p.interests);
+    ck_assert(p.ltv_score == 0.0);
+    proto_profile_free(&p);
+}
+END_TEST
+
+START_TEST(profile_decode_invalid) {
+    static const struct {
+        const char *json;
+        proto_err code;
+        const char *msg;
+    } cases[] = {
+        {"", PROTO_ERR_NOT_JSON, "profile: not valid JSON"},
+        {"{\"interests\":[]", PROTO_ERR_NOT_JSON, "profile: not valid JSON"},
+        {"{} x", PROTO_ERR_NOT_JSON, "profile: not valid JSON"},
+        {"{\"interests\":[\"\xc0\xaf\"]}", PROTO_ERR_NOT_JSON, "profile: not valid UTF-8"},
+        {"[]", PROTO_ERR_NOT_OBJECT, "profile: must be a JSON object"},
+        {"{\"interests\":\"tech\"}", PROTO_ERR_FIELD, "interests: must be an array of strings"},
+        {"{\"interests\":[1]}", PROTO_ERR_FIELD, "interests: must be an array of strings"},
+        {"{\"ltv_score\":1.5}", PROTO_ERR_FIELD, "ltv_score: must be a number between 0 and 1"},
+        {"{\"ltv_score\":-0.1}", PROTO_ERR_FIELD, "ltv_score: must be a number between 0 and 1"},
+        {"{\"ltv_score\":\"0.5\"}", PROTO_ERR_FIELD, "ltv_score: must be a number between 0 and 1"},
+        {"{\"ltv_score\":1e400}", PROTO_ERR_FIELD, "ltv_score: must be a number between 0 and 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].json);
+        char *copy = xmalloc(n);
+        memcpy(copy, cases[i].json, n);
+        proto_profile p;
+        char err[ERRLEN];
+        ck_assert_int_eq(proto_profile_decode(copy, n, &p, err, ERRLEN), cases[i].code);
+        ck_assert_str_eq(err, cases[i].msg);
+        ck_assert_ptr_null(p.root);
+        proto_profile_free(&p);
+        free(copy);
+    }
+    static const char nul[] = "{\"interests\":[\"a\0\"]}";
+    proto_profile p;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(nul, sizeof nul - 1, &p, err, ERRLEN),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "profile: contains a NUL byte");
+    proto_profile_free(&p);
+}
+END_TEST
+
+START_TEST(profile_encode_default) {
+    cJSON *defaults = cJSON_Parse("{\"user_id\":\"stale\",\"interests\":[],\"ltv_score\":0.5,"
+                                  "\"demographics\":{\"a\":[1,\"x\"]}}");
+    ck_assert_ptr_nonnull(defaults);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_profile_encode(defaults, "u-7", &b), 0);
+    ck_assert_str_eq(b.data, "{\"user_id\":\"u-7\",\"interests\":[],\"ltv_score\":0.5,"
+                             "\"demographics\":{\"a\":[1,\"x\"]}}");
+    /* it reads back as a profile */
+    proto_profile p;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(b.data, b.len, &p, err, ERRLEN), PROTO_OK);
+    ck_assert(p.ltv_score == 0.5);
+    proto_profile_free(&p);
+    /* a user_id that needs escaping */
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_profile_encode(defaults, "a\"b\\c\n\xc3\xa9", &b), 0);
+    cJSON *back = parse_buf(&b);
+    ck_assert_str_eq(str_at(back, "user_id"), "a\"b\\c\n\xc3\xa9");
+    cJSON_Delete(back);
+    /* no defaults at all */
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_profile_encode(NULL, "u", &b), 0);
+    ck_assert_str_eq(b.data, "{\"user_id\":\"u\"}");
+    proto_buf_free(&b);
+    cJSON_Delete(defaults);
+}
+END_TEST
+
+/* ---- OpenRTB BidRequest out --------------------------------------------- */
+
+static void decode_ok(const char *json, proto_bid_request *r) {
+    char err[ERRLEN];
+    proto_err e = decode_n(json, strlen(json), BIG_MAX, r, err);
+    ck_assert_msg(e == PROTO_OK, "%s", err);
+}
+
+static void decode_profile_ok(const char *json, proto_profile *p) {
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(json, strlen(json), p, err, ERRLEN), PROTO_OK);
+}
+
+START_TEST(openrtb_request_fields) {
+    proto_bid_request r;
+    decode_ok("{\"request_id\":\"r-1\",\"user_id\":\"u-7\",\"ad_slot_id\":\"slot-9\","
+              "\"floor_price\":1.5,\"user_context\":{\"interests\":[\"sports\",\"music\","
+              "\"tech\",\"music\"],\"geo\":{\"lat\":48.85,\"city\":\"Paris\"},\"n\":null}}",
+              &r);
+    proto_profile p;
+    decode_profile_ok("{\"interests\":[\"tech\",\"sports\",\"tech\"],\"ltv_score\":0.7}", &p);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 95, "USD", &b), 0);
+    cJSON *o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "id"), "r-1");
+    ck_assert(num_at(o, "at") == 2);
+    ck_assert(num_at(o, "tmax") == 95);
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "cur")), 1);
+    ck_assert_str_eq(str_at(o, "cur.0"), "USD");
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "imp")), 1);
+    ck_assert_str_eq(str_at(o, "imp.0.id"), "1");
+    ck_assert_str_eq(str_at(o, "imp.0.tagid"), "slot-9");
+    ck_assert(num_at(o, "imp.0.bidfloor") == 1.5);
+    ck_assert_str_eq(str_at(o, "imp.0.bidfloorcur"), "USD");
+    ck_assert_str_eq(str_at(o, "user.id"), "u-7");
+    ck_assert_str_eq(str_at(o, "user.keywords"), "tech,sports,music");
+    ck_assert(num_at(o, "user.ext.ltv_score") == 0.7);
+    ck_assert(cJSON_Compare(at(o, "ext.user_context"), r.user_context, 1));
+    /* numbers are printed exactly, not through a rounding double */
+    ck_assert_ptr_nonnull(strstr(b.data, "\"bidfloor\":1.5,"));
+    ck_assert_ptr_nonnull(strstr(b.data, "\"ltv_score\":0.7}"));
+    ck_assert_ptr_nonnull(
+        strstr(b.data, "{\"id\":\"r-1\",\"at\":2,\"tmax\":95,\"cur\":[\"USD\"],"));
+    cJSON_Delete(o);
+
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_FIRST_PRICE, 0, "EUR", &b), 0);
+    o = parse_buf(&b);
+    ck_assert(num_at(o, "at") == 1);
+    ck_assert(num_at(o, "tmax") == 1); /* never below 1 */
+    ck_assert_str_eq(str_at(o, "cur.0"), "EUR");
+    ck_assert_str_eq(str_at(o, "imp.0.bidfloorcur"), "EUR");
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+    proto_profile_free(&p);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+START_TEST(openrtb_request_defaults) {
+    proto_bid_request r;
+    decode_ok("{\"request_id\":\"r-2\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+              "\"floor_price\":0.000001}",
+              &r);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 100, "USD", &b),
+                     0);
+    cJSON *o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "user.keywords"), "");
+    ck_assert(num_at(o, "user.ext.ltv_score") == 0);
+    const cJSON *ctx = at(o, "ext.user_context");
+    ck_assert(cJSON_IsObject(ctx));
+    ck_assert_ptr_null(ctx->child);
+    ck_assert_ptr_nonnull(strstr(b.data, "\"bidfloor\":0.000001,"));
+    cJSON_Delete(o);
+    proto_bid_request_free(&r);
+
+    /* profile keywords alone, and a floor of 2.11 printed as such */
+    decode_ok("{\"request_id\":\"r-3\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+              "\"floor_price\":2.11,\"user_context\":{}}",
+              &r);
+    proto_profile p;
+    decode_profile_ok("{\"interests\":[\"a\",\"\",\"b\"]}", &p);
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
+    o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "user.keywords"), "a,b");
+    ck_assert_ptr_nonnull(strstr(b.data, "\"bidfloor\":2.11,"));
+    cJSON_Delete(o);
+    proto_profile_free(&p);
+    proto_bid_request_free(&r);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(openrtb_request_escaping) {
+    proto_bid_request r;
+    decode_ok("{\"request_id\":\"r-4\",\"user_id\":\"u\\\"\\\\\\n\xc3\xa9\","
+              "\"ad_slot_id\":\"s\\t\\u0001\",\"floor_price\":1,"
+              "\"user_context\":{\"interests\":[\"a\\\"b\",\"\\u00e9\"],\"k\\\"\":\"v\\n\"}}",
+              &r);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 10, "USD", &b),
+                     0);
+    cJSON *o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "user.id"), "u\"\\\n\xc3\xa9");
+    ck_assert_str_eq(str_at(o, "imp.0.tagid"), "s\t\x01");
+    ck_assert_str_eq(str_at(o, "user.keywords"), "a\"b,\xc3\xa9");
+    ck_assert(cJSON_Compare(at(o, "ext.user_context"), r.user_context, 1));
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+START_TEST(openrtb_request_many_keywords) {
+    /* 15,000 distinct interests, each sent twice: linear, and each once */
+    size_t n = 15000;
+    proto_buf in = {0};
+    ck_assert_int_eq(proto_buf_puts(&in,
+                                    "{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":"
+                                    "\"s\",\"floor_price\":1,\"user_context\":{\"interests\":["),
+                     0);
+    for (size_t round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++)
+            ck_assert_int_eq(proto_buf_printf(&in, "%s\"k%zu\"", round || i ? "," : "", i), 0);
+    }
+    ck_assert_int_eq(proto_buf_puts(&in, "]}}"), 0);
+    proto_bid_request r;
+    decode_ok(in.data, &r);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 10, "USD", &b),
+                     0);
+    cJSON *o = parse_buf(&b);
+    const char *kw = str_at(o, "user.keywords");
+    size_t commas = 0;
+    for (const char *p = kw; *p != '\0'; p++)
+        commas += *p == ',';
+    ck_assert_uint_eq(commas, n - 1);
+    ck_assert_int_eq(strncmp(kw, "k0,k1,k2,", 9), 0);
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+    proto_buf_free(&in);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+/* ---- BidResponse in ----------------------------------------------------- */
+
+#define SPEC_RESPONSE                                                                              \
+    "{\"id\":\"r-1\",\"seatbid\":[{\"seat\":\"adv-2\",\"bid\":[{\"id\":\"b1\",\"impid\":\"1\","    \
+    "\"price\":2.52,\"adid\":\"ad_adv-2_r-1\",\"crid\":\"c1\","                                    \
+    "\"iurl\":\"https://cdn.example/adv-2.jpg\",\"nurl\":\"http://n.example/win\"}]}],"            \
+    "\"cur\":\"USD\"}"
+
+START_TEST(bid_response_ok) {
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(SPEC_RESPONSE, strlen(SPEC_RESPONSE), MAX_BYTES, "r-1", &b, err),
+                     PROTO_BID_OK);
+    ck_assert_int_eq(b.price_micros, 2520000);
+    ck_assert_str_eq(b.bid_id, "b1");
+    ck_assert_str_eq(b.imp_id, "1");
+    ck_assert_str_eq(b.seat, "adv-2");
+    ck_assert_str_eq(b.ad_id, "ad_adv-2_r-1");
+    ck_assert_str_eq(b.crid, "c1");
+    ck_assert_str_eq(b.creative_url, "https://cdn.example/adv-2.jpg");
+    ck_assert_str_eq(b.nurl, "http://n.example/win");
+    ck_assert_ptr_null(b.lurl);
+    proto_bid_free(&b);
+    ck_assert_ptr_null(b.seat);
+    proto_bid_free(&b);
+
+    /* a price of exactly 1,000,000 is valid; missing strings stay NULL */
+    const char *max = "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":1000000,"
+                      "\"lurl\":\"http://l\",\"adid\":7}]}]}";
+    ck_assert_int_eq(bid_decode(max, strlen(max), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_int_eq(b.price_micros, INT64_C(1000000000000));
+    ck_assert_ptr_null(b.seat);
+    ck_assert_ptr_null(b.ad_id);
+    ck_assert_str_eq(b.lurl, "http://l");
+    proto_bid_free(&b);
+}
+END_TEST
+
+START_TEST(bid_response_highest_wins) {
+    const char *body =
+        "{\"id\":\"r-1\",\"seatbid\":["
+        "{\"seat\":\"s1\",\"bid\":[{\"id\":\"a\",\"price\":1.2},{\"id\":\"b\",\"price\":3.4}]},"
+        "{\"seat\":\"s2\",\"bid\":[]},"
+        "{\"seat\":\"s3\",\"bid\":[{\"id\":\"c\",\"price\":-9},{\"id\":\"d\",\"price\":5.01},"
+        "{\"id\":\"e\",\"price\":\"99\"},{\"id\":\"f\",\"price\":1e400},{\"id\":\"g\"},"
+        "{\"id\":\"h\",\"price\":5.01},{\"id\":\"i\",\"price\":2000000}]}]}";
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_int_eq(b.price_micros, 5010000);
+    ck_assert_str_eq(b.bid_id, "d"); /* first of equal prices */
+    ck_assert_str_eq(b.seat, "s3");
+    proto_bid_free(&b);
+}
+END_TEST
+
+START_TEST(bid_response_no_bid) {
+    const char *blank[] = {"", " ", "\r\n\t  \n"};
+    for (size_t i = 0; i < 3; i++)
+        expect_bid_status(blank[i], PROTO_BID_NO_BID);
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_bid_response_decode(NULL, 0, MAX_BYTES, "r-1", &b, err, ERRLEN),
+                     PROTO_BID_NO_BID);
+}
+END_TEST
+
+START_TEST(bid_response_bad_json) {
+    const char *bad[] = {"not json",
+                         "{",
+                         "[1]",
+                         "\"r-1\"",
+                         "null",
+                         "42",
+                         SPEC_RESPONSE " x",
+                         SPEC_RESPONSE SPEC_RESPONSE,
+                         "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":NaN}]}]}",
+                         "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":Infinity}]}]}",
+                         "{\"id\":\"r\xc0\xaf\"}",
+                         "{\"id\":\"\xed\xa0\x80\"}",
+                         "\x02{}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_bid_status(bad[i], PROTO_BID_BAD_JSON);
+    static const char nul[] = "{\"id\":\"r-1\"}\0";
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(nul, sizeof nul - 1, MAX_BYTES, "r-1", &b, err),
+                     PROTO_BID_BAD_JSON);
+    ck_assert_str_eq(err, "body: contains a NUL byte");
+    char *deep = repeat("[", 100000);
+    ck_assert_int_eq(bid_decode(deep, strlen(deep), BIG_MAX, "r-1", &b, err), PROTO_BID_BAD_JSON);
+    free(deep);
+}
+END_TEST
+
+START_TEST(bid_response_wrong_id) {
+    const char *bad[] = {"{}",
+                         "{\"id\":1}",
+                         "{\"id\":null}",
+                         "{\"id\":\"r-2\"}",
+                         "{\"id\":\"R-1\",\"seatbid\":[]}",
+                         "{\"seatbid\":[{\"bid\":[{\"price\":1}]}]}",
+                         "{\"id\":\"r-1x\",\"seatbid\":[{\"bid\":[{\"price\":1}]}]}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_bid_status(bad[i], PROTO_BID_WRONG_ID);
+}
+END_TEST
+
+START_TEST(bid_response_no_seatbid) {
+    const char *none[] = {
+        "{\"id\":\"r-1\"}", "{\"id\":\"r-1\",\"nbr\":2}", "{\"id\":\"r-1\",\"seatbid\":null}",
+        "{\"id\":\"r-1\",\"seatbid\":[]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[]},{\"seat\":\"x\",\"bid\":[]}]}"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        expect_bid_status(none[i], PROTO_BID_NO_SEATBID);
+}
+END_TEST
+
+START_TEST(bid_response_bad_shape) {
+    const char *bad[] = {
+        "{\"id\":\"r-1\",\"seatbid\":{}}",
+        "{\"id\":\"r-1\",\"seatbid\":\"x\"}",
+        "{\"id\":\"r-1\",\"seatbid\":[1]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{}]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":{\"price\":1}}]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[1]}]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":1},\"x\"]}]}",
+        "{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":1}]},null]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_bid_status(bad[i], PROTO_BID_BAD_SHAPE);
+}
+END_TEST
+
+START_TEST(bid_response_bad_price) {
+    const char *prices[] = {"0",      "-1",         "\"2.5\"", "null", "1e400",
+                            "-1e400", "1000000.01", "1e-9",    "true", "{}"};
+    for (size_t i = 0; i < sizeof prices / sizeof prices[0]; i++) {
+        char *body = fmt("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"id\":\"b\",\"price\":%s}]}]}",
+                         prices[i]);
+        expect_bid_status(body, PROTO_BID_BAD_PRICE);
+        free(body);
+    }
+    expect_bid_status("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"id\":\"b\"}]}]}",
+                      PROTO_BID_BAD_PRICE);
+}
+END_TEST
+
+START_TEST(bid_response_too_large) {
+    size_t n = strlen(SPEC_RESPONSE);
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(SPEC_RESPONSE, n, n, "r-1", &b, err), PROTO_BID_OK);
+    proto_bid_free(&b);
+    ck_assert_int_eq(bid_decode(SPEC_RESPONSE, n, n - 1, "r-1", &b, err), PROTO_BID_TOO_LARGE);
+    ck_assert_ptr_null(b.bid_id);
+    char *big = repeat(" ", MAX_BYTES + 1);
+    ck_assert_int_eq(bid_decode(big, MAX_BYTES + 1, MAX_BYTES, "r-1", &b, err),
+                     PROTO_BID_TOO_LARGE);
+    ck_assert_str_eq(err, "body: over 65536 bytes");
+    free(big);
+}
+END_TEST
+
+START_TEST(bid_response_every_prefix) {
+    size_t n = strlen(SPEC_RESPONSE);
+    for (size_t len = 1; len < n; len++) {
+        proto_bid b;
+        char err[ERRLEN];
+        ck_assert_int_eq(bid_decode(SPEC_RESPONSE, len, MAX_BYTES, "r-1", &b, err),
+                         PROTO_BID_BAD_JSON);
+        proto_bid_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(bid_status_names) {
+    static const struct {
+        proto_bid_status s;
+        const char *name;
+    } names[] = {
+        {PROTO_BID_OK, "ok"},
+        {PROTO_BID_NO_BID, "no_bid"},
+        {PROTO_BID_NO_SEATBID, "no_seatbid"},
+        {PROTO_BID_BAD_JSON, "bad_json"},
+        {PROTO_BID_WRONG_ID, "wrong_id"},
+        {PROTO_BID_BAD_PRICE, "bad_price"},
+        {PROTO_BID_BAD_SHAPE, "bad_shape"},
+        {PROTO_BID_TOO_LARGE, "too_large"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        ck_assert_str_eq(proto_bid_status_str(names[i].s), names[i].name);
+        for (size_t j = 0; j < i; j++)
+            ck_assert_int_ne(names[i].s, names[j].s);
+    }
+    ck_assert_ptr_nonnull(proto_bid_status_str((proto_bid_status)99));
+}
+END_TEST
+
+/* ---- auction result and errors out -------------------------------------- */
+
+static proto_result spec_result(void) {
+    proto_result r = {
+        .request_id = "r-1",
+        .status = PROTO_STATUS_SUCCESS,
+        .advertiser_id = "adv-2",
+        .bid_price_micros = 2520000,
+        .clearing_price_micros = 2110000,
+        .ad_id = "ad_adv-2_r-1",
+        .creative_url = "https://cdn.example/adv-2.jpg",
+        .bids = 3,
+        .bidders = 4,
+        .timeouts = 1,
+        .errors = 0,
+        .latency_us = 12400,
+        .timestamp_us = INT64_C(1795000000123000),
+    };
+    return r;
+}
+
+static void expect_result(const proto_result *r, const char *want) {
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_result_encode(r, &b), 0);
+    ck_assert_str_eq(b.data, want);
+    cJSON_Delete(parse_buf(&b));
+    proto_buf_free(&b);
+}
+
+START_TEST(result_success_matches_spec) {
+    proto_result r = spec_result();
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"success\","
+                      "\"winner\":{\"advertiser_id\":\"adv-2\",\"bid_price\":2.52,"
+                      "\"clearing_price\":2.11,\"ad_id\":\"ad_adv-2_r-1\","
+                      "\"creative_url\":\"https://cdn.example/adv-2.jpg\"},"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    r.ad_id = NULL;
+    r.creative_url = NULL;
+    r.bid_price_micros = INT64_C(1000000000000);
+    r.clearing_price_micros = 1;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"success\","
+                      "\"winner\":{\"advertiser_id\":\"adv-2\",\"bid_price\":1000000,"
+                      "\"clearing_price\":0.000001,\"ad_id\":\"\",\"creative_url\":\"\"},"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+}
+END_TEST
+
+START_TEST(result_other_statuses) {
+    proto_result r = spec_result();
+    r.status = PROTO_STATUS_NO_BID;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"no_bid\",\"winner\":null,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    r.status = PROTO_STATUS_TIMEOUT;
+    r.errors = 2;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"timeout\",\"winner\":null,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":2,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    r.status = PROTO_STATUS_INVALID;
+    r.error = "floor_price: must be a finite number between 0 and 1000000";
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"invalid\","
+                      "\"error\":\"floor_price: must be a finite number between 0 and 1000000\","
+                      "\"winner\":null,\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    r.status = PROTO_STATUS_OVERLOADED;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"overloaded\",\"winner\":null,"
+                      "\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    /* an error string that needs escaping still gives JSON */
+    r.status = PROTO_STATUS_INVALID;
+    r.error = "x: \"quoted\"\n\\";
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_result_encode(&r, &b), 0);
+    cJSON *o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "error"), "x: \"quoted\"\n\\");
+    ck_assert(cJSON_IsNull(at(o, "winner")));
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(result_latency_and_timestamp) {
+    static const struct {
+        int64_t latency_us;
+        const char *latency;
+        int64_t timestamp_us;
+        const char *timestamp;
+    } cases[] = {
+        {12400, "12.4", INT64_C(1795000000123000), "1795000000.123"},
+        {5, "0.005", INT64_C(1795000000000000), "1795000000"},
+        {0, "0", INT64_C(1795000000100999), "1795000000.1"},
+        {1000, "1", INT64_C(1795000000010000), "1795000000.01"},
+        {1234567, "1234.567", 999, "0"},
+        {10, "0.01", 1000, "0.001"},
+        {-7, "0", 0, "0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_result r = spec_result();
+        r.status = PROTO_STATUS_NO_BID;
+        r.latency_us = cases[i].latency_us;
+        r.timestamp_us = cases[i].timestamp_us;
+        char *want = fmt("{\"request_id\":\"r-1\",\"status\":\"no_bid\",\"winner\":null,"
+                         "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                         "\"latency_ms\":%s,\"timestamp\":%s}",
+                         cases[i].latency, cases[i].timestamp);
+        expect_result(&r, want);
+        free(want);
+    }
+}
+END_TEST
+
+START_TEST(result_status_names) {
+    const char *names[] = {"success", "no_bid", "timeout", "invalid", "overloaded"};
+    for (int s = 0; s < PROTO_STATUS_COUNT; s++)
+        ck_assert_str_eq(proto_status_str((proto_status)s), names[s]);
+    ck_assert_ptr_nonnull(proto_status_str(PROTO_STATUS_COUNT));
+}
+END_TEST
+
+START_TEST(error_encode) {
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_error_encode("payload: not valid JSON", "rtb/requests/pub-1", NULL, &b),
+                     0);
+    ck_assert_str_eq(b.data, "{\"status\":\"invalid\",\"error\":\"payload: not valid JSON\","
+                             "\"topic\":\"rtb/requests/pub-1\"}");
+    proto_buf_reset(&b);
+    ck_assert_int_eq(proto_error_encode("request_id: duplicate", "rtb/requests/p\"2", "r-1", &b),
+                     0);
+    ck_assert_str_eq(b.data, "{\"status\":\"invalid\",\"error\":\"request_id: duplicate\","
+                             "\"topic\":\"rtb/requests/p\\\"2\",\"request_id\":\"r-1\"}");
+    cJSON *o = parse_buf(&b);
+    ck_assert_str_eq(str_at(o, "topic"), "rtb/requests/p\"2");
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------- */
+
+static Suite *proto_suite(void) {
+    Suite *s = suite_create("proto");
+    TCase *tc = tcase_create("buf");
+    tcase_add_test(tc, buf_grows_and_resets);
+    tcase_add_test(tc, buf_json_string_escapes);
+    tcase_add_test(tc, buf_json_string_round_trips);
+    tcase_add_test(tc, buf_micros_exact);
+    tcase_add_test(tc, strerror_names_every_error);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("request_valid");
+    tcase_add_test(tc, request_valid_full);
+    tcase_add_test(tc, request_valid_minimal_and_nulls);
+    tcase_add_test(tc, request_floor_exact);
+    tcase_add_test(tc, request_ids_count_characters);
+    tcase_add_test(tc, request_exactly_at_limit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("request_hostile");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, request_not_json);
+    tcase_add_test(tc, request_trailing_garbage);
+    tcase_add_test(tc, request_not_object);
+    tcase_add_test(tc, request_deep_nesting);
+    tcase_add_test(tc, request_bad_utf8);
+    tcase_add_test(tc, request_nul_and_control_bytes);
+    tcase_add_test(tc, request_every_prefix);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("request_fields");
+    tcase_add_test(tc, request_id_rules);
+    tcase_add_test(tc, request_user_and_slot_rules);
+    tcase_add_test(tc, request_floor_rules);
+    tcase_add_test(tc, request_context_rules);
+    tcase_add_test(tc, request_timestamp_rules);
+    tcase_add_test(tc, request_id_recovered);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("profile");
+    tcase_add_test(tc, profile_decode_valid);
+    tcase_add_test(tc, profile_decode_invalid);
+    tcase_add_test(tc, profile_encode_default);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("openrtb_request");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, openrtb_request_fields);
+    tcase_add_test(tc, openrtb_request_defaults);
+    tcase_add_test(tc, openrtb_request_escaping);
+    tcase_add_test(tc, openrtb_request_many_keywords);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bid_response");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, bid_response_ok);
+    tcase_add_test(tc, bid_response_highest_wins);
+    tcase_add_test(tc, bid_response_no_bid);
+    tcase_add_test(tc, bid_response_bad_json);
+    tcase_add_test(tc, bid_response_wrong_id);
+    tcase_add_test(tc, bid_response_no_seatbid);
+    tcase_add_test(tc, bid_response_bad_shape);
+    tcase_add_test(tc, bid_response_bad_price);
+    tcase_add_test(tc, bid_response_too_large);
+    tcase_add_test(tc, bid_response_every_prefix);
+    tcase_add_test(tc, bid_status_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("result");
+    tcase_add_test(tc, result_success_matches_spec);
+    tcase_add_test(tc, result_other_statuses);
+    tcase_add_test(tc, result_latency_and_timestamp);
+    tcase_add_test(tc, result_status_names);
+    tcase_add_test(tc, error_encode);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(proto_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed != 0;
+}
