@@ -1,0 +1,1350 @@
+/* config.c -- the configuration of SPEC 7: defaults, the JSON file, command line overrides.
+ *
+ * The one idea: the configuration is a table. Each row of `config_rows` gives
+ * a key path, its type and bounds, its default (as JSON text) and where it
+ * lives in proto_config (offsetof). One walk over a JSON object looks every
+ * key up in the table and applies its row; the same rows give the defaults
+ * (their JSON text goes through that same walk), the deep copy, the free and
+ * the --help listing. Adding a key is adding a row.
+ *
+ * Objects of the table ("mqtt", "auction", ...) are sections: a document
+ * sets the keys it names and the others keep their values. The non-scalar
+ * keys are values replaced whole: the lists `bidders` and `alerts` (each
+ * element walked against its own small table, like a section), `mqtt.tls`
+ * and `profiles.default` (small handlers).
+ *
+ * Every change is made on a deep copy that replaces the caller's config only
+ * when the whole document was valid, so a failed parse changes nothing.
+ * Advertiser registry entries (SPEC 6) are decoded with the bidder rows too. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proto/proto.h"
+
+/* A configuration file or value is refused above this size, unparsed. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+/* Key paths in messages are cut here (a hostile key can be 1 MiB long). */
+#define PATH_BYTES 256
+/* Most rows of a record table (bidder, alert, mqtt.tls). */
+#define RECORD_MAX_ROWS 16
+
+/* Enums are written through an int (GCC's underlying type is int-sized). */
+_Static_assert(sizeof(auction_type) == sizeof(int), "auction_type is int-sized");
+_Static_assert(sizeof(proto_log_level) == sizeof(int), "proto_log_level is int-sized");
+
+/* ---- The table ---------------------------------------------------------- */
+
+typedef enum conf_type {
+    CONF_INT,     /* long; an integral number in min..max */
+    CONF_NUMBER,  /* double; any finite number */
+    CONF_MONEY,   /* int64_t micros; a number in min..max micros, at most 6 decimals */
+    CONF_STRING,  /* char * (owned); min..max characters, then `format` */
+    CONF_ENUM,    /* an enum field; one of `names` */
+    CONF_STRINGS, /* char ** + size_t at count_offset; strings of min..max characters */
+    CONF_LIST,    /* an array of records, see conf_list */
+    CONF_CUSTOM,  /* a value with its own handler, see conf_handler */
+} conf_type;
+
+typedef enum conf_format {
+    FMT_ANY = 0,
+    FMT_HOST,       /* no spaces, controls or any of /?#@[] (bare IPv6 is fine) */
+    FMT_ID,         /* [A-Za-z0-9._:-] only (SPEC 2 ids) */
+    FMT_URL,        /* http:// or https:// with a host */
+    FMT_HOSTPORT,   /* "host:port", "[v6]:port" */
+    FMT_CURRENCY,   /* three uppercase letters, ISO 4217 */
+    FMT_SHARE_NAME, /* MQTT v5 share name: no '/', '+', '#' */
+} conf_format;
+
+enum {
+    CONF_NULLABLE = 1, /* null is a value (stored as NULL) */
+    CONF_REQUIRED = 2, /* in a record: the key must be present (rows without default) */
+};
+
+typedef struct conf_name {
+    const char *name;
+    int value;
+} conf_name;
+
+struct conf_list;
+struct conf_handler;
+
+typedef struct conf_row {
+    const char *path;  /* dotted key path, relative to the table's object */
+    conf_type type;
+    size_t offset;     /* of the field in the table's struct */
+    long long min;     /* INT: value; MONEY: micros; STRING(S): characters */
+    long long max;
+    const char *def;   /* default as JSON text; NULL: none (required in records) */
+    unsigned flags;
+    conf_format format;
+    const conf_name *names;               /* ENUM, NULL-terminated */
+    size_t count_offset;                  /* STRINGS: the size_t count */
+    const struct conf_list *list;         /* LIST */
+    const struct conf_handler *handler;   /* CUSTOM */
+} conf_row;
+
+/* A list of records: an array at `offset` of the parent row, its length at
+ * `count_offset`; each element is a struct of `elem_size` bytes walked
+ * against `rows`. The first row is the record's name (a string): it must
+ * differ across elements. */
+typedef struct conf_list {
+    const conf_row *rows;
+    size_t nrows;
+    size_t elem_size;
+    size_t count_offset;
+    const char *what; /* "bidder": for messages */
+} conf_list;
+
+/* A value that is not a scalar, a section or a list. `base` is the struct of
+ * the row's table. apply replaces the value (on error the state may be
+ * half-changed: it is always a copy); copy fills a zeroed `dst` from `src`
+ * (0, or -1 when memory ran out, leaving `dst` safe to release); release
+ * frees and zeroes. `rows` (may be NULL) are listed by --help. */
+typedef struct conf_handler {
+    proto_err (*apply)(void *base, const cJSON *item, const char *path, char *err,
+                       size_t errlen);
+    int (*copy)(void *dst, const void *src);
+    void (*release)(void *base);
+    const char *expect; /* "expected ..." in messages */
+    const char *about;  /* --help */
+    const conf_row *rows;
+    size_t nrows;
+} conf_handler;
+
+#define NROWS(a) (sizeof(a) / sizeof((a)[0]))
+#define CFG(field) offsetof(proto_config, field)
+#define BIDDER(field) offsetof(proto_bidder_conf, field)
+#define ALERT(field) offsetof(proto_alert_conf, field)
+
+/* One macro per row type, as Redis's config.c has: a function cannot build a
+ * constant initializer. `def` is JSON text; NULL means "required". */
+#define INT_ROW(p, off, lo, hi, def_) \
+    {.path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = (def_)}
+#define NUMBER_ROW(p, off, def_, flags_) \
+    {.path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .flags = (flags_)}
+#define MONEY_ROW(p, off, lo, hi, def_) \
+    {.path = (p), .type = CONF_MONEY, .offset = (off), .min = (lo), .max = (hi), .def = (def_)}
+#define STRING_ROW(p, off, lo, hi, def_, flags_, fmt) \
+    {.path = (p), .type = CONF_STRING, .offset = (off), .min = (lo), .max = (hi), \
+     .def = (def_), .flags = (flags_), .format = (fmt)}
+#define ENUM_ROW(p, off, names_, def_) \
+    {.path = (p), .type = CONF_ENUM, .offset = (off), .names = (names_), .def = (def_)}
+#define STRINGS_ROW(p, off, count_off, lo, hi, def_) \
+    {.path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off), \
+     .min = (lo), .max = (hi), .def = (def_)}
+#define LIST_ROW(p, off, list_, def_) \
+    {.path = (p), .type = CONF_LIST, .offset = (off), .list = (list_), .def = (def_)}
+#define CUSTOM_ROW(p, handler_, def_) \
+    {.path = (p), .type = CONF_CUSTOM, .handler = (handler_), .def = (def_)}
+#define NULLABLE CONF_NULLABLE
+#define REQUIRED CONF_REQUIRED
+
+static const conf_name auction_types[] = {
+    {"second_price", AUCTION_SECOND_PRICE},
+    {"first_price", AUCTION_FIRST_PRICE},
+    {NULL, 0},
+};
+
+static const conf_name log_levels[] = {
+    {"debug", PROTO_LOG_DEBUG},
+    {"info", PROTO_LOG_INFO},
+    {"warn", PROTO_LOG_WARN},
+    {"error", PROTO_LOG_ERROR},
+    {NULL, 0},
+};
+
+/* bidders[]: SPEC 6 and 7. */
+static const conf_row bidder_rows[] = {
+    STRING_ROW("id", BIDDER(id), 1, PROTO_ID_MAX_CHARS, NULL, REQUIRED, FMT_ID),
+    STRING_ROW("endpoint", BIDDER(endpoint), 1, 2048, NULL, REQUIRED, FMT_URL),
+    STRINGS_ROW("interests", BIDDER(interests), BIDDER(ninterests), 1, 128, "[]"),
+    INT_ROW("max_concurrent", BIDDER(max_concurrent), 1, 100000, "100"),
+};
+
+/* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is required. */
+static const conf_row alert_rows[] = {
+    STRING_ROW("name", ALERT(name), 1, 128, NULL, REQUIRED, FMT_ANY),
+    STRING_ROW("metric", ALERT(metric), 1, 128, NULL, REQUIRED, FMT_ANY),
+    NUMBER_ROW("above", ALERT(above), NULL, REQUIRED),
+    INT_ROW("window_s", ALERT(window_s), 1, 3600, "10"),
+};
+
+/* mqtt.tls, when an object (the fields live in proto_config itself). */
+static const conf_row tls_rows[] = {
+    STRING_ROW("cafile", CFG(mqtt.tls_cafile), 1, 4096, NULL, REQUIRED, FMT_ANY),
+    STRING_ROW("certfile", CFG(mqtt.tls_certfile), 1, 4096, "null", NULLABLE, FMT_ANY),
+    STRING_ROW("keyfile", CFG(mqtt.tls_keyfile), 1, 4096, "null", NULLABLE, FMT_ANY),
+};
+
+_Static_assert(NROWS(bidder_rows) <= RECORD_MAX_ROWS, "record table too long");
+_Static_assert(NROWS(alert_rows) <= RECORD_MAX_ROWS, "record table too long");
+_Static_assert(NROWS(tls_rows) <= RECORD_MAX_ROWS, "record table too long");
+
+static const conf_list bidder_list = {
+    bidder_rows, NROWS(bidder_rows), sizeof(proto_bidder_conf), CFG(nbidders), "bidder",
+};
+
+static const conf_list alert_list = {
+    alert_rows, NROWS(alert_rows), sizeof(proto_alert_conf), CFG(nalerts), "alert",
+};
+
+static proto_err tls_apply(void *base, const cJSON *item, const char *path, char *err,
+                           size_t errlen);
+static int tls_copy(void *dst, const void *src);
+static void tls_release(void *base);
+static proto_err profile_apply(void *base, const cJSON *item, const char *path, char *err,
+                               size_t errlen);
+static int profile_copy(void *dst, const void *src);
+static void profile_release(void *base);
+
+static const conf_handler tls_handler = {
+    tls_apply, tls_copy, tls_release,
+    "expected null or an object {\"cafile\", \"certfile\", \"keyfile\"}",
+    "null, or an object replaced whole", tls_rows, NROWS(tls_rows),
+};
+
+static const conf_handler profile_handler = {
+    profile_apply, profile_copy, profile_release,
+    "expected an object with optional interests, ltv_score, demographics",
+    "object replaced whole: interests, ltv_score 0..1, demographics",
+    NULL, 0,
+};
+
+/* Every key of SPEC 7, in its order. Bounds are the exchange's own where the
+ * SPEC names none; keep docs and --help (generated from here) in step. */
+static const conf_row config_rows[] = {
+    STRING_ROW("mqtt.host", CFG(mqtt.host), 1, 255, "\"127.0.0.1\"", 0, FMT_HOST),
+    INT_ROW("mqtt.port", CFG(mqtt.port), 1, 65535, "1883"),
+    STRING_ROW("mqtt.client_id", CFG(mqtt.client_id), 1, 128, "\"rtb-exchange\"", 0, FMT_ANY),
+    STRING_ROW("mqtt.topic", CFG(mqtt.topic), 1, 4096, "\"rtb/requests/+\"", 0, FMT_ANY),
+    INT_ROW("mqtt.qos", CFG(mqtt.qos), 0, 1, "1"),
+    STRING_ROW("mqtt.shared_group", CFG(mqtt.shared_group), 1, 128, "null", NULLABLE,
+               FMT_SHARE_NAME),
+    STRING_ROW("mqtt.username", CFG(mqtt.username), 1, 1024, "null", NULLABLE, FMT_ANY),
+    STRING_ROW("mqtt.password", CFG(mqtt.password), 0, 1024, "null", NULLABLE, FMT_ANY),
+    CUSTOM_ROW("mqtt.tls", &tls_handler, "null"),
+    STRING_ROW("redis.host", CFG(redis.host), 1, 255, "\"127.0.0.1\"", 0, FMT_HOST),
+    INT_ROW("redis.port", CFG(redis.port), 1, 65535, "6379"),
+    STRING_ROW("redis.username", CFG(redis.username), 1, 1024, "null", NULLABLE, FMT_ANY),
+    STRING_ROW("redis.password", CFG(redis.password), 0, 1024, "null", NULLABLE, FMT_ANY),
+    ENUM_ROW("auction.type", CFG(auction.type), auction_types, "\"second_price\""),
+    INT_ROW("auction.tmax_ms", CFG(auction.tmax_ms), 1, 10000, "100"),
+    INT_ROW("auction.max_bidders", CFG(auction.max_bidders), 1, 100, "10"),
+    MONEY_ROW("auction.price_increment", CFG(auction.price_increment_micros), 0,
+              AUCTION_PRICE_MAX_MICROS, "0.01"),
+    STRING_ROW("auction.currency", CFG(auction.currency), 3, 3, "\"USD\"", 0, FMT_CURRENCY),
+    INT_ROW("profiles.ttl_s", CFG(profiles.ttl_s), 1, 31536000, "3600"),
+    CUSTOM_ROW("profiles.default", &profile_handler, "{\"interests\":[],\"ltv_score\":0.5}"),
+    INT_ROW("registry.refresh_s", CFG(registry.refresh_s), 1, 86400, "5"),
+    LIST_ROW("bidders", CFG(bidders), &bidder_list, "[]"),
+    INT_ROW("limits.max_request_bytes", CFG(limits.max_request_bytes), 64, 16777216, "65536"),
+    INT_ROW("limits.max_response_bytes", CFG(limits.max_response_bytes), 64, 16777216, "65536"),
+    INT_ROW("limits.max_inflight", CFG(limits.max_inflight), 1, 1000000, "10000"),
+    INT_ROW("limits.max_pending_results", CFG(limits.max_pending_results), 0, 10000000,
+            "100000"),
+    INT_ROW("limits.max_pending_notices", CFG(limits.max_pending_notices), 0, 10000000,
+            "100000"),
+    STRING_ROW("admin.listen", CFG(admin.listen), 3, 300, "\"127.0.0.1:8080\"", NULLABLE,
+               FMT_HOSTPORT),
+    LIST_ROW("alerts", CFG(alerts), &alert_list,
+             "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
+             "\"above\":0.2,\"window_s\":10}]"),
+    ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\""),
+};
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+static proto_err fail(char *err, size_t errlen, proto_err code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static proto_err fail(char *err, size_t errlen, proto_err code, const char *fmt, ...) {
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void *at(void *base, size_t offset) {
+    return (char *)base + offset;
+}
+
+/* Pointer fields of every type (char *, char **, proto_bidder_conf *) are
+ * read and written through memcpy, so no field is accessed as a type it
+ * does not have. */
+static void *get_ptr(const void *base, size_t offset) {
+    void *p;
+    memcpy(&p, (const char *)base + offset, sizeof p);
+    return p;
+}
+
+static void set_ptr(void *base, size_t offset, void *p) {
+    memcpy((char *)base + offset, &p, sizeof p);
+}
+
+static size_t get_count(const void *base, size_t offset) {
+    size_t n;
+    memcpy(&n, (const char *)base + offset, sizeof n);
+    return n;
+}
+
+static void set_count(void *base, size_t offset, size_t n) {
+    memcpy((char *)base + offset, &n, sizeof n);
+}
+
+/* Length of the UTF-8 sequence at `s` (`n` bytes there), or 0 when it is not
+ * valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+        cp = s[0] & 0x1Fu;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        len = 3;
+        cp = s[0] & 0x0Fu;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        cp = s[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
+    }
+    if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
+        return 0;
+    if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
+        return 0;
+    return len;
+}
+
+/* Characters (code points) of a string already known to be valid UTF-8. */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* What cJSON does not check: NUL bytes, UTF-8, and "\u0000" escapes (which
+ * would cut a string short in C). Strings are tracked only to find escapes. */
+static proto_err check_text(const char *json, size_t len, const char *who, char *err,
+                            size_t errlen) {
+    const unsigned char *s = (const unsigned char *)json;
+    int in_string = 0;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] == 0)
+            return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: NUL byte at byte %zu", who, i);
+        if (s[i] >= 0x80) {
+            size_t n = utf8_seq(s + i, len - i);
+            if (n == 0)
+                return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: invalid UTF-8 at byte %zu",
+                            who, i);
+            i += n;
+            continue;
+        }
+        if (s[i] == '"') {
+            in_string = !in_string;
+        } else if (s[i] == '\\' && in_string && i + 1 < len && s[i + 1] > 0 && s[i + 1] < 0x80) {
+            if (s[i + 1] == 'u' && len - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0)
+                return fail(err, errlen, PROTO_ERR_NOT_JSON,
+                            "%s: \\u0000 in a string at byte %zu", who, i);
+            i += 2;
+            continue;
+        }
+        i++;
+    }
+    return PROTO_OK;
+}
+
+static size_t line_of(const char *json, size_t offset) {
+    size_t line = 1;
+    for (size_t i = 0; i < offset; i++)
+        line += json[i] == '\n';
+    return line;
+}
+
+/* Parse `len` bytes of JSON (any value) into *out; `who` starts messages. */
+static proto_err parse_json(const char *json, size_t len, const char *who, cJSON **out,
+                            char *err, size_t errlen) {
+    *out = NULL;
+    if (json == NULL)
+        json = "";
+    if (len > CONFIG_MAX_BYTES)
+        return fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", who,
+                    CONFIG_MAX_BYTES);
+    proto_err e = check_text(json, len, who, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    size_t offset = end != NULL ? (size_t)(end - json) : 0;
+    if (root != NULL) {
+        while (offset < len && strchr(" \t\r\n", json[offset]) != NULL)
+            offset++;
+        if (offset == len) {
+            *out = root;
+            return PROTO_OK;
+        }
+        cJSON_Delete(root);
+    }
+    return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: not valid JSON near byte %zu (line %zu)",
+                who, offset, line_of(json, offset));
+}
+
+/* ---- String formats ----------------------------------------------------- */
+
+static int is_port(const char *s, size_t n) {
+    long port = 0;
+    if (n == 0 || n > 5)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* A host name or address: printable, without spaces and the characters
+ * that delimit URLs or ports. */
+static int is_host(const char *s, size_t n) {
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 0x7F || strchr("/?#@[]", c) != NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* host, [v6], host:port or [v6]:port in `n` bytes at `s`. */
+static int is_authority(const char *s, size_t n, int need_port) {
+    const char *host_end;
+    if (n > 0 && s[0] == '[') {
+        host_end = memchr(s, ']', n);
+        if (host_end == NULL || host_end == s + 1)
+            return 0;
+        for (const char *p = s + 1; p < host_end; p++)
+            if (strchr("0123456789abcdefABCDEF:.", *p) == NULL)
+                return 0;
+        host_end++;
+    } else {
+        host_end = memchr(s, ':', n);
+        if (host_end == NULL)
+            host_end = s + n;
+        if (!is_host(s, (size_t)(host_end - s)))
+            return 0;
+    }
+    size_t rest = n - (size_t)(host_end - s);
+    if (rest == 0)
+        return !need_port;
+    return host_end[0] == ':' && is_port(host_end + 1, rest - 1);
+}
+
+/* http:// or https:// (any case), then a host with an optional port, then
+ * anything printable. No user:password@. */
+static int is_url(const char *s) {
+    size_t skip;
+    if (strncasecmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return 0;
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7F)
+            return 0;
+    s += skip;
+    return is_authority(s, strcspn(s, "/?#"), 0);
+}
+
+static int format_ok(conf_format format, const char *s) {
+    switch (format) {
+    case FMT_ANY:
+        return 1;
+    case FMT_HOST:
+        return is_host(s, strlen(s));
+    case FMT_ID:
+        return strspn(s,
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") ==
+               strlen(s);
+    case FMT_URL:
+        return is_url(s);
+    case FMT_HOSTPORT:
+        return is_authority(s, strlen(s), 1);
+    case FMT_CURRENCY:
+        return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
+    case FMT_SHARE_NAME:
+        return strpbrk(s, "/+#") == NULL;
+    }
+    return 0;
+}
+
+/* ---- Row messages ------------------------------------------------------- */
+
+/* The "expected ..." part of a message for a value that breaks the row. */
+static void row_expect(const conf_row *row, char *buf, size_t len) {
+    const char *or_null = (row->flags & CONF_NULLABLE) ? " or null" : "";
+    char lo[AUCTION_MICROS_STRLEN], hi[AUCTION_MICROS_STRLEN];
+    size_t used;
+    switch (row->type) {
+    case CONF_INT:
+        snprintf(buf, len, "expected an integer between %lld and %lld", row->min, row->max);
+        return;
+    case CONF_NUMBER:
+        snprintf(buf, len, "expected a finite number");
+        return;
+    case CONF_MONEY:
+        auction_micros_format(row->min, lo);
+        auction_micros_format(row->max, hi);
+        snprintf(buf, len, "expected a number between %s and %s with at most 6 decimals", lo, hi);
+        return;
+    case CONF_STRING:
+        switch (row->format) {
+        case FMT_URL:
+            snprintf(buf, len, "must be an http:// or https:// URL with a host");
+            return;
+        case FMT_HOSTPORT:
+            snprintf(buf, len, "expected \"host:port\"%s", or_null);
+            return;
+        case FMT_CURRENCY:
+            snprintf(buf, len, "expected 3 uppercase letters (an ISO 4217 code)");
+            return;
+        case FMT_ID:
+            snprintf(buf, len, "expected %lld to %lld characters of [A-Za-z0-9._:-]", row->min,
+                     row->max);
+            return;
+        case FMT_HOST:
+            snprintf(buf, len, "expected a host name or address of %lld to %lld characters",
+                     row->min, row->max);
+            return;
+        case FMT_SHARE_NAME:
+            snprintf(buf, len, "expected a string of %lld to %lld characters without '/', '+' "
+                     "or '#'%s", row->min, row->max, or_null);
+            return;
+        case FMT_ANY:
+            break;
+        }
+        snprintf(buf, len, "expected a string of %lld to %lld characters%s", row->min, row->max,
+                 or_null);
+        return;
+    case CONF_ENUM:
+        used = (size_t)snprintf(buf, len, "expected one of");
+        for (const conf_name *n = row->names; n->name != NULL && used < len; n++)
+            used += (size_t)snprintf(buf + used, len - used, "%s \"%s\"",
+                                     n == row->names ? "" : ",", n->name);
+        return;
+    case CONF_STRINGS:
+        snprintf(buf, len, "expected an array of strings of %lld to %lld characters", row->min,
+                 row->max);
+        return;
+    case CONF_LIST:
+        snprintf(buf, len, "expected an array of %s objects", row->list->what);
+        return;
+    case CONF_CUSTOM:
+        snprintf(buf, len, "%s", row->handler->expect);
+        return;
+    }
+}
+
+/* The short description printed by --help. */
+static void row_describe(const conf_row *row, char *buf, size_t len) {
+    const char *req = (row->flags & CONF_REQUIRED) ? "required; " : "";
+    const char *or_null = (row->flags & CONF_NULLABLE) ? ", or null" : "";
+    char lo[AUCTION_MICROS_STRLEN], hi[AUCTION_MICROS_STRLEN];
+    size_t used;
+    switch (row->type) {
+    case CONF_INT:
+        snprintf(buf, len, "%sinteger %lld..%lld", req, row->min, row->max);
+        return;
+    case CONF_NUMBER:
+        snprintf(buf, len, "%snumber", req);
+        return;
+    case CONF_MONEY:
+        auction_micros_format(row->min, lo);
+        auction_micros_format(row->max, hi);
+        snprintf(buf, len, "%samount %s..%s, at most 6 decimals", req, lo, hi);
+        return;
+    case CONF_STRING:
+        if (row->format == FMT_URL)
+            snprintf(buf, len, "%shttp:// or https:// URL", req);
+        else if (row->format == FMT_HOSTPORT)
+            snprintf(buf, len, "%s\"host:port\"%s", req, or_null);
+        else if (row->format == FMT_CURRENCY)
+            snprintf(buf, len, "%s3 uppercase letters", req);
+        else if (row->format == FMT_ID)
+            snprintf(buf, len, "%s%lld..%lld characters of [A-Za-z0-9._:-]", req, row->min,
+                     row->max);
+        else if (row->format == FMT_HOST)
+            snprintf(buf, len, "%shost name or address, %lld..%lld characters", req, row->min,
+                     row->max);
+        else if (row->format == FMT_SHARE_NAME)
+            snprintf(buf, len, "%sstring, %lld..%lld characters without / + #%s", req, row->min,
+                     row->max, or_null);
+        else
+            snprintf(buf, len, "%sstring, %lld..%lld characters%s", req, row->min, row->max,
+                     or_null);
+        return;
+    case CONF_ENUM:
+        used = (size_t)snprintf(buf, len, "%s", req);
+        for (const conf_name *n = row->names; n->name != NULL && used < len; n++)
+            used += (size_t)snprintf(buf + used, len - used, "%s%s",
+                                     n == row->names ? "" : " | ", n->name);
+        return;
+    case CONF_STRINGS:
+        snprintf(buf, len, "%sarray of strings", req);
+        return;
+    case CONF_LIST:
+        snprintf(buf, len, "%sarray of %s objects, replaced whole", req, row->list->what);
+        return;
+    case CONF_CUSTOM:
+        snprintf(buf, len, "%s%s", req, row->handler->about);
+        return;
+    }
+}
+
+static proto_err bad_value(const conf_row *row, const char *path, char *err, size_t errlen) {
+    char expect[160];
+    row_expect(row, expect, sizeof expect);
+    return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, expect);
+}
+
+static proto_err no_memory(const char *path, char *err, size_t errlen) {
+    return fail(err, errlen, PROTO_ERR_NOMEM, "%s: out of memory", path);
+}
+
+/* ---- String arrays ------------------------------------------------------ */
+
+static void strings_free(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static int is_string_of(const cJSON *item, long long min, long long max) {
+    if (!cJSON_IsString(item))
+        return 0;
+    size_t n = utf8_chars(item->valuestring);
+    return n >= (size_t)min && n <= (size_t)max;
+}
+
+/* Check that `item` is an array of strings of min..max characters. */
+static proto_err strings_check(const cJSON *item, long long min, long long max,
+                               const char *path, char *err, size_t errlen) {
+    if (!cJSON_IsArray(item))
+        return fail(err, errlen, PROTO_ERR_FIELD,
+                    "%s: expected an array of strings of %lld to %lld characters", path, min,
+                    max);
+    size_t i = 0;
+    for (const cJSON *s = item->child; s != NULL; s = s->next, i++)
+        if (!is_string_of(s, min, max))
+            return fail(err, errlen, PROTO_ERR_FIELD,
+                        "%s[%zu]: expected a string of %lld to %lld characters", path, i, min,
+                        max);
+    return PROTO_OK;
+}
+
+/* ---- Applying rows ------------------------------------------------------ */
+
+static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, const cJSON *obj,
+                             const char *tprefix, const char *mprefix, unsigned char *seen,
+                             char *err, size_t errlen);
+static void release_rows(const conf_row *rows, size_t nrows, void *base);
+static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *src);
+
+static proto_err apply_int(const conf_row *row, void *base, const cJSON *item, const char *path,
+                           char *err, size_t errlen) {
+    if (!cJSON_IsNumber(item))
+        return bad_value(row, path, err, errlen);
+    double v = item->valuedouble;
+    /* Range first (NaN fails it), so that the cast below is defined. */
+    if (!(v >= (double)row->min && v <= (double)row->max) || v != (double)(long long)v)
+        return bad_value(row, path, err, errlen);
+    *(long *)at(base, row->offset) = (long)v;
+    return PROTO_OK;
+}
+
+static proto_err apply_money(const conf_row *row, void *base, const cJSON *item,
+                             const char *path, char *err, size_t errlen) {
+    int64_t micros;
+    if (!cJSON_IsNumber(item) || auction_micros_from_double(item->valuedouble, &micros) != 0 ||
+        micros < row->min || micros > row->max)
+        return bad_value(row, path, err, errlen);
+    /* Both sides are the double nearest the decimal exactly when it has at
+     * most 6 decimals; more would be rounded away silently. */
+    if ((double)micros / 1e6 != item->valuedouble)
+        return bad_value(row, path, err, errlen);
+    *(int64_t *)at(base, row->offset) = micros;
+    return PROTO_OK;
+}
+
+static proto_err apply_string(const conf_row *row, void *base, const cJSON *item,
+                              const char *path, char *err, size_t errlen) {
+    char *copy = NULL;
+    if (!(cJSON_IsNull(item) && (row->flags & CONF_NULLABLE))) {
+        if (!is_string_of(item, row->min, row->max) ||
+            !format_ok(row->format, item->valuestring))
+            return bad_value(row, path, err, errlen);
+        copy = strdup(item->valuestring);
+        if (copy == NULL)
+            return no_memory(path, err, errlen);
+    }
+    free(get_ptr(base, row->offset));
+    set_ptr(base, row->offset, copy);
+    return PROTO_OK;
+}
+
+static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item,
+                            const char *path, char *err, size_t errlen) {
+    if (cJSON_IsString(item))
+        for (const conf_name *n = row->names; n->name != NULL; n++)
+            if (strcmp(n->name, item->valuestring) == 0) {
+                memcpy(at(base, row->offset), &n->value, sizeof n->value);
+                return PROTO_OK;
+            }
+    return bad_value(row, path, err, errlen);
+}
+
+static proto_err apply_strings(const conf_row *row, void *base, const cJSON *item,
+                               const char *path, char *err, size_t errlen) {
+    proto_err e = strings_check(item, row->min, row->max, path, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    size_t n = 0;
+    for (const cJSON *s = item->child; s != NULL; s = s->next)
+        n++;
+    char **v = n > 0 ? calloc(n, sizeof *v) : NULL;
+    if (n > 0 && v == NULL)
+        return no_memory(path, err, errlen);
+    size_t i = 0;
+    for (const cJSON *s = item->child; s != NULL; s = s->next, i++) {
+        v[i] = strdup(s->valuestring);
+        if (v[i] == NULL) {
+            strings_free(v, i);
+            return no_memory(path, err, errlen);
+        }
+    }
+    strings_free(get_ptr(base, row->offset), get_count(base, row->count_offset));
+    set_ptr(base, row->offset, v);
+    set_count(base, row->count_offset, n);
+    return PROTO_OK;
+}
+
+/* Apply the rows' defaults to `base` (zeroed or holding older values). */
+static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, char *err,
+                                size_t errlen);
+
+static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
+                           const char *path, char *err, size_t errlen);
+
+/* One record (a list element, or mqtt.tls): defaults, then the object's
+ * keys, then the required keys that were missing. `mprefix` ends in '.'. */
+static proto_err apply_record(const conf_row *rows, size_t nrows, void *base, const cJSON *obj,
+                              const char *mprefix, char *err, size_t errlen) {
+    unsigned char seen[RECORD_MAX_ROWS] = {0};
+    proto_err e = apply_defaults(rows, nrows, base, err, errlen);
+    if (e == PROTO_OK)
+        e = walk_object(rows, nrows, base, obj, "", mprefix, seen, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    for (size_t i = 0; i < nrows; i++)
+        if ((rows[i].flags & CONF_REQUIRED) && !seen[i])
+            return fail(err, errlen, PROTO_ERR_FIELD, "%s%s: required", mprefix, rows[i].path);
+    return PROTO_OK;
+}
+
+typedef struct unique_key {
+    const char *key;
+    size_t index;
+} unique_key;
+
+static int unique_key_cmp(const void *a, const void *b) {
+    const unique_key *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c != 0)
+        return c;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The name (first row) of list elements must be unique. Sorted, so that
+ * 20000 bidders take milliseconds. Reports the first element (in document
+ * order) that repeats an earlier one. */
+static proto_err list_check_unique(const conf_list *l, const char *elems, size_t n,
+                                   const char *path, char *err, size_t errlen) {
+    if (n < 2)
+        return PROTO_OK;
+    unique_key *keys = malloc(n * sizeof *keys);
+    if (keys == NULL)
+        return no_memory(path, err, errlen);
+    for (size_t i = 0; i < n; i++) {
+        keys[i].key = get_ptr(elems + i * l->elem_size, l->rows[0].offset);
+        keys[i].index = i;
+    }
+    qsort(keys, n, sizeof *keys, unique_key_cmp);
+    size_t dup = n;
+    const char *key = NULL;
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(keys[i - 1].key, keys[i].key) == 0 && keys[i].index < dup) {
+            dup = keys[i].index;
+            key = keys[i].key;
+        }
+    proto_err e = PROTO_OK;
+    if (dup < n)
+        e = fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu].%s: duplicate %s %s \"%s\"", path, dup,
+                 l->rows[0].path, l->what, l->rows[0].path, key);
+    free(keys);
+    return e;
+}
+
+static void list_release(const conf_list *l, void *base, size_t offset) {
+    char *elems = get_ptr(base, offset);
+    size_t n = get_count(base, l->count_offset);
+    for (size_t i = 0; elems != NULL && i < n; i++)
+        release_rows(l->rows, l->nrows, elems + i * l->elem_size);
+    free(elems);
+    set_ptr(base, offset, NULL);
+    set_count(base, l->count_offset, 0);
+}
+
+static proto_err apply_list(const conf_row *row, void *base, const cJSON *item,
+                            const char *path, char *err, size_t errlen) {
+    const conf_list *l = row->list;
+    if (!cJSON_IsArray(item))
+        return bad_value(row, path, err, errlen);
+    size_t n = 0;
+    for (const cJSON *el = item->child; el != NULL; el = el->next)
+        n++;
+    /* Built aside, replacing the old list only when every element is valid. */
+    char *elems = n > 0 ? calloc(n, l->elem_size) : NULL;
+    if (n > 0 && elems == NULL)
+        return no_memory(path, err, errlen);
+    proto_err e = PROTO_OK;
+    size_t i = 0;
+    for (const cJSON *el = item->child; el != NULL && e == PROTO_OK; el = el->next, i++) {
+        char prefix[PATH_BYTES];
+        snprintf(prefix, sizeof prefix, "%s[%zu].", path, i);
+        if (!cJSON_IsObject(el))
+            e = fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu]: expected an object", path, i);
+        else
+            e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err,
+                             errlen);
+    }
+    if (e == PROTO_OK)
+        e = list_check_unique(l, elems, n, path, err, errlen);
+    if (e != PROTO_OK) {
+        for (size_t j = 0; j < n; j++)
+            release_rows(l->rows, l->nrows, elems + j * l->elem_size);
+        free(elems);
+        return e;
+    }
+    list_release(l, base, row->offset);
+    set_ptr(base, row->offset, elems);
+    set_count(base, l->count_offset, n);
+    return PROTO_OK;
+}
+
+static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
+                           const char *path, char *err, size_t errlen) {
+    switch (row->type) {
+    case CONF_INT:
+        return apply_int(row, base, item, path, err, errlen);
+    case CONF_NUMBER:
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+            return bad_value(row, path, err, errlen);
+        *(double *)at(base, row->offset) = item->valuedouble;
+        return PROTO_OK;
+    case CONF_MONEY:
+        return apply_money(row, base, item, path, err, errlen);
+    case CONF_STRING:
+        return apply_string(row, base, item, path, err, errlen);
+    case CONF_ENUM:
+        return apply_enum(row, base, item, path, err, errlen);
+    case CONF_STRINGS:
+        return apply_strings(row, base, item, path, err, errlen);
+    case CONF_LIST:
+        return apply_list(row, base, item, path, err, errlen);
+    case CONF_CUSTOM:
+        return row->handler->apply(base, item, path, err, errlen);
+    }
+    return fail(err, errlen, PROTO_ERR_FIELD, "%s: bad table row", path);
+}
+
+static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, char *err,
+                                size_t errlen) {
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].def == NULL)
+            continue;
+        cJSON *item = cJSON_Parse(rows[i].def);
+        if (item == NULL)
+            return no_memory(rows[i].path, err, errlen);
+        proto_err e = apply_row(&rows[i], base, item, rows[i].path, err, errlen);
+        cJSON_Delete(item);
+        if (e != PROTO_OK)
+            return e;
+    }
+    return PROTO_OK;
+}
+
+/* Look `key` up under the table prefix `tprefix` ("" or "mqtt."): the row
+ * whose path is exactly tprefix+key, or else whether tprefix+key is a
+ * section (a prefix of some row's path). */
+static const conf_row *find_row(const conf_row *rows, size_t nrows, const char *tprefix,
+                                const char *key, int *section) {
+    size_t tlen = strlen(tprefix), klen = strlen(key);
+    *section = 0;
+    if (klen == 0 || strchr(key, '.') != NULL)
+        return NULL;
+    for (size_t i = 0; i < nrows; i++) {
+        const char *p = rows[i].path;
+        if (strncmp(p, tprefix, tlen) != 0 || strncmp(p + tlen, key, klen) != 0)
+            continue;
+        if (p[tlen + klen] == '\0')
+            return &rows[i];
+        if (p[tlen + klen] == '.')
+            *section = 1;
+    }
+    return NULL;
+}
+
+/* Whether a sibling before `item` has its key. Earlier siblings all matched
+ * the table, so this looks at a handful of keys at most. */
+static int key_seen_before(const cJSON *obj, const cJSON *item) {
+    for (const cJSON *c = obj->child; c != item; c = c->next)
+        if (strcmp(c->string, item->string) == 0)
+            return 1;
+    return 0;
+}
+
+/* Apply every key of `obj` (an object at table prefix `tprefix`) to `base`.
+ * Messages name mprefix+tprefix+key. `seen` (may be NULL) marks the rows set. */
+static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, const cJSON *obj,
+                             const char *tprefix, const char *mprefix, unsigned char *seen,
+                             char *err, size_t errlen) {
+    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+        char path[PATH_BYTES];
+        int section;
+        snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string);
+        const conf_row *row = find_row(rows, nrows, tprefix, c->string, &section);
+        if (row == NULL && !section)
+            return fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
+        if (key_seen_before(obj, c))
+            return fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", path);
+        proto_err e;
+        if (row != NULL) {
+            e = apply_row(row, base, c, path, err, errlen);
+            if (seen != NULL)
+                seen[row - rows] = 1;
+        } else if (!cJSON_IsObject(c)) {
+            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", path);
+        } else {
+            /* A section is a prefix of a row path, so this fits. */
+            char sub[PATH_BYTES];
+            snprintf(sub, sizeof sub, "%s%s.", tprefix, c->string);
+            e = walk_object(rows, nrows, base, c, sub, mprefix, seen, err, errlen);
+        }
+        if (e != PROTO_OK)
+            return e;
+    }
+    return PROTO_OK;
+}
+
+/* ---- Copy and release, row by row --------------------------------------- */
+
+static int copy_string(void *dst, const void *src, size_t offset) {
+    const char *from = get_ptr(src, offset);
+    char *to = from != NULL ? strdup(from) : NULL;
+    set_ptr(dst, offset, to);
+    return from != NULL && to == NULL ? -1 : 0;
+}
+
+static int copy_list(const conf_row *row, void *dst, const void *src) {
+    const conf_list *l = row->list;
+    const char *from = get_ptr(src, row->offset);
+    size_t n = get_count(src, l->count_offset);
+    if (n == 0)
+        return 0;
+    char *to = calloc(n, l->elem_size);
+    if (to == NULL)
+        return -1;
+    /* Zeroed elements release fine, so the count is set before copying. */
+    set_ptr(dst, row->offset, to);
+    set_count(dst, l->count_offset, n);
+    for (size_t i = 0; i < n; i++)
+        if (copy_rows(l->rows, l->nrows, to + i * l->elem_size, from + i * l->elem_size) != 0)
+            return -1;
+    return 0;
+}
+
+static int copy_strings(const conf_row *row, void *dst, const void *src) {
+    char **from = get_ptr(src, row->offset);
+    size_t n = get_count(src, row->count_offset);
+    if (n == 0)
+        return 0;
+    char **to = calloc(n, sizeof *to);
+    if (to == NULL)
+        return -1;
+    set_ptr(dst, row->offset, to);
+    set_count(dst, row->count_offset, n);
+    for (size_t i = 0; i < n; i++) {
+        to[i] = strdup(from[i]);
+        if (to[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* Fill the rows' fields of a zeroed `dst` from `src`. On -1 (memory) `dst`
+ * holds what was copied so far and is safe to release. */
+static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *src) {
+    static const size_t scalar_size[] = {
+        [CONF_INT] = sizeof(long),
+        [CONF_NUMBER] = sizeof(double),
+        [CONF_MONEY] = sizeof(int64_t),
+        [CONF_ENUM] = sizeof(int),
+    };
+    for (size_t i = 0; i < nrows; i++) {
+        const conf_row *row = &rows[i];
+        int rc = 0;
+        switch (row->type) {
+        case CONF_INT:
+        case CONF_NUMBER:
+        case CONF_MONEY:
+        case CONF_ENUM:
+            memcpy(at(dst, row->offset), (const char *)src + row->offset,
+                   scalar_size[row->type]);
+            break;
+        case CONF_STRING:
+            rc = copy_string(dst, src, row->offset);
+            break;
+        case CONF_STRINGS:
+            rc = copy_strings(row, dst, src);
+            break;
+        case CONF_LIST:
+            rc = copy_list(row, dst, src);
+            break;
+        case CONF_CUSTOM:
+            rc = row->handler->copy(dst, src);
+            break;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Free the rows' owned fields and zero them. */
+static void release_rows(const conf_row *rows, size_t nrows, void *base) {
+    for (size_t i = 0; i < nrows; i++) {
+        const conf_row *row = &rows[i];
+        switch (row->type) {
+        case CONF_STRING:
+            free(get_ptr(base, row->offset));
+            set_ptr(base, row->offset, NULL);
+            break;
+        case CONF_STRINGS:
+            strings_free(get_ptr(base, row->offset), get_count(base, row->count_offset));
+            set_ptr(base, row->offset, NULL);
+            set_count(base, row->count_offset, 0);
+            break;
+        case CONF_LIST:
+            list_release(row->list, base, row->offset);
+            break;
+        case CONF_CUSTOM:
+            row->handler->release(base);
+            break;
+        case CONF_INT:
+        case CONF_NUMBER:
+        case CONF_MONEY:
+        case CONF_ENUM:
+            break;
+        }
+    }
+}
+
+/* ---- mqtt.tls ----------------------------------------------------------- */
+
+static proto_err tls_apply(void *base, const cJSON *item, const char *path, char *err,
+                           size_t errlen) {
+    proto_config *c = base;
+    char prefix[PATH_BYTES];
+    tls_release(c);
+    if (cJSON_IsNull(item))
+        return PROTO_OK;
+    if (!cJSON_IsObject(item))
+        return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, tls_handler.expect);
+    snprintf(prefix, sizeof prefix, "%s.", path);
+    proto_err e = apply_record(tls_rows, NROWS(tls_rows), c, item, prefix, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    /* A client certificate is a pair: one without the other cannot work. */
+    if ((c->mqtt.tls_certfile == NULL) != (c->mqtt.tls_keyfile == NULL))
+        return fail(err, errlen, PROTO_ERR_FIELD, "%s: certfile and keyfile go together", path);
+    c->mqtt.tls = 1;
+    return PROTO_OK;
+}
+
+static int tls_copy(void *dst, const void *src) {
+    ((proto_config *)dst)->mqtt.tls = ((const proto_config *)src)->mqtt.tls;
+    return copy_rows(tls_rows, NROWS(tls_rows), dst, src);
+}
+
+static void tls_release(void *base) {
+    release_rows(tls_rows, NROWS(tls_rows), base);
+    ((proto_config *)base)->mqtt.tls = 0;
+}
+
+/* ---- profiles.default --------------------------------------------------- */
+
+/* The profile stored on a miss (SPEC 3.2): checked key by key like the
+ * rest, kept as the object itself since it is written out as JSON. */
+static proto_err profile_apply(void *base, const cJSON *item, const char *path, char *err,
+                               size_t errlen) {
+    proto_config *c = base;
+    if (!cJSON_IsObject(item))
+        return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, profile_handler.expect);
+    for (const cJSON *k = item->child; k != NULL; k = k->next) {
+        char sub[PATH_BYTES];
+        proto_err e = PROTO_OK;
+        snprintf(sub, sizeof sub, "%s.%s", path, k->string);
+        if (strcmp(k->string, "interests") == 0)
+            e = strings_check(k, 1, 128, sub, err, errlen);
+        else if (strcmp(k->string, "ltv_score") == 0) {
+            if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0 && k->valuedouble <= 1))
+                e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected a number between 0 and 1",
+                         sub);
+        } else if (strcmp(k->string, "demographics") == 0) {
+            if (!cJSON_IsObject(k))
+                e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", sub);
+        } else {
+            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", sub);
+        }
+        if (e == PROTO_OK && key_seen_before(item, k))
+            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", sub);
+        if (e != PROTO_OK)
+            return e;
+    }
+    cJSON *copy = cJSON_Duplicate(item, 1);
+    if (copy == NULL)
+        return no_memory(path, err, errlen);
+    /* The copy carries its key ("default"); a root object has none. */
+    if (copy->string != NULL && !(copy->type & cJSON_StringIsConst))
+        cJSON_free(copy->string);
+    copy->string = NULL;
+    cJSON_Delete(c->profiles.default_profile);
+    c->profiles.default_profile = copy;
+    return PROTO_OK;
+}
+
+static int profile_copy(void *dst, const void *src) {
+    const cJSON *from = ((const proto_config *)src)->profiles.default_profile;
+    if (from == NULL)
+        return 0;
+    ((proto_config *)dst)->profiles.default_profile = cJSON_Duplicate(from, 1);
+    return ((proto_config *)dst)->profiles.default_profile == NULL ? -1 : 0;
+}
+
+static void profile_release(void *base) {
+    proto_config *c = base;
+    cJSON_Delete(c->profiles.default_profile);
+    c->profiles.default_profile = NULL;
+}
+
+/* ---- Public API --------------------------------------------------------- */
+
+/* Apply a parsed document to `c` through a copy: all of it, or nothing. */
+static proto_err apply_document(proto_config *c, const cJSON *root, char *err, size_t errlen) {
+    proto_config tmp;
+    if (!cJSON_IsObject(root))
+        return fail(err, errlen, PROTO_ERR_NOT_OBJECT,
+                    "config: expected a JSON object at the top level");
+    memset(&tmp, 0, sizeof tmp);
+    if (copy_rows(config_rows, NROWS(config_rows), &tmp, c) != 0) {
+        proto_config_free(&tmp);
+        return no_memory("config", err, errlen);
+    }
+    proto_err e = walk_object(config_rows, NROWS(config_rows), &tmp, root, "", "", NULL, err,
+                              errlen);
+    if (e != PROTO_OK) {
+        proto_config_free(&tmp);
+        return e;
+    }
+    proto_config_free(c);
+    *c = tmp;
+    return PROTO_OK;
+}
+
+proto_err proto_config_defaults(proto_config *c) {
+    char err[256];
+    memset(c, 0, sizeof *c);
+    proto_err e = apply_defaults(config_rows, NROWS(config_rows), c, err, sizeof err);
+    if (e != PROTO_OK) {
+        proto_config_free(c);
+        /* A default breaking its own row is a bug the tests catch; at run
+         * time the only failure is memory. */
+        return PROTO_ERR_NOMEM;
+    }
+    return PROTO_OK;
+}
+
+proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char *err,
+                             size_t errlen) {
+    cJSON *root;
+    proto_err e = parse_json(json, len, "config", &root, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    e = apply_document(c, root, err, errlen);
+    cJSON_Delete(root);
+    return e;
+}
+
+proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return no_memory(path, err, errlen);
+    }
+    /* One byte more than allowed tells an oversized file from a full one. */
+    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    int read_errno = ferror(f) ? errno : 0;
+    fclose(f);
+    proto_err e;
+    if (read_errno != 0)
+        e = fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(read_errno));
+    else if (n > CONFIG_MAX_BYTES)
+        e = fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
+                 CONFIG_MAX_BYTES);
+    else
+        e = proto_config_parse(c, buf, n, err, errlen);
+    free(buf);
+    return e;
+}
+
+/* Nest the value as {"a":{"b":value}} for path "a.b" and apply that
+ * document, so a single key goes through exactly the checks of a file. */
+proto_err proto_config_set(proto_config *c, const char *path, const char *json_value, char *err,
+                           size_t errlen) {
+    if (path == NULL || path[0] == '\0')
+        return fail(err, errlen, PROTO_ERR_FIELD, "config: empty key");
+    if (json_value == NULL)
+        json_value = "";
+    cJSON *value;
+    proto_err e = parse_json(json_value, strlen(json_value), path, &value, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    char *parts = strdup(path);
+    cJSON *root = cJSON_CreateObject();
+    if (parts == NULL || root == NULL) {
+        e = no_memory(path, err, errlen);
+        goto out;
+    }
+    cJSON *cur = root;
+    for (char *part = parts;;) {
+        char *dot = strchr(part, '.');
+        if (dot != NULL)
+            *dot = '\0';
+        if (part[0] == '\0') {
+            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
+            goto out;
+        }
+        cJSON *next = dot != NULL ? cJSON_CreateObject() : value;
+        if (next == NULL || !cJSON_AddItemToObject(cur, part, next)) {
+            if (next != value)
+                cJSON_Delete(next);
+            e = no_memory(path, err, errlen);
+            goto out;
+        }
+        if (dot == NULL) {
+            value = NULL; /* owned by root now */
+            break;
+        }
+        cur = next;
+        part = dot + 1;
+    }
+    e = apply_document(c, root, err, errlen);
+out:
+    cJSON_Delete(value);
+    cJSON_Delete(root);
+    free(parts);
+    return e;
+}
+
+static void print_rows(FILE *f, const conf_row *rows, size_t nrows, const char *prefix) {
+    for (size_t i = 0; i < nrows; i++) {
+        const conf_row *row = &rows[i];
+        char about[256], sub[64];
+        row_describe(row, about, sizeof about);
+        if (row->def != NULL)
+            fprintf(f, "  %s%s = %s  (%s)\n", prefix, row->path, row->def, about);
+        else
+            fprintf(f, "  %s%s  (%s)\n", prefix, row->path, about);
+        if (row->type == CONF_LIST) {
+            snprintf(sub, sizeof sub, "%s%s[].", prefix, row->path);
+            print_rows(f, row->list->rows, row->list->nrows, sub);
+        } else if (row->type == CONF_CUSTOM && row->handler->rows != NULL) {
+            snprintf(sub, sizeof sub, "%s%s.", prefix, row->path);
+            print_rows(f, row->handler->rows, row->handler->nrows, sub);
+        }
+    }
+}
+
+void proto_config_print_keys(FILE *f) {
+    print_rows(f, config_rows, NROWS(config_rows), "");
+}
+
+/* An advertiser:targeting:{id} value (SPEC 6) is a `bidders` entry without
+ * its id, which is the key's suffix: the same rows, minus the first. */
+proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,
+                                  proto_bidder_conf *out, char *err, size_t errlen) {
+    cJSON *root = NULL;
+    cJSON *id_item = cJSON_CreateString(id != NULL ? id : "");
+    memset(out, 0, sizeof *out);
+    if (id_item == NULL)
+        return no_memory("id", err, errlen);
+    proto_err e = apply_row(&bidder_rows[0], out, id_item, "id", err, errlen);
+    cJSON_Delete(id_item);
+    if (e == PROTO_OK)
+        e = parse_json(json, len, "advertiser", &root, err, errlen);
+    if (e == PROTO_OK && !cJSON_IsObject(root))
+        e = fail(err, errlen, PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object");
+    if (e == PROTO_OK)
+        e = apply_record(bidder_rows + 1, NROWS(bidder_rows) - 1, out, root, "", err, errlen);
+    cJSON_Delete(root);
+    if (e != PROTO_OK)
+        proto_bidder_conf_free(out);
+    return e;
+}
+
+void proto_bidder_conf_free(proto_bidder_conf *b) {
+    if (b == NULL)
+        return;
+    release_rows(bidder_rows, NROWS(bidder_rows), b);
+    memset(b, 0, sizeof *b);
+}
+
+void proto_config_free(proto_config *c) {
+    if (c == NULL)
+        return;
+    release_rows(config_rows, NROWS(config_rows), c);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,1244 @@
+/* test_config.c -- the configuration of SPEC 7: defaults, conf/exchange.json,
+ * command line overrides, and one case per rule the table enforces.
+ *
+ * The one idea: every refused document is checked twice, for its exact
+ * message (the key path first) and for leaving the config as it was. The
+ * bad cases are rows of one table, run by one loop test. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/proto.h"
+
+#define ERRLEN 512
+
+/* SPEC 7's example, verbatim. */
+static const char spec_json[] =
+    "{\"mqtt\":{\"host\":\"127.0.0.1\",\"port\":1883,\"client_id\":\"rtb-exchange\","
+    "\"topic\":\"rtb/requests/+\",\"qos\":1,\"shared_group\":null,\"username\":null,"
+    "\"password\":null,\"tls\":null},\n"
+    " \"redis\":{\"host\":\"127.0.0.1\",\"port\":6379,\"username\":null,\"password\":null},\n"
+    " \"auction\":{\"type\":\"second_price\",\"tmax_ms\":100,\"max_bidders\":10,"
+    "\"price_increment\":0.01,\"currency\":\"USD\"},\n"
+    " \"profiles\":{\"ttl_s\":3600,\"default\":{\"interests\":[],\"ltv_score\":0.5}},\n"
+    " \"registry\":{\"refresh_s\":5},\n"
+    " \"bidders\":[{\"id\":\"adv-1\",\"endpoint\":\"http://127.0.0.1:9001/bid\","
+    "\"interests\":[\"tech\"],\"max_concurrent\":100}],\n"
+    " \"limits\":{\"max_request_bytes\":65536,\"max_response_bytes\":65536,"
+    "\"max_inflight\":10000,\"max_pending_results\":100000,\"max_pending_notices\":100000},\n"
+    " \"admin\":{\"listen\":\"127.0.0.1:8080\"},\n"
+    " \"alerts\":[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
+    "\"above\":0.2,\"window_s\":10}],\n"
+    " \"log\":{\"level\":\"info\"}}";
+
+/* ---- Helpers ------------------------------------------------------------ */
+
+static void defaults(proto_config *c) {
+    ck_assert_int_eq(proto_config_defaults(c), PROTO_OK);
+}
+
+static proto_err parse(proto_config *c, const char *json, char *err) {
+    err[0] = '\0';
+    return proto_config_parse(c, json, strlen(json), err, ERRLEN);
+}
+
+static void parse_ok(proto_config *c, const char *json) {
+    char err[ERRLEN];
+    proto_err e = parse(c, json, err);
+    ck_assert_msg(e == PROTO_OK, "%s: %s", json, err);
+}
+
+static void assert_str_or_null(const char *a, const char *b, const char *what) {
+    if (a == NULL || b == NULL)
+        ck_assert_msg(a == b, "%s: %s vs %s", what, a ? a : "(null)", b ? b : "(null)");
+    else
+        ck_assert_msg(strcmp(a, b) == 0, "%s: \"%s\" vs \"%s\"", what, a, b);
+}
+
+static void assert_strings_eq(char **a, size_t na, char **b, size_t nb) {
+    ck_assert_uint_eq(na, nb);
+    for (size_t i = 0; i < na; i++)
+        ck_assert_str_eq(a[i], b[i]);
+}
+
+/* Every field of two configs is equal. */
+static void assert_config_eq(const proto_config *a, const proto_config *b) {
+    assert_str_or_null(a->mqtt.host, b->mqtt.host, "mqtt.host");
+    ck_assert_int_eq(a->mqtt.port, b->mqtt.port);
+    assert_str_or_null(a->mqtt.client_id, b->mqtt.client_id, "mqtt.client_id");
+    assert_str_or_null(a->mqtt.topic, b->mqtt.topic, "mqtt.topic");
+    ck_assert_int_eq(a->mqtt.qos, b->mqtt.qos);
+    assert_str_or_null(a->mqtt.shared_group, b->mqtt.shared_group, "mqtt.shared_group");
+    assert_str_or_null(a->mqtt.username, b->mqtt.username, "mqtt.username");
+    assert_str_or_null(a->mqtt.password, b->mqtt.password, "mqtt.password");
+    ck_assert_int_eq(a->mqtt.tls, b->mqtt.tls);
+    assert_str_or_null(a->mqtt.tls_cafile, b->mqtt.tls_cafile, "mqtt.tls.cafile");
+    assert_str_or_null(a->mqtt.tls_certfile, b->mqtt.tls_certfile, "mqtt.tls.certfile");
+    assert_str_or_null(a->mqtt.tls_keyfile, b->mqtt.tls_keyfile, "mqtt.tls.keyfile");
+    assert_str_or_null(a->redis.host, b->redis.host, "redis.host");
+    ck_assert_int_eq(a->redis.port, b->redis.port);
+    assert_str_or_null(a->redis.username, b->redis.username, "redis.username");
+    assert_str_or_null(a->redis.password, b->redis.password, "redis.password");
+    ck_assert_int_eq(a->auction.type, b->auction.type);
+    ck_assert_int_eq(a->auction.tmax_ms, b->auction.tmax_ms);
+    ck_assert_int_eq(a->auction.max_bidders, b->auction.max_bidders);
+    ck_assert_int_eq(a->auction.price_increment_micros, b->auction.price_increment_micros);
+    assert_str_or_null(a->auction.currency, b->auction.currency, "auction.currency");
+    ck_assert_int_eq(a->profiles.ttl_s, b->profiles.ttl_s);
+    ck_assert(cJSON_Compare(a->profiles.default_profile, b->profiles.default_profile, 1));
+    ck_assert_int_eq(a->registry.refresh_s, b->registry.refresh_s);
+    ck_assert_uint_eq(a->nbidders, b->nbidders);
+    for (size_t i = 0; i < a->nbidders; i++) {
+        const proto_bidder_conf *x = &a->bidders[i], *y = &b->bidders[i];
+        ck_assert_str_eq(x->id, y->id);
+        ck_assert_str_eq(x->endpoint, y->endpoint);
+        assert_strings_eq(x->interests, x->ninterests, y->interests, y->ninterests);
+        ck_assert_int_eq(x->max_concurrent, y->max_concurrent);
+    }
+    ck_assert_int_eq(a->limits.max_request_bytes, b->limits.max_request_bytes);
+    ck_assert_int_eq(a->limits.max_response_bytes, b->limits.max_response_bytes);
+    ck_assert_int_eq(a->limits.max_inflight, b->limits.max_inflight);
+    ck_assert_int_eq(a->limits.max_pending_results, b->limits.max_pending_results);
+    ck_assert_int_eq(a->limits.max_pending_notices, b->limits.max_pending_notices);
+    assert_str_or_null(a->admin.listen, b->admin.listen, "admin.listen");
+    ck_assert_uint_eq(a->nalerts, b->nalerts);
+    for (size_t i = 0; i < a->nalerts; i++) {
+        ck_assert_str_eq(a->alerts[i].name, b->alerts[i].name);
+        ck_assert_str_eq(a->alerts[i].metric, b->alerts[i].metric);
+        ck_assert(a->alerts[i].above == b->alerts[i].above);
+        ck_assert_int_eq(a->alerts[i].window_s, b->alerts[i].window_s);
+    }
+    ck_assert_int_eq(a->log.level, b->log.level);
+}
+
+/* conf/exchange.json seen from the test's working directory: meson runs
+ * tests in the build directory, a developer from the source root. */
+static const char *exchange_json_path(char *buf, size_t len) {
+    static const char *const tries[] = {"conf/exchange.json", "../conf/exchange.json",
+                                        "../../conf/exchange.json"};
+    const char *root = getenv("RTB_SOURCE_ROOT");
+    if (root != NULL) {
+        snprintf(buf, len, "%s/conf/exchange.json", root);
+        if (access(buf, R_OK) == 0)
+            return buf;
+    }
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++)
+        if (access(tries[i], R_OK) == 0)
+            return tries[i];
+    ck_abort_msg("conf/exchange.json not found from the working directory");
+    return NULL;
+}
+
+/* A file in /tmp holding `len` bytes of `data`; the caller unlinks it. */
+static void temp_file(char *path, size_t pathlen, const char *data, size_t len) {
+    snprintf(path, pathlen, "/tmp/test_config_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static char *repeat(char ch, size_t n) {
+    char *s = xmalloc(n + 1);
+    memset(s, ch, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ---- Defaults ----------------------------------------------------------- */
+
+START_TEST(defaults_are_spec_7) {
+    proto_config c;
+    defaults(&c);
+    ck_assert_str_eq(c.mqtt.host, "127.0.0.1");
+    ck_assert_int_eq(c.mqtt.port, 1883);
+    ck_assert_str_eq(c.mqtt.client_id, "rtb-exchange");
+    ck_assert_str_eq(c.mqtt.topic, "rtb/requests/+");
+    ck_assert_int_eq(c.mqtt.qos, 1);
+    ck_assert_ptr_null(c.mqtt.shared_group);
+    ck_assert_ptr_null(c.mqtt.username);
+    ck_assert_ptr_null(c.mqtt.password);
+    ck_assert_int_eq(c.mqtt.tls, 0);
+    ck_assert_ptr_null(c.mqtt.tls_cafile);
+    ck_assert_ptr_null(c.mqtt.tls_certfile);
+    ck_assert_ptr_null(c.mqtt.tls_keyfile);
+    ck_assert_str_eq(c.redis.host, "127.0.0.1");
+    ck_assert_int_eq(c.redis.port, 6379);
+    ck_assert_ptr_null(c.redis.username);
+    ck_assert_ptr_null(c.redis.password);
+    ck_assert_int_eq(c.auction.type, AUCTION_SECOND_PRICE);
+    ck_assert_int_eq(c.auction.tmax_ms, 100);
+    ck_assert_int_eq(c.auction.max_bidders, 10);
+    ck_assert_int_eq(c.auction.price_increment_micros, 10000);
+    ck_assert_str_eq(c.auction.currency, "USD");
+    ck_assert_int_eq(c.profiles.ttl_s, 3600);
+    cJSON *profile = cJSON_Parse("{\"interests\":[],\"ltv_score\":0.5}");
+    ck_assert(cJSON_Compare(c.profiles.default_profile, profile, 1));
+    ck_assert_ptr_null(c.profiles.default_profile->string);
+    cJSON_Delete(profile);
+    ck_assert_int_eq(c.registry.refresh_s, 5);
+    ck_assert_uint_eq(c.nbidders, 0);
+    ck_assert_ptr_null(c.bidders);
+    ck_assert_int_eq(c.limits.max_request_bytes, 65536);
+    ck_assert_int_eq(c.limits.max_response_bytes, 65536);
+    ck_assert_int_eq(c.limits.max_inflight, 10000);
+    ck_assert_int_eq(c.limits.max_pending_results, 100000);
+    ck_assert_int_eq(c.limits.max_pending_notices, 100000);
+    ck_assert_str_eq(c.admin.listen, "127.0.0.1:8080");
+    ck_assert_uint_eq(c.nalerts, 1);
+    ck_assert_str_eq(c.alerts[0].name, "bidder-timeouts");
+    ck_assert_str_eq(c.alerts[0].metric, "bidder_timeout_rate");
+    ck_assert(c.alerts[0].above == 0.2);
+    ck_assert_int_eq(c.alerts[0].window_s, 10);
+    ck_assert_int_eq(c.log.level, PROTO_LOG_INFO);
+    proto_config_free(&c);
+}
+END_TEST
+
+/* The SPEC's document, minus its sample bidder, changes nothing. */
+START_TEST(spec_document_equals_defaults) {
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    parse_ok(&c, spec_json);
+    ck_assert_uint_eq(c.nbidders, 1);
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_config_set(&c, "bidders", "[]", err, sizeof err), PROTO_OK);
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+START_TEST(free_is_idempotent) {
+    proto_config c;
+    memset(&c, 0, sizeof c);
+    proto_config_free(&c);
+    defaults(&c);
+    proto_config_free(&c);
+    proto_config_free(&c);
+    proto_config_free(NULL);
+}
+END_TEST
+
+START_TEST(print_keys_lists_every_key) {
+    static const char *const lines[] = {
+        "  auction.tmax_ms = 100  (integer 1..10000)\n",
+        "  mqtt.port = 1883  (integer 1..65535)\n",
+        "  mqtt.host = \"127.0.0.1\"  (",
+        "  mqtt.shared_group = null  (",
+        "  mqtt.tls = null  (",
+        "  mqtt.tls.cafile  (required; ",
+        "  auction.type = \"second_price\"  (second_price | first_price)\n",
+        "  auction.price_increment = 0.01  (amount 0..1000000, at most 6 decimals)\n",
+        "  auction.currency = \"USD\"  (3 uppercase letters)\n",
+        "  profiles.default = {\"interests\":[],\"ltv_score\":0.5}  (",
+        "  bidders = []  (",
+        "  bidders[].id  (required; 1..128 characters of [A-Za-z0-9._:-])\n",
+        "  bidders[].max_concurrent = 100  (integer 1..100000)\n",
+        "  admin.listen = \"127.0.0.1:8080\"  (\"host:port\", or null)\n",
+        "  alerts[].window_s = 10  (integer 1..3600)\n",
+        "  log.level = \"info\"  (debug | info | warn | error)\n",
+        "  limits.max_pending_notices = 100000  (integer 0..10000000)\n",
+    };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    proto_config_print_keys(f);
+    fclose(f);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        ck_assert_msg(strstr(text, lines[i]) != NULL, "missing: %s\nin:\n%s", lines[i], text);
+    /* Every key of the SPEC document has a line. */
+    cJSON *spec = cJSON_Parse(spec_json);
+    for (const cJSON *section = spec->child; section != NULL; section = section->next) {
+        char want[128];
+        if (!cJSON_IsObject(section)) {
+            snprintf(want, sizeof want, "  %s = ", section->string);
+            ck_assert_msg(strstr(text, want) != NULL, "no line for %s", section->string);
+            continue;
+        }
+        for (const cJSON *key = section->child; key != NULL; key = key->next) {
+            snprintf(want, sizeof want, "  %s.%s = ", section->string, key->string);
+            ck_assert_msg(strstr(text, want) != NULL, "no line for %s", want);
+        }
+    }
+    cJSON_Delete(spec);
+    free(text);
+}
+END_TEST
+
+/* ---- Files -------------------------------------------------------------- */
+
+START_TEST(exchange_json_is_spec_7) {
+    char buf[4096];
+    const char *path = exchange_json_path(buf, sizeof buf);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    cJSON *file = cJSON_ParseWithLength(text, n);
+    cJSON *spec = cJSON_Parse(spec_json);
+    ck_assert_ptr_nonnull(file);
+    ck_assert(cJSON_Compare(file, spec, 1));
+    cJSON_Delete(file);
+    cJSON_Delete(spec);
+}
+END_TEST
+
+START_TEST(load_exchange_json) {
+    char buf[4096], err[ERRLEN] = "";
+    const char *path = exchange_json_path(buf, sizeof buf);
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    ck_assert_uint_eq(c.nbidders, 1);
+    ck_assert_str_eq(c.bidders[0].id, "adv-1");
+    ck_assert_str_eq(c.bidders[0].endpoint, "http://127.0.0.1:9001/bid");
+    ck_assert_uint_eq(c.bidders[0].ninterests, 1);
+    ck_assert_str_eq(c.bidders[0].interests[0], "tech");
+    ck_assert_int_eq(c.bidders[0].max_concurrent, 100);
+    static const char adv1[] = "[{\"id\":\"adv-1\",\"endpoint\":\"http://127.0.0.1:9001/bid\","
+                               "\"interests\":[\"tech\"]}]";
+    ck_assert_int_eq(proto_config_set(&d, "bidders", adv1, err, sizeof err), PROTO_OK);
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+START_TEST(partial_file_keeps_defaults) {
+    static const char doc[] = "{\"auction\":{\"tmax_ms\":50},\n \"log\":{\"level\":\"debug\"}}\n";
+    char path[64], err[ERRLEN] = "";
+    temp_file(path, sizeof path, doc, strlen(doc));
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    unlink(path);
+    ck_assert_int_eq(c.auction.tmax_ms, 50);
+    ck_assert_int_eq(c.log.level, PROTO_LOG_DEBUG);
+    d.auction.tmax_ms = 50;
+    d.log.level = PROTO_LOG_DEBUG;
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* Sections merge key by key across documents; lists are replaced whole. */
+START_TEST(documents_layer) {
+    proto_config c;
+    defaults(&c);
+    parse_ok(&c, "{\"auction\":{\"tmax_ms\":50},\"bidders\":[{\"id\":\"a\",\"endpoint\":"
+                 "\"http://a/\"},{\"id\":\"b\",\"endpoint\":\"http://b/\"}]}");
+    parse_ok(&c, "{\"auction\":{\"currency\":\"EUR\"},\"bidders\":[{\"id\":\"c\","
+                 "\"endpoint\":\"http://c/\",\"interests\":[\"x\",\"y\"],\"max_concurrent\":7}]}");
+    ck_assert_int_eq(c.auction.tmax_ms, 50);
+    ck_assert_str_eq(c.auction.currency, "EUR");
+    ck_assert_uint_eq(c.nbidders, 1);
+    ck_assert_str_eq(c.bidders[0].id, "c");
+    ck_assert_uint_eq(c.bidders[0].ninterests, 2);
+    ck_assert_str_eq(c.bidders[0].interests[1], "y");
+    ck_assert_int_eq(c.bidders[0].max_concurrent, 7);
+    parse_ok(&c, "{\"alerts\":[]}");
+    ck_assert_uint_eq(c.nalerts, 0);
+    ck_assert_ptr_null(c.alerts);
+    parse_ok(&c, "{}");
+    ck_assert_int_eq(c.auction.tmax_ms, 50);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(load_file_errors) {
+    char err[ERRLEN] = "";
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    ck_assert_int_eq(proto_config_load_file(&c, "/nonexistent/exchange.json", err, sizeof err),
+                     PROTO_ERR_IO);
+    ck_assert_str_eq(err, "/nonexistent/exchange.json: No such file or directory");
+    ck_assert_int_eq(proto_config_load_file(&c, "/tmp", err, sizeof err), PROTO_ERR_IO);
+    ck_assert_str_eq(err, "/tmp: Is a directory");
+
+    /* Over 1 MiB: refused unparsed, even though it is valid JSON. */
+    size_t big = 1024 * 1024 + 1;
+    char *doc = repeat(' ', big);
+    doc[0] = '{';
+    doc[big - 1] = '}';
+    char path[64];
+    temp_file(path, sizeof path, doc, big);
+    ck_assert_int_eq(proto_config_load_file(&c, path, err, sizeof err), PROTO_ERR_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(err, "larger than 1048576 bytes"));
+    unlink(path);
+    /* Exactly 1 MiB is fine. */
+    doc[1] = '{';
+    temp_file(path, sizeof path, doc + 1, big - 1);
+    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    unlink(path);
+    free(doc);
+
+    temp_file(path, sizeof path, "{\"auction\":{\"tmax_ms\":0}}", 25);
+    ck_assert_int_eq(proto_config_load_file(&c, path, err, sizeof err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "auction.tmax_ms: expected an integer between 1 and 10000");
+    unlink(path);
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* ---- Every key -------------------------------------------------------- */
+
+START_TEST(every_key_accepted) {
+    static const char doc[] =
+        "{\"mqtt\":{\"host\":\"broker.example\",\"port\":8883,\"client_id\":\"ex-\u00e9\u20ac\","
+        "\"topic\":\"bids/+\",\"qos\":0,\"shared_group\":\"g1\",\"username\":\"u\","
+        "\"password\":\"\",\"tls\":{\"cafile\":\"/ca.pem\",\"certfile\":\"/c.pem\","
+        "\"keyfile\":\"/k.pem\"}},"
+        "\"redis\":{\"host\":\"::1\",\"port\":1,\"username\":\"ru\",\"password\":\"rp\"},"
+        "\"auction\":{\"type\":\"first_price\",\"tmax_ms\":1e2,\"max_bidders\":100,"
+        "\"price_increment\":1000000,\"currency\":\"EUR\"},"
+        "\"profiles\":{\"ttl_s\":31536000,\"default\":{\"interests\":[\"news\"],"
+        "\"ltv_score\":1,\"demographics\":{\"age\":[18,24],\"geo\":{\"cc\":\"FR\"}}}},"
+        "\"registry\":{\"refresh_s\":86400},"
+        "\"bidders\":[{\"id\":\"A.b:c-d_0\",\"endpoint\":\"https://[::1]:9443/bid?x=1\"}],"
+        "\"limits\":{\"max_request_bytes\":64,\"max_response_bytes\":16777216,"
+        "\"max_inflight\":1000000,\"max_pending_results\":0,\"max_pending_notices\":10000000},"
+        "\"admin\":{\"listen\":null},"
+        "\"alerts\":[{\"name\":\"a\",\"metric\":\"m\",\"above\":-1.5}],"
+        "\"log\":{\"level\":\"error\"}}";
+    proto_config c;
+    defaults(&c);
+    parse_ok(&c, doc);
+    ck_assert_str_eq(c.mqtt.host, "broker.example");
+    ck_assert_int_eq(c.mqtt.port, 8883);
+    ck_assert_str_eq(c.mqtt.client_id, "ex-\u00e9\u20ac");
+    ck_assert_str_eq(c.mqtt.topic, "bids/+");
+    ck_assert_int_eq(c.mqtt.qos, 0);
+    ck_assert_str_eq(c.mqtt.shared_group, "g1");
+    ck_assert_str_eq(c.mqtt.username, "u");
+    ck_assert_str_eq(c.mqtt.password, "");
+    ck_assert_int_eq(c.mqtt.tls, 1);
+    ck_assert_str_eq(c.mqtt.tls_cafile, "/ca.pem");
+    ck_assert_str_eq(c.mqtt.tls_certfile, "/c.pem");
+    ck_assert_str_eq(c.mqtt.tls_keyfile, "/k.pem");
+    ck_assert_str_eq(c.redis.host, "::1");
+    ck_assert_int_eq(c.redis.port, 1);
+    ck_assert_str_eq(c.redis.username, "ru");
+    ck_assert_str_eq(c.redis.password, "rp");
+    ck_assert_int_eq(c.auction.type, AUCTION_FIRST_PRICE);
+    ck_assert_int_eq(c.auction.tmax_ms, 100);
+    ck_assert_int_eq(c.auction.max_bidders, 100);
+    ck_assert_int_eq(c.auction.price_increment_micros, AUCTION_PRICE_MAX_MICROS);
+    ck_assert_str_eq(c.auction.currency, "EUR");
+    ck_assert_int_eq(c.profiles.ttl_s, 31536000);
+    const cJSON *geo = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(c.profiles.default_profile, "demographics"), "geo");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(geo, "cc")->valuestring, "FR");
+    ck_assert_ptr_null(c.profiles.default_profile->string);
+    ck_assert_int_eq(c.registry.refresh_s, 86400);
+    ck_assert_uint_eq(c.nbidders, 1);
+    ck_assert_str_eq(c.bidders[0].id, "A.b:c-d_0");
+    ck_assert_str_eq(c.bidders[0].endpoint, "https://[::1]:9443/bid?x=1");
+    ck_assert_uint_eq(c.bidders[0].ninterests, 0);
+    ck_assert_int_eq(c.bidders[0].max_concurrent, 100);
+    ck_assert_int_eq(c.limits.max_request_bytes, 64);
+    ck_assert_int_eq(c.limits.max_response_bytes, 16777216);
+    ck_assert_int_eq(c.limits.max_inflight, 1000000);
+    ck_assert_int_eq(c.limits.max_pending_results, 0);
+    ck_assert_int_eq(c.limits.max_pending_notices, 10000000);
+    ck_assert_ptr_null(c.admin.listen);
+    ck_assert_uint_eq(c.nalerts, 1);
+    ck_assert(c.alerts[0].above == -1.5);
+    ck_assert_int_eq(c.alerts[0].window_s, 10);
+    ck_assert_int_eq(c.log.level, PROTO_LOG_ERROR);
+
+    /* And back: tls null clears the three files, nullables take null. */
+    parse_ok(&c, "{\"mqtt\":{\"tls\":null,\"shared_group\":null,\"password\":null},"
+                 "\"admin\":{\"listen\":\"[::1]:8080\"}}");
+    ck_assert_int_eq(c.mqtt.tls, 0);
+    ck_assert_ptr_null(c.mqtt.tls_cafile);
+    ck_assert_ptr_null(c.mqtt.tls_certfile);
+    ck_assert_ptr_null(c.mqtt.tls_keyfile);
+    ck_assert_ptr_null(c.mqtt.shared_group);
+    ck_assert_ptr_null(c.mqtt.password);
+    ck_assert_str_eq(c.admin.listen, "[::1]:8080");
+    proto_config_free(&c);
+}
+END_TEST
+
+static const char *const good_endpoints[] = {
+    "http://127.0.0.1:9001/bid", "https://bidder.example/openrtb?x=1#f", "HTTP://H",
+    "http://[::1]:9001/bid", "http://h:65535", "https://h.example:1/", "http://h?q",
+};
+
+START_TEST(good_endpoint) {
+    char doc[256];
+    proto_config c;
+    defaults(&c);
+    snprintf(doc, sizeof doc, "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"%s\"}]}",
+             good_endpoints[_i]);
+    parse_ok(&c, doc);
+    ck_assert_str_eq(c.bidders[0].endpoint, good_endpoints[_i]);
+    proto_config_free(&c);
+}
+END_TEST
+
+static const char *const good_money[][2] = {
+    {"0", "0"}, {"0.000001", "1"}, {"2.11", "2110000"}, {"1000000", "1000000000000"},
+    {"0.1", "100000"}, {"999999.999999", "999999999999"},
+};
+
+START_TEST(price_increment_exact) {
+    char doc[128];
+    proto_config c;
+    defaults(&c);
+    snprintf(doc, sizeof doc, "{\"auction\":{\"price_increment\":%s}}", good_money[_i][0]);
+    parse_ok(&c, doc);
+    ck_assert_int_eq(c.auction.price_increment_micros, strtoll(good_money[_i][1], NULL, 10));
+    proto_config_free(&c);
+}
+END_TEST
+
+/* ---- Refused documents -------------------------------------------------- */
+
+typedef struct bad_case {
+    const char *json;
+    proto_err code;
+    const char *message; /* exact; ending in '*': a prefix */
+} bad_case;
+
+#define FIELD PROTO_ERR_FIELD
+#define E_PORT "mqtt.port: expected an integer between 1 and 65535"
+#define E_TMAX "auction.tmax_ms: expected an integer between 1 and 10000"
+#define E_MONEY \
+    "auction.price_increment: expected a number between 0 and 1000000 with at most 6 decimals"
+#define E_CUR "auction.currency: expected 3 uppercase letters (an ISO 4217 code)"
+#define E_TYPE "auction.type: expected one of \"second_price\", \"first_price\""
+#define E_LEVEL "log.level: expected one of \"debug\", \"info\", \"warn\", \"error\""
+#define E_LISTEN "admin.listen: expected \"host:port\" or null"
+#define E_URL "bidders[0].endpoint: must be an http:// or https:// URL with a host"
+#define E_ID "bidders[0].id: expected 1 to 128 characters of [A-Za-z0-9._:-]"
+#define E_TLS "mqtt.tls: expected null or an object {\"cafile\", \"certfile\", \"keyfile\"}"
+#define E_PROFILE \
+    "profiles.default: expected an object with optional interests, ltv_score, demographics"
+#define E_LTV "profiles.default.ltv_score: expected a number between 0 and 1"
+#define E_NOT_JSON "config: not valid JSON near byte *"
+#define BID(fields) "{\"bidders\":[{" fields "}]}"
+#define URL(u) BID("\"id\":\"a\",\"endpoint\":" u)
+#define ALERT(fields) "{\"alerts\":[{" fields "}]}"
+#define TLS(v) "{\"mqtt\":{\"tls\":" v "}}"
+#define PROFILE(v) "{\"profiles\":{\"default\":" v "}}"
+
+static const bad_case bad_cases[] = {
+    /* unknown keys, at every level */
+    {"{\"auction\":{\"tmaxms\":5}}", FIELD, "auction.tmaxms: unknown key"},
+    {"{\"foo\":1}", FIELD, "foo: unknown key"},
+    {"{\"mqtt\":{\"port\":1883},\"bidderz\":[]}", FIELD, "bidderz: unknown key"},
+    {TLS("{\"cafile\":\"/ca.pem\",\"ca\":1}"), FIELD, "mqtt.tls.ca: unknown key"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"bid\":1"), FIELD,
+     "bidders[0].bid: unknown key"},
+    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"windows\":5"), FIELD,
+     "alerts[0].windows: unknown key"},
+    {PROFILE("{\"interest\":[]}"), FIELD, "profiles.default.interest: unknown key"},
+    {PROFILE("{\"user_id\":\"u\"}"), FIELD, "profiles.default.user_id: unknown key"},
+    {"{\"mqtt.port\":1883}", FIELD, "mqtt.port: unknown key"},
+    {"{\"Mqtt\":{\"port\":1}}", FIELD, "Mqtt: unknown key"},
+    {"{\"mqtt\":{\"Port\":1}}", FIELD, "mqtt.Port: unknown key"},
+    {"{\"\":1}", FIELD, ": unknown key"},
+    {"{\"mqtt\":{\"\":1}}", FIELD, "mqtt.: unknown key"},
+    {"{\"auction\":{\"tmax_ms\":{\"x\":1}}}", FIELD, E_TMAX},
+    {"{\"log\":{\"level\":\"info\",\"level\":\"debug\"}}", FIELD, "log.level: duplicate key"},
+    {"{\"log\":{},\"log\":{}}", FIELD, "log: duplicate key"},
+    {PROFILE("{\"ltv_score\":0.1,\"ltv_score\":0.2}"), FIELD,
+     "profiles.default.ltv_score: duplicate key"},
+    /* sections */
+    {"{\"mqtt\":5}", FIELD, "mqtt: expected an object"},
+    {"{\"mqtt\":null}", FIELD, "mqtt: expected an object"},
+    {"{\"limits\":[]}", FIELD, "limits: expected an object"},
+    /* integers: type, both ends, integral */
+    {"{\"mqtt\":{\"port\":\"1883\"}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":0}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":65536}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":-1}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":1883.5}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":true}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":null}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":1e400}}", FIELD, E_PORT},
+    {"{\"mqtt\":{\"port\":[1883]}}", FIELD, E_PORT},
+    {"{\"auction\":{\"tmax_ms\":0}}", FIELD, E_TMAX},
+    {"{\"auction\":{\"tmax_ms\":10001}}", FIELD, E_TMAX},
+    {"{\"auction\":{\"tmax_ms\":50.5}}", FIELD, E_TMAX},
+    {"{\"auction\":{\"tmax_ms\":\"100\"}}", FIELD, E_TMAX},
+    {"{\"auction\":{\"tmax_ms\":1e19}}", FIELD, E_TMAX},
+    {"{\"mqtt\":{\"qos\":-1}}", FIELD, "mqtt.qos: expected an integer between 0 and 1"},
+    {"{\"mqtt\":{\"qos\":2}}", FIELD, "mqtt.qos: expected an integer between 0 and 1"},
+    {"{\"redis\":{\"port\":0}}", FIELD, "redis.port: expected an integer between 1 and 65535"},
+    {"{\"redis\":{\"port\":65536}}", FIELD,
+     "redis.port: expected an integer between 1 and 65535"},
+    {"{\"auction\":{\"max_bidders\":0}}", FIELD,
+     "auction.max_bidders: expected an integer between 1 and 100"},
+    {"{\"auction\":{\"max_bidders\":101}}", FIELD,
+     "auction.max_bidders: expected an integer between 1 and 100"},
+    {"{\"profiles\":{\"ttl_s\":0}}", FIELD,
+     "profiles.ttl_s: expected an integer between 1 and 31536000"},
+    {"{\"profiles\":{\"ttl_s\":31536001}}", FIELD,
+     "profiles.ttl_s: expected an integer between 1 and 31536000"},
+    {"{\"registry\":{\"refresh_s\":0}}", FIELD,
+     "registry.refresh_s: expected an integer between 1 and 86400"},
+    {"{\"registry\":{\"refresh_s\":86401}}", FIELD,
+     "registry.refresh_s: expected an integer between 1 and 86400"},
+    {"{\"limits\":{\"max_request_bytes\":63}}", FIELD,
+     "limits.max_request_bytes: expected an integer between 64 and 16777216"},
+    {"{\"limits\":{\"max_request_bytes\":16777217}}", FIELD,
+     "limits.max_request_bytes: expected an integer between 64 and 16777216"},
+    {"{\"limits\":{\"max_response_bytes\":63}}", FIELD,
+     "limits.max_response_bytes: expected an integer between 64 and 16777216"},
+    {"{\"limits\":{\"max_response_bytes\":16777217}}", FIELD,
+     "limits.max_response_bytes: expected an integer between 64 and 16777216"},
+    {"{\"limits\":{\"max_inflight\":0}}", FIELD,
+     "limits.max_inflight: expected an integer between 1 and 1000000"},
+    {"{\"limits\":{\"max_inflight\":1000001}}", FIELD,
+     "limits.max_inflight: expected an integer between 1 and 1000000"},
+    {"{\"limits\":{\"max_pending_results\":-1}}", FIELD,
+     "limits.max_pending_results: expected an integer between 0 and 10000000"},
+    {"{\"limits\":{\"max_pending_results\":10000001}}", FIELD,
+     "limits.max_pending_results: expected an integer between 0 and 10000000"},
+    {"{\"limits\":{\"max_pending_notices\":-1}}", FIELD,
+     "limits.max_pending_notices: expected an integer between 0 and 10000000"},
+    {"{\"limits\":{\"max_pending_notices\":10000001}}", FIELD,
+     "limits.max_pending_notices: expected an integer between 0 and 10000000"},
+    /* money */
+    {"{\"auction\":{\"price_increment\":-0.01}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":1000000.000001}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":0.0000001}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":0.0100001}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":\"0.01\"}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":null}}", FIELD, E_MONEY},
+    {"{\"auction\":{\"price_increment\":1e400}}", FIELD, E_MONEY},
+    /* enums and formats */
+    {"{\"auction\":{\"currency\":\"usd\"}}", FIELD, E_CUR},
+    {"{\"auction\":{\"currency\":\"US\"}}", FIELD, E_CUR},
+    {"{\"auction\":{\"currency\":\"USDX\"}}", FIELD, E_CUR},
+    {"{\"auction\":{\"currency\":\"U$D\"}}", FIELD, E_CUR},
+    {"{\"auction\":{\"currency\":840}}", FIELD, E_CUR},
+    {"{\"auction\":{\"type\":\"vickrey\"}}", FIELD, E_TYPE},
+    {"{\"auction\":{\"type\":\"Second_price\"}}", FIELD, E_TYPE},
+    {"{\"auction\":{\"type\":2}}", FIELD, E_TYPE},
+    {"{\"log\":{\"level\":\"trace\"}}", FIELD, E_LEVEL},
+    {"{\"log\":{\"level\":\"INFO\"}}", FIELD, E_LEVEL},
+    {"{\"log\":{\"level\":null}}", FIELD, E_LEVEL},
+    {"{\"admin\":{\"listen\":\"localhost\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\":80\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"h:0\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"h:65536\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"h:\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"h:8o\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"[::1]\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":\"a b:80\"}}", FIELD, E_LISTEN},
+    {"{\"admin\":{\"listen\":8080}}", FIELD, E_LISTEN},
+    {"{\"mqtt\":{\"client_id\":\"\"}}", FIELD,
+     "mqtt.client_id: expected a string of 1 to 128 characters"},
+    {"{\"mqtt\":{\"client_id\":null}}", FIELD,
+     "mqtt.client_id: expected a string of 1 to 128 characters"},
+    {"{\"mqtt\":{\"topic\":\"\"}}", FIELD, "mqtt.topic: expected a string of 1 to 4096 characters"},
+    {"{\"mqtt\":{\"host\":\"\"}}", FIELD,
+     "mqtt.host: expected a host name or address of 1 to 255 characters"},
+    {"{\"mqtt\":{\"host\":\"a b\"}}", FIELD,
+     "mqtt.host: expected a host name or address of 1 to 255 characters"},
+    {"{\"redis\":{\"host\":5}}", FIELD,
+     "redis.host: expected a host name or address of 1 to 255 characters"},
+    {"{\"mqtt\":{\"shared_group\":\"a/b\"}}", FIELD,
+     "mqtt.shared_group: expected a string of 1 to 128 characters without '/', '+' or '#' or "
+     "null"},
+    {"{\"mqtt\":{\"shared_group\":\"\"}}", FIELD,
+     "mqtt.shared_group: expected a string of 1 to 128 characters without '/', '+' or '#' or "
+     "null"},
+    {"{\"mqtt\":{\"username\":5}}", FIELD,
+     "mqtt.username: expected a string of 1 to 1024 characters or null"},
+    {"{\"redis\":{\"password\":false}}", FIELD,
+     "redis.password: expected a string of 0 to 1024 characters or null"},
+    /* bidders */
+    {"{\"bidders\":{}}", FIELD, "bidders: expected an array of bidder objects"},
+    {"{\"bidders\":null}", FIELD, "bidders: expected an array of bidder objects"},
+    {"{\"bidders\":[5]}", FIELD, "bidders[0]: expected an object"},
+    {URL("\"ftp://h/bid\""), FIELD, E_URL},
+    {URL("\"http://\""), FIELD, E_URL},
+    {URL("\"http:///bid\""), FIELD, E_URL},
+    {URL("\"https://\""), FIELD, E_URL},
+    {URL("\"http://h:0/\""), FIELD, E_URL},
+    {URL("\"http://h:/\""), FIELD, E_URL},
+    {URL("\"http:// h/\""), FIELD, E_URL},
+    {URL("\"http://h/a b\""), FIELD, E_URL},
+    {URL("\"http://u:p@h/\""), FIELD, E_URL},
+    {URL("\"h/bid\""), FIELD, E_URL},
+    {URL("\"\""), FIELD, E_URL},
+    {URL("5"), FIELD, E_URL},
+    {URL("null"), FIELD, E_URL},
+    {URL("[\"http://h/\"]"), FIELD, E_URL},
+    {BID("\"id\":\"a\""), FIELD, "bidders[0].endpoint: required"},
+    {BID("\"endpoint\":\"http://h/\""), FIELD, "bidders[0].id: required"},
+    {BID("\"id\":\"a b\",\"endpoint\":\"http://h/\""), FIELD, E_ID},
+    {BID("\"id\":\"\",\"endpoint\":\"http://h/\""), FIELD, E_ID},
+    {BID("\"id\":5,\"endpoint\":\"http://h/\""), FIELD, E_ID},
+    {BID("\"id\":\"caf\u00e9\",\"endpoint\":\"http://h/\""), FIELD, E_ID},
+    {"{\"bidders\":[{\"id\":\"adv-1\",\"endpoint\":\"http://a/\"},{\"id\":\"adv-2\","
+     "\"endpoint\":\"http://b/\"},{\"id\":\"adv-1\",\"endpoint\":\"http://c/\"}]}",
+     FIELD, "bidders[2].id: duplicate bidder id \"adv-1\""},
+    {"{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://a/\"},{\"id\":\"b\","
+     "\"endpoint\":\"ftp://b/\"}]}",
+     FIELD, "bidders[1].endpoint: must be an http:// or https:// URL with a host"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"interests\":\"tech\""), FIELD,
+     "bidders[0].interests: expected an array of strings of 1 to 128 characters"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"interests\":[\"tech\",1]"), FIELD,
+     "bidders[0].interests[1]: expected a string of 1 to 128 characters"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"interests\":[\"\"]"), FIELD,
+     "bidders[0].interests[0]: expected a string of 1 to 128 characters"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"max_concurrent\":0"), FIELD,
+     "bidders[0].max_concurrent: expected an integer between 1 and 100000"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"max_concurrent\":100001"), FIELD,
+     "bidders[0].max_concurrent: expected an integer between 1 and 100000"},
+    {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"id\":\"b\""), FIELD,
+     "bidders[0].id: duplicate key"},
+    /* alerts */
+    {"{\"alerts\":{}}", FIELD, "alerts: expected an array of alert objects"},
+    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"window_s\":0"), FIELD,
+     "alerts[0].window_s: expected an integer between 1 and 3600"},
+    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"window_s\":3601"), FIELD,
+     "alerts[0].window_s: expected an integer between 1 and 3600"},
+    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":\"x\""), FIELD,
+     "alerts[0].above: expected a finite number"},
+    {ALERT("\"name\":\"a\",\"metric\":\"m\""), FIELD, "alerts[0].above: required"},
+    {ALERT("\"metric\":\"m\",\"above\":1"), FIELD, "alerts[0].name: required"},
+    {ALERT("\"name\":\"a\",\"above\":1"), FIELD, "alerts[0].metric: required"},
+    {"{\"alerts\":[{\"name\":\"a\",\"metric\":\"m\",\"above\":1},"
+     "{\"name\":\"a\",\"metric\":\"n\",\"above\":2}]}",
+     FIELD, "alerts[1].name: duplicate alert name \"a\""},
+    /* mqtt.tls */
+    {TLS("5"), FIELD, E_TLS},
+    {TLS("\"/ca.pem\""), FIELD, E_TLS},
+    {TLS("[]"), FIELD, E_TLS},
+    {TLS("{}"), FIELD, "mqtt.tls.cafile: required"},
+    {TLS("{\"cafile\":null}"), FIELD, "mqtt.tls.cafile: expected a string of 1 to 4096 characters"},
+    {TLS("{\"cafile\":\"\"}"), FIELD, "mqtt.tls.cafile: expected a string of 1 to 4096 characters"},
+    {TLS("{\"cafile\":\"a\",\"keyfile\":5}"), FIELD,
+     "mqtt.tls.keyfile: expected a string of 1 to 4096 characters or null"},
+    {TLS("{\"cafile\":\"a\",\"certfile\":\"c\"}"), FIELD,
+     "mqtt.tls: certfile and keyfile go together"},
+    {TLS("{\"cafile\":\"a\",\"keyfile\":\"k\",\"certfile\":null}"), FIELD,
+     "mqtt.tls: certfile and keyfile go together"},
+    /* profiles.default */
+    {PROFILE("5"), FIELD, E_PROFILE},
+    {PROFILE("null"), FIELD, E_PROFILE},
+    {PROFILE("[]"), FIELD, E_PROFILE},
+    {PROFILE("{\"ltv_score\":1.5}"), FIELD, E_LTV},
+    {PROFILE("{\"ltv_score\":-0.1}"), FIELD, E_LTV},
+    {PROFILE("{\"ltv_score\":\"0.5\"}"), FIELD, E_LTV},
+    {PROFILE("{\"ltv_score\":1e400}"), FIELD, E_LTV},
+    {PROFILE("{\"interests\":\"tech\"}"), FIELD,
+     "profiles.default.interests: expected an array of strings of 1 to 128 characters"},
+    {PROFILE("{\"interests\":[\"a\",[]]}"), FIELD,
+     "profiles.default.interests[1]: expected a string of 1 to 128 characters"},
+    {PROFILE("{\"demographics\":[]}"), FIELD, "profiles.default.demographics: expected an object"},
+    /* the document itself */
+    {"[]", PROTO_ERR_NOT_OBJECT, "config: expected a JSON object at the top level"},
+    {"5", PROTO_ERR_NOT_OBJECT, "config: expected a JSON object at the top level"},
+    {"null", PROTO_ERR_NOT_OBJECT, "config: expected a JSON object at the top level"},
+    {"\"{}\"", PROTO_ERR_NOT_OBJECT, "config: expected a JSON object at the top level"},
+    {"", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"   ", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"{", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"{\"a\":1} x", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 8 (line 1)"},
+    {"{}\n{}", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 3 (line 2)"},
+    {"{'mqtt':{}}", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"{\"mqtt\":{\"port\":1883,}}", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"{\"mqtt\":{\"host\":\"\\uD800\"}}", PROTO_ERR_NOT_JSON, E_NOT_JSON},
+    {"{\"mqtt\":{\"host\":\"a\\u0000b\"}}", PROTO_ERR_NOT_JSON,
+     "config: \\u0000 in a string at byte 18"},
+    {"{\"mqtt\":{\"host\":\"\xC3\x28\"}}", PROTO_ERR_NOT_JSON,
+     "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\xC0\x80\"}}", PROTO_ERR_NOT_JSON,
+     "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\xED\xA0\x80\"}}", PROTO_ERR_NOT_JSON,
+     "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\xF5\x80\x80\x80\"}}", PROTO_ERR_NOT_JSON,
+     "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\x80\"}}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 17"},
+    {"{\"\xFF\":1}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 2"},
+    {"{\"a\":\"\xE2\x82", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 6"},
+};
+
+/* `want` matches exactly, or as a prefix when it ends in '*'. */
+static int message_matches(const char *got, const char *want) {
+    size_t n = strlen(want);
+    if (n > 0 && want[n - 1] == '*')
+        return strncmp(got, want, n - 1) == 0;
+    return strcmp(got, want) == 0;
+}
+
+/* Each bad document is refused with its message and changes nothing, on a
+ * config that already differs from the defaults (bidders, tls, a scalar). */
+START_TEST(bad_document) {
+    static const char before[] =
+        "{\"auction\":{\"tmax_ms\":77},\"mqtt\":{\"tls\":{\"cafile\":\"/ca\"}},"
+        "\"bidders\":[{\"id\":\"x\",\"endpoint\":\"http://x/\",\"interests\":[\"i\"]}]}";
+    const bad_case *bc = &bad_cases[_i];
+    char err[ERRLEN] = "";
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    parse_ok(&c, before);
+    parse_ok(&d, before);
+    proto_err e = parse(&c, bc->json, err);
+    ck_assert_msg(e == bc->code, "case %d %s: got %d (%s), want %d", _i, bc->json, e, err,
+                  bc->code);
+    ck_assert_msg(message_matches(err, bc->message), "case %d %s:\n got  %s\n want %s", _i,
+                  bc->json, err, bc->message);
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* A document valid up to its last key applies nothing of it. */
+START_TEST(failed_parse_changes_nothing) {
+    char err[ERRLEN];
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    proto_err e = parse(&c,
+                        "{\"mqtt\":{\"host\":\"10.0.0.9\",\"tls\":{\"cafile\":\"/ca\"}},"
+                        "\"auction\":{\"tmax_ms\":50},\"profiles\":{\"default\":{\"ltv_score\":1}},"
+                        "\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://a/\"}],"
+                        "\"alerts\":[],\"admin\":{\"listen\":null},\"log\":{\"level\":\"loud\"}}",
+                        err);
+    ck_assert_int_eq(e, PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_LEVEL);
+    assert_config_eq(&c, &d);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* ---- Hostile input ------------------------------------------------------ */
+
+START_TEST(deep_nesting) {
+    size_t depth = 100000;
+    char *doc = xmalloc(2 * depth + 64);
+    char err[ERRLEN];
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    memset(doc, '[', depth);
+    memset(doc + depth, ']', depth);
+    ck_assert_int_eq(proto_config_parse(&c, doc, 2 * depth, err, sizeof err), PROTO_ERR_NOT_JSON);
+    ck_assert(message_matches(err, E_NOT_JSON));
+
+    /* Deep inside a value that takes any object. */
+    size_t n = (size_t)sprintf(doc, "{\"profiles\":{\"default\":{\"demographics\":");
+    for (size_t i = 0; i < depth / 10; i++)
+        n += (size_t)sprintf(doc + n, "{\"a\":");
+    n += (size_t)sprintf(doc + n, "1");
+    memset(doc + n, '}', depth / 10 + 3);
+    n += depth / 10 + 3;
+    ck_assert_int_eq(proto_config_parse(&c, doc, n, err, sizeof err), PROTO_ERR_NOT_JSON);
+    assert_config_eq(&c, &d);
+
+    /* Nesting cJSON allows is kept as is. */
+    n = (size_t)sprintf(doc, "{\"profiles\":{\"default\":{\"demographics\":");
+    for (size_t i = 0; i < 900; i++)
+        n += (size_t)sprintf(doc + n, "{\"a\":");
+    n += (size_t)sprintf(doc + n, "1");
+    memset(doc + n, '}', 903);
+    n += 903;
+    ck_assert_msg(proto_config_parse(&c, doc, n, err, sizeof err) == PROTO_OK, "%s", err);
+    free(doc);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+START_TEST(long_strings) {
+    size_t len = 100000;
+    char *s = repeat('a', len);
+    char *doc = xmalloc(len + 256);
+    char err[ERRLEN];
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+
+    sprintf(doc, "{\"mqtt\":{\"host\":\"%s\"}}", s);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "mqtt.host: expected a host name or address of 1 to 255 characters");
+
+    sprintf(doc, "{\"%s\":1}", s);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_int_eq(strncmp(err, "aaaa", 4), 0);
+    ck_assert_ptr_nonnull(strstr(err, ": unknown key"));
+    ck_assert_uint_lt(strlen(err), ERRLEN);
+
+    sprintf(doc, "{\"auction\":{\"%s\":1}}", s);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_int_eq(strncmp(err, "auction.aaaa", 12), 0);
+
+    sprintf(doc, "{\"bidders\":[{\"id\":\"%s\",\"endpoint\":\"http://h/\"}]}", s);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_ID);
+
+    sprintf(doc, "{\"log\":{\"level\":\"%s\"}}", s);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_LEVEL);
+    assert_config_eq(&c, &d);
+
+    /* A short message buffer is cut, never overrun. */
+    char small[8];
+    ck_assert_int_eq(proto_config_parse(&c, doc, strlen(doc), small, sizeof small),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(small, "log.lev");
+    ck_assert_int_eq(proto_config_parse(&c, doc, strlen(doc), NULL, 0), PROTO_ERR_FIELD);
+
+    /* Long values where the table allows them. */
+    char *t = repeat('t', 4096);
+    sprintf(doc, "{\"mqtt\":{\"topic\":\"%s\"}}", t);
+    ck_assert_msg(parse(&c, doc, err) == PROTO_OK, "%s", err);
+    ck_assert_uint_eq(strlen(c.mqtt.topic), 4096);
+    free(t);
+    sprintf(doc, "{\"profiles\":{\"default\":{\"demographics\":{\"x\":\"%s\"}}}}", s);
+    ck_assert_msg(parse(&c, doc, err) == PROTO_OK, "%s", err);
+    free(s);
+    free(doc);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+START_TEST(nul_bytes) {
+    static const char doc[] = "{\"mqtt\":{\"host\":\"a\0b\"}}";
+    char err[ERRLEN];
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    ck_assert_int_eq(proto_config_parse(&c, doc, sizeof doc - 1, err, sizeof err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "config: NUL byte at byte 18");
+    /* Trailing NUL after a valid document is not ignored either. */
+    ck_assert_int_eq(proto_config_parse(&c, "{}", 3, err, sizeof err), PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "config: NUL byte at byte 2");
+    ck_assert_int_eq(proto_config_parse(&c, NULL, 0, err, sizeof err), PROTO_ERR_NOT_JSON);
+    assert_config_eq(&c, &d);
+    /* An escaped backslash before "u0000" is just text. */
+    parse_ok(&c, "{\"mqtt\":{\"client_id\":\"a\\\\u0000b\"}}");
+    ck_assert_str_eq(c.mqtt.client_id, "a\\u0000b");
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* The parser reads `len` bytes and not one more (ASan checks the last). */
+START_TEST(not_nul_terminated) {
+    static const char *const docs[] = {
+        "{\"auction\":{\"tmax_ms\":50}}",
+        "{\"auction\":{\"tmax_ms\":5",
+        "{\"log\":{\"level\":\"de",
+        "{\"auction\":{\"tmax_ms\":50}}  \n",
+    };
+    proto_config c;
+    defaults(&c);
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        size_t n = strlen(docs[i]);
+        char *buf = xmalloc(n), err[ERRLEN];
+        memcpy(buf, docs[i], n);
+        proto_err e = proto_config_parse(&c, buf, n, err, sizeof err);
+        ck_assert_int_eq(e, i == 0 || i == 3 ? PROTO_OK : PROTO_ERR_NOT_JSON);
+        free(buf);
+    }
+    ck_assert_int_eq(c.auction.tmax_ms, 50);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(too_large) {
+    size_t n = 1024 * 1024 + 1;
+    char *doc = repeat(' ', n), err[ERRLEN];
+    doc[0] = '{';
+    doc[n - 1] = '}';
+    proto_config c;
+    defaults(&c);
+    ck_assert_int_eq(proto_config_parse(&c, doc, n, err, sizeof err), PROTO_ERR_TOO_LARGE);
+    ck_assert_str_eq(err, "config: larger than 1048576 bytes");
+    free(doc);
+    proto_config_free(&c);
+}
+END_TEST
+
+/* 20000 bidders load quickly (the uniqueness check is not quadratic). */
+START_TEST(many_bidders) {
+    size_t n = 20000;
+    char *doc = xmalloc(n * 64 + 64), err[ERRLEN];
+    size_t len = (size_t)sprintf(doc, "{\"bidders\":[");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(doc + len, "%s{\"id\":\"b%zu\",\"endpoint\":\"http://h/\"}",
+                               i ? "," : "", i);
+    strcpy(doc + len, "]}");
+    proto_config c;
+    defaults(&c);
+    ck_assert_msg(parse(&c, doc, err) == PROTO_OK, "%s", err);
+    ck_assert_uint_eq(c.nbidders, n);
+    ck_assert_str_eq(c.bidders[n - 1].id, "b19999");
+    free(doc);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(duplicate_among_many) {
+    size_t n = 20000;
+    char *doc = xmalloc(n * 64 + 64), err[ERRLEN];
+    size_t len = (size_t)sprintf(doc, "{\"bidders\":[");
+    for (size_t i = 0; i < n; i++) {
+        /* 19990 repeats 5 and 19998 repeats 17: the first repeat is named. */
+        size_t id = i == 19990 ? 5 : i == 19998 ? 17 : i;
+        len += (size_t)sprintf(doc + len, "%s{\"id\":\"b%zu\",\"endpoint\":\"http://h/\"}",
+                               i ? "," : "", id);
+    }
+    strcpy(doc + len, "]}");
+    proto_config c;
+    defaults(&c);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "bidders[19990].id: duplicate bidder id \"b5\"");
+    ck_assert_uint_eq(c.nbidders, 0);
+    free(doc);
+    proto_config_free(&c);
+}
+END_TEST
+
+/* ---- proto_config_set --------------------------------------------------- */
+
+START_TEST(set_good) {
+    char err[ERRLEN] = "";
+    proto_config c;
+    defaults(&c);
+    ck_assert_int_eq(proto_config_set(&c, "auction.tmax_ms", "50", err, sizeof err), PROTO_OK);
+    ck_assert_int_eq(c.auction.tmax_ms, 50);
+    /* --mqtt 10.0.0.1:1884 */
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.host", "\"10.0.0.1\"", err, sizeof err),
+                     PROTO_OK);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.port", "1884", err, sizeof err), PROTO_OK);
+    ck_assert_str_eq(c.mqtt.host, "10.0.0.1");
+    ck_assert_int_eq(c.mqtt.port, 1884);
+    ck_assert_int_eq(proto_config_set(&c, "redis.port", " 6380\n", err, sizeof err), PROTO_OK);
+    ck_assert_int_eq(c.redis.port, 6380);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt", "{\"qos\":0}", err, sizeof err), PROTO_OK);
+    ck_assert_int_eq(c.mqtt.qos, 0);
+    ck_assert_int_eq(c.mqtt.port, 1884);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.tls", "{\"cafile\":\"/ca\"}", err, sizeof err),
+                     PROTO_OK);
+    ck_assert_int_eq(c.mqtt.tls, 1);
+    ck_assert_str_eq(c.mqtt.tls_cafile, "/ca");
+    ck_assert_int_eq(proto_config_set(&c, "admin.listen", "null", err, sizeof err), PROTO_OK);
+    ck_assert_ptr_null(c.admin.listen);
+    ck_assert_int_eq(proto_config_set(&c, "auction.price_increment", "0.05", err, sizeof err),
+                     PROTO_OK);
+    ck_assert_int_eq(c.auction.price_increment_micros, 50000);
+    ck_assert_int_eq(proto_config_set(&c, "auction.type", "\"first_price\"", err, sizeof err),
+                     PROTO_OK);
+    ck_assert_int_eq(c.auction.type, AUCTION_FIRST_PRICE);
+    ck_assert_int_eq(proto_config_set(&c, "profiles.default", "{\"ltv_score\":0.9}", err,
+                                      sizeof err),
+                     PROTO_OK);
+    ck_assert(cJSON_GetObjectItemCaseSensitive(c.profiles.default_profile, "ltv_score")
+                  ->valuedouble == 0.9);
+    ck_assert_int_eq(proto_config_set(&c, "bidders",
+                                      "[{\"id\":\"a\",\"endpoint\":\"http://a/\"}]", err,
+                                      sizeof err),
+                     PROTO_OK);
+    ck_assert_uint_eq(c.nbidders, 1);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(set_bad) {
+    static const struct {
+        const char *path, *value;
+        proto_err code;
+        const char *message;
+    } cases[] = {
+        {"auction.tmax_ms", "0", FIELD, E_TMAX},
+        {"auction.tmax_ms", "10001", FIELD, E_TMAX},
+        {"auction.tmax_ms", "50.5", FIELD, E_TMAX},
+        {"auction.tmax_ms", "\"50\"", FIELD, E_TMAX},
+        {"auction.tmaxms", "5", FIELD, "auction.tmaxms: unknown key"},
+        {"tmax_ms", "5", FIELD, "tmax_ms: unknown key"},
+        {"auction.tmax_ms", "abc", PROTO_ERR_NOT_JSON, "auction.tmax_ms: not valid JSON near *"},
+        {"auction.tmax_ms", "", PROTO_ERR_NOT_JSON, "auction.tmax_ms: not valid JSON near *"},
+        {"auction.tmax_ms", "50 60", PROTO_ERR_NOT_JSON,
+         "auction.tmax_ms: not valid JSON near byte 3 (line 1)"},
+        {"mqtt.host", "10.0.0.1", PROTO_ERR_NOT_JSON, "mqtt.host: not valid JSON near *"},
+        {"mqtt.host", "\"\xC3\x28\"", PROTO_ERR_NOT_JSON, "mqtt.host: invalid UTF-8 at byte 1"},
+        {"mqtt.port", "65536", FIELD, E_PORT},
+        {"", "5", FIELD, "config: empty key"},
+        {"auction..tmax_ms", "5", FIELD, "auction..tmax_ms: unknown key"},
+        {"auction.", "5", FIELD, "auction.: unknown key"},
+        {".auction", "5", FIELD, ".auction: unknown key"},
+        {"auction", "5", FIELD, "auction: expected an object"},
+        {"auction", "{\"tmax_ms\":0}", FIELD, E_TMAX},
+        {"auction.tmax_ms.x", "5", FIELD, E_TMAX},
+        {"bidders", "[{\"id\":\"a\",\"endpoint\":\"ftp://a/\"}]", FIELD, E_URL},
+    };
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[ERRLEN] = "";
+        proto_err e = proto_config_set(&c, cases[i].path, cases[i].value, err, sizeof err);
+        ck_assert_msg(e == cases[i].code, "%s=%s: got %d (%s)", cases[i].path, cases[i].value, e,
+                      err);
+        ck_assert_msg(message_matches(err, cases[i].message), "%s=%s:\n got  %s\n want %s",
+                      cases[i].path, cases[i].value, err, cases[i].message);
+        assert_config_eq(&c, &d);
+    }
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+/* ---- Advertiser registry entries (SPEC 6) ------------------------------- */
+
+START_TEST(advertiser_good) {
+    static const char json[] =
+        "{\"interests\":[\"tech\",\"news\"],\"endpoint\":\"http://127.0.0.1:9001/bid\","
+        "\"max_concurrent\":7}";
+    char err[ERRLEN] = "";
+    proto_bidder_conf b;
+    ck_assert_msg(proto_advertiser_decode("adv-2", json, strlen(json), &b, err, sizeof err) ==
+                      PROTO_OK,
+                  "%s", err);
+    ck_assert_str_eq(b.id, "adv-2");
+    ck_assert_str_eq(b.endpoint, "http://127.0.0.1:9001/bid");
+    ck_assert_uint_eq(b.ninterests, 2);
+    ck_assert_str_eq(b.interests[1], "news");
+    ck_assert_int_eq(b.max_concurrent, 7);
+    proto_bidder_conf_free(&b);
+    proto_bidder_conf_free(&b);
+
+    static const char minimal[] = "{\"endpoint\":\"https://b.example/\"}";
+    ck_assert_int_eq(proto_advertiser_decode("b", minimal, strlen(minimal), &b, err, sizeof err),
+                     PROTO_OK);
+    ck_assert_uint_eq(b.ninterests, 0);
+    ck_assert_int_eq(b.max_concurrent, 100);
+    proto_bidder_conf_free(&b);
+}
+END_TEST
+
+START_TEST(advertiser_bad) {
+    static const struct {
+        const char *id, *json;
+        proto_err code;
+        const char *message;
+    } cases[] = {
+        {"a", "{}", FIELD, "endpoint: required"},
+        {"a", "{\"endpoint\":\"ftp://h/\"}", FIELD,
+         "endpoint: must be an http:// or https:// URL with a host"},
+        {"a", "{\"endpoint\":\"http://h/\",\"id\":\"a\"}", FIELD, "id: unknown key"},
+        {"a", "{\"endpoint\":\"http://h/\",\"foo\":1}", FIELD, "foo: unknown key"},
+        {"a", "{\"endpoint\":\"http://h/\",\"max_concurrent\":0}", FIELD,
+         "max_concurrent: expected an integer between 1 and 100000"},
+        {"a", "{\"endpoint\":\"http://h/\",\"interests\":[5]}", FIELD,
+         "interests[0]: expected a string of 1 to 128 characters"},
+        {"a b", "{\"endpoint\":\"http://h/\"}", FIELD,
+         "id: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
+        {"", "{\"endpoint\":\"http://h/\"}", FIELD,
+         "id: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
+        {"a", "[]", PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object"},
+        {"a", "{\"endpoint\":", PROTO_ERR_NOT_JSON, "advertiser: not valid JSON near *"},
+        {"a", "", PROTO_ERR_NOT_JSON, "advertiser: not valid JSON near *"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[ERRLEN] = "";
+        proto_bidder_conf b;
+        memset(&b, 0xA5, sizeof b);
+        proto_err e = proto_advertiser_decode(cases[i].id, cases[i].json, strlen(cases[i].json),
+                                              &b, err, sizeof err);
+        ck_assert_msg(e == cases[i].code, "%s: got %d (%s)", cases[i].json, e, err);
+        ck_assert_msg(message_matches(err, cases[i].message), "%s:\n got  %s\n want %s",
+                      cases[i].json, err, cases[i].message);
+        ck_assert_ptr_null(b.id);
+        ck_assert_ptr_null(b.endpoint);
+        ck_assert_ptr_null(b.interests);
+        proto_bidder_conf_free(&b);
+    }
+}
+END_TEST
+
+/* ---- Suite -------------------------------------------------------------- */
+
+static Suite *config_suite(void) {
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("defaults");
+    tcase_add_test(tc, defaults_are_spec_7);
+    tcase_add_test(tc, spec_document_equals_defaults);
+    tcase_add_test(tc, free_is_idempotent);
+    tcase_add_test(tc, print_keys_lists_every_key);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("files");
+    tcase_add_test(tc, exchange_json_is_spec_7);
+    tcase_add_test(tc, load_exchange_json);
+    tcase_add_test(tc, partial_file_keeps_defaults);
+    tcase_add_test(tc, documents_layer);
+    tcase_add_test(tc, load_file_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("keys");
+    tcase_add_test(tc, every_key_accepted);
+    tcase_add_loop_test(tc, good_endpoint, 0,
+                        (int)(sizeof good_endpoints / sizeof good_endpoints[0]));
+    tcase_add_loop_test(tc, price_increment_exact, 0,
+                        (int)(sizeof good_money / sizeof good_money[0]));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_loop_test(tc, bad_document, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
+    tcase_add_test(tc, failed_parse_changes_nothing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, deep_nesting);
+    tcase_add_test(tc, long_strings);
+    tcase_add_test(tc, nul_bytes);
+    tcase_add_test(tc, not_nul_terminated);
+    tcase_add_test(tc, too_large);
+    tcase_add_test(tc, many_bidders);
+    tcase_add_test(tc, duplicate_among_many);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("advertiser");
+    tcase_add_test(tc, advertiser_good);
+    tcase_add_test(tc, advertiser_bad);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("set");
+    tcase_add_test(tc, set_good);
+    tcase_add_test(tc, set_bad);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
