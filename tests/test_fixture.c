@@ -1,0 +1,445 @@
+/* test_fixture.c -- proves the shared integration fixture (tests/fixture.h).
+ *
+ * Each test in "servers" gets a fresh env from a checked fixture: Redis
+ * commands, pub/sub delivery and buffering, an MQTT QoS 1 round trip through
+ * the broker to a second client, server restarts on the same port, process
+ * helpers, and rtb-bidder answering a SPEC 5 bid request. The "lifecycle"
+ * tests build their own envs to prove that nothing outlives them: neither
+ * after fx_stop nor after the test process dies without cleaning up. */
+#include <errno.h>
+#include <math.h>
+#include <mosquitto.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/fixture.h"
+
+static fx_env *env;
+
+static void setup(void) {
+    env = fx_start();
+}
+
+static void teardown(void) {
+    fx_stop(env);
+    env = NULL;
+}
+
+/* ---- a small MQTT subscriber (the test's own second client) ------------ */
+
+typedef struct mqtt_sub {
+    struct mosquitto *mosq;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int subscribed;
+    int count;
+    char topic[256];
+    char payload[1024];
+    int qos;
+} mqtt_sub;
+
+static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc) {
+    (void)obj;
+    if (rc == 0)
+        mosquitto_subscribe(mosq, NULL, "rtb/requests/+", 1);
+}
+
+static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, const int *qos) {
+    (void)mosq;
+    (void)mid;
+    mqtt_sub *s = obj;
+    pthread_mutex_lock(&s->mu);
+    s->subscribed = n == 1 && qos[0] == 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void sub_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m) {
+    (void)mosq;
+    mqtt_sub *s = obj;
+    pthread_mutex_lock(&s->mu);
+    s->count++;
+    snprintf(s->topic, sizeof s->topic, "%s", m->topic);
+    int len =
+        m->payloadlen < (int)sizeof s->payload - 1 ? m->payloadlen : (int)sizeof s->payload - 1;
+    memcpy(s->payload, m->payload, (size_t)len);
+    s->payload[len] = '\0';
+    s->qos = m->qos;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits (mutex held by the caller) until *flag >= want or 5 s passed. */
+static int sub_wait(mqtt_sub *s, const int *flag, int want) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    while (*flag < want) {
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0)
+            break;
+    }
+    return *flag >= want;
+}
+
+/* ---- servers ----------------------------------------------------------- */
+
+START_TEST(redis_set_get) {
+    fx_redis_do(env, "SET %s %s", "fx:key", "hello world");
+    redisReply *r = fx_redis_cmd(env, "GET %s", "fx:key");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "hello world");
+    freeReplyObject(r);
+
+    r = fx_redis_cmd(env, "NOSUCHCOMMAND");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ERROR); /* returned, not fatal */
+    freeReplyObject(r);
+
+    /* The server is ours: empty at start, on the announced port. */
+    r = fx_redis_cmd(env, "CONFIG GET port");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq((int)r->elements, 2);
+    ck_assert_int_eq(atoi(r->element[1]->str), fx_redis_port(env));
+    freeReplyObject(r);
+}
+END_TEST
+
+START_TEST(subscriber_receives_publish) {
+    fx_sub *sub = fx_sub_start(env, "auction:results:*");
+    fx_sub *errs = fx_sub_start(env, "auction:errors");
+
+    redisReply *r = fx_redis_cmd(env, "PUBLISH %s %s", "auction:results:r-1",
+                                 "{\"request_id\":\"r-1\",\"status\":\"no_bid\"}");
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    ck_assert_int_eq((int)r->integer, 1); /* exactly our subscriber */
+    freeReplyObject(r);
+
+    fx_msg *m = fx_sub_wait_for(sub, "auction:results:r-1", 2000);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->pattern, "auction:results:*");
+    cJSON *j = fx_msg_json(m);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "request_id")->valuestring, "r-1");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "no_bid");
+    cJSON_Delete(j);
+    fx_msg_free(m);
+
+    /* wait_for skips ahead and buffers; next returns what was skipped. */
+    fx_redis_do(env, "PUBLISH auction:results:r-2 %s", "two");
+    fx_redis_do(env, "PUBLISH auction:results:r-3 %s", "three");
+    m = fx_sub_wait_for(sub, "auction:results:r-3", 2000);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->payload, "three");
+    fx_msg_free(m);
+    ck_assert_int_eq(fx_sub_buffered(sub), 1);
+    m = fx_sub_next(sub, 0);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->channel, "auction:results:r-2");
+    ck_assert_ptr_null(fx_msg_json(m)); /* "two" is not JSON */
+    fx_msg_free(m);
+
+    /* Binary-safe payloads. */
+    fx_redis_do(env, "PUBLISH auction:errors %b", "a\0b", (size_t)3);
+    m = fx_sub_next(errs, 2000);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(m->payload_len, 3);
+    ck_assert_int_eq(memcmp(m->payload, "a\0b", 3), 0);
+    fx_msg_free(m);
+
+    /* Timeouts are honoured. */
+    int64_t t0 = fx_now_ms();
+    ck_assert_ptr_null(fx_sub_next(sub, 200));
+    int64_t waited = fx_now_ms() - t0;
+    ck_assert_int_ge(waited, 190);
+    ck_assert_int_lt(waited, 1000);
+    ck_assert_ptr_null(fx_sub_wait_for(errs, "auction:nothing", 100));
+    fx_sub_stop(errs); /* sub is left to fx_stop */
+}
+END_TEST
+
+START_TEST(mqtt_qos1_roundtrip) {
+    mqtt_sub s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    s.mosq = mosquitto_new("fx-test-sub", true, &s);
+    ck_assert_ptr_nonnull(s.mosq);
+    mosquitto_int_option(s.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(s.mosq, sub_on_connect);
+    mosquitto_subscribe_callback_set(s.mosq, sub_on_subscribe);
+    mosquitto_message_callback_set(s.mosq, sub_on_message);
+
+    fx_mqtt *pub = fx_mqtt_connect(env); /* runs mosquitto_lib_init */
+    ck_assert_int_eq(mosquitto_connect(s.mosq, "127.0.0.1", fx_mqtt_port(env), 30),
+                     MOSQ_ERR_SUCCESS);
+    ck_assert_int_eq(mosquitto_loop_start(s.mosq), MOSQ_ERR_SUCCESS);
+    pthread_mutex_lock(&s.mu);
+    ck_assert_msg(sub_wait(&s, &s.subscribed, 1), "no SUBACK for rtb/requests/+");
+    pthread_mutex_unlock(&s.mu);
+
+    const char *body = "{\"request_id\":\"r-1\",\"user_id\":\"u-7\",\"ad_slot_id\":\"slot-9\","
+                       "\"floor_price\":1.5}";
+    int mid = fx_mqtt_publish(pub, "rtb/requests/x", body, strlen(body), 1);
+    ck_assert_int_gt(mid, 0);
+
+    pthread_mutex_lock(&s.mu);
+    ck_assert_msg(sub_wait(&s, &s.count, 1), "subscriber got nothing");
+    ck_assert_str_eq(s.topic, "rtb/requests/x");
+    ck_assert_str_eq(s.payload, body);
+    ck_assert_int_eq(s.qos, 1);
+    pthread_mutex_unlock(&s.mu);
+
+    /* Not matched by rtb/requests/+: never delivered. */
+    fx_mqtt_publish(pub, "rtb/events/click", "{}", 2, 1);
+    ck_assert_int_ge(fx_mqtt_publish_nowait(pub, "rtb/requests/y", "y", 1, 0), 0);
+    ck_assert_int_eq(fx_mqtt_flush(pub, 2000), 0);
+    pthread_mutex_lock(&s.mu);
+    ck_assert(sub_wait(&s, &s.count, 2));
+    ck_assert_str_eq(s.topic, "rtb/requests/y");
+    ck_assert_int_eq(s.count, 2);
+    pthread_mutex_unlock(&s.mu);
+
+    mosquitto_disconnect(s.mosq);
+    mosquitto_loop_stop(s.mosq, false);
+    mosquitto_destroy(s.mosq);
+    fx_mqtt_close(pub);
+}
+END_TEST
+
+START_TEST(redis_restart_same_port) {
+    int port = fx_redis_port(env);
+    pid_t old = fx_redis_pid(env);
+    fx_sub *sub = fx_sub_start(env, "auction:results:*");
+    fx_redis_do(env, "SET fx:gone 1");
+
+    fx_redis_stop(env);
+    ck_assert_int_eq(fx_redis_pid(env), 0);
+    ck_assert(!fx_pid_alive(old));
+    redisContext *c = redisConnect("127.0.0.1", port);
+    ck_assert(c == NULL || c->err); /* nobody listens */
+    redisFree(c);
+    ck_assert_ptr_null(fx_sub_next(sub, 100)); /* down: waits, then NULL */
+
+    fx_redis_start(env);
+    ck_assert_int_eq(fx_redis_port(env), port);
+    ck_assert_int_gt(fx_redis_pid(env), 0);
+    ck_assert_int_ne(fx_redis_pid(env), old);
+    redisReply *r = fx_redis_cmd(env, "GET fx:gone");
+    ck_assert_int_eq(r->type, REDIS_REPLY_NIL); /* no persistence */
+    freeReplyObject(r);
+
+    /* The subscriber was re-subscribed before fx_redis_start returned. */
+    fx_redis_do(env, "PUBLISH auction:results:after %s", "back");
+    fx_msg *m = fx_sub_wait_for(sub, "auction:results:after", 2000);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->payload, "back");
+    fx_msg_free(m);
+}
+END_TEST
+
+START_TEST(mqtt_restart_same_port) {
+    int port = fx_mqtt_port(env);
+    pid_t old = fx_mqtt_pid(env);
+    fx_mqtt *pub = fx_mqtt_connect(env);
+
+    fx_mqtt_stop(env);
+    ck_assert_int_eq(fx_mqtt_pid(env), 0);
+    ck_assert(!fx_pid_alive(old));
+    int64_t deadline = fx_now_ms() + 2000; /* the client notices in its own thread */
+    while (fx_mqtt_wait_connected(pub, 0) == 0 && fx_now_ms() < deadline)
+        fx_sleep_ms(10);
+    ck_assert_int_ne(fx_mqtt_wait_connected(pub, 0), 0);
+
+    fx_mqtt_start(env);
+    ck_assert_int_eq(fx_mqtt_port(env), port);
+    ck_assert_int_ne(fx_mqtt_pid(env), old);
+    ck_assert_int_eq(fx_mqtt_wait_connected(pub, 5000), 0); /* reconnects by itself */
+    fx_mqtt_publish(pub, "rtb/requests/again", "{}", 2, 1);
+    /* pub is left to fx_stop */
+}
+END_TEST
+
+START_TEST(process_helpers) {
+    const char *ok[] = {"sh", "-c", "echo out; echo err >&2; exit 3", NULL};
+    int st = 0;
+    pid_t p = fx_spawn(env, ok, "sh.log");
+    ck_assert_int_eq(fx_wait_exit(p, 5000, &st), 0);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 3);
+    char *log = fx_read_file(env, "sh.log", NULL);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_str_eq(log, "out\nerr\n");
+    free(log);
+
+    const char *slow[] = {"sleep", "30", NULL};
+    p = fx_spawn(env, slow, "sleep.log");
+    int64_t t0 = fx_now_ms();
+    ck_assert_int_eq(fx_wait_exit(p, 100, &st), -1);
+    ck_assert_int_eq(errno, ETIMEDOUT);
+    ck_assert_int_ge(fx_now_ms() - t0, 100);
+    ck_assert(fx_pid_alive(p));
+    ck_assert_int_eq(fx_kill(p, SIGTERM), 0);
+    ck_assert_int_eq(fx_wait_exit(p, 2000, &st), 0);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+    ck_assert(kill(p, 0) != 0);
+
+    char *path = fx_write_file(env, "conf.json", "{\"a\":1}");
+    ck_assert_str_eq(path + strlen(fx_dir(env)), "/conf.json");
+    free(path);
+
+    ck_assert_int_eq(fx_http(fx_free_port(), "GET", "/", NULL, NULL, 500), -1);
+}
+END_TEST
+
+static const char bid_request[] =
+    "{\"id\":\"r-1\",\"at\":2,\"tmax\":95,\"cur\":[\"USD\"],"
+    "\"imp\":[{\"id\":\"1\",\"tagid\":\"slot-9\",\"bidfloor\":1.5,\"bidfloorcur\":\"USD\"}],"
+    "\"user\":{\"id\":\"u-7\",\"keywords\":\"tech,sports\",\"ext\":{\"ltv_score\":0.7}},"
+    "\"ext\":{\"user_context\":{}}}";
+
+/* The price of the single bid in an OpenRTB BidResponse with id r-1. */
+static double bid_price(const char *body) {
+    cJSON *j = cJSON_Parse(body);
+    ck_assert_msg(j != NULL, "bid response is not JSON: %s", body);
+    cJSON *id = cJSON_GetObjectItem(j, "id");
+    ck_assert(cJSON_IsString(id));
+    ck_assert_str_eq(id->valuestring, "r-1");
+    cJSON *seat = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "seatbid"), 0);
+    cJSON *bid = cJSON_GetArrayItem(cJSON_GetObjectItem(seat, "bid"), 0);
+    cJSON *price = cJSON_GetObjectItem(bid, "price");
+    ck_assert_msg(cJSON_IsNumber(price), "no seatbid[0].bid[0].price in %s", body);
+    double p = price->valuedouble;
+    cJSON_Delete(j);
+    return p;
+}
+
+START_TEST(bidder_answers) {
+    const char *specs[] = {
+        "id=adv-1,latency=0,jitter=0,nobid=0,error=0,price=fixed:2.5",
+        "id=adv-2,latency=0,jitter=0,nobid=0,error=0,price=seed",
+    };
+    int ports[2] = {0, 0};
+    pid_t pid = fx_spawn_bidder(env, specs, 2, ports);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_gt(ports[0], 0);
+    ck_assert_int_gt(ports[1], 0);
+    ck_assert_int_ne(ports[0], ports[1]);
+
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(ports[0], "POST", "/bid", bid_request, &body, 2000), 200);
+    ck_assert_double_eq_tol(bid_price(body), 2.5, 1e-9);
+    free(body);
+
+    /* seed: floor x 1.2 x (1 + ltv_score) = 1.5 x 1.2 x 1.7 (SPEC 8) */
+    ck_assert_int_eq(fx_http(ports[1], "POST", "/bid", bid_request, &body, 2000), 200);
+    ck_assert_double_eq_tol(bid_price(body), 3.06, 0.005);
+    free(body);
+}
+END_TEST
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+START_TEST(stop_leaves_nothing) {
+    fx_env *e = fx_start();
+    const char *argv[] = {"sleep", "60", NULL};
+    pid_t pids[3] = {fx_redis_pid(e), fx_mqtt_pid(e), fx_spawn(e, argv, "sleep.log")};
+    char dir[64];
+    snprintf(dir, sizeof dir, "%s", fx_dir(e));
+    fx_sub *sub = fx_sub_start(e, "auction:results:*");
+    fx_mqtt *m = fx_mqtt_connect(e);
+    (void)sub;
+    (void)m;
+    for (int i = 0; i < 3; i++)
+        ck_assert(pids[i] > 0 && kill(pids[i], 0) == 0);
+    struct stat st;
+    ck_assert_int_eq(stat(dir, &st), 0);
+
+    fx_stop(e); /* also closes sub and m */
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        ck_assert_int_eq(kill(pids[i], 0), -1);
+        ck_assert_int_eq(errno, ESRCH);
+    }
+    ck_assert_int_ne(stat(dir, &st), 0);
+}
+END_TEST
+
+typedef struct victim_info {
+    pid_t pids[3];
+    char dir[64];
+} victim_info;
+
+/* A test process that dies the way a failed Check assertion ends it: _exit
+ * with no teardown. The guardian must stop its servers and remove its dir. */
+START_TEST(dead_test_process_cleaned_up) {
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(p[0]);
+        fx_env *e = fx_start();
+        const char *argv[] = {"sleep", "60", NULL};
+        victim_info vi;
+        memset(&vi, 0, sizeof vi);
+        vi.pids[0] = fx_redis_pid(e);
+        vi.pids[1] = fx_mqtt_pid(e);
+        vi.pids[2] = fx_spawn(e, argv, "sleep.log");
+        snprintf(vi.dir, sizeof vi.dir, "%s", fx_dir(e));
+        ssize_t w = write(p[1], &vi, sizeof vi);
+        _exit(w == (ssize_t)sizeof vi ? 0 : 1);
+    }
+    close(p[1]);
+    victim_info vi;
+    ck_assert_int_eq((int)read(p[0], &vi, sizeof vi), (int)sizeof vi);
+    close(p[0]);
+    int st;
+    ck_assert_int_eq(waitpid(child, &st, 0), child);
+
+    int64_t deadline = fx_now_ms() + 3 * FX_STOP_GRACE_MS;
+    int alive;
+    struct stat sb;
+    do {
+        fx_sleep_ms(20);
+        alive = 0;
+        for (int i = 0; i < 3; i++)
+            alive += fx_pid_alive(vi.pids[i]);
+        alive += stat(vi.dir, &sb) == 0;
+    } while (alive > 0 && fx_now_ms() < deadline);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(!fx_pid_alive(vi.pids[i]), "pid %d outlived its test", (int)vi.pids[i]);
+    ck_assert_msg(stat(vi.dir, &sb) != 0, "%s outlived its test", vi.dir);
+}
+END_TEST
+
+static Suite *fixture_suite(void) {
+    Suite *s = suite_create("fixture");
+    TCase *tc = tcase_create("servers");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, redis_set_get);
+    tcase_add_test(tc, subscriber_receives_publish);
+    tcase_add_test(tc, mqtt_qos1_roundtrip);
+    tcase_add_test(tc, redis_restart_same_port);
+    tcase_add_test(tc, mqtt_restart_same_port);
+    tcase_add_test(tc, process_helpers);
+    tcase_add_test(tc, bidder_answers);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifecycle");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, stop_leaves_nothing);
+    tcase_add_test(tc, dead_test_process_cleaned_up);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    return fx_run_suite(fixture_suite());
+}
