@@ -1,0 +1,1112 @@
+/* rtb-bidder.c -- a test bidder: OpenRTB 2.6 over HTTP, several advertisers per process.
+ *
+ * Each advertiser (--advertiser SPEC) gets an evhttp server on a port of its
+ * own; all of them run on one libevent loop, no threads. POST (any path,
+ * /bid by convention) takes a BidRequest (SPEC 5) and answers a bid, a
+ * no-bid, an error or one of the fault modes; GET /last, /stats, /win and
+ * /loss are there for tests. See docs/rtb-bidder.md.
+ *
+ * The one idea: an answer is decided when the request arrives and parked as a
+ * `pending` on its advertiser's list, to be sent by a libevent timer after
+ * latency + jitter ms (hang mode: never). A pending leaves the list exactly
+ * once: its timer fires (answer sent), its client goes away (answer dropped),
+ * or shutdown. evhttp does not read a connection while a reply on it is due,
+ * so each pending watches its client's socket itself; and the connection's
+ * close callback walks the list too. Either way the pending, its timer and
+ * its watch go before the request does, so no timer fires on a freed request.
+ *
+ * All state lives in one `bidder` context; money is integer micros. */
+#include <arpa/inet.h>
+#include <cJSON.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RTB_VERSION
+#define RTB_VERSION "dev"
+#endif
+
+#define MICROS_PER_UNIT INT64_C(1000000)
+#define PRICE_MAX_MICROS (INT64_C(1000000) * MICROS_PER_UNIT) /* SPEC 2 */
+#define MS_MAX INT64_C(3600000)                               /* one hour */
+#define HUGE_BODY_BYTES ((size_t)1 << 20)                     /* mode=huge: 1 MiB */
+#define MAX_BODY_BYTES ((size_t)1 << 20)                      /* request bodies */
+#define NOTICES_KEPT 100
+#define MICROS_STRLEN 32
+
+typedef enum price_rule { PRICE_SEED, PRICE_FIXED, PRICE_UNIFORM } price_rule;
+
+typedef enum bid_mode {
+    MODE_NORMAL,
+    MODE_HTTP500,
+    MODE_BAD_JSON,
+    MODE_WRONG_ID,
+    MODE_BAD_PRICE,
+    MODE_HUGE,
+    MODE_HANG,
+    MODE_EMPTY200,
+} bid_mode;
+
+static const char *const mode_names[] = {"normal",    "http500", "bad_json", "wrong_id",
+                                         "bad_price", "huge",    "hang",     "empty200"};
+
+/* Which counter an answer bumps when it is actually sent. */
+typedef enum outcome { OUT_BID, OUT_NOBID, OUT_ERROR, OUT_NONE } outcome;
+
+typedef struct counters {
+    uint64_t requests;     /* POSTs received */
+    uint64_t bids;         /* 200 answers with a body sent */
+    uint64_t nobids;       /* 204 (or empty 200) sent */
+    uint64_t errors;       /* 500 sent */
+    uint64_t bad_requests; /* 400 sent */
+    uint64_t dropped;      /* answers abandoned: client gone, or shutdown */
+    uint64_t wins;         /* GET /win */
+    uint64_t losses;       /* GET /loss */
+} counters;
+
+struct advertiser;
+
+/* A decided answer waiting for its timer. Owned by adv->pending. */
+typedef struct pending {
+    struct advertiser *adv;
+    struct evhttp_request *req;      /* libevent's; ours only once detached */
+    struct evhttp_connection *evcon; /* the connection it came on */
+    struct event *timer;             /* NULL in hang mode */
+    struct event *watch;             /* reads the socket to see the client leave */
+    int status;
+    char *body; /* NULL: no body */
+    size_t body_len;
+    outcome out;
+    struct pending *prev, *next;
+} pending;
+
+typedef struct advertiser {
+    struct bidder *ctx;
+    /* from the SPEC */
+    char *id;
+    int port; /* 0 until bound when asked for 0 */
+    int64_t latency_ms;
+    int64_t jitter_ms;
+    double nobid_rate;
+    double error_rate;
+    price_rule price;
+    int64_t price_a_micros; /* fixed:X, or uniform:A-B low end */
+    int64_t price_b_micros; /* uniform:A-B high end */
+    bid_mode mode;
+    char *creative;  /* URL; "{id}" stands for the advertiser id */
+    char *nurl_base; /* NULL: http://HOST:PORT */
+    int seen;        /* bit per spec_keys row: given already */
+    /* set once bound */
+    char *crid;
+    char *nurl; /* win notice URL, with OpenRTB macros */
+    char *lurl; /* loss notice URL */
+    /* running state */
+    struct evhttp *http;
+    counters n;
+    uint64_t bid_seq;
+    cJSON *last; /* the /last document, or NULL */
+    char *notices[NOTICES_KEPT];
+    size_t notice_next;
+    pending *pending;
+    size_t npending;
+} advertiser;
+
+typedef struct bidder {
+    struct event_base *base;
+    const char *host;
+    uint64_t rng;
+    advertiser *advs;
+    size_t nadvs;
+    struct event *sigint;
+    struct event *sigterm;
+} bidder;
+
+/* The fields of a BidRequest this bidder reads. Strings are borrowed from
+ * the parsed request. */
+typedef struct bid_request {
+    const char *id;
+    const char *impid;
+    int64_t floor_micros;
+    int64_t ltv_micros; /* 0..1e6 */
+} bid_request;
+
+/* ---- Random numbers: splitmix64, state in the context ------------------- */
+
+static uint64_t rng_next(uint64_t *state) {
+    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(uint64_t *state) { return (double)(rng_next(state) >> 11) * 0x1.0p-53; }
+
+/* Uniform in [0, n]. */
+static uint64_t rng_upto(uint64_t *state, uint64_t n) {
+    return n == UINT64_MAX ? rng_next(state) : rng_next(state) % (n + 1);
+}
+
+/* ---- Money: exact decimal <-> micros ------------------------------------ */
+
+/* Shortest exact decimal: 3060000 -> "3.06", 5000000 -> "5", 1 -> "0.000001". */
+static void micros_format(int64_t micros, char buf[MICROS_STRLEN]) {
+    uint64_t m = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
+    int n = snprintf(buf, MICROS_STRLEN, "%s%" PRIu64, micros < 0 ? "-" : "",
+                     m / (uint64_t)MICROS_PER_UNIT);
+    uint64_t frac = m % (uint64_t)MICROS_PER_UNIT;
+    if (frac == 0)
+        return;
+    char digits[8];
+    snprintf(digits, sizeof digits, "%06" PRIu64, frac);
+    for (int i = 5; digits[i] == '0'; i--)
+        digits[i] = '\0';
+    snprintf(buf + n, (size_t)(MICROS_STRLEN - n), ".%s", digits);
+}
+
+/* "2.5" -> 2500000. Plain decimals only, at most 6 decimals, 0..PRICE_MAX. */
+static int micros_parse(const char *s, int64_t *out) {
+    int64_t units = 0, frac = 0;
+    int ndigits = 0, nfrac = 0;
+    for (; *s >= '0' && *s <= '9'; s++, ndigits++) {
+        units = units * 10 + (*s - '0');
+        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT)
+            return -1;
+    }
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++, nfrac++) {
+            if (nfrac == 6)
+                return -1;
+            frac = frac * 10 + (*s - '0');
+        }
+    }
+    if (*s != '\0' || ndigits == 0)
+        return -1;
+    for (int i = nfrac; i < 6; i++)
+        frac *= 10;
+    *out = units * MICROS_PER_UNIT + frac;
+    return *out <= PRICE_MAX_MICROS ? 0 : -1;
+}
+
+/* A JSON number to micros, rounded to the nearest micro (exact for decimals
+ * of at most 6 decimals and 15 significant digits). */
+static int micros_from_double(double v, int64_t max, int64_t *out) {
+    if (!isfinite(v) || v < 0 || v > (double)max / (double)MICROS_PER_UNIT)
+        return -1;
+    *out = (int64_t)llround(v * (double)MICROS_PER_UNIT);
+    return 0;
+}
+
+/* The seed rule (SPEC 8): floor x 1.2 x (1 + ltv), rounded half up to a micro,
+ * with one rounding. A floor of 0 bids 0.01 x (1 + ltv) instead. The product
+ * floor*12*(1e6+ltv) can pass 2^63, so it is split around 1e7. */
+static int64_t price_seed(int64_t floor_micros, int64_t ltv_micros) {
+    int64_t g = MICROS_PER_UNIT + ltv_micros;
+    if (floor_micros == 0)
+        return (10000 * g + MICROS_PER_UNIT / 2) / MICROS_PER_UNIT;
+    int64_t f = floor_micros * 12;
+    int64_t fh = f / 10000000, fl = f % 10000000;
+    int64_t price = fh * g + (fl * g + 5000000) / 10000000;
+    return price > PRICE_MAX_MICROS ? PRICE_MAX_MICROS : price;
+}
+
+static int64_t adv_price(advertiser *adv, const bid_request *br) {
+    switch (adv->price) {
+    case PRICE_FIXED:
+        return adv->price_a_micros;
+    case PRICE_UNIFORM:
+        return adv->price_a_micros +
+               (int64_t)rng_upto(&adv->ctx->rng,
+                                 (uint64_t)(adv->price_b_micros - adv->price_a_micros));
+    case PRICE_SEED:
+    default:
+        return price_seed(br->floor_micros, br->ltv_micros);
+    }
+}
+
+/* ---- Command line: an advertiser SPEC is walked against a table of keys -- */
+
+typedef enum key_type {
+    KEY_STR,
+    KEY_URL,
+    KEY_PORT,
+    KEY_MS,
+    KEY_RATE,
+    KEY_PRICE,
+    KEY_MODE
+} key_type;
+
+typedef struct spec_key {
+    const char *name;
+    key_type type;
+    size_t offset;
+    const char *help;
+} spec_key;
+
+static const spec_key spec_keys[] = {
+    {"id", KEY_STR, offsetof(advertiser, id), "advertiser id, also the seat (required)"},
+    {"port", KEY_PORT, offsetof(advertiser, port), "TCP port; 0 picks a free one (default 0)"},
+    {"latency", KEY_MS, offsetof(advertiser, latency_ms), "fixed delay of every answer, ms (0)"},
+    {"jitter", KEY_MS, offsetof(advertiser, jitter_ms), "uniform 0..MS added to it, ms (0)"},
+    {"nobid", KEY_RATE, offsetof(advertiser, nobid_rate), "share of 204 no-bids, 0..1 (0)"},
+    {"error", KEY_RATE, offsetof(advertiser, error_rate), "share of HTTP 500s, 0..1 (0)"},
+    {"price", KEY_PRICE, 0, "seed | fixed:X | uniform:A-B (seed)"},
+    {"mode", KEY_MODE, offsetof(advertiser, mode),
+     "normal|http500|bad_json|wrong_id|bad_price|huge|hang|empty200 (normal)"},
+    {"creative", KEY_URL, offsetof(advertiser, creative),
+     "iurl; {id} is the advertiser id (https://cdn.example/{id}.jpg)"},
+    {"nurl", KEY_URL, offsetof(advertiser, nurl_base),
+     "base URL of win/loss notices, http:// (http://HOST:PORT)"},
+};
+#define NKEYS (sizeof spec_keys / sizeof spec_keys[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: rtb-bidder [--host ADDR] [--seed N] --advertiser SPEC "
+               "[--advertiser SPEC ...]\n"
+               "                  [--help] [--version]\n\n"
+               "  --host ADDR        address to listen on (127.0.0.1)\n"
+               "  --seed N           seed of the random numbers (default: from the clock)\n"
+               "  --advertiser SPEC  one advertiser, comma-separated key=value:\n");
+    for (size_t i = 0; i < NKEYS; i++)
+        fprintf(f, "      %-9s %s\n", spec_keys[i].name, spec_keys[i].help);
+    fprintf(f, "\nPOST /bid answers an OpenRTB 2.6 BidRequest; GET /last, /stats, /win, /loss.\n"
+               "Prints 'listening ID HOST:PORT' per advertiser once all are bound.\n"
+               "Exit: 0 on SIGINT/SIGTERM, 1 runtime failure, 2 bad command line.\n");
+}
+
+static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_rate(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !(v >= 0 && v <= 1))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_price(advertiser *adv, const char *v) {
+    if (strcmp(v, "seed") == 0) {
+        adv->price = PRICE_SEED;
+        return 0;
+    }
+    if (strncmp(v, "fixed:", 6) == 0) {
+        adv->price = PRICE_FIXED;
+        return micros_parse(v + 6, &adv->price_a_micros);
+    }
+    if (strncmp(v, "uniform:", 8) != 0)
+        return -1;
+    char lo[64];
+    const char *dash = strchr(v + 8, '-');
+    size_t len = dash ? (size_t)(dash - (v + 8)) : 0;
+    if (dash == NULL || len >= sizeof lo)
+        return -1;
+    memcpy(lo, v + 8, len);
+    lo[len] = '\0';
+    adv->price = PRICE_UNIFORM;
+    if (micros_parse(lo, &adv->price_a_micros) != 0 ||
+        micros_parse(dash + 1, &adv->price_b_micros) != 0)
+        return -1;
+    return adv->price_a_micros <= adv->price_b_micros ? 0 : -1;
+}
+
+static int parse_mode(const char *v, bid_mode *out) {
+    for (size_t i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++) {
+        if (strcmp(v, mode_names[i]) == 0) {
+            *out = (bid_mode)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Store one key=value into `adv`. Returns 0, or -1 when the value is bad. */
+static int set_key(advertiser *adv, const spec_key *k, const char *v) {
+    void *field = (char *)adv + k->offset;
+    int64_t n;
+    switch (k->type) {
+    case KEY_URL:
+        if (strcmp(k->name, "nurl") == 0 && strncmp(v, "http://", 7) != 0)
+            return -1;
+        /* fall through */
+    case KEY_STR:
+        return (*(char **)field = strdup(v)) != NULL ? 0 : -1;
+    case KEY_PORT:
+        if (parse_int(v, 0, 65535, &n) != 0)
+            return -1;
+        *(int *)field = (int)n;
+        return 0;
+    case KEY_MS:
+        return parse_int(v, 0, MS_MAX, (int64_t *)field);
+    case KEY_RATE:
+        return parse_rate(v, (double *)field);
+    case KEY_PRICE:
+        return parse_price(adv, v);
+    case KEY_MODE:
+        return parse_mode(v, (bid_mode *)field);
+    }
+    return -1;
+}
+
+static int spec_item(advertiser *adv, char *item, char *err, size_t errlen) {
+    char *eq = strchr(item, '=');
+    if (eq == NULL || eq == item || eq[1] == '\0') {
+        snprintf(err, errlen, "'%s' is not key=value", item);
+        return -1;
+    }
+    *eq = '\0';
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(item, spec_keys[i].name) != 0)
+            continue;
+        if (adv->seen & (1 << i)) {
+            snprintf(err, errlen, "key '%s' given twice", item);
+            return -1;
+        }
+        adv->seen |= 1 << i;
+        if (set_key(adv, &spec_keys[i], eq + 1) == 0)
+            return 0;
+        snprintf(err, errlen, "bad value for '%s': '%s' (%s)", item, eq + 1, spec_keys[i].help);
+        return -1;
+    }
+    snprintf(err, errlen, "unknown key '%s'", item);
+    return -1;
+}
+
+/* Check one parsed advertiser against itself and the ones before it. */
+static int spec_check(const bidder *ctx, const advertiser *adv, char *err, size_t errlen) {
+    if (adv->id == NULL || adv->id[0] == '\0') {
+        snprintf(err, errlen, "id=... is required");
+        return -1;
+    }
+    if (adv->nobid_rate + adv->error_rate > 1.0) {
+        snprintf(err, errlen, "nobid + error must not exceed 1");
+        return -1;
+    }
+    for (const advertiser *o = ctx->advs; o < adv; o++) {
+        if (strcmp(o->id, adv->id) == 0) {
+            snprintf(err, errlen, "advertiser id '%s' given twice", adv->id);
+            return -1;
+        }
+        if (adv->port != 0 && o->port == adv->port) {
+            snprintf(err, errlen, "port %d given twice", adv->port);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_spec(bidder *ctx, const char *spec, char *err, size_t errlen) {
+    advertiser *advs = realloc(ctx->advs, (ctx->nadvs + 1) * sizeof *advs);
+    char *copy = strdup(spec);
+    if (advs != NULL)
+        ctx->advs = advs;
+    if (advs == NULL || copy == NULL) {
+        free(copy);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    advertiser *adv = &ctx->advs[ctx->nadvs++];
+    memset(adv, 0, sizeof *adv);
+    adv->ctx = ctx;
+    int rc = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item && rc == 0;
+         item = strtok_r(NULL, ",", &save))
+        rc = spec_item(adv, item, err, errlen);
+    free(copy);
+    return rc == 0 ? spec_check(ctx, adv, err, errlen) : -1;
+}
+
+/* Returns 0 to run, 1 to exit 0 (--help, --version), 2 on a bad command line. */
+static int parse_args(bidder *ctx, int argc, char **argv) {
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},       {"seed", required_argument, NULL, 's'},
+        {"advertiser", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
+    };
+    char err[256];
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'H':
+            ctx->host = optarg;
+            break;
+        case 's':
+            errno = 0;
+            ctx->rng = strtoull(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-') {
+                fprintf(stderr, "rtb-bidder: --seed: not an unsigned integer: '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'a':
+            if (parse_spec(ctx, optarg, err, sizeof err) != 0) {
+                fprintf(stderr, "rtb-bidder: --advertiser '%s': %s\n", optarg, err);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("rtb-bidder %s\n", RTB_VERSION);
+            return 1;
+        default:
+            fprintf(stderr, "rtb-bidder: try --help\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rtb-bidder: unexpected argument '%s'; try --help\n", argv[optind]);
+        return 2;
+    }
+    if (ctx->nadvs == 0) {
+        fprintf(stderr, "rtb-bidder: at least one --advertiser SPEC is needed; try --help\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- Small string helpers ----------------------------------------------- */
+
+static char *str_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* `tmpl` with every "{id}" replaced by `id`. */
+static char *expand_id(const char *tmpl, const char *id) {
+    size_t n = 0, idlen = strlen(id);
+    for (const char *p = strstr(tmpl, "{id}"); p; p = strstr(p + 4, "{id}"))
+        n++;
+    char *out = malloc(strlen(tmpl) + n * idlen + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const char *p = tmpl; *p;) {
+        if (strncmp(p, "{id}", 4) == 0) {
+            memcpy(o, id, idlen);
+            o += idlen;
+            p += 4;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The host as it goes into a URL: a wildcard becomes loopback, IPv6 gets []. */
+static char *url_host(const char *host) {
+    if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
+        return strdup("127.0.0.1");
+    if (strcmp(host, "::") == 0)
+        return strdup("[::1]");
+    return strchr(host, ':') ? str_printf("[%s]", host) : strdup(host);
+}
+
+/* Append `item` to `array`; on failure (out of memory) free it. */
+static void add_item(cJSON *array, cJSON *item) {
+    if (!cJSON_AddItemToArray(array, item))
+        cJSON_Delete(item);
+}
+
+/* ---- Replies ------------------------------------------------------------ */
+
+static void send_body(struct evhttp_request *req, int status, const char *body, size_t len) {
+    struct evbuffer *buf = NULL;
+    if (body != NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/json");
+        buf = evbuffer_new();
+        if (buf != NULL)
+            evbuffer_add(buf, body, len);
+    }
+    evhttp_send_reply(req, status, NULL, buf);
+    if (buf != NULL)
+        evbuffer_free(buf);
+}
+
+/* Send `doc` (consumed) as JSON. */
+static void send_json(struct evhttp_request *req, int status, cJSON *doc) {
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (text == NULL) {
+        send_body(req, 500, "{\"error\":\"out of memory\"}", 25);
+        return;
+    }
+    send_body(req, status, text, strlen(text));
+    free(text);
+}
+
+static void send_error(struct evhttp_request *req, int status, const char *msg) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "error", msg);
+    send_json(req, status, doc);
+}
+
+/* ---- Reading a BidRequest (SPEC 5) --------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *msg) {
+    snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+/* Fill `br` from `json` (borrowed). Lenient where OpenRTB allows it: no imp
+ * means impid "1" and floor 0; no user.ext.ltv_score means ltv 0; an ltv
+ * outside 0..1 is clamped. Returns 0, or -1 with a message in `err`. */
+static int bid_request_read(cJSON *json, bid_request *br, char *err, size_t errlen) {
+    memset(br, 0, sizeof *br);
+    br->impid = "1";
+    if (!cJSON_IsObject(json))
+        return fail(err, errlen, "body is not a JSON object");
+    br->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(json, "id"));
+    if (br->id == NULL || br->id[0] == '\0')
+        return fail(err, errlen, "id: missing or not a non-empty string");
+    cJSON *imps = cJSON_GetObjectItemCaseSensitive(json, "imp");
+    if (imps != NULL && !cJSON_IsArray(imps))
+        return fail(err, errlen, "imp: not an array");
+    cJSON *imp = cJSON_GetArrayItem(imps, 0);
+    if (imp != NULL) {
+        const char *impid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(imp, "id"));
+        if (impid == NULL)
+            return fail(err, errlen, "imp[0].id: missing or not a string");
+        br->impid = impid;
+        cJSON *floor = cJSON_GetObjectItemCaseSensitive(imp, "bidfloor");
+        if (floor != NULL &&
+            (!cJSON_IsNumber(floor) ||
+             micros_from_double(floor->valuedouble, PRICE_MAX_MICROS, &br->floor_micros) != 0))
+            return fail(err, errlen, "imp[0].bidfloor: not a number in 0..1e6");
+    }
+    cJSON *user = cJSON_GetObjectItemCaseSensitive(json, "user");
+    cJSON *ext = cJSON_GetObjectItemCaseSensitive(user, "ext");
+    cJSON *ltv = cJSON_GetObjectItemCaseSensitive(ext, "ltv_score");
+    if (cJSON_IsNumber(ltv) && isfinite(ltv->valuedouble)) {
+        double v = ltv->valuedouble < 0 ? 0 : ltv->valuedouble > 1 ? 1 : ltv->valuedouble;
+        br->ltv_micros = (int64_t)llround(v * (double)MICROS_PER_UNIT);
+    }
+    return 0;
+}
+
+/* ---- Writing a BidResponse ---------------------------------------------- */
+
+/* Grow a printed response to exactly HUGE_BODY_BYTES with an "ext" padding
+ * member: still valid JSON, just too big. Consumes `body`. */
+static char *pad_huge(char *body, size_t *len) {
+    static const char head[] = ",\"ext\":{\"pad\":\"", tail[] = "\"}}";
+    size_t keep = *len - 1; /* all but the closing '}' */
+    size_t fixed = keep + strlen(head) + strlen(tail);
+    char *out = fixed < HUGE_BODY_BYTES ? malloc(HUGE_BODY_BYTES + 1) : NULL;
+    if (out == NULL)
+        return body;
+    char *o = out;
+    memcpy(o, body, keep);
+    o += keep;
+    memcpy(o, head, strlen(head));
+    o += strlen(head);
+    memset(o, 'x', HUGE_BODY_BYTES - fixed);
+    o += HUGE_BODY_BYTES - fixed;
+    memcpy(o, tail, strlen(tail) + 1);
+    free(body);
+    *len = HUGE_BODY_BYTES;
+    return out;
+}
+
+static cJSON *bid_object(advertiser *adv, const bid_request *br) {
+    char price[MICROS_STRLEN], bid_id[32];
+    if (adv->mode == MODE_BAD_PRICE)
+        snprintf(price, sizeof price, "-1");
+    else
+        micros_format(adv_price(adv, br), price);
+    snprintf(bid_id, sizeof bid_id, "b-%" PRIu64, ++adv->bid_seq);
+    char *adid = str_printf("ad_%s_%s", adv->id, br->id);
+    cJSON *bid = cJSON_CreateObject();
+    cJSON_AddStringToObject(bid, "id", bid_id);
+    cJSON_AddStringToObject(bid, "impid", br->impid);
+    cJSON_AddRawToObject(bid, "price", price);
+    cJSON_AddStringToObject(bid, "adid", adid ? adid : "");
+    cJSON_AddStringToObject(bid, "crid", adv->crid);
+    cJSON_AddStringToObject(bid, "iurl", adv->creative);
+    cJSON_AddStringToObject(bid, "nurl", adv->nurl);
+    cJSON_AddStringToObject(bid, "lurl", adv->lurl);
+    free(adid);
+    return bid;
+}
+
+/* The 200 body for a bid, shaped by the advertiser's mode. NULL when out of
+ * memory. */
+static char *bid_body(advertiser *adv, const bid_request *br, size_t *len) {
+    cJSON *root = cJSON_CreateObject();
+    char *wrong = adv->mode == MODE_WRONG_ID ? str_printf("wrong-%s", br->id) : NULL;
+    cJSON_AddStringToObject(root, "id", wrong ? wrong : br->id);
+    free(wrong);
+    cJSON *seat = cJSON_CreateObject();
+    add_item(cJSON_AddArrayToObject(root, "seatbid"), seat);
+    cJSON_AddStringToObject(seat, "seat", adv->id);
+    add_item(cJSON_AddArrayToObject(seat, "bid"), bid_object(adv, br));
+    cJSON_AddStringToObject(root, "cur", "USD");
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (body == NULL)
+        return NULL;
+    *len = strlen(body);
+    if (adv->mode == MODE_HUGE)
+        body = pad_huge(body, len);
+    if (adv->mode == MODE_BAD_JSON) {
+        *len /= 2; /* cut in half: no longer parses */
+        body[*len] = '\0';
+    }
+    return body;
+}
+
+/* ---- Pending answers ---------------------------------------------------- */
+
+static void pending_unlink(pending *p) {
+    advertiser *adv = p->adv;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        adv->pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    adv->npending--;
+}
+
+static void pending_free(pending *p) {
+    if (p->timer != NULL)
+        event_free(p->timer);
+    if (p->watch != NULL)
+        event_free(p->watch);
+    free(p->body);
+    free(p);
+}
+
+/* Abandon an answer. A request that libevent detached from its (closed)
+ * connection is ours to free; one still attached goes with its connection. */
+static void pending_drop(pending *p) {
+    pending_unlink(p);
+    if (evhttp_request_get_connection(p->req) == NULL)
+        evhttp_request_free(p->req);
+    p->adv->n.dropped++;
+    pending_free(p);
+}
+
+/* Timer: the delay is over, send the answer decided on arrival. */
+static void pending_fire(evutil_socket_t fd, short what, void *arg) {
+    pending *p = arg;
+    advertiser *adv = p->adv;
+    (void)fd;
+    (void)what;
+    if (evhttp_request_get_connection(p->req) == NULL) {
+        pending_drop(p); /* closed without our close callback: cannot happen */
+        return;
+    }
+    pending_unlink(p);
+    send_body(p->req, p->status, p->body, p->body_len);
+    if (p->out == OUT_BID)
+        adv->n.bids++;
+    else if (p->out == OUT_NOBID)
+        adv->n.nobids++;
+    else if (p->out == OUT_ERROR)
+        adv->n.errors++;
+    pending_free(p);
+}
+
+/* The client's socket turned readable while its answer is pending. evhttp
+ * does not read a connection while a request on it awaits its reply, so a
+ * client that gives up (the exchange at its deadline) would go unnoticed
+ * until the answer is written, or forever in hang mode. EOF or an error:
+ * drop the answer and close the connection, which frees the request. Data:
+ * a pipelined request, so the client is still there; stop looking. */
+static void pending_watch(evutil_socket_t fd, short what, void *arg) {
+    pending *p = arg;
+    char c;
+    (void)what;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK);
+    if (n > 0) {
+        event_del(p->watch);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    struct evhttp_connection *evcon = p->evcon;
+    pending_drop(p);
+    evhttp_connection_free(evcon); /* frees the request; our close callback finds nothing */
+}
+
+/* A client connection went away: drop whatever was still to be sent on it
+ * (the exchange cancels calls at its deadline, SPEC 3.5). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg) {
+    advertiser *adv = arg;
+    pending *next;
+    for (pending *p = adv->pending; p != NULL; p = next) {
+        next = p->next;
+        if (p->evcon == evcon)
+            pending_drop(p);
+    }
+}
+
+static int pending_error(pending *p) {
+    p->status = 500;
+    p->out = OUT_ERROR;
+    p->body = strdup("{\"error\":\"simulated bidder error\"}");
+    p->body_len = p->body ? strlen(p->body) : 0;
+    return p->body ? 0 : -1;
+}
+
+/* Decide the answer now (the random draws happen in arrival order, so a
+ * --seed replays the same answers). One draw splits normal mode into
+ * [0, nobid) no-bid, [nobid, nobid+error) error, the rest a bid.
+ * Returns 0, or -1 when out of memory. */
+static int pending_decide(pending *p, const bid_request *br) {
+    advertiser *adv = p->adv;
+    double u;
+    p->status = 200;
+    p->out = OUT_BID;
+    switch (adv->mode) {
+    case MODE_HANG:
+        p->out = OUT_NONE;
+        return 0;
+    case MODE_EMPTY200:
+        p->out = OUT_NOBID;
+        return 0;
+    case MODE_HTTP500:
+        return pending_error(p);
+    case MODE_NORMAL:
+        u = rng_unit(&adv->ctx->rng);
+        if (u < adv->nobid_rate) {
+            p->status = 204;
+            p->out = OUT_NOBID;
+            return 0;
+        }
+        if (u < adv->nobid_rate + adv->error_rate)
+            return pending_error(p);
+        break;
+    default:
+        break;
+    }
+    p->body = bid_body(adv, br, &p->body_len);
+    return p->body ? 0 : -1;
+}
+
+/* Park the answer, watch its client and arm its timer (none in hang mode). */
+static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_request *br) {
+    struct event_base *base = adv->ctx->base;
+    pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return -1;
+    p->adv = adv;
+    p->req = req;
+    p->evcon = evhttp_request_get_connection(req);
+    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->evcon));
+    int ok = pending_decide(p, br) == 0 &&
+             (p->watch = event_new(base, fd, EV_READ | EV_PERSIST, pending_watch, p)) != NULL &&
+             (p->out == OUT_NONE || (p->timer = evtimer_new(base, pending_fire, p)) != NULL);
+    if (!ok) {
+        pending_free(p);
+        return -1;
+    }
+    p->next = adv->pending;
+    if (p->next != NULL)
+        p->next->prev = p;
+    adv->pending = p;
+    adv->npending++;
+    evhttp_connection_set_closecb(p->evcon, on_conn_close, adv);
+    event_add(p->watch, NULL);
+    if (p->timer != NULL) {
+        int64_t ms = adv->latency_ms + (int64_t)rng_upto(&adv->ctx->rng, (uint64_t)adv->jitter_ms);
+        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        evtimer_add(p->timer, &tv);
+    }
+    return 0;
+}
+
+/* ---- Requests ----------------------------------------------------------- */
+
+static const char *method_name(enum evhttp_cmd_type cmd) {
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    default:
+        return "OTHER";
+    }
+}
+
+/* Keep what /last shows: method, uri, headers and the body (the parsed JSON,
+ * consumed, or the raw text when it did not parse). */
+static void record_last(advertiser *adv, struct evhttp_request *req, cJSON *json, const char *raw,
+                        size_t len) {
+    cJSON *doc = cJSON_CreateObject(), *headers = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "method", method_name(evhttp_request_get_command(req)));
+    cJSON_AddStringToObject(doc, "uri", evhttp_request_get_uri(req));
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    for (struct evkeyval *h = in->tqh_first; h != NULL; h = h->next.tqe_next) {
+        cJSON_DeleteItemFromObjectCaseSensitive(headers, h->key); /* the last one wins */
+        cJSON_AddStringToObject(headers, h->key, h->value);
+    }
+    if (!cJSON_AddItemToObject(doc, "headers", headers))
+        cJSON_Delete(headers);
+    if (json == NULL) {
+        char *text = malloc(len + 1);
+        if (text != NULL) {
+            memcpy(text, raw, len);
+            text[len] = '\0';
+        }
+        json = cJSON_CreateString(text ? text : "");
+        free(text);
+    }
+    if (!cJSON_AddItemToObject(doc, "body", json))
+        cJSON_Delete(json);
+    cJSON_Delete(adv->last);
+    adv->last = doc;
+}
+
+/* POST: a bid request. Bad ones are answered 400 at once; good ones get a
+ * pending answer. */
+static void handle_bid(advertiser *adv, struct evhttp_request *req) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *raw = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
+    cJSON *json = raw != NULL ? cJSON_ParseWithLength(raw, len) : NULL;
+    bid_request br;
+    char err[128];
+    adv->n.requests++;
+    int ok = bid_request_read(json, &br, err, sizeof err) == 0;
+    int started = ok && pending_start(adv, req, &br) == 0;
+    record_last(adv, req, json, raw ? raw : "", raw ? len : 0); /* br is void from here */
+    if (!ok) {
+        adv->n.bad_requests++;
+        send_error(req, 400, err);
+    } else if (!started) {
+        adv->n.errors++;
+        send_error(req, 500, "out of memory");
+    }
+}
+
+static void handle_last(advertiser *adv, struct evhttp_request *req) {
+    if (adv->last == NULL) {
+        send_json(req, 404, cJSON_CreateObject());
+        return;
+    }
+    send_json(req, 200, cJSON_Duplicate(adv->last, 1));
+}
+
+static void handle_stats(advertiser *adv, struct evhttp_request *req) {
+    const counters *n = &adv->n;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "id", adv->id);
+    cJSON_AddNumberToObject(doc, "requests", (double)n->requests);
+    cJSON_AddNumberToObject(doc, "bids", (double)n->bids);
+    cJSON_AddNumberToObject(doc, "nobids", (double)n->nobids);
+    cJSON_AddNumberToObject(doc, "errors", (double)n->errors);
+    cJSON_AddNumberToObject(doc, "wins", (double)n->wins);
+    cJSON_AddNumberToObject(doc, "losses", (double)n->losses);
+    cJSON_AddNumberToObject(doc, "bad_requests", (double)n->bad_requests);
+    cJSON_AddNumberToObject(doc, "dropped", (double)n->dropped);
+    cJSON_AddNumberToObject(doc, "pending", (double)adv->npending);
+    cJSON *list = cJSON_AddArrayToObject(doc, "notices");
+    for (size_t k = 0; k < NOTICES_KEPT; k++) { /* oldest first */
+        const char *uri = adv->notices[(adv->notice_next + k) % NOTICES_KEPT];
+        if (uri != NULL)
+            add_item(list, cJSON_CreateString(uri));
+    }
+    send_json(req, 200, doc);
+}
+
+/* GET /win or /loss (SPEC 9): count it and keep the URI. */
+static void handle_notice(advertiser *adv, struct evhttp_request *req, uint64_t *counter) {
+    char **slot = &adv->notices[adv->notice_next];
+    free(*slot);
+    *slot = strdup(evhttp_request_get_uri(req));
+    adv->notice_next = (adv->notice_next + 1) % NOTICES_KEPT;
+    (*counter)++;
+    send_body(req, 200, NULL, 0);
+}
+
+static void on_request(struct evhttp_request *req, void *arg) {
+    advertiser *adv = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
+        handle_bid(adv, req);
+    else if (path == NULL)
+        send_error(req, 404, "not found");
+    else if (strcmp(path, "/last") == 0)
+        handle_last(adv, req);
+    else if (strcmp(path, "/stats") == 0)
+        handle_stats(adv, req);
+    else if (strcmp(path, "/win") == 0)
+        handle_notice(adv, req, &adv->n.wins);
+    else if (strcmp(path, "/loss") == 0)
+        handle_notice(adv, req, &adv->n.losses);
+    else
+        send_error(req, 404, "not found");
+}
+
+/* ---- Setup and teardown ------------------------------------------------- */
+
+/* The strings every bid of this advertiser carries; needs the bound port. */
+static int adv_urls(bidder *ctx, advertiser *adv) {
+    char *host = url_host(ctx->host);
+    char *base =
+        adv->nurl_base ? strdup(adv->nurl_base) : str_printf("http://%s:%d", host, adv->port);
+    size_t blen = base ? strlen(base) : 0;
+    if (blen > 0 && base[blen - 1] == '/')
+        base[blen - 1] = '\0';
+    char *creative =
+        expand_id(adv->creative ? adv->creative : "https://cdn.example/{id}.jpg", adv->id);
+    free(adv->creative);
+    adv->creative = creative;
+    adv->crid = str_printf("c-%s", adv->id);
+    if (base != NULL) {
+        adv->nurl = str_printf("%s/win?id=${AUCTION_ID}&price=${AUCTION_PRICE}", base);
+        adv->lurl = str_printf("%s/loss?id=${AUCTION_ID}&reason=${AUCTION_LOSS}", base);
+    }
+    free(host);
+    free(base);
+    return adv->creative && adv->crid && adv->nurl && adv->lurl ? 0 : -1;
+}
+
+static int adv_listen(bidder *ctx, advertiser *adv) {
+    adv->http = evhttp_new(ctx->base);
+    if (adv->http == NULL)
+        return -1;
+    evhttp_set_gencb(adv->http, on_request, adv);
+    evhttp_set_allowed_methods(adv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_max_body_size(adv->http, (ev_ssize_t)MAX_BODY_BYTES);
+    evhttp_set_default_content_type(adv->http, "application/json");
+    errno = 0;
+    struct evhttp_bound_socket *bound =
+        evhttp_bind_socket_with_handle(adv->http, ctx->host, (ev_uint16_t)adv->port);
+    if (bound == NULL) {
+        fprintf(stderr, "rtb-bidder: %s: cannot listen on %s port %d: %s\n", adv->id, ctx->host,
+                adv->port, errno ? strerror(errno) : "address not found");
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sslen) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        adv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    else
+        adv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (adv_urls(ctx, adv) == 0)
+        return 0;
+    fprintf(stderr, "rtb-bidder: out of memory\n");
+    return -1;
+}
+
+static void adv_free(advertiser *adv) {
+    while (adv->pending != NULL)
+        pending_drop(adv->pending);
+    if (adv->http != NULL)
+        evhttp_free(adv->http); /* frees its connections and their requests */
+    free(adv->id);
+    free(adv->creative);
+    free(adv->nurl_base);
+    free(adv->crid);
+    free(adv->nurl);
+    free(adv->lurl);
+    cJSON_Delete(adv->last);
+    for (size_t i = 0; i < NOTICES_KEPT; i++)
+        free(adv->notices[i]);
+}
+
+static void bidder_free(bidder *ctx) {
+    for (size_t i = 0; i < ctx->nadvs; i++)
+        adv_free(&ctx->advs[i]);
+    free(ctx->advs);
+    if (ctx->sigint != NULL)
+        event_free(ctx->sigint);
+    if (ctx->sigterm != NULL)
+        event_free(ctx->sigterm);
+    if (ctx->base != NULL)
+        event_base_free(ctx->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    bidder *ctx = arg;
+    (void)sig;
+    (void)what;
+    event_base_loopbreak(ctx->base);
+}
+
+/* Bind every advertiser, announce them, serve until SIGINT/SIGTERM.
+ * Returns the exit code: 0 clean, 1 failure. */
+static int run(bidder *ctx) {
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error return */
+    ctx->base = event_base_new();
+    if (ctx->base == NULL)
+        return 1;
+    ctx->sigint = evsignal_new(ctx->base, SIGINT, on_signal, ctx);
+    ctx->sigterm = evsignal_new(ctx->base, SIGTERM, on_signal, ctx);
+    if (ctx->sigint == NULL || ctx->sigterm == NULL || evsignal_add(ctx->sigint, NULL) != 0 ||
+        evsignal_add(ctx->sigterm, NULL) != 0)
+        return 1;
+    for (size_t i = 0; i < ctx->nadvs; i++)
+        if (adv_listen(ctx, &ctx->advs[i]) != 0)
+            return 1;
+    const char *open = strchr(ctx->host, ':') ? "[" : "", *close = *open ? "]" : "";
+    for (size_t i = 0; i < ctx->nadvs; i++)
+        printf("listening %s %s%s%s:%d\n", ctx->advs[i].id, open, ctx->host, close,
+               ctx->advs[i].port);
+    fflush(stdout);
+    return event_base_dispatch(ctx->base) < 0 ? 1 : 0;
+}
+
+static uint64_t seed_from_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+    return ns ^ ((uint64_t)getpid() << 32);
+}
+
+int main(int argc, char **argv) {
+    bidder ctx = {.host = "127.0.0.1", .rng = seed_from_clock()};
+    int rc = parse_args(&ctx, argc, argv);
+    if (rc == 0)
+        rc = run(&ctx);
+    else if (rc == 1)
+        rc = 0; /* --help, --version */
+    bidder_free(&ctx);
+    return rc;
+}
