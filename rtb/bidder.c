@@ -1,0 +1,203 @@
+/* bidder.c -- advertisers and their pools of keep-alive HTTP connections.
+ *
+ * One evhttp_connection carries one request at a time, so each advertiser
+ * has a pool: a call takes an idle connection or opens a new one while fewer
+ * than `max_concurrent` exist, and gives it back when the call ends or is
+ * cancelled. A connection keeps its TCP socket between calls (HTTP/1.1
+ * keep-alive); a cancelled call resets it and the next call reconnects. */
+#include "rtb/rtb.h"
+
+#include <event2/http.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Parsed endpoint; strings owned. */
+typedef struct endpoint {
+    char *host, *path, *host_header;
+    int port;
+} endpoint;
+
+static void endpoint_free(endpoint *e) {
+    free(e->host);
+    free(e->path);
+    free(e->host_header);
+}
+
+static int endpoint_parse(const char *url, endpoint *e) {
+    memset(e, 0, sizeof(*e));
+    struct evhttp_uri *uri = evhttp_uri_parse(url);
+    if (!uri) return -1;
+    const char *scheme = evhttp_uri_get_scheme(uri), *host = evhttp_uri_get_host(uri);
+    const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
+    int port = evhttp_uri_get_port(uri);
+    int ok = scheme && strcmp(scheme, "http") == 0 && host && *host;
+    if (ok) {
+        e->port = port > 0 ? port : 80;
+        e->host = strdup(host);
+        size_t plen = (path && *path ? strlen(path) : 1) + (query ? strlen(query) + 1 : 0) + 1;
+        e->path = malloc(plen);
+        e->host_header = malloc(strlen(host) + 8);
+        if (e->path) {
+            snprintf(e->path, plen, "%s%s%s", path && *path ? path : "/", query ? "?" : "",
+                     query ? query : "");
+        }
+        if (e->host_header) sprintf(e->host_header, "%s:%d", host, e->port);
+        ok = e->host && e->path && e->host_header;
+        if (!ok) endpoint_free(e);
+    }
+    evhttp_uri_free(uri);
+    return ok ? 0 : -1;
+}
+
+static void free_interests(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static char **copy_interests(char *const *src, size_t n) {
+    char **v = calloc(n ? n : 1, sizeof(*v));
+    if (!v) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] = strdup(src[i]))) {
+            free_interests(v, i);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static void close_idle(rtb_bidder *b) {
+    while (b->idle) {
+        rtb_conn *c = b->idle;
+        b->idle = c->next;
+        evhttp_connection_free(c->evcon);
+        free(c);
+        b->nconns--;
+    }
+}
+
+int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
+    char **interests = copy_interests(conf->interests, conf->ninterests);
+    if (!interests) return -1;
+    int new_endpoint = !b->endpoint || strcmp(b->endpoint, conf->endpoint) != 0;
+    if (new_endpoint) {
+        endpoint e;
+        char *url = strdup(conf->endpoint);
+        if (!url || endpoint_parse(conf->endpoint, &e) != 0) {
+            free(url);
+            free_interests(interests, conf->ninterests);
+            return -1;
+        }
+        close_idle(b); /* busy ones are freed as their calls end */
+        b->nconns = 0;
+        b->generation++;
+        free(b->endpoint);
+        free(b->host);
+        free(b->path);
+        free(b->host_header);
+        b->endpoint = url;
+        b->host = e.host;
+        b->path = e.path;
+        b->host_header = e.host_header;
+        b->port = e.port;
+    }
+    free_interests(b->interests, b->ninterests);
+    b->interests = interests;
+    b->ninterests = conf->ninterests;
+    b->max_concurrent = conf->max_concurrent > 0 ? conf->max_concurrent : 100;
+    return 0;
+}
+
+rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf) {
+    rtb_bidder *b = calloc(1, sizeof(*b));
+    if (!b || !(b->id = strdup(conf->id)) || rtb_bidder_update(b, conf) < 0) {
+        if (b) free(b->id);
+        free(b);
+        return NULL;
+    }
+    b->active = 1;
+    return b;
+}
+
+void rtb_bidder_free(rtb_bidder *b) {
+    if (!b) return;
+    close_idle(b);
+    free(b->id);
+    free(b->endpoint);
+    free(b->host);
+    free(b->path);
+    free(b->host_header);
+    free_interests(b->interests, b->ninterests);
+    free(b);
+}
+
+static int array_has(const cJSON *arr, const char *s) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return 1;
+    }
+    return 0;
+}
+
+int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *context) {
+    if (b->ninterests == 0) return 1;
+    for (size_t i = 0; i < b->ninterests; i++) {
+        if ((user && array_has(user, b->interests[i])) ||
+            (context && array_has(context, b->interests[i])))
+            return 1;
+    }
+    return 0;
+}
+
+rtb_conn *rtb_bidder_acquire(rtb_bidder *b, struct event_base *base, size_t max_body_bytes) {
+    if (b->busy >= b->max_concurrent) return NULL;
+    rtb_conn *c = b->idle;
+    if (c) {
+        b->idle = c->next;
+    } else {
+        c = calloc(1, sizeof(*c));
+        if (!c) return NULL;
+        /* No DNS base: endpoints are addresses or names in /etc/hosts. */
+        c->evcon = evhttp_connection_base_new(base, NULL, b->host, (unsigned short)b->port);
+        if (!c->evcon) {
+            free(c);
+            return NULL;
+        }
+        evhttp_connection_set_max_body_size(c->evcon, (ev_ssize_t)max_body_bytes);
+        evhttp_connection_set_retries(c->evcon, 0);
+        c->bidder = b;
+        c->generation = b->generation;
+        b->nconns++;
+    }
+    c->next = NULL;
+    b->busy++;
+    return c;
+}
+
+void rtb_bidder_release(rtb_conn *c) {
+    rtb_bidder *b = c->bidder;
+    b->busy--;
+    if (c->generation != b->generation) { /* opened to an old endpoint */
+        evhttp_connection_free(c->evcon);
+        free(c);
+        return;
+    }
+    c->next = b->idle;
+    b->idle = c;
+}
+
+void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what) {
+    int64_t now = rtb_now_us();
+    if (now - b->last_error_log_us < 1000000) {
+        b->suppressed_logs++;
+        return;
+    }
+    if (b->suppressed_logs)
+        rtb_log(PROTO_LOG_WARN, "bidder %s: %s (request %s; %lu similar suppressed)", b->id, what,
+                request_id, b->suppressed_logs);
+    else
+        rtb_log(PROTO_LOG_WARN, "bidder %s: %s (request %s)", b->id, what, request_id);
+    b->last_error_log_us = now;
+    b->suppressed_logs = 0;
+}

@@ -1,0 +1,189 @@
+/* rtb.h -- the server: one libevent loop that takes bid requests from MQTT,
+ * calls bidders over HTTP and publishes auction results through store/.
+ *
+ * Modules inside rtb/ and who owns what:
+ *   server.c  the one server context: config, loop, MQTT, store, registry,
+ *             the in-flight table, counters, signals and drain;
+ *   txn.c     one transaction per bid request (SPEC 3): it owns the decoded
+ *             request, profile, deadline timer, bidder calls, bids and result;
+ *   bidder.c  advertisers and their pools of keep-alive evhttp connections;
+ *   mqtt.c    libmosquitto driven by the loop (socket events + misc timer);
+ *   log.c     leveled, timestamped logging to stderr.
+ * A transaction moves PROFILE -> BIDDING -> CLOSED in txn_advance only;
+ * callbacks record what happened and call it. */
+#ifndef RTB_RTB_H
+#define RTB_RTB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auction/auction.h"
+#include "proto/proto.h"
+#include "store/store.h"
+
+struct event_base;
+struct event;
+struct evhttp_connection;
+struct evhttp_request;
+
+/* ---- log.c ------------------------------------------------------------------ */
+
+/* Set the lowest level written (config log.level; -v makes it debug). */
+void rtb_log_set_level(proto_log_level level);
+int rtb_log_enabled(proto_log_level level);
+/* Write "2026-11-25T10:46:26.123Z LEVEL message" to stderr. */
+void rtb_log(proto_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Monotonic microseconds (CLOCK_MONOTONIC), for deadlines and latency. */
+int64_t rtb_now_us(void);
+/* Wall-clock microseconds since the Unix epoch, for result timestamps. */
+int64_t rtb_wall_us(void);
+
+/* ---- bidder.c: advertisers and connection pools (SPEC 5, 6) --------------------- */
+
+typedef struct rtb_conn {
+    struct evhttp_connection *evcon;
+    struct rtb_conn *next; /* idle list */
+    struct rtb_bidder *bidder;
+    unsigned generation;   /* bidder's endpoint generation when opened */
+} rtb_conn;
+
+typedef struct rtb_bidder_stats {
+    unsigned long long calls, bids, no_bids, timeouts, errors, throttled;
+} rtb_bidder_stats;
+
+typedef struct rtb_bidder {
+    char *id;
+    char *endpoint;      /* as configured */
+    char *host;          /* parsed from endpoint */
+    int port;
+    char *path;          /* path + query, "/" at least */
+    char *host_header;   /* "host:port" */
+    char **interests;
+    size_t ninterests;
+    long max_concurrent;
+    int active;          /* in the current registry */
+    rtb_conn *idle;      /* idle connections, ready for a call */
+    long nconns;         /* connections to the current endpoint */
+    unsigned generation; /* bumped when the endpoint changes */
+    long busy;           /* calls in flight */
+    rtb_bidder_stats stats;
+    int64_t last_error_log_us; /* rate limit for error logs */
+    unsigned long suppressed_logs;
+} rtb_bidder;
+
+/* Create a bidder from a validated config entry (copied). Returns NULL when
+ * the endpoint cannot be parsed or memory ran out. */
+rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf);
+/* Update targeting and endpoint from `conf`; connections to an old endpoint
+ * are closed (busy ones when their call ends). Returns 0, or -1 (bad
+ * endpoint or memory: the bidder is left as it was). */
+int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf);
+/* Free a bidder with no call in flight. */
+void rtb_bidder_free(rtb_bidder *b);
+/* Does the bidder target a user with these interests (SPEC 3.3)? Empty
+ * bidder interests match everyone. `user` and `context` are cJSON arrays of
+ * strings (either may be NULL). */
+int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *context);
+
+/* Take a connection for one call: an idle one, or a new one while fewer
+ * than max_concurrent exist. NULL when the bidder is at its limit
+ * (throttled) or memory ran out. */
+rtb_conn *rtb_bidder_acquire(rtb_bidder *b, struct event_base *base, size_t max_body_bytes);
+/* Give a connection back after its call ended or was cancelled. */
+void rtb_bidder_release(rtb_conn *c);
+
+/* Log a bidder error at most once a second per bidder, counting the rest. */
+void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what);
+
+/* ---- mqtt.c: libmosquitto on the loop (SPEC 1, 2) ------------------------------- */
+
+typedef struct rtb_mqtt rtb_mqtt;
+/* A message on the request topic; `payload` valid only during the call. */
+typedef void rtb_mqtt_message_fn(void *arg, const char *topic, const char *payload, size_t len);
+/* Connection state: `auth_refused` when the broker refused the credentials. */
+typedef void rtb_mqtt_state_fn(void *arg, int connected, int auth_refused, const char *why);
+
+/* Create the client (not connected yet). `cfg` is borrowed for the client's
+ * life. Returns NULL with a message in `err` (bad TLS files, memory). */
+rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
+                       rtb_mqtt_message_fn *on_message, rtb_mqtt_state_fn *on_state, void *arg,
+                       char *err, size_t errlen);
+/* Start connecting; subscribes (QoS mqtt.qos) on every CONNACK, so a
+ * reconnect resubscribes. Reconnects with backoff by itself. */
+void rtb_mqtt_start(rtb_mqtt *m);
+/* Stop taking requests: UNSUBSCRIBE the request topic (drain). */
+void rtb_mqtt_unsubscribe(rtb_mqtt *m);
+int rtb_mqtt_connected(const rtb_mqtt *m);
+/* Disconnect and free. */
+void rtb_mqtt_free(rtb_mqtt *m);
+
+/* ---- server.c ------------------------------------------------------------------- */
+
+typedef struct rtb_txn rtb_txn;
+
+typedef struct rtb_stats {
+    unsigned long long requests;             /* MQTT messages on the request topic */
+    unsigned long long results[PROTO_STATUS_COUNT];
+    unsigned long long request_errors;       /* reported on auction:errors */
+    unsigned long long duplicates;
+    unsigned long long publish_failed;       /* results not handed to Redis */
+    unsigned long long profile_misses, profile_errors;
+} rtb_stats;
+
+typedef struct rtb_server {
+    struct event_base *base;
+    proto_config *cfg;        /* borrowed from main */
+    store *store;
+    rtb_mqtt *mqtt;
+    rtb_bidder **bidders;     /* every advertiser ever seen; `active` marks */
+    size_t nbidders, capbidders;
+    uint64_t rotation;        /* fair rotation among eligible bidders */
+    rtb_txn **inflight;       /* hash table of open transactions by request_id */
+    size_t inflight_cap;      /* power of two */
+    size_t ninflight;
+    rtb_bidder **eligible;    /* scratch for bidder choice, capbidders long */
+    proto_buf out;            /* reused for encoding results and profiles */
+    proto_buf body;           /* reused for encoding OpenRTB requests */
+    rtb_stats stats;
+    struct event *refresh_timer, *drain_timer, *start_timer;
+    struct event *sigint, *sigterm;
+    int registry_reload;      /* an update arrived during a load */
+    int started;              /* MQTT started */
+    int draining;
+    int64_t drain_deadline_us;
+    int mqtt_was_connected;
+    int exit_code;
+} rtb_server;
+
+/* Build the server on `base` from `cfg` (both borrowed for the server's
+ * life): connects Redis, loads the registry, then connects MQTT. Returns
+ * NULL with a message in `err`. */
+rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err, size_t errlen);
+/* Run the loop until shutdown; returns the process exit code (SPEC 7). */
+int rtb_server_run(rtb_server *srv);
+void rtb_server_free(rtb_server *srv);
+
+/* Publish an encoded result for `request_id` (SPEC 4); counts failures. */
+void rtb_server_publish_result(rtb_server *srv, const char *request_id, const proto_buf *json);
+/* Add an open transaction to the in-flight table (by request_id). */
+void rtb_server_remember(rtb_server *srv, rtb_txn *t);
+/* Remove a closed transaction from the in-flight table. */
+void rtb_server_forget(rtb_server *srv, rtb_txn *t);
+
+/* ---- txn.c: one bid request's life (SPEC 3) ------------------------------------ */
+
+/* Start a transaction for a decoded, valid, non-duplicate request. Takes
+ * ownership of `req` (its parse tree) whatever happens. `received_us` is the
+ * monotonic receipt time; the deadline is received_us + tmax_ms. The
+ * transaction publishes exactly one result and frees itself. Returns the
+ * transaction (already in the in-flight table) or NULL when memory ran out. */
+rtb_txn *rtb_txn_start(rtb_server *srv, proto_bid_request *req, int64_t received_us);
+/* The request_id of an open transaction (key of the in-flight table). */
+const char *rtb_txn_request_id(const rtb_txn *t);
+/* Next transaction in the same in-flight bucket. */
+rtb_txn **rtb_txn_next_slot(rtb_txn *t);
+/* Close now (shutdown): cancels calls, publishes the result. */
+void rtb_txn_close(rtb_txn *t);
+
+#endif

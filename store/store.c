@@ -1,0 +1,478 @@
+/* store.c -- Redis for rtb-exchange: profiles, registry, results.
+ *
+ * Two `conn`s, each wrapping one hiredis async context on the libevent loop:
+ * the command connection and the subscriber. A conn owns its reconnect: when
+ * hiredis reports a failed connect or a disconnect it frees the context, and
+ * the conn arms a timer (100 ms doubling to 5 s, plus up to 25 % jitter) to
+ * make a new one. A conn is `ready` once connected and, with a password,
+ * once AUTH was accepted; commands are refused (-1) until then.
+ *
+ * Callbacks: a command sent with a user callback carries a small `call`
+ * record (fn + arg); hiredis runs our trampoline exactly once, with a NULL
+ * reply when the connection went away, and the trampoline calls the user. */
+#include "store/store.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <event2/event.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define SCAN_COUNT "1000"
+#define REGISTRY_PREFIX "advertiser:targeting:"
+#define UPDATES_CHANNEL "advertiser:updates"
+
+typedef struct conn {
+    struct store *s;
+    int is_sub;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    int ready;
+    int backoff_ms;
+    struct event *retry;
+} conn;
+
+typedef struct registry_load {
+    int active;
+    store_registry_fn *fn;
+    void *arg;
+    char **keys;
+    size_t nkeys, cap;
+} registry_load;
+
+struct store {
+    struct event_base *base;
+    char *host;
+    int port;
+    char *username;
+    char *password;
+    store_state_fn *on_state;
+    store_message_fn *on_update;
+    void *arg;
+    conn cmd;
+    conn sub;
+    size_t pending;
+    int freeing;
+    uint64_t rng;
+    registry_load load;
+    store_stats stats;
+};
+
+typedef struct call {
+    store *s;
+    store_value_fn *fn;
+    void *arg;
+} call;
+
+static void conn_connect(conn *c);
+
+static char *dup_or_null(const char *s) {
+    return s ? strdup(s) : NULL;
+}
+
+static uint64_t next_random(store *s) {
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+static void report(conn *c, int connected, int auth_refused, const char *why) {
+    store *s = c->s;
+    if (s->freeing || c->is_sub || !s->on_state) return;
+    s->on_state(s->arg, connected, auth_refused, why);
+}
+
+/* ---- Connection life -------------------------------------------------------- */
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    conn *c = arg;
+    c->s->stats.reconnects++;
+    conn_connect(c);
+}
+
+static void schedule_retry(conn *c) {
+    store *s = c->s;
+    if (s->freeing) return;
+    int delay_ms = c->backoff_ms + (int)(next_random(s) % (uint64_t)(c->backoff_ms / 4 + 1));
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(c->retry, &tv);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void set_ready(conn *c) {
+    c->ready = 1;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    report(c, 1, 0, "connected");
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+    conn *c = ac->data;
+    if (status != REDIS_OK) {
+        char why[256];
+        snprintf(why, sizeof(why), "connect to %s:%d failed: %s", c->s->host, c->s->port,
+                 ac->errstr ? ac->errstr : "unknown error");
+        c->ac = NULL; /* hiredis frees the context after this callback */
+        report(c, 0, 0, why);
+        schedule_retry(c);
+        return;
+    }
+    if (!c->s->password) set_ready(c);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+    conn *c = ac->data;
+    int was_ready = c->ready;
+    c->ac = NULL;
+    c->ready = 0;
+    if (c->s->freeing) return;
+    char why[256];
+    snprintf(why, sizeof(why), "connection to %s:%d lost: %s", c->s->host, c->s->port,
+             status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "error"));
+    if (was_ready) report(c, 0, 0, why);
+    schedule_retry(c);
+}
+
+static void on_auth(redisAsyncContext *ac, void *r, void *privdata) {
+    conn *c = privdata;
+    redisReply *reply = r;
+    if (!reply) return; /* connection gone: on_disconnect handles it */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[256];
+        snprintf(why, sizeof(why), "Redis refused the credentials: %s", reply->str);
+        report(c, 0, 1, why);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    set_ready(c);
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    conn *c = privdata;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
+    redisReply *kind = reply->element[0], *payload = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING) return;
+    if (strcmp(kind->str, "subscribe") == 0) {
+        c->ready = 1;
+        c->backoff_ms = BACKOFF_MIN_MS;
+        /* Updates may have been missed while we were away: reload now. */
+        if (c->s->on_update) c->s->on_update(c->s->arg, "", 0);
+        return;
+    }
+    if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING &&
+        c->s->on_update) {
+        c->s->on_update(c->s->arg, payload->str, payload->len);
+    }
+}
+
+static void conn_connect(conn *c) {
+    store *s = c->s;
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (!ac || ac->err) {
+        char why[256];
+        snprintf(why, sizeof(why), "connect to %s:%d failed: %s", s->host, s->port,
+                 ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        report(c, 0, 0, why);
+        schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (s->password) {
+        if (s->username)
+            redisAsyncCommand(ac, on_auth, c, "AUTH %s %s", s->username, s->password);
+        else
+            redisAsyncCommand(ac, on_auth, c, "AUTH %s", s->password);
+    }
+    if (c->is_sub) redisAsyncCommand(ac, on_sub_message, c, "SUBSCRIBE " UPDATES_CHANNEL);
+}
+
+static int conn_init(store *s, conn *c, int is_sub) {
+    c->s = s;
+    c->is_sub = is_sub;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    c->retry = evtimer_new(s->base, retry_cb, c);
+    return c->retry ? 0 : -1;
+}
+
+store *store_new(struct event_base *base, const store_options *opt) {
+    store *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->base = base;
+    s->host = strdup(opt->host ? opt->host : "127.0.0.1");
+    s->port = opt->port;
+    s->username = dup_or_null(opt->username);
+    s->password = dup_or_null(opt->password);
+    s->on_state = opt->on_state;
+    s->on_update = opt->on_update;
+    s->arg = opt->arg;
+    s->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ULL;
+    if (!s->host || conn_init(s, &s->cmd, 0) != 0 || conn_init(s, &s->sub, 1) != 0 ||
+        (opt->username && !s->username) || (opt->password && !s->password)) {
+        store_free(s);
+        return NULL;
+    }
+    conn_connect(&s->cmd);
+    conn_connect(&s->sub);
+    return s;
+}
+
+static void registry_load_reset(registry_load *l) {
+    for (size_t i = 0; i < l->nkeys; i++) free(l->keys[i]);
+    free(l->keys);
+    memset(l, 0, sizeof(*l));
+}
+
+void store_free(store *s) {
+    if (!s) return;
+    s->freeing = 1;
+    conn *conns[2] = {&s->cmd, &s->sub};
+    for (int i = 0; i < 2; i++) {
+        conn *c = conns[i];
+        if (c->retry) event_free(c->retry);
+        if (c->ac) redisAsyncFree(c->ac); /* pending callbacks run with NULL */
+        c->ac = NULL;
+    }
+    registry_load_reset(&s->load);
+    free(s->host);
+    free(s->username);
+    free(s->password);
+    free(s);
+}
+
+int store_connected(const store *s) {
+    return s->cmd.ready;
+}
+
+size_t store_pending(const store *s) {
+    return s->pending;
+}
+
+const store_stats *store_get_stats(const store *s) {
+    return &s->stats;
+}
+
+/* ---- Commands ------------------------------------------------------------------ */
+
+static void on_value(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        cl->fn(cl->arg, STORE_ERR, NULL, 0);
+    else if (reply->type == REDIS_REPLY_NIL)
+        cl->fn(cl->arg, STORE_NIL, NULL, 0);
+    else if (reply->type == REDIS_REPLY_STRING)
+        cl->fn(cl->arg, STORE_OK, reply->str, reply->len);
+    else
+        cl->fn(cl->arg, STORE_ERR, NULL, 0);
+    free(cl);
+}
+
+int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *arg) {
+    if (!s->cmd.ready) return -1;
+    call *cl = malloc(sizeof(*cl));
+    if (!cl) return -1;
+    *cl = (call){s, fn, arg};
+    if (redisAsyncCommand(s->cmd.ac, on_value, cl, "GET user:profile:%s", user_id) != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+static void on_profile_put(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    store *s = privdata;
+    redisReply *reply = r;
+    s->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.profile_writes_failed++;
+}
+
+int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s) {
+    if (!s->cmd.ready ||
+        redisAsyncCommand(s->cmd.ac, on_profile_put, s, "SETEX user:profile:%s %ld %b", user_id,
+                          ttl_s, json, len) != REDIS_OK) {
+        s->stats.profile_writes_failed++;
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+static void on_published(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    store *s = privdata;
+    redisReply *reply = r;
+    s->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        s->stats.publish_failed++;
+    else
+        s->stats.published++;
+}
+
+int store_publish(store *s, const char *channel, const char *payload, size_t len) {
+    if (!s->cmd.ready || redisAsyncCommand(s->cmd.ac, on_published, s, "PUBLISH %s %b", channel,
+                                           payload, len) != REDIS_OK) {
+        s->stats.publish_failed++;
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+int store_publish_result(store *s, const char *request_id, const char *payload, size_t len) {
+    if (!s->cmd.ready ||
+        redisAsyncCommand(s->cmd.ac, on_published, s, "PUBLISH auction:results:%s %b",
+                          request_id, payload, len) != REDIS_OK) {
+        s->stats.publish_failed++;
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+/* ---- Registry: SCAN, then one MGET ------------------------------------------------ */
+
+static void registry_finish(store *s, store_status st, const store_entry *e, size_t n) {
+    registry_load l = s->load;
+    s->load.keys = NULL;
+    s->load.nkeys = s->load.cap = 0;
+    s->load.active = 0;
+    l.fn(l.arg, st, e, n);
+    registry_load_reset(&l);
+}
+
+static void on_mget(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    store *s = privdata;
+    redisReply *reply = r;
+    s->pending--;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != s->load.nkeys) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+        return;
+    }
+    store_entry *entries = calloc(reply->elements + 1, sizeof(*entries));
+    if (!entries) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        redisReply *v = reply->element[i];
+        if (v->type != REDIS_REPLY_STRING) continue; /* deleted since the SCAN */
+        entries[n].id = s->load.keys[i] + strlen(REGISTRY_PREFIX);
+        entries[n].value = v->str;
+        entries[n].len = v->len;
+        n++;
+    }
+    registry_finish(s, STORE_OK, entries, n);
+    free(entries);
+}
+
+static void send_mget(store *s) {
+    registry_load *l = &s->load;
+    if (l->nkeys == 0) {
+        registry_finish(s, STORE_OK, NULL, 0);
+        return;
+    }
+    const char **argv = malloc((l->nkeys + 1) * sizeof(*argv));
+    if (!argv) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+        return;
+    }
+    argv[0] = "MGET";
+    for (size_t i = 0; i < l->nkeys; i++) argv[i + 1] = l->keys[i];
+    int rc = s->cmd.ac ? redisAsyncCommandArgv(s->cmd.ac, on_mget, s, (int)l->nkeys + 1, argv,
+                                               NULL)
+                       : REDIS_ERR;
+    free(argv);
+    if (rc != REDIS_OK) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+        return;
+    }
+    s->pending++;
+}
+
+static int keep_key(registry_load *l, const char *key) {
+    for (size_t i = 0; i < l->nkeys; i++)
+        if (strcmp(l->keys[i], key) == 0) return 0; /* SCAN may repeat a key */
+    if (l->nkeys == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **keys = realloc(l->keys, cap * sizeof(*keys));
+        if (!keys) return -1;
+        l->keys = keys;
+        l->cap = cap;
+    }
+    if (!(l->keys[l->nkeys] = strdup(key))) return -1;
+    l->nkeys++;
+    return 0;
+}
+
+static void on_scan(redisAsyncContext *ac, void *r, void *privdata);
+
+static int send_scan(store *s, const char *cursor) {
+    if (!s->cmd.ac || redisAsyncCommand(s->cmd.ac, on_scan, s,
+                                        "SCAN %s MATCH " REGISTRY_PREFIX "* COUNT " SCAN_COUNT,
+                                        cursor) != REDIS_OK)
+        return -1;
+    s->pending++;
+    return 0;
+}
+
+static void on_scan(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    store *s = privdata;
+    redisReply *reply = r;
+    s->pending--;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+        return;
+    }
+    redisReply *keys = reply->element[1];
+    for (size_t i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING) continue;
+        if (keep_key(&s->load, keys->element[i]->str) != 0) {
+            registry_finish(s, STORE_ERR, NULL, 0);
+            return;
+        }
+    }
+    const char *cursor = reply->element[0]->str;
+    if (strcmp(cursor, "0") == 0) {
+        send_mget(s);
+    } else if (send_scan(s, cursor) != 0) {
+        registry_finish(s, STORE_ERR, NULL, 0);
+    }
+}
+
+int store_registry_load(store *s, store_registry_fn *fn, void *arg) {
+    if (!s->cmd.ready || s->load.active) return -1;
+    s->load.active = 1;
+    s->load.fn = fn;
+    s->load.arg = arg;
+    if (send_scan(s, "0") != 0) {
+        s->load.active = 0;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,111 @@
+/* store.h -- everything rtb-exchange keeps in or sends through Redis.
+ *
+ * Two hiredis async connections on the server's libevent loop: one for
+ * commands (profiles, registry scans, PUBLISH of results), one subscribed to
+ * `advertiser:updates`. Both reconnect by themselves with backoff (100 ms
+ * doubling to 5 s, with jitter); AUTH is sent first when a password is set.
+ *
+ * Every asynchronous call follows the hiredis rule: it returns 0 and its
+ * callback then runs exactly once, later, from the loop (with STORE_ERR when
+ * the command failed or the connection went away), or it returns -1 at once
+ * (not connected) and the callback never runs. Keys and channels: SPEC
+ * sections 3.2, 4 and 6. Never KEYS: the registry is read with SCAN. */
+#ifndef RTB_STORE_H
+#define RTB_STORE_H
+
+#include <stddef.h>
+
+struct event_base;
+
+typedef struct store store;
+
+typedef enum store_status {
+    STORE_OK = 0,
+    STORE_NIL, /* the key does not exist */
+    STORE_ERR, /* command failed, wrong reply type, or connection lost */
+} store_status;
+
+/* Connection state changes: `connected` 1 or 0, `why` a human reason
+ * ("connected", "connection refused", "AUTH refused: WRONGPASS ..."). When
+ * `auth_refused` is set, the server refused our credentials. */
+typedef void store_state_fn(void *arg, int connected, int auth_refused, const char *why);
+/* A message on the subscribed channel (advertiser:updates). */
+typedef void store_message_fn(void *arg, const char *payload, size_t len);
+
+typedef struct store_options {
+    const char *host;     /* copied */
+    int port;
+    const char *username; /* NULL: AUTH with the password alone (Redis < 6) */
+    const char *password; /* NULL: no AUTH */
+    store_state_fn *on_state;       /* may be NULL */
+    store_message_fn *on_update;    /* message on advertiser:updates; may be NULL */
+    void *arg;                      /* passed to both */
+} store_options;
+
+/* Create the store on `base` (borrowed; must outlive the store) and start
+ * connecting both connections. Returns NULL when memory ran out. */
+store *store_new(struct event_base *base, const store_options *opt);
+
+/* Disconnect and free. Callbacks of commands still pending run with
+ * STORE_ERR before this returns; no callback runs afterwards. */
+void store_free(store *s);
+
+/* 1 when the command connection is up (and authenticated). */
+int store_connected(const store *s);
+
+/* Commands sent and not yet answered on the command connection. */
+size_t store_pending(const store *s);
+
+/* ---- Profiles (SPEC 3.2) -------------------------------------------------- */
+
+/* Called once with the profile JSON at user:profile:{user_id}: STORE_OK and
+ * the bytes (valid only during the call), STORE_NIL on a miss, STORE_ERR. */
+typedef void store_value_fn(void *arg, store_status st, const char *value, size_t len);
+
+/* GET user:profile:{user_id}. `user_id` is copied into the command. */
+int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *arg);
+
+/* SETEX user:profile:{user_id} {ttl_s} {json}: fire and forget (failures are
+ * counted in store_stats). */
+int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s);
+
+/* ---- Results (SPEC 4) ------------------------------------------------------ */
+
+/* PUBLISH {channel} {payload}, fire and forget; payload copied. Returns -1
+ * when not connected. */
+int store_publish(store *s, const char *channel, const char *payload, size_t len);
+
+/* PUBLISH auction:results:{request_id} {payload}. */
+int store_publish_result(store *s, const char *request_id, const char *payload, size_t len);
+
+/* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
+
+/* One advertiser:targeting:{id} entry: `id` (the key's suffix) and its JSON. */
+typedef struct store_entry {
+    const char *id;
+    const char *value;
+    size_t len;
+} store_entry;
+
+/* Called once with every advertiser:targeting:* entry (valid only during the
+ * call), or STORE_ERR and no entries. */
+typedef void store_registry_fn(void *arg, store_status st, const store_entry *entries,
+                               size_t n);
+
+/* SCAN the keyspace for advertiser:targeting:* (COUNT 1000 per step) and GET
+ * each key found. Only one load runs at a time: returns -1 while one is in
+ * progress, or when not connected. */
+int store_registry_load(store *s, store_registry_fn *fn, void *arg);
+
+/* ---- Counters -------------------------------------------------------------- */
+
+typedef struct store_stats {
+    unsigned long long published;       /* PUBLISH answered */
+    unsigned long long publish_failed;  /* PUBLISH not sent or failed */
+    unsigned long long profile_writes_failed;
+    unsigned long long reconnects;
+} store_stats;
+
+const store_stats *store_get_stats(const store *s);
+
+#endif
