@@ -53,7 +53,12 @@ static int set_address(proto_config *c, const char *prefix, const char *addr, ch
         return -1;
     }
     cJSON *host = cJSON_CreateString("");
-    char *hostbuf = strndup(addr, (size_t)(colon - addr));
+    size_t hostlen = (size_t)(colon - addr);
+    if (addr[0] == '[' && hostlen > 2 && addr[hostlen - 1] == ']') { /* [::1]:1883 */
+        addr++;
+        hostlen -= 2;
+    }
+    char *hostbuf = strndup(addr, hostlen);
     char key[32];
     int rc = -1;
     if (host && hostbuf) {
@@ -108,8 +113,17 @@ int main(int argc, char **argv) {
     }
     const char *path = config_path ? config_path : DEFAULT_CONFIG;
     int use_file = config_path != NULL || access(DEFAULT_CONFIG, R_OK) == 0;
-    if ((use_file && proto_config_load_file(&cfg, path, err, sizeof(err)) != PROTO_OK) ||
-        (mqtt_addr && set_address(&cfg, "mqtt", mqtt_addr, err, sizeof(err)) != 0) ||
+    proto_err e = use_file ? proto_config_load_file(&cfg, path, err, sizeof(err)) : PROTO_OK;
+    if (e != PROTO_OK) {
+        /* Name the file, unless the message already starts with it. */
+        if (e == PROTO_ERR_IO || e == PROTO_ERR_TOO_LARGE)
+            fprintf(stderr, "rtb-exchange: %s\n", err);
+        else
+            fprintf(stderr, "rtb-exchange: %s: %s\n", path, err);
+        proto_config_free(&cfg);
+        return 2;
+    }
+    if ((mqtt_addr && set_address(&cfg, "mqtt", mqtt_addr, err, sizeof(err)) != 0) ||
         (redis_addr && set_address(&cfg, "redis", redis_addr, err, sizeof(err)) != 0) ||
         (tmax && proto_config_set(&cfg, "auction.tmax_ms", tmax, err, sizeof(err)) != PROTO_OK)) {
         fprintf(stderr, "rtb-exchange: %s\n", err);
