@@ -8,6 +8,7 @@
  *             request, profile, deadline timer, bidder calls, bids and result;
  *   bidder.c  advertisers and their pools of keep-alive evhttp connections;
  *   mqtt.c    libmosquitto driven by the loop (socket events + misc timer);
+ *   admin.c   the admin HTTP listener: /healthz and /metrics;
  *   log.c     leveled, timestamped logging to stderr.
  * A transaction moves PROFILE -> BIDDING -> CLOSED in txn_advance only;
  * callbacks record what happened and call it. */
@@ -121,6 +122,9 @@ void rtb_mqtt_free(rtb_mqtt *m);
 /* ---- server.c ------------------------------------------------------------------- */
 
 typedef struct rtb_txn rtb_txn;
+typedef struct rtb_admin rtb_admin;
+
+#define RTB_LATENCY_BUCKETS 16
 
 typedef struct rtb_stats {
     unsigned long long requests;             /* MQTT messages on the request topic */
@@ -129,6 +133,11 @@ typedef struct rtb_stats {
     unsigned long long duplicates;
     unsigned long long publish_failed;       /* results not handed to Redis */
     unsigned long long profile_misses, profile_errors;
+    /* auction latency, receipt to close: counts per bucket of admin.c's
+     * bounds (the last bucket is +Inf), their sum and count */
+    unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];
+    unsigned long long latency_count;
+    int64_t latency_sum_us;
 } rtb_stats;
 
 typedef struct rtb_server {
@@ -136,6 +145,7 @@ typedef struct rtb_server {
     proto_config *cfg;        /* borrowed from main */
     store *store;
     rtb_mqtt *mqtt;
+    rtb_admin *admin;         /* NULL when admin.listen is null */
     rtb_bidder **bidders;     /* every advertiser ever seen; `active` marks */
     size_t nbidders, capbidders;
     uint64_t rotation;        /* fair rotation among eligible bidders */
@@ -170,6 +180,17 @@ void rtb_server_publish_result(rtb_server *srv, const char *request_id, const pr
 void rtb_server_remember(rtb_server *srv, rtb_txn *t);
 /* Remove a closed transaction from the in-flight table. */
 void rtb_server_forget(rtb_server *srv, rtb_txn *t);
+
+/* ---- admin.c: the admin listener (SPEC 11) ------------------------------------------ */
+
+/* Listen on `listen` ("host:port") with evhttp on the server's loop:
+ * GET /healthz -> 200 "ok" when MQTT and Redis are connected, else 503 with
+ * the reason; GET /metrics -> the Prometheus text exposition format (0.0.4).
+ * Returns NULL with a message in `err` when the address is bad or taken. */
+rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t errlen);
+void rtb_admin_free(rtb_admin *a);
+/* Count one auction's latency (receipt to close) in `stats`. */
+void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us);
 
 /* ---- txn.c: one bid request's life (SPEC 3) ------------------------------------ */
 

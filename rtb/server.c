@@ -339,6 +339,10 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
         rtb_server_free(srv);
         return NULL;
     }
+    if (cfg->admin.listen && !(srv->admin = rtb_admin_new(srv, cfg->admin.listen, err, errlen))) {
+        rtb_server_free(srv);
+        return NULL;
+    }
     struct timeval refresh = {cfg->registry.refresh_s, 0}, wait = {START_WAIT_S, 0};
     event_add(srv->refresh_timer, &refresh);
     event_add(srv->start_timer, &wait);
@@ -371,6 +375,7 @@ static void close_all(rtb_server *srv) {
 void rtb_server_free(rtb_server *srv) {
     if (!srv) return;
     close_all(srv); /* results of auctions cut short are still published */
+    rtb_admin_free(srv->admin);
     struct event *evs[] = {srv->refresh_timer, srv->drain_timer, srv->start_timer, srv->sigint,
                            srv->sigterm};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)

@@ -123,6 +123,7 @@ void rtb_txn_close(rtb_txn *t) {
     else
         srv->stats.publish_failed++;
     srv->stats.results[status]++;
+    rtb_metrics_observe_latency(&srv->stats, r.latency_us);
 
     rtb_server_forget(srv, t);
     if (!t->profile_pending) txn_free(t);

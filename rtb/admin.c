@@ -1,0 +1,209 @@
+/* admin.c -- the admin HTTP listener: /healthz and /metrics.
+ *
+ * An evhttp server on the same loop as everything else, bound to
+ * admin.listen (loopback by default). It only reads the server's counters;
+ * a scrape costs one pass over the advertisers and never touches an
+ * auction. /metrics speaks the Prometheus text exposition format 0.0.4. */
+#include "rtb/rtb.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct rtb_admin {
+    rtb_server *srv;
+    struct evhttp *http;
+};
+
+/* Upper bounds of the latency buckets, in µs; RTB_LATENCY_BUCKETS - 1 of
+ * them, the last bucket being +Inf. Dense around tmax (100 ms). */
+static const int64_t latency_bounds_us[RTB_LATENCY_BUCKETS - 1] = {
+    1000, 2000, 5000, 10000, 20000, 50000, 75000, 100000,
+    102000, 105000, 110000, 150000, 200000, 500000, 1000000,
+};
+
+void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us) {
+    size_t i = 0;
+    while (i < RTB_LATENCY_BUCKETS - 1 && latency_us > latency_bounds_us[i]) i++;
+    stats->latency_buckets[i]++;
+    stats->latency_count++;
+    stats->latency_sum_us += latency_us;
+}
+
+static void reply(struct evhttp_request *req, int code, const char *reason,
+                  const char *content_type, struct evbuffer *body) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
+    evhttp_send_reply(req, code, reason, body);
+}
+
+static void on_healthz(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    int mqtt_up = rtb_mqtt_connected(a->srv->mqtt), redis_up = store_connected(a->srv->store);
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    if (mqtt_up && redis_up && !a->srv->draining) {
+        evbuffer_add_printf(body, "ok\n");
+        reply(req, 200, "OK", "text/plain; charset=utf-8", body);
+    } else {
+        evbuffer_add_printf(body, "unavailable:%s%s%s\n", mqtt_up ? "" : " mqtt disconnected;",
+                            redis_up ? "" : " redis disconnected;",
+                            a->srv->draining ? " shutting down;" : "");
+        reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", body);
+    }
+    evbuffer_free(body);
+}
+
+static void counter(struct evbuffer *b, const char *name, const char *help,
+                    unsigned long long value) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                        value);
+}
+
+static void gauge(struct evbuffer *b, const char *name, const char *help, long long value) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name,
+                        value);
+}
+
+/* Per-bidder series: one HELP/TYPE header, one line per advertiser. Ids are
+ * [A-Za-z0-9._:-] (SPEC 6 via the config and registry decoders), so they
+ * need no escaping inside a label value. */
+static void bidder_series(struct evbuffer *b, const rtb_server *srv, const char *name,
+                          const char *type, const char *help, size_t offset) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (size_t i = 0; i < srv->nbidders; i++) {
+        const rtb_bidder *bd = srv->bidders[i];
+        unsigned long long v = *(const unsigned long long *)((const char *)&bd->stats + offset);
+        evbuffer_add_printf(b, "%s{bidder=\"%s\"} %llu\n", name, bd->id, v);
+    }
+}
+
+static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
+    const rtb_stats *s = &srv->stats;
+    counter(b, "rtb_requests_total", "MQTT messages received on the request topic.", s->requests);
+    evbuffer_add_printf(b, "# HELP rtb_auctions_total Results published, by status.\n"
+                           "# TYPE rtb_auctions_total counter\n");
+    for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+        evbuffer_add_printf(b, "rtb_auctions_total{status=\"%s\"} %llu\n",
+                            proto_status_str((proto_status)st), s->results[st]);
+    counter(b, "rtb_request_errors_total",
+            "Requests reported on auction:errors (unreadable request_id or duplicate).",
+            s->request_errors);
+    counter(b, "rtb_duplicate_requests_total", "Requests whose request_id was in flight.",
+            s->duplicates);
+    counter(b, "rtb_results_publish_failed_total", "Results that could not be sent to Redis.",
+            s->publish_failed);
+    counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
+            s->profile_misses);
+    counter(b, "rtb_profile_errors_total", "Profile lookups that failed (Redis down or error).",
+            s->profile_errors);
+    gauge(b, "rtb_inflight_auctions", "Auctions open now.", (long long)srv->ninflight);
+    gauge(b, "rtb_mqtt_connected", "1 when connected to the broker.",
+          rtb_mqtt_connected(srv->mqtt));
+    gauge(b, "rtb_redis_connected", "1 when the Redis command connection is up.",
+          store_connected(srv->store));
+
+#define BIDDER_COUNTER(field, help)                                                               \
+    bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                         \
+                  offsetof(rtb_bidder_stats, field))
+    BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
+    BIDDER_COUNTER(bids, "Well-formed bids received.");
+    BIDDER_COUNTER(no_bids, "No-bid answers.");
+    BIDDER_COUNTER(timeouts, "Calls cancelled at the auction deadline.");
+    BIDDER_COUNTER(errors, "Bidder errors (status, body, connection).");
+    BIDDER_COUNTER(throttled, "Auctions that skipped the bidder at max_concurrent.");
+#undef BIDDER_COUNTER
+    evbuffer_add_printf(b, "# HELP rtb_bidder_inflight Calls in flight to the bidder.\n"
+                           "# TYPE rtb_bidder_inflight gauge\n");
+    for (size_t i = 0; i < srv->nbidders; i++)
+        evbuffer_add_printf(b, "rtb_bidder_inflight{bidder=\"%s\"} %ld\n", srv->bidders[i]->id,
+                            srv->bidders[i]->busy);
+    evbuffer_add_printf(b, "# HELP rtb_bidder_connections Connections open to the bidder.\n"
+                           "# TYPE rtb_bidder_connections gauge\n");
+    for (size_t i = 0; i < srv->nbidders; i++)
+        evbuffer_add_printf(b, "rtb_bidder_connections{bidder=\"%s\"} %ld\n",
+                            srv->bidders[i]->id, srv->bidders[i]->nconns);
+
+    evbuffer_add_printf(b, "# HELP rtb_auction_latency_seconds Receipt to close of auctions.\n"
+                           "# TYPE rtb_auction_latency_seconds histogram\n");
+    unsigned long long cumulative = 0;
+    for (size_t i = 0; i < RTB_LATENCY_BUCKETS - 1; i++) {
+        cumulative += s->latency_buckets[i];
+        char le[AUCTION_MICROS_STRLEN];
+        auction_micros_format(latency_bounds_us[i], le); /* µs as seconds, exactly */
+        evbuffer_add_printf(b, "rtb_auction_latency_seconds_bucket{le=\"%s\"} %llu\n", le,
+                            cumulative);
+    }
+    char sum[AUCTION_MICROS_STRLEN];
+    auction_micros_format(s->latency_sum_us, sum);
+    evbuffer_add_printf(b,
+                        "rtb_auction_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+                        "rtb_auction_latency_seconds_sum %s\n"
+                        "rtb_auction_latency_seconds_count %llu\n",
+                        s->latency_count, sum, s->latency_count);
+}
+
+static void on_metrics(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    write_metrics(body, a->srv);
+    reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+static void on_other(struct evhttp_request *req, void *arg) {
+    (void)arg;
+    evhttp_send_error(req, 404, "Not Found: try /healthz or /metrics");
+}
+
+rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t errlen) {
+    const char *colon = strrchr(listen, ':');
+    char host[256];
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    size_t hostlen = colon ? (size_t)(colon - listen) : 0;
+    if (listen[0] == '[' && hostlen > 2 && listen[hostlen - 1] == ']') {
+        listen++;
+        hostlen -= 2;
+    }
+    if (!colon || hostlen == 0 || hostlen >= sizeof(host) || port < 1 || port > 65535) {
+        snprintf(err, errlen, "admin.listen: expected host:port, got '%s'", listen);
+        return NULL;
+    }
+    memcpy(host, listen, hostlen);
+    host[hostlen] = '\0';
+
+    rtb_admin *a = calloc(1, sizeof(*a));
+    if (!a || !(a->http = evhttp_new(srv->base))) {
+        free(a);
+        snprintf(err, errlen, "admin: out of memory");
+        return NULL;
+    }
+    a->srv = srv;
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_cb(a->http, "/healthz", on_healthz, a);
+    evhttp_set_cb(a->http, "/metrics", on_metrics, a);
+    evhttp_set_gencb(a->http, on_other, a);
+    if (!evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)port)) {
+        snprintf(err, errlen, "admin.listen: cannot listen on %s:%ld (address in use or "
+                 "not local)", host, port);
+        rtb_admin_free(a);
+        return NULL;
+    }
+    rtb_log(PROTO_LOG_INFO, "admin: listening on http://%s:%ld (/healthz, /metrics)", host, port);
+    return a;
+}
+
+void rtb_admin_free(rtb_admin *a) {
+    if (!a) return;
+    evhttp_free(a->http);
+    free(a);
+}
