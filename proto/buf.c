@@ -1,19 +1,19 @@
 /* buf.c -- bytes in and bytes out: the output buffer every encoder appends
- * to, JSON string escaping, and the checks every decoder runs before cJSON.
+ * to, JSON string escaping, the one gate every decoder parses through, and
+ * the small helpers the decoders share (internal.h).
  *
  * The one idea: nothing reaches cJSON or a socket unchecked. Output goes
  * through proto_buf, which keeps `data` NUL-terminated and leaves the buffer
  * as it was when memory runs out; input goes through proto_json_parse, which
- * refuses NUL bytes, control characters, invalid UTF-8 and trailing garbage
- * that cJSON alone would let through or silently truncate. */
+ * refuses NUL bytes, "\u0000" escapes, control characters, invalid UTF-8 and
+ * trailing garbage that cJSON alone would let through or silently truncate,
+ * and says which byte it refused. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/internal.h"
 #include "proto/proto.h"
-
-/* Module-private (declared again where used; proto.h is the public API). */
-cJSON *proto_json_parse(const char *text, size_t len, const char **why);
 
 /* ---- Output buffer ------------------------------------------------------ */
 
@@ -158,81 +158,185 @@ const char *proto_strerror(proto_err err) {
     return "unknown error";
 }
 
+static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap) {
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
+void proto_set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset_err(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+proto_err proto_fail(char *err, size_t errlen, proto_err code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset_err(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 /* ---- Input checks ------------------------------------------------------- */
 
-/* 0 when `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF) with no control character other than
- * tab, newline and carriage return (JSON allows no other one, raw, anywhere);
- * 1 on a UTF-8 error, 2 on a control character. */
-static int text_check(const unsigned char *s, size_t n) {
+/* Length of the UTF-8 sequence at `s` (`n` >= 1 bytes there), or 0 when it
+ * is not well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t more;
+    uint32_t cp, min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        more = 1, cp = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        more = 2, cp = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        more = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0; /* continuation byte, 0xc0/0xc1 or 0xf5.. */
+    }
+    if (n - 1 < more)
+        return 0;
+    for (size_t k = 1; k <= more; k++) {
+        unsigned cc = s[k];
+        if ((cc & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return more + 1;
+}
+
+/* The first byte of `n` at `s` that cJSON must not see, in order: a NUL, a
+ * byte that is not UTF-8, a control character other than tab, newline and
+ * carriage return (JSON allows no other one, raw, anywhere; cJSON would skip
+ * it as whitespace), or a "\u0000" escape in a string. Strings are tracked
+ * only to find those escapes. PROTO_JSON_OK when there is none; else the
+ * fault, its offset in *at. */
+static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at) {
+    int in_string = 0;
     size_t i = 0;
+    *at = 0;
     while (i < n) {
         unsigned c = s[i];
-        if (c < 0x80) {
-            if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-                return 2;
-            i++;
-            continue;
+        proto_json_fault fault = PROTO_JSON_OK;
+        size_t step = 1;
+        if (c == 0) {
+            fault = PROTO_JSON_NUL;
+        } else if (c >= 0x80) {
+            step = utf8_seq(s + i, n - i);
+            fault = step == 0 ? PROTO_JSON_UTF8 : PROTO_JSON_OK;
+        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+            fault = PROTO_JSON_SYNTAX;
+        } else if (c == '"') {
+            in_string = !in_string;
+        } else if (c == '\\' && in_string && i + 1 < n && s[i + 1] >= 0x20 && s[i + 1] < 0x80) {
+            /* An escape: skip the escaped byte, so that "\\u0000" is text. */
+            if (s[i + 1] == 'u' && n - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0)
+                fault = PROTO_JSON_NUL_ESCAPE;
+            step = 2;
         }
-        size_t more;
-        uint32_t cp, min;
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1, cp = c & 0x1f, min = 0x80;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2, cp = c & 0x0f, min = 0x800;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 1; /* continuation byte, 0xc0/0xc1 or 0xf5.. */
+        if (fault != PROTO_JSON_OK) {
+            *at = i;
+            return fault;
         }
-        if (n - i - 1 < more)
-            return 1;
-        for (size_t k = 1; k <= more; k++) {
-            unsigned cc = s[i + k];
-            if ((cc & 0xc0) != 0x80)
-                return 1;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 1;
-        i += more + 1;
+        i += step;
     }
-    return 0;
+    return PROTO_JSON_OK;
 }
 
 static int json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Parse `len` bytes (not necessarily NUL-terminated) as exactly one JSON
- * value. Returns the tree (the caller cJSON_Deletes it), or NULL with *why
- * set to "contains a NUL byte", "not valid UTF-8" or "not valid JSON" (bad
- * syntax, trailing non-whitespace, nesting over CJSON_NESTING_LIMIT, or
- * cJSON out of memory, which it does not tell apart). */
-cJSON *proto_json_parse(const char *text, size_t len, const char **why) {
+/* Offset of the first byte from `i` on that is not JSON whitespace, or `n`. */
+static size_t skip_space(const char *s, size_t i, size_t n) {
+    while (i < n && json_space(s[i]))
+        i++;
+    return i;
+}
+
+int proto_json_blank(const char *s, size_t n) { return skip_space(s, 0, n) == n; }
+
+cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e) {
     if (text == NULL)
         len = 0;
-    if (len > 0 && memchr(text, '\0', len) != NULL) {
-        *why = "contains a NUL byte";
+    e->fault = text_check((const unsigned char *)text, len, &e->offset);
+    if (e->fault != PROTO_JSON_OK)
         return NULL;
-    }
-    int bad = text_check((const unsigned char *)text, len);
-    if (bad != 0) {
-        *why = bad == 1 ? "not valid UTF-8" : "not valid JSON";
-        return NULL;
-    }
-    *why = "not valid JSON";
+    e->fault = PROTO_JSON_SYNTAX;
     if (len == 0)
         return NULL;
+    /* cJSON sets `end` whenever the length is not 0: after the value on
+     * success, where it gave up on failure. */
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (root == NULL)
-        return NULL;
-    if (end == NULL)
-        end = text + len;
-    for (const char *p = end; p < text + len; p++) {
-        if (!json_space(*p)) {
-            cJSON_Delete(root);
-            return NULL;
+    size_t offset = end != NULL ? (size_t)(end - text) : 0;
+    if (root != NULL) {
+        offset = skip_space(text, offset, len);
+        if (offset == len) {
+            e->fault = PROTO_JSON_OK;
+            return root;
         }
+        cJSON_Delete(root);
     }
-    return root;
+    e->offset = offset;
+    return NULL;
+}
+
+const char *proto_json_fault_str(proto_json_fault fault) {
+    switch (fault) {
+    case PROTO_JSON_OK:
+        return "ok";
+    case PROTO_JSON_NUL:
+        return "contains a NUL byte";
+    case PROTO_JSON_UTF8:
+        return "not valid UTF-8";
+    case PROTO_JSON_NUL_ESCAPE:
+        return "contains \\u0000";
+    case PROTO_JSON_SYNTAX:
+        break;
+    }
+    return "not valid JSON";
+}
+
+/* ---- Reading cJSON values ----------------------------------------------- */
+
+const cJSON *proto_json_get(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+const char *proto_json_string(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+
+int proto_json_micros(const cJSON *v, int64_t *micros) {
+    if (!cJSON_IsNumber(v))
+        return -1;
+    return auction_micros_from_double(v->valuedouble, micros);
+}
+
+int proto_ltv_score_ok(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0.0 && v->valuedouble <= 1.0;
+}
+
+/* ---- Text rules --------------------------------------------------------- */
+
+size_t proto_utf8_chars(const char *s, size_t limit) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n <= limit; p++) {
+        if ((*p & 0xc0) != 0x80)
+            n++;
+    }
+    return n;
+}
+
+int proto_id_charset_ok(const char *s) {
+    static const char id_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "abcdefghijklmnopqrstuvwxyz"
+                                   "0123456789._:-";
+    return s[strspn(s, id_chars)] == '\0';
 }

@@ -18,13 +18,13 @@
  * Advertiser registry entries (SPEC 6) are decoded with the bidder rows too. */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "proto/internal.h"
 #include "proto/proto.h"
 
 /* A configuration file or value is refused above this size, unparsed. */
@@ -260,19 +260,6 @@ static const conf_row config_rows[] = {
 
 /* ---- Small helpers ------------------------------------------------------ */
 
-static proto_err fail(char *err, size_t errlen, proto_err code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static proto_err fail(char *err, size_t errlen, proto_err code, const char *fmt, ...) {
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static void *at(void *base, size_t offset) {
     return (char *)base + offset;
 }
@@ -300,79 +287,6 @@ static void set_count(void *base, size_t offset, size_t n) {
     memcpy((char *)base + offset, &n, sizeof n);
 }
 
-/* Length of the UTF-8 sequence at `s` (`n` bytes there), or 0 when it is not
- * valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    size_t len;
-    uint32_t cp;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        len = 2;
-        cp = s[0] & 0x1Fu;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        len = 3;
-        cp = s[0] & 0x0Fu;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        len = 4;
-        cp = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
-        return 0;
-    if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
-        return 0;
-    return len;
-}
-
-/* Characters (code points) of a string already known to be valid UTF-8. */
-static size_t utf8_chars(const char *s) {
-    size_t n = 0;
-    for (; *s != '\0'; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-/* What cJSON does not check: NUL bytes, UTF-8, and "\u0000" escapes (which
- * would cut a string short in C). Strings are tracked only to find escapes. */
-static proto_err check_text(const char *json, size_t len, const char *who, char *err,
-                            size_t errlen) {
-    const unsigned char *s = (const unsigned char *)json;
-    int in_string = 0;
-    size_t i = 0;
-    while (i < len) {
-        if (s[i] == 0)
-            return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: NUL byte at byte %zu", who, i);
-        if (s[i] >= 0x80) {
-            size_t n = utf8_seq(s + i, len - i);
-            if (n == 0)
-                return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: invalid UTF-8 at byte %zu",
-                            who, i);
-            i += n;
-            continue;
-        }
-        if (s[i] == '"') {
-            in_string = !in_string;
-        } else if (s[i] == '\\' && in_string && i + 1 < len && s[i + 1] > 0 && s[i + 1] < 0x80) {
-            if (s[i + 1] == 'u' && len - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0)
-                return fail(err, errlen, PROTO_ERR_NOT_JSON,
-                            "%s: \\u0000 in a string at byte %zu", who, i);
-            i += 2;
-            continue;
-        }
-        i++;
-    }
-    return PROTO_OK;
-}
-
 static size_t line_of(const char *json, size_t offset) {
     size_t line = 1;
     for (size_t i = 0; i < offset; i++)
@@ -380,32 +294,37 @@ static size_t line_of(const char *json, size_t offset) {
     return line;
 }
 
-/* Parse `len` bytes of JSON (any value) into *out; `who` starts messages. */
+/* Parse `len` bytes of JSON (any value) through the JSON gate into *out;
+ * `who` starts messages, which name the byte (and the line of a syntax
+ * error) so that a hand-edited file can be fixed. */
 static proto_err parse_json(const char *json, size_t len, const char *who, cJSON **out,
                             char *err, size_t errlen) {
-    *out = NULL;
     if (json == NULL)
         json = "";
+    *out = NULL;
     if (len > CONFIG_MAX_BYTES)
-        return fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", who,
-                    CONFIG_MAX_BYTES);
-    proto_err e = check_text(json, len, who, err, errlen);
-    if (e != PROTO_OK)
-        return e;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    size_t offset = end != NULL ? (size_t)(end - json) : 0;
-    if (root != NULL) {
-        while (offset < len && strchr(" \t\r\n", json[offset]) != NULL)
-            offset++;
-        if (offset == len) {
-            *out = root;
-            return PROTO_OK;
-        }
-        cJSON_Delete(root);
+        return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", who,
+                          CONFIG_MAX_BYTES);
+    proto_json_error je;
+    *out = proto_json_parse(json, len, &je);
+    switch (je.fault) {
+    case PROTO_JSON_OK:
+        return PROTO_OK;
+    case PROTO_JSON_NUL:
+        return proto_fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: NUL byte at byte %zu", who,
+                          je.offset);
+    case PROTO_JSON_UTF8:
+        return proto_fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: invalid UTF-8 at byte %zu", who,
+                          je.offset);
+    case PROTO_JSON_NUL_ESCAPE:
+        return proto_fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: \\u0000 in a string at byte %zu",
+                          who, je.offset);
+    case PROTO_JSON_SYNTAX:
+        break;
     }
-    return fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: not valid JSON near byte %zu (line %zu)",
-                who, offset, line_of(json, offset));
+    return proto_fail(err, errlen, PROTO_ERR_NOT_JSON,
+                      "%s: not valid JSON near byte %zu (line %zu)", who, je.offset,
+                      line_of(json, je.offset));
 }
 
 /* ---- String formats ----------------------------------------------------- */
@@ -483,9 +402,7 @@ static int format_ok(conf_format format, const char *s) {
     case FMT_HOST:
         return is_host(s, strlen(s));
     case FMT_ID:
-        return strspn(s,
-                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") ==
-               strlen(s);
+        return proto_id_charset_ok(s);
     case FMT_URL:
         return is_url(s);
     case FMT_HOSTPORT:
@@ -624,11 +541,11 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
 static proto_err bad_value(const conf_row *row, const char *path, char *err, size_t errlen) {
     char expect[160];
     row_expect(row, expect, sizeof expect);
-    return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, expect);
+    return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, expect);
 }
 
 static proto_err no_memory(const char *path, char *err, size_t errlen) {
-    return fail(err, errlen, PROTO_ERR_NOMEM, "%s: out of memory", path);
+    return proto_fail(err, errlen, PROTO_ERR_NOMEM, "%s: out of memory", path);
 }
 
 /* ---- String arrays ------------------------------------------------------ */
@@ -640,9 +557,10 @@ static void strings_free(char **v, size_t n) {
 }
 
 static int is_string_of(const cJSON *item, long long min, long long max) {
-    if (!cJSON_IsString(item))
+    const char *s = proto_json_string(item);
+    if (s == NULL)
         return 0;
-    size_t n = utf8_chars(item->valuestring);
+    size_t n = proto_utf8_chars(s, (size_t)max);
     return n >= (size_t)min && n <= (size_t)max;
 }
 
@@ -650,15 +568,15 @@ static int is_string_of(const cJSON *item, long long min, long long max) {
 static proto_err strings_check(const cJSON *item, long long min, long long max,
                                const char *path, char *err, size_t errlen) {
     if (!cJSON_IsArray(item))
-        return fail(err, errlen, PROTO_ERR_FIELD,
-                    "%s: expected an array of strings of %lld to %lld characters", path, min,
-                    max);
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%s: expected an array of strings of %lld to %lld characters", path, min,
+                          max);
     size_t i = 0;
     for (const cJSON *s = item->child; s != NULL; s = s->next, i++)
         if (!is_string_of(s, min, max))
-            return fail(err, errlen, PROTO_ERR_FIELD,
-                        "%s[%zu]: expected a string of %lld to %lld characters", path, i, min,
-                        max);
+            return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                              "%s[%zu]: expected a string of %lld to %lld characters", path, i, min,
+                              max);
     return PROTO_OK;
 }
 
@@ -685,8 +603,7 @@ static proto_err apply_int(const conf_row *row, void *base, const cJSON *item, c
 static proto_err apply_money(const conf_row *row, void *base, const cJSON *item,
                              const char *path, char *err, size_t errlen) {
     int64_t micros;
-    if (!cJSON_IsNumber(item) || auction_micros_from_double(item->valuedouble, &micros) != 0 ||
-        micros < row->min || micros > row->max)
+    if (proto_json_micros(item, &micros) != 0 || micros < row->min || micros > row->max)
         return bad_value(row, path, err, errlen);
     /* Both sides are the double nearest the decimal exactly when it has at
      * most 6 decimals; more would be rounded away silently. */
@@ -714,12 +631,12 @@ static proto_err apply_string(const conf_row *row, void *base, const cJSON *item
 
 static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item,
                             const char *path, char *err, size_t errlen) {
-    if (cJSON_IsString(item))
-        for (const conf_name *n = row->names; n->name != NULL; n++)
-            if (strcmp(n->name, item->valuestring) == 0) {
-                memcpy(at(base, row->offset), &n->value, sizeof n->value);
-                return PROTO_OK;
-            }
+    const char *s = proto_json_string(item);
+    for (const conf_name *n = row->names; s != NULL && n->name != NULL; n++)
+        if (strcmp(n->name, s) == 0) {
+            memcpy(at(base, row->offset), &n->value, sizeof n->value);
+            return PROTO_OK;
+        }
     return bad_value(row, path, err, errlen);
 }
 
@@ -767,7 +684,8 @@ static proto_err apply_record(const conf_row *rows, size_t nrows, void *base, co
         return e;
     for (size_t i = 0; i < nrows; i++)
         if ((rows[i].flags & CONF_REQUIRED) && !seen[i])
-            return fail(err, errlen, PROTO_ERR_FIELD, "%s%s: required", mprefix, rows[i].path);
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s%s: required", mprefix,
+                              rows[i].path);
     return PROTO_OK;
 }
 
@@ -808,8 +726,8 @@ static proto_err list_check_unique(const conf_list *l, const char *elems, size_t
         }
     proto_err e = PROTO_OK;
     if (dup < n)
-        e = fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu].%s: duplicate %s %s \"%s\"", path, dup,
-                 l->rows[0].path, l->what, l->rows[0].path, key);
+        e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu].%s: duplicate %s %s \"%s\"", path,
+                       dup, l->rows[0].path, l->what, l->rows[0].path, key);
     free(keys);
     return e;
 }
@@ -842,7 +760,7 @@ static proto_err apply_list(const conf_row *row, void *base, const cJSON *item,
         char prefix[PATH_BYTES];
         snprintf(prefix, sizeof prefix, "%s[%zu].", path, i);
         if (!cJSON_IsObject(el))
-            e = fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu]: expected an object", path, i);
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu]: expected an object", path, i);
         else
             e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err,
                              errlen);
@@ -884,7 +802,7 @@ static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
     case CONF_CUSTOM:
         return row->handler->apply(base, item, path, err, errlen);
     }
-    return fail(err, errlen, PROTO_ERR_FIELD, "%s: bad table row", path);
+    return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: bad table row", path);
 }
 
 static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, char *err,
@@ -944,16 +862,16 @@ static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, con
         snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string);
         const conf_row *row = find_row(rows, nrows, tprefix, c->string, &section);
         if (row == NULL && !section)
-            return fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
         if (key_seen_before(obj, c))
-            return fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", path);
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", path);
         proto_err e;
         if (row != NULL) {
             e = apply_row(row, base, c, path, err, errlen);
             if (seen != NULL)
                 seen[row - rows] = 1;
         } else if (!cJSON_IsObject(c)) {
-            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", path);
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", path);
         } else {
             /* A section is a prefix of a row path, so this fits. */
             char sub[PATH_BYTES];
@@ -1089,14 +1007,15 @@ static proto_err tls_apply(void *base, const cJSON *item, const char *path, char
     if (cJSON_IsNull(item))
         return PROTO_OK;
     if (!cJSON_IsObject(item))
-        return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, tls_handler.expect);
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, tls_handler.expect);
     snprintf(prefix, sizeof prefix, "%s.", path);
     proto_err e = apply_record(tls_rows, NROWS(tls_rows), c, item, prefix, err, errlen);
     if (e != PROTO_OK)
         return e;
     /* A client certificate is a pair: one without the other cannot work. */
     if ((c->mqtt.tls_certfile == NULL) != (c->mqtt.tls_keyfile == NULL))
-        return fail(err, errlen, PROTO_ERR_FIELD, "%s: certfile and keyfile go together", path);
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: certfile and keyfile go together",
+                          path);
     c->mqtt.tls = 1;
     return PROTO_OK;
 }
@@ -1119,7 +1038,7 @@ static proto_err profile_apply(void *base, const cJSON *item, const char *path, 
                                size_t errlen) {
     proto_config *c = base;
     if (!cJSON_IsObject(item))
-        return fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, profile_handler.expect);
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, profile_handler.expect);
     for (const cJSON *k = item->child; k != NULL; k = k->next) {
         char sub[PATH_BYTES];
         proto_err e = PROTO_OK;
@@ -1127,17 +1046,17 @@ static proto_err profile_apply(void *base, const cJSON *item, const char *path, 
         if (strcmp(k->string, "interests") == 0)
             e = strings_check(k, 1, 128, sub, err, errlen);
         else if (strcmp(k->string, "ltv_score") == 0) {
-            if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0 && k->valuedouble <= 1))
-                e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected a number between 0 and 1",
-                         sub);
+            if (!proto_ltv_score_ok(k))
+                e = proto_fail(err, errlen, PROTO_ERR_FIELD,
+                               "%s: expected a number between 0 and 1", sub);
         } else if (strcmp(k->string, "demographics") == 0) {
             if (!cJSON_IsObject(k))
-                e = fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", sub);
+                e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", sub);
         } else {
-            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", sub);
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", sub);
         }
         if (e == PROTO_OK && key_seen_before(item, k))
-            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", sub);
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", sub);
         if (e != PROTO_OK)
             return e;
     }
@@ -1173,8 +1092,8 @@ static void profile_release(void *base) {
 static proto_err apply_document(proto_config *c, const cJSON *root, char *err, size_t errlen) {
     proto_config tmp;
     if (!cJSON_IsObject(root))
-        return fail(err, errlen, PROTO_ERR_NOT_OBJECT,
-                    "config: expected a JSON object at the top level");
+        return proto_fail(err, errlen, PROTO_ERR_NOT_OBJECT,
+                          "config: expected a JSON object at the top level");
     memset(&tmp, 0, sizeof tmp);
     if (copy_rows(config_rows, NROWS(config_rows), &tmp, c) != 0) {
         proto_config_free(&tmp);
@@ -1218,7 +1137,7 @@ proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char
 proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
-        return fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
+        return proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
     char *buf = malloc(CONFIG_MAX_BYTES + 1);
     if (buf == NULL) {
         fclose(f);
@@ -1230,10 +1149,10 @@ proto_err proto_config_load_file(proto_config *c, const char *path, char *err, s
     fclose(f);
     proto_err e;
     if (read_errno != 0)
-        e = fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(read_errno));
+        e = proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(read_errno));
     else if (n > CONFIG_MAX_BYTES)
-        e = fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                 CONFIG_MAX_BYTES);
+        e = proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
+                       CONFIG_MAX_BYTES);
     else
         e = proto_config_parse(c, buf, n, err, errlen);
     free(buf);
@@ -1245,7 +1164,7 @@ proto_err proto_config_load_file(proto_config *c, const char *path, char *err, s
 proto_err proto_config_set(proto_config *c, const char *path, const char *json_value, char *err,
                            size_t errlen) {
     if (path == NULL || path[0] == '\0')
-        return fail(err, errlen, PROTO_ERR_FIELD, "config: empty key");
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "config: empty key");
     if (json_value == NULL)
         json_value = "";
     cJSON *value;
@@ -1264,7 +1183,7 @@ proto_err proto_config_set(proto_config *c, const char *path, const char *json_v
         if (dot != NULL)
             *dot = '\0';
         if (part[0] == '\0') {
-            e = fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
             goto out;
         }
         cJSON *next = dot != NULL ? cJSON_CreateObject() : value;
@@ -1326,7 +1245,7 @@ proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,
     if (e == PROTO_OK)
         e = parse_json(json, len, "advertiser", &root, err, errlen);
     if (e == PROTO_OK && !cJSON_IsObject(root))
-        e = fail(err, errlen, PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object");
+        e = proto_fail(err, errlen, PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object");
     if (e == PROTO_OK)
         e = apply_record(bidder_rows + 1, NROWS(bidder_rows) - 1, out, root, "", err, errlen);
     cJSON_Delete(root);

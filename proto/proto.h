@@ -50,7 +50,8 @@ int proto_buf_micros(proto_buf *b, int64_t micros);
 typedef enum proto_err {
     PROTO_OK = 0,
     PROTO_ERR_TOO_LARGE,  /* input over the size limit; not parsed */
-    PROTO_ERR_NOT_JSON,   /* not JSON, trailing garbage, NUL bytes, bad UTF-8,
+    PROTO_ERR_NOT_JSON,   /* not JSON, trailing garbage, NUL bytes, "\u0000"
+                             escapes, raw control characters, bad UTF-8,
                              nesting deeper than cJSON allows */
     PROTO_ERR_NOT_OBJECT, /* JSON, but not an object */
     PROTO_ERR_FIELD,      /* an object breaking a field rule; err names it */
@@ -133,7 +134,8 @@ typedef enum proto_bid_status {
     PROTO_BID_OK = 0,
     PROTO_BID_NO_BID,      /* empty body: no bid (not an error) */
     PROTO_BID_NO_SEATBID,  /* valid response without any bid: a no-bid too */
-    PROTO_BID_BAD_JSON,    /* not JSON / not an object / bad UTF-8 / NUL */
+    PROTO_BID_BAD_JSON,    /* not JSON / not an object / bad UTF-8 / NUL or
+                              "\u0000" */
     PROTO_BID_WRONG_ID,    /* `id` missing or not the request's id */
     PROTO_BID_BAD_PRICE,   /* bids present, none with a positive finite price */
     PROTO_BID_BAD_SHAPE,   /* seatbid/bid of the wrong type */

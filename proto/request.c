@@ -8,34 +8,14 @@
  * The parse tree is kept on success: user_context is forwarded to bidders
  * as it came. */
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
+#include "proto/internal.h"
 #include "proto/proto.h"
-
-/* buf.c, module-private: strict parse (NUL, UTF-8, trailing garbage). */
-cJSON *proto_json_parse(const char *text, size_t len, const char **why);
 
 #define REQUEST_ID_RULE "request_id: must be 1-128 characters of [A-Za-z0-9._:-]"
 #define FLOOR_RULE "floor_price: must be a finite number between 0 and 1000000"
 #define INTERESTS_RULE "user_context.interests: must be an array of strings"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Write the message for a broken rule, when the caller gave room for one. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static const cJSON *get(const cJSON *obj, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
 
 /* Present and not JSON null: optional fields may be sent as null. */
 static int given(const cJSON *v) { return v != NULL && !cJSON_IsNull(v); }
@@ -45,53 +25,27 @@ static int is_string_array(const cJSON *v) {
         return 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, v) {
-        if (!cJSON_IsString(item) || item->valuestring == NULL)
+        if (proto_json_string(item) == NULL)
             return 0;
     }
     return 1;
 }
 
-static int request_id_char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == ':' || c == '-';
-}
-
-static int request_id_ok(const cJSON *v) {
-    if (!cJSON_IsString(v) || v->valuestring == NULL)
-        return 0;
-    size_t n = 0;
-    for (const char *p = v->valuestring; *p != '\0'; p++) {
-        if (++n > PROTO_ID_MAX_CHARS || !request_id_char(*p))
-            return 0;
-    }
-    return n > 0;
-}
-
-/* Number of UTF-8 characters in `s`, counting no further than `limit` + 1
- * (the input was checked to be valid UTF-8 before parsing, and cJSON's own
- * \u decoding only produces valid UTF-8). */
-static size_t utf8_chars(const char *s, size_t limit) {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n <= limit; p++) {
-        if ((*p & 0xc0) != 0x80)
-            n++;
-    }
-    return n;
+static int request_id_ok(const char *s) {
+    size_t n = s != NULL ? strlen(s) : 0;
+    return n >= 1 && n <= PROTO_ID_MAX_CHARS && proto_id_charset_ok(s);
 }
 
 /* A required string of 1-128 characters, copied into `dst` (PROTO_ID_BYTES). */
 static proto_err id_field(const cJSON *root, const char *key, char *dst, char *err, size_t errlen) {
-    const cJSON *v = get(root, key);
-    if (v == NULL) {
-        set_err(err, errlen, "%s: required", key);
-        return PROTO_ERR_FIELD;
-    }
-    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
-    size_t chars = s != NULL ? utf8_chars(s, PROTO_ID_MAX_CHARS) : 0;
-    if (chars < 1 || chars > PROTO_ID_MAX_CHARS || strlen(s) >= PROTO_ID_BYTES) {
-        set_err(err, errlen, "%s: must be a string of 1-%d characters", key, PROTO_ID_MAX_CHARS);
-        return PROTO_ERR_FIELD;
-    }
+    const cJSON *v = proto_json_get(root, key);
+    if (v == NULL)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: required", key);
+    const char *s = proto_json_string(v);
+    size_t chars = s != NULL ? proto_utf8_chars(s, PROTO_ID_MAX_CHARS) : 0;
+    if (chars < 1 || chars > PROTO_ID_MAX_CHARS || strlen(s) >= PROTO_ID_BYTES)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: must be a string of 1-%d characters",
+                          key, PROTO_ID_MAX_CHARS);
     strcpy(dst, s);
     return PROTO_OK;
 }
@@ -100,15 +54,11 @@ static proto_err id_field(const cJSON *root, const char *key, char *dst, char *e
  * so that publishers can add fields before the exchange knows them
  * (forward-compatible); optional fields sent as null count as absent. */
 static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *err, size_t errlen) {
-    const cJSON *v = get(root, "request_id");
-    if (v == NULL) {
-        set_err(err, errlen, "request_id: required");
-        return PROTO_ERR_FIELD;
-    }
-    if (!request_id_ok(v)) {
-        set_err(err, errlen, "%s", REQUEST_ID_RULE);
-        return PROTO_ERR_FIELD;
-    }
+    const cJSON *v = proto_json_get(root, "request_id");
+    if (v == NULL)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "request_id: required");
+    if (!request_id_ok(proto_json_string(v)))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", REQUEST_ID_RULE);
     strcpy(out->request_id, v->valuestring);
     out->has_request_id = 1;
 
@@ -118,40 +68,47 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
     if (e != PROTO_OK)
         return e;
 
-    v = get(root, "floor_price");
-    if (v == NULL) {
-        set_err(err, errlen, "floor_price: required");
-        return PROTO_ERR_FIELD;
-    }
-    if (!cJSON_IsNumber(v) || auction_micros_from_double(v->valuedouble, &out->floor_micros) != 0) {
-        set_err(err, errlen, "%s", FLOOR_RULE);
-        return PROTO_ERR_FIELD;
-    }
+    v = proto_json_get(root, "floor_price");
+    if (v == NULL)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "floor_price: required");
+    if (proto_json_micros(v, &out->floor_micros) != 0)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", FLOOR_RULE);
 
-    v = get(root, "user_context");
+    v = proto_json_get(root, "user_context");
     if (given(v)) {
-        if (!cJSON_IsObject(v)) {
-            set_err(err, errlen, "user_context: must be an object");
-            return PROTO_ERR_FIELD;
-        }
-        const cJSON *interests = get(v, "interests");
-        if (given(interests) && !is_string_array(interests)) {
-            set_err(err, errlen, "%s", INTERESTS_RULE);
-            return PROTO_ERR_FIELD;
-        }
+        if (!cJSON_IsObject(v))
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "user_context: must be an object");
+        const cJSON *interests = proto_json_get(v, "interests");
+        if (given(interests) && !is_string_array(interests))
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", INTERESTS_RULE);
         out->user_context = v;
         out->context_interests = given(interests) ? interests : NULL;
     }
 
-    v = get(root, "timestamp");
+    v = proto_json_get(root, "timestamp");
     if (given(v)) {
         /* cJSON reads 1e400 as inf: not a number a clock can have. */
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-            set_err(err, errlen, "timestamp: must be a number");
-            return PROTO_ERR_FIELD;
-        }
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "timestamp: must be a number");
         out->has_timestamp = 1;
         out->timestamp = v->valuedouble;
+    }
+    return PROTO_OK;
+}
+
+/* Parse `len` bytes through the JSON gate into *root, which must be an
+ * object; `who` starts the messages ("payload: not valid UTF-8"). */
+static proto_err parse_object(const char *json, size_t len, const char *who, cJSON **root,
+                              char *err, size_t errlen) {
+    proto_json_error je;
+    *root = proto_json_parse(json, len, &je);
+    if (*root == NULL)
+        return proto_fail(err, errlen, PROTO_ERR_NOT_JSON, "%s: %s", who,
+                          proto_json_fault_str(je.fault));
+    if (!cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return proto_fail(err, errlen, PROTO_ERR_NOT_OBJECT, "%s: must be a JSON object", who);
     }
     return PROTO_OK;
 }
@@ -159,23 +116,13 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
 proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_bytes,
                                    proto_bid_request *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    set_err(err, errlen, "%s", "");
-    if (len > max_bytes) {
-        set_err(err, errlen, "payload: over %zu bytes", max_bytes);
-        return PROTO_ERR_TOO_LARGE;
-    }
-    const char *why = NULL;
-    cJSON *root = proto_json_parse(payload, len, &why);
-    if (root == NULL) {
-        set_err(err, errlen, "payload: %s", why);
-        return PROTO_ERR_NOT_JSON;
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        set_err(err, errlen, "payload: must be a JSON object");
-        return PROTO_ERR_NOT_OBJECT;
-    }
-    proto_err e = check_fields(root, out, err, errlen);
+    proto_set_err(err, errlen, "%s", "");
+    if (len > max_bytes)
+        return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
+    cJSON *root = NULL;
+    proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
+    if (e == PROTO_OK)
+        e = check_fields(root, out, err, errlen);
     if (e != PROTO_OK) {
         cJSON_Delete(root);
         out->user_context = NULL;
@@ -202,30 +149,20 @@ void proto_bid_request_free(proto_bid_request *r) {
 proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out, char *err,
                                size_t errlen) {
     memset(out, 0, sizeof *out);
-    set_err(err, errlen, "%s", "");
-    const char *why = NULL;
-    cJSON *root = proto_json_parse(json, len, &why);
-    if (root == NULL) {
-        set_err(err, errlen, "profile: %s", why);
-        return PROTO_ERR_NOT_JSON;
-    }
-    if (!cJSON_IsObject(root)) {
+    proto_set_err(err, errlen, "%s", "");
+    cJSON *root = NULL;
+    proto_err e = parse_object(json, len, "profile", &root, err, errlen);
+    if (e != PROTO_OK)
+        return e;
+    const cJSON *interests = proto_json_get(root, "interests");
+    const cJSON *ltv = proto_json_get(root, "ltv_score");
+    if (given(interests) && !is_string_array(interests))
+        e = proto_fail(err, errlen, PROTO_ERR_FIELD, "interests: must be an array of strings");
+    else if (given(ltv) && !proto_ltv_score_ok(ltv))
+        e = proto_fail(err, errlen, PROTO_ERR_FIELD, "ltv_score: must be a number between 0 and 1");
+    if (e != PROTO_OK) {
         cJSON_Delete(root);
-        set_err(err, errlen, "profile: must be a JSON object");
-        return PROTO_ERR_NOT_OBJECT;
-    }
-    const cJSON *interests = get(root, "interests");
-    if (given(interests) && !is_string_array(interests)) {
-        cJSON_Delete(root);
-        set_err(err, errlen, "interests: must be an array of strings");
-        return PROTO_ERR_FIELD;
-    }
-    const cJSON *ltv = get(root, "ltv_score");
-    if (given(ltv) &&
-        (!cJSON_IsNumber(ltv) || !(ltv->valuedouble >= 0.0) || !(ltv->valuedouble <= 1.0))) {
-        cJSON_Delete(root);
-        set_err(err, errlen, "ltv_score: must be a number between 0 and 1");
-        return PROTO_ERR_FIELD;
+        return e;
     }
     out->root = root;
     out->interests = given(interests) ? interests : NULL;

@@ -7,31 +7,11 @@
  * sorted into exactly one status, so the caller can count bidder errors
  * by kind, and the single best bid is copied out so the tree can go. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/internal.h"
 #include "proto/proto.h"
-
-/* buf.c, module-private: strict parse (NUL, UTF-8, trailing garbage). */
-cJSON *proto_json_parse(const char *text, size_t len, const char **why);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Write the message for a broken rule, when the caller gave room for one. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static const cJSON *get(const cJSON *obj, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
 
 /* ---- BidRequest out ----------------------------------------------------- */
 
@@ -77,7 +57,7 @@ static int add_keywords(proto_buf *kw, str_set *seen, const cJSON *list) {
     if (!cJSON_IsArray(list))
         return 0;
     cJSON_ArrayForEach(item, list) {
-        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        const char *s = proto_json_string(item);
         if (s == NULL || *s == '\0' || !set_add(seen, s))
             continue;
         if ((kw->len > 0 && proto_buf_puts(kw, ",") != 0) || proto_buf_puts(kw, s) != 0)
@@ -162,27 +142,17 @@ int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profi
 
 /* ---- BidResponse in ----------------------------------------------------- */
 
-static int blank(const char *s, size_t len) {
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
-            return 0;
-    }
-    return 1;
-}
-
 /* A bid's price in micros when it is a number, > 0 and <= 1,000,000. */
 static int bid_price(const cJSON *bid, int64_t *micros) {
-    const cJSON *price = get(bid, "price");
-    return cJSON_IsNumber(price) && auction_micros_from_double(price->valuedouble, micros) == 0 &&
-           *micros > 0;
+    return proto_json_micros(proto_json_get(bid, "price"), micros) == 0 && *micros > 0;
 }
 
 /* Copy obj[key] when it is a string; leave NULL otherwise. -1: no memory. */
 static int copy_string(const cJSON *obj, const char *key, char **dst) {
-    const cJSON *v = get(obj, key);
-    if (!cJSON_IsString(v) || v->valuestring == NULL)
+    const char *s = proto_json_string(proto_json_get(obj, key));
+    if (s == NULL)
         return 0;
-    *dst = strdup(v->valuestring);
+    *dst = strdup(s);
     return *dst != NULL ? 0 : -1;
 }
 
@@ -205,22 +175,22 @@ static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_b
  * the highest valid price (the first of equals). */
 static proto_bid_status pick_bid(const cJSON *root, const char *request_id, proto_bid *out,
                                  char *err, size_t errlen) {
-    const cJSON *id = get(root, "id");
-    if (!cJSON_IsString(id) || id->valuestring == NULL) {
-        set_err(err, errlen, "id: missing or not a string");
+    const char *id = proto_json_string(proto_json_get(root, "id"));
+    if (id == NULL) {
+        proto_set_err(err, errlen, "id: missing or not a string");
         return PROTO_BID_WRONG_ID;
     }
-    if (request_id != NULL && strcmp(id->valuestring, request_id) != 0) {
-        set_err(err, errlen, "id: not the request's id");
+    if (request_id != NULL && strcmp(id, request_id) != 0) {
+        proto_set_err(err, errlen, "id: not the request's id");
         return PROTO_BID_WRONG_ID;
     }
-    const cJSON *seatbids = get(root, "seatbid");
+    const cJSON *seatbids = proto_json_get(root, "seatbid");
     if (seatbids == NULL || cJSON_IsNull(seatbids)) {
-        set_err(err, errlen, "seatbid: absent");
+        proto_set_err(err, errlen, "seatbid: absent");
         return PROTO_BID_NO_SEATBID;
     }
     if (!cJSON_IsArray(seatbids)) {
-        set_err(err, errlen, "seatbid: must be an array");
+        proto_set_err(err, errlen, "seatbid: must be an array");
         return PROTO_BID_BAD_SHAPE;
     }
     const cJSON *best = NULL, *best_seat = NULL, *seat = NULL;
@@ -228,18 +198,18 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
     size_t nbids = 0, si = 0;
     cJSON_ArrayForEach(seat, seatbids) {
         if (!cJSON_IsObject(seat)) {
-            set_err(err, errlen, "seatbid[%zu]: must be an object", si);
+            proto_set_err(err, errlen, "seatbid[%zu]: must be an object", si);
             return PROTO_BID_BAD_SHAPE;
         }
-        const cJSON *bids = get(seat, "bid"), *bid = NULL;
+        const cJSON *bids = proto_json_get(seat, "bid"), *bid = NULL;
         if (!cJSON_IsArray(bids)) {
-            set_err(err, errlen, "seatbid[%zu].bid: must be an array", si);
+            proto_set_err(err, errlen, "seatbid[%zu].bid: must be an array", si);
             return PROTO_BID_BAD_SHAPE;
         }
         size_t bi = 0;
         cJSON_ArrayForEach(bid, bids) {
             if (!cJSON_IsObject(bid)) {
-                set_err(err, errlen, "seatbid[%zu].bid[%zu]: must be an object", si, bi);
+                proto_set_err(err, errlen, "seatbid[%zu].bid[%zu]: must be an object", si, bi);
                 return PROTO_BID_BAD_SHAPE;
             }
             int64_t micros = 0;
@@ -254,16 +224,16 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
         si++;
     }
     if (nbids == 0) {
-        set_err(err, errlen, "seatbid: no bid");
+        proto_set_err(err, errlen, "seatbid: no bid");
         return PROTO_BID_NO_SEATBID;
     }
     if (best == NULL) {
-        set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
+        proto_set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
         return PROTO_BID_BAD_PRICE;
     }
     if (copy_bid(best_seat, best, best_micros, out) != 0) {
         /* cJSON cannot tell a parse failure from no memory either. */
-        set_err(err, errlen, "body: out of memory");
+        proto_set_err(err, errlen, "body: out of memory");
         return PROTO_BID_BAD_JSON;
     }
     return PROTO_BID_OK;
@@ -273,26 +243,26 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
                                            const char *request_id, proto_bid *out, char *err,
                                            size_t errlen) {
     memset(out, 0, sizeof *out);
-    set_err(err, errlen, "%s", "");
+    proto_set_err(err, errlen, "%s", "");
     if (len > max_bytes) {
-        set_err(err, errlen, "body: over %zu bytes", max_bytes);
+        proto_set_err(err, errlen, "body: over %zu bytes", max_bytes);
         return PROTO_BID_TOO_LARGE;
     }
-    if (body == NULL || blank(body, len)) {
-        set_err(err, errlen, "body: empty");
+    if (body == NULL || proto_json_blank(body, len)) {
+        proto_set_err(err, errlen, "body: empty");
         return PROTO_BID_NO_BID;
     }
-    const char *why = NULL;
-    cJSON *root = proto_json_parse(body, len, &why);
+    proto_json_error je;
+    cJSON *root = proto_json_parse(body, len, &je);
     if (root == NULL) {
-        set_err(err, errlen, "body: %s", why);
+        proto_set_err(err, errlen, "body: %s", proto_json_fault_str(je.fault));
         return PROTO_BID_BAD_JSON;
     }
     proto_bid_status st = PROTO_BID_BAD_JSON;
     if (cJSON_IsObject(root))
         st = pick_bid(root, request_id, out, err, errlen);
     else
-        set_err(err, errlen, "body: must be a JSON object");
+        proto_set_err(err, errlen, "body: must be a JSON object");
     cJSON_Delete(root);
     if (st != PROTO_BID_OK)
         proto_bid_free(out);

@@ -777,6 +777,14 @@ static const bad_case bad_cases[] = {
     {"{\"mqtt\":{\"host\":\"\x80\"}}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 17"},
     {"{\"\xFF\":1}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 2"},
     {"{\"a\":\"\xE2\x82", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 6"},
+    /* Raw control characters other than tab, newline and CR are not JSON. */
+    {"{\"mqtt\":{\"client_id\":\"a\x01" "b\"}}", PROTO_ERR_NOT_JSON,
+     "config: not valid JSON near byte 23 (line 1)"},
+    {"\x01{}", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 0 (line 1)"},
+    {"{}\n\x1b", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 3 (line 2)"},
+    /* The first fault in the document is the one named. */
+    {"{\"a\":\"\xFF\\u0000\"}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 6"},
+    {"{\"a\":\"\\u0000\xFF\"}", PROTO_ERR_NOT_JSON, "config: \\u0000 in a string at byte 6"},
 };
 
 /* `want` matches exactly, or as a prefix when it ends in '*'. */

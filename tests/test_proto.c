@@ -510,6 +510,54 @@ START_TEST(request_nul_and_control_bytes) {
 }
 END_TEST
 
+/* "\u0000" is JSON, but cJSON would decode it into a C string cut short:
+ * "r-1\u0000x" must not be read as the request "r-1". */
+START_TEST(request_escaped_nul) {
+    expect_reject("{\"request_id\":\"r-1\\u0000x\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                  "\"floor_price\":1}",
+                  MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: contains \\u0000");
+    expect_reject("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                  "\"floor_price\":1,\"user_context\":{\"interests\":[\"\\u0000\"]}}",
+                  MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: contains \\u0000");
+    /* an escaped backslash before "u0000" is just text */
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode("{\"request_id\":\"r-1\",\"user_id\":\"u\\\\u0000\","
+                            "\"ad_slot_id\":\"s\",\"floor_price\":1}",
+                            &r, err),
+                     PROTO_OK);
+    ck_assert_str_eq(r.user_id, "u\\u0000");
+    proto_bid_request_free(&r);
+    /* the profile and the bid response go through the same gate */
+    static const char profile[] = "{\"interests\":[\"a\\u0000\"]}";
+    proto_profile p;
+    ck_assert_int_eq(proto_profile_decode(profile, sizeof profile - 1, &p, err, ERRLEN),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "profile: contains \\u0000");
+    proto_profile_free(&p);
+    expect_bid_status("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":1,"
+                      "\"adid\":\"\\u0000\"}]}]}",
+                      PROTO_BID_BAD_JSON);
+}
+END_TEST
+
+/* With several broken rules about bytes, the first one in the input is named. */
+START_TEST(request_first_byte_fault_named) {
+    static const char utf8_then_nul[] = "{\"request_id\":\"\xc0\xaf\"}\0";
+    static const char nul_then_utf8[] = "{\"request_id\":\"\0\xc0\xaf\"}";
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode_n(utf8_then_nul, sizeof utf8_then_nul - 1, MAX_BYTES, &r, err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "payload: not valid UTF-8");
+    ck_assert_int_eq(decode_n(nul_then_utf8, sizeof nul_then_utf8 - 1, MAX_BYTES, &r, err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_str_eq(err, "payload: contains a NUL byte");
+    expect_reject("{\"request_id\":\"\x01\\u0000\"}", MAX_BYTES, PROTO_ERR_NOT_JSON,
+                  "payload: not valid JSON");
+}
+END_TEST
+
 /* Every truncation of a rich payload is refused, and no reader runs past the
  * end of the bytes it was given (the copies are exact-size). */
 START_TEST(request_every_prefix) {
@@ -1293,6 +1341,8 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, request_deep_nesting);
     tcase_add_test(tc, request_bad_utf8);
     tcase_add_test(tc, request_nul_and_control_bytes);
+    tcase_add_test(tc, request_escaped_nul);
+    tcase_add_test(tc, request_first_byte_fault_named);
     tcase_add_test(tc, request_every_prefix);
     suite_add_tcase(s, tc);
 

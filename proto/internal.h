@@ -1,0 +1,103 @@
+/* internal.h -- what the files of proto/ share and nothing outside uses.
+ *
+ * Not installed and not included outside proto/ (proto.h is the module's
+ * API). Defined in buf.c. One strict JSON gate every decoder parses through,
+ * so that a request, a bidder response, a profile and a config file all
+ * obey the same rules about bytes, and the small readers of cJSON values
+ * that several decoders need. */
+#ifndef RTB_PROTO_INTERNAL_H
+#define RTB_PROTO_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "proto/proto.h"
+
+/* ---- The JSON gate ------------------------------------------------------ */
+
+/* Why proto_json_parse refused its input. */
+typedef enum proto_json_fault {
+    PROTO_JSON_OK = 0,
+    PROTO_JSON_NUL,        /* a raw NUL byte (cJSON would stop reading there) */
+    PROTO_JSON_UTF8,       /* bytes that are not UTF-8 (RFC 3629) */
+    PROTO_JSON_NUL_ESCAPE, /* "\u0000" inside a string (cJSON would cut the
+                              string short in C) */
+    PROTO_JSON_SYNTAX,     /* anything else: empty input, a raw control
+                              character, bad syntax, trailing non-whitespace,
+                              nesting over CJSON_NESTING_LIMIT, or cJSON out
+                              of memory (which it does not tell apart) */
+} proto_json_fault;
+
+typedef struct proto_json_error {
+    proto_json_fault fault;
+    /* Byte offset into the input of what was refused: the NUL byte, the
+     * first byte of the bad UTF-8 sequence, the backslash of "\u0000", the
+     * control character, the first trailing non-whitespace byte, or where
+     * cJSON stopped (0 for empty input). 0 when fault is PROTO_JSON_OK. */
+    size_t offset;
+} proto_json_error;
+
+/* Parse `len` bytes at `text` (not necessarily NUL-terminated; NULL reads
+ * as empty) as exactly one JSON value of RFC 8259. The bytes are checked in
+ * order before cJSON sees them, and the first fault found is the one
+ * reported. Returns the tree, which the caller cJSON_Deletes; or NULL with
+ * `*e` (required) saying why and where. No size limit: callers check their
+ * own before calling. */
+cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e);
+
+/* The fault as the short phrase decoders put after their prefix
+ * ("payload: not valid UTF-8"): "contains a NUL byte", "not valid UTF-8",
+ * "contains \u0000" or "not valid JSON". Never NULL. */
+const char *proto_json_fault_str(proto_json_fault fault);
+
+/* 1 when the `n` bytes at `s` are all JSON whitespace (space, tab, newline,
+ * carriage return), also when n is 0. */
+int proto_json_blank(const char *s, size_t n);
+
+/* ---- Reading cJSON values ----------------------------------------------- */
+
+/* obj[key], matching case (JSON keys are case-sensitive); NULL when absent
+ * (or `obj` is NULL). Borrowed from `obj`. */
+const cJSON *proto_json_get(const cJSON *obj, const char *key);
+
+/* The text of a string value, borrowed from `v`; NULL when `v` is not a
+ * string (or is NULL). */
+const char *proto_json_string(const cJSON *v);
+
+/* A JSON number as money: 0 with *micros set when `v` is a number that
+ * auction_micros_from_double accepts (finite, 0 .. AUCTION_PRICE_MAX_MICROS);
+ * -1 otherwise, *micros then unspecified. Callers add their own bounds. */
+int proto_json_micros(const cJSON *v, int64_t *micros);
+
+/* 1 when `v` is a number between 0 and 1 (NaN is not): the ltv_score of a
+ * profile (SPEC 3.2), stored or configured. */
+int proto_ltv_score_ok(const cJSON *v);
+
+/* ---- Text rules --------------------------------------------------------- */
+
+/* Characters (code points) in the NUL-terminated `s`, which must be valid
+ * UTF-8 (every string of a tree from proto_json_parse is), counting no
+ * further than `limit` + 1: enough to tell "too long" without reading a
+ * long string to its end. */
+size_t proto_utf8_chars(const char *s, size_t limit);
+
+/* 1 when every byte of `s` is one of [A-Za-z0-9._:-], the id alphabet of
+ * SPEC 2 (request_id) and SPEC 6/7 (bidder ids); also for "". Length is the
+ * caller's rule. */
+int proto_id_charset_ok(const char *s);
+
+/* ---- Error messages ----------------------------------------------------- */
+
+/* printf into the caller's `err` buffer (errlen bytes), when there is one:
+ * err may be NULL or errlen 0, and then nothing is written. */
+void proto_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* proto_set_err, then return `code`: `return proto_fail(err, errlen,
+ * PROTO_ERR_FIELD, "%s: required", key);`. */
+proto_err proto_fail(char *err, size_t errlen, proto_err code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
