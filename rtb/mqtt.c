@@ -151,9 +151,22 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
                     mosquitto_strerror(src));
     }
     char why[160];
-    snprintf(why, sizeof(why), "connected to %s:%ld, subscribed to %s", m->cfg->mqtt.host,
+    snprintf(why, sizeof(why), "connected to %s:%ld, subscribing to %s", m->cfg->mqtt.host,
              m->cfg->mqtt.port, m->topic);
     m->on_state(m->arg, 1, 0, why);
+}
+
+/* SUBACK: only now does the broker route requests to us. */
+static void on_suback(struct mosquitto *mosq, void *obj, int mid, int qos_count,
+                      const int *granted_qos) {
+    (void)mosq;
+    (void)mid;
+    rtb_mqtt *m = obj;
+    if (qos_count < 1 || granted_qos[0] > 2) {
+        rtb_log(PROTO_LOG_ERROR, "mqtt: the broker refused the subscription to %s", m->topic);
+        return;
+    }
+    rtb_log(PROTO_LOG_INFO, "mqtt: subscribed to %s (QoS %d)", m->topic, granted_qos[0]);
 }
 
 static void on_msg(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg) {
@@ -210,6 +223,7 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
     }
     mosquitto_connect_callback_set(m->mosq, on_connack);
     mosquitto_message_callback_set(m->mosq, on_msg);
+    mosquitto_subscribe_callback_set(m->mosq, on_suback);
     return m;
 }
 

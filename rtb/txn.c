@@ -273,7 +273,7 @@ static size_t choose_bidders(rtb_txn *t, rtb_bidder **chosen, size_t max) {
         if (b->active && rtb_bidder_matches(b, user, ctx)) srv->eligible[n++] = b;
     }
     if (n <= max) {
-        memcpy(chosen, srv->eligible, n * sizeof(*chosen));
+        for (size_t i = 0; i < n; i++) chosen[i] = srv->eligible[i];
         return n;
     }
     size_t start = (size_t)(srv->rotation++ % n);
