@@ -1,0 +1,1131 @@
+/* rtb-loadgen.c -- the bid generator: open-loop load over MQTT, results from Redis (SPEC 8).
+ *
+ * One libevent loop, no threads. N MQTT connections, each libmosquitto client
+ * driven as in rtb/mqtt.c (its socket on EV_READ, on EV_WRITE while
+ * mosquitto_want_write, a timer for mosquitto_loop_misc), publish bid requests
+ * (SPEC 2) round-robin on {topic}/{connection index}. One hiredis async
+ * connection PSUBSCRIBEs auction:results:* before the first request goes out
+ * and matches every result to its request. See docs/rtb-loadgen.md.
+ *
+ * The one idea: the schedule is fixed in advance. Request i is due at
+ * start + i / rate; a timer (set for the next request's time, and firing at
+ * least every 1 ms) sends every request whose time has come, whatever became
+ * of the earlier ones (open loop), and a request's latency runs from its
+ * *scheduled* time to the arrival of its result. A stall anywhere -- exchange,
+ * broker, Redis or this process -- therefore shows in the percentiles instead
+ * of quietly lowering the send rate (no coordinated omission). Request ids
+ * are {prefix}-{i}, so a result finds its request's state by index in one
+ * array; deadlines (scheduled time + tmax + 1 s) come in schedule order, so one
+ * cursor walking that array finds the lost requests.
+ *
+ * All state lives in one `loadgen` context, created in main. */
+#include <cJSON.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <math.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/histogram.h"
+
+#ifndef RTB_VERSION
+#define RTB_VERSION "dev"
+#endif
+
+#define RESULTS_PATTERN "auction:results:*"
+#define RESULTS_PREFIX "auction:results:"
+#define NS_PER_S INT64_C(1000000000)
+#define NS_PER_MS INT64_C(1000000)
+#define MICROS_PER_UNIT INT64_C(1000000)
+#define PRICE_MAX_MICROS (INT64_C(1000000) * MICROS_PER_UNIT) /* SPEC 2 */
+#define LOST_GRACE_MS 1000             /* a request is lost at scheduled time + tmax + this */
+#define START_TIMEOUT_MS 5000          /* connect + CONNACK + PSUBSCRIBE confirmation */
+#define TICK_MAX_US 1000               /* the send timer fires at least this often */
+#define TICK_MIN_US 100                /* ... and at most this often: sends batch within 0.1 ms */
+#define SEND_BUDGET_NS (2 * NS_PER_MS) /* then the loop reads the sockets before sending on */
+#define MISC_INTERVAL_US 200000        /* mosquitto_loop_misc: keepalive */
+#define KEEPALIVE_S 30
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000          /* a measuring tool reconnects eagerly */
+#define MAX_COUNT INT64_C(100000000) /* one state byte per request */
+#define MAX_PREFIX 64
+#define MAX_HOST 256
+#define PAYLOAD_MAX 640
+
+static const char *const interests[] = {"tech",    "sports", "travel", "finance",
+                                        "fashion", "autos",  "food",   "gaming"};
+#define NINTERESTS (sizeof interests / sizeof interests[0])
+
+/* ---- State ------------------------------------------------------------------ */
+
+/* What became of request i; one byte each. A request is decided once it is
+ * RECEIVED or LOST; LATE is a LOST one whose result came after all. */
+typedef enum req_state { REQ_UNSENT, REQ_SENT, REQ_RECEIVED, REQ_LOST, REQ_LATE } req_state;
+
+typedef enum status {
+    ST_SUCCESS,
+    ST_NO_BID,
+    ST_TIMEOUT,
+    ST_INVALID,
+    ST_OVERLOADED,
+    ST_OTHER, /* no status, or one SPEC 4 does not list */
+    NSTATUS
+} status;
+
+static const char *const status_names[NSTATUS] = {"success", "no_bid",     "timeout",
+                                                  "invalid", "overloaded", "other"};
+
+typedef struct addr {
+    char host[MAX_HOST];
+    int port;
+} addr;
+
+typedef struct options {
+    double rate;       /* requests/s */
+    double duration_s; /* used when count is 0 */
+    int64_t count;     /* 0: rate x duration */
+    int64_t qos;
+    int64_t users;
+    int64_t slots;
+    int64_t floor_lo_micros, floor_hi_micros;
+    double context_share; /* share of requests carrying user_context.interests */
+    int64_t connections;
+    addr mqtt;
+    addr redis;
+    char topic[MAX_HOST];
+    int64_t tmax_ms;
+    char id_prefix[MAX_PREFIX + 1]; /* "": a random run id */
+    int json;
+    int quiet;
+} options;
+
+typedef struct counts {
+    uint64_t sent;           /* requests whose time came and were handed to libmosquitto */
+    uint64_t received;       /* first results in time */
+    uint64_t lost;           /* no result by deadline (also: the publish failed) */
+    uint64_t duplicated;     /* a second result for the same request */
+    uint64_t late;           /* a result after its request was counted lost */
+    uint64_t unexpected;     /* our prefix, but a request we never sent */
+    uint64_t publish_errors; /* mosquitto_publish refused the request */
+    uint64_t status[NSTATUS];
+} counts;
+
+struct loadgen;
+
+typedef struct mqtt_conn {
+    struct loadgen *lg;
+    int index;
+    struct mosquitto *mosq;
+    struct event *rev, *wev, *retry;
+    char topic[MAX_HOST + 16];
+    int connected;
+    int backoff_ms;
+} mqtt_conn;
+
+typedef struct loadgen {
+    options opt;
+    uint64_t rng;
+    struct event_base *base;
+    mqtt_conn *conns;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    struct event *tick, *misc, *progress, *start_timeout, *redis_retry, *sigint, *sigterm;
+    int redis_backoff_ms;
+    int subscribed;  /* PSUBSCRIBE confirmed on the current connection */
+    int started;     /* the schedule runs */
+    int stopping;    /* a signal came: no more sends */
+    int freeing;     /* callbacks from teardown do nothing */
+    int exit_code;   /* set when the run cannot go on: 2 */
+    uint64_t total;  /* requests in the schedule */
+    uint64_t next;   /* next request to send */
+    uint64_t cursor; /* requests below it are decided */
+    uint8_t *state;  /* req_state per request */
+    int64_t start_ns;
+    double start_wall_s;
+    int64_t last_send_ns, last_result_ns;
+    int64_t max_send_lag_ns; /* how far behind its schedule a send went out, at worst */
+    int64_t progress_ns;
+    uint64_t progress_received;
+    counts c;
+    histogram latency; /* ns from scheduled send to result */
+} loadgen;
+
+/* ---- Small helpers ----------------------------------------------------------- */
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12; /* xorshift64* */
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(0x2545F4914F6CDD1D);
+}
+
+/* Uniform in 0..n (inclusive). */
+static uint64_t rng_upto(uint64_t *s, uint64_t n) {
+    return n == UINT64_MAX ? rng_next(s) : rng_next(s) % (n + 1);
+}
+
+static int64_t sched_ns(const loadgen *lg, uint64_t i) {
+    return lg->start_ns + (int64_t)((double)i * 1e9 / lg->opt.rate);
+}
+
+static void warn(const loadgen *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(const loadgen *lg, const char *fmt, ...) {
+    if (lg->opt.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rtb-loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* The run cannot start (broker or Redis unreachable, refused): exit 2. */
+static void start_failed(loadgen *lg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void start_failed(loadgen *lg, const char *fmt, ...) {
+    if (lg->exit_code != 0) return; /* report the first cause only */
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("rtb-loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    lg->exit_code = 2;
+    event_base_loopbreak(lg->base);
+}
+
+/* 2500000 -> "2.5": the shortest decimal of a micros amount. */
+static void micros_format(int64_t micros, char *buf, size_t len) {
+    int n = snprintf(buf, len, "%" PRId64, micros / MICROS_PER_UNIT);
+    int64_t frac = micros % MICROS_PER_UNIT;
+    if (frac == 0 || n < 0 || (size_t)n >= len) return;
+    char digits[8];
+    snprintf(digits, sizeof digits, "%06" PRId64, frac);
+    for (int i = 5; digits[i] == '0'; i--)
+        digits[i] = '\0';
+    snprintf(buf + n, len - (size_t)n, ".%s", digits);
+}
+
+/* "2.5" -> 2500000. Plain decimals, at most 6 decimals, 0..PRICE_MAX. */
+static int micros_parse(const char *s, const char *end, int64_t *out) {
+    int64_t units = 0, frac = 0;
+    int ndigits = 0, nfrac = 0;
+    for (; s < end && *s >= '0' && *s <= '9'; s++, ndigits++) {
+        units = units * 10 + (*s - '0');
+        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT) return -1;
+    }
+    if (s < end && *s == '.') {
+        for (s++; s < end && *s >= '0' && *s <= '9'; s++, nfrac++) {
+            if (nfrac == 6) return -1;
+            frac = frac * 10 + (*s - '0');
+        }
+    }
+    if (s != end || ndigits == 0) return -1;
+    for (int i = nfrac; i < 6; i++)
+        frac *= 10;
+    *out = units * MICROS_PER_UNIT + frac;
+    return *out <= PRICE_MAX_MICROS ? 0 : -1;
+}
+
+/* ---- Command line: a table of options, walked by one loop --------------------- */
+
+typedef enum opt_type {
+    OPT_REAL,   /* double in [lo, hi] */
+    OPT_INT,    /* integer in [lo, hi] */
+    OPT_ADDR,   /* HOST:PORT */
+    OPT_FLOOR,  /* A-B or X, decimals with at most 6 decimals */
+    OPT_TOPIC,  /* MQTT topic prefix without wildcards */
+    OPT_PREFIX, /* request id prefix: [A-Za-z0-9._:-] */
+    OPT_FLAG,   /* no argument; sets an int to 1 */
+} opt_type;
+
+typedef struct opt_row {
+    const char *name;
+    opt_type type;
+    double lo, hi;
+    const char *def; /* parsed like a given value; NULL: none */
+    size_t offset;
+    const char *arg;
+    const char *help;
+} opt_row;
+
+static const opt_row opt_rows[] = {
+    {"rate", OPT_REAL, 0.001, 1e7, "100", offsetof(options, rate), "N", "requests per second"},
+    {"duration", OPT_REAL, 0.001, 86400, "10", offsetof(options, duration_s), "S",
+     "seconds of requests (unless --count)"},
+    {"count", OPT_INT, 1, (double)MAX_COUNT, NULL, offsetof(options, count), "N",
+     "number of requests (instead of --duration)"},
+    {"qos", OPT_INT, 0, 1, "1", offsetof(options, qos), "0|1", "MQTT QoS of the requests"},
+    {"users", OPT_INT, 1, 1e12, "1000", offsetof(options, users), "N", "user ids u-0..u-N-1"},
+    {"slots", OPT_INT, 1, 1e12, "10", offsetof(options, slots), "N",
+     "ad slot ids slot-0..slot-N-1"},
+    {"floor", OPT_FLOOR, 0, 0, "0.5-2.0", offsetof(options, floor_lo_micros), "A-B",
+     "floor price, uniform in [A, B] (at most 6 decimals)"},
+    {"context-share", OPT_REAL, 0, 1, "0.2", offsetof(options, context_share), "F",
+     "share of requests with user_context.interests"},
+    {"connections", OPT_INT, 1, 256, "1", offsetof(options, connections), "N",
+     "MQTT connections, requests round-robin"},
+    {"mqtt", OPT_ADDR, 0, 0, "127.0.0.1:1883", offsetof(options, mqtt), "HOST:PORT", "MQTT broker"},
+    {"redis", OPT_ADDR, 0, 0, "127.0.0.1:6379", offsetof(options, redis), "HOST:PORT", "Redis"},
+    {"topic", OPT_TOPIC, 0, 0, "rtb/requests", offsetof(options, topic), "PREFIX",
+     "publish on PREFIX/<connection index>"},
+    {"tmax-ms", OPT_INT, 1, 600000, "100", offsetof(options, tmax_ms), "N",
+     "lost: no result by scheduled time + N ms + 1 s"},
+    {"id-prefix", OPT_PREFIX, 0, 0, NULL, offsetof(options, id_prefix), "STR",
+     "request ids STR-<n> (default: a random run id)"},
+    {"json", OPT_FLAG, 0, 0, NULL, offsetof(options, json), NULL,
+     "print the summary as one JSON object"},
+    {"quiet", OPT_FLAG, 0, 0, NULL, offsetof(options, quiet), NULL,
+     "no progress, no human summary, no warnings"},
+};
+#define NOPTS (sizeof opt_rows / sizeof opt_rows[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: rtb-loadgen [OPTION]...\n\n"
+               "Publishes bid requests over MQTT at a fixed rate (open loop), matches the\n"
+               "results on Redis auction:results:* and reports counts and latency.\n\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt_row *r = &opt_rows[i];
+        char left[40];
+        snprintf(left, sizeof left, "--%s%s%s", r->name, r->arg ? " " : "", r->arg ? r->arg : "");
+        fprintf(f, "  %-24s %s", left, r->help);
+        if (r->def) fprintf(f, " (%s)", r->def);
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-24s %s\n  %-24s %s\n", "--help", "print this and exit", "--version",
+            "print the version and exit");
+    fprintf(f, "\nExit: 0 all results came, 1 something was lost or duplicated,\n"
+               "2 bad options, or the broker or Redis cannot be reached at start.\n");
+}
+
+static int parse_int(const char *s, double lo, double hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || (double)v < lo || (double)v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_addr(const char *s, addr *out) {
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL) return -1;
+    const char *host = s, *host_end = colon;
+    if (*host == '[' && host_end > host && host_end[-1] == ']') {
+        host++;
+        host_end--;
+    }
+    size_t len = (size_t)(host_end - host);
+    int64_t port;
+    if (len == 0 || len >= sizeof out->host || parse_int(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    memcpy(out->host, host, len);
+    out->host[len] = '\0';
+    out->port = (int)port;
+    return 0;
+}
+
+static int parse_floor(const char *s, int64_t *lo_hi) {
+    const char *dash = strchr(s, '-'), *end = s + strlen(s);
+    if (dash == NULL) dash = end;
+    if (micros_parse(s, dash, &lo_hi[0]) != 0) return -1;
+    if (dash == end)
+        lo_hi[1] = lo_hi[0];
+    else if (micros_parse(dash + 1, end, &lo_hi[1]) != 0)
+        return -1;
+    return lo_hi[0] <= lo_hi[1] ? 0 : -1;
+}
+
+static int id_char(char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == ':' || ch == '-';
+}
+
+static int copy_checked(char *dst, size_t cap, const char *s, int (*ok)(char)) {
+    size_t len = strlen(s);
+    if (len == 0 || len >= cap) return -1;
+    for (size_t i = 0; i < len; i++)
+        if (!ok(s[i])) return -1;
+    memcpy(dst, s, len + 1);
+    return 0;
+}
+
+static int topic_char(char ch) {
+    return ch != '+' && ch != '#' && ch != '\0';
+}
+
+static int opt_set(options *o, const opt_row *r, const char *v) {
+    void *field = (char *)o + r->offset;
+    switch (r->type) {
+    case OPT_REAL:
+        return parse_double(v, r->lo, r->hi, (double *)field);
+    case OPT_INT:
+        return parse_int(v, r->lo, r->hi, (int64_t *)field);
+    case OPT_ADDR:
+        return parse_addr(v, (addr *)field);
+    case OPT_FLOOR:
+        return parse_floor(v, (int64_t *)field);
+    case OPT_TOPIC:
+        return copy_checked((char *)field, MAX_HOST, v, topic_char);
+    case OPT_PREFIX:
+        return copy_checked((char *)field, MAX_PREFIX + 1, v, id_char);
+    case OPT_FLAG:
+        *(int *)field = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* Returns 0 to run, 1 to exit 0 (--help, --version), 2 on a bad command line. */
+static int parse_args(options *o, int argc, char **argv) {
+    struct option longopts[NOPTS + 3];
+    for (size_t i = 0; i < NOPTS; i++) {
+        longopts[i] = (struct option){
+            opt_rows[i].name, opt_rows[i].type == OPT_FLAG ? no_argument : required_argument, NULL,
+            (int)i};
+        if (opt_rows[i].def && opt_set(o, &opt_rows[i], opt_rows[i].def) != 0)
+            return 2; /* a bad default: a bug in the table */
+    }
+    longopts[NOPTS] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[NOPTS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longopts[NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
+    int given_duration = 0, c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (c == 'V') {
+            printf("rtb-loadgen %s\n", RTB_VERSION);
+            return 1;
+        }
+        if (c < 0 || (size_t)c >= NOPTS) {
+            fprintf(stderr, "rtb-loadgen: try --help\n");
+            return 2;
+        }
+        const opt_row *r = &opt_rows[c];
+        if (opt_set(o, r, optarg) != 0) {
+            fprintf(stderr, "rtb-loadgen: --%s: bad value '%s' (want %s: %s)\n", r->name, optarg,
+                    r->arg, r->help);
+            return 2;
+        }
+        given_duration |= strcmp(r->name, "duration") == 0;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rtb-loadgen: unexpected argument '%s'; try --help\n", argv[optind]);
+        return 2;
+    }
+    if (given_duration && o->count > 0) {
+        fprintf(stderr, "rtb-loadgen: give --duration or --count, not both\n");
+        return 2;
+    }
+    if (o->count == 0 && o->rate * o->duration_s > (double)MAX_COUNT) {
+        fprintf(stderr, "rtb-loadgen: rate x duration is over %" PRId64 " requests\n", MAX_COUNT);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- Requests out (SPEC 2) ------------------------------------------------------ */
+
+static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
+    const options *o = &lg->opt;
+    uint64_t user = rng_upto(&lg->rng, (uint64_t)o->users - 1);
+    uint64_t slot = rng_upto(&lg->rng, (uint64_t)o->slots - 1);
+    int64_t floor_micros =
+        o->floor_lo_micros +
+        (int64_t)rng_upto(&lg->rng, (uint64_t)(o->floor_hi_micros - o->floor_lo_micros));
+    char floor[32];
+    micros_format(floor_micros, floor, sizeof floor);
+    double timestamp = lg->start_wall_s + (double)i / o->rate;
+    int n = snprintf(buf, cap,
+                     "{\"request_id\":\"%s-%" PRIu64 "\",\"user_id\":\"u-%" PRIu64 "\","
+                     "\"ad_slot_id\":\"slot-%" PRIu64 "\",\"floor_price\":%s,"
+                     "\"timestamp\":%.3f",
+                     o->id_prefix, i, user, slot, floor, timestamp);
+    if ((double)rng_upto(&lg->rng, 999999) < o->context_share * 1e6) {
+        size_t first = (size_t)rng_upto(&lg->rng, NINTERESTS - 1);
+        size_t k = 1 + (size_t)rng_upto(&lg->rng, 2);
+        n += snprintf(buf + n, cap - (size_t)n, ",\"user_context\":{\"interests\":[");
+        for (size_t j = 0; j < k; j++)
+            n += snprintf(buf + n, cap - (size_t)n, "%s\"%s\"", j ? "," : "",
+                          interests[(first + j) % NINTERESTS]);
+        n += snprintf(buf + n, cap - (size_t)n, "]}");
+    }
+    n += snprintf(buf + n, cap - (size_t)n, "}");
+    return n;
+}
+
+static void conn_update_write(mqtt_conn *c) {
+    if (c->wev && mosquitto_want_write(c->mosq)) event_add(c->wev, NULL);
+}
+
+static void publish_one(loadgen *lg, uint64_t i) {
+    char payload[PAYLOAD_MAX];
+    int len = build_request(lg, i, payload, sizeof payload);
+    mqtt_conn *c = &lg->conns[i % (uint64_t)lg->opt.connections];
+    int rc = mosquitto_publish(c->mosq, NULL, c->topic, len, payload, (int)lg->opt.qos, false);
+    lg->c.sent++;
+    /* With QoS 1, NO_CONN still queues the message: libmosquitto sends it
+     * after the reconnect, and its latency shows the wait. */
+    if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_NO_CONN && lg->opt.qos > 0)) {
+        lg->state[i] = REQ_SENT;
+        return;
+    }
+    /* No result can come for it: lost now. */
+    lg->state[i] = REQ_LOST;
+    lg->c.lost++;
+    if (lg->c.publish_errors++ == 0)
+        warn(lg, "publish on connection %d failed: %s (further failures are only counted)",
+             c->index, mosquitto_strerror(rc));
+}
+
+/* Sends every request whose scheduled time has passed, for at most
+ * SEND_BUDGET_NS; returns 1 when it stopped with requests still due. The
+ * budget matters with QoS 1: libmosquitto walks its list of unacknowledged
+ * messages on every publish and every PUBACK, so a burst sent without reading
+ * the PUBACKs in between costs quadratic time and the loop stalls for seconds
+ * (a burst after a stall being the usual cause). Requests sent late still
+ * count their latency from their scheduled time. */
+static int send_due(loadgen *lg, int64_t now) {
+    uint64_t before = lg->next;
+    int64_t stop_ns = now + SEND_BUDGET_NS;
+    int behind = 0;
+    while (lg->next < lg->total && sched_ns(lg, lg->next) <= now) {
+        int64_t lag_ns = now - sched_ns(lg, lg->next);
+        if (lag_ns > lg->max_send_lag_ns) lg->max_send_lag_ns = lag_ns;
+        publish_one(lg, lg->next++);
+        if ((lg->next - before) % 32 == 0 && now_ns() > stop_ns) {
+            behind = 1;
+            break;
+        }
+    }
+    if (lg->next == before) return 0;
+    lg->last_send_ns = now_ns();
+    for (int64_t k = 0; k < lg->opt.connections; k++)
+        conn_update_write(&lg->conns[k]);
+    return behind;
+}
+
+/* Advances the cursor over decided requests; a sent one past its deadline is lost. */
+static void expire_due(loadgen *lg, int64_t now) {
+    int64_t grace_ns = (lg->opt.tmax_ms + LOST_GRACE_MS) * NS_PER_MS;
+    while (lg->cursor < lg->next) {
+        uint8_t *st = &lg->state[lg->cursor];
+        if (*st == REQ_SENT) {
+            if (now < sched_ns(lg, lg->cursor) + grace_ns) return;
+            *st = REQ_LOST;
+            lg->c.lost++;
+        }
+        lg->cursor++;
+    }
+}
+
+/* ---- Results in (SPEC 4) -------------------------------------------------------- */
+
+static status parse_status(const char *payload, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(payload, len);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "status");
+    status s = ST_OTHER;
+    if (cJSON_IsString(st))
+        for (int k = 0; k < ST_OTHER; k++)
+            if (strcmp(st->valuestring, status_names[k]) == 0) s = (status)k;
+    cJSON_Delete(root);
+    return s;
+}
+
+/* "{prefix}-{n}" -> n; -1 when the id is not one of ours. */
+static int64_t request_index(const loadgen *lg, const char *id, size_t len) {
+    size_t plen = strlen(lg->opt.id_prefix);
+    if (len < plen + 2 || memcmp(id, lg->opt.id_prefix, plen) != 0 || id[plen] != '-') return -1;
+    const char *d = id + plen + 1, *end = id + len;
+    if (*d == '0' && d + 1 < end) return -1; /* no leading zeros: "x-07" is not request 7 */
+    int64_t n = 0;
+    for (; d < end; d++) {
+        if (*d < '0' || *d > '9' || n > (INT64_MAX - 9) / 10) return -1;
+        n = n * 10 + (*d - '0');
+    }
+    return n;
+}
+
+static void on_result(loadgen *lg, const char *channel, size_t clen, const char *payload,
+                      size_t plen) {
+    int64_t now = now_ns();
+    size_t rlen = strlen(RESULTS_PREFIX);
+    if (clen < rlen || memcmp(channel, RESULTS_PREFIX, rlen) != 0) return;
+    int64_t n = request_index(lg, channel + rlen, clen - rlen);
+    if (n < 0) return; /* another run's or another client's request */
+    if ((uint64_t)n >= lg->total) {
+        lg->c.unexpected++;
+        return;
+    }
+    uint8_t *st = &lg->state[n];
+    switch ((req_state)*st) {
+    case REQ_UNSENT:
+        lg->c.unexpected++;
+        return;
+    case REQ_SENT:
+        *st = REQ_RECEIVED;
+        lg->c.received++;
+        lg->c.status[parse_status(payload, plen)]++;
+        int64_t latency_ns = now - sched_ns(lg, (uint64_t)n);
+        histogram_record(&lg->latency, latency_ns > 0 ? (uint64_t)latency_ns : 0);
+        lg->last_result_ns = now;
+        return;
+    case REQ_LOST:
+        *st = REQ_LATE;
+        lg->c.late++;
+        return;
+    case REQ_RECEIVED:
+    case REQ_LATE:
+        lg->c.duplicated++;
+        return;
+    }
+}
+
+/* ---- The schedule ------------------------------------------------------------------ */
+
+static void finish(loadgen *lg) {
+    event_base_loopbreak(lg->base);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    loadgen *lg = arg;
+    int64_t now = now_ns();
+    int behind = send_due(lg, now);
+    expire_due(lg, now);
+    if (lg->next == lg->total && lg->cursor == lg->total) {
+        finish(lg);
+        return;
+    }
+    /* Wake at the next request's time (a 1 ms tick alone would add up to 1 ms
+     * of our own delay to every latency), but at least every TICK_MAX_US for
+     * the expiry cursor and at most every TICK_MIN_US at high rates. */
+    int64_t wait_us = TICK_MAX_US;
+    if (behind) {
+        wait_us = 0; /* after the sockets had their turn */
+    } else if (lg->next < lg->total) {
+        int64_t due_us = (sched_ns(lg, lg->next) - now_ns() + 999) / 1000;
+        wait_us = due_us < TICK_MIN_US ? TICK_MIN_US : due_us < wait_us ? due_us : wait_us;
+    }
+    struct timeval tv = {0, (suseconds_t)wait_us};
+    evtimer_add(lg->tick, &tv);
+}
+
+static void print_progress(loadgen *lg, int64_t now) {
+    double elapsed_s = (double)(now - lg->start_ns) / 1e9;
+    double dt_s = (double)(now - lg->progress_ns) / 1e9;
+    double rate = dt_s > 0 ? (double)(lg->c.received - lg->progress_received) / dt_s : 0;
+    uint64_t inflight = lg->c.sent - lg->c.received - lg->c.lost;
+    fprintf(stderr,
+            "[%7.1fs] sent %" PRIu64 "  recv %" PRIu64 "  lost %" PRIu64 "  inflight %" PRIu64
+            "  rate %.0f/s  p99 %.3f ms\n",
+            elapsed_s, lg->c.sent, lg->c.received, lg->c.lost, inflight, rate,
+            (double)histogram_percentile(&lg->latency, 99) / 1e6);
+    lg->progress_ns = now;
+    lg->progress_received = lg->c.received;
+}
+
+static void on_progress(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    print_progress(arg, now_ns());
+}
+
+/* Called whenever a connection becomes ready: runs the schedule once the
+ * subscription is confirmed and every MQTT connection has its CONNACK. */
+static void maybe_start(loadgen *lg) {
+    if (lg->started || !lg->subscribed || lg->exit_code != 0) return;
+    for (int64_t k = 0; k < lg->opt.connections; k++)
+        if (!lg->conns[k].connected) return;
+    lg->started = 1;
+    lg->start_ns = now_ns();
+    lg->start_wall_s = wall_s();
+    lg->progress_ns = lg->start_ns;
+    evtimer_del(lg->start_timeout);
+    if (lg->progress) {
+        fprintf(stderr,
+                "rtb-loadgen: run %s: %" PRIu64 " requests at %g/s on %" PRId64
+                " connection(s), QoS %" PRId64 "\n",
+                lg->opt.id_prefix, lg->total, lg->opt.rate, lg->opt.connections, lg->opt.qos);
+        struct timeval second = {1, 0};
+        event_add(lg->progress, &second);
+    }
+    on_tick(-1, 0, lg); /* request 0 is due now */
+}
+
+static void on_start_timeout(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    loadgen *lg = arg;
+    const char *who = !lg->subscribed ? "Redis (no PSUBSCRIBE confirmation)" : "the MQTT broker";
+    for (int64_t k = 0; lg->subscribed && k < lg->opt.connections; k++)
+        if (!lg->conns[k].connected) who = "the MQTT broker (no CONNACK)";
+    start_failed(lg, "cannot start: %s did not answer within %d ms", who, START_TIMEOUT_MS);
+}
+
+/* First signal: send no more, wait for the results in flight. Second: stop now. */
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    (void)what;
+    loadgen *lg = arg;
+    if (!lg->started) {
+        start_failed(lg, "interrupted (signal %d) before the start", (int)sig);
+        return;
+    }
+    if (!lg->stopping) {
+        lg->stopping = 1;
+        lg->total = lg->next;
+        warn(lg, "stopping: no more requests; waiting for the %" PRIu64 " in flight",
+             lg->c.sent - lg->c.received - lg->c.lost);
+        return;
+    }
+    for (; lg->cursor < lg->next; lg->cursor++) {
+        if (lg->state[lg->cursor] == REQ_SENT) {
+            lg->state[lg->cursor] = REQ_LOST;
+            lg->c.lost++;
+        }
+    }
+    finish(lg);
+}
+
+/* ---- MQTT: libmosquitto on the libevent loop (as rtb/mqtt.c) --------------------------- */
+
+static const char *mosq_error(int rc) {
+    return rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+}
+
+static void conn_detach(mqtt_conn *c) {
+    if (c->rev) event_free(c->rev);
+    if (c->wev) event_free(c->wev);
+    c->rev = c->wev = NULL;
+}
+
+static void conn_schedule_retry(mqtt_conn *c) {
+    struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
+    evtimer_add(c->retry, &tv);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void conn_lost(mqtt_conn *c, int rc) {
+    loadgen *lg = c->lg;
+    const char *why = mosq_error(rc);
+    conn_detach(c);
+    if (!lg->started) {
+        start_failed(lg, "cannot reach the MQTT broker %s:%d: %s", lg->opt.mqtt.host,
+                     lg->opt.mqtt.port, why);
+        return;
+    }
+    if (c->connected) warn(lg, "MQTT connection %d lost: %s; reconnecting", c->index, why);
+    c->connected = 0;
+    conn_schedule_retry(c);
+}
+
+static void on_mqtt_read(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mqtt_conn *c = arg;
+    int rc = mosquitto_loop_read(c->mosq, 1);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        conn_lost(c, rc);
+        return;
+    }
+    conn_update_write(c);
+}
+
+static void on_mqtt_write(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mqtt_conn *c = arg;
+    int rc = mosquitto_loop_write(c->mosq, 1);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        conn_lost(c, rc);
+        return;
+    }
+    conn_update_write(c);
+}
+
+static void on_misc(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    loadgen *lg = arg;
+    for (int64_t k = 0; k < lg->opt.connections; k++) {
+        mqtt_conn *c = &lg->conns[k];
+        if (!c->rev) continue;
+        int rc = mosquitto_loop_misc(c->mosq);
+        if (rc != MOSQ_ERR_SUCCESS)
+            conn_lost(c, rc);
+        else
+            conn_update_write(c);
+    }
+}
+
+static int conn_attach(mqtt_conn *c) {
+    int sock = mosquitto_socket(c->mosq);
+    if (sock < 0) return -1;
+    c->rev = event_new(c->lg->base, sock, EV_READ | EV_PERSIST, on_mqtt_read, c);
+    c->wev = event_new(c->lg->base, sock, EV_WRITE, on_mqtt_write, c);
+    if (!c->rev || !c->wev) {
+        conn_detach(c);
+        return -1;
+    }
+    event_add(c->rev, NULL);
+    conn_update_write(c);
+    return 0;
+}
+
+static void on_mqtt_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mqtt_conn *c = arg;
+    int rc = mosquitto_reconnect_async(c->mosq);
+    if (rc != MOSQ_ERR_SUCCESS || conn_attach(c) != 0) conn_schedule_retry(c);
+}
+
+static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
+    (void)mosq;
+    mqtt_conn *c = obj;
+    if (rc != 0) {
+        if (!c->lg->started)
+            start_failed(c->lg, "the MQTT broker %s:%d refused the connection: %s",
+                         c->lg->opt.mqtt.host, c->lg->opt.mqtt.port, mosquitto_connack_string(rc));
+        else
+            warn(c->lg, "MQTT connection %d refused: %s", c->index, mosquitto_connack_string(rc));
+        return;
+    }
+    c->connected = 1;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    maybe_start(c->lg);
+}
+
+static int conn_open(loadgen *lg, mqtt_conn *c, int index) {
+    char client_id[MAX_PREFIX + 32];
+    c->lg = lg;
+    c->index = index;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    snprintf(c->topic, sizeof c->topic, "%s/%d", lg->opt.topic, index);
+    snprintf(client_id, sizeof client_id, "rtb-loadgen-%s-%d", lg->opt.id_prefix, index);
+    c->mosq = mosquitto_new(client_id, true, c);
+    c->retry = evtimer_new(lg->base, on_mqtt_retry, c);
+    if (!c->mosq || !c->retry) {
+        start_failed(lg, "cannot create MQTT client %d (out of memory)", index);
+        return -1;
+    }
+    /* Unlimited QoS 1 messages in flight: with a window libmosquitto would queue
+     * requests locally and the schedule would slip unseen. */
+    mosquitto_max_inflight_messages_set(c->mosq, 0);
+    mosquitto_connect_callback_set(c->mosq, on_connack);
+    int rc = mosquitto_connect_async(c->mosq, lg->opt.mqtt.host, lg->opt.mqtt.port, KEEPALIVE_S);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        start_failed(lg, "cannot reach the MQTT broker %s:%d: %s", lg->opt.mqtt.host,
+                     lg->opt.mqtt.port, mosq_error(rc));
+        return -1;
+    }
+    if (conn_attach(c) != 0) {
+        start_failed(lg, "cannot watch the MQTT socket of connection %d", index);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_close(mqtt_conn *c) {
+    if (c->mosq && c->connected && c->rev) {
+        mosquitto_disconnect(c->mosq);
+        mosquitto_loop_write(c->mosq, 1);
+    }
+    conn_detach(c);
+    if (c->retry) event_free(c->retry);
+    if (c->mosq) mosquitto_destroy(c->mosq);
+}
+
+/* ---- Redis: one async subscriber (hiredis on libevent) ----------------------------------- */
+
+static void redis_connect(loadgen *lg);
+
+static void redis_schedule_retry(loadgen *lg) {
+    int ms = lg->redis_backoff_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(lg->redis_retry, &tv);
+    lg->redis_backoff_ms = ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
+static void on_redis_retry(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    redis_connect(arg);
+}
+
+static void redis_failed(loadgen *lg, const char *why) {
+    if (!lg->started) {
+        start_failed(lg, "cannot reach Redis %s:%d: %s", lg->opt.redis.host, lg->opt.redis.port,
+                     why);
+        return;
+    }
+    warn(lg, "Redis %s:%d: %s; resubscribing (results meanwhile count as lost)", lg->opt.redis.host,
+         lg->opt.redis.port, why);
+    redis_schedule_retry(lg);
+}
+
+static void on_redis_connect(const redisAsyncContext *ac, int status) {
+    loadgen *lg = ac->data;
+    if (status == REDIS_OK) return;
+    lg->ac = NULL; /* hiredis frees the context after this callback */
+    redis_failed(lg, ac->errstr[0] ? ac->errstr : "connect failed");
+}
+
+static void on_redis_disconnect(const redisAsyncContext *ac, int status) {
+    loadgen *lg = ac->data;
+    lg->ac = NULL;
+    lg->subscribed = 0;
+    if (lg->freeing) return;
+    redis_failed(lg, status == REDIS_OK ? "connection closed" : ac->errstr);
+}
+
+/* Runs for the PSUBSCRIBE confirmation and for every pmessage; NULL on teardown. */
+static void on_redis_message(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    loadgen *lg = privdata;
+    redisReply *reply = r;
+    if (!reply || lg->freeing || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
+    redisReply *kind = reply->element[0];
+    if (kind->type != REDIS_REPLY_STRING) return;
+    if (strcmp(kind->str, "psubscribe") == 0) {
+        lg->subscribed = 1;
+        lg->redis_backoff_ms = BACKOFF_MIN_MS;
+        maybe_start(lg);
+        return;
+    }
+    if (strcmp(kind->str, "pmessage") != 0 || reply->elements != 4) return;
+    redisReply *channel = reply->element[2], *payload = reply->element[3];
+    if (channel->type == REDIS_REPLY_STRING && payload->type == REDIS_REPLY_STRING)
+        on_result(lg, channel->str, channel->len, payload->str, payload->len);
+}
+
+static void redis_connect(loadgen *lg) {
+    redisAsyncContext *ac = redisAsyncConnect(lg->opt.redis.host, lg->opt.redis.port);
+    if (!ac || ac->err) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        redis_failed(lg, why);
+        return;
+    }
+    ac->data = lg;
+    lg->ac = ac;
+    redisLibeventAttach(ac, lg->base);
+    redisAsyncSetConnectCallback(ac, on_redis_connect);
+    redisAsyncSetDisconnectCallback(ac, on_redis_disconnect);
+    if (redisAsyncCommand(ac, on_redis_message, lg, "PSUBSCRIBE %s", RESULTS_PATTERN) != REDIS_OK)
+        redis_failed(lg, "cannot send PSUBSCRIBE");
+}
+
+/* ---- The report ---------------------------------------------------------------------------- */
+
+static double duration_s(const loadgen *lg) {
+    int64_t end = lg->last_result_ns > lg->last_send_ns ? lg->last_result_ns : lg->last_send_ns;
+    return end > lg->start_ns ? (double)(end - lg->start_ns) / 1e9 : 0;
+}
+
+static double throughput(const loadgen *lg) {
+    double d = duration_s(lg);
+    return d > 0 ? (double)lg->c.received / d : 0;
+}
+
+static double ms_of(uint64_t ns) {
+    return round((double)ns / 1e3) / 1e3; /* ms with microsecond precision */
+}
+
+static const double pcts[] = {50, 90, 99, 99.9};
+static const char *const pct_keys[] = {"p50", "p90", "p99", "p99_9"};
+static const char *const pct_labels[] = {"p50", "p90", "p99", "p99.9"};
+#define NPCTS (sizeof pcts / sizeof pcts[0])
+
+static void print_json(const loadgen *lg) {
+    cJSON *root = cJSON_CreateObject(), *st = cJSON_CreateObject(), *lat = cJSON_CreateObject();
+    if (!root || !st || !lat) {
+        cJSON_Delete(root);
+        cJSON_Delete(st);
+        cJSON_Delete(lat);
+        fprintf(stderr, "rtb-loadgen: out of memory\n");
+        return;
+    }
+    cJSON_AddStringToObject(root, "id_prefix", lg->opt.id_prefix);
+    cJSON_AddNumberToObject(root, "sent", (double)lg->c.sent);
+    cJSON_AddNumberToObject(root, "received", (double)lg->c.received);
+    cJSON_AddNumberToObject(root, "lost", (double)lg->c.lost);
+    cJSON_AddNumberToObject(root, "duplicated", (double)lg->c.duplicated);
+    cJSON_AddNumberToObject(root, "late", (double)lg->c.late);
+    cJSON_AddNumberToObject(root, "unexpected", (double)lg->c.unexpected);
+    cJSON_AddNumberToObject(root, "publish_errors", (double)lg->c.publish_errors);
+    for (int k = 0; k < NSTATUS; k++)
+        cJSON_AddNumberToObject(st, status_names[k], (double)lg->c.status[k]);
+    cJSON_AddItemToObject(root, "statuses", st);
+    cJSON_AddNumberToObject(root, "duration_s", round(duration_s(lg) * 1e3) / 1e3);
+    cJSON_AddNumberToObject(root, "offered_rate", lg->opt.rate);
+    cJSON_AddNumberToObject(root, "send_lag_ms", ms_of((uint64_t)lg->max_send_lag_ns));
+    cJSON_AddNumberToObject(root, "throughput", round(throughput(lg) * 10) / 10);
+    for (size_t k = 0; k < NPCTS; k++) {
+        if (lg->latency.total == 0)
+            cJSON_AddNullToObject(lat, pct_keys[k]);
+        else
+            cJSON_AddNumberToObject(lat, pct_keys[k],
+                                    ms_of(histogram_percentile(&lg->latency, pcts[k])));
+    }
+    if (lg->latency.total == 0)
+        cJSON_AddNullToObject(lat, "max");
+    else
+        cJSON_AddNumberToObject(lat, "max", ms_of(lg->latency.max_ns));
+    cJSON_AddItemToObject(root, "latency_ms", lat);
+    char *text = cJSON_PrintUnformatted(root);
+    if (text) printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(root);
+}
+
+static void print_human(const loadgen *lg) {
+    const counts *c = &lg->c;
+    printf("run %s: %" PRIu64 " requests at %g/s, %" PRId64 " connection(s), QoS %" PRId64 "\n",
+           lg->opt.id_prefix, lg->total, lg->opt.rate, lg->opt.connections, lg->opt.qos);
+    printf("  sent        %" PRIu64 "\n  received    %" PRIu64 "\n  lost        %" PRIu64
+           "\n  duplicated  %" PRIu64 "\n",
+           c->sent, c->received, c->lost, c->duplicated);
+    if (c->late || c->unexpected || c->publish_errors)
+        printf("  late %" PRIu64 ", unexpected %" PRIu64 ", publish errors %" PRIu64 "\n", c->late,
+               c->unexpected, c->publish_errors);
+    printf("  statuses   ");
+    for (int k = 0; k < NSTATUS; k++)
+        if (k < ST_OTHER || c->status[k])
+            printf(" %s %" PRIu64 "%s", status_names[k], c->status[k], k + 1 < ST_OTHER ? "," : "");
+    printf("\n  duration    %.3f s\n  throughput  %.1f results/s (offered %g/s)\n", duration_s(lg),
+           throughput(lg), lg->opt.rate);
+    printf("  send lag    %.3f ms at most behind the schedule\n",
+           (double)lg->max_send_lag_ns / 1e6);
+    printf("  latency ms ");
+    for (size_t k = 0; k < NPCTS; k++)
+        printf(" %s %.3f", pct_labels[k],
+               (double)histogram_percentile(&lg->latency, pcts[k]) / 1e6);
+    printf("  max %.3f\n", (double)lg->latency.max_ns / 1e6);
+}
+
+/* ---- Life ------------------------------------------------------------------------------------ */
+
+static int make_events(loadgen *lg) {
+    struct event_config *cfg = event_config_new();
+    if (cfg) event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER); /* the 1 ms tick */
+    lg->base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg) event_config_free(cfg);
+    if (!lg->base) return -1;
+    lg->tick = evtimer_new(lg->base, on_tick, lg);
+    lg->misc = event_new(lg->base, -1, EV_PERSIST, on_misc, lg);
+    lg->start_timeout = evtimer_new(lg->base, on_start_timeout, lg);
+    lg->redis_retry = evtimer_new(lg->base, on_redis_retry, lg);
+    lg->sigint = evsignal_new(lg->base, SIGINT, on_signal, lg);
+    lg->sigterm = evsignal_new(lg->base, SIGTERM, on_signal, lg);
+    if (!lg->opt.quiet && isatty(STDERR_FILENO))
+        lg->progress = event_new(lg->base, -1, EV_PERSIST, on_progress, lg);
+    if (!lg->tick || !lg->misc || !lg->start_timeout || !lg->redis_retry || !lg->sigint ||
+        !lg->sigterm || evsignal_add(lg->sigint, NULL) != 0 || evsignal_add(lg->sigterm, NULL) != 0)
+        return -1;
+    struct timeval misc = {0, MISC_INTERVAL_US};
+    struct timeval start = {START_TIMEOUT_MS / 1000, (START_TIMEOUT_MS % 1000) * 1000};
+    event_add(lg->misc, &misc);
+    evtimer_add(lg->start_timeout, &start);
+    return 0;
+}
+
+static void loadgen_free(loadgen *lg) {
+    lg->freeing = 1;
+    for (int64_t k = 0; lg->conns && k < lg->opt.connections; k++)
+        conn_close(&lg->conns[k]);
+    free(lg->conns);
+    if (lg->ac) redisAsyncFree(lg->ac); /* runs on_redis_disconnect, which sets lg->ac NULL */
+    struct event *evs[] = {lg->tick,        lg->misc,   lg->progress, lg->start_timeout,
+                           lg->redis_retry, lg->sigint, lg->sigterm};
+    for (size_t k = 0; k < sizeof evs / sizeof evs[0]; k++)
+        if (evs[k]) event_free(evs[k]);
+    if (lg->base) event_base_free(lg->base);
+    free(lg->state);
+}
+
+/* Runs the whole load; returns the exit status. */
+static int run(loadgen *lg) {
+    const options *o = &lg->opt;
+    lg->total = o->count > 0 ? (uint64_t)o->count : (uint64_t)llround(o->rate * o->duration_s);
+    if (lg->total == 0) lg->total = 1;
+    lg->state = calloc(lg->total, 1);
+    lg->conns = calloc((size_t)o->connections, sizeof *lg->conns);
+    if (!lg->state || !lg->conns || make_events(lg) != 0) {
+        fprintf(stderr, "rtb-loadgen: out of memory\n");
+        return 2;
+    }
+    histogram_init(&lg->latency);
+    lg->redis_backoff_ms = BACKOFF_MIN_MS;
+    redis_connect(lg);
+    for (int k = 0; k < o->connections && lg->exit_code == 0; k++)
+        conn_open(lg, &lg->conns[k], k);
+    if (lg->exit_code == 0) event_base_dispatch(lg->base);
+    if (lg->exit_code != 0) return lg->exit_code;
+    if (lg->progress) print_progress(lg, now_ns());
+    if (o->json)
+        print_json(lg);
+    else if (!o->quiet)
+        print_human(lg);
+    fflush(stdout);
+    return lg->c.lost > 0 || lg->c.duplicated > 0 ? 1 : 0;
+}
+
+static uint64_t seed_from_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t seed = (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+    seed ^= (uint64_t)getpid() << 32;
+    return seed ? seed : 1;
+}
+
+int main(int argc, char **argv) {
+    loadgen lg = {.rng = seed_from_clock()};
+    int rc = parse_args(&lg.opt, argc, argv);
+    if (rc != 0) return rc == 1 ? 0 : rc;
+    if (lg.opt.id_prefix[0] == '\0')
+        snprintf(lg.opt.id_prefix, sizeof lg.opt.id_prefix, "lg-%08" PRIx32,
+                 (uint32_t)(rng_next(&lg.rng) >> 32));
+    signal(SIGPIPE, SIG_IGN); /* a broken socket is an error return */
+    mosquitto_lib_init();
+    rc = run(&lg);
+    loadgen_free(&lg);
+    mosquitto_lib_cleanup();
+    return rc;
+}
