@@ -104,6 +104,10 @@ int auction_micros_from_double(double value, int64_t *out);
 #define AUCTION_MICROS_STRLEN 32
 size_t auction_micros_format(int64_t micros, char *buf);
 
+/* Write value / 10^decimals (decimals <= 18) the same way: exact, shortest,
+ * no trailing zeros (12400 with 3 decimals -> "12.4"). Returns the length. */
+size_t auction_decimal_format(int64_t value, unsigned decimals, char *buf);
+
 /* Micros as a double, for the rare consumer that needs one (rtb-bidder's
  * price rules). Exact up to 2^53 micros. */
 double auction_micros_to_double(int64_t micros);

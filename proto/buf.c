@@ -64,6 +64,11 @@ int proto_buf_append(proto_buf *b, const char *s, size_t n) {
 
 int proto_buf_puts(proto_buf *b, const char *s) { return proto_buf_append(b, s, strlen(s)); }
 
+int proto_buf_uint(proto_buf *b, uint64_t v) {
+    char digits[AUCTION_MICROS_STRLEN];
+    return proto_buf_append(b, digits, auction_decimal_format((int64_t)v, 0, digits));
+}
+
 int proto_buf_printf(proto_buf *b, const char *fmt, ...) {
     if (buf_reserve(b, 0) != 0)
         return -1;
@@ -220,11 +225,37 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
  * it as whitespace), or a "\u0000" escape in a string. Strings are tracked
  * only to find those escapes. PROTO_JSON_OK when there is none; else the
  * fault, its offset in *at. */
+/* 1 for printable ASCII other than '"' and '\\': bytes text_check skips. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at) {
     int in_string = 0;
     size_t i = 0;
     *at = 0;
     while (i < n) {
+        /* Fast path: printable ASCII other than '"' and '\\' needs no check;
+         * it is nearly all of a bid request or response. */
+        while (i < n && plain_byte[s[i]])
+            i++;
+        if (i == n)
+            break;
         unsigned c = s[i];
         proto_json_fault fault = PROTO_JSON_OK;
         size_t step = 1;
@@ -262,6 +293,55 @@ static size_t skip_space(const char *s, size_t i, size_t n) {
 }
 
 int proto_json_blank(const char *s, size_t n) { return skip_space(s, 0, n) == n; }
+
+/* ---- Scratch arena for short-lived trees -------------------------------- */
+
+/* The one piece of process-wide state in proto/: cJSON's allocator hooks are
+ * global, so the arena they draw on is too. Installed on first use; outside
+ * a scratch scope the hooks are plain malloc and free. */
+#define SCRATCH_BYTES (64 * 1024)
+static struct {
+    _Alignas(16) unsigned char buf[SCRATCH_BYTES];
+    size_t used;
+    int active;
+    int installed;
+} scratch;
+
+static void *scratch_malloc(size_t n) {
+    size_t need = (n + 15) & ~(size_t)15;
+    if (scratch.active && need <= SCRATCH_BYTES - scratch.used) {
+        void *p = scratch.buf + scratch.used;
+        scratch.used += need;
+        return p;
+    }
+    return malloc(n);
+}
+
+static void scratch_free(void *p) {
+    unsigned char *c = p;
+    if (c >= scratch.buf && c < scratch.buf + SCRATCH_BYTES)
+        return; /* reclaimed all at once by proto_json_scratch_end */
+    free(p);
+}
+
+static void scratch_install(void) {
+    if (scratch.installed)
+        return;
+    cJSON_Hooks hooks = {scratch_malloc, scratch_free};
+    cJSON_InitHooks(&hooks);
+    scratch.installed = 1;
+}
+
+void proto_json_scratch_begin(void) {
+    scratch_install();
+    scratch.active = 1;
+    scratch.used = 0;
+}
+
+void proto_json_scratch_end(void) {
+    scratch.active = 0;
+    scratch.used = 0;
+}
 
 cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e) {
     if (text == NULL)

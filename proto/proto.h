@@ -42,6 +42,8 @@ int proto_buf_printf(proto_buf *b, const char *fmt, ...)
 /* Append `s` as a JSON string literal, quotes included, escaping `"`, `\`
  * and control characters (RFC 8259 section 7). `s` must be valid UTF-8. */
 int proto_buf_json_string(proto_buf *b, const char *s);
+/* Append an unsigned integer below 2^63 in decimal, without printf. */
+int proto_buf_uint(proto_buf *b, uint64_t v);
 /* Append micros as an exact decimal JSON number (2.11). */
 int proto_buf_micros(proto_buf *b, int64_t micros);
 
@@ -142,8 +144,8 @@ typedef enum proto_bid_status {
     PROTO_BID_TOO_LARGE,   /* body over the limit; not parsed */
 } proto_bid_status;
 
-/* The bid taken from a response. Strings are owned (NULL when absent);
- * release with proto_bid_free. */
+/* The bid taken from a response. Strings are NULL when absent; the present
+ * ones live in one owned block: release with proto_bid_free. */
 typedef struct proto_bid {
     int64_t price_micros;
     char *bid_id;       /* bid.id */
@@ -154,6 +156,7 @@ typedef struct proto_bid {
     char *creative_url; /* bid.iurl */
     char *nurl;         /* win notice URL */
     char *lurl;         /* loss notice URL */
+    char *block;        /* owns the strings above */
 } proto_bid;
 
 /* Decode a BidResponse body for the request `request_id`. Bodies over

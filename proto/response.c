@@ -8,6 +8,7 @@
  * by kind, and the single best bid is copied out so the tree can go. */
 #include <math.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "proto/internal.h"
@@ -119,8 +120,11 @@ int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profi
     int rc = 0;
     rc |= proto_buf_puts(out, "{\"id\":");
     rc |= proto_buf_json_string(out, req->request_id);
-    rc |= proto_buf_printf(out, ",\"at\":%d,\"tmax\":%d,\"cur\":[", (int)at,
-                           tmax_ms < 1 ? 1 : tmax_ms);
+    rc |= proto_buf_puts(out, ",\"at\":");
+    rc |= proto_buf_uint(out, (uint64_t)at);
+    rc |= proto_buf_puts(out, ",\"tmax\":");
+    rc |= proto_buf_uint(out, tmax_ms < 1 ? 1 : (uint64_t)tmax_ms);
+    rc |= proto_buf_puts(out, ",\"cur\":[");
     rc |= proto_buf_json_string(out, currency);
     rc |= proto_buf_puts(out, "],\"imp\":[{\"id\":\"1\",\"tagid\":");
     rc |= proto_buf_json_string(out, req->ad_slot_id);
@@ -147,27 +151,46 @@ static int bid_price(const cJSON *bid, int64_t *micros) {
     return proto_json_micros(proto_json_get(bid, "price"), micros) == 0 && *micros > 0;
 }
 
-/* Copy obj[key] when it is a string; leave NULL otherwise. -1: no memory. */
-static int copy_string(const cJSON *obj, const char *key, char **dst) {
-    const char *s = proto_json_string(proto_json_get(obj, key));
-    if (s == NULL)
-        return 0;
-    *dst = strdup(s);
-    return *dst != NULL ? 0 : -1;
-}
+/* The bid's strings, in proto_bid field order, and where each is read. */
+static const struct {
+    const char *key;
+    int from_seat;
+    size_t offset;
+} bid_strings[] = {
+    {"id", 0, offsetof(proto_bid, bid_id)},       {"impid", 0, offsetof(proto_bid, imp_id)},
+    {"seat", 1, offsetof(proto_bid, seat)},       {"adid", 0, offsetof(proto_bid, ad_id)},
+    {"crid", 0, offsetof(proto_bid, crid)},       {"iurl", 0, offsetof(proto_bid, creative_url)},
+    {"nurl", 0, offsetof(proto_bid, nurl)},       {"lurl", 0, offsetof(proto_bid, lurl)},
+};
+#define NBID_STRINGS (sizeof(bid_strings) / sizeof(bid_strings[0]))
 
+/* Copy the bid's strings into one block, out->block (proto_bid_free frees
+ * it): one allocation per bid instead of eight. Absent or non-string values
+ * stay NULL. -1: no memory. */
 static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_bid *out) {
-    int rc = 0;
+    const char *src[NBID_STRINGS];
+    size_t len[NBID_STRINGS], total = 0;
     out->price_micros = micros;
-    rc |= copy_string(bid, "id", &out->bid_id);
-    rc |= copy_string(bid, "impid", &out->imp_id);
-    rc |= copy_string(seat, "seat", &out->seat);
-    rc |= copy_string(bid, "adid", &out->ad_id);
-    rc |= copy_string(bid, "crid", &out->crid);
-    rc |= copy_string(bid, "iurl", &out->creative_url);
-    rc |= copy_string(bid, "nurl", &out->nurl);
-    rc |= copy_string(bid, "lurl", &out->lurl);
-    return rc;
+    for (size_t i = 0; i < NBID_STRINGS; i++) {
+        const cJSON *obj = bid_strings[i].from_seat ? seat : bid;
+        src[i] = proto_json_string(proto_json_get(obj, bid_strings[i].key));
+        len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+        total += len[i];
+    }
+    if (total == 0)
+        return 0;
+    char *block = malloc(total), *p = block;
+    if (block == NULL)
+        return -1;
+    out->block = block;
+    for (size_t i = 0; i < NBID_STRINGS; i++) {
+        if (!src[i])
+            continue;
+        memcpy(p, src[i], len[i]);
+        *(char **)((char *)out + bid_strings[i].offset) = p;
+        p += len[i];
+    }
+    return 0;
 }
 
 /* OpenRTB 2.6 4.2.1-4.2.3 on a parsed object: the id, then every seatbid and
@@ -252,18 +275,20 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
         proto_set_err(err, errlen, "body: empty");
         return PROTO_BID_NO_BID;
     }
+    /* The tree dies here: build it in scratch memory (the hot path parses
+     * one response per bidder per auction). */
+    proto_json_scratch_begin();
     proto_json_error je;
     cJSON *root = proto_json_parse(body, len, &je);
-    if (root == NULL) {
-        proto_set_err(err, errlen, "body: %s", proto_json_fault_str(je.fault));
-        return PROTO_BID_BAD_JSON;
-    }
     proto_bid_status st = PROTO_BID_BAD_JSON;
-    if (cJSON_IsObject(root))
+    if (root == NULL)
+        proto_set_err(err, errlen, "body: %s", proto_json_fault_str(je.fault));
+    else if (cJSON_IsObject(root))
         st = pick_bid(root, request_id, out, err, errlen);
     else
         proto_set_err(err, errlen, "body: must be a JSON object");
     cJSON_Delete(root);
+    proto_json_scratch_end();
     if (st != PROTO_BID_OK)
         proto_bid_free(out);
     return st;
@@ -272,14 +297,7 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
 void proto_bid_free(proto_bid *b) {
     if (b == NULL)
         return;
-    free(b->bid_id);
-    free(b->imp_id);
-    free(b->seat);
-    free(b->ad_id);
-    free(b->crid);
-    free(b->creative_url);
-    free(b->nurl);
-    free(b->lurl);
+    free(b->block);
     memset(b, 0, sizeof *b);
 }
 

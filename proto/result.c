@@ -32,18 +32,8 @@ const char *proto_status_str(proto_status s) {
 /* `thousandths` / 1000 with up to 3 decimals, trailing zeros dropped:
  * 12400 -> 12.4, 5 -> 0.005, 0 -> 0. */
 static int put_thousandths(proto_buf *out, int64_t thousandths) {
-    uint64_t v = thousandths < 0 ? 0 - (uint64_t)thousandths : (uint64_t)thousandths;
-    const char *sign = thousandths < 0 ? "-" : "";
-    unsigned frac = (unsigned)(v % 1000);
-    if (frac == 0)
-        return proto_buf_printf(out, "%s%" PRIu64, sign, v / 1000);
-    char digits[4];
-    snprintf(digits, sizeof digits, "%03u", frac);
-    size_t n = 3;
-    while (digits[n - 1] == '0')
-        n--;
-    digits[n] = '\0';
-    return proto_buf_printf(out, "%s%" PRIu64 ".%s", sign, v / 1000, digits);
+    char digits[AUCTION_MICROS_STRLEN];
+    return proto_buf_append(out, digits, auction_decimal_format(thousandths, 3, digits));
 }
 
 static int put_winner(proto_buf *out, const proto_result *r) {
@@ -81,9 +71,14 @@ int proto_result_encode(const proto_result *r, proto_buf *out) {
         rc |= put_winner(out, r);
     else
         rc |= proto_buf_puts(out, "null");
-    rc |= proto_buf_printf(out, ",\"bids\":%u,\"bidders\":%u,\"timeouts\":%u,\"errors\":%u",
-                           ran ? r->bids : 0, ran ? r->bidders : 0, ran ? r->timeouts : 0,
-                           ran ? r->errors : 0);
+    rc |= proto_buf_puts(out, ",\"bids\":");
+    rc |= proto_buf_uint(out, ran ? r->bids : 0);
+    rc |= proto_buf_puts(out, ",\"bidders\":");
+    rc |= proto_buf_uint(out, ran ? r->bidders : 0);
+    rc |= proto_buf_puts(out, ",\"timeouts\":");
+    rc |= proto_buf_uint(out, ran ? r->timeouts : 0);
+    rc |= proto_buf_puts(out, ",\"errors\":");
+    rc |= proto_buf_uint(out, ran ? r->errors : 0);
     rc |= proto_buf_puts(out, ",\"latency_ms\":");
     rc |= put_thousandths(out, r->latency_us < 0 ? 0 : r->latency_us);
     rc |= proto_buf_puts(out, ",\"timestamp\":");

@@ -31,6 +31,21 @@
 #define REGISTRY_PREFIX "advertiser:targeting:"
 #define UPDATES_CHANNEL "advertiser:updates"
 
+#define PROFILE_PREFIX "user:profile:"
+#define RESULTS_PREFIX "auction:results:"
+/* Keys and channels hold an id of at most 128 UTF-8 characters (SPEC 2). */
+#define PROFILE_KEY_MAX 600
+
+/* prefix + id into buf; returns the length, or 0 when it does not fit. The
+ * hot-path commands are sent as argv: no format string to parse. */
+static size_t make_key(char *buf, size_t cap, const char *prefix, const char *id) {
+    size_t p = strlen(prefix), n = strlen(id);
+    if (p + n + 1 > cap) return 0;
+    memcpy(buf, prefix, p);
+    memcpy(buf + p, id, n + 1);
+    return p + n;
+}
+
 typedef struct conn {
     struct store *s;
     int is_sub;
@@ -291,7 +306,11 @@ int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *a
     call *cl = malloc(sizeof(*cl));
     if (!cl) return -1;
     *cl = (call){s, fn, arg};
-    if (redisAsyncCommand(s->cmd.ac, on_value, cl, "GET user:profile:%s", user_id) != REDIS_OK) {
+    char key[PROFILE_KEY_MAX];
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {3, make_key(key, sizeof(key), PROFILE_PREFIX, user_id)};
+    if (argvlen[1] == 0 ||
+        redisAsyncCommandArgv(s->cmd.ac, on_value, cl, 2, argv, argvlen) != REDIS_OK) {
         free(cl);
         return -1;
     }
@@ -340,9 +359,11 @@ int store_publish(store *s, const char *channel, const char *payload, size_t len
 }
 
 int store_publish_result(store *s, const char *request_id, const char *payload, size_t len) {
-    if (!s->cmd.ready ||
-        redisAsyncCommand(s->cmd.ac, on_published, s, "PUBLISH auction:results:%s %b",
-                          request_id, payload, len) != REDIS_OK) {
+    char channel[PROFILE_KEY_MAX];
+    const char *argv[3] = {"PUBLISH", channel, payload};
+    size_t argvlen[3] = {7, make_key(channel, sizeof(channel), RESULTS_PREFIX, request_id), len};
+    if (!s->cmd.ready || argvlen[1] == 0 ||
+        redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK) {
         s->stats.publish_failed++;
         return -1;
     }

@@ -325,6 +325,16 @@ START_TEST(money_format) {
     ck_assert_str_eq(buf, "1000000");
     auction_micros_format(INT64_MIN, buf);
     ck_assert_str_eq(buf, "-9223372036854.775808");
+    auction_decimal_format(12400, 3, buf);
+    ck_assert_str_eq(buf, "12.4");
+    auction_decimal_format(5, 3, buf);
+    ck_assert_str_eq(buf, "0.005");
+    auction_decimal_format(1795000000123, 3, buf);
+    ck_assert_str_eq(buf, "1795000000.123");
+    auction_decimal_format(0, 0, buf);
+    ck_assert_str_eq(buf, "0");
+    ck_assert_uint_eq(auction_decimal_format(INT64_MAX, 0, buf), 19);
+    ck_assert_str_eq(buf, "9223372036854775807");
     /* format -> strtod -> micros is the identity */
     for (int64_t m = 1; m < INT64_C(1000000000000); m = m * 3 + 1) {
         auction_micros_format(m, buf);
