@@ -96,8 +96,16 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
             s->request_errors);
     counter(b, "rtb_duplicate_requests_total", "Requests whose request_id was in flight.",
             s->duplicates);
-    counter(b, "rtb_results_publish_failed_total", "Results that could not be sent to Redis.",
-            s->publish_failed);
+    const store_stats *ss = store_get_stats(srv->store);
+    counter(b, "rtb_redis_published_total", "PUBLISHes acknowledged by Redis.", ss->published);
+    counter(b, "rtb_redis_publish_failed_total", "PUBLISHes Redis answered with an error.",
+            ss->publish_failed);
+    counter(b, "rtb_redis_publish_dropped_total",
+            "PUBLISHes dropped because the queue was full (limits.max_pending_results).",
+            ss->publish_dropped);
+    gauge(b, "rtb_redis_publish_queued", "PUBLISHes waiting for Redis or its acknowledgement.",
+          (long long)store_queued(srv->store));
+    counter(b, "rtb_redis_reconnects_total", "Redis reconnect attempts.", ss->reconnects);
     counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
             s->profile_misses);
     counter(b, "rtb_profile_errors_total", "Profile lookups that failed (Redis down or error).",
@@ -117,7 +125,14 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     BIDDER_COUNTER(timeouts, "Calls cancelled at the auction deadline.");
     BIDDER_COUNTER(errors, "Bidder errors (status, body, connection).");
     BIDDER_COUNTER(throttled, "Auctions that skipped the bidder at max_concurrent.");
+    BIDDER_COUNTER(breaker_skips, "Auctions that skipped the bidder: circuit breaker open.");
+    BIDDER_COUNTER(breaker_opens, "Times the bidder's circuit breaker opened.");
 #undef BIDDER_COUNTER
+    evbuffer_add_printf(b, "# HELP rtb_bidder_breaker_state Circuit breaker: 0 closed, "
+                           "1 open, 2 half-open.\n# TYPE rtb_bidder_breaker_state gauge\n");
+    for (size_t i = 0; i < srv->nbidders; i++)
+        evbuffer_add_printf(b, "rtb_bidder_breaker_state{bidder=\"%s\"} %d\n",
+                            srv->bidders[i]->id, (int)srv->bidders[i]->breaker);
     evbuffer_add_printf(b, "# HELP rtb_bidder_inflight Calls in flight to the bidder.\n"
                            "# TYPE rtb_bidder_inflight gauge\n");
     for (size_t i = 0; i < srv->nbidders; i++)

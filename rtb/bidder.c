@@ -187,6 +187,50 @@ void rtb_bidder_release(rtb_conn *c) {
     b->idle = c;
 }
 
+#define BREAKER_PAUSE_MIN_US 1000000
+#define BREAKER_PAUSE_MAX_US 30000000
+
+int rtb_bidder_admit(rtb_bidder *b, int64_t now_us) {
+    if (b->breaker == RTB_BREAKER_OPEN && now_us >= b->breaker_until_us) {
+        b->breaker = RTB_BREAKER_HALF_OPEN;
+        b->probe_out = 0;
+    }
+    if (b->breaker == RTB_BREAKER_CLOSED) return 1;
+    if (b->breaker == RTB_BREAKER_HALF_OPEN && !b->probe_out) {
+        b->probe_out = 1;
+        return 1;
+    }
+    b->stats.breaker_skips++;
+    return 0;
+}
+
+static void breaker_open(rtb_bidder *b, int64_t now_us, int64_t pause_us) {
+    b->breaker = RTB_BREAKER_OPEN;
+    b->breaker_pause_us = pause_us > BREAKER_PAUSE_MAX_US ? BREAKER_PAUSE_MAX_US : pause_us;
+    b->breaker_until_us = now_us + b->breaker_pause_us;
+    b->probe_out = 0;
+    b->stats.breaker_opens++;
+    rtb_log(PROTO_LOG_WARN, "bidder %s: circuit breaker open after %u consecutive failures; "
+            "next probe in %lld ms", b->id, b->failures,
+            (long long)(b->breaker_pause_us / 1000));
+}
+
+void rtb_bidder_outcome(rtb_bidder *b, int ok, int64_t now_us) {
+    if (ok) {
+        if (b->breaker != RTB_BREAKER_CLOSED)
+            rtb_log(PROTO_LOG_INFO, "bidder %s: circuit breaker closed (probe answered)", b->id);
+        b->breaker = RTB_BREAKER_CLOSED;
+        b->failures = 0;
+        b->probe_out = 0;
+        return;
+    }
+    b->failures++;
+    if (b->breaker == RTB_BREAKER_HALF_OPEN)
+        breaker_open(b, now_us, b->breaker_pause_us * 2);
+    else if (b->breaker == RTB_BREAKER_CLOSED && b->failures >= RTB_BREAKER_FAILURES)
+        breaker_open(b, now_us, BREAKER_PAUSE_MIN_US);
+}
+
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what) {
     int64_t now = rtb_now_us();
     if (now - b->last_error_log_us < 1000000) {

@@ -51,7 +51,20 @@ typedef struct rtb_conn {
 
 typedef struct rtb_bidder_stats {
     unsigned long long calls, bids, no_bids, timeouts, errors, throttled;
+    unsigned long long breaker_skips; /* auctions that skipped it: breaker open */
+    unsigned long long breaker_opens;
 } rtb_bidder_stats;
+
+/* Circuit breaker (docs/operations.md): RTB_BREAKER_FAILURES consecutive
+ * failures (errors or timeouts) open it; after a pause (1 s, doubling on
+ * each failed probe up to 30 s) one call is let through as a probe; a
+ * success closes it. */
+#define RTB_BREAKER_FAILURES 10
+typedef enum rtb_breaker {
+    RTB_BREAKER_CLOSED = 0,
+    RTB_BREAKER_OPEN = 1,
+    RTB_BREAKER_HALF_OPEN = 2, /* a probe may go, or is out */
+} rtb_breaker;
 
 typedef struct rtb_bidder {
     char *id;
@@ -69,6 +82,11 @@ typedef struct rtb_bidder {
     unsigned generation; /* bumped when the endpoint changes */
     long busy;           /* calls in flight */
     rtb_bidder_stats stats;
+    rtb_breaker breaker;
+    unsigned failures;         /* consecutive */
+    int probe_out;             /* half-open: the probe call is in flight */
+    int64_t breaker_until_us;  /* open: no call before this */
+    int64_t breaker_pause_us;
     int64_t last_error_log_us; /* rate limit for error logs */
     unsigned long suppressed_logs;
 } rtb_bidder;
@@ -93,6 +111,14 @@ int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *cont
 rtb_conn *rtb_bidder_acquire(rtb_bidder *b, struct event_base *base, size_t max_body_bytes);
 /* Give a connection back after its call ended or was cancelled. */
 void rtb_bidder_release(rtb_conn *c);
+
+/* May the bidder be called now (circuit breaker)? Closed: yes. Open: no,
+ * until the pause is over; then it turns half-open and this call is the
+ * probe. Half-open with the probe out: no. Skips are counted. */
+int rtb_bidder_admit(rtb_bidder *b, int64_t now_us);
+/* Record how a call ended: `ok` (a bid or a no-bid) or a failure (bidder
+ * error or timeout). Moves the breaker (and logs when it opens or closes). */
+void rtb_bidder_outcome(rtb_bidder *b, int ok, int64_t now_us);
 
 /* Log a bidder error at most once a second per bidder, counting the rest. */
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what);
@@ -131,7 +157,6 @@ typedef struct rtb_stats {
     unsigned long long results[PROTO_STATUS_COUNT];
     unsigned long long request_errors;       /* reported on auction:errors */
     unsigned long long duplicates;
-    unsigned long long publish_failed;       /* results not handed to Redis */
     unsigned long long profile_misses, profile_errors;
     /* auction latency, receipt to close: counts per bucket of admin.c's
      * bounds (the last bucket is +Inf), their sum and count */

@@ -55,11 +55,8 @@ void rtb_server_forget(rtb_server *srv, rtb_txn *t) {
 /* ---- Results -------------------------------------------------------------------- */
 
 void rtb_server_publish_result(rtb_server *srv, const char *request_id, const proto_buf *json) {
-    if (store_publish_result(srv->store, request_id, json->data, json->len) != 0) {
-        srv->stats.publish_failed++;
-        rtb_log(PROTO_LOG_WARN, "result of %s not published: Redis is not connected",
-                request_id);
-    }
+    /* Queued until Redis acknowledges it (store.c); a drop is counted there. */
+    store_publish_result(srv->store, request_id, json->data, json->len);
 }
 
 /* An answer that needs no auction: `invalid` or `overloaded` (SPEC 4). */
@@ -83,9 +80,8 @@ static void report_error(rtb_server *srv, const char *error, const char *topic,
     srv->stats.request_errors++;
     rtb_log(PROTO_LOG_DEBUG, "request on %s refused: %s", topic, error);
     proto_buf_reset(&srv->out);
-    if (proto_error_encode(error, topic, request_id, &srv->out) == 0 &&
-        store_publish(srv->store, "auction:errors", srv->out.data, srv->out.len) != 0)
-        srv->stats.publish_failed++;
+    if (proto_error_encode(error, topic, request_id, &srv->out) == 0)
+        store_publish(srv->store, "auction:errors", srv->out.data, srv->out.len);
 }
 
 static void on_request(void *arg, const char *topic, const char *payload, size_t len) {
@@ -321,6 +317,7 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
         .on_state = on_store_state,
         .on_update = on_advertiser_update,
         .arg = srv,
+        .max_pending_publishes = (size_t)cfg->limits.max_pending_results,
     };
     srv->mqtt = rtb_mqtt_new(base, cfg, on_request, on_mqtt_state, srv, err, errlen);
     if (!srv->mqtt) {
@@ -357,12 +354,16 @@ int rtb_server_run(rtb_server *srv) {
             srv->cfg->mqtt.port, srv->cfg->mqtt.topic, srv->cfg->auction.tmax_ms);
     event_base_dispatch(srv->base);
     const rtb_stats *s = &srv->stats;
+    const store_stats *ss = store_get_stats(srv->store);
     rtb_log(PROTO_LOG_INFO,
             "exit: %llu requests; success %llu, no_bid %llu, timeout %llu, invalid %llu, "
-            "overloaded %llu; %llu on auction:errors; %llu results not published",
+            "overloaded %llu; %llu on auction:errors; %llu results not published "
+            "(%llu dropped, %llu refused by Redis, %zu still queued)",
             s->requests, s->results[PROTO_STATUS_SUCCESS], s->results[PROTO_STATUS_NO_BID],
             s->results[PROTO_STATUS_TIMEOUT], s->results[PROTO_STATUS_INVALID],
-            s->results[PROTO_STATUS_OVERLOADED], s->request_errors, s->publish_failed);
+            s->results[PROTO_STATUS_OVERLOADED], s->request_errors,
+            ss->publish_dropped + ss->publish_failed + store_queued(srv->store),
+            ss->publish_dropped, ss->publish_failed, store_queued(srv->store));
     return srv->exit_code;
 }
 

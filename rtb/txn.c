@@ -85,6 +85,7 @@ static void cancel_pending_calls(rtb_txn *t) {
         rtb_bidder_release(c->conn);
         c->conn = NULL;
         c->bidder->stats.timeouts++;
+        rtb_bidder_outcome(c->bidder, 0, t->deadline_us);
         t->timeouts++;
     }
 }
@@ -120,8 +121,6 @@ void rtb_txn_close(rtb_txn *t) {
     proto_buf_reset(&srv->out);
     if (proto_result_encode(&r, &srv->out) == 0)
         rtb_server_publish_result(srv, t->req.request_id, &srv->out);
-    else
-        srv->stats.publish_failed++;
     srv->stats.results[status]++;
     rtb_metrics_observe_latency(&srv->stats, r.latency_us);
 
@@ -204,6 +203,7 @@ static void on_response(struct evhttp_request *req, void *arg) {
     rtb_bidder_release(c->conn);
     c->conn = NULL;
     t->nanswered++;
+    rtb_bidder_outcome(c->bidder, got >= 0, rtb_now_us());
     if (got > 0) {
         record_bid(t, c);
     } else if (got == 0) {
@@ -220,9 +220,14 @@ static void on_response(struct evhttp_request *req, void *arg) {
 
 static int call_bidder(rtb_txn *t, rtb_bidder *b, const proto_buf *body) {
     rtb_server *srv = t->srv;
-    rtb_conn *conn = rtb_bidder_acquire(b, srv->base, (size_t)srv->cfg->limits.max_response_bytes);
-    if (!conn) {
+    if (b->busy >= b->max_concurrent) {
         b->stats.throttled++;
+        return -1;
+    }
+    if (!rtb_bidder_admit(b, rtb_now_us())) return -1;
+    rtb_conn *conn = rtb_bidder_acquire(b, srv->base, (size_t)srv->cfg->limits.max_response_bytes);
+    if (!conn) { /* out of memory: a failed call, so a probe is not left out */
+        rtb_bidder_outcome(b, 0, rtb_now_us());
         return -1;
     }
     rtb_call *c = &t->calls[t->ncalls];

@@ -55,6 +55,12 @@ typedef struct conn {
     struct event *retry;
 } conn;
 
+typedef struct pub_entry {
+    struct pub_entry *next;
+    size_t chan_len, len;
+    char data[]; /* channel NUL payload NUL */
+} pub_entry;
+
 typedef struct registry_load {
     int active;
     store_registry_fn *fn;
@@ -74,7 +80,10 @@ struct store {
     void *arg;
     conn cmd;
     conn sub;
-    size_t pending;
+    size_t pending;    /* commands other than PUBLISH awaiting a reply */
+    pub_entry *q_head, *q_tail; /* PUBLISH queue, oldest first */
+    pub_entry *q_unsent;        /* first entry not on the wire, or NULL */
+    size_t q_len, q_sent, q_max;
     int freeing;
     uint64_t rng;
     registry_load load;
@@ -88,6 +97,8 @@ typedef struct call {
 } call;
 
 static void conn_connect(conn *c);
+static void send_queued(store *s);
+static void pub_pop(store *s);
 
 static char *dup_or_null(const char *s) {
     return s ? strdup(s) : NULL;
@@ -129,6 +140,7 @@ static void set_ready(conn *c) {
     c->ready = 1;
     c->backoff_ms = BACKOFF_MIN_MS;
     report(c, 1, 0, "connected");
+    if (!c->is_sub) send_queued(c->s); /* what waited for Redis, in order */
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -237,6 +249,7 @@ store *store_new(struct event_base *base, const store_options *opt) {
     s->on_state = opt->on_state;
     s->on_update = opt->on_update;
     s->arg = opt->arg;
+    s->q_max = opt->max_pending_publishes > 0 ? opt->max_pending_publishes : 100000;
     s->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ULL;
     if (!s->host || conn_init(s, &s->cmd, 0) != 0 || conn_init(s, &s->sub, 1) != 0 ||
         (opt->username && !s->username) || (opt->password && !s->password)) {
@@ -265,6 +278,8 @@ void store_free(store *s) {
         c->ac = NULL;
     }
     registry_load_reset(&s->load);
+    s->q_sent = 0;
+    while (s->q_head) pub_pop(s);
     free(s->host);
     free(s->username);
     free(s->password);
@@ -276,7 +291,7 @@ int store_connected(const store *s) {
 }
 
 size_t store_pending(const store *s) {
-    return s->pending;
+    return s->pending + s->q_len;
 }
 
 const store_stats *store_get_stats(const store *s) {
@@ -337,38 +352,97 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
     return 0;
 }
 
+/* ---- Publishing through the queue ------------------------------------------------ */
+
+/* Every PUBLISH goes through one FIFO: an entry stays queued until Redis
+ * acknowledges it, so a result sent just before the connection dropped is
+ * sent again after the reconnect (at least once, in order). The first
+ * `q_sent` entries are on the wire; from `q_unsent` on they wait. */
+
+static void pub_pop(store *s) {
+    pub_entry *e = s->q_head;
+    if (s->q_unsent == e) s->q_unsent = e->next;
+    s->q_head = e->next;
+    if (!s->q_head) s->q_tail = NULL;
+    s->q_len--;
+    free(e);
+}
+
 static void on_published(redisAsyncContext *ac, void *r, void *privdata) {
     (void)ac;
     store *s = privdata;
     redisReply *reply = r;
-    s->pending--;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
+    s->q_sent--;
+    if (!reply) { /* connection gone: the entry stays and is sent again */
+        if (s->q_sent == 0) s->q_unsent = s->q_head;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR)
         s->stats.publish_failed++;
     else
         s->stats.published++;
+    pub_pop(s); /* replies come in order: this is the head */
+}
+
+static void send_queued(store *s) {
+    if (!s->cmd.ready || s->freeing) return;
+    for (pub_entry *e = s->q_unsent; e; e = e->next) {
+        const char *argv[3] = {"PUBLISH", e->data, e->data + e->chan_len + 1};
+        size_t argvlen[3] = {7, e->chan_len, e->len};
+        if (redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK)
+            return;
+        s->q_sent++;
+        s->q_unsent = e->next;
+    }
+}
+
+/* Queue channel + payload (copied) and send when connected. Past
+ * max_pending the oldest waiting entry is dropped; when every queued entry
+ * is already on the wire (Redis connected but far behind), the new one is. */
+static int enqueue(store *s, const char *prefix, const char *name, const char *payload,
+                   size_t len) {
+    if (s->q_len >= s->q_max) {
+        if (s->q_sent > 0) {
+            s->stats.publish_dropped++;
+            return -1;
+        }
+        pub_pop(s);
+        s->stats.publish_dropped++;
+    }
+    size_t p = strlen(prefix), n = strlen(name);
+    pub_entry *e = malloc(sizeof(*e) + p + n + 1 + len + 1);
+    if (!e) {
+        s->stats.publish_dropped++;
+        return -1;
+    }
+    e->next = NULL;
+    e->chan_len = p + n;
+    e->len = len;
+    memcpy(e->data, prefix, p);
+    memcpy(e->data + p, name, n + 1);
+    memcpy(e->data + p + n + 1, payload, len);
+    e->data[p + n + 1 + len] = '\0';
+    if (s->q_tail)
+        s->q_tail->next = e;
+    else
+        s->q_head = e;
+    s->q_tail = e;
+    if (!s->q_unsent) s->q_unsent = e;
+    s->q_len++;
+    send_queued(s);
+    return 0;
 }
 
 int store_publish(store *s, const char *channel, const char *payload, size_t len) {
-    if (!s->cmd.ready || redisAsyncCommand(s->cmd.ac, on_published, s, "PUBLISH %s %b", channel,
-                                           payload, len) != REDIS_OK) {
-        s->stats.publish_failed++;
-        return -1;
-    }
-    s->pending++;
-    return 0;
+    return enqueue(s, "", channel, payload, len);
 }
 
 int store_publish_result(store *s, const char *request_id, const char *payload, size_t len) {
-    char channel[PROFILE_KEY_MAX];
-    const char *argv[3] = {"PUBLISH", channel, payload};
-    size_t argvlen[3] = {7, make_key(channel, sizeof(channel), RESULTS_PREFIX, request_id), len};
-    if (!s->cmd.ready || argvlen[1] == 0 ||
-        redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK) {
-        s->stats.publish_failed++;
-        return -1;
-    }
-    s->pending++;
-    return 0;
+    return enqueue(s, RESULTS_PREFIX, request_id, payload, len);
+}
+
+size_t store_queued(const store *s) {
+    return s->q_len;
 }
 
 /* ---- Registry: SCAN, then one MGET ------------------------------------------------ */

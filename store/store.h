@@ -40,6 +40,8 @@ typedef struct store_options {
     store_state_fn *on_state;       /* may be NULL */
     store_message_fn *on_update;    /* message on advertiser:updates; may be NULL */
     void *arg;                      /* passed to both */
+    size_t max_pending_publishes;   /* PUBLISH queue bound (limits.max_pending_results);
+                                       0: 100000 */
 } store_options;
 
 /* Create the store on `base` (borrowed; must outlive the store) and start
@@ -53,8 +55,10 @@ void store_free(store *s);
 /* 1 when the command connection is up (and authenticated). */
 int store_connected(const store *s);
 
-/* Commands sent and not yet answered on the command connection. */
+/* Commands not yet answered: sent ones, and PUBLISHes still queued. */
 size_t store_pending(const store *s);
+/* PUBLISHes queued (waiting for Redis or for its acknowledgement). */
+size_t store_queued(const store *s);
 
 /* ---- Profiles (SPEC 3.2) -------------------------------------------------- */
 
@@ -71,8 +75,14 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
 
 /* ---- Results (SPEC 4) ------------------------------------------------------ */
 
-/* PUBLISH {channel} {payload}, fire and forget; payload copied. Returns -1
- * when not connected. */
+/* PUBLISH {channel} {payload}; payload copied. Every PUBLISH waits in one
+ * bounded FIFO until Redis acknowledges it: while Redis is down they queue,
+ * after the reconnect they go out in order (at least once: one on the wire
+ * when the connection dropped is sent again). Past max_pending_publishes
+ * the oldest waiting entry is dropped (counted in publish_dropped); while
+ * Redis is connected and that many are on the wire, the new one is.
+ * Returns 0 when queued, -1 when the new one was dropped (or no memory).
+ * SPEC 4, SPEC 7 (outage). */
 int store_publish(store *s, const char *channel, const char *payload, size_t len);
 
 /* PUBLISH auction:results:{request_id} {payload}. */
@@ -101,7 +111,8 @@ int store_registry_load(store *s, store_registry_fn *fn, void *arg);
 
 typedef struct store_stats {
     unsigned long long published;       /* PUBLISH answered */
-    unsigned long long publish_failed;  /* PUBLISH not sent or failed */
+    unsigned long long publish_failed;  /* PUBLISH answered with an error */
+    unsigned long long publish_dropped; /* PUBLISH dropped: queue full or no memory */
     unsigned long long profile_writes_failed;
     unsigned long long reconnects;
 } store_stats;
