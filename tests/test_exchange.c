@@ -1,12 +1,13 @@
 /* test_exchange.c -- integration suite for the live exchange (SPEC 2-7).
  *
- * Each test builds its own world with the shared fixture (tests/fixture.h):
- * redis-server and mosquitto on free ports, one rtb-bidder process serving the
- * advertisers the test needs, those advertisers registered in Redis (SPEC 6)
- * or in the config's `bidders`, and rtb-exchange started on a config written
- * for the test. Bid requests go in over MQTT; results come out of a Redis
- * subscriber on auction:results:* (and one on auction:errors). What the
- * bidders saw is read back from rtb-bidder's GET /last and GET /stats.
+ * Each test builds its own exchange world (tests/world.h, over the shared
+ * fixture tests/fixture.h): redis-server and mosquitto on free ports, one
+ * rtb-bidder process serving the advertisers the test needs, those
+ * advertisers registered in Redis (SPEC 6) or in the config's `bidders`, and
+ * rtb-exchange started on a config written for the test. Bid requests go in
+ * over MQTT; results come out of a Redis subscriber on auction:results:* (and
+ * one on auction:errors). What the bidders saw is read back from rtb-bidder's
+ * GET /last and GET /stats.
  *
  * Most worlds give each advertiser an interest tag and send requests with
  * user_context.interests naming the tags wanted, so that one exchange serves
@@ -20,96 +21,22 @@
  * and an exchange.log without sanitizer reports. */
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "tests/fixture.h"
+#include "tests/world.h"
 
-#define REQUEST_TOPIC "rtb/requests/itest"
-#define RESULT_WAIT_MS 3000  /* a result is due within tmax + 5 ms; this is generous */
-#define READY_WAIT_MS 10000  /* start-up: registry load, MQTT connect, subscribe */
-#define STOP_WAIT_MS 5000    /* SIGTERM to exit in tests that do not time it */
-#define MAX_REQUEST_BYTES 65536
-
-static fx_env *env;
-static fx_sub *results; /* auction:results:* */
-static fx_sub *errors;  /* auction:errors */
-static fx_mqtt *pub;
-static pid_t exchange_pid;
-static int world_tmax_ms;
-static int probe_seq;
+static wx_world *w;
 
 static void setup(void) {
-    env = fx_start();
-    results = NULL;
-    errors = NULL;
-    pub = NULL;
-    exchange_pid = 0;
-    probe_seq = 0;
+    w = wx_start();
 }
 
 static void teardown(void) {
-    fx_stop(env);
-    env = NULL;
-}
-
-/* ---- failing with the evidence ------------------------------------------- */
-
-/* Fails the test after printing exchange.log, for failures whose cause is in
- * the exchange's own account of what happened. */
-static void fail_with_log(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-static void fail_with_log(const char *fmt, ...) {
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (env != NULL)
-        fx_dump_log(env, "exchange.log");
-    ck_abort_msg("%s", msg);
-}
-
-/* ---- small JSON helpers -------------------------------------------------- */
-
-static const cJSON *jget(const cJSON *o, const char *key) {
-    return cJSON_GetObjectItemCaseSensitive(o, key);
-}
-
-static const char *jstr(const cJSON *o, const char *key) {
-    const cJSON *v = jget(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double jnum(const cJSON *o, const char *key) {
-    const cJSON *v = jget(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static const char *or_empty(const char *s) {
-    return s != NULL ? s : "";
-}
-
-/* Prices are exact decimals of at most 6 places: equal to a micro. */
-static int money_eq(double a, double b) {
-    double d = a - b;
-    return d < 1e-9 && d > -1e-9;
-}
-
-static int starts_with(const char *s, const char *prefix) {
-    return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    wx_stop(w);
+    w = NULL;
 }
 
 /* A string of n copies of c, malloc'd. */
@@ -121,323 +48,6 @@ static char *repeat(char c, size_t n) {
     return s;
 }
 
-/* ---- advertisers --------------------------------------------------------- */
-
-/* SET advertiser:targeting:{id} with an rtb-bidder endpoint (SPEC 6). */
-static void register_advertiser(const char *id, int port, const char *interests) {
-    char key[200], value[1024];
-    snprintf(key, sizeof key, "advertiser:targeting:%s", id);
-    snprintf(value, sizeof value,
-             "{\"interests\":%s,\"endpoint\":\"http://127.0.0.1:%d/bid\",\"max_concurrent\":100}",
-             interests, port);
-    fx_redis_do(env, "SET %s %s", key, value);
-}
-
-/* Appends one config `bidders` entry to buf (comma-separated). */
-static void add_config_bidder(char *buf, size_t len, const char *id, int port,
-                              const char *interests) {
-    size_t used = strlen(buf);
-    snprintf(buf + used, len - used,
-             "%s{\"id\":\"%s\",\"endpoint\":\"http://127.0.0.1:%d/bid\",\"interests\":%s,"
-             "\"max_concurrent\":100}",
-             used > 0 ? "," : "", id, port, interests);
-}
-
-/* GET path on an advertiser's port, parsed. */
-static cJSON *bidder_get(int port, const char *path) {
-    char *body = NULL;
-    int code = fx_http(port, "GET", path, NULL, &body, 2000);
-    if (code != 200)
-        ck_abort_msg("GET %s on bidder port %d: status %d", path, port, code);
-    cJSON *j = cJSON_Parse(body);
-    if (j == NULL)
-        ck_abort_msg("GET %s on bidder port %d: not JSON: %.200s", path, port, body);
-    free(body);
-    return j;
-}
-
-/* The advertiser's count of bid requests received (rtb-bidder GET /stats). */
-static long bidder_requests(int port) {
-    cJSON *j = bidder_get(port, "/stats");
-    double n = jnum(j, "requests");
-    cJSON_Delete(j);
-    ck_assert_msg(!isnan(n), "bidder /stats without requests");
-    return (long)n;
-}
-
-/* ---- publishing ---------------------------------------------------------- */
-
-/* Publishes payload (QoS 1, waits for the PUBACK); returns fx_now_ms() taken
- * just before. */
-static int64_t publish_raw(const char *topic, const void *payload, size_t len) {
-    int64_t t = fx_now_ms();
-    fx_mqtt_publish(pub, topic, payload, len, 1);
-    return t;
-}
-
-/* Formats a bid request of SPEC 2; context is raw JSON for user_context or
- * NULL. Returns the length written into buf. */
-static size_t format_request(char *buf, size_t len, const char *id, const char *user,
-                             const char *slot, double floor, const char *context) {
-    int n = snprintf(buf, len,
-                     "{\"request_id\":\"%s\",\"user_id\":\"%s\",\"ad_slot_id\":\"%s\","
-                     "\"floor_price\":%.6f%s%s,\"timestamp\":%.3f}",
-                     id, user, slot, floor, context != NULL ? ",\"user_context\":" : "",
-                     context != NULL ? context : "", wall_s());
-    ck_assert_msg(n > 0 && (size_t)n < len, "request %s does not fit", id);
-    return (size_t)n;
-}
-
-static int64_t publish_request(const char *id, const char *user, const char *slot, double floor,
-                               const char *context) {
-    char buf[4096];
-    size_t n = format_request(buf, sizeof buf, id, user, slot, floor, context);
-    return publish_raw(REQUEST_TOPIC, buf, n);
-}
-
-/* A request from user u-1 for slot-1 whose user_context.interests is [tag]. */
-static int64_t publish_tagged(const char *id, double floor, const char *tag) {
-    char ctx[256];
-    snprintf(ctx, sizeof ctx, "{\"interests\":[\"%s\"]}", tag);
-    return publish_request(id, "u-1", "slot-1", floor, ctx);
-}
-
-/* ---- results ------------------------------------------------------------- */
-
-static int is_probe(const fx_msg *m) {
-    return starts_with(m->channel, "auction:results:ready-");
-}
-
-/* Checks what every result of SPEC 4 must have. */
-static void check_common(const cJSON *r, const char *id, const char *text) {
-    static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid",
-                                           "overloaded"};
-    ck_assert_msg(strcmp(or_empty(jstr(r, "request_id")), id) == 0,
-                  "result for %s: request_id wrong: %s", id, text);
-    const char *status = or_empty(jstr(r, "status"));
-    int known = 0;
-    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
-        known |= strcmp(status, statuses[i]) == 0;
-    ck_assert_msg(known, "result for %s: unknown status: %s", id, text);
-    const cJSON *winner = jget(r, "winner");
-    ck_assert_msg(cJSON_IsObject(winner) == (strcmp(status, "success") == 0) &&
-                      (cJSON_IsObject(winner) || cJSON_IsNull(winner)),
-                  "result for %s: winner must be an object exactly on success: %s", id, text);
-    static const char *const counters[] = {"bids", "bidders", "timeouts", "errors"};
-    int zero = strcmp(status, "invalid") == 0 || strcmp(status, "overloaded") == 0;
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        double v = jnum(r, counters[i]);
-        ck_assert_msg(!isnan(v) && v >= 0 && v == (double)(long)v,
-                      "result for %s: %s not a count: %s", id, counters[i], text);
-        ck_assert_msg(!zero || v == 0, "result for %s: %s must be 0 when %s: %s", id,
-                      counters[i], status, text);
-    }
-    double latency = jnum(r, "latency_ms");
-    ck_assert_msg(!isnan(latency) && latency >= 0 && latency < 10000,
-                  "result for %s: latency_ms: %s", id, text);
-    double ts = jnum(r, "timestamp"), now = wall_s();
-    ck_assert_msg(!isnan(ts) && ts > now - 10 && ts < now + 2,
-                  "result for %s: timestamp %.3f is not about now (%.3f): %s", id, ts, now, text);
-    if (strcmp(status, "invalid") == 0)
-        ck_assert_msg(jstr(r, "error") != NULL && jstr(r, "error")[0] != '\0',
-                      "result for %s: invalid without error: %s", id, text);
-}
-
-/* The result on auction:results:{id} within timeout_ms, checked for the
- * common fields; *received_ms (if not NULL) gets the subscriber's receipt
- * time. Fails the test when none arrives. The caller cJSON_Delete()s. */
-static cJSON *wait_result_ex(const char *id, int timeout_ms, int64_t *received_ms) {
-    char channel[300];
-    snprintf(channel, sizeof channel, "auction:results:%s", id);
-    fx_msg *m = fx_sub_wait_for(results, channel, timeout_ms);
-    if (m == NULL) {
-        fail_with_log("no result for %s within %d ms (exchange %s)", id, timeout_ms,
-                      fx_pid_alive(exchange_pid) ? "running" : "gone");
-    }
-    cJSON *r = fx_msg_json(m);
-    if (r == NULL || !cJSON_IsObject(r))
-        fail_with_log("result for %s is not a JSON object: %.300s", id, m->payload);
-    check_common(r, id, m->payload);
-    if (received_ms != NULL)
-        *received_ms = m->received_ms;
-    fx_msg_free(m);
-    return r;
-}
-
-static cJSON *wait_result(const char *id) {
-    return wait_result_ex(id, RESULT_WAIT_MS, NULL);
-}
-
-/* Status and counters; a count of -1 is not checked. */
-static void expect_result(const cJSON *r, const char *status, int bids, int bidders,
-                          int timeouts, int errs) {
-    char *text = cJSON_PrintUnformatted(r);
-    ck_assert_msg(strcmp(or_empty(jstr(r, "status")), status) == 0, "want status %s: %s",
-                  status, text);
-    const char *names[] = {"bids", "bidders", "timeouts", "errors"};
-    int want[] = {bids, bidders, timeouts, errs};
-    for (int i = 0; i < 4; i++) {
-        if (want[i] >= 0)
-            ck_assert_msg(jnum(r, names[i]) == want[i], "want %s = %d: %s", names[i], want[i],
-                          text);
-    }
-    cJSON_free(text);
-}
-
-/* The winner of SPEC 4, with the ad and creative rtb-bidder puts in its bids. */
-static void expect_winner(const cJSON *r, const char *adv, double bid, double clearing) {
-    char *text = cJSON_PrintUnformatted(r);
-    const cJSON *w = jget(r, "winner");
-    ck_assert_msg(cJSON_IsObject(w), "want a winner: %s", text);
-    ck_assert_msg(strcmp(or_empty(jstr(w, "advertiser_id")), adv) == 0, "want winner %s: %s",
-                  adv, text);
-    ck_assert_msg(money_eq(jnum(w, "bid_price"), bid), "want bid_price %.6f: %s", bid, text);
-    ck_assert_msg(money_eq(jnum(w, "clearing_price"), clearing), "want clearing_price %.6f: %s",
-                  clearing, text);
-    char want[512];
-    snprintf(want, sizeof want, "ad_%s_%s", adv, or_empty(jstr(r, "request_id")));
-    ck_assert_msg(strcmp(or_empty(jstr(w, "ad_id")), want) == 0, "want ad_id %s: %s", want, text);
-    snprintf(want, sizeof want, "https://cdn.example/%s.jpg", adv);
-    ck_assert_msg(strcmp(or_empty(jstr(w, "creative_url")), want) == 0,
-                  "want creative_url %s: %s", want, text);
-    cJSON_free(text);
-}
-
-/* No result may arrive on auction:results:{id} within ms. */
-static void expect_no_more_results(const char *id, int ms) {
-    char channel[300];
-    snprintf(channel, sizeof channel, "auction:results:%s", id);
-    fx_msg *m = fx_sub_wait_for(results, channel, ms);
-    if (m != NULL)
-        fail_with_log("a second result for %s: %.300s", id, m->payload);
-}
-
-/* ---- the exchange -------------------------------------------------------- */
-
-typedef struct exchange_opts {
-    int tmax_ms;             /* 0: 100 */
-    int max_bidders;         /* 0: 10 */
-    long max_inflight;       /* 0: 10000 */
-    long max_request_bytes;  /* 0: 65536 */
-    long max_response_bytes; /* 0: 65536 */
-    const char *bidders;     /* config `bidders` entries, comma-separated; NULL: none */
-} exchange_opts;
-
-/* Publishes a probe every 100 ms until one gets a result, then drains the
- * probes' results until the channel has been quiet for tmax + 200 ms. */
-static void wait_ready(void) {
-    int64_t start = fx_now_ms();
-    int ready = 0;
-    while (!ready) {
-        if (!fx_pid_alive(exchange_pid))
-            fail_with_log("rtb-exchange exited during start-up");
-        if (fx_now_ms() - start > READY_WAIT_MS)
-            fail_with_log("rtb-exchange answered no probe within %d ms", READY_WAIT_MS);
-        char id[32];
-        snprintf(id, sizeof id, "ready-%d", ++probe_seq);
-        publish_request(id, "ready-user", "ready-slot", 0.01, NULL);
-        int64_t until = fx_now_ms() + 100;
-        fx_msg *m;
-        while (!ready && fx_now_ms() < until &&
-               (m = fx_sub_next(results, (int)(until - fx_now_ms()))) != NULL) {
-            if (!is_probe(m))
-                fail_with_log("unexpected result during start-up: %.300s", m->payload);
-            ready = 1;
-            fx_msg_free(m);
-        }
-    }
-    fx_msg *m;
-    while ((m = fx_sub_next(results, world_tmax_ms + 200)) != NULL) {
-        if (!is_probe(m))
-            fail_with_log("unexpected result during start-up: %.300s", m->payload);
-        fx_msg_free(m);
-    }
-    m = fx_sub_next(errors, 0);
-    if (m != NULL)
-        fail_with_log("unexpected auction:errors message during start-up: %.300s", m->payload);
-}
-
-/* Writes exchange.json for this test and starts rtb-exchange on it, with the
- * test's subscribers and MQTT publisher; returns once it answers probes. */
-static void start_exchange(const char *name, const exchange_opts *o) {
-    world_tmax_ms = o->tmax_ms > 0 ? o->tmax_ms : 100;
-    size_t cap = 4096 + (o->bidders != NULL ? strlen(o->bidders) : 0);
-    char *conf = malloc(cap);
-    ck_assert_ptr_nonnull(conf);
-    snprintf(conf, cap,
-             "{\"mqtt\":{\"host\":\"127.0.0.1\",\"port\":%d,\"client_id\":\"itest-%s-%d\","
-             "\"topic\":\"rtb/requests/+\",\"qos\":1},"
-             "\"redis\":{\"host\":\"127.0.0.1\",\"port\":%d},"
-             "\"auction\":{\"tmax_ms\":%d,\"max_bidders\":%d,\"price_increment\":0.01},"
-             "\"registry\":{\"refresh_s\":60},"
-             "\"bidders\":[%s],"
-             "\"limits\":{\"max_request_bytes\":%ld,\"max_response_bytes\":%ld,"
-             "\"max_inflight\":%ld},"
-             "\"admin\":{\"listen\":null},"
-             "\"log\":{\"level\":\"debug\"}}",
-             fx_mqtt_port(env), name, (int)getpid(), fx_redis_port(env), world_tmax_ms,
-             o->max_bidders > 0 ? o->max_bidders : 10, o->bidders != NULL ? o->bidders : "",
-             o->max_request_bytes > 0 ? o->max_request_bytes : MAX_REQUEST_BYTES,
-             o->max_response_bytes > 0 ? o->max_response_bytes : 65536,
-             o->max_inflight > 0 ? o->max_inflight : 10000);
-    char *path = fx_write_file(env, "exchange.json", conf);
-    free(conf);
-    results = fx_sub_start(env, "auction:results:*");
-    errors = fx_sub_start(env, "auction:errors");
-    pub = fx_mqtt_connect(env);
-    const char *argv[] = {fx_getenv("RTB_EXCHANGE"), "-c", path, NULL};
-    exchange_pid = fx_spawn(env, argv, "exchange.log");
-    free(path);
-    wait_ready();
-}
-
-/* exchange.log must hold no ASan, LeakSanitizer or UBSan report. */
-static void check_exchange_log(void) {
-    static const char *const reports[] = {"ERROR: AddressSanitizer", "LeakSanitizer",
-                                          "runtime error:"};
-    char *log = fx_read_file(env, "exchange.log", NULL);
-    ck_assert_msg(log != NULL, "exchange.log cannot be read");
-    for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++) {
-        const char *hit = strstr(log, reports[i]);
-        if (hit == NULL)
-            continue;
-        const char *line = hit;
-        while (line > log && line[-1] != '\n')
-            line--;
-        char first[400];
-        snprintf(first, sizeof first, "%.*s", (int)strcspn(line, "\n"), line);
-        free(log);
-        fail_with_log("exchange.log has a sanitizer report: %s", first);
-    }
-    free(log);
-}
-
-/* Waits for the exchange (already signalled) to exit 0 within timeout_ms. */
-static void expect_clean_exit(int timeout_ms) {
-    int status = 0;
-    if (fx_wait_exit(exchange_pid, timeout_ms < 0 ? 0 : timeout_ms, &status) != 0)
-        fail_with_log("rtb-exchange did not exit within %d ms of SIGTERM", timeout_ms);
-    exchange_pid = 0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fail_with_log("rtb-exchange ended with %s %d, want exit status 0",
-                      WIFEXITED(status) ? "exit status" : "signal",
-                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    }
-    check_exchange_log();
-}
-
-/* The end of every test: nothing unexpected on auction:errors, then SIGTERM
- * and a clean exit. */
-static void stop_exchange(void) {
-    fx_msg *m = fx_sub_next(errors, 0);
-    if (m != NULL)
-        fail_with_log("unexpected auction:errors message: %.300s", m->payload);
-    if (!fx_pid_alive(exchange_pid))
-        fail_with_log("rtb-exchange is gone before the end of the test");
-    fx_kill(exchange_pid, SIGTERM);
-    expect_clean_exit(STOP_WAIT_MS);
-}
-
 /* ---- SPEC 4 statuses and SPEC 3.6 prices --------------------------------- */
 
 START_TEST(auction_statuses_and_prices) {
@@ -447,107 +57,107 @@ START_TEST(auction_statuses_and_prices) {
         "id=n-1,nobid=1",
     };
     int port[7];
-    fx_spawn_bidder(env, specs, 7, port);
-    register_advertiser("a-252", port[0], "[\"trio\"]");
-    register_advertiser("a-210", port[1], "[\"trio\"]");
-    register_advertiser("a-150", port[2], "[\"trio\"]");
-    register_advertiser("s-300", port[3], "[\"solo\"]");
-    register_advertiser("n-1", port[6], "[\"nobid\"]");
+    fx_spawn_bidder(w->env, specs, 7, port);
+    wx_register_advertiser(w, "a-252", port[0], "[\"trio\"]");
+    wx_register_advertiser(w, "a-210", port[1], "[\"trio\"]");
+    wx_register_advertiser(w, "a-150", port[2], "[\"trio\"]");
+    wx_register_advertiser(w, "s-300", port[3], "[\"solo\"]");
+    wx_register_advertiser(w, "n-1", port[6], "[\"nobid\"]");
     char conf[1024] = "";
-    add_config_bidder(conf, sizeof conf, "c-200", port[4], "[\"close\"]");
-    add_config_bidder(conf, sizeof conf, "c-1995", port[5], "[\"close\"]");
-    exchange_opts o = {.bidders = conf};
-    start_exchange("statuses", &o);
+    wx_add_config_bidder(conf, sizeof conf, "c-200", port[4], "[\"close\"]");
+    wx_add_config_bidder(conf, sizeof conf, "c-1995", port[5], "[\"close\"]");
+    wx_opts o = {.bidders = conf};
+    wx_start_exchange(w, "statuses", &o);
 
     /* 2.52 / 2.10 / 1.50 over a floor of 1.00: the winner pays 2.10 + 0.01. */
     int64_t received = 0;
-    int64_t sent = publish_tagged("r-trio", 1.0, "trio");
-    cJSON *r = wait_result_ex("r-trio", RESULT_WAIT_MS, &received);
-    expect_result(r, "success", 3, 3, 0, 0);
-    expect_winner(r, "a-252", 2.52, 2.11);
-    double latency = jnum(r, "latency_ms");
+    int64_t sent = wx_publish_tagged(w, "r-trio", 1.0, "trio");
+    cJSON *r = wx_wait_result_ex(w, "r-trio", WX_RESULT_WAIT_MS, &received);
+    wx_expect_result(r, "success", 3, 3, 0, 0);
+    wx_expect_winner(r, "a-252", 2.52, 2.11);
+    double latency = wx_jnum(r, "latency_ms");
     ck_assert_msg(latency > 0 && latency <= (double)(received - sent) + 2,
                   "latency_ms %.3f outside (0, %lld]", latency, (long long)(received - sent) + 2);
-    ck_assert_msg(latency < world_tmax_ms, "every bidder answered at once, yet latency_ms %.3f",
+    ck_assert_msg(latency < w->tmax_ms, "every bidder answered at once, yet latency_ms %.3f",
                   latency);
     cJSON_Delete(r);
 
     /* One valid bid: the floor is the price. */
-    publish_tagged("r-solo", 1.25, "solo");
-    r = wait_result("r-solo");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "s-300", 3.00, 1.25);
+    wx_publish_tagged(w, "r-solo", 1.25, "solo");
+    r = wx_wait_result(w, "r-solo");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "s-300", 3.00, 1.25);
     cJSON_Delete(r);
 
     /* 2.00 vs 1.995: 1.995 + 0.01 is above the winning bid, which caps it. */
-    publish_tagged("r-close", 1.0, "close");
-    r = wait_result("r-close");
-    expect_result(r, "success", 2, 2, 0, 0);
-    expect_winner(r, "c-200", 2.00, 2.00);
+    wx_publish_tagged(w, "r-close", 1.0, "close");
+    r = wx_wait_result(w, "r-close");
+    wx_expect_result(r, "success", 2, 2, 0, 0);
+    wx_expect_winner(r, "c-200", 2.00, 2.00);
     cJSON_Delete(r);
 
     /* A floor of 2.30: 2.10 and 1.50 are bids (counted) but not valid ones. */
-    publish_tagged("r-floor", 2.30, "trio");
-    r = wait_result("r-floor");
-    expect_result(r, "success", 3, 3, 0, 0);
-    expect_winner(r, "a-252", 2.52, 2.30);
+    wx_publish_tagged(w, "r-floor", 2.30, "trio");
+    r = wx_wait_result(w, "r-floor");
+    wx_expect_result(r, "success", 3, 3, 0, 0);
+    wx_expect_winner(r, "a-252", 2.52, 2.30);
     cJSON_Delete(r);
 
     /* Every bid under the floor: no winner, every bidder answered. */
-    publish_tagged("r-above", 3.0, "trio");
-    r = wait_result("r-above");
-    expect_result(r, "no_bid", 3, 3, 0, 0);
+    wx_publish_tagged(w, "r-above", 3.0, "trio");
+    r = wx_wait_result(w, "r-above");
+    wx_expect_result(r, "no_bid", 3, 3, 0, 0);
     cJSON_Delete(r);
 
     /* A bidder that never bids. */
-    publish_tagged("r-nobid", 1.0, "nobid");
-    r = wait_result("r-nobid");
-    expect_result(r, "no_bid", 0, 1, 0, 0);
+    wx_publish_tagged(w, "r-nobid", 1.0, "nobid");
+    r = wx_wait_result(w, "r-nobid");
+    wx_expect_result(r, "no_bid", 0, 1, 0, 0);
     cJSON_Delete(r);
 
     /* Nobody eligible. */
-    long before = bidder_requests(port[0]);
-    publish_request("r-none", "u-none", "slot-1", 1.0, "{\"interests\":[\"nobody\"]}");
-    r = wait_result("r-none");
-    expect_result(r, "no_bid", 0, 0, 0, 0);
+    long before = wx_bidder_requests(port[0]);
+    wx_publish_request(w, "r-none", "u-none", "slot-1", 1.0, "{\"interests\":[\"nobody\"]}");
+    r = wx_wait_result(w, "r-none");
+    wx_expect_result(r, "no_bid", 0, 0, 0, 0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[0]), before);
-    stop_exchange();
+    ck_assert_int_eq(wx_bidder_requests(port[0]), before);
+    wx_stop_exchange(w);
 }
 END_TEST
 
 START_TEST(overloaded_at_once) {
     const char *specs[] = {"id=slow,latency=150,price=fixed:2"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("slow", port[0], "[]");
-    exchange_opts o = {.tmax_ms = 300, .max_inflight = 1};
-    start_exchange("overloaded", &o);
-    long before = bidder_requests(port[0]);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "slow", port[0], "[]");
+    wx_opts o = {.tmax_ms = 300, .max_inflight = 1};
+    wx_start_exchange(w, "overloaded", &o);
+    long before = wx_bidder_requests(port[0]);
 
-    publish_request("ov-a", "u-1", "slot-1", 1.0, NULL);
+    wx_publish_request(w, "ov-a", "u-1", "slot-1", 1.0, NULL);
     int64_t received = 0;
-    int64_t sent = publish_request("ov-b", "u-2", "slot-1", 1.0, NULL);
-    cJSON *r = wait_result_ex("ov-b", 100, &received); /* before ov-a's bidder answers */
-    expect_result(r, "overloaded", 0, 0, 0, 0);
-    ck_assert_msg(cJSON_IsNull(jget(r, "winner")), "overloaded with a winner");
+    int64_t sent = wx_publish_request(w, "ov-b", "u-2", "slot-1", 1.0, NULL);
+    cJSON *r = wx_wait_result_ex(w, "ov-b", 100, &received); /* before ov-a's bidder answers */
+    wx_expect_result(r, "overloaded", 0, 0, 0, 0);
+    ck_assert_msg(cJSON_IsNull(wx_jget(r, "winner")), "overloaded with a winner");
     ck_assert_msg(received - sent <= 50, "overloaded answered after %lld ms, not at once",
                   (long long)(received - sent));
     cJSON_Delete(r);
 
-    r = wait_result("ov-a");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "slow", 2.0, 1.0);
+    r = wx_wait_result(w, "ov-a");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "slow", 2.0, 1.0);
     cJSON_Delete(r);
 
     /* The slot is free again. */
-    publish_request("ov-c", "u-3", "slot-1", 1.0, NULL);
-    r = wait_result("ov-c");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_request(w, "ov-c", "u-3", "slot-1", 1.0, NULL);
+    r = wx_wait_result(w, "ov-c");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    ck_assert_msg(bidder_requests(port[0]) == before + 2,
+    ck_assert_msg(wx_bidder_requests(port[0]) == before + 2,
                   "the overloaded request reached a bidder");
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -557,11 +167,11 @@ END_TEST
  * within tmax + 30 ms of the publish. */
 static cJSON *timed_auction(const char *id, const char *tag) {
     int64_t received = 0;
-    int64_t sent = publish_tagged(id, 1.0, tag);
-    cJSON *r = wait_result_ex(id, RESULT_WAIT_MS, &received);
-    ck_assert_msg(received - sent <= world_tmax_ms + 30,
+    int64_t sent = wx_publish_tagged(w, id, 1.0, tag);
+    cJSON *r = wx_wait_result_ex(w, id, WX_RESULT_WAIT_MS, &received);
+    ck_assert_msg(received - sent <= w->tmax_ms + 30,
                   "result for %s %lld ms after the publish, tmax is %d", id,
-                  (long long)(received - sent), world_tmax_ms);
+                  (long long)(received - sent), w->tmax_ms);
     return r;
 }
 
@@ -569,49 +179,49 @@ START_TEST(deadline_slow_and_hanging_bidders) {
     const char *specs[] = {"id=fast,price=fixed:1.5", "id=slow,latency=300,price=fixed:3",
                            "id=hang,mode=hang"};
     int port[3];
-    fx_spawn_bidder(env, specs, 3, port);
-    register_advertiser("fast", port[0], "[\"pair\",\"hangpair\",\"fastonly\"]");
-    register_advertiser("slow", port[1], "[\"pair\",\"slowonly\"]");
-    register_advertiser("hang", port[2], "[\"hangpair\",\"hangonly\"]");
-    exchange_opts o = {.tmax_ms = 100};
-    start_exchange("deadline", &o);
+    fx_spawn_bidder(w->env, specs, 3, port);
+    wx_register_advertiser(w, "fast", port[0], "[\"pair\",\"hangpair\",\"fastonly\"]");
+    wx_register_advertiser(w, "slow", port[1], "[\"pair\",\"slowonly\"]");
+    wx_register_advertiser(w, "hang", port[2], "[\"hangpair\",\"hangonly\"]");
+    wx_opts o = {.tmax_ms = 100};
+    wx_start_exchange(w, "deadline", &o);
 
     cJSON *r = timed_auction("t-pair", "pair");
-    expect_result(r, "success", 1, 2, 1, 0);
-    expect_winner(r, "fast", 1.5, 1.0);
+    wx_expect_result(r, "success", 1, 2, 1, 0);
+    wx_expect_winner(r, "fast", 1.5, 1.0);
     cJSON_Delete(r);
 
     r = timed_auction("t-slow", "slowonly");
-    expect_result(r, "timeout", 0, 1, 1, 0);
-    ck_assert_msg(jnum(r, "latency_ms") >= world_tmax_ms - 2,
-                  "timeout closed before the deadline: latency_ms %.3f", jnum(r, "latency_ms"));
+    wx_expect_result(r, "timeout", 0, 1, 1, 0);
+    ck_assert_msg(wx_jnum(r, "latency_ms") >= w->tmax_ms - 2,
+                  "timeout closed before the deadline: latency_ms %.3f", wx_jnum(r, "latency_ms"));
     cJSON_Delete(r);
     /* The slow bid lands at 300 ms: it must not change the published result. */
-    expect_no_more_results("t-slow", 350);
-    expect_no_more_results("t-pair", 0);
+    wx_expect_no_more_results(w, "t-slow", 350);
+    wx_expect_no_more_results(w, "t-pair", 0);
 
     r = timed_auction("t-hangpair", "hangpair");
-    expect_result(r, "success", 1, 2, 1, 0);
-    expect_winner(r, "fast", 1.5, 1.0);
+    wx_expect_result(r, "success", 1, 2, 1, 0);
+    wx_expect_winner(r, "fast", 1.5, 1.0);
     cJSON_Delete(r);
 
     for (int i = 0; i < 3; i++) {
         char id[32];
         snprintf(id, sizeof id, "t-hang-%d", i);
         r = timed_auction(id, "hangonly");
-        expect_result(r, "timeout", 0, 1, 1, 0);
+        wx_expect_result(r, "timeout", 0, 1, 1, 0);
         cJSON_Delete(r);
     }
 
     /* Hanging calls were abandoned cleanly: later auctions are unaffected. */
     r = timed_auction("t-fast", "fastonly");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "fast", 1.5, 1.0);
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "fast", 1.5, 1.0);
     cJSON_Delete(r);
     r = timed_auction("t-hangpair-2", "hangpair");
-    expect_result(r, "success", 1, 2, 1, 0);
+    wx_expect_result(r, "success", 1, 2, 1, 0);
     cJSON_Delete(r);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -630,45 +240,45 @@ START_TEST(bidder_errors_are_counted_and_harmless) {
     }
     specs[NMODES + 1] = "id=b-empty200,mode=empty200";
     int port[NMODES + 2];
-    fx_spawn_bidder(env, specs, NMODES + 2, port);
-    register_advertiser("good", port[0],
+    fx_spawn_bidder(w->env, specs, NMODES + 2, port);
+    wx_register_advertiser(w, "good", port[0],
                         "[\"e-http500\",\"e-bad_json\",\"e-wrong_id\",\"e-bad_price\","
                         "\"e-huge\",\"e-empty200\",\"e-all\"]");
     for (int i = 0; i < NMODES; i++) {
         char id[64], tags[128];
         snprintf(id, sizeof id, "b-%s", modes[i]);
         snprintf(tags, sizeof tags, "[\"e-%s\",\"e-all\"]", modes[i]);
-        register_advertiser(id, port[i + 1], tags);
+        wx_register_advertiser(w, id, port[i + 1], tags);
     }
-    register_advertiser("b-empty200", port[NMODES + 1], "[\"e-empty200\"]");
-    exchange_opts o = {.max_response_bytes = 4096};
-    start_exchange("errors", &o);
+    wx_register_advertiser(w, "b-empty200", port[NMODES + 1], "[\"e-empty200\"]");
+    wx_opts o = {.max_response_bytes = 4096};
+    wx_start_exchange(w, "errors", &o);
 
     for (int i = 0; i < NMODES; i++) {
         char id[64], tag[64];
         snprintf(id, sizeof id, "err-%s", modes[i]);
         snprintf(tag, sizeof tag, "e-%s", modes[i]);
-        publish_tagged(id, 1.0, tag);
-        cJSON *r = wait_result(id);
-        expect_result(r, "success", 1, 2, 0, 1);
-        expect_winner(r, "good", 1.5, 1.0);
+        wx_publish_tagged(w, id, 1.0, tag);
+        cJSON *r = wx_wait_result(w, id);
+        wx_expect_result(r, "success", 1, 2, 0, 1);
+        wx_expect_winner(r, "good", 1.5, 1.0);
         cJSON_Delete(r);
-        ck_assert_msg(bidder_requests(port[i + 1]) >= 1, "b-%s was never called", modes[i]);
+        ck_assert_msg(wx_bidder_requests(port[i + 1]) >= 1, "b-%s was never called", modes[i]);
     }
 
     /* All five in one auction. */
-    publish_tagged("err-all", 1.0, "e-all");
-    cJSON *r = wait_result("err-all");
-    expect_result(r, "success", 1, 6, 0, 5);
-    expect_winner(r, "good", 1.5, 1.0);
+    wx_publish_tagged(w, "err-all", 1.0, "e-all");
+    cJSON *r = wx_wait_result(w, "err-all");
+    wx_expect_result(r, "success", 1, 6, 0, 5);
+    wx_expect_winner(r, "good", 1.5, 1.0);
     cJSON_Delete(r);
 
     /* 200 with an empty body is a no-bid, not an error. */
-    publish_tagged("err-empty200", 1.0, "e-empty200");
-    r = wait_result("err-empty200");
-    expect_result(r, "success", 1, 2, 0, 0);
+    wx_publish_tagged(w, "err-empty200", 1.0, "e-empty200");
+    r = wx_wait_result(w, "err-empty200");
+    wx_expect_result(r, "success", 1, 2, 0, 0);
     cJSON_Delete(r);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -687,147 +297,149 @@ static const char *header(const cJSON *headers, const char *name) {
 START_TEST(openrtb_request_to_bidder) {
     const char *specs[] = {"id=adv-1,price=fixed:2"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("adv-1", port[0], "[]");
-    fx_redis_do(env, "SET user:profile:u-7 %s",
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "adv-1", port[0], "[]");
+    fx_redis_do(w->env, "SET user:profile:u-7 %s",
                 "{\"user_id\":\"u-7\",\"interests\":[\"tech\",\"sports\"],"
                 "\"demographics\":{\"age\":30},\"ltv_score\":0.7}");
-    exchange_opts o = {.tmax_ms = 100};
-    start_exchange("openrtb", &o);
+    wx_opts o = {.tmax_ms = 100};
+    wx_start_exchange(w, "openrtb", &o);
 
-    publish_request("o-1", "u-7", "slot-9", 1.25, "{\"interests\":[\"cars\"],\"segment\":\"s1\"}");
-    cJSON *r = wait_result("o-1");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_request(w, "o-1", "u-7", "slot-9", 1.25,
+                       "{\"interests\":[\"cars\"],\"segment\":\"s1\"}");
+    cJSON *r = wx_wait_result(w, "o-1");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
 
-    cJSON *last = bidder_get(port[0], "/last");
+    cJSON *last = wx_bidder_get(port[0], "/last");
     char *text = cJSON_PrintUnformatted(last);
-    ck_assert_msg(strcmp(or_empty(jstr(last, "method")), "POST") == 0, "method: %s", text);
-    ck_assert_msg(strcmp(or_empty(jstr(last, "uri")), "/bid") == 0, "uri: %s", text);
-    const cJSON *h = jget(last, "headers");
-    ck_assert_msg(starts_with(header(h, "Content-Type"), "application/json"), "Content-Type: %s",
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(last, "method")), "POST") == 0, "method: %s", text);
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(last, "uri")), "/bid") == 0, "uri: %s", text);
+    const cJSON *h = wx_jget(last, "headers");
+    ck_assert_msg(wx_starts_with(header(h, "Content-Type"), "application/json"), "Content-Type: %s",
                   text);
-    ck_assert_msg(strcmp(or_empty(header(h, "x-openrtb-version")), "2.6") == 0,
+    ck_assert_msg(strcmp(wx_or_empty(header(h, "x-openrtb-version")), "2.6") == 0,
                   "x-openrtb-version: %s", text);
     const char *connection = header(h, "Connection");
     ck_assert_msg(connection == NULL || strcasecmp(connection, "close") != 0,
                   "not a keep-alive call: %s", text);
 
-    const cJSON *b = jget(last, "body");
+    const cJSON *b = wx_jget(last, "body");
     ck_assert_msg(cJSON_IsObject(b), "body is not JSON: %s", text);
-    ck_assert_msg(strcmp(or_empty(jstr(b, "id")), "o-1") == 0, "id: %s", text);
-    ck_assert_msg(jnum(b, "at") == 2, "at: %s", text);
-    double tmax = jnum(b, "tmax");
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(b, "id")), "o-1") == 0, "id: %s", text);
+    ck_assert_msg(wx_jnum(b, "at") == 2, "at: %s", text);
+    double tmax = wx_jnum(b, "tmax");
     ck_assert_msg(tmax > 0 && tmax <= 100 && tmax == (double)(long)tmax, "tmax: %s", text);
-    const cJSON *cur = jget(b, "cur");
+    const cJSON *cur = wx_jget(b, "cur");
     ck_assert_msg(cJSON_IsArray(cur) && cJSON_IsString(cJSON_GetArrayItem(cur, 0)) &&
                       strcmp(cJSON_GetArrayItem(cur, 0)->valuestring, "USD") == 0,
                   "cur: %s", text);
-    const cJSON *imp = cJSON_GetArrayItem(jget(b, "imp"), 0);
+    const cJSON *imp = cJSON_GetArrayItem(wx_jget(b, "imp"), 0);
     ck_assert_msg(cJSON_IsObject(imp), "imp[0]: %s", text);
-    ck_assert_msg(money_eq(jnum(imp, "bidfloor"), 1.25), "imp[0].bidfloor: %s", text);
-    ck_assert_msg(strcmp(or_empty(jstr(imp, "tagid")), "slot-9") == 0, "imp[0].tagid: %s", text);
-    ck_assert_msg(jstr(imp, "id") != NULL, "imp[0].id: %s", text);
-    const cJSON *user = jget(b, "user");
-    ck_assert_msg(strcmp(or_empty(jstr(user, "id")), "u-7") == 0, "user.id: %s", text);
-    const char *kw = or_empty(jstr(user, "keywords"));
+    ck_assert_msg(wx_money_eq(wx_jnum(imp, "bidfloor"), 1.25), "imp[0].bidfloor: %s", text);
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(imp, "tagid")), "slot-9") == 0, "imp[0].tagid: %s",
+                  text);
+    ck_assert_msg(wx_jstr(imp, "id") != NULL, "imp[0].id: %s", text);
+    const cJSON *user = wx_jget(b, "user");
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(user, "id")), "u-7") == 0, "user.id: %s", text);
+    const char *kw = wx_or_empty(wx_jstr(user, "keywords"));
     ck_assert_msg(strstr(kw, "tech") && strstr(kw, "sports") && strstr(kw, "cars"),
                   "user.keywords: %s", text);
-    ck_assert_msg(money_eq(jnum(jget(user, "ext"), "ltv_score"), 0.7), "user.ext.ltv_score: %s",
-                  text);
-    const cJSON *ctx = jget(jget(b, "ext"), "user_context");
-    ck_assert_msg(strcmp(or_empty(jstr(ctx, "segment")), "s1") == 0, "ext.user_context: %s",
+    ck_assert_msg(wx_money_eq(wx_jnum(wx_jget(user, "ext"), "ltv_score"), 0.7),
+                  "user.ext.ltv_score: %s", text);
+    const cJSON *ctx = wx_jget(wx_jget(b, "ext"), "user_context");
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(ctx, "segment")), "s1") == 0, "ext.user_context: %s",
                   text);
     cJSON_free(text);
     cJSON_Delete(last);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
 /* ---- profiles and targeting (SPEC 3.2-3.3) ------------------------------- */
 
 START_TEST(profile_miss_is_cached) {
-    exchange_opts o = {0};
-    start_exchange("profile-miss", &o);
-    publish_request("p-miss", "u-miss", "slot-1", 1.0, NULL);
-    cJSON *r = wait_result("p-miss");
-    expect_result(r, "no_bid", 0, 0, 0, 0);
+    wx_opts o = {0};
+    wx_start_exchange(w, "profile-miss", &o);
+    wx_publish_request(w, "p-miss", "u-miss", "slot-1", 1.0, NULL);
+    cJSON *r = wx_wait_result(w, "p-miss");
+    wx_expect_result(r, "no_bid", 0, 0, 0, 0);
     cJSON_Delete(r);
 
-    redisReply *v = fx_redis_cmd(env, "GET user:profile:u-miss");
+    redisReply *v = fx_redis_cmd(w->env, "GET user:profile:u-miss");
     ck_assert_msg(v->type == REDIS_REPLY_STRING, "no profile cached for u-miss");
     cJSON *p = cJSON_Parse(v->str);
     ck_assert_msg(cJSON_IsObject(p), "cached profile is not JSON: %s", v->str);
-    ck_assert_msg(strcmp(or_empty(jstr(p, "user_id")), "u-miss") == 0, "user_id: %s", v->str);
-    const cJSON *interests = jget(p, "interests");
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(p, "user_id")), "u-miss") == 0, "user_id: %s", v->str);
+    const cJSON *interests = wx_jget(p, "interests");
     ck_assert_msg(cJSON_IsArray(interests) && cJSON_GetArraySize(interests) == 0,
                   "interests: %s", v->str);
-    ck_assert_msg(money_eq(jnum(p, "ltv_score"), 0.5), "ltv_score: %s", v->str);
+    ck_assert_msg(wx_money_eq(wx_jnum(p, "ltv_score"), 0.5), "ltv_score: %s", v->str);
     cJSON_Delete(p);
     freeReplyObject(v);
 
-    v = fx_redis_cmd(env, "TTL user:profile:u-miss");
+    v = fx_redis_cmd(w->env, "TTL user:profile:u-miss");
     ck_assert_int_eq(v->type, REDIS_REPLY_INTEGER);
     ck_assert_msg(v->integer >= 3590 && v->integer <= 3600, "TTL %lld", (long long)v->integer);
     freeReplyObject(v);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
 START_TEST(profile_and_context_interests) {
     const char *specs[] = {"id=sports,price=fixed:2", "id=cars,price=fixed:2.5"};
     int port[2];
-    fx_spawn_bidder(env, specs, 2, port);
-    register_advertiser("sports", port[0], "[\"sports\"]");
-    register_advertiser("cars", port[1], "[\"cars\"]");
+    fx_spawn_bidder(w->env, specs, 2, port);
+    wx_register_advertiser(w, "sports", port[0], "[\"sports\"]");
+    wx_register_advertiser(w, "cars", port[1], "[\"cars\"]");
     const char *profile = "{\"user_id\":\"u-sports\",\"interests\":[\"sports\"],\"ltv_score\":0.7}";
-    fx_redis_do(env, "SET user:profile:u-sports %s", profile);
-    exchange_opts o = {0};
-    start_exchange("interests", &o);
+    fx_redis_do(w->env, "SET user:profile:u-sports %s", profile);
+    wx_opts o = {0};
+    wx_start_exchange(w, "interests", &o);
 
-    publish_request("i-sports", "u-sports", "slot-1", 1.0, NULL);
-    cJSON *r = wait_result("i-sports");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "sports", 2.0, 1.0);
+    wx_publish_request(w, "i-sports", "u-sports", "slot-1", 1.0, NULL);
+    cJSON *r = wx_wait_result(w, "i-sports");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "sports", 2.0, 1.0);
     cJSON_Delete(r);
     /* A hit is not rewritten. */
-    redisReply *v = fx_redis_cmd(env, "GET user:profile:u-sports");
+    redisReply *v = fx_redis_cmd(w->env, "GET user:profile:u-sports");
     ck_assert_msg(v->type == REDIS_REPLY_STRING && strcmp(v->str, profile) == 0,
                   "existing profile changed");
     freeReplyObject(v);
-    v = fx_redis_cmd(env, "TTL user:profile:u-sports");
+    v = fx_redis_cmd(w->env, "TTL user:profile:u-sports");
     ck_assert_msg(v->integer == -1, "existing profile got a TTL: %lld", (long long)v->integer);
     freeReplyObject(v);
 
-    long sports = bidder_requests(port[0]), cars = bidder_requests(port[1]);
-    publish_request("i-plain", "u-plain", "slot-1", 1.0, NULL);
-    r = wait_result("i-plain");
-    expect_result(r, "no_bid", 0, 0, 0, 0);
+    long sports = wx_bidder_requests(port[0]), cars = wx_bidder_requests(port[1]);
+    wx_publish_request(w, "i-plain", "u-plain", "slot-1", 1.0, NULL);
+    r = wx_wait_result(w, "i-plain");
+    wx_expect_result(r, "no_bid", 0, 0, 0, 0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[0]), sports);
-    ck_assert_int_eq(bidder_requests(port[1]), cars);
+    ck_assert_int_eq(wx_bidder_requests(port[0]), sports);
+    ck_assert_int_eq(wx_bidder_requests(port[1]), cars);
 
-    publish_request("i-cars", "u-plain", "slot-1", 1.0, "{\"interests\":[\"cars\"]}");
-    r = wait_result("i-cars");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "cars", 2.5, 1.0);
+    wx_publish_request(w, "i-cars", "u-plain", "slot-1", 1.0, "{\"interests\":[\"cars\"]}");
+    r = wx_wait_result(w, "i-cars");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "cars", 2.5, 1.0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[1]), cars + 1);
+    ck_assert_int_eq(wx_bidder_requests(port[1]), cars + 1);
 
     /* Profile and context interests together: both advertisers. */
-    publish_request("i-both", "u-sports", "slot-1", 1.0, "{\"interests\":[\"cars\"]}");
-    r = wait_result("i-both");
-    expect_result(r, "success", 2, 2, 0, 0);
-    expect_winner(r, "cars", 2.5, 2.01);
+    wx_publish_request(w, "i-both", "u-sports", "slot-1", 1.0, "{\"interests\":[\"cars\"]}");
+    r = wx_wait_result(w, "i-both");
+    wx_expect_result(r, "success", 2, 2, 0, 0);
+    wx_expect_winner(r, "cars", 2.5, 2.01);
     cJSON_Delete(r);
 
     /* Another user without the context does not reach the cars advertiser. */
-    publish_request("i-plain-2", "u-plain-2", "slot-1", 1.0, "{\"segment\":\"x\"}");
-    r = wait_result("i-plain-2");
-    expect_result(r, "no_bid", 0, 0, 0, 0);
+    wx_publish_request(w, "i-plain-2", "u-plain-2", "slot-1", 1.0, "{\"segment\":\"x\"}");
+    r = wx_wait_result(w, "i-plain-2");
+    wx_expect_result(r, "no_bid", 0, 0, 0, 0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[1]), cars + 2);
-    stop_exchange();
+    ck_assert_int_eq(wx_bidder_requests(port[1]), cars + 2);
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -841,10 +453,10 @@ static int64_t poll_until_bidders(const char *prefix, int bidders, const char *a
     for (int i = 0; fx_now_ms() - since_ms <= 1000; i++) {
         char id[64];
         snprintf(id, sizeof id, "%s-%d", prefix, i);
-        int64_t sent = publish_tagged(id, 1.0, "reg");
-        cJSON *r = wait_result(id);
-        const char *winner = jstr(jget(r, "winner"), "advertiser_id");
-        int hit = jnum(r, "bidders") == bidders && strcmp(or_empty(winner), adv) == 0;
+        int64_t sent = wx_publish_tagged(w, id, 1.0, "reg");
+        cJSON *r = wx_wait_result(w, id);
+        const char *winner = wx_jstr(wx_jget(r, "winner"), "advertiser_id");
+        int hit = wx_jnum(r, "bidders") == bidders && strcmp(wx_or_empty(winner), adv) == 0;
         cJSON_Delete(r);
         if (hit)
             return sent - since_ms;
@@ -856,40 +468,40 @@ static int64_t poll_until_bidders(const char *prefix, int bidders, const char *a
 START_TEST(registry_update_applies_at_once) {
     const char *specs[] = {"id=adv-old,price=fixed:1", "id=adv-new,price=fixed:2"};
     int port[2];
-    fx_spawn_bidder(env, specs, 2, port);
-    register_advertiser("adv-old", port[0], "[\"reg\"]");
-    exchange_opts o = {0}; /* registry.refresh_s is 60: only the update can explain a change */
-    start_exchange("registry", &o);
+    fx_spawn_bidder(w->env, specs, 2, port);
+    wx_register_advertiser(w, "adv-old", port[0], "[\"reg\"]");
+    wx_opts o = {0}; /* registry.refresh_s is 60: only the update can explain a change */
+    wx_start_exchange(w, "registry", &o);
 
-    publish_tagged("reg-first", 1.0, "reg");
-    cJSON *r = wait_result("reg-first");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "adv-old", 1.0, 1.0);
+    wx_publish_tagged(w, "reg-first", 1.0, "reg");
+    cJSON *r = wx_wait_result(w, "reg-first");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "adv-old", 1.0, 1.0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[1]), 0);
+    ck_assert_int_eq(wx_bidder_requests(port[1]), 0);
 
-    register_advertiser("adv-new", port[1], "[\"reg\"]");
+    wx_register_advertiser(w, "adv-new", port[1], "[\"reg\"]");
     int64_t t0 = fx_now_ms();
-    fx_redis_do(env, "PUBLISH advertiser:updates %s", "adv-new");
+    fx_redis_do(w->env, "PUBLISH advertiser:updates %s", "adv-new");
     int64_t after = poll_until_bidders("reg-add", 2, "adv-new", t0);
     if (after < 0)
-        fail_with_log("adv-new not called within 1 s of PUBLISH advertiser:updates");
-    ck_assert_msg(bidder_requests(port[1]) > 0, "adv-new's bidder saw no request");
+        wx_fail_with_log(w, "adv-new not called within 1 s of PUBLISH advertiser:updates");
+    ck_assert_msg(wx_bidder_requests(port[1]) > 0, "adv-new's bidder saw no request");
 
     /* Removal takes effect the same way. */
-    fx_redis_do(env, "DEL advertiser:targeting:adv-old");
+    fx_redis_do(w->env, "DEL advertiser:targeting:adv-old");
     t0 = fx_now_ms();
-    fx_redis_do(env, "PUBLISH advertiser:updates %s", "adv-old");
+    fx_redis_do(w->env, "PUBLISH advertiser:updates %s", "adv-old");
     after = poll_until_bidders("reg-del", 1, "adv-new", t0);
     if (after < 0)
-        fail_with_log("adv-old still called 1 s after its key was deleted and announced");
-    long old = bidder_requests(port[0]);
-    publish_tagged("reg-last", 1.0, "reg");
-    r = wait_result("reg-last");
-    expect_result(r, "success", 1, 1, 0, 0);
+        wx_fail_with_log(w, "adv-old still called 1 s after its key was deleted and announced");
+    long old = wx_bidder_requests(port[0]);
+    wx_publish_tagged(w, "reg-last", 1.0, "reg");
+    r = wx_wait_result(w, "reg-last");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    ck_assert_int_eq(bidder_requests(port[0]), old);
-    stop_exchange();
+    ck_assert_int_eq(wx_bidder_requests(port[0]), old);
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -904,31 +516,31 @@ START_TEST(max_bidders_rotates_fairly) {
         specs[i] = spec_buf[i];
     }
     int port[NADV];
-    fx_spawn_bidder(env, specs, NADV, port);
+    fx_spawn_bidder(w->env, specs, NADV, port);
     for (int i = 0; i < NADV; i++) {
         char id[16];
         snprintf(id, sizeof id, "m-%02d", i);
-        register_advertiser(id, port[i], "[\"many\"]");
+        wx_register_advertiser(w, id, port[i], "[\"many\"]");
     }
-    exchange_opts o = {.max_bidders = 10};
-    start_exchange("fanout", &o);
+    wx_opts o = {.max_bidders = 10};
+    wx_start_exchange(w, "fanout", &o);
 
     long called = 0;
     for (int i = 0; i < NAUCTIONS; i++) {
         char id[32];
         snprintf(id, sizeof id, "f-%d", i);
-        publish_tagged(id, 1.0, "many");
-        cJSON *r = wait_result(id);
-        double bidders = jnum(r, "bidders");
+        wx_publish_tagged(w, id, 1.0, "many");
+        cJSON *r = wx_wait_result(w, id);
+        double bidders = wx_jnum(r, "bidders");
         ck_assert_msg(bidders <= 10, "%s called %.0f bidders, max_bidders is 10", id, bidders);
         ck_assert_msg(bidders == 10, "%s called %.0f bidders of 15 eligible", id, bidders);
-        expect_result(r, "success", (int)bidders, -1, 0, 0);
+        wx_expect_result(r, "success", (int)bidders, -1, 0, 0);
         called += (long)bidders;
         cJSON_Delete(r);
     }
     long total = 0;
     for (int i = 0; i < NADV; i++) {
-        long n = bidder_requests(port[i]);
+        long n = wx_bidder_requests(port[i]);
         ck_assert_msg(n > 0, "m-%02d never called in %d auctions", i, NAUCTIONS);
         ck_assert_msg(n >= 10 && n <= 30,
                       "m-%02d called %ld times in %d auctions: not a fair share", i, n,
@@ -936,7 +548,7 @@ START_TEST(max_bidders_rotates_fairly) {
         total += n;
     }
     ck_assert_int_eq(total, called);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -952,56 +564,57 @@ static int bad_seq;
  * (ON_EITHER: the request_id is there but the payload as a whole is not
  * valid JSON text). `field`, when not NULL, must start the error. */
 static void expect_refused(const char *what, const void *payload, size_t len, const char *id,
-                           const char *field, where w) {
+                           const char *field, where on) {
     char topic[64], channel[300];
     snprintf(topic, sizeof topic, "rtb/requests/bad-%d", ++bad_seq);
-    snprintf(channel, sizeof channel, "auction:results:%s", or_empty(id));
-    publish_raw(topic, payload, len);
+    snprintf(channel, sizeof channel, "auction:results:%s", wx_or_empty(id));
+    wx_publish_raw(w, topic, payload, len);
     fx_msg *res = NULL, *err = NULL;
-    int64_t deadline = fx_now_ms() + RESULT_WAIT_MS;
+    int64_t deadline = fx_now_ms() + WX_RESULT_WAIT_MS;
     while (res == NULL && err == NULL && fx_now_ms() < deadline) {
         if (id != NULL)
-            res = fx_sub_wait_for(results, channel, 10);
+            res = fx_sub_wait_for(w->results, channel, 10);
         if (res == NULL)
-            err = fx_sub_next(errors, 10);
+            err = fx_sub_next(w->errors, 10);
     }
     if (res == NULL && err == NULL)
-        fail_with_log("%s: no answer on %s nor auction:errors", what, channel);
+        wx_fail_with_log(w, "%s: no answer on %s nor auction:errors", what, channel);
     if (res != NULL) {
-        if (w == ON_ERRORS)
-            fail_with_log("%s: want auction:errors, got a result: %.300s", what, res->payload);
+        if (on == ON_ERRORS)
+            wx_fail_with_log(w, "%s: want auction:errors, got a result: %.300s", what,
+                             res->payload);
         cJSON *r = fx_msg_json(res);
         ck_assert_msg(cJSON_IsObject(r), "%s: result not JSON: %.300s", what, res->payload);
-        check_common(r, id, res->payload);
-        ck_assert_msg(strcmp(or_empty(jstr(r, "status")), "invalid") == 0,
+        wx_check_result(r, id, res->payload);
+        ck_assert_msg(strcmp(wx_or_empty(wx_jstr(r, "status")), "invalid") == 0,
                       "%s: want invalid: %.300s", what, res->payload);
-        ck_assert_msg(field == NULL || starts_with(jstr(r, "error"), field),
+        ck_assert_msg(field == NULL || wx_starts_with(wx_jstr(r, "error"), field),
                       "%s: error must start with %s: %.300s", what, field, res->payload);
         cJSON_Delete(r);
         fx_msg_free(res);
         return;
     }
-    if (w == ON_RESULT)
-        fail_with_log("%s: want a result on %s, got auction:errors: %.300s", what, channel,
+    if (on == ON_RESULT)
+        wx_fail_with_log(w, "%s: want a result on %s, got auction:errors: %.300s", what, channel,
                       err->payload);
     cJSON *e = fx_msg_json(err);
     ck_assert_msg(cJSON_IsObject(e), "%s: auction:errors not JSON: %.300s", what, err->payload);
-    ck_assert_msg(strcmp(or_empty(jstr(e, "status")), "invalid") == 0,
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "status")), "invalid") == 0,
                   "%s: auction:errors status: %.300s", what, err->payload);
-    ck_assert_msg(strcmp(or_empty(jstr(e, "topic")), topic) == 0,
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "topic")), topic) == 0,
                   "%s: auction:errors topic, want %s: %.300s", what, topic, err->payload);
-    const char *msg = jstr(e, "error");
+    const char *msg = wx_jstr(e, "error");
     ck_assert_msg(msg != NULL && msg[0] != '\0', "%s: auction:errors without error: %.300s", what,
                   err->payload);
-    ck_assert_msg(field == NULL || starts_with(msg, field), "%s: error must start with %s: %.300s",
-                  what, field, err->payload);
+    ck_assert_msg(field == NULL || wx_starts_with(msg, field),
+                  "%s: error must start with %s: %.300s", what, field, err->payload);
     cJSON_Delete(e);
     fx_msg_free(err);
 }
 
 static void refused_str(const char *what, const char *payload, const char *id, const char *field,
-                        where w) {
-    expect_refused(what, payload, strlen(payload), id, field, w);
+                        where on) {
+    expect_refused(what, payload, strlen(payload), id, field, on);
 }
 
 /* A valid request of exactly total_len bytes, padded inside user_context. */
@@ -1040,11 +653,11 @@ static char *nested_request(const char *id, size_t depth) {
 
 /* A request that must be accepted: answered no_bid (nobody eligible). */
 static void expect_accepted(const char *what, const char *payload, size_t len, const char *id) {
-    publish_raw(REQUEST_TOPIC, payload, len);
-    cJSON *r = wait_result(id);
+    wx_publish_raw(w, WX_REQUEST_TOPIC, payload, len);
+    cJSON *r = wx_wait_result(w, id);
     char *text = cJSON_PrintUnformatted(r);
-    ck_assert_msg(strcmp(or_empty(jstr(r, "status")), "no_bid") == 0, "%s: want no_bid: %s", what,
-                  text);
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(r, "status")), "no_bid") == 0, "%s: want no_bid: %s",
+                  what, text);
     cJSON_free(text);
     cJSON_Delete(r);
 }
@@ -1054,10 +667,10 @@ static void expect_accepted(const char *what, const char *payload, size_t len, c
 START_TEST(invalid_requests_are_refused) {
     const char *specs[] = {"id=ok,price=fixed:2"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("ok", port[0], "[\"ok\"]");
-    exchange_opts o = {0}; /* limits.max_request_bytes: the default 65536 */
-    start_exchange("invalid", &o);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "ok", port[0], "[\"ok\"]");
+    wx_opts o = {0}; /* limits.max_request_bytes: the default 65536 */
+    wx_start_exchange(w, "invalid", &o);
     bad_seq = 0;
 
     /* request_id unreadable or broken: auction:errors. */
@@ -1141,7 +754,7 @@ START_TEST(invalid_requests_are_refused) {
                 "uc-9", "user_context", ON_RESULT);
 
     /* The payload as a whole is broken; its request_id may or may not be read. */
-    char *big = padded_request("big-1", MAX_REQUEST_BYTES + 1);
+    char *big = padded_request("big-1", WX_MAX_REQUEST_BYTES + 1);
     refused_str("payload over 64 KiB", big, "big-1", NULL, ON_EITHER);
     free(big);
     char *deep = nested_request("nest-1", 30000); /* within 64 KiB */
@@ -1196,33 +809,33 @@ START_TEST(invalid_requests_are_refused) {
     const char *max = "{\"request_id\":\"ok-fmax\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
                       "\"floor_price\":1000000}";
     expect_accepted("floor_price 1000000", max, strlen(max), "ok-fmax");
-    big = padded_request("ok-64k", MAX_REQUEST_BYTES);
-    expect_accepted("payload of exactly 64 KiB", big, MAX_REQUEST_BYTES, "ok-64k");
+    big = padded_request("ok-64k", WX_MAX_REQUEST_BYTES);
+    expect_accepted("payload of exactly 64 KiB", big, WX_MAX_REQUEST_BYTES, "ok-64k");
     free(big);
 
     /* Nothing else came out of all that, and the exchange still works. */
     fx_sleep_ms(200);
     fx_msg *m;
-    while ((m = fx_sub_next(results, 0)) != NULL) {
-        if (!is_probe(m))
-            fail_with_log("an extra result: %.300s on %s", m->payload, m->channel);
+    while ((m = fx_sub_next(w->results, 0)) != NULL) {
+        if (!wx_is_probe(m))
+            wx_fail_with_log(w, "an extra result: %.300s on %s", m->payload, m->channel);
         fx_msg_free(m);
     }
-    publish_tagged("after-bad", 1.0, "ok");
-    cJSON *r = wait_result("after-bad");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_tagged(w, "after-bad", 1.0, "ok");
+    cJSON *r = wx_wait_result(w, "after-bad");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
 START_TEST(invalid_deep_nesting_under_a_large_limit) {
     const char *specs[] = {"id=ok,price=fixed:2"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("ok", port[0], "[\"ok\"]");
-    exchange_opts o = {.max_request_bytes = 1 << 20};
-    start_exchange("deep", &o);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "ok", port[0], "[\"ok\"]");
+    wx_opts o = {.max_request_bytes = 1 << 20};
+    wx_start_exchange(w, "deep", &o);
     bad_seq = 100;
 
     enum { DEPTH = 100000 };
@@ -1248,59 +861,59 @@ START_TEST(invalid_deep_nesting_under_a_large_limit) {
     refused_str("a request with user_context 100,000 deep", deep, "deep-1", NULL, ON_EITHER);
     free(deep);
 
-    publish_tagged("after-deep", 1.0, "ok");
-    cJSON *r = wait_result("after-deep");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_tagged(w, "after-deep", 1.0, "ok");
+    cJSON *r = wx_wait_result(w, "after-deep");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
 START_TEST(duplicate_request_id_in_flight) {
     const char *specs[] = {"id=dup,latency=150,price=fixed:2"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("dup", port[0], "[]");
-    exchange_opts o = {.tmax_ms = 300};
-    start_exchange("duplicate", &o);
-    long before = bidder_requests(port[0]);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "dup", port[0], "[]");
+    wx_opts o = {.tmax_ms = 300};
+    wx_start_exchange(w, "duplicate", &o);
+    long before = wx_bidder_requests(port[0]);
 
     char req[512];
-    size_t n = format_request(req, sizeof req, "dup-1", "u-1", "slot-1", 1.0, NULL);
-    publish_raw(REQUEST_TOPIC, req, n);
-    publish_raw("rtb/requests/dup", req, n);
-    fx_msg *m = fx_sub_next(errors, RESULT_WAIT_MS);
+    size_t n = wx_format_request(req, sizeof req, "dup-1", "u-1", "slot-1", 1.0, NULL);
+    wx_publish_raw(w, WX_REQUEST_TOPIC, req, n);
+    wx_publish_raw(w, "rtb/requests/dup", req, n);
+    fx_msg *m = fx_sub_next(w->errors, WX_RESULT_WAIT_MS);
     if (m == NULL)
-        fail_with_log("no auction:errors message for the duplicate dup-1");
+        wx_fail_with_log(w, "no auction:errors message for the duplicate dup-1");
     cJSON *e = fx_msg_json(m);
     ck_assert_msg(cJSON_IsObject(e), "auction:errors not JSON: %.300s", m->payload);
-    ck_assert_msg(strcmp(or_empty(jstr(e, "request_id")), "dup-1") == 0, "request_id: %.300s",
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "request_id")), "dup-1") == 0, "request_id: %.300s",
                   m->payload);
-    ck_assert_msg(strcmp(or_empty(jstr(e, "topic")), "rtb/requests/dup") == 0, "topic: %.300s",
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "topic")), "rtb/requests/dup") == 0,
+                  "topic: %.300s", m->payload);
+    ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "status")), "invalid") == 0, "status: %.300s",
                   m->payload);
-    ck_assert_msg(strcmp(or_empty(jstr(e, "status")), "invalid") == 0, "status: %.300s",
-                  m->payload);
-    ck_assert_msg(starts_with(jstr(e, "error"), "request_id"), "error: %.300s", m->payload);
+    ck_assert_msg(wx_starts_with(wx_jstr(e, "error"), "request_id"), "error: %.300s", m->payload);
     cJSON_Delete(e);
     fx_msg_free(m);
 
-    cJSON *r = wait_result("dup-1");
-    expect_result(r, "success", 1, 1, 0, 0);
-    expect_winner(r, "dup", 2.0, 1.0);
+    cJSON *r = wx_wait_result(w, "dup-1");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "dup", 2.0, 1.0);
     cJSON_Delete(r);
-    expect_no_more_results("dup-1", 400);
-    ck_assert_msg(bidder_requests(port[0]) == before + 1, "the duplicate reached the bidder");
+    wx_expect_no_more_results(w, "dup-1", 400);
+    ck_assert_msg(wx_bidder_requests(port[0]) == before + 1, "the duplicate reached the bidder");
 
     /* No longer in flight: the same id is a new auction. */
-    publish_raw(REQUEST_TOPIC, req, n);
-    r = wait_result("dup-1");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_raw(w, WX_REQUEST_TOPIC, req, n);
+    r = wx_wait_result(w, "dup-1");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    publish_request("after-dup", "u-1", "slot-1", 1.0, NULL);
-    r = wait_result("after-dup");
-    expect_result(r, "success", 1, 1, 0, 0);
+    wx_publish_request(w, "after-dup", "u-1", "slot-1", 1.0, NULL);
+    r = wx_wait_result(w, "after-dup");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -1310,19 +923,20 @@ START_TEST(thousand_requests_thousand_results) {
     enum { N = 1000 };
     const char *specs[] = {"id=fast,price=fixed:1.5"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("fast", port[0], "[\"load\"]");
-    exchange_opts o = {0};
-    start_exchange("load", &o);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "fast", port[0], "[\"load\"]");
+    wx_opts o = {0};
+    wx_start_exchange(w, "load", &o);
 
     for (int i = 0; i < N; i++) {
         char id[32], req[512];
         snprintf(id, sizeof id, "load-%d", i);
-        size_t n = format_request(req, sizeof req, id, "u-load", "slot-1", 1.0,
+        size_t n = wx_format_request(req, sizeof req, id, "u-load", "slot-1", 1.0,
                                   "{\"interests\":[\"load\"]}");
-        ck_assert_int_gt(fx_mqtt_publish_nowait(pub, REQUEST_TOPIC, req, n, 1), 0);
+        ck_assert_int_gt(fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, req, n, 1), 0);
     }
-    ck_assert_msg(fx_mqtt_flush(pub, 30000) == 0, "the broker did not acknowledge 1000 requests");
+    ck_assert_msg(fx_mqtt_flush(w->pub, 30000) == 0,
+                  "the broker did not acknowledge 1000 requests");
 
     static unsigned char seen[N];
     memset(seen, 0, sizeof seen);
@@ -1331,21 +945,21 @@ START_TEST(thousand_requests_thousand_results) {
                                            "overloaded"};
     int64_t deadline = fx_now_ms() + 30000;
     while (got < N && fx_now_ms() < deadline) {
-        fx_msg *m = fx_sub_next(results, 1000);
-        if (m == NULL || is_probe(m)) {
+        fx_msg *m = fx_sub_next(w->results, 1000);
+        if (m == NULL || wx_is_probe(m)) {
             fx_msg_free(m);
             continue;
         }
         int i = -1;
         if (sscanf(m->channel, "auction:results:load-%d", &i) != 1 || i < 0 || i >= N)
-            fail_with_log("a result on an unexpected channel: %s", m->channel);
+            wx_fail_with_log(w, "a result on an unexpected channel: %s", m->channel);
         if (seen[i]++)
-            fail_with_log("a second result for load-%d: %.300s", i, m->payload);
+            wx_fail_with_log(w, "a second result for load-%d: %.300s", i, m->payload);
         cJSON *r = fx_msg_json(m);
         ck_assert_msg(cJSON_IsObject(r), "result not JSON: %.300s", m->payload);
-        check_common(r, m->channel + strlen("auction:results:"), m->payload);
+        wx_check_result(r, m->channel + strlen("auction:results:"), m->payload);
         for (int s = 0; s < 5; s++)
-            status_count[s] += strcmp(or_empty(jstr(r, "status")), statuses[s]) == 0;
+            status_count[s] += strcmp(wx_or_empty(wx_jstr(r, "status")), statuses[s]) == 0;
         cJSON_Delete(r);
         fx_msg_free(m);
         got++;
@@ -1354,12 +968,12 @@ START_TEST(thousand_requests_thousand_results) {
         int first = 0;
         while (first < N && seen[first])
             first++;
-        fail_with_log("%d results of %d requests (first missing: load-%d)", got, N, first);
+        wx_fail_with_log(w, "%d results of %d requests (first missing: load-%d)", got, N, first);
     }
     fx_msg *m;
-    while ((m = fx_sub_next(results, 500)) != NULL) {
-        if (!is_probe(m))
-            fail_with_log("a result beyond the 1000: %.300s on %s", m->payload, m->channel);
+    while ((m = fx_sub_next(w->results, 500)) != NULL) {
+        if (!wx_is_probe(m))
+            wx_fail_with_log(w, "a result beyond the 1000: %.300s on %s", m->payload, m->channel);
         fx_msg_free(m);
     }
     ck_assert_msg(status_count[3] == 0 && status_count[4] == 0,
@@ -1367,7 +981,7 @@ START_TEST(thousand_requests_thousand_results) {
                   status_count[3], status_count[4]);
     fprintf(stderr, "test_exchange: 1000 requests: success %d, no_bid %d, timeout %d\n",
             status_count[0], status_count[1], status_count[2]);
-    stop_exchange();
+    wx_stop_exchange(w);
 }
 END_TEST
 
@@ -1377,38 +991,38 @@ START_TEST(sigterm_finishes_auctions_in_flight) {
     enum { N = 20 };
     const char *specs[] = {"id=term,latency=50,price=fixed:1.5"};
     int port[1];
-    fx_spawn_bidder(env, specs, 1, port);
-    register_advertiser("term", port[0], "[\"term\"]");
-    exchange_opts o = {.tmax_ms = 100};
-    start_exchange("sigterm", &o);
-    long before = bidder_requests(port[0]);
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "term", port[0], "[\"term\"]");
+    wx_opts o = {.tmax_ms = 100};
+    wx_start_exchange(w, "sigterm", &o);
+    long before = wx_bidder_requests(port[0]);
 
     for (int i = 0; i < N; i++) {
         char id[32], req[512];
         snprintf(id, sizeof id, "term-%d", i);
-        size_t n = format_request(req, sizeof req, id, "u-term", "slot-1", 1.0,
+        size_t n = wx_format_request(req, sizeof req, id, "u-term", "slot-1", 1.0,
                                   "{\"interests\":[\"term\"]}");
-        ck_assert_int_gt(fx_mqtt_publish_nowait(pub, REQUEST_TOPIC, req, n, 1), 0);
+        ck_assert_int_gt(fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, req, n, 1), 0);
     }
-    ck_assert_int_eq(fx_mqtt_flush(pub, 5000), 0);
+    ck_assert_int_eq(fx_mqtt_flush(w->pub, 5000), 0);
     /* Every auction has called the bidder (which answers after 50 ms). */
     int64_t wait_until = fx_now_ms() + 2000;
-    while (bidder_requests(port[0]) < before + N && fx_now_ms() < wait_until)
+    while (wx_bidder_requests(port[0]) < before + N && fx_now_ms() < wait_until)
         fx_sleep_ms(2);
-    ck_assert_msg(bidder_requests(port[0]) == before + N, "the bidder got %ld of %d calls",
-                  bidder_requests(port[0]) - before, N);
+    ck_assert_msg(wx_bidder_requests(port[0]) == before + N, "the bidder got %ld of %d calls",
+                  wx_bidder_requests(port[0]) - before, N);
 
     int64_t signalled = fx_now_ms();
-    fx_kill(exchange_pid, SIGTERM);
+    fx_kill(w->exchange_pid, SIGTERM);
     for (int i = 0; i < N; i++) {
         char id[32];
         snprintf(id, sizeof id, "term-%d", i);
-        cJSON *r = wait_result(id);
-        expect_result(r, "success", 1, 1, 0, 0);
-        expect_winner(r, "term", 1.5, 1.0);
+        cJSON *r = wx_wait_result(w, id);
+        wx_expect_result(r, "success", 1, 1, 0, 0);
+        wx_expect_winner(r, "term", 1.5, 1.0);
         cJSON_Delete(r);
     }
-    expect_clean_exit((int)(signalled + world_tmax_ms + 1000 - fx_now_ms()));
+    wx_expect_clean_exit(w, (int)(signalled + w->tmax_ms + 1000 - fx_now_ms()));
 }
 END_TEST
 
