@@ -213,6 +213,31 @@ int proto_result_encode(const proto_result *r, proto_buf *out);
 int proto_error_encode(const char *error, const char *topic, const char *request_id,
                        proto_buf *out);
 
+/* ---- Win and loss notices (SPEC 9, OpenRTB 2.6 section 4.4) ------------ */
+
+/* OpenRTB 2.6 loss reason codes used in ${AUCTION_LOSS} (section 5.25). */
+#define PROTO_LOSS_INVALID_RESPONSE 3
+#define PROTO_LOSS_BELOW_FLOOR 100
+#define PROTO_LOSS_OUTBID 102
+
+/* Values of the substitution macros; strings borrowed, NULL -> "". */
+typedef struct proto_notice_macros {
+    const char *auction_id; /* ${AUCTION_ID}: the request_id */
+    const char *bid_id;     /* ${AUCTION_BID_ID} */
+    const char *imp_id;     /* ${AUCTION_IMP_ID} */
+    const char *seat_id;    /* ${AUCTION_SEAT_ID} */
+    const char *ad_id;      /* ${AUCTION_AD_ID} */
+    int64_t price_micros;   /* ${AUCTION_PRICE}: the clearing price, decimal */
+    const char *currency;   /* ${AUCTION_CURRENCY} */
+    int loss;               /* ${AUCTION_LOSS}: a PROTO_LOSS_* code; 0 -> "" */
+} proto_notice_macros;
+
+/* Append `url_template` to `out` with every macro above replaced by its
+ * value, percent-encoded (RFC 3986 unreserved characters pass as they are);
+ * unknown ${...} text is kept as it is. Returns 0, or -1 when memory ran
+ * out. OpenRTB 2.6 section 4.4; SPEC 9. */
+int proto_notice_url(const char *url_template, const proto_notice_macros *m, proto_buf *out);
+
 /* ---- Configuration (SPEC 7) --------------------------------------------- */
 
 typedef enum proto_log_level {

@@ -106,6 +106,17 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     gauge(b, "rtb_redis_publish_queued", "PUBLISHes waiting for Redis or its acknowledgement.",
           (long long)store_queued(srv->store));
     counter(b, "rtb_redis_reconnects_total", "Redis reconnect attempts.", ss->reconnects);
+    counter(b, "rtb_redis_writes_failed_total",
+            "Profile caches and stats counters not written (Redis down or error).",
+            ss->writes_failed);
+    const rtb_notice_stats *ns = rtb_notifier_stats(srv->notifier);
+    counter(b, "rtb_notices_sent_total", "Win/loss notices answered with 2xx.", ns->sent);
+    counter(b, "rtb_notices_failed_total",
+            "Win/loss notices that failed (bad URL, status, connection, timeout).", ns->failed);
+    counter(b, "rtb_notices_dropped_total",
+            "Win/loss notices dropped: limits.max_pending_notices out at once.", ns->dropped);
+    gauge(b, "rtb_notices_pending", "Win/loss notices out now.",
+          (long long)rtb_notifier_pending(srv->notifier));
     counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
             s->profile_misses);
     counter(b, "rtb_profile_errors_total", "Profile lookups that failed (Redis down or error).",

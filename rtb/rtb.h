@@ -9,6 +9,7 @@
  *   bidder.c  advertisers and their pools of keep-alive evhttp connections;
  *   mqtt.c    libmosquitto driven by the loop (socket events + misc timer);
  *   admin.c   the admin HTTP listener: /healthz and /metrics;
+ *   notice.c  win and loss notices: fire-and-forget GETs through a queue;
  *   log.c     leveled, timestamped logging to stderr.
  * A transaction moves PROFILE -> BIDDING -> CLOSED in txn_advance only;
  * callbacks record what happened and call it. */
@@ -145,6 +146,27 @@ int rtb_mqtt_connected(const rtb_mqtt *m);
 /* Disconnect and free. */
 void rtb_mqtt_free(rtb_mqtt *m);
 
+/* ---- notice.c: win and loss notices (SPEC 9) ------------------------------------- */
+
+typedef struct rtb_notifier rtb_notifier;
+
+typedef struct rtb_notice_stats {
+    unsigned long long sent;    /* answered with 2xx */
+    unsigned long long failed;  /* bad URL, other status, connection error, timeout */
+    unsigned long long dropped; /* queue full (limits.max_pending_notices) */
+} rtb_notice_stats;
+
+/* A notifier on `base` with at most `max_pending` notices out at once. */
+rtb_notifier *rtb_notifier_new(struct event_base *base, size_t max_pending);
+/* Cancel what is still out (not counted as failed) and free. */
+void rtb_notifier_free(rtb_notifier *n);
+/* Substitute the macros of `m` in `url_template` and GET it, fire and
+ * forget: never blocks, never delays a result. A URL that is not http://
+ * with a host counts as failed; past max_pending it is dropped. */
+void rtb_notify(rtb_notifier *n, const char *url_template, const proto_notice_macros *m);
+const rtb_notice_stats *rtb_notifier_stats(const rtb_notifier *n);
+size_t rtb_notifier_pending(const rtb_notifier *n);
+
 /* ---- server.c ------------------------------------------------------------------- */
 
 typedef struct rtb_txn rtb_txn;
@@ -171,6 +193,7 @@ typedef struct rtb_server {
     store *store;
     rtb_mqtt *mqtt;
     rtb_admin *admin;         /* NULL when admin.listen is null */
+    rtb_notifier *notifier;
     rtb_bidder **bidders;     /* every advertiser ever seen; `active` marks */
     size_t nbidders, capbidders;
     uint64_t rotation;        /* fair rotation among eligible bidders */

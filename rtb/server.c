@@ -330,7 +330,8 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     srv->store = store_new(base, &so);
-    if (!srv->inflight || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer || !srv->sigint ||
+    srv->notifier = rtb_notifier_new(base, (size_t)cfg->limits.max_pending_notices);
+    if (!srv->notifier || !srv->inflight || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer || !srv->sigint ||
         !srv->sigterm || !srv->store) {
         snprintf(err, errlen, "out of memory");
         rtb_server_free(srv);
@@ -385,6 +386,7 @@ void rtb_server_free(rtb_server *srv) {
     free(srv->bidders);
     free(srv->eligible);
     store_free(srv->store); /* runs pending callbacks: frees txns awaiting a profile */
+    rtb_notifier_free(srv->notifier);
     rtb_mqtt_free(srv->mqtt);
     free(srv->inflight);
     proto_buf_free(&srv->out);

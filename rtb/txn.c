@@ -90,6 +90,38 @@ static void cancel_pending_calls(rtb_txn *t) {
     }
 }
 
+/* After a success result (SPEC 9, 10): the winner's nurl, the losers'
+ * lurls, and the advertiser's and ad's wins and spend. */
+static void after_win(rtb_txn *t, const auction_outcome *o) {
+    rtb_server *srv = t->srv;
+    for (size_t i = 0; i < t->ncalls; i++) {
+        rtb_call *c = &t->calls[i];
+        if (!c->bid.price_micros) continue; /* no well-formed bid */
+        int won = c->bidder->id == o->winner->bidder_id;
+        proto_notice_macros m = {
+            .auction_id = t->req.request_id,
+            .bid_id = c->bid.bid_id,
+            .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
+            .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
+            .ad_id = c->bid.ad_id,
+            .price_micros = o->clearing_price_micros,
+            .currency = srv->cfg->auction.currency,
+            .loss = won ? 0
+                        : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
+                                                                    : PROTO_LOSS_OUTBID,
+        };
+        rtb_notify(srv->notifier, won ? c->bid.nurl : c->bid.lurl, &m);
+    }
+    /* Prices are CPM: one impression costs clearing / 1000. */
+    long long spend = (long long)(o->clearing_price_micros / 1000);
+    store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "wins", 1);
+    store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "spend_micros", spend);
+    if (o->winner->ad_id && *o->winner->ad_id) {
+        store_hincrby(srv->store, "stats:ad:", o->winner->ad_id, "wins", 1);
+        store_hincrby(srv->store, "stats:ad:", o->winner->ad_id, "spend_micros", spend);
+    }
+}
+
 void rtb_txn_close(rtb_txn *t) {
     if (t->state == TXN_CLOSED) return;
     rtb_server *srv = t->srv;
@@ -123,6 +155,7 @@ void rtb_txn_close(rtb_txn *t) {
         rtb_server_publish_result(srv, t->req.request_id, &srv->out);
     srv->stats.results[status]++;
     rtb_metrics_observe_latency(&srv->stats, r.latency_us);
+    if (o.winner) after_win(t, &o);
 
     rtb_server_forget(srv, t);
     if (!t->profile_pending) txn_free(t);

@@ -333,19 +333,36 @@ int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *a
     return 0;
 }
 
-static void on_profile_put(redisAsyncContext *ac, void *r, void *privdata) {
+/* Fire-and-forget writes (SETEX of a profile, HINCRBY of a counter): only
+ * their failures are counted. */
+static void on_write(redisAsyncContext *ac, void *r, void *privdata) {
     (void)ac;
     store *s = privdata;
     redisReply *reply = r;
     s->pending--;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.profile_writes_failed++;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.writes_failed++;
 }
 
 int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s) {
     if (!s->cmd.ready ||
-        redisAsyncCommand(s->cmd.ac, on_profile_put, s, "SETEX user:profile:%s %ld %b", user_id,
+        redisAsyncCommand(s->cmd.ac, on_write, s, "SETEX user:profile:%s %ld %b", user_id,
                           ttl_s, json, len) != REDIS_OK) {
-        s->stats.profile_writes_failed++;
+        s->stats.writes_failed++;
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
+                  long long by) {
+    char key[PROFILE_KEY_MAX], num[24];
+    size_t keylen = make_key(key, sizeof(key), prefix, id);
+    const char *argv[4] = {"HINCRBY", key, field, num};
+    size_t argvlen[4] = {7, keylen, strlen(field), (size_t)snprintf(num, sizeof(num), "%lld", by)};
+    if (!s->cmd.ready || keylen == 0 ||
+        redisAsyncCommandArgv(s->cmd.ac, on_write, s, 4, argv, argvlen) != REDIS_OK) {
+        s->stats.writes_failed++;
         return -1;
     }
     s->pending++;

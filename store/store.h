@@ -73,6 +73,14 @@ int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *a
  * counted in store_stats). */
 int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s);
 
+/* ---- Counters (SPEC 10) ---------------------------------------------------- */
+
+/* HINCRBY {prefix}{id} {field} {by}, fire and forget (failures counted in
+ * writes_failed): stats:advertiser:{id} and stats:ad:{ad_id}. Returns -1 at
+ * once when not connected (the increment is lost and counted). */
+int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
+                  long long by);
+
 /* ---- Results (SPEC 4) ------------------------------------------------------ */
 
 /* PUBLISH {channel} {payload}; payload copied. Every PUBLISH waits in one
@@ -113,7 +121,7 @@ typedef struct store_stats {
     unsigned long long published;       /* PUBLISH answered */
     unsigned long long publish_failed;  /* PUBLISH answered with an error */
     unsigned long long publish_dropped; /* PUBLISH dropped: queue full or no memory */
-    unsigned long long profile_writes_failed;
+    unsigned long long writes_failed;   /* SETEX / HINCRBY not sent or failed */
     unsigned long long reconnects;
 } store_stats;
 

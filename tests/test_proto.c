@@ -1315,6 +1315,42 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------- */
 
+/* ---- win and loss notice macros (SPEC 9) ---------------------------------- */
+
+static char *notice(const char *tmpl, const proto_notice_macros *m) {
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_notice_url(tmpl, m, &b), 0);
+    return b.data ? b.data : strdup("");
+}
+
+START_TEST(notice_macros_substituted) {
+    proto_notice_macros m = {.auction_id = "r-1", .bid_id = "b1", .imp_id = "1",
+                             .seat_id = "adv-2", .ad_id = "ad 1&x", .price_micros = 2110000,
+                             .currency = "USD", .loss = PROTO_LOSS_OUTBID};
+    char *u = notice("http://h:1/win?id=${AUCTION_ID}&b=${AUCTION_BID_ID}&i=${AUCTION_IMP_ID}"
+                     "&s=${AUCTION_SEAT_ID}&a=${AUCTION_AD_ID}&p=${AUCTION_PRICE}"
+                     "&c=${AUCTION_CURRENCY}&l=${AUCTION_LOSS}",
+                     &m);
+    ck_assert_str_eq(u, "http://h:1/win?id=r-1&b=b1&i=1&s=adv-2&a=ad%201%26x&p=2.11&c=USD&l=102");
+    free(u);
+}
+END_TEST
+
+START_TEST(notice_unknown_and_broken_macros_kept) {
+    proto_notice_macros m = {.auction_id = "r-1", .price_micros = 1};
+    char *u = notice("http://h/x?a=${AUCTION_MBR}&p=${AUCTION_PRICE}&l=${AUCTION_LOSS}&z=${OPEN",
+                     &m);
+    ck_assert_str_eq(u, "http://h/x?a=${AUCTION_MBR}&p=0.000001&l=&z=${OPEN");
+    free(u);
+    u = notice("", &m);
+    ck_assert_str_eq(u, "");
+    free(u);
+    u = notice("http://h/${AUCTION_ID}${AUCTION_ID}", &m);
+    ck_assert_str_eq(u, "http://h/r-1r-1");
+    free(u);
+}
+END_TEST
+
 static Suite *proto_suite(void) {
     Suite *s = suite_create("proto");
     TCase *tc = tcase_create("buf");
@@ -1382,6 +1418,11 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, bid_response_too_large);
     tcase_add_test(tc, bid_response_every_prefix);
     tcase_add_test(tc, bid_status_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("notice");
+    tcase_add_test(tc, notice_macros_substituted);
+    tcase_add_test(tc, notice_unknown_and_broken_macros_kept);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("result");
