@@ -138,6 +138,8 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     BIDDER_COUNTER(throttled, "Auctions that skipped the bidder at max_concurrent.");
     BIDDER_COUNTER(breaker_skips, "Auctions that skipped the bidder: circuit breaker open.");
     BIDDER_COUNTER(breaker_opens, "Times the bidder's circuit breaker opened.");
+    BIDDER_COUNTER(wins, "Auctions the bidder won.");
+    BIDDER_COUNTER(spend_micros, "Sum of clearing prices / 1000 (prices are CPM), in micros.");
 #undef BIDDER_COUNTER
     evbuffer_add_printf(b, "# HELP rtb_bidder_breaker_state Circuit breaker: 0 closed, "
                            "1 open, 2 half-open.\n# TYPE rtb_bidder_breaker_state gauge\n");

@@ -54,6 +54,8 @@ typedef struct rtb_bidder_stats {
     unsigned long long calls, bids, no_bids, timeouts, errors, throttled;
     unsigned long long breaker_skips; /* auctions that skipped it: breaker open */
     unsigned long long breaker_opens;
+    unsigned long long wins;
+    unsigned long long spend_micros;  /* sum of clearing prices / 1000 (CPM) */
 } rtb_bidder_stats;
 
 /* Circuit breaker (docs/operations.md): RTB_BREAKER_FAILURES consecutive
@@ -180,6 +182,9 @@ typedef struct rtb_stats {
     unsigned long long request_errors;       /* reported on auction:errors */
     unsigned long long duplicates;
     unsigned long long profile_misses, profile_errors;
+    /* ad events (SPEC 10), counted as accepted by the exchange */
+    unsigned long long impressions, clicks, duplicate_clicks, conversions;
+    unsigned long long conversions_attributed, events_invalid;
     /* auction latency, receipt to close: counts per bucket of admin.c's
      * bounds (the last bucket is +Inf), their sum and count */
     unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];

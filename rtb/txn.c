@@ -114,6 +114,11 @@ static void after_win(rtb_txn *t, const auction_outcome *o) {
     }
     /* Prices are CPM: one impression costs clearing / 1000. */
     long long spend = (long long)(o->clearing_price_micros / 1000);
+    for (size_t i = 0; i < t->ncalls; i++) {
+        if (t->calls[i].bidder->id != o->winner->bidder_id) continue;
+        t->calls[i].bidder->stats.wins++;
+        t->calls[i].bidder->stats.spend_micros += (unsigned long long)spend;
+    }
     store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "wins", 1);
     store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "spend_micros", spend);
     if (o->winner->ad_id && *o->winner->ad_id) {
