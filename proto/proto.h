@@ -97,6 +97,35 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
                                    proto_bid_request *out, char *err, size_t errlen);
 void proto_bid_request_free(proto_bid_request *r);
 
+/* ---- Ad events in (SPEC 10) --------------------------------------------- */
+
+typedef enum proto_event_type {
+    PROTO_EVENT_IMPRESSION = 0,
+    PROTO_EVENT_CLICK,
+    PROTO_EVENT_CONVERSION,
+} proto_event_type;
+
+typedef struct proto_event {
+    proto_event_type type;
+    char event_id[PROTO_ID_BYTES];      /* "" when absent */
+    char request_id[PROTO_ID_BYTES];    /* "" when absent */
+    char ad_id[PROTO_ID_BYTES];         /* "" when absent (conversions) */
+    char advertiser_id[PROTO_ID_BYTES];
+    char user_id[PROTO_ID_BYTES];
+} proto_event;
+
+/* Decode an event that came on rtb/events/{type}: `type` is the topic's
+ * last level ("impression", "click" or "conversion"; anything else is an
+ * error naming it). Impressions and clicks need ad_id, user_id and
+ * advertiser_id; conversions need user_id and advertiser_id (ad_id is
+ * optional: attribution finds the clicked ad). Ids are strings of 1-128
+ * characters; event_id, request_id and timestamp are optional. Payloads
+ * over `max_bytes` are refused before parsing. `out` is caller-provided and
+ * holds no allocation. Returns PROTO_OK or an error with a message naming
+ * the field. SPEC 10. */
+proto_err proto_event_decode(const char *type, const char *payload, size_t len, size_t max_bytes,
+                             proto_event *out, char *err, size_t errlen);
+
 /* ---- User profile (SPEC 3.2) -------------------------------------------- */
 
 typedef struct proto_profile {

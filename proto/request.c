@@ -201,3 +201,51 @@ void proto_profile_free(proto_profile *p) {
     p->interests = NULL;
     p->ltv_score = 0.0;
 }
+
+/* ---- Ad events (SPEC 10) ---------------------------------------------------- */
+
+/* An optional id: absent or null leaves `dst` empty. */
+static proto_err optional_id(const cJSON *root, const char *key, char *dst, char *err,
+                             size_t errlen) {
+    const cJSON *v = proto_json_get(root, key);
+    if (v == NULL || cJSON_IsNull(v))
+        return PROTO_OK;
+    return id_field(root, key, dst, err, errlen);
+}
+
+proto_err proto_event_decode(const char *type, const char *payload, size_t len, size_t max_bytes,
+                             proto_event *out, char *err, size_t errlen) {
+    static const char *const types[] = {"impression", "click", "conversion"};
+    memset(out, 0, sizeof *out);
+    proto_set_err(err, errlen, "%s", "");
+    size_t t = 0;
+    while (t < 3 && (type == NULL || strcmp(type, types[t]) != 0))
+        t++;
+    if (t == 3)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "topic: event type must be impression, click or conversion");
+    out->type = (proto_event_type)t;
+    if (len > max_bytes)
+        return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
+    cJSON *root = NULL;
+    proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
+    if (e == PROTO_OK)
+        e = optional_id(root, "event_id", out->event_id, err, errlen);
+    if (e == PROTO_OK)
+        e = optional_id(root, "request_id", out->request_id, err, errlen);
+    if (e == PROTO_OK)
+        e = out->type == PROTO_EVENT_CONVERSION
+                ? optional_id(root, "ad_id", out->ad_id, err, errlen)
+                : id_field(root, "ad_id", out->ad_id, err, errlen);
+    if (e == PROTO_OK)
+        e = id_field(root, "advertiser_id", out->advertiser_id, err, errlen);
+    if (e == PROTO_OK)
+        e = id_field(root, "user_id", out->user_id, err, errlen);
+    if (e == PROTO_OK) {
+        const cJSON *ts = proto_json_get(root, "timestamp");
+        if (ts != NULL && !cJSON_IsNull(ts) && !(cJSON_IsNumber(ts) && isfinite(ts->valuedouble)))
+            e = proto_fail(err, errlen, PROTO_ERR_FIELD, "timestamp: must be a number");
+    }
+    cJSON_Delete(root);
+    return e;
+}

@@ -10,6 +10,7 @@
  *   mqtt.c    libmosquitto driven by the loop (socket events + misc timer);
  *   admin.c   the admin HTTP listener: /healthz and /metrics;
  *   notice.c  win and loss notices: fire-and-forget GETs through a queue;
+ *   events.c  ad events (impression, click, conversion) counted in Redis;
  *   log.c     leveled, timestamped logging to stderr.
  * A transaction moves PROFILE -> BIDDING -> CLOSED in txn_advance only;
  * callbacks record what happened and call it. */
@@ -185,6 +186,7 @@ typedef struct rtb_stats {
     /* ad events (SPEC 10), counted as accepted by the exchange */
     unsigned long long impressions, clicks, duplicate_clicks, conversions;
     unsigned long long conversions_attributed, events_invalid;
+    unsigned long long events_dropped; /* Redis down or out of memory */
     /* auction latency, receipt to close: counts per bucket of admin.c's
      * bounds (the last bucket is +Inf), their sum and count */
     unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];
@@ -244,6 +246,18 @@ rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t 
 void rtb_admin_free(rtb_admin *a);
 /* Count one auction's latency (receipt to close) in `stats`. */
 void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us);
+
+/* ---- events.c: ad events (SPEC 10) ------------------------------------------------ */
+
+/* 1 when `topic` is an event topic (rtb/events/...). */
+int rtb_events_topic(const char *topic);
+/* Handle one event message (`payload` valid only during the call): decode,
+ * then count it in stats:advertiser:{id} / stats:ad:{ad_id} (HINCRBY),
+ * deduplicating clicks with SET click:{user}:{ad} 1 NX EX 3600 and
+ * attributing conversions to the user's last click on the advertiser.
+ * Invalid events are counted (events_invalid) and logged at debug level;
+ * events that cannot reach Redis are counted (events_dropped). */
+void rtb_events_on_message(rtb_server *srv, const char *topic, const char *payload, size_t len);
 
 /* ---- txn.c: one bid request's life (SPEC 3) ------------------------------------ */
 

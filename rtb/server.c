@@ -86,6 +86,10 @@ static void report_error(rtb_server *srv, const char *error, const char *topic,
 
 static void on_request(void *arg, const char *topic, const char *payload, size_t len) {
     rtb_server *srv = arg;
+    if (rtb_events_topic(topic)) {
+        rtb_events_on_message(srv, topic, payload, len);
+        return;
+    }
     int64_t received_us = rtb_now_us();
     srv->stats.requests++;
 

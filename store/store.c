@@ -369,6 +369,58 @@ int store_hincrby(store *s, const char *prefix, const char *id, const char *fiel
     return 0;
 }
 
+int store_get(store *s, const char *key, store_value_fn *fn, void *arg) {
+    if (!s->cmd.ready) return -1;
+    call *cl = malloc(sizeof(*cl));
+    if (!cl) return -1;
+    *cl = (call){s, fn, arg};
+    if (redisAsyncCommand(s->cmd.ac, on_value, cl, "GET %s", key) != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+/* SET NX answers +OK when it set the key and nil when the key existed. */
+static void on_set_nx(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        cl->fn(cl->arg, STORE_ERR, NULL, 0);
+    else
+        cl->fn(cl->arg, reply->type == REDIS_REPLY_NIL ? STORE_NIL : STORE_OK, NULL, 0);
+    free(cl);
+}
+
+int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,
+                 void *arg) {
+    if (!s->cmd.ready) return -1;
+    call *cl = malloc(sizeof(*cl));
+    if (!cl) return -1;
+    *cl = (call){s, fn, arg};
+    if (redisAsyncCommand(s->cmd.ac, on_set_nx, cl, "SET %s %s NX EX %ld", key, value, ttl_s) !=
+        REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+int store_set(store *s, const char *key, const char *value, long ttl_s) {
+    if (!s->cmd.ready ||
+        redisAsyncCommand(s->cmd.ac, on_write, s, "SET %s %s EX %ld", key, value, ttl_s) !=
+            REDIS_OK) {
+        s->stats.writes_failed++;
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
 /* ---- Publishing through the queue ------------------------------------------------ */
 
 /* Every PUBLISH goes through one FIFO: an entry stays queued until Redis

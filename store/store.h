@@ -81,6 +81,17 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
 int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
                   long long by);
 
+/* ---- Events (SPEC 10) ------------------------------------------------------ */
+
+/* GET {key}: the callback as for store_profile_get. */
+int store_get(store *s, const char *key, store_value_fn *fn, void *arg);
+/* SET {key} {value} NX EX {ttl_s}: the callback gets STORE_OK when the key
+ * was set, STORE_NIL when it already existed (a duplicate), STORE_ERR. */
+int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,
+                 void *arg);
+/* SET {key} {value} EX {ttl_s}, fire and forget (failures in writes_failed). */
+int store_set(store *s, const char *key, const char *value, long ttl_s);
+
 /* ---- Results (SPEC 4) ------------------------------------------------------ */
 
 /* PUBLISH {channel} {payload}; payload copied. Every PUBLISH waits in one

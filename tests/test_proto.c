@@ -1351,6 +1351,66 @@ START_TEST(notice_unknown_and_broken_macros_kept) {
 }
 END_TEST
 
+/* ---- ad events (SPEC 10) --------------------------------------------------- */
+
+static proto_err event(const char *type, const char *json, proto_event *ev, char *err) {
+    return proto_event_decode(type, json, strlen(json), 65536, ev, err, 256);
+}
+
+START_TEST(event_valid_types) {
+    proto_event ev;
+    char err[256];
+    ck_assert_int_eq(event("impression",
+                           "{\"event_id\":\"e-1\",\"request_id\":\"r-1\",\"ad_id\":\"ad-1\","
+                           "\"advertiser_id\":\"adv-2\",\"user_id\":\"u-7\",\"timestamp\":1.5}",
+                           &ev, err),
+                     PROTO_OK);
+    ck_assert_int_eq(ev.type, PROTO_EVENT_IMPRESSION);
+    ck_assert_str_eq(ev.event_id, "e-1");
+    ck_assert_str_eq(ev.ad_id, "ad-1");
+    ck_assert_str_eq(ev.advertiser_id, "adv-2");
+    ck_assert_str_eq(ev.user_id, "u-7");
+    ck_assert_int_eq(event("click", "{\"ad_id\":\"a\",\"advertiser_id\":\"b\",\"user_id\":\"c\"}",
+                           &ev, err),
+                     PROTO_OK);
+    ck_assert_int_eq(ev.type, PROTO_EVENT_CLICK);
+    ck_assert_str_eq(ev.event_id, "");
+    /* a conversion needs no ad_id */
+    ck_assert_int_eq(event("conversion", "{\"advertiser_id\":\"b\",\"user_id\":\"c\"}", &ev, err),
+                     PROTO_OK);
+    ck_assert_int_eq(ev.type, PROTO_EVENT_CONVERSION);
+    ck_assert_str_eq(ev.ad_id, "");
+}
+END_TEST
+
+START_TEST(event_invalid) {
+    proto_event ev;
+    char err[256];
+    ck_assert_int_eq(event("view", "{}", &ev, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "topic: event type must be impression, click or conversion");
+    ck_assert_int_eq(event(NULL, "{}", &ev, err), PROTO_ERR_FIELD);
+    ck_assert_int_eq(event("click", "{\"advertiser_id\":\"b\",\"user_id\":\"c\"}", &ev, err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "ad_id: required");
+    ck_assert_int_eq(event("impression", "{\"ad_id\":\"a\",\"user_id\":\"c\"}", &ev, err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "advertiser_id: required");
+    ck_assert_int_eq(event("conversion", "{\"advertiser_id\":7,\"user_id\":\"c\"}", &ev, err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "advertiser_id: must be a string of 1-128 characters");
+    ck_assert_int_eq(event("click", "[1]", &ev, err), PROTO_ERR_NOT_OBJECT);
+    ck_assert_int_eq(event("click", "nope", &ev, err), PROTO_ERR_NOT_JSON);
+    ck_assert_int_eq(event("click",
+                           "{\"ad_id\":\"a\",\"advertiser_id\":\"b\",\"user_id\":\"c\","
+                           "\"timestamp\":\"x\"}",
+                           &ev, err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "timestamp: must be a number");
+    ck_assert_int_eq(proto_event_decode("click", "{}", 2, 1, &ev, err, sizeof err),
+                     PROTO_ERR_TOO_LARGE);
+}
+END_TEST
+
 static Suite *proto_suite(void) {
     Suite *s = suite_create("proto");
     TCase *tc = tcase_create("buf");
@@ -1418,6 +1478,11 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, bid_response_too_large);
     tcase_add_test(tc, bid_response_every_prefix);
     tcase_add_test(tc, bid_status_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("event");
+    tcase_add_test(tc, event_valid_types);
+    tcase_add_test(tc, event_invalid);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("notice");

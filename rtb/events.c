@@ -1,0 +1,122 @@
+/* events.c -- ad events after the auction (SPEC 10): impressions, clicks,
+ * conversions, counted in Redis hashes.
+ *
+ * An event arrives on rtb/events/{type}. Impressions are counted at once.
+ * A click first tries `SET click:{user}:{ad} 1 NX EX 3600`: set means a new
+ * click (counted, and remembered as the user's last click on that
+ * advertiser for attribution), not set means a repeat within the hour (a
+ * duplicate). A conversion looks up that last click: found, it is credited
+ * to the clicked ad too (last_click); not found, only to the advertiser
+ * (unattributed). Every Redis call is asynchronous; each event that waits
+ * for an answer owns a small record that its one callback frees. */
+#include "rtb/rtb.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVENTS_PREFIX "rtb/events/"
+#define CLICK_DEDUP_S 3600
+#define LAST_CLICK_TTL_S (30L * 86400) /* attribution window: 30 days */
+#define KEY_MAX 1200
+
+typedef struct pending_event {
+    rtb_server *srv;
+    proto_event ev;
+} pending_event;
+
+int rtb_events_topic(const char *topic) {
+    return strncmp(topic, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) == 0;
+}
+
+/* HINCRBY field on stats:advertiser:{adv} and, when `ad` is not empty,
+ * stats:ad:{ad}. */
+static void count(rtb_server *srv, const char *adv, const char *ad, const char *field) {
+    store_hincrby(srv->store, "stats:advertiser:", adv, field, 1);
+    if (ad && *ad) store_hincrby(srv->store, "stats:ad:", ad, field, 1);
+}
+
+static void on_click(void *arg, store_status st, const char *value, size_t len) {
+    (void)value;
+    (void)len;
+    pending_event *p = arg;
+    rtb_server *srv = p->srv;
+    const proto_event *ev = &p->ev;
+    if (st == STORE_OK) {
+        srv->stats.clicks++;
+        count(srv, ev->advertiser_id, ev->ad_id, "clicks");
+        char key[KEY_MAX];
+        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
+        store_set(srv->store, key, ev->ad_id, LAST_CLICK_TTL_S);
+    } else if (st == STORE_NIL) {
+        srv->stats.duplicate_clicks++;
+        count(srv, ev->advertiser_id, ev->ad_id, "duplicate_clicks");
+    } else {
+        srv->stats.events_dropped++;
+    }
+    free(p);
+}
+
+static void on_last_click(void *arg, store_status st, const char *value, size_t len) {
+    pending_event *p = arg;
+    rtb_server *srv = p->srv;
+    const proto_event *ev = &p->ev;
+    if (st == STORE_ERR) {
+        srv->stats.events_dropped++;
+        free(p);
+        return;
+    }
+    srv->stats.conversions++;
+    store_hincrby(srv->store, "stats:advertiser:", ev->advertiser_id, "conversions", 1);
+    if (st == STORE_OK && len > 0 && len < PROTO_ID_BYTES) {
+        char ad[PROTO_ID_BYTES];
+        memcpy(ad, value, len);
+        ad[len] = '\0';
+        srv->stats.conversions_attributed++;
+        store_hincrby(srv->store, "stats:ad:", ad, "conversions", 1);
+    } else {
+        store_hincrby(srv->store, "stats:advertiser:", ev->advertiser_id,
+                      "conversions_unattributed", 1);
+    }
+    free(p);
+}
+
+void rtb_events_on_message(rtb_server *srv, const char *topic, const char *payload, size_t len) {
+    pending_event *p = malloc(sizeof(*p));
+    if (!p) {
+        srv->stats.events_dropped++;
+        return;
+    }
+    p->srv = srv;
+    char err[256];
+    const char *type = topic + sizeof(EVENTS_PREFIX) - 1;
+    if (proto_event_decode(type, payload, len, (size_t)srv->cfg->limits.max_request_bytes,
+                           &p->ev, err, sizeof(err)) != PROTO_OK) {
+        srv->stats.events_invalid++;
+        rtb_log(PROTO_LOG_DEBUG, "event on %s refused: %s", topic, err);
+        free(p);
+        return;
+    }
+    const proto_event *ev = &p->ev;
+    int rc = 0;
+    char key[KEY_MAX];
+    switch (ev->type) {
+    case PROTO_EVENT_IMPRESSION:
+        srv->stats.impressions++;
+        count(srv, ev->advertiser_id, ev->ad_id, "impressions");
+        free(p);
+        return;
+    case PROTO_EVENT_CLICK:
+        snprintf(key, sizeof(key), "click:%s:%s", ev->user_id, ev->ad_id);
+        rc = store_set_nx(srv->store, key, "1", CLICK_DEDUP_S, on_click, p);
+        break;
+    case PROTO_EVENT_CONVERSION:
+        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
+        rc = store_get(srv->store, key, on_last_click, p);
+        break;
+    }
+    if (rc != 0) { /* Redis down: the event cannot be deduplicated or attributed */
+        srv->stats.events_dropped++;
+        free(p);
+    }
+}
