@@ -293,7 +293,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     rtb_log(PROTO_LOG_INFO, "signal %d: draining %zu auctions, then exiting", (int)sig,
             srv->ninflight);
     rtb_mqtt_unsubscribe(srv->mqtt);
-    srv->drain_deadline_us = rtb_now_us() + srv->cfg->auction.tmax_ms * 1000 + 900000;
+    srv->drain_deadline_us = rtb_now_us() + srv->cfg->auction.tmax_ms * 1000 + 750000;
     struct timeval tv = {0, DRAIN_TICK_US};
     event_add(srv->drain_timer, &tv);
 }

@@ -1,0 +1,745 @@
+/* test_faults.c -- integration suite for the faults of docs/operations.md.
+ *
+ * Each test starts an exchange world (tests/world.h) with an admin port and
+ * breaks something around it while requests flow: Redis goes away under load
+ * and comes back; Redis stays away long enough for the result queue to hit
+ * limits.max_pending_results; the broker goes away and comes back; more
+ * requests arrive than limits.max_inflight allows; a bidder fails until its
+ * circuit breaker opens, probes, and closes again; SIGTERM comes while Redis
+ * is down. What the exchange promises in each case is checked on the results
+ * (counted by request_id), on /metrics and /healthz, and on exchange.log.
+ * Every test ends with the exchange's clean exit (SIGTERM, status 0, no
+ * sanitizer report).
+ *
+ * The one idea: the test is the only observer, so it must not lose results
+ * itself. Redis pub/sub keeps nothing for a subscriber that is not connected,
+ * hence two harness rules around a Redis outage: Redis is stopped with
+ * SIGTERM while the test keeps reading its subscriber until redis-server is
+ * gone (fx_redis_stop alone closes the subscriber first, and what Redis had
+ * delivered but the test had not read would be lost); and Redis is started
+ * again with the exchange frozen (SIGSTOP) until fx_redis_start has
+ * re-subscribed, so the exchange cannot flush its queue into a Redis nobody
+ * listens to yet. Load comes from a publisher thread that owns the world's
+ * MQTT client (libmosquitto is thread-safe; the fixture's client locks) while
+ * the test thread reads results and injects the faults. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/world.h"
+
+#define HTTP_WAIT_MS 2000 /* one admin request */
+#define MAX_DUPLICATES 5  /* results sent twice across an outage (at least once) */
+#define RECOVERY_MS 5000  /* results flow again within this of a server's return */
+#define RESULT_CHANNEL "auction:results:"
+
+static wx_world *w;
+
+static void setup(void) {
+    w = wx_start();
+}
+
+static void teardown(void) {
+    wx_stop(w);
+    w = NULL;
+}
+
+/* ---- results counted by request_id ----------------------------------------- */
+
+/* The results of requests PREFIX-0 .. PREFIX-(n-1). */
+typedef struct tally {
+    char prefix[16];
+    int n;
+    int *count;        /* results per request */
+    int64_t *first_ms; /* receipt of the first result (fx_now_ms clock) */
+    char (*status)[16];
+    int distinct; /* requests with a result */
+    int dups;     /* results beyond the first */
+} tally;
+
+static void tally_init(tally *t, const char *prefix, int n) {
+    memset(t, 0, sizeof(*t));
+    snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
+    t->n = n;
+    t->count = calloc((size_t)n, sizeof(*t->count));
+    t->first_ms = calloc((size_t)n, sizeof(*t->first_ms));
+    t->status = calloc((size_t)n, sizeof(*t->status));
+    ck_assert(t->count != NULL && t->first_ms != NULL && t->status != NULL);
+}
+
+static void tally_free(tally *t) {
+    free(t->count);
+    free(t->first_ms);
+    free(t->status);
+}
+
+/* Records m when its request_id is PREFIX-K of t, after wx_check_result;
+ * returns 1, or 0 when m is not one of t's. */
+static int tally_take(tally *t, const fx_msg *m) {
+    if (!wx_starts_with(m->channel, RESULT_CHANNEL))
+        return 0;
+    const char *id = m->channel + strlen(RESULT_CHANNEL);
+    size_t plen = strlen(t->prefix);
+    if (strncmp(id, t->prefix, plen) != 0 || id[plen] != '-')
+        return 0;
+    char *end = NULL;
+    long k = strtol(id + plen + 1, &end, 10);
+    if (end == id + plen + 1 || *end != '\0' || k < 0 || k >= t->n)
+        return 0;
+    cJSON *r = fx_msg_json(m);
+    if (!cJSON_IsObject(r))
+        wx_fail_with_log(w, "result for %s is not a JSON object: %.300s", id, m->payload);
+    wx_check_result(r, id, m->payload);
+    if (t->count[k]++ == 0) {
+        t->first_ms[k] = m->received_ms;
+        snprintf(t->status[k], sizeof t->status[k], "%s", wx_jstr(r, "status"));
+        t->distinct++;
+    } else {
+        t->dups++;
+        fprintf(stderr, "test_faults: result %d for %s\n", t->count[k], id);
+    }
+    cJSON_Delete(r);
+    return 1;
+}
+
+/* Reads results into the tallies until until_ms (fx_now_ms clock), or until
+ * ts[0] has results for `want` requests (want < 0: no such stop). Probe
+ * results are dropped; any other result fails the test. */
+static void collect(tally *const ts[], int nt, int64_t until_ms, int want) {
+    while (want < 0 || ts[0]->distinct < want) {
+        int64_t left = until_ms - fx_now_ms();
+        if (left <= 0)
+            return;
+        fx_msg *m = fx_sub_next(w->results, (int)left);
+        if (m == NULL)
+            return;
+        int known = wx_is_probe(m);
+        for (int i = 0; i < nt && !known; i++)
+            known = tally_take(ts[i], m);
+        if (!known)
+            wx_fail_with_log(w, "unexpected result on %s: %.300s", m->channel, m->payload);
+        fx_msg_free(m);
+    }
+}
+
+/* Reads results until none came for quiet_ms. */
+static void collect_quiet(tally *const ts[], int nt, int quiet_ms) {
+    for (;;) {
+        int before = 0, after = 0;
+        for (int i = 0; i < nt; i++)
+            before += ts[i]->distinct + ts[i]->dups;
+        collect(ts, nt, fx_now_ms() + quiet_ms, -1);
+        for (int i = 0; i < nt; i++)
+            after += ts[i]->distinct + ts[i]->dups;
+        if (after == before)
+            return;
+    }
+}
+
+/* Fails naming the first requests of t in [from, to) without a result. */
+static void expect_all_present(const tally *t, int from, int to, const char *when) {
+    char missing[512] = "";
+    int nmissing = 0;
+    for (int k = from; k < to; k++) {
+        if (t->count[k] > 0)
+            continue;
+        if (nmissing++ < 10) {
+            size_t used = strlen(missing);
+            snprintf(missing + used, sizeof missing - used, " %s-%d", t->prefix, k);
+        }
+    }
+    if (nmissing > 0)
+        wx_fail_with_log(w, "%s: %d of %s-%d..%d have no result:%s%s", when, nmissing, t->prefix,
+                         from, to - 1, missing, nmissing > 10 ? " ..." : "");
+}
+
+/* ---- load --------------------------------------------------------------------- */
+
+/* A publisher thread: requests PREFIX-0 .. PREFIX-(n-1), tagged, one every
+ * interval_ms on the world's MQTT client (QoS 1, not waiting for PUBACKs). It
+ * never calls Check: the test thread reads what happened after the join. */
+typedef struct pacer {
+    const char *prefix, *tag;
+    int n, interval_ms;
+    int64_t *sent_ms; /* fx_now_ms() at the publish; -1: libmosquitto said no (while
+                       * disconnected it may still queue a QoS 1 message and send it later) */
+    int refused;
+    pthread_t thread;
+} pacer;
+
+static void *pacer_main(void *arg) {
+    pacer *p = arg;
+    char ctx[64], id[64], buf[512];
+    snprintf(ctx, sizeof ctx, "{\"interests\":[\"%s\"]}", p->tag);
+    int64_t start = fx_now_ms();
+    for (int i = 0; i < p->n; i++) {
+        int64_t wait = start + (int64_t)i * p->interval_ms - fx_now_ms();
+        if (wait > 0)
+            fx_sleep_ms((int)wait);
+        snprintf(id, sizeof id, "%s-%d", p->prefix, i);
+        size_t len = wx_format_request(buf, sizeof buf, id, "u-1", "slot-1", 1.0, ctx);
+        p->sent_ms[i] = fx_now_ms();
+        if (fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, buf, len, 1) < 0) {
+            p->sent_ms[i] = -1;
+            p->refused++;
+        }
+    }
+    return NULL;
+}
+
+static void pacer_start(pacer *p, const char *prefix, const char *tag, int n, int interval_ms) {
+    memset(p, 0, sizeof(*p));
+    p->prefix = prefix;
+    p->tag = tag;
+    p->n = n;
+    p->interval_ms = interval_ms;
+    p->sent_ms = calloc((size_t)n, sizeof(*p->sent_ms));
+    ck_assert_ptr_nonnull(p->sent_ms);
+    ck_assert_msg(pthread_create(&p->thread, NULL, pacer_main, p) == 0, "pthread_create");
+}
+
+static void pacer_join(pacer *p) {
+    ck_assert_msg(pthread_join(p->thread, NULL) == 0, "pthread_join");
+}
+
+/* Publishes PREFIX-0 .. PREFIX-(n-1), tagged, all at once, and waits for the
+ * broker's PUBACKs. Returns the time just before the first publish. */
+static int64_t publish_burst(const char *prefix, int n, const char *tag) {
+    char ctx[64], id[64], buf[512];
+    snprintf(ctx, sizeof ctx, "{\"interests\":[\"%s\"]}", tag);
+    int64_t start = fx_now_ms();
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        size_t len = wx_format_request(buf, sizeof buf, id, "u-1", "slot-1", 1.0, ctx);
+        ck_assert_msg(fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, buf, len, 1) >= 0,
+                      "libmosquitto refused %s", id);
+    }
+    ck_assert_msg(fx_mqtt_flush(w->pub, 20000) == 0, "no PUBACK for a burst of %d", n);
+    return start;
+}
+
+/* ---- the admin listener and the process ------------------------------------------ */
+
+static char *metrics_text(void) {
+    char *body = NULL;
+    int code = fx_http(w->admin_port, "GET", "/metrics", NULL, &body, HTTP_WAIT_MS);
+    if (code != 200)
+        wx_fail_with_log(w, "GET /metrics: status %d: %.300s", code, wx_or_empty(body));
+    return body;
+}
+
+/* The value of one series, written as on the wire (`name` or
+ * `name{label="value"}`), in a /metrics body; 0 when it is absent. */
+static int find_series(const char *text, const char *series, double *out) {
+    size_t n = strlen(series);
+    for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            *out = strtod(p + n + 1, NULL);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static double metric(const char *series) {
+    char *text = metrics_text();
+    double v = 0;
+    int found = find_series(text, series, &v);
+    free(text);
+    if (!found)
+        wx_fail_with_log(w, "/metrics has no %s", series);
+    return v;
+}
+
+/* Polls /metrics every 20 ms until series == want; fails after within_ms. */
+static void await_metric(const char *series, double want, int within_ms) {
+    int64_t deadline = fx_now_ms() + within_ms;
+    double v = metric(series);
+    while (v != want) {
+        if (fx_now_ms() > deadline)
+            wx_fail_with_log(w, "%s is %.0f after %d ms, want %.0f", series, v, within_ms, want);
+        fx_sleep_ms(20);
+        v = metric(series);
+    }
+}
+
+static void expect_metric(const char *series, double want) {
+    double v = metric(series);
+    if (v != want)
+        wx_fail_with_log(w, "%s is %.0f, want %.0f", series, v, want);
+}
+
+/* Polls GET /healthz until it answers want; fails after within_ms. */
+static void await_healthz(int want, int within_ms) {
+    int64_t deadline = fx_now_ms() + within_ms;
+    for (;;) {
+        char *body = NULL;
+        int code = fx_http(w->admin_port, "GET", "/healthz", NULL, &body, HTTP_WAIT_MS);
+        if (code == want) {
+            free(body);
+            return;
+        }
+        if (fx_now_ms() > deadline)
+            wx_fail_with_log(w, "GET /healthz: %d after %d ms, want %d: %.200s", code, within_ms,
+                             want, wx_or_empty(body));
+        free(body);
+        fx_sleep_ms(50);
+    }
+}
+
+/* VmRSS of pid in kB, from /proc/PID/status. */
+static long rss_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) != 1)
+            kb = -1;
+    }
+    fclose(f);
+    ck_assert_msg(kb > 0, "no VmRSS in %s", path);
+    return kb;
+}
+
+/* ---- Redis stopped and started without losing what the test observes ------------ */
+
+/* SIGTERM to redis-server, reading the results subscriber until it is gone
+ * and its last bytes are read; then reaps it (fx_redis_stop). Returns the
+ * time of the signal. */
+static int64_t redis_stop_observed(tally *const ts[], int nt) {
+    pid_t pid = fx_redis_pid(w->env);
+    int64_t t = fx_now_ms();
+    fx_kill(pid, SIGTERM);
+    while (fx_pid_alive(pid) && fx_now_ms() < t + FX_STOP_GRACE_MS)
+        collect(ts, nt, fx_now_ms() + 10, -1);
+    collect(ts, nt, fx_now_ms() + 100, -1);
+    fx_redis_stop(w->env);
+    return t;
+}
+
+/* fx_redis_start with the exchange frozen until the subscribers are back
+ * (see the top of the file). Returns the time Redis was back. */
+static int64_t redis_start_observed(void) {
+    fx_kill(w->exchange_pid, SIGSTOP);
+    fx_redis_start(w->env);
+    fx_kill(w->exchange_pid, SIGCONT);
+    return fx_now_ms();
+}
+
+/* One rtb-bidder advertiser `id` (fixed price 2), tagged and listed in the
+ * config's bidders (so it survives Redis losing its data), and the exchange
+ * with an admin port. Returns the bidder's port. */
+static int start_tagged_world(const char *name, const char *tag, const char *spec, int tmax_ms,
+                              long max_inflight) {
+    const char *specs[] = {spec};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    char bidders[512] = "", interests[64];
+    snprintf(interests, sizeof interests, "[\"%s\"]", tag);
+    wx_add_config_bidder(bidders, sizeof bidders, "adv", port[0], interests);
+    wx_opts o = {.tmax_ms = tmax_ms,
+                 .max_inflight = max_inflight,
+                 .bidders = bidders,
+                 .admin_port = fx_free_port()};
+    wx_start_exchange(w, name, &o);
+    return port[0];
+}
+
+/* ---- 1. Redis outage under load --------------------------------------------------- */
+
+#define RO_N 400
+#define RO_INTERVAL_MS 10
+
+START_TEST(redis_outage_under_load) {
+    start_tagged_world("faults-redis", "flt", "id=adv,price=fixed:2", 100, 0);
+    tally t;
+    tally_init(&t, "ro", RO_N);
+    tally *ts[] = {&t};
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "ro", "flt", RO_N, RO_INTERVAL_MS);
+
+    collect(ts, 1, t0 + 1000, -1);
+    int64_t t_stop = redis_stop_observed(ts, 1);
+    int before_outage = t.distinct;
+    await_healthz(503, 2000);
+    collect(ts, 1, t0 + 2500, -1); /* nothing can come: the subscriber is down */
+    int64_t t_back = redis_start_observed();
+
+    collect(ts, 1, t0 + RO_N * RO_INTERVAL_MS + 50, -1);
+    pacer_join(&p);
+    ck_assert_msg(p.refused == 0, "libmosquitto refused %d publishes", p.refused);
+    int64_t last_sent = p.sent_ms[RO_N - 1];
+    int64_t deadline =
+        t_back + RECOVERY_MS > last_sent + 2000 ? t_back + RECOVERY_MS : last_sent + 2000;
+    collect(ts, 1, deadline, RO_N);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, RO_N, "Redis outage");
+    ck_assert_msg(t.dups <= MAX_DUPLICATES, "%d duplicate results, at most %d allowed", t.dups,
+                  MAX_DUPLICATES);
+
+    /* Results queued through the outage arrive within RECOVERY_MS of Redis's
+     * return; the others within 2 s of their request. */
+    int queued = 0;
+    int64_t last_queued_ms = t_back;
+    for (int k = 0; k < RO_N; k++) {
+        int64_t got = t.first_ms[k], sent = p.sent_ms[k];
+        if (got > t_back && sent < t_back) {
+            queued++;
+            last_queued_ms = got > last_queued_ms ? got : last_queued_ms;
+        }
+        int64_t due = sent + 2000;
+        if (sent >= t_stop - 500 && t_back + RECOVERY_MS > due)
+            due = t_back + RECOVERY_MS;
+        if (got > due)
+            wx_fail_with_log(w,
+                             "result for ro-%d came %lld ms after its request (Redis back "
+                             "%lld ms after it)",
+                             k, (long long)(got - sent), (long long)(t_back - sent));
+    }
+    ck_assert_msg(queued > 0, "no result waited for Redis: the outage missed the load");
+    fprintf(stderr,
+            "test_faults: redis outage: %d of %d results before it, %d queued through it "
+            "(the last %lld ms after Redis was back), %d duplicates\n",
+            before_outage, RO_N, queued, (long long)(last_queued_ms - t_back), t.dups);
+
+    await_metric("rtb_redis_publish_queued", 0, 2000);
+    ck_assert_msg(metric("rtb_redis_reconnects_total") > 0, "rtb_redis_reconnects_total is 0");
+    expect_metric("rtb_redis_publish_dropped_total", 0);
+    expect_metric("rtb_redis_connected", 1);
+    await_healthz(200, 2000);
+    free(p.sent_ms);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 2. The result queue is bounded ----------------------------------------------- */
+
+#define QB_MAX 20
+#define QB_N 50
+
+START_TEST(result_queue_drops_oldest) {
+    char extra[128];
+    snprintf(extra, sizeof extra, "\"limits\":{\"max_pending_results\":%d}", QB_MAX);
+    /* No bidders: with Redis down every auction closes on receipt, in order. */
+    wx_opts o = {.admin_port = fx_free_port(), .extra_json = extra};
+    wx_start_exchange(w, "faults-queue", &o);
+    double published = metric("rtb_redis_published_total");
+    double requests = metric("rtb_requests_total");
+
+    fx_redis_stop(w->env);
+    await_metric("rtb_redis_connected", 0, 2000);
+    for (int i = 0; i < QB_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "qb-%d", i);
+        wx_publish_request(w, id, "u-1", "slot-1", 1.0, NULL);
+    }
+    await_metric("rtb_requests_total", requests + QB_N, 3000);
+    await_metric("rtb_inflight_auctions", 0, 1000 + w->tmax_ms);
+    expect_metric("rtb_redis_publish_queued", QB_MAX);
+    expect_metric("rtb_redis_publish_dropped_total", QB_N - QB_MAX);
+
+    tally t;
+    tally_init(&t, "qb", QB_N);
+    tally *ts[] = {&t};
+    int64_t t_back = redis_start_observed();
+    collect(ts, 1, t_back + RECOVERY_MS, QB_MAX);
+    int64_t took = fx_now_ms() - t_back;
+    collect_quiet(ts, 1, 500);
+    for (int k = 0; k < QB_N; k++) {
+        int want = k >= QB_N - QB_MAX;
+        if (t.count[k] != want)
+            wx_fail_with_log(w, "qb-%d: %d results, want %d (the newest %d of %d are kept)", k,
+                             t.count[k], want, QB_MAX, QB_N);
+    }
+    fprintf(stderr, "test_faults: queue bound: %d results %lld ms after Redis was back\n",
+            t.distinct, (long long)took);
+    await_metric("rtb_redis_publish_queued", 0, 2000);
+    expect_metric("rtb_redis_publish_dropped_total", QB_N - QB_MAX);
+    double delta = metric("rtb_redis_published_total") - published;
+    ck_assert_msg(delta == QB_MAX, "rtb_redis_published_total grew by %.0f, want %d", delta,
+                  QB_MAX);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 3. Broker outage --------------------------------------------------------------- */
+
+#define BO_N 60
+#define BO_INTERVAL_MS 50
+#define BO_AFTER 10
+
+START_TEST(broker_outage) {
+    start_tagged_world("faults-mqtt", "bo", "id=adv,price=fixed:2", 100, 0);
+    tally t, probes, after;
+    tally_init(&t, "bo", BO_N);
+    tally_init(&probes, "bop", 200);
+    tally_init(&after, "boa", BO_AFTER);
+    tally *ts[] = {&t, &probes, &after};
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "bo", "bo", BO_N, BO_INTERVAL_MS);
+
+    collect(ts, 3, t0 + 1000, -1);
+    int64_t t_stop = fx_now_ms();
+    fx_mqtt_stop(w->env);
+    await_healthz(503, 2000);
+    expect_metric("rtb_mqtt_connected", 0);
+    collect(ts, 3, t_stop + 1000, -1);
+    fx_mqtt_start(w->env);
+    int64_t t_back = fx_now_ms();
+    collect(ts, 3, t0 + BO_N * BO_INTERVAL_MS + 50, -1);
+    pacer_join(&p);
+
+    /* Requests flow again: probes until one gets its result. */
+    ck_assert_msg(fx_mqtt_wait_connected(w->pub, RECOVERY_MS) == 0,
+                  "the test's MQTT publisher did not reconnect");
+    int nprobes = 0;
+    while (probes.distinct == 0) {
+        if (fx_now_ms() > t_back + RECOVERY_MS)
+            wx_fail_with_log(w, "no result within %d ms of the broker's return (%d probes)",
+                             RECOVERY_MS, nprobes);
+        ck_assert_msg(nprobes < probes.n, "too many probes");
+        char id[32];
+        snprintf(id, sizeof id, "bop-%d", nprobes++);
+        wx_publish_tagged(w, id, 1.0, "bo");
+        collect(ts, 3, fx_now_ms() + 100, -1);
+    }
+    int64_t recovered = fx_now_ms() - t_back;
+    tally *ta[] = {&after, &t, &probes}; /* collect() stops on its first tally */
+    for (int i = 0; i < BO_AFTER; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "boa-%d", i);
+        wx_publish_tagged(w, id, 1.0, "bo");
+        collect(ta, 3, fx_now_ms() + WX_RESULT_WAIT_MS, i + 1);
+    }
+    collect_quiet(ts, 3, 300);
+    expect_all_present(&after, 0, BO_AFTER, "after the broker's return");
+
+    /* Before the outage (leaving 200 ms for delivery) nothing is lost; what
+     * was published while the broker was away may be, at the broker. */
+    int k_first_lossy = 0;
+    while (k_first_lossy < BO_N && p.sent_ms[k_first_lossy] >= 0 &&
+           p.sent_ms[k_first_lossy] < t_stop - 200)
+        k_first_lossy++;
+    expect_all_present(&t, 0, k_first_lossy, "before the broker outage");
+    int total_dups = t.dups + probes.dups + after.dups;
+    ck_assert_msg(total_dups <= MAX_DUPLICATES, "%d duplicate results", total_dups);
+    fprintf(stderr,
+            "test_faults: broker outage: results flow %lld ms after its return; of the %d "
+            "requests from 200 ms before it on, %d got a result (libmosquitto queued %d "
+            "while disconnected); %d duplicates\n",
+            (long long)recovered, BO_N - k_first_lossy, t.distinct - k_first_lossy, p.refused,
+            total_dups);
+    await_healthz(200, RECOVERY_MS);
+    expect_metric("rtb_mqtt_connected", 1);
+    free(p.sent_ms);
+    tally_free(&t);
+    tally_free(&probes);
+    tally_free(&after);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 4. Overload ------------------------------------------------------------------- */
+
+#define OV_INFLIGHT 5
+#define OV_N 30
+#define OV_BURST 3000
+#define OV_RSS_SLACK_KB (50L * 1024)
+
+START_TEST(overload_answers_at_once) {
+    start_tagged_world("faults-overload", "ovl", "id=adv,latency=200,price=fixed:2", 300,
+                       OV_INFLIGHT);
+    tally t;
+    tally_init(&t, "ov", OV_N);
+    tally *ts[] = {&t};
+    publish_burst("ov", OV_N, "ovl");
+    collect(ts, 1, fx_now_ms() + 3000, OV_N);
+    expect_all_present(&t, 0, OV_N, "overload");
+    ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
+
+    /* The broker delivers in order: the first max_inflight are auctions,
+     * the rest are turned away at once, before any auction closes. */
+    int64_t first_auction_ms = INT64_MAX;
+    for (int k = 0; k < OV_INFLIGHT; k++) {
+        if (strcmp(t.status[k], "success") != 0 && strcmp(t.status[k], "timeout") != 0)
+            wx_fail_with_log(w, "ov-%d: status %s, want success or timeout", k, t.status[k]);
+        first_auction_ms = t.first_ms[k] < first_auction_ms ? t.first_ms[k] : first_auction_ms;
+    }
+    for (int k = OV_INFLIGHT; k < OV_N; k++) {
+        if (strcmp(t.status[k], "overloaded") != 0)
+            wx_fail_with_log(w, "ov-%d: status %s, want overloaded", k, t.status[k]);
+        if (t.first_ms[k] > first_auction_ms)
+            wx_fail_with_log(w, "ov-%d: overloaded after the first auction closed", k);
+    }
+    tally_free(&t);
+
+    /* A long burst costs no memory beyond the bounds. */
+    long rss_before = rss_kb(w->exchange_pid);
+    tally_init(&t, "ob", OV_BURST);
+    int64_t start = publish_burst("ob", OV_BURST, "ovl");
+    collect(ts, 1, fx_now_ms() + 20000, OV_BURST);
+    int64_t took = fx_now_ms() - start;
+    collect_quiet(ts, 1, 300);
+    long rss_after = rss_kb(w->exchange_pid);
+    expect_all_present(&t, 0, OV_BURST, "burst");
+    ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
+    int overloaded = 0;
+    for (int k = 0; k < OV_BURST; k++)
+        overloaded += strcmp(t.status[k], "overloaded") == 0;
+    /* Every 200 ms at most OV_INFLIGHT auctions are let in. */
+    int max_auctions = OV_INFLIGHT * (int)(took / 200 + 2);
+    ck_assert_msg(OV_BURST - overloaded <= max_auctions,
+                  "%d of %d requests were auctions over %lld ms with max_inflight %d",
+                  OV_BURST - overloaded, OV_BURST, (long long)took, OV_INFLIGHT);
+    fprintf(stderr, "test_faults: overload: %d of %d overloaded in %lld ms; RSS %ld kB -> %ld kB\n",
+            overloaded, OV_BURST, (long long)took, rss_before, rss_after);
+    ck_assert_msg(rss_after - rss_before <= OV_RSS_SLACK_KB,
+                  "RSS grew by %ld kB over a burst of %d overloaded requests",
+                  rss_after - rss_before, OV_BURST);
+    await_metric("rtb_inflight_auctions", 0, 1000);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 5. Circuit breaker ----------------------------------------------------------- */
+
+/* One tagged auction; checks its status, bidders and errors. Returns the
+ * receipt time of its result. */
+static int64_t breaker_auction(int n, const char *status, int bidders, int errors) {
+    char id[32];
+    snprintf(id, sizeof id, "cb-%d", n);
+    wx_publish_tagged(w, id, 1.0, "cb");
+    int64_t got = 0;
+    cJSON *r = wx_wait_result_ex(w, id, WX_RESULT_WAIT_MS, &got);
+    wx_expect_result(r, status, -1, bidders, 0, errors);
+    cJSON_Delete(r);
+    return got;
+}
+
+START_TEST(circuit_breaker_opens_probes_and_closes) {
+    const char *specs[] = {"id=bad,mode=http500", "id=fast,price=fixed:2",
+                           "id=spare,price=fixed:1.5"};
+    int port[3];
+    fx_spawn_bidder(w->env, specs, 3, port);
+    wx_register_advertiser(w, "bad", port[0], "[\"cb\"]");
+    wx_register_advertiser(w, "fast", port[1], "[\"cb\"]");
+    wx_opts o = {.admin_port = fx_free_port()};
+    wx_start_exchange(w, "faults-breaker", &o);
+
+    /* 10 consecutive failures open the breaker. */
+    int64_t opened = 0;
+    for (int i = 0; i < 10; i++)
+        opened = breaker_auction(i, "success", 2, 1);
+    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 1);
+    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 1);
+    breaker_auction(10, "success", 1, 0);
+    breaker_auction(11, "success", 1, 0);
+    ck_assert_msg(fx_now_ms() - opened < 800, "auctions 10-11 took too long to test the pause");
+    expect_metric("rtb_bidder_breaker_skips_total{bidder=\"bad\"}", 2);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 10, "bad was called while its breaker was open");
+
+    /* After the 1 s pause one probe goes through; it fails: open again, 2 s. */
+    fx_sleep_ms((int)(opened + 1200 - fx_now_ms()));
+    int64_t reopened = breaker_auction(12, "success", 2, 1);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 11, "the probe did not reach bad");
+    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 1);
+    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 2);
+    breaker_auction(13, "success", 1, 0);
+
+    /* bad now points at a healthy bidder; the breaker belongs to the
+     * advertiser id, so it stays open until the next probe. */
+    wx_register_advertiser(w, "bad", port[2], "[\"cb\"]");
+    fx_redis_do(w->env, "PUBLISH advertiser:updates bad");
+    fx_sleep_ms(300);
+    breaker_auction(14, "success", 1, 0);
+    ck_assert_msg(fx_now_ms() - reopened < 1800, "auction 14 too late to test the 2 s pause");
+    ck_assert_msg(wx_bidder_requests(port[2]) == 0, "the new endpoint was called during the pause");
+    fx_sleep_ms((int)(reopened + 2200 - fx_now_ms()));
+    breaker_auction(15, "success", 2, 0);
+    ck_assert_msg(wx_bidder_requests(port[2]) == 1, "the probe did not reach the new endpoint");
+    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 0);
+    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 2);
+    breaker_auction(16, "success", 2, 0);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 11, "the old endpoint was called again");
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 6. SIGTERM while Redis is down --------------------------------------------------- */
+
+#define DR_N 10
+
+START_TEST(sigterm_drain_with_redis_down) {
+    start_tagged_world("faults-drain", "drn", "id=adv,latency=250,price=fixed:2", 400, 0);
+    double requests = metric("rtb_requests_total");
+    publish_burst("dr", DR_N, "drn");
+    await_metric("rtb_requests_total", requests + DR_N, 2000);
+    expect_metric("rtb_inflight_auctions", DR_N);
+    fx_redis_stop(w->env);
+
+    int64_t signalled = fx_now_ms();
+    fx_kill(w->exchange_pid, SIGTERM);
+    wx_expect_clean_exit(w, w->tmax_ms + 1000 + 1000);
+    int64_t took = fx_now_ms() - signalled;
+    fprintf(stderr, "test_faults: drain with Redis down: exit %lld ms after SIGTERM\n",
+            (long long)took);
+    if (took > w->tmax_ms + 1000)
+        wx_fail_with_log(w, "exit %lld ms after SIGTERM, want at most tmax + 1 s = %d ms",
+                         (long long)took, w->tmax_ms + 1000);
+
+    /* The exit line is the last one and says the results never left. */
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_msg(log != NULL, "exchange.log cannot be read");
+    size_t len = strlen(log);
+    while (len > 0 && log[len - 1] == '\n')
+        log[--len] = '\0';
+    const char *last = strrchr(log, '\n');
+    last = last != NULL ? last + 1 : log;
+    char want_queued[64], want_success[64];
+    snprintf(want_queued, sizeof want_queued, "%d still queued", DR_N);
+    snprintf(want_success, sizeof want_success, "success %d,", DR_N);
+    int ok = strstr(last, "exit:") != NULL && strstr(last, want_queued) != NULL &&
+             strstr(last, want_success) != NULL;
+    char line[600];
+    snprintf(line, sizeof line, "%s", last);
+    free(log);
+    if (!ok)
+        wx_fail_with_log(w, "the last log line should be the exit line with '%s' and '%s': %s",
+                         want_success, want_queued, line);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------------------- */
+
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+static Suite *faults_suite(void) {
+    Suite *s = suite_create("faults");
+    add_case(s, "redis_outage", redis_outage_under_load, 60);
+    add_case(s, "queue_bound", result_queue_drops_oldest, 60);
+    add_case(s, "broker_outage", broker_outage, 60);
+    add_case(s, "overload", overload_answers_at_once, 90);
+    add_case(s, "breaker", circuit_breaker_opens_probes_and_closes, 60);
+    add_case(s, "drain", sigterm_drain_with_redis_down, 60);
+    return s;
+}
+
+int main(void) {
+    return fx_run_suite(faults_suite());
+}
