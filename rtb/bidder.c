@@ -198,7 +198,7 @@ int rtb_bidder_admit(rtb_bidder *b, int64_t now_us) {
     if (b->breaker == RTB_BREAKER_CLOSED) return 1;
     if (b->breaker == RTB_BREAKER_HALF_OPEN && !b->probe_out) {
         b->probe_out = 1;
-        return 1;
+        return 2; /* the probe */
     }
     b->stats.breaker_skips++;
     return 0;
@@ -215,7 +215,10 @@ static void breaker_open(rtb_bidder *b, int64_t now_us, int64_t pause_us) {
             (long long)(b->breaker_pause_us / 1000));
 }
 
-void rtb_bidder_outcome(rtb_bidder *b, int ok, int64_t now_us) {
+void rtb_bidder_outcome(rtb_bidder *b, int ok, int probe, int64_t now_us) {
+    /* While open or half-open only the probe speaks: answers to calls made
+     * before the breaker opened must neither close it nor double its pause. */
+    if (b->breaker != RTB_BREAKER_CLOSED && !probe) return;
     if (ok) {
         if (b->breaker != RTB_BREAKER_CLOSED)
             rtb_log(PROTO_LOG_INFO, "bidder %s: circuit breaker closed (probe answered)", b->id);

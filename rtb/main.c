@@ -138,6 +138,9 @@ int main(int argc, char **argv) {
     struct event_config *ecfg = event_config_new();
     /* Without a precise timer, deadlines can fire up to a few ms early. */
     event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    /* Coalesce the add/remove of interest that evhttp does on every request
+     * into one epoll_ctl per fd and loop pass. */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     struct event_base *base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
     int code = 1;

@@ -6,12 +6,27 @@
  * mosquitto_loop_misc() for keepalive. Any error from a loop call means the
  * connection is gone: the events are dropped and a timer reconnects with
  * backoff (100 ms doubling to 5 s). Subscribing happens in the CONNACK
- * callback, so every reconnect resubscribes. */
+ * callback, so every reconnect resubscribes.
+ *
+ * TLS (mqtt.tls): the files are checked with OpenSSL before libmosquitto
+ * gets them, so a bad path or a key that does not fit its certificate is a
+ * config error at start (exit 2), not a retry loop. The broker's certificate
+ * must chain to mqtt.tls.cafile and name mqtt.host (SAN DNS or IP); a
+ * failed handshake is logged and retried like a refused TCP connect. One
+ * trap comes with driving TLS from our own loop: OpenSSL decrypts a whole
+ * record at a time while libmosquitto reads a packet at a time, so bytes of
+ * the next packets can sit decrypted inside OpenSSL with nothing left on the
+ * socket to wake libevent. After each read we therefore keep reading while
+ * SSL_pending() says bytes are waiting. */
 #include "rtb/rtb.h"
 
 #include <event2/event.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +35,9 @@
 #define BACKOFF_MAX_MS 5000
 #define KEEPALIVE_S 30
 #define MISC_INTERVAL_US 200000
+/* Packets read from OpenSSL's buffer in one read event before yielding to
+ * the rest of the loop (the event is made active again if more wait). */
+#define TLS_DRAIN_MAX 256
 
 struct rtb_mqtt {
     struct event_base *base;
@@ -30,6 +48,7 @@ struct rtb_mqtt {
     int connected;
     int unsubscribed; /* draining: do not resubscribe */
     int backoff_ms;
+    char tls_error[256]; /* libmosquitto's last error line (TLS only), for the log */
     rtb_mqtt_message_fn *on_message;
     rtb_mqtt_state_fn *on_state;
     void *arg;
@@ -47,15 +66,36 @@ static void schedule_retry(rtb_mqtt *m) {
     m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
 }
 
+/* A connection attempt ended before CONNACK. Without TLS only the first
+ * one is worth a warning (the broker is down: the retries say nothing new).
+ * With TLS every one is: a wrong CA, a certificate for another name, a
+ * client certificate the broker wants or refuses do not heal by themselves,
+ * and the backoff keeps it to one line per 5 s. */
+static void attempt_failed(rtb_mqtt *m, int rc, int first) {
+    const char *why = mosquitto_strerror(rc);
+    if (m->tls_error[0]) { /* "OpenSSL Error[0]: error:0A000086:SSL routines::certificate ..." */
+        const char *colons = strstr(m->tls_error, "::");
+        why = colons ? colons + 2 : m->tls_error;
+    }
+    const char *what = m->cfg->mqtt.tls ? "TLS connection" : "connect";
+    rtb_log(first || m->cfg->mqtt.tls ? PROTO_LOG_WARN : PROTO_LOG_DEBUG,
+            "mqtt: %s to %s:%ld failed: %s; retrying", what, m->cfg->mqtt.host, m->cfg->mqtt.port,
+            why);
+    m->tls_error[0] = '\0';
+    schedule_retry(m);
+}
+
 static void lost(rtb_mqtt *m, int rc) {
     detach(m);
-    if (m->connected) {
-        char why[160];
-        snprintf(why, sizeof(why), "connection to %s:%ld lost: %s", m->cfg->mqtt.host,
-                 m->cfg->mqtt.port, mosquitto_strerror(rc));
-        m->connected = 0;
-        m->on_state(m->arg, 0, 0, why);
+    if (!m->connected) {
+        attempt_failed(m, rc, 0);
+        return;
     }
+    char why[160];
+    snprintf(why, sizeof(why), "connection to %s:%ld lost: %s", m->cfg->mqtt.host,
+             m->cfg->mqtt.port, mosquitto_strerror(rc));
+    m->connected = 0;
+    m->on_state(m->arg, 0, 0, why);
     schedule_retry(m);
 }
 
@@ -63,15 +103,26 @@ static void update_write(rtb_mqtt *m) {
     if (m->wev && mosquitto_want_write(m->mosq)) event_add(m->wev, NULL);
 }
 
+/* 1 when OpenSSL holds decrypted bytes that libmosquitto has not read yet. */
+static int tls_pending(rtb_mqtt *m) {
+    if (!m->cfg->mqtt.tls) return 0;
+    SSL *ssl = mosquitto_ssl_get(m->mosq);
+    return ssl && SSL_pending(ssl) > 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     rtb_mqtt *m = arg;
     int rc = mosquitto_loop_read(m->mosq, 1);
+    for (int i = 0; rc == MOSQ_ERR_SUCCESS && i < TLS_DRAIN_MAX && tls_pending(m); i++)
+        rc = mosquitto_loop_read(m->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS) {
         lost(m, rc);
         return;
     }
+    /* More than TLS_DRAIN_MAX packets in OpenSSL: again on the next turn. */
+    if (m->rev && tls_pending(m)) event_active(m->rev, EV_READ, 0);
     update_write(m);
 }
 
@@ -123,9 +174,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
     rtb_mqtt *m = arg;
     int rc = mosquitto_reconnect_async(m->mosq);
     if (rc != MOSQ_ERR_SUCCESS) {
-        rtb_log(PROTO_LOG_DEBUG, "mqtt: reconnect to %s:%ld failed: %s", m->cfg->mqtt.host,
-                m->cfg->mqtt.port, mosquitto_strerror(rc));
-        schedule_retry(m);
+        attempt_failed(m, rc, 0);
         return;
     }
     attach(m);
@@ -176,13 +225,114 @@ static void on_msg(struct mosquitto *mosq, void *obj, const struct mosquitto_mes
                   msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
 }
 
+/* libmosquitto reports why a TLS handshake failed only through its log
+ * (the OpenSSL error queue is drained by then); keep the last error line. Its
+ * lines name packets and client ids, never credentials. */
+static void on_mosq_log(struct mosquitto *mosq, void *obj, int level, const char *str) {
+    (void)mosq;
+    rtb_mqtt *m = obj;
+    if (level == MOSQ_LOG_ERR) snprintf(m->tls_error, sizeof(m->tls_error), "%s", str);
+    rtb_log(PROTO_LOG_DEBUG, "mqtt: libmosquitto: %s", str);
+}
+
+/* An encrypted key would make OpenSSL ask on the terminal: refuse instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *userdata) {
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)userdata;
+    return -1;
+}
+
+/* OpenSSL's reason for the last failure, and an empty error queue. */
+static const char *ssl_reason(char *buf, size_t len) {
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(buf, len, "%s", r ? r : "unknown error");
+    ERR_clear_error();
+    return buf;
+}
+
+static int check_readable(const char *key, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "mqtt.tls: %s %s: cannot read it: %s", key, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void key_error(const char *key, const char *cert, char *err, size_t errlen) {
+    unsigned long e = ERR_peek_last_error();
+    char why[128];
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        snprintf(err, errlen, "mqtt.tls: keyfile %s does not match certfile %s", key, cert);
+        return;
+    }
+    snprintf(err, errlen,
+             "mqtt.tls: keyfile %s: no usable PEM private key in it (%s; keys with a passphrase "
+             "are not supported)",
+             key, ssl_reason(why, sizeof(why)));
+}
+
+/* Load the files the way the handshake will, so that every problem with
+ * them is reported at start, naming the key. Never prints a file's content. */
+static int check_tls_files(const proto_config *cfg, char *err, size_t errlen) {
+    const char *ca = cfg->mqtt.tls_cafile, *cert = cfg->mqtt.tls_certfile,
+               *key = cfg->mqtt.tls_keyfile;
+    if (check_readable("cafile", ca, err, errlen) != 0 ||
+        (cert && check_readable("certfile", cert, err, errlen) != 0) ||
+        (key && check_readable("keyfile", key, err, errlen) != 0))
+        return -1;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "mqtt: cannot create a TLS context (out of memory)");
+        return -1;
+    }
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    char why[128];
+    int rc = -1;
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
+        snprintf(err, errlen, "mqtt.tls: cafile %s: no PEM CA certificate in it (%s)", ca,
+                 ssl_reason(why, sizeof(why)));
+    else if (cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        snprintf(err, errlen, "mqtt.tls: certfile %s: no PEM certificate in it (%s)", cert,
+                 ssl_reason(why, sizeof(why)));
+    else if (key && SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        key_error(key, cert, err, errlen);
+    else if (key && SSL_CTX_check_private_key(ctx) != 1)
+        snprintf(err, errlen, "mqtt.tls: keyfile %s does not match certfile %s (%s)", key, cert,
+                 ssl_reason(why, sizeof(why)));
+    else
+        rc = 0;
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Certificate-based TLS; the broker is verified (SSL_VERIFY_PEER, and
+ * libmosquitto checks that its certificate names mqtt.host). */
+static int setup_tls(rtb_mqtt *m, char *err, size_t errlen) {
+    const proto_config *cfg = m->cfg;
+    if (check_tls_files(cfg, err, errlen) != 0) return -1;
+    int rc = mosquitto_tls_set(m->mosq, cfg->mqtt.tls_cafile, NULL, cfg->mqtt.tls_certfile,
+                               cfg->mqtt.tls_keyfile, no_passphrase);
+    if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_tls_opts_set(m->mosq, SSL_VERIFY_PEER, NULL, NULL);
+    if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_tls_insecure_set(m->mosq, false);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(err, errlen, "mqtt.tls: libmosquitto refused the TLS settings: %s",
+                 mosquitto_strerror(rc));
+        return -1;
+    }
+    mosquitto_log_callback_set(m->mosq, on_mosq_log);
+    return 0;
+}
+
 rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
                        rtb_mqtt_message_fn *on_message, rtb_mqtt_state_fn *on_state, void *arg,
                        char *err, size_t errlen) {
-    if (cfg->mqtt.tls) {
-        snprintf(err, errlen, "mqtt.tls: TLS to the broker is not supported yet");
-        return NULL;
-    }
     rtb_mqtt *m = calloc(1, sizeof(*m));
     if (!m) {
         snprintf(err, errlen, "out of memory");
@@ -221,6 +371,10 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
         rtb_mqtt_free(m);
         return NULL;
     }
+    if (cfg->mqtt.tls && setup_tls(m, err, errlen) != 0) {
+        rtb_mqtt_free(m);
+        return NULL;
+    }
     mosquitto_connect_callback_set(m->mosq, on_connack);
     mosquitto_message_callback_set(m->mosq, on_msg);
     mosquitto_subscribe_callback_set(m->mosq, on_suback);
@@ -233,9 +387,7 @@ void rtb_mqtt_start(rtb_mqtt *m) {
     int rc = mosquitto_connect_async(m->mosq, m->cfg->mqtt.host, (int)m->cfg->mqtt.port,
                                      KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
-        rtb_log(PROTO_LOG_WARN, "mqtt: connect to %s:%ld failed: %s; retrying",
-                m->cfg->mqtt.host, m->cfg->mqtt.port, mosquitto_strerror(rc));
-        schedule_retry(m);
+        attempt_failed(m, rc, 1);
         return;
     }
     attach(m);

@@ -9,6 +9,9 @@
  *   bidder.c  advertisers and their pools of keep-alive evhttp connections;
  *   mqtt.c    libmosquitto driven by the loop (socket events + misc timer);
  *   admin.c   the admin HTTP listener: /healthz and /metrics;
+ *   dashboard.c  the live dashboard (SPEC 11): per-second sampler, /api/stats
+ *             JSON and the page; admin.c serves them and the SSE stream;
+ *   alerts.c  alert rules (config `alerts`) evaluated each second;
  *   notice.c  win and loss notices: fire-and-forget GETs through a queue;
  *   events.c  ad events (impression, click, conversion) counted in Redis;
  *   log.c     leveled, timestamped logging to stderr.
@@ -116,13 +119,17 @@ rtb_conn *rtb_bidder_acquire(rtb_bidder *b, struct event_base *base, size_t max_
 /* Give a connection back after its call ended or was cancelled. */
 void rtb_bidder_release(rtb_conn *c);
 
-/* May the bidder be called now (circuit breaker)? Closed: yes. Open: no,
- * until the pause is over; then it turns half-open and this call is the
- * probe. Half-open with the probe out: no. Skips are counted. */
+/* May the bidder be called now (circuit breaker)? Returns 1 when closed;
+ * 0 when open, until the pause is over; then it turns half-open and returns
+ * 2: this call is the probe. Half-open with the probe out: 0. Skips are
+ * counted. */
 int rtb_bidder_admit(rtb_bidder *b, int64_t now_us);
 /* Record how a call ended: `ok` (a bid or a no-bid) or a failure (bidder
- * error or timeout). Moves the breaker (and logs when it opens or closes). */
-void rtb_bidder_outcome(rtb_bidder *b, int ok, int64_t now_us);
+ * error or timeout); `probe` when admit returned 2 for it. Closed: failures
+ * in a row open the breaker. Open or half-open: only the probe's outcome
+ * counts — success closes, failure reopens with the pause doubled. Logs
+ * when it opens or closes. */
+void rtb_bidder_outcome(rtb_bidder *b, int ok, int probe, int64_t now_us);
 
 /* Log a bidder error at most once a second per bidder, counting the rest. */
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what);
@@ -174,6 +181,8 @@ size_t rtb_notifier_pending(const rtb_notifier *n);
 
 typedef struct rtb_txn rtb_txn;
 typedef struct rtb_admin rtb_admin;
+typedef struct rtb_dash rtb_dash;
+typedef struct rtb_alerts rtb_alerts;
 
 #define RTB_LATENCY_BUCKETS 16
 
@@ -200,6 +209,8 @@ typedef struct rtb_server {
     store *store;
     rtb_mqtt *mqtt;
     rtb_admin *admin;         /* NULL when admin.listen is null */
+    rtb_dash *dash;           /* per-second sampler (dashboard.c) */
+    rtb_alerts *alerts;       /* alert rules (alerts.c) */
     rtb_notifier *notifier;
     rtb_bidder **bidders;     /* every advertiser ever seen; `active` marks */
     size_t nbidders, capbidders;
@@ -246,6 +257,96 @@ rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t 
 void rtb_admin_free(rtb_admin *a);
 /* Count one auction's latency (receipt to close) in `stats`. */
 void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us);
+
+/* ---- dashboard.c, alerts.c, admin.c: the live dashboard (SPEC 11) ---------------- */
+
+struct evbuffer;
+
+/* Upper bounds of the latency histogram's buckets (rtb_stats.latency_buckets,
+ * /metrics), in µs, increasing; the last bucket (RTB_LATENCY_BUCKETS - 1) is
+ * +Inf. Defined in admin.c. */
+extern const int64_t rtb_latency_bounds_us[RTB_LATENCY_BUCKETS - 1];
+
+/* The latency under which a fraction `q` (0 < q <= 1) of the auctions counted
+ * in `buckets` closed, in ms. An estimate: the bucket holding rank q * count
+ * is found and the value interpolated linearly between its bounds (as
+ * Prometheus' histogram_quantile does), so it is as precise as the bucket is
+ * narrow; a rank in the +Inf bucket gives its lower bound (1 s). Returns -1
+ * when every bucket is 0. */
+double rtb_latency_quantile_ms(const unsigned long long buckets[RTB_LATENCY_BUCKETS], double q);
+
+#define RTB_DASH_HISTORY_S 600      /* samples kept: one a second, 10 minutes */
+#define RTB_DASH_HISTORY_JSON_S 300 /* of those, how many /api/stats "history" carries */
+
+/* What the exchange did over some seconds: differences of rtb_stats. */
+typedef struct rtb_dash_counts {
+    unsigned long long requests;
+    unsigned long long results[PROTO_STATUS_COUNT];             /* by proto_status */
+    unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];    /* auctions closed */
+    unsigned long long impressions, clicks, duplicate_clicks, conversions;
+} rtb_dash_counts;
+
+/* What one advertiser did over some seconds: differences of rtb_bidder_stats. */
+typedef struct rtb_dash_bidder_counts {
+    unsigned long long calls, bids, wins, timeouts, errors, throttled;
+} rtb_dash_bidder_counts;
+
+/* The sampler: a 1-second timer on srv's loop that keeps, for each of the
+ * last RTB_DASH_HISTORY_S seconds, what changed in srv->stats and in every
+ * advertiser's stats, and each breaker's state. After each sample it runs
+ * rtb_alerts_evaluate(srv->alerts) and rtb_admin_broadcast(srv->admin) (each
+ * when not NULL). `srv` is borrowed for the sampler's life. Returns NULL with
+ * a message in `err` when memory ran out. Free before srv's alerts and admin. */
+rtb_dash *rtb_dash_new(rtb_server *srv, char *err, size_t errlen);
+void rtb_dash_free(rtb_dash *d);
+/* Zero `out`, then add the last `seconds` samples to it. Returns how many
+ * were added: fewer than `seconds` while the server is younger than that or
+ * when seconds > RTB_DASH_HISTORY_S. */
+int rtb_dash_window(const rtb_dash *d, int seconds, rtb_dash_counts *out);
+/* The same for the advertiser srv->bidders[bidder] (an index into the
+ * server's array, which only grows); 0 for seconds before it was seen. */
+int rtb_dash_bidder_window(const rtb_dash *d, size_t bidder, int seconds,
+                           rtb_dash_bidder_counts *out);
+/* Append the JSON object of GET /api/stats (and of each SSE event) to
+ * `out`: counters now, rates and latency of the latest second, the last
+ * RTB_DASH_HISTORY_JSON_S seconds, active alerts. Shape: docs/dashboard.md.
+ * Returns 0, or -1 when memory ran out (`out` unchanged). */
+int rtb_dash_stats_json(const rtb_server *srv, struct evbuffer *out);
+/* Append the self-contained HTML page of GET / to `out`. Returns 0 or -1. */
+int rtb_dash_page(struct evbuffer *out);
+
+/* Alert rules (config `alerts`, docs/dashboard.md): each second every rule is
+ * evaluated over its last window_s seconds of samples; a rule whose value
+ * goes above `above` fires, and resolves when the value is back at or below
+ * it. Both transitions are published on Redis channel auction:alerts and
+ * logged. A window with fewer than RTB_ALERT_MIN_COUNT calls (per-bidder
+ * metrics), results (rates) or closed auctions (latency) keeps the rule's
+ * state as it is. */
+#define RTB_ALERT_MIN_COUNT 5
+#define RTB_ALERTS_CHANNEL "auction:alerts"
+
+/* Check srv->cfg->alerts and build the rules (no config alerts: an empty
+ * set). Returns NULL with a message in `err` naming the key, e.g.
+ * "alerts[0].metric: unknown metric 'x' (...)" (a config error: every such
+ * message starts with "alerts["), or "out of memory". `srv` is borrowed. */
+rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen);
+void rtb_alerts_free(rtb_alerts *a);
+/* Evaluate every rule on srv->dash's samples; `wall_us` (Unix µs) stamps
+ * the transitions. Called by the sampler after each sample. */
+void rtb_alerts_evaluate(rtb_alerts *a, int64_t wall_us);
+/* Append one object per active alert to the cJSON array `array` (owned by
+ * the caller): {"name","metric","subject","value","above","window_s",
+ * "since"}. Returns 0, or -1 when memory ran out. */
+int rtb_alerts_json(const rtb_alerts *a, cJSON *array);
+/* Number of active alerts. */
+size_t rtb_alerts_active(const rtb_alerts *a);
+
+/* GET /api/stream clients at most (admin.c); past it the answer is 503. */
+#define RTB_ADMIN_MAX_STREAMS 32
+/* Send the current /api/stats JSON as one Server-Sent Event ("data: ...")
+ * to every /api/stream client (admin.c). Called by the sampler each second.
+ * A client whose unsent output passed 1 MiB is dropped. */
+void rtb_admin_broadcast(rtb_admin *a);
 
 /* ---- events.c: ad events (SPEC 10) ------------------------------------------------ */
 

@@ -308,6 +308,10 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     }
     srv->base = base;
     srv->cfg = cfg;
+    if (!(srv->alerts = rtb_alerts_new(srv, err, errlen))) { /* "alerts[i]...": a config error */
+        rtb_server_free(srv);
+        return NULL;
+    }
     size_t cap = 16;
     while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < INFLIGHT_BUCKETS_MAX) cap *= 2;
     srv->inflight_cap = cap;
@@ -341,7 +345,8 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
         rtb_server_free(srv);
         return NULL;
     }
-    if (cfg->admin.listen && !(srv->admin = rtb_admin_new(srv, cfg->admin.listen, err, errlen))) {
+    if (!(srv->dash = rtb_dash_new(srv, err, errlen)) ||
+        (cfg->admin.listen && !(srv->admin = rtb_admin_new(srv, cfg->admin.listen, err, errlen)))) {
         rtb_server_free(srv);
         return NULL;
     }
@@ -381,6 +386,8 @@ static void close_all(rtb_server *srv) {
 void rtb_server_free(rtb_server *srv) {
     if (!srv) return;
     close_all(srv); /* results of auctions cut short are still published */
+    rtb_dash_free(srv->dash); /* its timer drives alerts and admin streams */
+    rtb_alerts_free(srv->alerts);
     rtb_admin_free(srv->admin);
     struct event *evs[] = {srv->refresh_timer, srv->drain_timer, srv->start_timer, srv->sigint,
                            srv->sigterm};

@@ -31,6 +31,7 @@ typedef struct rtb_call {
     struct evhttp_request *req; /* while pending */
     int pending;
     int http_error;             /* evhttp error code, when it reported one */
+    int probe;                  /* the circuit breaker's probe call */
     proto_bid bid;
 } rtb_call;
 
@@ -85,7 +86,7 @@ static void cancel_pending_calls(rtb_txn *t) {
         rtb_bidder_release(c->conn);
         c->conn = NULL;
         c->bidder->stats.timeouts++;
-        rtb_bidder_outcome(c->bidder, 0, t->deadline_us);
+        rtb_bidder_outcome(c->bidder, 0, c->probe, t->deadline_us);
         t->timeouts++;
     }
 }
@@ -241,7 +242,7 @@ static void on_response(struct evhttp_request *req, void *arg) {
     rtb_bidder_release(c->conn);
     c->conn = NULL;
     t->nanswered++;
-    rtb_bidder_outcome(c->bidder, got >= 0, rtb_now_us());
+    rtb_bidder_outcome(c->bidder, got >= 0, c->probe, rtb_now_us());
     if (got > 0) {
         record_bid(t, c);
     } else if (got == 0) {
@@ -262,14 +263,16 @@ static int call_bidder(rtb_txn *t, rtb_bidder *b, const proto_buf *body) {
         b->stats.throttled++;
         return -1;
     }
-    if (!rtb_bidder_admit(b, rtb_now_us())) return -1;
+    int admitted = rtb_bidder_admit(b, rtb_now_us());
+    if (!admitted) return -1;
     rtb_conn *conn = rtb_bidder_acquire(b, srv->base, (size_t)srv->cfg->limits.max_response_bytes);
     if (!conn) { /* out of memory: a failed call, so a probe is not left out */
-        rtb_bidder_outcome(b, 0, rtb_now_us());
+        rtb_bidder_outcome(b, 0, admitted == 2, rtb_now_us());
         return -1;
     }
     rtb_call *c = &t->calls[t->ncalls];
     memset(c, 0, sizeof(*c));
+    c->probe = admitted == 2;
     c->txn = t;
     c->bidder = b;
     c->conn = conn;
