@@ -17,7 +17,9 @@
  * record at a time while libmosquitto reads a packet at a time, so bytes of
  * the next packets can sit decrypted inside OpenSSL with nothing left on the
  * socket to wake libevent. After each read we therefore keep reading while
- * SSL_pending() says bytes are waiting. */
+ * SSL_pending() says bytes are waiting. (libmosquitto 2.0's loop_read does
+ * the same, but stops early when a stale errno says EAGAIN; we do not rely
+ * on it.) */
 #include "rtb/rtb.h"
 
 #include <event2/event.h>
@@ -66,6 +68,23 @@ static void schedule_retry(rtb_mqtt *m) {
     m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
 }
 
+/* libmosquitto reports why a TLS handshake failed only through its log
+ * (the OpenSSL error queue is drained by then); keep the last error line. Its
+ * lines name packets and client ids, never credentials. */
+static void on_mosq_log(struct mosquitto *mosq, void *obj, int level, const char *str) {
+    (void)mosq;
+    rtb_mqtt *m = obj;
+    if (level != MOSQ_LOG_ERR && level != MOSQ_LOG_WARNING) return;
+    if (level == MOSQ_LOG_ERR) snprintf(m->tls_error, sizeof(m->tls_error), "%s", str);
+    rtb_log(PROTO_LOG_DEBUG, "mqtt: libmosquitto: %s", str);
+}
+
+/* The log callback costs a formatted line per packet, so it is on only while
+ * a TLS connection is being made (until CONNACK). */
+static void capture_errors(rtb_mqtt *m, int on) {
+    if (m->cfg->mqtt.tls) mosquitto_log_callback_set(m->mosq, on ? on_mosq_log : NULL);
+}
+
 /* A connection attempt ended before CONNACK. Without TLS only the first
  * one is worth a warning (the broker is down: the retries say nothing new).
  * With TLS every one is: a wrong CA, a certificate for another name, a
@@ -95,6 +114,7 @@ static void lost(rtb_mqtt *m, int rc) {
     snprintf(why, sizeof(why), "connection to %s:%ld lost: %s", m->cfg->mqtt.host,
              m->cfg->mqtt.port, mosquitto_strerror(rc));
     m->connected = 0;
+    capture_errors(m, 1);
     m->on_state(m->arg, 0, 0, why);
     schedule_retry(m);
 }
@@ -193,6 +213,7 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
     }
     m->connected = 1;
     m->backoff_ms = BACKOFF_MIN_MS;
+    capture_errors(m, 0);
     if (!m->unsubscribed) {
         int src = mosquitto_subscribe(mosq, NULL, m->topic, (int)m->cfg->mqtt.qos);
         if (src != MOSQ_ERR_SUCCESS)
@@ -223,16 +244,6 @@ static void on_msg(struct mosquitto *mosq, void *obj, const struct mosquitto_mes
     rtb_mqtt *m = obj;
     m->on_message(m->arg, msg->topic, msg->payload ? msg->payload : "",
                   msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
-}
-
-/* libmosquitto reports why a TLS handshake failed only through its log
- * (the OpenSSL error queue is drained by then); keep the last error line. Its
- * lines name packets and client ids, never credentials. */
-static void on_mosq_log(struct mosquitto *mosq, void *obj, int level, const char *str) {
-    (void)mosq;
-    rtb_mqtt *m = obj;
-    if (level == MOSQ_LOG_ERR) snprintf(m->tls_error, sizeof(m->tls_error), "%s", str);
-    rtb_log(PROTO_LOG_DEBUG, "mqtt: libmosquitto: %s", str);
 }
 
 /* An encrypted key would make OpenSSL ask on the terminal: refuse instead. */
@@ -326,7 +337,7 @@ static int setup_tls(rtb_mqtt *m, char *err, size_t errlen) {
                  mosquitto_strerror(rc));
         return -1;
     }
-    mosquitto_log_callback_set(m->mosq, on_mosq_log);
+    capture_errors(m, 1);
     return 0;
 }
 

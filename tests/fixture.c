@@ -61,6 +61,12 @@ struct fx_env {
     fx_sub *subs;
     fx_mqtt *mqtts;
     fx_env *next; /* all live envs of this process, for fx_wait_exit */
+    /* Set by fx_redis_reconfigure / fx_mqtt_reconfigure; NULL: fx_start's servers. */
+    char **redis_args;    /* NULL-terminated, appended to redis-server's arguments */
+    char *redis_username; /* AUTH [username] password on the fixture's own connections */
+    char *redis_password;
+    char *mqtt_conf_head; /* mosquitto.conf lines before the fixture's listener */
+    char *mqtt_conf_tail; /* ... and after the fixture's lines */
 };
 
 struct fx_sub {
@@ -644,7 +650,9 @@ static int tcp_connect(int port) {
     return fd;
 }
 
-static redisContext *redis_connect(int port, int timeout_ms) {
+/* Connects to the env's redis-server on port and, when the env has Redis
+ * credentials (fx_redis_reconfigure), authenticates. NULL on any failure. */
+static redisContext *redis_connect(const fx_env *env, int port, int timeout_ms) {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(LOOPBACK, port, tv);
     if (c == NULL)
@@ -654,11 +662,25 @@ static redisContext *redis_connect(int port, int timeout_ms) {
         return NULL;
     }
     set_cloexec(c->fd);
+    if (env->redis_password != NULL) {
+        redisSetTimeout(c, tv);
+        redisReply *r = env->redis_username != NULL
+                            ? redisCommand(c, "AUTH %s %s", env->redis_username,
+                                           env->redis_password)
+                            : redisCommand(c, "AUTH %s", env->redis_password);
+        int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
     return c;
 }
 
-static int redis_ready(int port) {
-    redisContext *c = redis_connect(port, 200);
+static int redis_ready(fx_env *env, int port) {
+    redisContext *c = redis_connect(env, port, 200);
     if (c == NULL)
         return 0;
     struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
@@ -671,7 +693,8 @@ static int redis_ready(int port) {
     return ok;
 }
 
-static int mqtt_ready(int port) {
+static int mqtt_ready(fx_env *env, int port) {
+    (void)env;
     int fd = tcp_connect(port);
     if (fd < 0)
         return 0;
@@ -679,14 +702,28 @@ static int mqtt_ready(int port) {
     return 1;
 }
 
+int fx_wait_port(int port, int timeout_ms) {
+    int64_t deadline = fx_now_ms() + timeout_ms;
+    for (;;) {
+        int fd = tcp_connect(port);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        if (fx_now_ms() >= deadline)
+            return -1;
+        fx_sleep_ms(10);
+    }
+}
+
 /* Waits until ready(port) or the process exits or the start timeout passes.
  * Returns 1 ready, 0 exited, -1 timed out. */
-static int wait_ready(pid_t pid, int port, int (*ready)(int)) {
+static int wait_ready(fx_env *env, pid_t pid, int port, int (*ready)(fx_env *, int)) {
     int64_t deadline = fx_now_ms() + FX_START_TIMEOUT_MS;
     for (;;) {
         if (child_exited(pid) != 0)
             return 0;
-        if (ready(port))
+        if (ready(env, port))
             return child_exited(pid) == 0 ? 1 : 0;
         if (fx_now_ms() >= deadline)
             return -1;
@@ -698,23 +735,36 @@ static pid_t spawn_redis(fx_env *env) {
     char port[16];
     snprintf(port, sizeof port, "%d", env->redis_port);
     /* clang-format off */
-    const char *argv[] = {"redis-server", "--port", port, "--bind", LOOPBACK,
+    const char *base[] = {"redis-server", "--port", port, "--bind", LOOPBACK,
                           "--save", "", "--appendonly", "no", "--dir", env->dir,
-                          "--daemonize", "no", NULL};
+                          "--daemonize", "no"};
     /* clang-format on */
-    return fx_spawn(env, argv, "redis.log");
+    size_t nbase = sizeof base / sizeof base[0], nextra = 0;
+    while (env->redis_args != NULL && env->redis_args[nextra] != NULL)
+        nextra++;
+    const char **argv = xmalloc((nbase + nextra + 1) * sizeof *argv);
+    memcpy(argv, base, sizeof base);
+    for (size_t i = 0; i < nextra; i++)
+        argv[nbase + i] = env->redis_args[i];
+    argv[nbase + nextra] = NULL;
+    pid_t pid = fx_spawn(env, argv, "redis.log");
+    free(argv);
+    return pid;
 }
 
 static pid_t spawn_mqtt(fx_env *env) {
-    char conf[256];
-    snprintf(conf, sizeof conf,
-             "listener %d 127.0.0.1\n"
-             "allow_anonymous true\n"
-             "max_queued_messages 1000000\n"
-             "persistence false\n"
-             "set_tcp_nodelay true\n",
-             env->mqtt_port);
+    char *conf = xasprintf("%s"
+                           "listener %d 127.0.0.1\n"
+                           "allow_anonymous true\n"
+                           "max_queued_messages 1000000\n"
+                           "persistence false\n"
+                           "set_tcp_nodelay true\n"
+                           "%s",
+                           env->mqtt_conf_head != NULL ? env->mqtt_conf_head : "",
+                           env->mqtt_port,
+                           env->mqtt_conf_tail != NULL ? env->mqtt_conf_tail : "");
     free(fx_write_file(env, "mosquitto.conf", conf));
+    free(conf);
     char *path = fx_path(env, "mosquitto.conf");
     const char *argv[] = {"mosquitto", "-c", path, NULL};
     pid_t pid = fx_spawn(env, argv, "mosquitto.log");
@@ -724,12 +774,13 @@ static pid_t spawn_mqtt(fx_env *env) {
 
 /* Starts one server and waits for it. With retry_ports, a server that exits
  * early (its port was taken) is tried again on another free port. */
-static pid_t start_server(fx_env *env, int *port, pid_t (*spawn)(fx_env *), int (*ready)(int),
+static pid_t start_server(fx_env *env, int *port, pid_t (*spawn)(fx_env *),
+                          int (*ready)(fx_env *, int),
                           const char *what, const char *log, int retry_ports) {
     int attempts = retry_ports ? START_ATTEMPTS : 1;
     for (int i = 0; i < attempts; i++) {
         pid_t pid = spawn(env);
-        int r = wait_ready(pid, *port, ready);
+        int r = wait_ready(env, pid, *port, ready);
         if (r == 1)
             return pid;
         stop_one(pid);
@@ -801,6 +852,51 @@ void fx_redis_start(fx_env *env) {
     }
 }
 
+static char *strdup_or_null(const char *s) {
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void free_redis_options(fx_env *env) {
+    for (int i = 0; env->redis_args != NULL && env->redis_args[i] != NULL; i++)
+        free(env->redis_args[i]);
+    free(env->redis_args);
+    free(env->redis_username);
+    free(env->redis_password);
+    env->redis_args = NULL;
+    env->redis_username = env->redis_password = NULL;
+}
+
+static void free_mqtt_options(fx_env *env) {
+    free(env->mqtt_conf_head);
+    free(env->mqtt_conf_tail);
+    env->mqtt_conf_head = env->mqtt_conf_tail = NULL;
+}
+
+void fx_redis_reconfigure(fx_env *env, const char *const extra_args[], const char *username,
+                          const char *password) {
+    fx_redis_stop(env); /* with the old credentials: nothing to AUTH any more */
+    free_redis_options(env);
+    int n = 0;
+    while (extra_args != NULL && extra_args[n] != NULL)
+        n++;
+    if (n > 0) {
+        env->redis_args = xmalloc((size_t)(n + 1) * sizeof *env->redis_args);
+        for (int i = 0; i < n; i++)
+            env->redis_args[i] = xstrdup(extra_args[i]);
+        env->redis_args[n] = NULL;
+    }
+    env->redis_username = strdup_or_null(username);
+    env->redis_password = strdup_or_null(password);
+    fx_redis_start(env);
+}
+
+void fx_mqtt_reconfigure(fx_env *env, const char *head, const char *tail) {
+    free_mqtt_options(env);
+    env->mqtt_conf_head = strdup_or_null(head);
+    env->mqtt_conf_tail = strdup_or_null(tail);
+    fx_mqtt_start(env);
+}
+
 void fx_mqtt_stop(fx_env *env) {
     stop_one(env->mqtt_pid);
     env->mqtt_pid = 0;
@@ -855,6 +951,8 @@ void fx_stop(fx_env *env) {
         }
     }
     free(env->procs);
+    free_redis_options(env);
+    free_mqtt_options(env);
     free(env);
 }
 
@@ -1007,7 +1105,7 @@ redisContext *fx_redis(fx_env *env) {
         env->redis = NULL;
     }
     if (env->redis == NULL) {
-        env->redis = redis_connect(env->redis_port, 2000);
+        env->redis = redis_connect(env, env->redis_port, 2000);
         if (env->redis == NULL)
             ck_abort_msg("fixture: cannot connect to redis on 127.0.0.1:%d", env->redis_port);
         struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
@@ -1084,7 +1182,7 @@ static void sub_disconnect(fx_sub *sub) {
 /* (Re)connects and PSUBSCRIBEs; returns 1 once Redis confirmed, else 0. */
 static int sub_connect(fx_sub *sub) {
     sub_disconnect(sub);
-    redisContext *c = redis_connect(sub->env->redis_port, 1000);
+    redisContext *c = redis_connect(sub->env, sub->env->redis_port, 1000);
     if (c == NULL)
         return 0;
     struct timeval tv = {.tv_sec = 2, .tv_usec = 0};

@@ -136,6 +136,36 @@ void fx_redis_start(fx_env *env);
 void fx_mqtt_stop(fx_env *env);
 void fx_mqtt_start(fx_env *env);
 
+/* Servers with security settings (tests/test_security.c). Both restart the
+ * server on its port the way fx_redis_start / fx_mqtt_start do (and abort
+ * like them); the settings stay for later restarts of that server. An env
+ * that never calls them runs the servers fx_start describes.
+ *
+ * fx_redis_reconfigure: extra_args (NULL-terminated, NULL: none) are
+ * appended to redis-server's command line, e.g. {"--requirepass", "pw",
+ * NULL}. From then on the fixture's own connections (fx_redis, subscribers,
+ * the readiness PING) send AUTH [username] password first when password is
+ * not NULL. To add an ACL user instead, leave Redis as it is and run
+ * fx_redis_do(env, "ACL SETUSER ...").
+ *
+ * fx_mqtt_reconfigure: head goes before the fixture's lines of
+ * mosquitto.conf (options that must come first, e.g.
+ * "per_listener_settings true\n"), tail after them (more listeners: TLS,
+ * password_file, ...); NULL: nothing. The fixture's anonymous listener stays
+ * first, on fx_mqtt_port, and fx_mqtt clients keep using it; with
+ * per_listener_settings true its allow_anonymous applies to it alone. Files
+ * the config names must be readable by the user mosquitto runs as: started
+ * as root it drops to user "mosquitto" unless the config says "user root"
+ * (the env's dir is mode 0700). Only the fixture's listener is waited for;
+ * see fx_wait_port for the others. */
+void fx_redis_reconfigure(fx_env *env, const char *const extra_args[], const char *username,
+                          const char *password);
+void fx_mqtt_reconfigure(fx_env *env, const char *head, const char *tail);
+
+/* Waits up to timeout_ms until 127.0.0.1:port accepts a TCP connection.
+ * Returns 0, or -1 on timeout. Never aborts. */
+int fx_wait_port(int port, int timeout_ms);
+
 /* ---- files in the temp dir ------------------------------------------ */
 
 /* DIR/name, malloc'd; the caller frees. */
