@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EVENTS_TOPIC "rtb/events/+"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define KEEPALIVE_S 30
@@ -47,6 +48,7 @@ struct rtb_mqtt {
     struct mosquitto *mosq;
     struct event *rev, *wev, *misc, *retry;
     char *topic;      /* subscription: topic, or $share/{group}/topic */
+    char *events;     /* rtb/events/+, or $share/{group}/rtb/events/+ (SPEC 10) */
     int connected;
     int unsubscribed; /* draining: do not resubscribe */
     int backoff_ms;
@@ -215,9 +217,12 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
     m->backoff_ms = BACKOFF_MIN_MS;
     capture_errors(m, 0);
     if (!m->unsubscribed) {
-        int src = mosquitto_subscribe(mosq, NULL, m->topic, (int)m->cfg->mqtt.qos);
+        /* Requests and ad events in one SUBSCRIBE, so one SUBACK says both. */
+        char *const topics[2] = {m->topic, m->events};
+        int src = mosquitto_subscribe_multiple(mosq, NULL, 2, topics, (int)m->cfg->mqtt.qos, 0,
+                                               NULL);
         if (src != MOSQ_ERR_SUCCESS)
-            rtb_log(PROTO_LOG_ERROR, "mqtt: subscribe %s failed: %s", m->topic,
+            rtb_log(PROTO_LOG_ERROR, "mqtt: subscribe %s and %s failed: %s", m->topic, m->events,
                     mosquitto_strerror(src));
     }
     char why[160];
@@ -236,7 +241,10 @@ static void on_suback(struct mosquitto *mosq, void *obj, int mid, int qos_count,
         rtb_log(PROTO_LOG_ERROR, "mqtt: the broker refused the subscription to %s", m->topic);
         return;
     }
-    rtb_log(PROTO_LOG_INFO, "mqtt: subscribed to %s (QoS %d)", m->topic, granted_qos[0]);
+    if (qos_count < 2 || granted_qos[1] > 2)
+        rtb_log(PROTO_LOG_ERROR, "mqtt: the broker refused the subscription to %s", m->events);
+    rtb_log(PROTO_LOG_INFO, "mqtt: subscribed to %s (QoS %d) and %s", m->topic, granted_qos[0],
+            m->events);
 }
 
 static void on_msg(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg) {
@@ -364,12 +372,20 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
         else
             snprintf(m->topic, tlen, "%s", cfg->mqtt.topic);
     }
+    size_t elen = strlen(EVENTS_TOPIC) + (group ? strlen(group) + 9 : 0) + 1;
+    m->events = malloc(elen);
+    if (m->events) {
+        if (group)
+            snprintf(m->events, elen, "$share/%s/%s", group, EVENTS_TOPIC);
+        else
+            snprintf(m->events, elen, "%s", EVENTS_TOPIC);
+    }
     /* A persistent session (clean_session false) keeps QoS 1 requests queued
      * by the broker while we reconnect; a shared group keeps none (SPEC 12). */
     m->mosq = mosquitto_new(cfg->mqtt.client_id, group != NULL, m);
     m->misc = event_new(base, -1, EV_PERSIST, on_misc, m);
     m->retry = evtimer_new(base, on_retry, m);
-    if (!m->topic || !m->mosq || !m->misc || !m->retry) {
+    if (!m->topic || !m->events || !m->mosq || !m->misc || !m->retry) {
         snprintf(err, errlen, "mqtt: cannot create the client (out of memory)");
         rtb_mqtt_free(m);
         return NULL;
@@ -426,5 +442,6 @@ void rtb_mqtt_free(rtb_mqtt *m) {
     if (m->retry) event_free(m->retry);
     if (m->mosq) mosquitto_destroy(m->mosq);
     free(m->topic);
+    free(m->events);
     free(m);
 }
