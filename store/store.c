@@ -316,72 +316,6 @@ static void on_value(redisAsyncContext *ac, void *r, void *privdata) {
     free(cl);
 }
 
-int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *arg) {
-    if (!s->cmd.ready) return -1;
-    call *cl = malloc(sizeof(*cl));
-    if (!cl) return -1;
-    *cl = (call){s, fn, arg};
-    char key[PROFILE_KEY_MAX];
-    const char *argv[2] = {"GET", key};
-    size_t argvlen[2] = {3, make_key(key, sizeof(key), PROFILE_PREFIX, user_id)};
-    if (argvlen[1] == 0 ||
-        redisAsyncCommandArgv(s->cmd.ac, on_value, cl, 2, argv, argvlen) != REDIS_OK) {
-        free(cl);
-        return -1;
-    }
-    s->pending++;
-    return 0;
-}
-
-/* Fire-and-forget writes (SETEX of a profile, HINCRBY of a counter): only
- * their failures are counted. */
-static void on_write(redisAsyncContext *ac, void *r, void *privdata) {
-    (void)ac;
-    store *s = privdata;
-    redisReply *reply = r;
-    s->pending--;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.writes_failed++;
-}
-
-int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s) {
-    if (!s->cmd.ready ||
-        redisAsyncCommand(s->cmd.ac, on_write, s, "SETEX user:profile:%s %ld %b", user_id,
-                          ttl_s, json, len) != REDIS_OK) {
-        s->stats.writes_failed++;
-        return -1;
-    }
-    s->pending++;
-    return 0;
-}
-
-int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
-                  long long by) {
-    char key[PROFILE_KEY_MAX], num[24];
-    size_t keylen = make_key(key, sizeof(key), prefix, id);
-    const char *argv[4] = {"HINCRBY", key, field, num};
-    size_t argvlen[4] = {7, keylen, strlen(field), (size_t)snprintf(num, sizeof(num), "%lld", by)};
-    if (!s->cmd.ready || keylen == 0 ||
-        redisAsyncCommandArgv(s->cmd.ac, on_write, s, 4, argv, argvlen) != REDIS_OK) {
-        s->stats.writes_failed++;
-        return -1;
-    }
-    s->pending++;
-    return 0;
-}
-
-int store_get(store *s, const char *key, store_value_fn *fn, void *arg) {
-    if (!s->cmd.ready) return -1;
-    call *cl = malloc(sizeof(*cl));
-    if (!cl) return -1;
-    *cl = (call){s, fn, arg};
-    if (redisAsyncCommand(s->cmd.ac, on_value, cl, "GET %s", key) != REDIS_OK) {
-        free(cl);
-        return -1;
-    }
-    s->pending++;
-    return 0;
-}
-
 /* SET NX answers +OK when it set the key and nil when the key existed. */
 static void on_set_nx(redisAsyncContext *ac, void *r, void *privdata) {
     (void)ac;
@@ -395,30 +329,86 @@ static void on_set_nx(redisAsyncContext *ac, void *r, void *privdata) {
     free(cl);
 }
 
-int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,
-                 void *arg) {
-    if (!s->cmd.ready) return -1;
-    call *cl = malloc(sizeof(*cl));
-    if (!cl) return -1;
-    *cl = (call){s, fn, arg};
-    if (redisAsyncCommand(s->cmd.ac, on_set_nx, cl, "SET %s %s NX EX %ld", key, value, ttl_s) !=
-        REDIS_OK) {
+/* Fire-and-forget writes (SETEX of a profile, HINCRBY of a counter, SET of
+ * a last click): only their failures are counted. */
+static void on_write(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    store *s = privdata;
+    redisReply *reply = r;
+    s->pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.writes_failed++;
+}
+
+/* Send argv (lengths in argvlen; NULL entries of argvlen mean strlen). With
+ * `fn`, `reply_cb` answers through a `call` record to fn(arg) exactly once;
+ * without, the command is a fire-and-forget write. Returns 0, or -1 when not
+ * connected (a write is then counted as failed; fn never runs). */
+static int send_argv(store *s, redisCallbackFn *reply_cb, store_value_fn *fn, void *arg,
+                     int argc, const char **argv, size_t *argvlen) {
+    for (int i = 0; i < argc; i++)
+        if (argvlen[i] == 0) argvlen[i] = strlen(argv[i]);
+    call *cl = NULL;
+    int rc = REDIS_ERR;
+    if (s->cmd.ready && (!fn || (cl = malloc(sizeof(*cl))))) {
+        if (cl) *cl = (call){s, fn, arg};
+        rc = redisAsyncCommandArgv(s->cmd.ac, fn ? reply_cb : on_write, fn ? (void *)cl : s, argc,
+                                   argv, argvlen);
+    }
+    if (rc != REDIS_OK) {
         free(cl);
+        if (!fn) s->stats.writes_failed++;
         return -1;
     }
     s->pending++;
     return 0;
 }
 
+int store_get(store *s, const char *key, store_value_fn *fn, void *arg) {
+    const char *argv[2] = {"GET", key};
+    size_t argvlen[2] = {0, 0};
+    return send_argv(s, on_value, fn, arg, 2, argv, argvlen);
+}
+
+int store_profile_get(store *s, const char *user_id, store_value_fn *fn, void *arg) {
+    char key[PROFILE_KEY_MAX];
+    if (make_key(key, sizeof(key), PROFILE_PREFIX, user_id) == 0) return -1;
+    return store_get(s, key, fn, arg);
+}
+
+int store_profile_put(store *s, const char *user_id, const char *json, size_t len, long ttl_s) {
+    char key[PROFILE_KEY_MAX], ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    const char *argv[4] = {"SETEX", key, ttl, json};
+    size_t argvlen[4] = {0, make_key(key, sizeof(key), PROFILE_PREFIX, user_id), 0, len};
+    if (argvlen[1] == 0) return -1;
+    return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
+}
+
+int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
+                  long long by) {
+    char key[PROFILE_KEY_MAX], num[24];
+    snprintf(num, sizeof(num), "%lld", by);
+    const char *argv[4] = {"HINCRBY", key, field, num};
+    size_t argvlen[4] = {0, make_key(key, sizeof(key), prefix, id), 0, 0};
+    if (argvlen[1] == 0) return -1;
+    return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
+}
+
+int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,
+                 void *arg) {
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    const char *argv[6] = {"SET", key, value, "NX", "EX", ttl};
+    size_t argvlen[6] = {0};
+    return send_argv(s, on_set_nx, fn, arg, 6, argv, argvlen);
+}
+
 int store_set(store *s, const char *key, const char *value, long ttl_s) {
-    if (!s->cmd.ready ||
-        redisAsyncCommand(s->cmd.ac, on_write, s, "SET %s %s EX %ld", key, value, ttl_s) !=
-            REDIS_OK) {
-        s->stats.writes_failed++;
-        return -1;
-    }
-    s->pending++;
-    return 0;
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    const char *argv[5] = {"SET", key, value, "EX", ttl};
+    size_t argvlen[5] = {0};
+    return send_argv(s, NULL, NULL, NULL, 5, argv, argvlen);
 }
 
 /* ---- Publishing through the queue ------------------------------------------------ */
