@@ -28,7 +28,7 @@
 #include <string.h>
 
 #define STREAM_MAX_BACKLOG (1u << 20) /* unread bytes before a client is dropped */
-#define STREAM_RETRY_MS 2000           /* EventSource reconnect delay we ask for */
+#define STREAM_RETRY_MS 2000          /* EventSource reconnect delay we ask for */
 
 /* One GET /api/stream client; req NULL: a free slot. */
 typedef struct stream {
@@ -224,7 +224,7 @@ static void on_other(struct evhttp_request *req, void *arg) {
 
 /* The page needs nothing from elsewhere; the browser is told so. */
 #define PAGE_CSP                                                                                   \
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "                 \
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "                  \
     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'"
 
 static void on_page(struct evhttp_request *req, void *arg) {
@@ -288,8 +288,8 @@ static int stream_event(rtb_admin *a) {
 static void stream_send(stream *s, const void *data, size_t len) {
     rtb_admin *a = s->admin;
     struct evhttp_connection *evcon = evhttp_request_get_connection(s->req);
-    size_t backlog = evbuffer_get_length(bufferevent_get_output(
-        evhttp_connection_get_bufferevent(evcon)));
+    size_t backlog =
+        evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)));
     if (backlog > STREAM_MAX_BACKLOG) {
         /* It reads nothing: ending the reply politely would wait on it forever. */
         rtb_log(PROTO_LOG_WARN, "admin: /api/stream client with %zu bytes unread: dropped",
@@ -388,8 +388,10 @@ rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t 
         rtb_admin_free(a);
         return NULL;
     }
-    rtb_log(PROTO_LOG_INFO, "admin: listening on http://%s:%ld (dashboard at /; /api/stats, "
-            "/api/stream, /healthz, /metrics)", host, port);
+    rtb_log(PROTO_LOG_INFO,
+            "admin: listening on http://%s:%ld (dashboard at /; /api/stats, /api/stream, "
+            "/healthz, /metrics)",
+            host, port);
     return a;
 }
 

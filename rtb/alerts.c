@@ -60,7 +60,8 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
     for (size_t i = 0; i < cfg->nalerts; i++) {
         const proto_alert_conf *c = &cfg->alerts[i];
         size_t m = 0;
-        while (m < METRIC_COUNT && strcmp(c->metric, metrics[m].name) != 0) m++;
+        while (m < METRIC_COUNT && strcmp(c->metric, metrics[m].name) != 0)
+            m++;
         if (m == METRIC_COUNT) {
             snprintf(err, errlen,
                      "alerts[%zu].metric: unknown metric '%s' (known: bidder_timeout_rate, "
@@ -69,8 +70,10 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
             return NULL;
         }
         if (c->window_s < 1 || c->window_s > RTB_DASH_HISTORY_S) {
-            snprintf(err, errlen, "alerts[%zu].window_s: %ld is not in 1..%d (seconds the "
-                     "dashboard keeps)", i, c->window_s, RTB_DASH_HISTORY_S);
+            snprintf(err, errlen,
+                     "alerts[%zu].window_s: %ld is not in 1..%d (seconds the "
+                     "dashboard keeps)",
+                     i, c->window_s, RTB_DASH_HISTORY_S);
             return NULL;
         }
         if (!isfinite(c->above)) {
@@ -90,7 +93,8 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
     for (size_t i = 0; i < a->nrules; i++) {
         a->rules[i].conf = &cfg->alerts[i];
         size_t m = 0;
-        while (strcmp(cfg->alerts[i].metric, metrics[m].name) != 0) m++;
+        while (strcmp(cfg->alerts[i].metric, metrics[m].name) != 0)
+            m++;
         a->rules[i].metric = (metric)m;
     }
     return a;
@@ -98,7 +102,8 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
 
 void rtb_alerts_free(rtb_alerts *a) {
     if (!a) return;
-    for (size_t i = 0; i < a->nrules; i++) free(a->rules[i].states);
+    for (size_t i = 0; i < a->nrules; i++)
+        free(a->rules[i].states);
     free(a->rules);
     free(a);
 }
@@ -153,8 +158,8 @@ static void announce(rtb_alerts *a, const rule *r, const char *subject, const al
 
 /* One evaluation of one state: `enough` says whether the window had enough
  * traffic for `value` to mean something; `gone` resolves a firing state. */
-static void update(rtb_alerts *a, const rule *r, alert_state *st, const char *subject,
-                   int enough, double value, int gone, int64_t wall_us) {
+static void update(rtb_alerts *a, const rule *r, alert_state *st, const char *subject, int enough,
+                   double value, int gone, int64_t wall_us) {
     if (gone) {
         if (!st->firing) return;
         st->firing = 0;
@@ -188,7 +193,9 @@ static void evaluate_bidders(rtb_alerts *a, rule *r, int64_t wall_us) {
         rtb_dash_bidder_counts c;
         rtb_dash_bidder_window(srv->dash, i, (int)r->conf->window_s, &c);
         unsigned long long bad = r->metric == METRIC_BIDDER_TIMEOUT_RATE ? c.timeouts : c.errors;
-        double value = c.calls ? (double)bad / (double)c.calls : 0;
+        /* A call is counted when made, its timeout or error when it ends (up to
+         * tmax later): one made just before the window can end inside it. */
+        double value = c.calls ? fmin(1.0, (double)bad / (double)c.calls) : 0;
         update(a, r, &r->states[i], srv->bidders[i]->id, c.calls >= RTB_ALERT_MIN_COUNT, value,
                !srv->bidders[i]->active, wall_us);
     }
@@ -199,8 +206,10 @@ static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
     rtb_dash_counts c;
     rtb_dash_window(a->srv->dash, (int)r->conf->window_s, &c);
     unsigned long long results = 0, closed = 0;
-    for (int st = 0; st < PROTO_STATUS_COUNT; st++) results += c.results[st];
-    for (int i = 0; i < RTB_LATENCY_BUCKETS; i++) closed += c.latency_buckets[i];
+    for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+        results += c.results[st];
+    for (int i = 0; i < RTB_LATENCY_BUCKETS; i++)
+        closed += c.latency_buckets[i];
     double value = 0;
     int enough = results >= RTB_ALERT_MIN_COUNT;
     switch (r->metric) {
@@ -254,6 +263,7 @@ int rtb_alerts_json(const rtb_alerts *a, cJSON *array) {
 size_t rtb_alerts_active(const rtb_alerts *a) {
     size_t n = 0;
     for (size_t i = 0; i < a->nrules; i++)
-        for (size_t k = 0; k < a->rules[i].nstates; k++) n += (size_t)a->rules[i].states[k].firing;
+        for (size_t k = 0; k < a->rules[i].nstates; k++)
+            n += (size_t)a->rules[i].states[k].firing;
     return n;
 }

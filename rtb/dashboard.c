@@ -8,7 +8,8 @@
  * sample; a window (alerts.c) is the sum of its last samples; a latency
  * percentile comes from the growth of the latency histogram's buckets,
  * interpolated linearly inside the bucket that holds the rank, so it is an
- * estimate as fine as the buckets (1-5 ms below 100 ms, 2-5 ms just above).
+ * estimate as fine as the buckets: 1-5 ms wide below 10 ms, 25-30 ms from
+ * 20 to 100 ms, 2-5 ms just above 100 ms (tmax), wider beyond.
  *
  * It only reads counters: a tick costs one pass over the advertisers, never
  * touches an auction, and the JSON (cJSON; not on the auction path) is built
@@ -42,12 +43,12 @@ typedef struct sample {
 struct rtb_dash {
     rtb_server *srv;
     struct event *timer;
-    int64_t start_us;                   /* monotonic, for uptime */
+    int64_t start_us; /* monotonic, for uptime */
     sample ring[RTB_DASH_HISTORY_S];
-    size_t next;                        /* slot the next sample goes to */
-    size_t count;                       /* samples held */
-    rtb_stats last;                     /* counters at the previous tick */
-    rtb_bidder_stats *last_bidders;     /* per advertiser, nlast long */
+    size_t next;                    /* slot the next sample goes to */
+    size_t count;                   /* samples held */
+    rtb_stats last;                 /* counters at the previous tick */
+    rtb_bidder_stats *last_bidders; /* per advertiser, nlast long */
     size_t nlast;
 };
 
@@ -145,7 +146,8 @@ rtb_dash *rtb_dash_new(rtb_server *srv, char *err, size_t errlen) {
 void rtb_dash_free(rtb_dash *d) {
     if (!d) return;
     event_free(d->timer);
-    for (size_t i = 0; i < RTB_DASH_HISTORY_S; i++) free(d->ring[i].bidders);
+    for (size_t i = 0; i < RTB_DASH_HISTORY_S; i++)
+        free(d->ring[i].bidders);
     free(d->last_bidders);
     free(d);
 }
@@ -159,8 +161,10 @@ int rtb_dash_window(const rtb_dash *d, int seconds, rtb_dash_counts *out) {
     for (size_t k = 0; k < n; k++) {
         const sample *s = latest(d, k);
         out->requests += s->requests;
-        for (int st = 0; st < PROTO_STATUS_COUNT; st++) out->results[st] += s->results[st];
-        for (int i = 0; i < RTB_LATENCY_BUCKETS; i++) out->latency_buckets[i] += s->latency[i];
+        for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+            out->results[st] += s->results[st];
+        for (int i = 0; i < RTB_LATENCY_BUCKETS; i++)
+            out->latency_buckets[i] += s->latency[i];
         out->impressions += s->impressions;
         out->clicks += s->clicks;
         out->duplicate_clicks += s->duplicate_clicks;
@@ -190,7 +194,8 @@ int rtb_dash_bidder_window(const rtb_dash *d, size_t bidder, int seconds,
 
 double rtb_latency_quantile_ms(const unsigned long long buckets[RTB_LATENCY_BUCKETS], double q) {
     unsigned long long total = 0;
-    for (int i = 0; i < RTB_LATENCY_BUCKETS; i++) total += buckets[i];
+    for (int i = 0; i < RTB_LATENCY_BUCKETS; i++)
+        total += buckets[i];
     if (total == 0) return -1;
     double rank = q * (double)total, below = 0;
     for (int i = 0; i < RTB_LATENCY_BUCKETS; i++) {
@@ -218,9 +223,12 @@ static double ratio(unsigned long long num, unsigned long long den) {
 
 static const char *breaker_str(rtb_breaker b) {
     switch (b) {
-    case RTB_BREAKER_OPEN: return "open";
-    case RTB_BREAKER_HALF_OPEN: return "half_open";
-    case RTB_BREAKER_CLOSED: break;
+    case RTB_BREAKER_OPEN:
+        return "open";
+    case RTB_BREAKER_HALF_OPEN:
+        return "half_open";
+    case RTB_BREAKER_CLOSED:
+        break;
     }
     return "closed";
 }
@@ -238,7 +246,8 @@ static void add_statuses(cJSON *o, const unsigned long long results[PROTO_STATUS
 
 static unsigned long long sum_results(const unsigned long long results[PROTO_STATUS_COUNT]) {
     unsigned long long n = 0;
-    for (int st = 0; st < PROTO_STATUS_COUNT; st++) n += results[st];
+    for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+        n += results[st];
     return n;
 }
 
@@ -307,10 +316,12 @@ static void add_history(cJSON *root, const rtb_dash *d) {
     for (size_t k = n; k-- > 0;) {
         const sample *s = latest(d, k);
         unsigned long long buckets[RTB_LATENCY_BUCKETS], auctions = 0;
-        for (int i = 0; i < RTB_LATENCY_BUCKETS; i++) buckets[i] = s->latency[i];
-        for (int st = 0; st < PROTO_STATUS_COUNT; st++) auctions += s->results[st];
+        for (int i = 0; i < RTB_LATENCY_BUCKETS; i++)
+            buckets[i] = s->latency[i];
+        for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+            auctions += s->results[st];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "t", round((double)s->wall_us / 1e6));
+        cJSON_AddNumberToObject(o, "t", floor((double)s->wall_us / 1e6)); /* second's end */
         cJSON_AddNumberToObject(o, "auctions", (double)auctions);
         cJSON_AddNumberToObject(o, "success", s->results[PROTO_STATUS_SUCCESS]);
         cJSON_AddNumberToObject(o, "timeout", s->results[PROTO_STATUS_TIMEOUT]);
@@ -336,7 +347,7 @@ int rtb_dash_stats_json(const rtb_server *srv, struct evbuffer *out) {
     cJSON *alerts = cJSON_AddArrayToObject(root, "alerts");
     int rc = alerts && srv->alerts ? rtb_alerts_json(srv->alerts, alerts) : 0;
     cJSON_AddNumberToObject(root, "alert_rules", (double)srv->cfg->nalerts);
-    /* cJSON's Add* functions fail quietly; printing checks the whole tree. */
+    /* Out of memory, an Add* above may have left a key out; the JSON stays valid. */
     char *text = rc == 0 ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text) return -1;
@@ -352,6 +363,7 @@ int rtb_dash_stats_json(const rtb_server *srv, struct evbuffer *out) {
  * it gets from the SSE stream, and polls /api/stats once a second whenever
  * the stream has been silent for 2.5 s (no EventSource, stream refused,
  * proxy buffering). Elements holding numbers have ids (tests read them). */
+/* clang-format off */
 static const char *const page[] = {
     "<!doctype html>\n",
     "<html lang=\"en\">\n",
@@ -414,7 +426,8 @@ static const char *const page[] = {
     "}\n",
     ".bar i { display: block; height: 100%; }\n",
     ".legend {\n",
-    "  display: grid; grid-template-columns: repeat(5, 1fr); gap: 4px; font-size: 12px;\n",
+    "  display: flex; justify-content: space-between; gap: 6px; font-size: 12px;\n",
+    "  white-space: nowrap;\n",
     "}\n",
     ".legend div { color: var(--muted); }\n",
     ".legend b { display: block; color: var(--ink); font-size: 16px; font-weight: 600; }\n",
@@ -426,7 +439,7 @@ static const char *const page[] = {
     ".pair .big { font-size: 28px; }\n",
     ".charts { grid-template-columns: 2fr 1fr; margin-top: 16px; }\n",
     ".chart { position: relative; }\n",
-    ".chart svg { width: 100%; height: 130px; display: block; }\n",
+    ".chart svg { width: 100%; height: 110px; display: block; }\n",
     ".chart .axis {\n",
     "  display: flex; justify-content: space-between; color: var(--muted); font-size: 11px;\n",
     "  margin-top: 2px;\n",
@@ -460,17 +473,14 @@ static const char *const page[] = {
     ".alert b { display: block; }\n",
     ".alert span { color: var(--muted); font-size: 12px; }\n",
     ".ok { color: var(--success); font-weight: 600; }\n",
-    ".funnel div.step { margin: 6px 0 10px; }\n",
-    ".funnel .label { display: flex; justify-content: space-between; font-size: 13px; }\n",
-    ".funnel .label b { font-size: 15px; }\n",
-    ".funnel .track {\n",
-    "  height: 8px; background: var(--line); border-radius: 4px; margin-top: 4px;\n",
-    "}\n",
-    ".funnel .fill {\n",
-    "  height: 100%; border-radius: 4px; background: var(--accent); min-width: 2px;\n",
-    "}\n",
-    ".funnel .rates { display: flex; gap: 18px; color: var(--muted); font-size: 13px; }\n",
-    ".funnel .rates b { color: var(--ink); }\n",
+    ".steps { display: flex; align-items: flex-end; gap: 10px; }\n",
+    ".steps > div { flex: 1; }\n",
+    ".steps span { display: block; color: var(--muted); font-size: 12px; }\n",
+    ".steps b { font-size: 22px; font-weight: 650; }\n",
+    ".steps em { display: block; font-style: normal; color: var(--muted); font-size: 12px; }\n",
+    ".steps em b { font-size: 12px; color: var(--ink); }\n",
+    ".steps .arrow { flex: 0; color: var(--muted); font-size: 18px; padding-bottom: 20px; }\n",
+    ".alert { padding: 6px 10px; }\n",
     "footer { color: var(--muted); font-size: 12px; margin-top: 14px; }\n",
     "@media (max-width: 980px) {\n",
     "  .kpis, .charts, .cols { grid-template-columns: 1fr; }\n",
@@ -537,7 +547,7 @@ static const char *const page[] = {
     "\n",
     "  <section class=\"grid charts\">\n",
     "    <div class=\"card chart\">\n",
-    "      <h2>Auctions / s &mdash; last 5 minutes</h2>\n",
+    "      <h2>Auctions / s</h2>\n",
     "      <span class=\"max\">peak <b id=\"spark-max\" class=\"num\">&mdash;</b>/s</span>\n",
     "      <svg id=\"spark\" viewBox=\"0 0 300 100\" preserveAspectRatio=\"none\"\n",
     "        aria-label=\"auctions per second\">\n",
@@ -558,14 +568,14 @@ static const char *const page[] = {
     "        <span>now</span></div>\n",
     "    </div>\n",
     "    <div class=\"card chart\">\n",
-    "      <h2>Latency p99 &mdash; last 5 minutes</h2>\n",
+    "      <h2>Latency p99</h2>\n",
     "      <span class=\"max\">peak <b id=\"lat-max\" class=\"num\">&mdash;</b> ms</span>\n",
     "      <svg id=\"lat\" viewBox=\"0 0 300 100\" preserveAspectRatio=\"none\"\n",
     "        aria-label=\"p99 latency\">\n",
     "        <polyline id=\"lat-line\" fill=\"none\" stroke=\"#8b5cf6\" stroke-width=\"1.6\"\n",
     "          vector-effect=\"non-scaling-stroke\" points=\"\"></polyline>\n",
     "      </svg>\n",
-    "      <div class=\"axis\"><span>&minus;5 min</span><span>now</span></div>\n",
+    "      <div class=\"axis\"><span id=\"lat-from\">&minus;5 min</span><span>now</span></div>\n",
     "    </div>\n",
     "  </section>\n",
     "\n",
@@ -586,26 +596,20 @@ static const char *const page[] = {
     "        <h2>Alerts <span id=\"alert-count\" class=\"num\"></span></h2>\n",
     "        <div id=\"alerts\"><div class=\"empty\">waiting for data&hellip;</div></div>\n",
     "      </div>\n",
-    "      <div class=\"card funnel\">\n",
+    "      <div class=\"card\">\n",
     "        <h2>Events</h2>\n",
-    "        <div class=\"step\"><div class=\"label\"><span>Impressions</span>\n",
-    "          <b id=\"ev-impressions\" class=\"num\">&mdash;</b></div>\n",
-    "          <div class=\"track\">\n",
-    "            <div class=\"fill\" id=\"fill-impressions\" style=\"width:100%\"></div>\n",
-    "          </div></div>\n",
-    "        <div class=\"step\"><div class=\"label\"><span>Clicks</span>\n",
-    "          <b id=\"ev-clicks\" class=\"num\">&mdash;</b></div>\n",
-    "          <div class=\"track\">\n",
-    "            <div class=\"fill\" id=\"fill-clicks\" style=\"width:0\"></div>\n",
-    "          </div></div>\n",
-    "        <div class=\"step\"><div class=\"label\"><span>Conversions</span>\n",
-    "          <b id=\"ev-conversions\" class=\"num\">&mdash;</b></div>\n",
-    "          <div class=\"track\">\n",
-    "            <div class=\"fill\" id=\"fill-conversions\" style=\"width:0\"></div>\n",
-    "          </div></div>\n",
-    "        <div class=\"rates\"><span>CTR <b id=\"ev-ctr\" class=\"num\">&mdash;</b></span>\n",
-    "          <span>CVR <b id=\"ev-cvr\" class=\"num\">&mdash;</b></span>\n",
-    "          <span>dup. clicks <b id=\"ev-dup\" class=\"num\">&mdash;</b></span></div>\n",
+    "        <div class=\"steps\">\n",
+    "          <div><span>Impressions</span><b id=\"ev-impressions\" class=\"num\">&mdash;</b>\n",
+    "            <em>&nbsp;</em></div>\n",
+    "          <div class=\"arrow\">&rarr;</div>\n",
+    "          <div><span>Clicks</span><b id=\"ev-clicks\" class=\"num\">&mdash;</b>\n",
+    "            <em>CTR <b id=\"ev-ctr\" class=\"num\">&mdash;</b></em></div>\n",
+    "          <div class=\"arrow\">&rarr;</div>\n",
+    "          <div><span>Conversions</span><b id=\"ev-conversions\" class=\"num\">&mdash;</b>\n",
+    "            <em>CVR <b id=\"ev-cvr\" class=\"num\">&mdash;</b></em></div>\n",
+    "        </div>\n",
+    "        <div class=\"sub\">duplicate clicks\n",
+    "          <b id=\"ev-dup\" class=\"num\">&mdash;</b></div>\n",
     "      </div>\n",
     "    </div>\n",
     "  </section>\n",
@@ -717,7 +721,7 @@ static const char *const page[] = {
     "    return out.join(' ');\n",
     "  }\n",
     "  function renderCharts(h) {\n",
-    "    var n = 300, max = 1, lmax = 1;\n",
+    "    var n = Math.max(h.length, 60), max = 1, lmax = 1;\n",
     "    h.forEach(function (p) {\n",
     "      if (p.auctions > max) max = p.auctions;\n",
     "      if (typeof p.p99 === 'number' && p.p99 > lmax) lmax = p.p99;\n",
@@ -730,6 +734,9 @@ static const char *const page[] = {
     "    $('spark-all').setAttribute('d', line ? 'M' + first.split(',')[0] + ',100 L' +\n",
     "        line.replace(/ /g, ' L') + ' L' + last.split(',')[0] + ',100 Z' : '');\n",
     "    $('lat-line').setAttribute('points', points(h, 'p99', lmax * 1.1, n));\n",
+    "    var span = n >= 120 ? Math.round(n / 60) + ' min' : n + ' s';\n",
+    "    set('spark-from', '\\u2212' + span);\n",
+    "    set('lat-from', '\\u2212' + span);\n",
     "    set('spark-max', int(max));\n",
     "    set('lat-max', ms(lmax));\n",
     "  }\n",
@@ -757,9 +764,6 @@ static const char *const page[] = {
     "    set('ev-ctr', pct(e.ctr));\n",
     "    set('ev-cvr', pct(e.clicks ? e.conversions / e.clicks : 0));\n",
     "    set('ev-dup', int(e.duplicate_clicks));\n",
-    "    var imp = e.impressions || 0;\n",
-    "    $('fill-clicks').style.width = (imp ? 100 * e.clicks / imp : 0) + '%';\n",
-    "    $('fill-conversions').style.width = (imp ? 100 * e.conversions / imp : 0) + '%';\n",
     "    renderBidders(s.bidders);\n",
     "    renderAlerts(s.alerts, s.alert_rules);\n",
     "    renderCharts(s.history);\n",
@@ -802,6 +806,7 @@ static const char *const page[] = {
     "</body>\n",
     "</html>\n",
 };
+/* clang-format on */
 
 int rtb_dash_page(struct evbuffer *out) {
     for (size_t i = 0; i < sizeof(page) / sizeof(page[0]); i++)

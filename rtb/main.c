@@ -149,7 +149,9 @@ int main(int argc, char **argv) {
         code = rtb_server_run(srv);
     } else {
         fprintf(stderr, "rtb-exchange: %s\n", base ? err : "cannot create the event loop");
-        code = strncmp(err, "mqtt.tls", 8) == 0 ? 2 : 1;
+        /* Problems found in the config only when it is put to use are still
+         * config errors (SPEC 7: exit 2). */
+        code = strncmp(err, "mqtt.tls", 8) == 0 || strncmp(err, "alerts[", 7) == 0 ? 2 : 1;
     }
     rtb_server_free(srv);
     if (base) event_base_free(base);

@@ -1,0 +1,925 @@
+/* test_dashboard.c -- integration suite for the live dashboard (SPEC 11).
+ *
+ * Each test starts an exchange world (tests/world.h) with admin.listen on a
+ * free port and checks one face of the dashboard: GET /api/stats (its shape,
+ * and its numbers moving with the test's own auctions), GET /api/stream (a
+ * raw-socket Server-Sent Events reader, since fx_http cannot stream: HTTP/1.1
+ * chunks decoded, events split on blank lines), the cap on stream clients and
+ * their release when they hang up, alert rules (a `firing` and a `resolved`
+ * message on auction:alerts, the alert in /api/stats), a config naming an
+ * unknown alert metric, GET / (self-contained: no external src or href), and
+ * the page in headless Chromium while auctions run: a screenshot, and two DOM
+ * dumps a few seconds apart whose numbers must differ.
+ *
+ * The one idea: readiness probes are auctions too, so advertisers carry an
+ * interest tag the probes lack, and counters are compared as deltas.
+ *
+ * Chromium is required, not optional: when it cannot be found the Chromium
+ * test fails (tools/check installs it). RTB_CHROMIUM names the binary;
+ * otherwise chromium, chromium-browser, google-chrome are searched in PATH.
+ * With RTB_UPDATE_SCREENSHOT=1 the screenshot is also copied to
+ * $RTB_SOURCE_ROOT/docs/dashboard.png (off by default, so CI never dirties
+ * the tree). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/world.h"
+
+#define HTTP_WAIT_MS 2000 /* one admin request; the loop answers at once */
+#define SSE_WAIT_MS 3000  /* two events are due within 3 s (one a second) */
+#define MAX_STREAMS 32    /* RTB_ADMIN_MAX_STREAMS */
+#define CHROMIUM_WAIT_MS 60000
+
+static wx_world *w;
+
+static void setup(void) {
+    w = wx_start();
+}
+
+static void teardown(void) {
+    wx_stop(w);
+    w = NULL;
+}
+
+/* ---- JSON -------------------------------------------------------------------- */
+
+static const cJSON *jobj(const cJSON *o, const char *key) {
+    const cJSON *v = wx_jget(o, key);
+    ck_assert_msg(cJSON_IsObject(v), "\"%s\" is not an object", key);
+    return v;
+}
+
+static const cJSON *jarr(const cJSON *o, const char *key) {
+    const cJSON *v = wx_jget(o, key);
+    ck_assert_msg(cJSON_IsArray(v), "\"%s\" is not an array", key);
+    return v;
+}
+
+/* o[key], a number >= 0. */
+static double jcount(const cJSON *o, const char *key) {
+    double v = wx_jnum(o, key);
+    ck_assert_msg(!isnan(v) && v >= 0, "\"%s\" is not a number >= 0", key);
+    return v;
+}
+
+/* o[key], a number >= 0 or null (-1). */
+static double jms_or_null(const cJSON *o, const char *key) {
+    const cJSON *v = wx_jget(o, key);
+    ck_assert_msg(cJSON_IsNull(v) || (cJSON_IsNumber(v) && v->valuedouble >= 0),
+                  "\"%s\" is neither a number >= 0 nor null", key);
+    return cJSON_IsNull(v) ? -1 : v->valuedouble;
+}
+
+static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid", "overloaded"};
+
+/* Every field docs/dashboard.md promises, with its type. */
+static void check_stats_shape(const cJSON *s) {
+    ck_assert_msg(cJSON_IsObject(s), "/api/stats is not a JSON object");
+    double t = jcount(s, "time");
+    ck_assert_msg(fabs(t - wx_wall_s()) < 5, "time %.3f is not about now", t);
+    jcount(s, "uptime_s");
+    const cJSON *rates = jobj(s, "rates"), *per_s = jobj(rates, "auctions_per_s");
+    const cJSON *totals = jobj(s, "totals");
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        jcount(per_s, statuses[i]);
+        jcount(totals, statuses[i]);
+    }
+    jcount(rates, "results_per_s");
+    jcount(rates, "requests_per_s");
+    const cJSON *lat = jobj(s, "latency_ms");
+    jms_or_null(lat, "p50");
+    jms_or_null(lat, "p99");
+    static const char *const total_keys[] = {"requests", "auctions", "request_errors", "duplicates",
+                                             "inflight"};
+    for (size_t i = 0; i < sizeof total_keys / sizeof total_keys[0]; i++)
+        jcount(totals, total_keys[i]);
+    const cJSON *b;
+    cJSON_ArrayForEach(b, jarr(s, "bidders")) {
+        ck_assert_msg(wx_jstr(b, "id") != NULL, "a bidder without an id");
+        static const char *const keys[] = {"calls",    "bids",        "wins",
+                                           "timeouts", "errors",      "throttled",
+                                           "spend",    "calls_per_s", "inflight"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            jcount(b, keys[i]);
+        double rate = jcount(b, "win_rate");
+        ck_assert_msg(rate <= 1, "win_rate %.4f > 1", rate);
+        const char *br = wx_or_empty(wx_jstr(b, "breaker"));
+        ck_assert_msg(!strcmp(br, "closed") || !strcmp(br, "open") || !strcmp(br, "half_open"),
+                      "breaker '%s'", br);
+        ck_assert_msg(cJSON_IsBool(wx_jget(b, "active")), "bidder \"active\" is not a bool");
+    }
+    const cJSON *ev = jobj(s, "events");
+    static const char *const ev_keys[] = {"impressions", "clicks", "ctr", "conversions"};
+    for (size_t i = 0; i < sizeof ev_keys / sizeof ev_keys[0]; i++)
+        jcount(ev, ev_keys[i]);
+    const cJSON *h, *hist = jarr(s, "history");
+    ck_assert_msg(cJSON_GetArraySize(hist) <= 300, "history longer than 300 s");
+    double last_t = 0;
+    cJSON_ArrayForEach(h, hist) {
+        double ht = jcount(h, "t");
+        ck_assert_msg(ht > last_t, "history not in time order");
+        last_t = ht;
+        jcount(h, "auctions");
+        jcount(h, "success");
+        jcount(h, "timeout");
+        jms_or_null(h, "p99");
+    }
+    const cJSON *a;
+    cJSON_ArrayForEach(a, jarr(s, "alerts")) {
+        ck_assert_msg(wx_jstr(a, "name") && wx_jstr(a, "metric"), "alert without name/metric");
+        const cJSON *subject = wx_jget(a, "subject");
+        ck_assert_msg(cJSON_IsString(subject) || cJSON_IsNull(subject), "alert subject");
+        jcount(a, "value");
+        ck_assert_msg(!isnan(wx_jnum(a, "above")), "alert without above");
+        jcount(a, "since");
+    }
+    jcount(s, "alert_rules");
+}
+
+static cJSON *get_stats(void) {
+    char *body = NULL;
+    int code = fx_http(w->admin_port, "GET", "/api/stats", NULL, &body, HTTP_WAIT_MS);
+    if (code != 200)
+        wx_fail_with_log(w, "GET /api/stats: status %d: %.300s", code, wx_or_empty(body));
+    cJSON *s = cJSON_Parse(body);
+    if (!s) wx_fail_with_log(w, "GET /api/stats: not JSON: %.300s", body);
+    free(body);
+    check_stats_shape(s);
+    return s;
+}
+
+static const cJSON *bidder_of(const cJSON *stats, const char *id) {
+    const cJSON *b;
+    cJSON_ArrayForEach(b, wx_jget(stats, "bidders")) {
+        if (strcmp(wx_or_empty(wx_jstr(b, "id")), id) == 0) return b;
+    }
+    ck_abort_msg("/api/stats has no bidder %s", id);
+    return NULL;
+}
+
+/* Sum of history[*][key]. */
+static double history_sum(const cJSON *stats, const char *key) {
+    double n = 0;
+    const cJSON *h;
+    cJSON_ArrayForEach(h, wx_jget(stats, "history")) {
+        n += wx_jnum(h, key);
+    }
+    return n;
+}
+
+/* ---- raw HTTP ---------------------------------------------------------------- */
+
+static int connect_admin(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)w->admin_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        wx_fail_with_log(w, "connect to the admin port: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const char *s) {
+    size_t len = strlen(s), off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL);
+        ck_assert_msg(n > 0, "send: %s", strerror(errno));
+        off += (size_t)n;
+    }
+}
+
+/* A growable byte buffer, always NUL-terminated. */
+typedef struct bytes {
+    char *p;
+    size_t len, cap;
+} bytes;
+
+static void bytes_add(bytes *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void bytes_drop(bytes *b, size_t n) {
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+    b->p[b->len] = '\0';
+}
+
+/* Reads what is there within ms; 1 read, 0 nothing yet, -1 EOF or error. */
+static int read_some(int fd, bytes *b, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, ms < 0 ? 0 : ms);
+    if (r <= 0) return 0;
+    char buf[16384];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return -1;
+    bytes_add(b, buf, (size_t)n);
+    return 1;
+}
+
+/* A response's head: status and the header block (lower-cased names kept as
+ * sent; headers_has does a case-insensitive search). */
+typedef struct http_head {
+    int status;
+    char headers[4096];
+} http_head;
+
+/* Splits "HTTP/1.x NNN ...\r\n...\r\n\r\n" off the front of b into h; 0 or -1. */
+static int take_head(bytes *b, http_head *h) {
+    char *end = b->p ? strstr(b->p, "\r\n\r\n") : NULL;
+    if (!end) return -1;
+    size_t n = (size_t)(end - b->p) + 4;
+    if (sscanf(b->p, "HTTP/1.%*d %d", &h->status) != 1) h->status = -1;
+    snprintf(h->headers, sizeof h->headers, "%.*s", (int)n, b->p);
+    bytes_drop(b, n);
+    return 0;
+}
+
+/* 1 when the head has header `name` with a value starting with `value`. */
+static int head_has(const http_head *h, const char *name, const char *value) {
+    for (const char *line = h->headers; (line = strstr(line, "\r\n")) != NULL;) {
+        line += 2;
+        size_t nlen = strlen(name);
+        if (strncasecmp(line, name, nlen) != 0 || line[nlen] != ':') continue;
+        const char *v = line + nlen + 1;
+        while (*v == ' ')
+            v++;
+        return strncasecmp(v, value, strlen(value)) == 0;
+    }
+    return 0;
+}
+
+/* GET path with HTTP/1.0: head and whole body (caller frees body.p). */
+static void http_get(const char *path, http_head *h, bytes *body) {
+    int fd = connect_admin();
+    char req[512];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    send_all(fd, req);
+    memset(body, 0, sizeof *body);
+    int64_t until = fx_now_ms() + HTTP_WAIT_MS;
+    while (fx_now_ms() < until && read_some(fd, body, (int)(until - fx_now_ms())) >= 0)
+        continue;
+    close(fd);
+    if (take_head(body, h) != 0) wx_fail_with_log(w, "GET %s: no HTTP answer", path);
+}
+
+/* ---- a Server-Sent Events reader ------------------------------------------------ */
+
+typedef struct sse {
+    int fd;
+    http_head head;
+    int chunked;
+    bytes raw;  /* as read, after the head */
+    bytes text; /* de-chunked event stream */
+} sse;
+
+/* Opens GET /api/stream (HTTP/1.1, as a browser does) and reads the head. */
+static void sse_open(sse *s) {
+    memset(s, 0, sizeof *s);
+    s->fd = connect_admin();
+    send_all(s->fd, "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n");
+    int64_t until = fx_now_ms() + HTTP_WAIT_MS;
+    while (take_head(&s->raw, &s->head) != 0) {
+        if (fx_now_ms() >= until || read_some(s->fd, &s->raw, (int)(until - fx_now_ms())) < 0)
+            wx_fail_with_log(w, "GET /api/stream: no answer within %d ms", HTTP_WAIT_MS);
+    }
+    s->chunked = head_has(&s->head, "Transfer-Encoding", "chunked");
+}
+
+static void sse_close(sse *s) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    free(s->raw.p);
+    free(s->text.p);
+}
+
+/* Moves whole chunks from raw to text; -1 on a malformed chunk. */
+static int sse_dechunk(sse *s) {
+    if (!s->chunked) {
+        if (s->raw.len) bytes_add(&s->text, s->raw.p, s->raw.len);
+        s->raw.len = 0;
+        return 0;
+    }
+    for (;;) {
+        char *crlf = s->raw.p ? strstr(s->raw.p, "\r\n") : NULL;
+        if (!crlf) return 0;
+        char *end = NULL;
+        unsigned long size = strtoul(s->raw.p, &end, 16);
+        if (end == s->raw.p) return -1;
+        size_t need = (size_t)(crlf - s->raw.p) + 2 + size + 2;
+        if (s->raw.len < need) return 0;
+        bytes_add(&s->text, crlf + 2, size);
+        bytes_drop(&s->raw, need);
+        if (size == 0) return 0; /* the last chunk */
+    }
+}
+
+/* The data of the next event that has some (its "data:" lines joined with
+ * "\n"), malloc'd; NULL when none came within ms. */
+static char *sse_next(sse *s, int ms) {
+    int64_t until = fx_now_ms() + ms;
+    for (;;) {
+        ck_assert_msg(sse_dechunk(s) == 0, "/api/stream: malformed chunk");
+        char *end = s->text.p ? strstr(s->text.p, "\n\n") : NULL;
+        if (end) {
+            size_t n = (size_t)(end - s->text.p) + 2;
+            bytes data = {0};
+            for (char *line = s->text.p; line < end;) {
+                char *nl = strchr(line, '\n');
+                if (strncmp(line, "data:", 5) == 0) {
+                    char *v = line + 5 + (line[5] == ' ');
+                    if (data.len) bytes_add(&data, "\n", 1);
+                    bytes_add(&data, v, (size_t)(nl - v));
+                }
+                line = nl + 1;
+            }
+            bytes_drop(&s->text, n);
+            if (data.p) return data.p;
+            continue;
+        }
+        int left = (int)(until - fx_now_ms());
+        if (left <= 0 || read_some(s->fd, &s->raw, left) < 0) return NULL;
+    }
+}
+
+/* ---- the world ------------------------------------------------------------------ */
+
+/* One fast advertiser adv-1 (fixed 2.00) tagged "dash", and the exchange
+ * with an admin port and `extra` merged over its config. */
+static void start_dash_world(const char *name, const char *extra) {
+    const char *specs[] = {"id=adv-1,price=fixed:2"};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    char bidders[512] = "";
+    wx_add_config_bidder(bidders, sizeof bidders, "adv-1", port[0], "[\"dash\"]");
+    wx_opts o = {
+        .tmax_ms = 100, .bidders = bidders, .admin_port = fx_free_port(), .extra_json = extra};
+    wx_start_exchange(w, name, &o);
+}
+
+static void auction_adv1(const char *id) {
+    wx_publish_tagged(w, id, 1.0, "dash");
+    cJSON *r = wx_wait_result(w, id);
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    cJSON_Delete(r);
+}
+
+/* ---- /api/stats ------------------------------------------------------------------- */
+
+START_TEST(stats_shape_and_numbers_move) {
+    start_dash_world("dash-stats", NULL);
+    cJSON *before = get_stats();
+    /* The default config has SPEC 7's rule (bidder_timeout_rate above 0.2); a fast
+     * bidder never trips it. */
+    ck_assert_msg(wx_jnum(before, "alert_rules") == 1, "alert_rules %.0f, want the default 1",
+                  wx_jnum(before, "alert_rules"));
+    for (int i = 0; i < 5; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "dash-%d", i);
+        auction_adv1(id);
+    }
+    /* Totals move at once; the history once the sampler has taken a sample. */
+    cJSON *after = NULL;
+    for (int64_t until = fx_now_ms() + 3000;;) {
+        cJSON_Delete(after);
+        after = get_stats();
+        if (history_sum(after, "success") >= 5 || fx_now_ms() > until) break;
+        fx_sleep_ms(200);
+    }
+    const cJSON *tb = jobj(before, "totals"), *ta = jobj(after, "totals");
+    ck_assert_msg(wx_jnum(ta, "success") - wx_jnum(tb, "success") == 5,
+                  "totals.success grew by %.0f over 5 successes",
+                  wx_jnum(ta, "success") - wx_jnum(tb, "success"));
+    ck_assert_msg(wx_jnum(ta, "requests") - wx_jnum(tb, "requests") == 5, "totals.requests");
+    ck_assert_msg(wx_jnum(ta, "auctions") - wx_jnum(tb, "auctions") == 5, "totals.auctions");
+    ck_assert_msg(wx_jnum(ta, "timeout") == wx_jnum(tb, "timeout"), "totals.timeout moved");
+    ck_assert_msg(wx_jnum(ta, "inflight") == 0, "auctions in flight with every result in");
+    const cJSON *bb = bidder_of(before, "adv-1"), *ba = bidder_of(after, "adv-1");
+    static const char *const grew5[] = {"calls", "bids", "wins"};
+    for (size_t i = 0; i < 3; i++) {
+        double d = wx_jnum(ba, grew5[i]) - wx_jnum(bb, grew5[i]);
+        ck_assert_msg(d == 5, "adv-1 %s grew by %.0f, want 5", grew5[i], d);
+    }
+    ck_assert_msg(wx_jnum(ba, "timeouts") == 0 && wx_jnum(ba, "errors") == 0, "adv-1 faults");
+    ck_assert_msg(wx_jnum(ba, "win_rate") == 1, "adv-1 won every bid: win_rate %.4f",
+                  wx_jnum(ba, "win_rate"));
+    /* Clearing price = floor 1.00 (one bid); CPM: one impression costs 1.00 / 1000. */
+    double spend = wx_jnum(ba, "spend") - wx_jnum(bb, "spend");
+    ck_assert_msg(fabs(spend - 0.005) < 1e-9, "adv-1 spend grew by %.6f, want 0.005", spend);
+    ck_assert_msg(strcmp(wx_jstr(ba, "breaker"), "closed") == 0, "adv-1 breaker not closed");
+    ck_assert_msg(history_sum(after, "success") >= 5 && history_sum(after, "auctions") >= 5,
+                  "history holds %.0f successes, want >= 5", history_sum(after, "success"));
+    ck_assert_msg(wx_jnum(after, "uptime_s") >= wx_jnum(before, "uptime_s"), "uptime_s fell");
+    ck_assert_msg(cJSON_GetArraySize(wx_jget(after, "alerts")) == 0, "an alert is active");
+    /* Some second held our auctions: its p99 is a latency, not null. */
+    int p99_seen = 0;
+    const cJSON *h;
+    cJSON_ArrayForEach(h, wx_jget(after, "history")) {
+        double p99 = wx_jnum(h, "p99");
+        p99_seen |= wx_jnum(h, "success") > 0 && p99 > 0 && p99 < 100;
+    }
+    ck_assert_msg(p99_seen, "no history second with our auctions has a p99 in (0, 100) ms");
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- /api/stream ------------------------------------------------------------------- */
+
+START_TEST(stream_sends_an_event_a_second) {
+    start_dash_world("dash-sse", NULL);
+    sse s;
+    sse_open(&s);
+    ck_assert_msg(s.head.status == 200, "GET /api/stream: status %d", s.head.status);
+    ck_assert_msg(head_has(&s.head, "Content-Type", "text/event-stream"),
+                  "GET /api/stream: not text/event-stream:\n%s", s.head.headers);
+    ck_assert_msg(head_has(&s.head, "Cache-Control", "no-cache"),
+                  "GET /api/stream: no Cache-Control: no-cache:\n%s", s.head.headers);
+    int64_t start = fx_now_ms();
+    double last_time = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i == 1) auction_adv1("dash-sse-1"); /* traffic between events */
+        char *data = sse_next(&s, SSE_WAIT_MS);
+        if (!data)
+            wx_fail_with_log(w, "/api/stream: event %d not within %d ms", i + 1, SSE_WAIT_MS);
+        cJSON *j = cJSON_Parse(data);
+        if (!j) wx_fail_with_log(w, "/api/stream: event %d is not JSON: %.300s", i + 1, data);
+        check_stats_shape(j);
+        ck_assert_msg(wx_jnum(j, "time") >= last_time, "event times go back");
+        last_time = wx_jnum(j, "time");
+        cJSON_Delete(j);
+        free(data);
+    }
+    /* The first at once, then one a second. */
+    int64_t took = fx_now_ms() - start;
+    ck_assert_msg(took < 3 * 1000, "3 events took %lld ms", (long long)took);
+    fprintf(stderr, "test_dashboard: 3 SSE events in %lld ms\n", (long long)took);
+    sse_close(&s);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* Opens streams until one is refused; returns how many were accepted. */
+static int open_streams(sse *v, int max) {
+    int n = 0;
+    for (; n < max; n++) {
+        sse_open(&v[n]);
+        if (v[n].head.status != 200) {
+            ck_assert_msg(v[n].head.status == 503, "stream %d: status %d, want 200 or 503", n + 1,
+                          v[n].head.status);
+            sse_close(&v[n]);
+            break;
+        }
+    }
+    return n;
+}
+
+START_TEST(streams_are_capped_released_and_ended) {
+    start_dash_world("dash-sse-cap", NULL);
+    sse v[MAX_STREAMS + 1];
+    int n = open_streams(v, MAX_STREAMS + 1);
+    ck_assert_msg(n == MAX_STREAMS, "%d streams accepted, want %d then 503", n, MAX_STREAMS);
+    /* Every one of them is served. */
+    for (int i = 0; i < n; i++) {
+        char *data = sse_next(&v[i], SSE_WAIT_MS);
+        ck_assert_msg(data != NULL, "stream %d got no event", i + 1);
+        free(data);
+    }
+    /* Clients that hang up free their slots (the close callback). */
+    for (int i = 0; i < 8; i++)
+        sse_close(&v[i]);
+    int64_t until = fx_now_ms() + 3000;
+    int reopened = 0;
+    while (reopened < 8) {
+        sse_open(&v[reopened]);
+        if (v[reopened].head.status == 200) {
+            reopened++;
+            continue;
+        }
+        sse_close(&v[reopened]);
+        if (fx_now_ms() > until)
+            wx_fail_with_log(w,
+                             "only %d of 8 stream slots came back after their clients "
+                             "hung up",
+                             reopened);
+        fx_sleep_ms(100);
+    }
+    sse extra;
+    sse_open(&extra);
+    ck_assert_msg(extra.head.status == 503, "stream 33 after the reopen: status %d",
+                  extra.head.status);
+    sse_close(&extra);
+    /* Stop with 32 streams open: a clean exit (no leak, no use after free). */
+    fx_kill(w->exchange_pid, SIGTERM);
+    wx_expect_clean_exit(w, WX_STOP_WAIT_MS);
+    for (int i = 0; i < n; i++)
+        sse_close(&v[i]);
+}
+END_TEST
+
+/* ---- alerts ------------------------------------------------------------------------- */
+
+/* The next message on auction:alerts with `state`, parsed, while a request
+ * tagged `tag` goes out every 100 ms; fails after ms. */
+static cJSON *await_alert(fx_sub *sub, const char *state, int ms, const char *tag) {
+    int64_t until = fx_now_ms() + ms;
+    int seq = 0;
+    while (fx_now_ms() < until) {
+        char id[48];
+        snprintf(id, sizeof id, "alert-%s-%d", tag, ++seq);
+        wx_publish_tagged(w, id, 1.0, tag);
+        fx_msg *m = fx_sub_next(sub, 100);
+        if (!m) continue;
+        cJSON *j = fx_msg_json(m);
+        if (!j) wx_fail_with_log(w, "auction:alerts: not JSON: %.300s", m->payload);
+        fx_msg_free(m);
+        if (strcmp(wx_or_empty(wx_jstr(j, "state")), state) == 0) return j;
+        cJSON_Delete(j);
+    }
+    wx_fail_with_log(w, "no '%s' message on auction:alerts within %d ms", state, ms);
+}
+
+START_TEST(alert_fires_and_resolves) {
+    fx_sub *alerts = fx_sub_start(w->env, "auction:alerts");
+    const char *specs[] = {"id=slow,latency=300,price=fixed:2", "id=quick,price=fixed:2"};
+    int port[2];
+    fx_spawn_bidder(w->env, specs, 2, port);
+    wx_register_advertiser(w, "slow", port[0], "[\"slow\"]");
+    wx_opts o = {
+        .tmax_ms = 100,
+        .admin_port = fx_free_port(),
+        .extra_json = "\"alerts\":[{\"name\":\"t\",\"metric\":\"bidder_timeout_rate\","
+                      "\"above\":0.2,\"window_s\":2}]",
+    };
+    wx_start_exchange(w, "dash-alert", &o);
+
+    int64_t start = fx_now_ms();
+    cJSON *m = await_alert(alerts, "firing", 6000, "slow");
+    fprintf(stderr, "test_dashboard: firing after %lld ms\n", (long long)(fx_now_ms() - start));
+    ck_assert_str_eq(wx_or_empty(wx_jstr(m, "name")), "t");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(m, "metric")), "bidder_timeout_rate");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(m, "subject")), "slow");
+    ck_assert_msg(wx_jnum(m, "value") > 0.2 && wx_jnum(m, "value") <= 1, "value %.4f",
+                  wx_jnum(m, "value"));
+    ck_assert_msg(wx_jnum(m, "above") == 0.2, "above %.4f", wx_jnum(m, "above"));
+    ck_assert_msg(fabs(wx_jnum(m, "timestamp") - wx_wall_s()) < 5, "timestamp not about now");
+    cJSON_Delete(m);
+
+    cJSON *s = get_stats();
+    const cJSON *a = cJSON_GetArrayItem(wx_jget(s, "alerts"), 0);
+    ck_assert_msg(a != NULL && cJSON_GetArraySize(wx_jget(s, "alerts")) == 1,
+                  "/api/stats has %d alerts, want 1", cJSON_GetArraySize(wx_jget(s, "alerts")));
+    ck_assert_str_eq(wx_or_empty(wx_jstr(a, "name")), "t");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(a, "subject")), "slow");
+    ck_assert_msg(wx_jnum(a, "value") > 0.2, "active alert value %.4f", wx_jnum(a, "value"));
+    ck_assert_msg(wx_jnum(s, "alert_rules") == 1, "alert_rules != 1");
+    cJSON_Delete(s);
+
+    /* The advertiser moves to a fast endpoint: its breaker's probe succeeds,
+     * calls come back without timeouts, and the alert resolves. */
+    wx_register_advertiser(w, "slow", port[1], "[\"slow\"]");
+    fx_redis_do(w->env, "PUBLISH advertiser:updates slow");
+    m = await_alert(alerts, "resolved", 10000, "slow");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(m, "subject")), "slow");
+    ck_assert_msg(wx_jnum(m, "value") <= 0.2, "resolved with value %.4f", wx_jnum(m, "value"));
+    cJSON_Delete(m);
+    s = get_stats();
+    ck_assert_msg(cJSON_GetArraySize(wx_jget(s, "alerts")) == 0, "alert still listed");
+    cJSON_Delete(s);
+    /* Let the last slow calls land before stopping (their bids are dropped). */
+    fx_sleep_ms(400);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+START_TEST(unknown_alert_metric_is_refused) {
+    wx_opts o = {
+        .admin_port = fx_free_port(),
+        .extra_json = "\"alerts\":[{\"name\":\"ok\",\"metric\":\"no_bid_rate\",\"above\":0.5},"
+                      "{\"name\":\"bad\",\"metric\":\"bidder_happiness\",\"above\":1}]",
+    };
+    char *path = wx_write_config(w, "dash-bad-alert", &o);
+    const char *argv[] = {fx_getenv("RTB_EXCHANGE"), "-c", path, NULL};
+    w->exchange_pid = fx_spawn(w->env, argv, "exchange.log");
+    free(path);
+    int status = 0;
+    if (fx_wait_exit(w->exchange_pid, 10000, &status) != 0)
+        wx_fail_with_log(w, "rtb-exchange still runs with an unknown alert metric");
+    w->exchange_pid = 0;
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_msg(log != NULL, "exchange.log cannot be read");
+    int named = strstr(log, "alerts[1].metric") != NULL && strstr(log, "bidder_happiness");
+    free(log);
+    if (!named) wx_fail_with_log(w, "the message does not name alerts[1].metric");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+        wx_fail_with_log(w, "rtb-exchange ended with %s %d, want exit status 2 (bad config)",
+                         WIFEXITED(status) ? "exit status" : "signal",
+                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    wx_check_exchange_log(w);
+}
+END_TEST
+
+/* ---- the page ------------------------------------------------------------------------ */
+
+/* Fails when `attr`="..." anywhere in html names another host: anything with
+ * "//" or a scheme other than data:. */
+static void expect_no_external(const char *html, const char *attr) {
+    char pat[32];
+    snprintf(pat, sizeof pat, " %s=", attr);
+    for (const char *p = html; (p = strstr(p, pat)) != NULL; p++) {
+        const char *v = p + strlen(pat);
+        if (*v == '"' || *v == '\'') v++;
+        char val[128];
+        snprintf(val, sizeof val, "%.*s", (int)strcspn(v, "\"' >"), v);
+        int external = strstr(val, "//") != NULL ||
+                       (strchr(val, ':') != NULL && strncmp(val, "data:", 5) != 0);
+        ck_assert_msg(!external, "GET /: %s=\"%s\" points elsewhere", attr, val);
+    }
+}
+
+START_TEST(page_is_self_contained) {
+    start_dash_world("dash-page", NULL);
+    http_head h;
+    bytes body;
+    http_get("/", &h, &body);
+    ck_assert_msg(h.status == 200, "GET /: status %d", h.status);
+    ck_assert_msg(head_has(&h, "Content-Type", "text/html"), "GET /: not text/html:\n%s",
+                  h.headers);
+    const char *html = body.p;
+    ck_assert_msg(html && strstr(html, "<html") && strstr(html, "</html>"), "GET /: no page");
+    ck_assert_msg(!strstr(html, "http://") && !strstr(html, "https://"),
+                  "GET /: the page names an http(s) URL");
+    expect_no_external(html, "src");
+    expect_no_external(html, "href");
+    ck_assert_msg(!strstr(html, "@import") && !strstr(html, "url("), "GET /: CSS loads a URL");
+    ck_assert_msg(strstr(html, "EventSource('/api/stream')") && strstr(html, "'/api/stats'"),
+                  "GET /: the page neither streams nor polls");
+    static const char *const ids[] = {
+        "auctions-per-s", "p50",       "p99",    "total-auctions", "bidders", "alerts",
+        "ev-impressions", "ev-clicks", "ev-ctr", "ev-conversions", "spark"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "id=\"%s\"", ids[i]);
+        ck_assert_msg(strstr(html, id) != NULL, "GET /: no element %s", id);
+    }
+    ck_assert_msg(head_has(&h, "Content-Security-Policy", "default-src 'none'"),
+                  "GET /: no Content-Security-Policy");
+    free(body.p);
+    http_get("/nope", &h, &body);
+    ck_assert_msg(h.status == 404, "GET /nope: status %d", h.status);
+    free(body.p);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- the page in headless Chromium ------------------------------------------------------ */
+
+static int executable(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* RTB_CHROMIUM, or the first of the usual names in PATH (malloc'd). */
+static char *find_chromium(void) {
+    const char *env = getenv("RTB_CHROMIUM");
+    if (env && *env) {
+        ck_assert_msg(executable(env), "RTB_CHROMIUM=%s is not an executable", env);
+        return strdup(env);
+    }
+    static const char *const names[] = {"chromium", "chromium-browser", "google-chrome",
+                                        "google-chrome-stable"};
+    const char *path = getenv("PATH");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+            size_t n = strcspn(p, ":");
+            char cand[1024];
+            snprintf(cand, sizeof cand, "%.*s/%s", (int)n, p, names[i]);
+            if (n && executable(cand)) return strdup(cand);
+            p += n + (p[n] == ':');
+        }
+    }
+    ck_abort_msg("headless Chromium is needed and was not found (tried RTB_CHROMIUM, "
+                 "chromium, chromium-browser, google-chrome in PATH): install the Debian "
+                 "package 'chromium' (tools/check does)");
+    return NULL;
+}
+
+static int traffic_seq;
+
+/* One tagged request (the world's advertisers answer it), and now and then
+ * an impression and a click for the events panel. Results are not awaited. */
+static void traffic_tick(void) {
+    char id[48], ev[512];
+    snprintf(id, sizeof id, "live-%d", ++traffic_seq);
+    wx_publish_tagged(w, id, 1.0, "live");
+    if (traffic_seq % 2 == 0) {
+        int n = snprintf(ev, sizeof ev,
+                         "{\"request_id\":\"%s\",\"ad_id\":\"ad_fast_%s\","
+                         "\"advertiser_id\":\"fast\",\"user_id\":\"u-%d\"}",
+                         id, id, traffic_seq);
+        wx_publish_raw(w, "rtb/events/impression", ev, (size_t)n);
+        if (traffic_seq % 20 == 0) wx_publish_raw(w, "rtb/events/click", ev, (size_t)n);
+    }
+}
+
+/* Keeps traffic going (one request per 100 ms) for ms. */
+static void traffic_for(int ms) {
+    for (int64_t until = fx_now_ms() + ms; fx_now_ms() < until;) {
+        traffic_tick();
+        fx_sleep_ms(100);
+    }
+}
+
+/* Runs chromium --headless with the suite's flags plus `what` (a flag) on
+ * the dashboard, stdout to DIR/log_name, while traffic keeps going; fails
+ * unless it exits 0 within CHROMIUM_WAIT_MS. */
+static void run_chromium(const char *chromium, const char *what, const char *log_name) {
+    char *profile = fx_path(w->env, "chromium-profile");
+    char *errlog = fx_path(w->env, "chromium-stderr.log");
+    char user_data[1100], url[64];
+    snprintf(user_data, sizeof user_data, "--user-data-dir=%s", profile);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", w->admin_port);
+    /* sh keeps Chromium's chatter on stderr out of the DOM dump on stdout. */
+    const char *argv[] = {"/bin/sh",
+                          "-c",
+                          "exec \"$@\" 2>>\"$0\"",
+                          errlog,
+                          chromium,
+                          "--headless",
+                          "--no-sandbox",
+                          "--disable-gpu",
+                          "--disable-quic",
+                          "--no-first-run",
+                          "--disable-background-networking",
+                          "--disable-component-update",
+                          "--disable-sync",
+                          user_data,
+                          "--window-size=1280,900",
+                          "--virtual-time-budget=3000",
+                          what,
+                          url,
+                          NULL};
+    pid_t pid = fx_spawn(w->env, argv, log_name);
+    int status = 0;
+    int64_t until = fx_now_ms() + CHROMIUM_WAIT_MS;
+    while (fx_wait_exit(pid, 100, &status) != 0) {
+        if (fx_now_ms() > until) {
+            fx_dump_log(w->env, "chromium-stderr.log");
+            ck_abort_msg("chromium %s did not finish within %d ms", what, CHROMIUM_WAIT_MS);
+        }
+        traffic_tick();
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fx_dump_log(w->env, "chromium-stderr.log");
+        ck_abort_msg("chromium %s ended with %s %d", what,
+                     WIFEXITED(status) ? "exit status" : "signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    free(profile);
+    free(errlog);
+}
+
+/* The text of the element with id `id` in the dump (e.g. "1,234"), or "". */
+static void dom_text(const char *dom, const char *id, char *out, size_t outlen) {
+    char pat[80];
+    snprintf(pat, sizeof pat, "id=\"%s\"", id);
+    const char *p = strstr(dom, pat);
+    out[0] = '\0';
+    if (!p || !(p = strchr(p, '>'))) return;
+    p++;
+    snprintf(out, outlen, "%.*s", (int)strcspn(p, "<"), p);
+}
+
+/* The element's text as a number: digits (thousands separators dropped) and
+ * one '.'; NAN when there is none (the page shows an em dash before data). */
+static double dom_number(const char *dom, const char *id) {
+    char text[128], digits[128];
+    size_t n = 0;
+    dom_text(dom, id, text, sizeof text);
+    for (const char *p = text; *p && n + 1 < sizeof digits; p++)
+        if ((*p >= '0' && *p <= '9') || *p == '.') digits[n++] = *p;
+    digits[n] = '\0';
+    return n ? atof(digits) : NAN;
+}
+
+static char *dump_dom(const char *chromium, const char *name) {
+    run_chromium(chromium, "--dump-dom", name);
+    char *dom = fx_read_file(w->env, name, NULL);
+    ck_assert_msg(dom && strstr(dom, "</html>"), "chromium --dump-dom wrote no page");
+    return dom;
+}
+
+START_TEST(chromium_renders_live_numbers) {
+    char *chromium = find_chromium();
+    const char *specs[] = {"id=fast,price=uniform:1-3,latency=5,jitter=10",
+                           "id=slow,latency=80,jitter=60,price=fixed:2.5",
+                           "id=flaky,latency=10,error=0.3,nobid=0.2,price=uniform:1-2"};
+    int port[3];
+    fx_spawn_bidder(w->env, specs, 3, port);
+    char bidders[1024] = "";
+    wx_add_config_bidder(bidders, sizeof bidders, "fast", port[0], "[\"live\"]");
+    wx_add_config_bidder(bidders, sizeof bidders, "slow", port[1], "[\"live\"]");
+    wx_add_config_bidder(bidders, sizeof bidders, "flaky", port[2], "[\"live\"]");
+    wx_opts o = {
+        .tmax_ms = 100,
+        .bidders = bidders,
+        .admin_port = fx_free_port(),
+        .extra_json = "\"alerts\":[{\"name\":\"slow-bidder\",\"metric\":"
+                      "\"bidder_timeout_rate\",\"above\":0.2,\"window_s\":10},"
+                      "{\"name\":\"bidder-errors\",\"metric\":\"bidder_error_rate\","
+                      "\"above\":0.1,\"window_s\":10},{\"name\":\"latency\",\"metric\":"
+                      "\"p99_latency_ms\",\"above\":150,\"window_s\":30}]",
+    };
+    wx_start_exchange(w, "dash-chromium", &o);
+    const char *update = getenv("RTB_UPDATE_SCREENSHOT");
+    int update_shot = update && strcmp(update, "1") == 0;
+    traffic_for(update_shot ? 45000 : 4000); /* history for the chart */
+
+    char *shot = fx_path(w->env, "shot.png"), flag[1100];
+    snprintf(flag, sizeof flag, "--screenshot=%s", shot);
+    run_chromium(chromium, flag, "chromium-shot.log");
+    size_t len = 0;
+    char *png = fx_read_file(w->env, "shot.png", &len);
+    ck_assert_msg(png && len > 20000 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0,
+                  "chromium --screenshot: no PNG of a page (%zu bytes)", len);
+    if (update_shot) {
+        char dest[1024];
+        snprintf(dest, sizeof dest, "%s/docs/dashboard.png", fx_getenv("RTB_SOURCE_ROOT"));
+        FILE *f = fopen(dest, "wb");
+        ck_assert_msg(f && fwrite(png, 1, len, f) == len && fclose(f) == 0, "cannot write %s",
+                      dest);
+        fprintf(stderr, "test_dashboard: screenshot saved to %s\n", dest);
+    }
+    free(png);
+    free(shot);
+
+    char *dom1 = dump_dom(chromium, "chromium-dom-1.html");
+    traffic_for(2500);
+    char *dom2 = dump_dom(chromium, "chromium-dom-2.html");
+    double a1 = dom_number(dom1, "total-auctions"), a2 = dom_number(dom2, "total-auctions");
+    char mode[32];
+    dom_text(dom2, "mode", mode, sizeof mode);
+    fprintf(stderr, "test_dashboard: DOM total-auctions %.0f then %.0f (%s), auctions/s %.0f\n", a1,
+            a2, mode, dom_number(dom2, "auctions-per-s"));
+    ck_assert_msg(!isnan(a1) && !isnan(a2), "the page rendered no total (%.0f, %.0f)", a1, a2);
+    ck_assert_msg(a2 > a1, "total-auctions did not grow between the dumps: %.0f then %.0f", a1, a2);
+    ck_assert_msg(dom_number(dom2, "auctions-per-s") > 0, "auctions-per-s is not > 0");
+    ck_assert_msg(!isnan(dom_number(dom2, "p99")), "p99 not rendered");
+    ck_assert_msg(strstr(dom2, ">fast<") && strstr(dom2, ">slow<") && strstr(dom2, ">flaky<"),
+                  "the bidder table lacks a bidder");
+    ck_assert_msg(strcmp(mode, "polling") == 0 || strcmp(mode, "live") == 0,
+                  "data source '%s', want live or polling", mode);
+    free(dom1);
+    free(dom2);
+    free(chromium);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- suite ---------------------------------------------------------------------------- */
+
+static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+static Suite *dashboard_suite(void) {
+    Suite *s = suite_create("dashboard");
+    add_case(s, "stats", stats_shape_and_numbers_move, 60);
+    add_case(s, "stream", stream_sends_an_event_a_second, 60);
+    add_case(s, "stream_cap", streams_are_capped_released_and_ended, 60);
+    add_case(s, "alert", alert_fires_and_resolves, 60);
+    add_case(s, "bad_alert", unknown_alert_metric_is_refused, 60);
+    add_case(s, "page", page_is_self_contained, 60);
+    add_case(s, "chromium", chromium_renders_live_numbers, 240);
+    return s;
+}
+
+int main(void) {
+    return fx_run_suite(dashboard_suite());
+}
