@@ -2,9 +2,9 @@
  * conversions, counted in Redis hashes.
  *
  * An event arrives on rtb/events/{type}. Impressions are counted at once.
- * A click first tries `SET click:{user}:{ad} 1 NX EX 3600`: set means a new
- * click (counted, and remembered as the user's last click on that
- * advertiser for attribution), not set means a repeat within the hour (a
+ * A click is remembered at once as the user's last click on that advertiser
+ * (for attribution), then `SET click:{user}:{ad} 1 NX EX 3600` decides: set
+ * means a new click (counted), not set a repeat within the hour (a
  * duplicate). A conversion looks up that last click: found, it is credited
  * to the clicked ad too (last_click); not found, only to the advertiser
  * (unattributed). Every Redis call is asynchronous; each event that waits
@@ -45,9 +45,6 @@ static void on_click(void *arg, store_status st, const char *value, size_t len) 
     if (st == STORE_OK) {
         srv->stats.clicks++;
         count(srv, ev->advertiser_id, ev->ad_id, "clicks");
-        char key[KEY_MAX];
-        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
-        store_set(srv->store, key, ev->ad_id, LAST_CLICK_TTL_S);
     } else if (st == STORE_NIL) {
         srv->stats.duplicate_clicks++;
         count(srv, ev->advertiser_id, ev->ad_id, "duplicate_clicks");
@@ -107,6 +104,12 @@ void rtb_events_on_message(rtb_server *srv, const char *topic, const char *paylo
         free(p);
         return;
     case PROTO_EVENT_CLICK:
+        /* The last click is recorded at once, before the dedup answer: a
+         * conversion right behind the click (same connection, so Redis sees
+         * it after this SET) must find it. A repeat click is still the
+         * user's last click on that ad. */
+        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
+        store_set(srv->store, key, ev->ad_id, LAST_CLICK_TTL_S);
         snprintf(key, sizeof(key), "click:%s:%s", ev->user_id, ev->ad_id);
         rc = store_set_nx(srv->store, key, "1", CLICK_DEDUP_S, on_click, p);
         break;

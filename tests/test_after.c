@@ -183,13 +183,20 @@ START_TEST(events_counted_deduplicated_attributed) {
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "conversions_unattributed", 1), 1);
     ck_assert_int_eq(poll_hget("stats:ad:ad-1", "conversions", 1), 1);
 
+    /* a conversion right behind its click (no wait) still finds the click */
+    publish_event("click", "{\"ad_id\":\"ad-3\",\"advertiser_id\":\"ev-a\",\"user_id\":\"u-3\"}");
+    publish_event("conversion", "{\"advertiser_id\":\"ev-a\",\"user_id\":\"u-3\"}");
+    ck_assert_int_eq(poll_hget("stats:ad:ad-3", "conversions", 1), 1);
+    ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "conversions", 3), 3);
+    ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "conversions_unattributed", 1), 1);
+
     /* invalid events change nothing and do not stop the exchange */
     publish_event("view", click);
     publish_event("click", "{\"advertiser_id\":\"ev-a\",\"user_id\":\"u-1\"}");
     publish_event("impression", "not json");
     fx_sleep_ms(200);
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "impressions", 1), 1);
-    ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "clicks", 1), 1);
+    ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "clicks", 2), 2);
 
     /* auctions still run */
     wx_publish_tagged(w, "ev-r", 0.5, "ev");

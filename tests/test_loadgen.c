@@ -8,7 +8,8 @@
  * request gets its result), with the exchange killed (requests are lost, exit
  * 1), against nothing (exit 2), and with this test playing the exchange by
  * PUBLISHing results itself, to check the matching: duplicates, foreign ids,
- * statuses.
+ * statuses. With --events, the ad events it sends (SPEC 10) are checked in
+ * the exchange's Redis counters.
  *
  * The one idea: rtb-loadgen --json prints one JSON line on stdout; fx_spawn
  * sends its output to a log file in the env's dir, and the test reads that
@@ -360,6 +361,98 @@ START_TEST(loadgen_counts_lost_when_exchange_is_gone) {
 }
 END_TEST
 
+/* ---- the event funnel (--events, SPEC 10) -------------------------------------------- */
+
+/* The sum of field over every stats:advertiser:* hash. */
+static long long advertiser_stat_sum(const char *field) {
+    redisReply *keys = fx_redis_cmd(env, "KEYS stats:advertiser:*");
+    long long sum = 0;
+    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
+        redisReply *v = fx_redis_cmd(env, "HGET %s %s", keys->element[i]->str, field);
+        if (v->type == REDIS_REPLY_STRING) sum += atoll(v->str);
+        freeReplyObject(v);
+    }
+    freeReplyObject(keys);
+    return sum;
+}
+
+/* Polls until the exchange counted want of each field (it counts
+ * asynchronously), for at most 5 s; then asserts. */
+static void expect_advertiser_stats(long long impressions, long long clicks, long long duplicates,
+                                    long long conversions) {
+    static const char *const fields[] = {"impressions", "clicks", "duplicate_clicks",
+                                         "conversions"};
+    long long want[] = {impressions, clicks, duplicates, conversions}, got[4] = {0};
+    int64_t start = fx_now_ms();
+    for (;;) {
+        int all = 1;
+        for (size_t k = 0; k < 4; k++) {
+            got[k] = advertiser_stat_sum(fields[k]);
+            all &= got[k] == want[k];
+        }
+        if (all) return;
+        if (fx_now_ms() - start > 5000) break;
+        fx_sleep_ms(50);
+    }
+    fx_dump_log(env, "exchange.log");
+    ck_abort_msg("stats:advertiser:* impressions %lld clicks %lld duplicate_clicks %lld "
+                 "conversions %lld, want %lld %lld %lld %lld",
+                 got[0], got[1], got[2], got[3], want[0], want[1], want[2], want[3]);
+}
+
+START_TEST(loadgen_events_reach_the_exchange) {
+    pid_t exchange = start_exchange();
+    /* Every success gets an impression, a click and a conversion. */
+    const char *args[] = {"--events", "--impression-rate",
+                          "1",        "--click-rate",
+                          "1",        "--conversion-rate",
+                          "1",        "--duplicate-click-rate",
+                          "0",        "--count",
+                          "50",       "--rate",
+                          "200",      "--json",
+                          NULL};
+    run_result r = expect_summary(args, 0);
+    expect_num(&r, NULL, "received", 50);
+    expect_num(&r, "statuses", "success", 50);
+    expect_num(&r, "events", "impressions", 50);
+    expect_num(&r, "events", "clicks", 50);
+    expect_num(&r, "events", "duplicate_clicks", 0);
+    expect_num(&r, "events", "conversions", 50);
+    expect_num(&r, "events", "publish_errors", 0);
+    cJSON_Delete(r.json);
+    expect_advertiser_stats(50, 50, 0, 50);
+
+    /* Every click twice, QoS 0: the exchange's dedup counts the second ones. */
+    const char *args2[] = {"--events", "--click-rate",
+                           "1",        "--conversion-rate",
+                           "0",        "--duplicate-click-rate",
+                           "1",        "--impression-rate",
+                           "1",        "--count",
+                           "10",       "--qos",
+                           "0",        "--json",
+                           NULL};
+    r = expect_summary(args2, 0);
+    expect_num(&r, "events", "impressions", 10);
+    expect_num(&r, "events", "clicks", 10);
+    expect_num(&r, "events", "duplicate_clicks", 10);
+    expect_num(&r, "events", "conversions", 0);
+    cJSON_Delete(r.json);
+    expect_advertiser_stats(60, 60, 10, 50);
+
+    /* Without --events nothing is sent. */
+    const char *args3[] = {"--count", "5", "--json", NULL};
+    r = expect_summary(args3, 0);
+    expect_num(&r, "events", "impressions", 0);
+    cJSON_Delete(r.json);
+    expect_advertiser_stats(60, 60, 10, 50);
+
+    fx_kill(exchange, SIGTERM);
+    int status = 0;
+    ck_assert_int_eq(fx_wait_exit(exchange, 5000, &status), 0);
+    check_no_sanitizer_report("exchange.log");
+}
+END_TEST
+
 /* ---- this test as the exchange: matching results to requests -------------------------- */
 
 START_TEST(loadgen_matches_results_by_id) {
@@ -415,11 +508,18 @@ END_TEST
 
 START_TEST(loadgen_exit_2_on_bad_options_or_no_servers) {
     static const char *const bad[][5] = {
-        {"--rate", "0", NULL},          {"--count", "0", NULL},
-        {"--qos", "2", NULL},           {"--floor", "2-1", NULL},
-        {"--floor", "0.1234567", NULL}, {"--count", "5", "--duration", "1", NULL},
-        {"--id-prefix", "a b", NULL},   {"--topic", "rtb/+", NULL},
-        {"--mqtt", "nohost", NULL},     {"--bogus", NULL},
+        {"--rate", "0", NULL},
+        {"--count", "0", NULL},
+        {"--qos", "2", NULL},
+        {"--floor", "2-1", NULL},
+        {"--floor", "0.1234567", NULL},
+        {"--count", "5", "--duration", "1", NULL},
+        {"--id-prefix", "a b", NULL},
+        {"--topic", "rtb/+", NULL},
+        {"--mqtt", "nohost", NULL},
+        {"--bogus", NULL},
+        {"--events", "--click-rate", "1.5", NULL},
+        {"--click-rate", "0.5", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_result r = run_loadgen(bad[i]);
@@ -457,6 +557,7 @@ static Suite *loadgen_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, loadgen_every_request_gets_its_result);
     tcase_add_test(tc, loadgen_counts_lost_when_exchange_is_gone);
+    tcase_add_test(tc, loadgen_events_reach_the_exchange);
     tcase_add_test(tc, loadgen_matches_results_by_id);
     tcase_add_test(tc, loadgen_exit_2_on_bad_options_or_no_servers);
     tcase_set_timeout(tc, 90);

@@ -18,6 +18,13 @@
  * array; deadlines (scheduled time + tmax + 1 s) come in schedule order, so one
  * cursor walking that array finds the lost requests.
  *
+ * With --events, every `success` result also feeds an ad-event funnel
+ * (SPEC 10): seeded draws decide an impression, a click (sometimes sent
+ * twice) and a conversion, published at once on the request's connection.
+ * A request's user is a hash of its index, so nothing per request is kept
+ * for it. Before exiting the run waits (bounded) until the broker has every
+ * event.
+ *
  * All state lives in one `loadgen` context, created in main. */
 #include <cJSON.h>
 #include <errno.h>
@@ -64,6 +71,8 @@
 #define MAX_PREFIX 64
 #define MAX_HOST 256
 #define PAYLOAD_MAX 640
+#define EVENTS_TOPIC "rtb/events/" /* + impression | click | conversion (SPEC 10) */
+#define DRAIN_TIMEOUT_MS 2000      /* at the end: wait this long at most for the events' PUBACKs */
 
 static const char *const interests[] = {"tech",    "sports", "travel", "finance",
                                         "fashion", "autos",  "food",   "gaming"};
@@ -110,6 +119,11 @@ typedef struct options {
     char id_prefix[MAX_PREFIX + 1]; /* "": a random run id */
     int json;
     int quiet;
+    int events;                  /* --events: the ad-event funnel */
+    double impression_rate;      /* share of success results with an impression */
+    double click_rate;           /* share of impressions with a click */
+    double conversion_rate;      /* share of clicks with a conversion */
+    double duplicate_click_rate; /* share of clicks sent twice */
 } options;
 
 typedef struct counts {
@@ -121,6 +135,12 @@ typedef struct counts {
     uint64_t unexpected;     /* our prefix, but a request we never sent */
     uint64_t publish_errors; /* mosquitto_publish refused the request */
     uint64_t status[NSTATUS];
+    /* ad events sent (--events); never part of sent/received/lost */
+    uint64_t impressions;
+    uint64_t clicks;           /* first sends of clicks */
+    uint64_t duplicate_clicks; /* second sends of the same click */
+    uint64_t conversions;
+    uint64_t event_errors; /* event publishes libmosquitto refused */
 } counts;
 
 struct loadgen;
@@ -138,6 +158,8 @@ typedef struct mqtt_conn {
 typedef struct loadgen {
     options opt;
     uint64_t rng;
+    uint64_t user_seed; /* user of request i: a hash of (user_seed, i) */
+    uint64_t event_rng; /* the funnel's draws, apart from the requests' */
     struct event_base *base;
     mqtt_conn *conns;
     redisAsyncContext *ac; /* NULL while disconnected */
@@ -158,6 +180,10 @@ typedef struct loadgen {
     int64_t max_send_lag_ns; /* how far behind its schedule a send went out, at worst */
     int64_t progress_ns;
     uint64_t progress_received;
+    uint64_t publishes;     /* publishes libmosquitto took (requests and events) */
+    uint64_t published;     /* ... of which written (QoS 0) or acknowledged (QoS 1) */
+    int64_t drain_start_ns; /* when the schedule was done and the events' drain began */
+    int warned_no_winner;   /* a success result without winner ids was reported */
     counts c;
     histogram latency; /* ns from scheduled send to result */
 } loadgen;
@@ -186,6 +212,21 @@ static uint64_t rng_next(uint64_t *s) {
 /* Uniform in 0..n (inclusive). */
 static uint64_t rng_upto(uint64_t *s, uint64_t n) {
     return n == UINT64_MAX ? rng_next(s) : rng_next(s) % (n + 1);
+}
+
+/* 1 with probability p (0 never, 1 always). */
+static int rng_chance(uint64_t *s, double p) {
+    return (double)(rng_next(s) >> 11) / 9007199254740992.0 < p; /* uniform in [0, 1) */
+}
+
+/* The user of request i, 0..users-1: splitmix64 of (seed, i), so the funnel
+ * finds a request's user again without storing it. */
+static uint64_t user_of(const loadgen *lg, uint64_t i) {
+    uint64_t z = lg->user_seed + (i + 1) * UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    z ^= z >> 31;
+    return z % (uint64_t)lg->opt.users;
 }
 
 static int64_t sched_ns(const loadgen *lg, uint64_t i) {
@@ -300,6 +341,16 @@ static const opt_row opt_rows[] = {
      "print the summary as one JSON object"},
     {"quiet", OPT_FLAG, 0, 0, NULL, offsetof(options, quiet), NULL,
      "no progress, no human summary, no warnings"},
+    {"events", OPT_FLAG, 0, 0, NULL, offsetof(options, events), NULL,
+     "publish ad events (rtb/events/...) for success results"},
+    {"impression-rate", OPT_REAL, 0, 1, "0.9", offsetof(options, impression_rate), "F",
+     "share of success results with an impression"},
+    {"click-rate", OPT_REAL, 0, 1, "0.1", offsetof(options, click_rate), "F",
+     "share of impressions with a click"},
+    {"conversion-rate", OPT_REAL, 0, 1, "0.2", offsetof(options, conversion_rate), "F",
+     "share of clicks with a conversion"},
+    {"duplicate-click-rate", OPT_REAL, 0, 1, "0.05", offsetof(options, duplicate_click_rate), "F",
+     "share of clicks sent twice"},
 };
 #define NOPTS (sizeof opt_rows / sizeof opt_rows[0])
 
@@ -422,6 +473,7 @@ static int parse_args(options *o, int argc, char **argv) {
     longopts[NOPTS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longopts[NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
     int given_duration = 0, c;
+    const char *given_rate = NULL; /* a funnel rate, which needs --events */
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
@@ -442,9 +494,14 @@ static int parse_args(options *o, int argc, char **argv) {
             return 2;
         }
         given_duration |= strcmp(r->name, "duration") == 0;
+        if (strstr(r->name, "-rate") != NULL) given_rate = r->name; /* the funnel's */
     }
     if (optind < argc) {
         fprintf(stderr, "rtb-loadgen: unexpected argument '%s'; try --help\n", argv[optind]);
+        return 2;
+    }
+    if (given_rate && !o->events) {
+        fprintf(stderr, "rtb-loadgen: --%s needs --events\n", given_rate);
         return 2;
     }
     if (given_duration && o->count > 0) {
@@ -462,7 +519,7 @@ static int parse_args(options *o, int argc, char **argv) {
 
 static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
     const options *o = &lg->opt;
-    uint64_t user = rng_upto(&lg->rng, (uint64_t)o->users - 1);
+    uint64_t user = user_of(lg, i);
     uint64_t slot = rng_upto(&lg->rng, (uint64_t)o->slots - 1);
     int64_t floor_micros =
         o->floor_lo_micros +
@@ -501,6 +558,7 @@ static void publish_one(loadgen *lg, uint64_t i) {
     /* With QoS 1, NO_CONN still queues the message: libmosquitto sends it
      * after the reconnect, and its latency shows the wait. */
     if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_NO_CONN && lg->opt.qos > 0)) {
+        lg->publishes++;
         lg->state[i] = REQ_SENT;
         return;
     }
@@ -555,15 +613,107 @@ static void expire_due(loadgen *lg, int64_t now) {
 
 /* ---- Results in (SPEC 4) -------------------------------------------------------- */
 
-static status parse_status(const char *payload, size_t len) {
-    cJSON *root = cJSON_ParseWithLength(payload, len);
+static status parse_status(const cJSON *root) {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "status");
-    status s = ST_OTHER;
     if (cJSON_IsString(st))
         for (int k = 0; k < ST_OTHER; k++)
-            if (strcmp(st->valuestring, status_names[k]) == 0) s = (status)k;
-    cJSON_Delete(root);
-    return s;
+            if (strcmp(st->valuestring, status_names[k]) == 0) return (status)k;
+    return ST_OTHER;
+}
+
+/* ---- Ad events out (SPEC 10) ------------------------------------------------------ */
+
+/* What the events of one success result share. */
+typedef struct funnel {
+    mqtt_conn *conn; /* the request's connection: its events stay in order */
+    char request_id[MAX_PREFIX + 24];
+    char user_id[32];
+    const char *ad_id, *advertiser_id; /* from the result's winner */
+} funnel;
+
+/* Publishes one event on rtb/events/{type} with event id {request_id}:{tag};
+ * returns 0 when libmosquitto took it. */
+static int publish_event(loadgen *lg, const funnel *f, const char *type, const char *tag) {
+    char topic[64], event_id[sizeof f->request_id + 16];
+    snprintf(topic, sizeof topic, "%s%s", EVENTS_TOPIC, type);
+    snprintf(event_id, sizeof event_id, "%s:%s", f->request_id, tag);
+    cJSON *ev = cJSON_CreateObject();
+    char *text = NULL;
+    if (ev && cJSON_AddStringToObject(ev, "event_id", event_id) &&
+        cJSON_AddStringToObject(ev, "request_id", f->request_id) &&
+        cJSON_AddStringToObject(ev, "ad_id", f->ad_id) &&
+        cJSON_AddStringToObject(ev, "advertiser_id", f->advertiser_id) &&
+        cJSON_AddStringToObject(ev, "user_id", f->user_id) &&
+        cJSON_AddNumberToObject(ev, "timestamp", round(wall_s() * 1e3) / 1e3))
+        text = cJSON_PrintUnformatted(ev);
+    cJSON_Delete(ev);
+    int rc = MOSQ_ERR_NOMEM;
+    if (text)
+        rc = mosquitto_publish(f->conn->mosq, NULL, topic, (int)strlen(text), text,
+                               (int)lg->opt.qos, false);
+    cJSON_free(text);
+    /* As for requests: with QoS 1 a publish while disconnected is queued. */
+    if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_NO_CONN && lg->opt.qos > 0)) {
+        lg->publishes++;
+        return 0;
+    }
+    if (lg->c.event_errors++ == 0)
+        warn(lg, "event publish on connection %d failed: %s (further failures are only counted)",
+             f->conn->index, text ? mosquitto_strerror(rc) : "out of memory");
+    return -1;
+}
+
+/* The funnel of request i's success result: an impression, then maybe a
+ * click (maybe twice), then maybe a conversion. A refused publish ends it. */
+static void send_events(loadgen *lg, uint64_t i, const cJSON *result) {
+    const options *o = &lg->opt;
+    const cJSON *winner = cJSON_GetObjectItemCaseSensitive(result, "winner");
+    const cJSON *adv = cJSON_GetObjectItemCaseSensitive(winner, "advertiser_id");
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(winner, "ad_id");
+    if (!cJSON_IsString(adv) || !cJSON_IsString(ad)) {
+        if (!lg->warned_no_winner++) warn(lg, "a success result without winner ids: no events");
+        return;
+    }
+    funnel f = {.conn = &lg->conns[i % (uint64_t)o->connections],
+                .ad_id = ad->valuestring,
+                .advertiser_id = adv->valuestring};
+    snprintf(f.request_id, sizeof f.request_id, "%s-%" PRIu64, o->id_prefix, i);
+    snprintf(f.user_id, sizeof f.user_id, "u-%" PRIu64, user_of(lg, i));
+    uint64_t *r = &lg->event_rng;
+    if (!rng_chance(r, o->impression_rate) || publish_event(lg, &f, "impression", "imp") != 0)
+        goto out;
+    lg->c.impressions++;
+    if (!rng_chance(r, o->click_rate) || publish_event(lg, &f, "click", "click") != 0) goto out;
+    lg->c.clicks++;
+    if (rng_chance(r, o->duplicate_click_rate) && publish_event(lg, &f, "click", "click") == 0)
+        lg->c.duplicate_clicks++;
+    if (rng_chance(r, o->conversion_rate) && publish_event(lg, &f, "conversion", "conv") == 0)
+        lg->c.conversions++;
+out:
+    conn_update_write(f.conn);
+}
+
+/* libmosquitto: a QoS 0 publish was written, or a QoS 1 publish acknowledged. */
+static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
+    (void)mosq;
+    (void)mid;
+    mqtt_conn *c = obj;
+    c->lg->published++;
+}
+
+/* At the end of the schedule: 1 once the broker has every publish (or after
+ * DRAIN_TIMEOUT_MS, with a warning). Only with --events; results need no drain. */
+static int events_drained(loadgen *lg, int64_t now) {
+    if (!lg->opt.events) return 1;
+    if (lg->drain_start_ns == 0) lg->drain_start_ns = now;
+    int pending = lg->published < lg->publishes;
+    for (int64_t k = 0; !pending && k < lg->opt.connections; k++)
+        pending = lg->conns[k].mosq && mosquitto_want_write(lg->conns[k].mosq);
+    if (!pending) return 1;
+    if (now - lg->drain_start_ns < DRAIN_TIMEOUT_MS * NS_PER_MS) return 0;
+    warn(lg, "%" PRIu64 " publish(es) not confirmed by the broker after %d ms; ending anyway",
+         lg->publishes - lg->published, DRAIN_TIMEOUT_MS);
+    return 1;
 }
 
 /* "{prefix}-{n}" -> n; -1 when the id is not one of ours. */
@@ -596,14 +746,19 @@ static void on_result(loadgen *lg, const char *channel, size_t clen, const char 
     case REQ_UNSENT:
         lg->c.unexpected++;
         return;
-    case REQ_SENT:
+    case REQ_SENT: {
         *st = REQ_RECEIVED;
         lg->c.received++;
-        lg->c.status[parse_status(payload, plen)]++;
         int64_t latency_ns = now - sched_ns(lg, (uint64_t)n);
         histogram_record(&lg->latency, latency_ns > 0 ? (uint64_t)latency_ns : 0);
         lg->last_result_ns = now;
+        cJSON *root = cJSON_ParseWithLength(payload, plen);
+        status s = parse_status(root);
+        lg->c.status[s]++;
+        if (s == ST_SUCCESS && lg->opt.events) send_events(lg, (uint64_t)n, root);
+        cJSON_Delete(root);
         return;
+    }
     case REQ_LOST:
         *st = REQ_LATE;
         lg->c.late++;
@@ -629,8 +784,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     int behind = send_due(lg, now);
     expire_due(lg, now);
     if (lg->next == lg->total && lg->cursor == lg->total) {
-        finish(lg);
-        return;
+        if (events_drained(lg, now)) {
+            finish(lg);
+            return;
+        }
+        behind = 0; /* draining: look again in TICK_MAX_US */
     }
     /* Wake at the next request's time (a 1 ms tick alone would add up to 1 ms
      * of our own delay to every latency), but at least every TICK_MAX_US for
@@ -848,6 +1006,7 @@ static int conn_open(loadgen *lg, mqtt_conn *c, int index) {
      * requests locally and the schedule would slip unseen. */
     mosquitto_max_inflight_messages_set(c->mosq, 0);
     mosquitto_connect_callback_set(c->mosq, on_connack);
+    mosquitto_publish_callback_set(c->mosq, on_publish);
     int rc = mosquitto_connect_async(c->mosq, lg->opt.mqtt.host, lg->opt.mqtt.port, KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
         start_failed(lg, "cannot reach the MQTT broker %s:%d: %s", lg->opt.mqtt.host,
@@ -975,10 +1134,12 @@ static const char *const pct_labels[] = {"p50", "p90", "p99", "p99.9"};
 
 static void print_json(const loadgen *lg) {
     cJSON *root = cJSON_CreateObject(), *st = cJSON_CreateObject(), *lat = cJSON_CreateObject();
-    if (!root || !st || !lat) {
+    cJSON *ev = cJSON_CreateObject();
+    if (!root || !st || !lat || !ev) {
         cJSON_Delete(root);
         cJSON_Delete(st);
         cJSON_Delete(lat);
+        cJSON_Delete(ev);
         fprintf(stderr, "rtb-loadgen: out of memory\n");
         return;
     }
@@ -1009,6 +1170,12 @@ static void print_json(const loadgen *lg) {
     else
         cJSON_AddNumberToObject(lat, "max", ms_of(lg->latency.max_ns));
     cJSON_AddItemToObject(root, "latency_ms", lat);
+    cJSON_AddNumberToObject(ev, "impressions", (double)lg->c.impressions);
+    cJSON_AddNumberToObject(ev, "clicks", (double)lg->c.clicks);
+    cJSON_AddNumberToObject(ev, "duplicate_clicks", (double)lg->c.duplicate_clicks);
+    cJSON_AddNumberToObject(ev, "conversions", (double)lg->c.conversions);
+    cJSON_AddNumberToObject(ev, "publish_errors", (double)lg->c.event_errors);
+    cJSON_AddItemToObject(root, "events", ev);
     char *text = cJSON_PrintUnformatted(root);
     if (text) printf("%s\n", text);
     cJSON_free(text);
@@ -1038,6 +1205,12 @@ static void print_human(const loadgen *lg) {
         printf(" %s %.3f", pct_labels[k],
                (double)histogram_percentile(&lg->latency, pcts[k]) / 1e6);
     printf("  max %.3f\n", (double)lg->latency.max_ns / 1e6);
+    if (lg->opt.events) {
+        printf("  events      impressions %" PRIu64 ", clicks %" PRIu64 " (+%" PRIu64
+               " duplicate), conversions %" PRIu64 "\n",
+               c->impressions, c->clicks, c->duplicate_clicks, c->conversions);
+        if (c->event_errors) printf("  event publish errors %" PRIu64 "\n", c->event_errors);
+    }
 }
 
 /* ---- Life ------------------------------------------------------------------------------------ */
@@ -1092,6 +1265,8 @@ static int run(loadgen *lg) {
         return 2;
     }
     histogram_init(&lg->latency);
+    lg->user_seed = rng_next(&lg->rng);
+    lg->event_rng = rng_next(&lg->rng) | 1; /* xorshift: never 0 */
     lg->redis_backoff_ms = BACKOFF_MIN_MS;
     redis_connect(lg);
     for (int k = 0; k < o->connections && lg->exit_code == 0; k++)
