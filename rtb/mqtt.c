@@ -36,7 +36,7 @@
 #define EVENTS_TOPIC "rtb/events/+"
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define KEEPALIVE_S 30
+#define KEEPALIVE_S 10 /* a hung exchange loses its shared-group share after 1.5x this */
 #define MISC_INTERVAL_US 200000
 /* Packets read from OpenSSL's buffer in one read event before yielding to
  * the rest of the loop (the event is made active again if more wait). */

@@ -14,8 +14,14 @@
 #   adv_ids=(a b); adv_spec[a]="latency=1"; adv_targeting[a]='"interests":[]'
 #   stack_start_bidder "$bidder_bin"     # $bidder_pid, ${adv_port[id]}
 #   stack_seed_advertisers               # advertiser:targeting:{id} in Redis
-#   stack_write_exchange_config FILE CLIENT_ID [MAX_BIDDERS [QOS]]
+#   stack_write_exchange_config FILE CLIENT_ID [MAX_BIDDERS [QOS [SHARED_GROUP]]]
 #   stack_start_exchange LOG CLIENT_ID TENTHS COMMAND...   # $exchange_pid
+#
+# Several exchanges in one shared group (SPEC 12; tools/bench --exchanges N):
+# write one config per exchange with a distinct CLIENT_ID and the same
+# SHARED_GROUP, and call stack_start_exchange once for each. ${exchange_pids[@]}
+# then holds them all ($exchange_pid is the last one), and stop_exchange stops
+# every one of them.
 #
 # Every server runs in a session of its own (setsid), so that Ctrl-C reaches
 # only the script, which then stops them by PID in order: a client started by
@@ -31,6 +37,7 @@ stack_exchange_grace=30 # tenths of a second the exchange gets to drain on SIGTE
 stack_tmp=""
 pids=()        # "name:pid", in start order; stopped in reverse
 exchange_pid=""
+exchange_pids=() # every exchange started and not stopped yet, in start order
 last_pid=""
 port=""
 used_ports=" "
@@ -73,9 +80,16 @@ stop_pid() { # name pid grace-tenths
   return 0
 }
 
-stop_exchange() { # stops the exchange (it drains first); clears $exchange_pid
+stop_exchange() { # stops the exchange(s) (each drains first); clears $exchange_pid, ${exchange_pids[@]}
+  local i
+  # Last started first; with one exchange this is just $exchange_pid.
+  for ((i = ${#exchange_pids[@]} - 1; i >= 0; i--)); do
+    [ "${exchange_pids[i]}" = "$exchange_pid" ] && continue
+    stop_pid rtb-exchange "${exchange_pids[i]}" "$stack_exchange_grace"
+  done
   [ -n "$exchange_pid" ] && stop_pid rtb-exchange "$exchange_pid" "$stack_exchange_grace"
   exchange_pid=""
+  exchange_pids=()
 }
 
 # shellcheck disable=SC2317 # run by a trap
@@ -299,11 +313,14 @@ stack_seed_advertisers() {
 
 # ---- The exchange --------------------------------------------------------------------------------
 
-stack_write_exchange_config() { # file client-id [max-bidders [qos]]
+stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group]]]
+  local group=""
+  # With a group: MQTT v5, subscription $share/{group}/rtb/requests/+ (SPEC 12).
+  [ -n "${5:-}" ] && group=", \"shared_group\": \"$5\""
   cat >"$1" <<EOF
 {
   "mqtt": {"host": "127.0.0.1", "port": $mqtt_port, "client_id": "$2",
-           "topic": "rtb/requests/+", "qos": ${4:-1}},
+           "topic": "rtb/requests/+", "qos": ${4:-1}$group},
   "redis": {"host": "127.0.0.1", "port": $redis_port},
   "auction": {"type": "second_price", "tmax_ms": 100, "max_bidders": ${3:-10}, "price_increment": 0.01},
   "profiles": {"ttl_s": 3600, "default": {"interests": [], "ltv_score": 0.5}},
@@ -317,15 +334,22 @@ EOF
 # Starts COMMAND (rtb-exchange -c FILE, or a wrapper such as valgrind that
 # runs it) with its output in LOG and waits until it is subscribed: the
 # exchange logs "subscribed to" on the broker's SUBACK, and the broker's log
-# shows the subscription of CLIENT_ID. Waits at most TENTHS tenths of a
-# second. Sets $exchange_pid (setsid execs, so it is COMMAND's own pid).
+# shows the subscription of CLIENT_ID (to rtb/requests/+, or to
+# $share/{group}/rtb/requests/+). Waits at most TENTHS tenths of a second.
+# Sets $exchange_pid (setsid execs, so it is COMMAND's own pid) and appends it
+# to ${exchange_pids[@]}.
+stack_subscriptions() { # client-id: how often the broker's log shows its request subscription
+  awk -v c="$1" '$2 == c && $3 == 1 && ($4 == "rtb/requests/+" ||
+    $4 ~ /^[$]share[/][^/]+[/]rtb[/]requests[/][+]$/) { n++ } END { print n + 0 }' "$stack_tmp/mosquitto.log"
+}
 stack_start_exchange() { # log client-id tenths command...
   local log=$1 client=$2 tenths=$3 i before id
   shift 3
   # The same client id may have subscribed before (a restart): count anew.
-  before=$(grep -cF "$client 1 rtb/requests/+" "$stack_tmp/mosquitto.log")
+  before=$(stack_subscriptions "$client")
   setsid "$@" >"$log" 2>&1 </dev/null &
   exchange_pid=$!
+  exchange_pids+=("$exchange_pid")
   for ((i = 0; i < tenths; i++)); do
     grep -qs 'subscribed to' "$log" && break
     kill -0 "$exchange_pid" 2>/dev/null || { show_log "$log"; die "rtb-exchange exited at start (log above)"; }
@@ -334,7 +358,7 @@ stack_start_exchange() { # log client-id tenths command...
   grep -qs 'subscribed to' "$log" ||
     { show_log "$log"; die "rtb-exchange not subscribed after $((tenths / 10)) s (log above)"; }
   for ((i = 0; i < 30; i++)); do
-    [ "$(grep -cF "$client 1 rtb/requests/+" "$stack_tmp/mosquitto.log")" -gt "$before" ] && break
+    [ "$(stack_subscriptions "$client")" -gt "$before" ] && break
     sleep 0.1
   done
   for id in "${adv_ids[@]}"; do
