@@ -313,10 +313,12 @@ stack_seed_advertisers() {
 
 # ---- The exchange --------------------------------------------------------------------------------
 
-stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group]]]
-  local group=""
+stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group [admin-port]]]]
+  local group="" admin=null
   # With a group: MQTT v5, subscription $share/{group}/rtb/requests/+ (SPEC 12).
   [ -n "${5:-}" ] && group=", \"shared_group\": \"$5\""
+  # With an admin port: /healthz, /metrics and the dashboard on 127.0.0.1.
+  [ -n "${6:-}" ] && admin="\"127.0.0.1:$6\""
   cat >"$1" <<EOF
 {
   "mqtt": {"host": "127.0.0.1", "port": $mqtt_port, "client_id": "$2",
@@ -325,7 +327,7 @@ stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group
   "auction": {"type": "second_price", "tmax_ms": 100, "max_bidders": ${3:-10}, "price_increment": 0.01},
   "profiles": {"ttl_s": 3600, "default": {"interests": [], "ltv_score": 0.5}},
   "bidders": [],
-  "admin": {"listen": null},
+  "admin": {"listen": $admin},
   "log": {"level": "info"}
 }
 EOF
