@@ -225,6 +225,17 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
  * it as whitespace), or a "\u0000" escape in a string. Strings are tracked
  * only to find those escapes. PROTO_JSON_OK when there is none; else the
  * fault, its offset in *at. */
+int proto_utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t step = utf8_seq(p + i, n - i);
+        if (step == 0)
+            return 0;
+        i += step;
+    }
+    return 1;
+}
+
 /* 1 for printable ASCII other than '"' and '\\': bytes text_check skips. */
 static const unsigned char plain_byte[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,

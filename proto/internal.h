@@ -87,6 +87,10 @@ int proto_ltv_score_ok(const cJSON *v);
 
 /* ---- Text rules --------------------------------------------------------- */
 
+/* 1 when the `n` bytes at `s` are well-formed UTF-8 (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF); NUL bytes count as valid. */
+int proto_utf8_valid(const char *s, size_t n);
+
 /* Characters (code points) in the NUL-terminated `s`, which must be valid
  * UTF-8 (every string of a tree from proto_json_parse is), counting no
  * further than `limit` + 1: enough to tell "too long" without reading a
