@@ -200,6 +200,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     proto_bid_request req;
     proto_err e = proto_bid_request_decode(text, size, REQUEST_MAX_BYTES, &req, err, sizeof err);
 
+    /* The same bytes as an ad event of each type (SPEC 10): the decoder holds
+     * no allocation, so only a crash, UB or an error without a message show. */
+    static const char *const event_types[] = {"impression", "click", "conversion", "view"};
+    for (size_t t = 0; t < 4; t++) {
+        proto_event ev;
+        char eerr[256];
+        proto_err ee = proto_event_decode(event_types[t], text, size, REQUEST_MAX_BYTES, &ev, eerr,
+                                          sizeof eerr);
+        fuzz_check(ee == PROTO_OK || eerr[0] != '\0', "event: error without a message");
+        fuzz_check(ee != PROTO_OK || (t < 3 && ev.advertiser_id[0] && ev.user_id[0]),
+                   "event: accepted without its required ids");
+        fuzz_check(ee != PROTO_OK || t == 2 || ev.ad_id[0], "event: accepted without ad_id");
+    }
+
     char perr[256];
     proto_profile profile;
     proto_err pe = proto_profile_decode(text, size, &profile, perr, sizeof perr);
