@@ -167,8 +167,8 @@ static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
 static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap) {
-    if (err != NULL && errlen > 0)
-        vsnprintf(err, errlen, fmt, ap);
+    if (err != NULL && errlen > 0 && vsnprintf(err, errlen, fmt, ap) >= (int)errlen)
+        proto_utf8_cut(err); /* truncated: never end a message mid-character */
 }
 
 void proto_set_err(char *err, size_t errlen, const char *fmt, ...) {
@@ -225,6 +225,18 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
  * it as whitespace), or a "\u0000" escape in a string. Strings are tracked
  * only to find those escapes. PROTO_JSON_OK when there is none; else the
  * fault, its offset in *at. */
+void proto_utf8_cut(char *s) {
+    size_t n = strlen(s), lead = n;
+    while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+        lead--;
+    if (lead > 0 && (unsigned char)s[lead - 1] >= 0xc0)
+        lead--; /* the lead byte of the last sequence */
+    else if (lead == n || lead == 0)
+        return; /* ends in ASCII, or nothing to anchor on */
+    if (utf8_seq((const unsigned char *)s + lead, n - lead) != n - lead)
+        s[lead] = '\0';
+}
+
 int proto_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {

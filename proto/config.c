@@ -859,7 +859,9 @@ static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, con
     for (const cJSON *c = obj->child; c != NULL; c = c->next) {
         char path[PATH_BYTES];
         int section;
-        snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string);
+        if (snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string) >=
+            (int)sizeof path)
+            proto_utf8_cut(path);
         const conf_row *row = find_row(rows, nrows, tprefix, c->string, &section);
         if (row == NULL && !section)
             return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/internal.h"
 #include "proto/proto.h"
 
 #define ERRLEN 512
@@ -915,6 +916,19 @@ START_TEST(long_strings) {
                      PROTO_ERR_FIELD);
     ck_assert_str_eq(small, "log.lev");
     ck_assert_int_eq(proto_config_parse(&c, doc, strlen(doc), NULL, 0), PROTO_ERR_FIELD);
+
+    /* A long key of 2-byte characters is cut between characters, never
+     * inside one: the message stays valid UTF-8 (found by fuzzing). */
+    char ukey[1024] = "{\"";
+    for (int i = 0; i < 300; i++) strcat(ukey, "\xc3\xa9");
+    strcat(ukey, "\":1}");
+    ck_assert_int_eq(parse(&c, ukey, err), PROTO_ERR_FIELD);
+    ck_assert_msg(strstr(err, ": unknown key") != NULL, "%s", err);
+    ck_assert_msg(proto_utf8_valid(err, strlen(err)), "message cut inside a character");
+    const char *four = "{\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\":1}";
+    char cut[8]; /* 7 bytes of message: 3 characters fit, the 4th would be cut */
+    ck_assert_int_eq(proto_config_parse(&c, four, strlen(four), cut, sizeof cut), PROTO_ERR_FIELD);
+    ck_assert_str_eq(cut, "\xc3\xa9\xc3\xa9\xc3\xa9");
 
     /* Long values where the table allows them. */
     char *t = repeat('t', 4096);
