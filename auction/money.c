@@ -83,7 +83,7 @@ int auction_micros_from_double(double value, int64_t *out) {
     if (value > 1.5e6) return -1; /* far above the maximum: no need to convert */
 
     double scaled = value * 1e6;
-    double nearest = floor(scaled + 0.5);
+    double nearest = round(scaled); /* scaled >= 0: half up */
     int64_t micros;
     if (fabs(scaled - nearest) < NEAR_INTEGER) {
         micros = (int64_t)nearest;

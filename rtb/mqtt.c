@@ -1,6 +1,6 @@
 /* mqtt.c -- libmosquitto driven by the server's libevent loop.
  *
- * libmosquitto does not own a loop here (no mosquitto_loop_start threads):
+ * libmosquitto does not own a loop here (none of its own threads):
  * its socket is registered for EV_READ (persistent) and for EV_WRITE while
  * mosquitto_want_write() says output is queued; a 200 ms timer runs
  * mosquitto_loop_misc() for keepalive. Any error from a loop call means the

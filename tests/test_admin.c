@@ -745,22 +745,14 @@ END_TEST
 
 /* ---- suite ------------------------------------------------------------------ */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *admin_suite(void) {
     Suite *s = suite_create("admin");
-    add_case(s, "metrics", healthz_and_metrics_count_auctions, 60);
-    add_case(s, "bidder_faults", bidder_timeouts_and_errors_are_counted, 60);
-    add_case(s, "redis", healthz_follows_redis, 60);
-    add_case(s, "mqtt", healthz_follows_mqtt, 60);
-    add_case(s, "http", unknown_path_and_method, 60);
-    add_case(s, "port_taken", admin_port_taken_exits_1, 60);
+    wx_add_case(s, "metrics", healthz_and_metrics_count_auctions, 60, setup, teardown);
+    wx_add_case(s, "bidder_faults", bidder_timeouts_and_errors_are_counted, 60, setup, teardown);
+    wx_add_case(s, "redis", healthz_follows_redis, 60, setup, teardown);
+    wx_add_case(s, "mqtt", healthz_follows_mqtt, 60, setup, teardown);
+    wx_add_case(s, "http", unknown_path_and_method, 60, setup, teardown);
+    wx_add_case(s, "port_taken", admin_port_taken_exits_1, 60, setup, teardown);
     return s;
 }
 

@@ -900,23 +900,15 @@ END_TEST
 
 /* ---- suite ---------------------------------------------------------------------------- */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *dashboard_suite(void) {
     Suite *s = suite_create("dashboard");
-    add_case(s, "stats", stats_shape_and_numbers_move, 60);
-    add_case(s, "stream", stream_sends_an_event_a_second, 60);
-    add_case(s, "stream_cap", streams_are_capped_released_and_ended, 60);
-    add_case(s, "alert", alert_fires_and_resolves, 60);
-    add_case(s, "bad_alert", unknown_alert_metric_is_refused, 60);
-    add_case(s, "page", page_is_self_contained, 60);
-    add_case(s, "chromium", chromium_renders_live_numbers, 240);
+    wx_add_case(s, "stats", stats_shape_and_numbers_move, 60, setup, teardown);
+    wx_add_case(s, "stream", stream_sends_an_event_a_second, 60, setup, teardown);
+    wx_add_case(s, "stream_cap", streams_are_capped_released_and_ended, 60, setup, teardown);
+    wx_add_case(s, "alert", alert_fires_and_resolves, 60, setup, teardown);
+    wx_add_case(s, "bad_alert", unknown_alert_metric_is_refused, 60, setup, teardown);
+    wx_add_case(s, "page", page_is_self_contained, 60, setup, teardown);
+    wx_add_case(s, "chromium", chromium_renders_live_numbers, 240, setup, teardown);
     return s;
 }
 

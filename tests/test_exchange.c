@@ -1028,30 +1028,22 @@ END_TEST
 
 /* ---- suite --------------------------------------------------------------- */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *exchange_suite(void) {
     Suite *s = suite_create("exchange");
-    add_case(s, "statuses", auction_statuses_and_prices, 60);
-    add_case(s, "overloaded", overloaded_at_once, 60);
-    add_case(s, "deadline", deadline_slow_and_hanging_bidders, 60);
-    add_case(s, "bidder_errors", bidder_errors_are_counted_and_harmless, 60);
-    add_case(s, "openrtb", openrtb_request_to_bidder, 60);
-    add_case(s, "profile_miss", profile_miss_is_cached, 60);
-    add_case(s, "interests", profile_and_context_interests, 60);
-    add_case(s, "registry", registry_update_applies_at_once, 60);
-    add_case(s, "fanout", max_bidders_rotates_fairly, 60);
-    add_case(s, "invalid", invalid_requests_are_refused, 120);
-    add_case(s, "deep", invalid_deep_nesting_under_a_large_limit, 60);
-    add_case(s, "duplicate", duplicate_request_id_in_flight, 60);
-    add_case(s, "load", thousand_requests_thousand_results, 120);
-    add_case(s, "sigterm", sigterm_finishes_auctions_in_flight, 60);
+    wx_add_case(s, "statuses", auction_statuses_and_prices, 60, setup, teardown);
+    wx_add_case(s, "overloaded", overloaded_at_once, 60, setup, teardown);
+    wx_add_case(s, "deadline", deadline_slow_and_hanging_bidders, 60, setup, teardown);
+    wx_add_case(s, "bidder_errors", bidder_errors_are_counted_and_harmless, 60, setup, teardown);
+    wx_add_case(s, "openrtb", openrtb_request_to_bidder, 60, setup, teardown);
+    wx_add_case(s, "profile_miss", profile_miss_is_cached, 60, setup, teardown);
+    wx_add_case(s, "interests", profile_and_context_interests, 60, setup, teardown);
+    wx_add_case(s, "registry", registry_update_applies_at_once, 60, setup, teardown);
+    wx_add_case(s, "fanout", max_bidders_rotates_fairly, 60, setup, teardown);
+    wx_add_case(s, "invalid", invalid_requests_are_refused, 120, setup, teardown);
+    wx_add_case(s, "deep", invalid_deep_nesting_under_a_large_limit, 60, setup, teardown);
+    wx_add_case(s, "duplicate", duplicate_request_id_in_flight, 60, setup, teardown);
+    wx_add_case(s, "load", thousand_requests_thousand_results, 120, setup, teardown);
+    wx_add_case(s, "sigterm", sigterm_finishes_auctions_in_flight, 60, setup, teardown);
     return s;
 }
 

@@ -721,22 +721,14 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------------------- */
 
-static void add_case(Suite *s, const char *name, const TTest *test, int timeout_s) {
-    TCase *tc = tcase_create(name);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, timeout_s);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *faults_suite(void) {
     Suite *s = suite_create("faults");
-    add_case(s, "redis_outage", redis_outage_under_load, 60);
-    add_case(s, "queue_bound", result_queue_drops_oldest, 60);
-    add_case(s, "broker_outage", broker_outage, 60);
-    add_case(s, "overload", overload_answers_at_once, 90);
-    add_case(s, "breaker", circuit_breaker_opens_probes_and_closes, 60);
-    add_case(s, "drain", sigterm_drain_with_redis_down, 60);
+    wx_add_case(s, "redis_outage", redis_outage_under_load, 60, setup, teardown);
+    wx_add_case(s, "queue_bound", result_queue_drops_oldest, 60, setup, teardown);
+    wx_add_case(s, "broker_outage", broker_outage, 60, setup, teardown);
+    wx_add_case(s, "overload", overload_answers_at_once, 90, setup, teardown);
+    wx_add_case(s, "breaker", circuit_breaker_opens_probes_and_closes, 60, setup, teardown);
+    wx_add_case(s, "drain", sigterm_drain_with_redis_down, 60, setup, teardown);
     return s;
 }
 

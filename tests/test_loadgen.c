@@ -365,14 +365,20 @@ END_TEST
 
 /* The sum of field over every stats:advertiser:* hash. */
 static long long advertiser_stat_sum(const char *field) {
-    redisReply *keys = fx_redis_cmd(env, "KEYS stats:advertiser:*");
     long long sum = 0;
-    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
-        redisReply *v = fx_redis_cmd(env, "HGET %s %s", keys->element[i]->str, field);
-        if (v->type == REDIS_REPLY_STRING) sum += atoll(v->str);
-        freeReplyObject(v);
-    }
-    freeReplyObject(keys);
+    char cursor[32] = "0";
+    do { /* SCAN, as the exchange does: KEYS is never used (SPEC 6) */
+        redisReply *r = fx_redis_cmd(env, "SCAN %s MATCH stats:advertiser:* COUNT 1000", cursor);
+        ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *v = fx_redis_cmd(env, "HGET %s %s", keys->element[i]->str, field);
+            if (v->type == REDIS_REPLY_STRING) sum += atoll(v->str);
+            freeReplyObject(v);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
     return sum;
 }
 

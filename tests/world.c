@@ -479,3 +479,12 @@ void wx_stop_exchange(wx_world *w) {
     fx_kill(w->exchange_pid, SIGTERM);
     wx_expect_clean_exit(w, WX_STOP_WAIT_MS);
 }
+
+void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s,
+                 void (*setup)(void), void (*teardown)(void)) {
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}

@@ -83,6 +83,13 @@ typedef struct wx_world {
     int probe_seq;      /* readiness probes sent so far: ready-1, ready-2, ... */
 } wx_world;
 
+/* Add a test case `name` holding `test` to `s`, with the checked fixture
+ * setup/teardown (which start and stop the world, see above) and a Check
+ * timeout of timeout_s seconds (Check's default of 4 s is too short for a
+ * world). */
+void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s,
+                 void (*setup)(void), void (*teardown)(void));
+
 /* ---- the world ----------------------------------------------------------- */
 
 /* fx_start() and a world around it with no exchange yet. Aborts when the
