@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-void auction_init(auction *a, auction_type type, int64_t floor_micros,
-                  int64_t increment_micros, auction_bid *storage, size_t cap) {
+void auction_init(auction *a, auction_type type, int64_t floor_micros, int64_t increment_micros,
+                  auction_bid *storage, size_t cap) {
     a->type = type;
     a->floor_micros = floor_micros;
     a->increment_micros = increment_micros < 0 ? 0 : increment_micros;
@@ -83,11 +83,16 @@ void auction_close(const auction *a, auction_outcome *out) {
 
 const char *auction_strerror(auction_err err) {
     switch (err) {
-    case AUCTION_OK: return "ok";
-    case AUCTION_ERR_PRICE: return "price must be positive and at most 1000000";
-    case AUCTION_ERR_BELOW_FLOOR: return "price below the bid floor";
-    case AUCTION_ERR_FULL: return "too many bids for the auction";
-    case AUCTION_ERR_ARG: return "bad argument";
+    case AUCTION_OK:
+        return "ok";
+    case AUCTION_ERR_PRICE:
+        return "price must be positive and at most 1000000";
+    case AUCTION_ERR_BELOW_FLOOR:
+        return "price below the bid floor";
+    case AUCTION_ERR_FULL:
+        return "too many bids for the auction";
+    case AUCTION_ERR_ARG:
+        return "bad argument";
     }
     return "unknown error";
 }

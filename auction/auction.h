@@ -65,8 +65,8 @@ typedef struct auction_outcome {
 /* Open an auction with floor `floor_micros` (0..AUCTION_PRICE_MAX_MICROS),
  * increment `increment_micros` (>= 0; SPEC 7 auction.price_increment) and
  * `cap` bid slots in caller-owned `storage` (which must outlive the auction). */
-void auction_init(auction *a, auction_type type, int64_t floor_micros,
-                  int64_t increment_micros, auction_bid *storage, size_t cap);
+void auction_init(auction *a, auction_type type, int64_t floor_micros, int64_t increment_micros,
+                  auction_bid *storage, size_t cap);
 
 /* Add a bid (copied by value; its strings are borrowed). Bids are numbered in
  * the order they are added, which is the order responses arrived.

@@ -115,7 +115,8 @@ size_t auction_decimal_format(int64_t value, unsigned decimals, char *buf) {
         mag /= 10;
     } while (mag);
     if (value < 0) tmp[n++] = '-';
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
     buf[n] = '\0';
     return n;
 }

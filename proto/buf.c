@@ -25,8 +25,7 @@ void proto_buf_init(proto_buf *b) {
 
 void proto_buf_reset(proto_buf *b) {
     b->len = 0;
-    if (b->data != NULL)
-        b->data[0] = '\0';
+    if (b->data != NULL) b->data[0] = '\0';
 }
 
 void proto_buf_free(proto_buf *b) {
@@ -36,33 +35,30 @@ void proto_buf_free(proto_buf *b) {
 
 /* Make room for `extra` more bytes plus the terminating NUL. */
 static int buf_reserve(proto_buf *b, size_t extra) {
-    if (extra > SIZE_MAX - b->len - 1)
-        return -1;
+    if (extra > SIZE_MAX - b->len - 1) return -1;
     size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return 0;
+    if (need <= b->cap) return 0;
     size_t cap = b->cap < 64 ? 64 : b->cap;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = realloc(b->data, cap);
-    if (p == NULL)
-        return -1;
+    if (p == NULL) return -1;
     b->data = p;
     b->cap = cap;
     return 0;
 }
 
 int proto_buf_append(proto_buf *b, const char *s, size_t n) {
-    if (buf_reserve(b, n) != 0)
-        return -1;
-    if (n > 0)
-        memcpy(b->data + b->len, s, n);
+    if (buf_reserve(b, n) != 0) return -1;
+    if (n > 0) memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
 }
 
-int proto_buf_puts(proto_buf *b, const char *s) { return proto_buf_append(b, s, strlen(s)); }
+int proto_buf_puts(proto_buf *b, const char *s) {
+    return proto_buf_append(b, s, strlen(s));
+}
 
 int proto_buf_uint(proto_buf *b, uint64_t v) {
     char digits[AUCTION_MICROS_STRLEN];
@@ -70,8 +66,7 @@ int proto_buf_uint(proto_buf *b, uint64_t v) {
 }
 
 int proto_buf_printf(proto_buf *b, const char *fmt, ...) {
-    if (buf_reserve(b, 0) != 0)
-        return -1;
+    if (buf_reserve(b, 0) != 0) return -1;
     va_list ap;
     va_start(ap, fmt);
     va_list again;
@@ -98,19 +93,14 @@ int proto_buf_json_string(proto_buf *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     static const char short_from[] = "\"\\\b\f\n\r\t", short_to[] = "\"\\bfnrt";
     size_t start = b->len;
-    if (s == NULL)
-        s = "";
-    if (proto_buf_append(b, "\"", 1) != 0)
-        return -1;
+    if (s == NULL) s = "";
+    if (proto_buf_append(b, "\"", 1) != 0) return -1;
     const char *run = s; /* bytes that need no escape are copied in runs */
     for (const char *p = s;; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (proto_buf_append(b, run, (size_t)(p - run)) != 0)
-            goto fail;
-        if (c == '\0')
-            break;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (proto_buf_append(b, run, (size_t)(p - run)) != 0) goto fail;
+        if (c == '\0') break;
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
         size_t n = 2;
         const char *named = strchr(short_from, c); /* c is not NUL here */
@@ -122,12 +112,10 @@ int proto_buf_json_string(proto_buf *b, const char *s) {
             esc[5] = hex[c & 0xf];
             n = 6;
         }
-        if (proto_buf_append(b, esc, n) != 0)
-            goto fail;
+        if (proto_buf_append(b, esc, n) != 0) goto fail;
         run = p + 1;
     }
-    if (proto_buf_append(b, "\"", 1) != 0)
-        goto fail;
+    if (proto_buf_append(b, "\"", 1) != 0) goto fail;
     return 0;
 fail:
     b->len = start;
@@ -195,8 +183,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t more;
     uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if (c >= 0xc2 && c <= 0xdf) {
         more = 1, cp = c & 0x1f, min = 0x80;
     } else if (c >= 0xe0 && c <= 0xef) {
@@ -206,16 +193,13 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     } else {
         return 0; /* continuation byte, 0xc0/0xc1 or 0xf5.. */
     }
-    if (n - 1 < more)
-        return 0;
+    if (n - 1 < more) return 0;
     for (size_t k = 1; k <= more; k++) {
         unsigned cc = s[k];
-        if ((cc & 0xc0) != 0x80)
-            return 0;
+        if ((cc & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (cc & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
     return more + 1;
 }
 
@@ -233,16 +217,14 @@ void proto_utf8_cut(char *s) {
         lead--; /* the lead byte of the last sequence */
     else if (lead == n || lead == 0)
         return; /* ends in ASCII, or nothing to anchor on */
-    if (utf8_seq((const unsigned char *)s + lead, n - lead) != n - lead)
-        s[lead] = '\0';
+    if (utf8_seq((const unsigned char *)s + lead, n - lead) != n - lead) s[lead] = '\0';
 }
 
 int proto_utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         size_t step = utf8_seq(p + i, n - i);
-        if (step == 0)
-            return 0;
+        if (step == 0) return 0;
         i += step;
     }
     return 1;
@@ -250,22 +232,14 @@ int proto_utf8_valid(const char *s, size_t n) {
 
 /* 1 for printable ASCII other than '"' and '\\': bytes text_check skips. */
 static const unsigned char plain_byte[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
 static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at) {
@@ -277,8 +251,7 @@ static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at)
          * it is nearly all of a bid request or response. */
         while (i < n && plain_byte[s[i]])
             i++;
-        if (i == n)
-            break;
+        if (i == n) break;
         unsigned c = s[i];
         proto_json_fault fault = PROTO_JSON_OK;
         size_t step = 1;
@@ -306,7 +279,9 @@ static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at)
     return PROTO_JSON_OK;
 }
 
-static int json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int json_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* Offset of the first byte from `i` on that is not JSON whitespace, or `n`. */
 static size_t skip_space(const char *s, size_t i, size_t n) {
@@ -315,7 +290,9 @@ static size_t skip_space(const char *s, size_t i, size_t n) {
     return i;
 }
 
-int proto_json_blank(const char *s, size_t n) { return skip_space(s, 0, n) == n; }
+int proto_json_blank(const char *s, size_t n) {
+    return skip_space(s, 0, n) == n;
+}
 
 /* ---- Scratch arena for short-lived trees -------------------------------- */
 
@@ -348,8 +325,7 @@ static void scratch_free(void *p) {
 }
 
 static void scratch_install(void) {
-    if (scratch.installed)
-        return;
+    if (scratch.installed) return;
     cJSON_Hooks hooks = {scratch_malloc, scratch_free};
     cJSON_InitHooks(&hooks);
     scratch.installed = 1;
@@ -367,14 +343,11 @@ void proto_json_scratch_end(void) {
 }
 
 cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e) {
-    if (text == NULL)
-        len = 0;
+    if (text == NULL) len = 0;
     e->fault = text_check((const unsigned char *)text, len, &e->offset);
-    if (e->fault != PROTO_JSON_OK)
-        return NULL;
+    if (e->fault != PROTO_JSON_OK) return NULL;
     e->fault = PROTO_JSON_SYNTAX;
-    if (len == 0)
-        return NULL;
+    if (len == 0) return NULL;
     /* cJSON sets `end` whenever the length is not 0: after the value on
      * success, where it gave up on failure. */
     const char *end = NULL;
@@ -414,11 +387,12 @@ const cJSON *proto_json_get(const cJSON *obj, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
-const char *proto_json_string(const cJSON *v) { return cJSON_IsString(v) ? v->valuestring : NULL; }
+const char *proto_json_string(const cJSON *v) {
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
 
 int proto_json_micros(const cJSON *v, int64_t *micros) {
-    if (!cJSON_IsNumber(v))
-        return -1;
+    if (!cJSON_IsNumber(v)) return -1;
     return auction_micros_from_double(v->valuedouble, micros);
 }
 
@@ -431,8 +405,7 @@ int proto_ltv_score_ok(const cJSON *v) {
 size_t proto_utf8_chars(const char *s, size_t limit) {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n <= limit; p++) {
-        if ((*p & 0xc0) != 0x80)
-            n++;
+        if ((*p & 0xc0) != 0x80) n++;
     }
     return n;
 }

@@ -75,18 +75,18 @@ struct conf_list;
 struct conf_handler;
 
 typedef struct conf_row {
-    const char *path;  /* dotted key path, relative to the table's object */
+    const char *path; /* dotted key path, relative to the table's object */
     conf_type type;
-    size_t offset;     /* of the field in the table's struct */
-    long long min;     /* INT: value; MONEY: micros; STRING(S): characters */
+    size_t offset; /* of the field in the table's struct */
+    long long min; /* INT: value; MONEY: micros; STRING(S): characters */
     long long max;
-    const char *def;   /* default as JSON text; NULL: none (required in records) */
+    const char *def; /* default as JSON text; NULL: none (required in records) */
     unsigned flags;
     conf_format format;
-    const conf_name *names;               /* ENUM, NULL-terminated */
-    size_t count_offset;                  /* STRINGS: the size_t count */
-    const struct conf_list *list;         /* LIST */
-    const struct conf_handler *handler;   /* CUSTOM */
+    const conf_name *names;             /* ENUM, NULL-terminated */
+    size_t count_offset;                /* STRINGS: the size_t count */
+    const struct conf_list *list;       /* LIST */
+    const struct conf_handler *handler; /* CUSTOM */
 } conf_row;
 
 /* A list of records: an array at `offset` of the parent row, its length at
@@ -107,8 +107,7 @@ typedef struct conf_list {
  * (0, or -1 when memory ran out, leaving `dst` safe to release); release
  * frees and zeroes. `rows` (may be NULL) are listed by --help. */
 typedef struct conf_handler {
-    proto_err (*apply)(void *base, const cJSON *item, const char *path, char *err,
-                       size_t errlen);
+    proto_err (*apply)(void *base, const cJSON *item, const char *path, char *err, size_t errlen);
     int (*copy)(void *dst, const void *src);
     void (*release)(void *base);
     const char *expect; /* "expected ..." in messages */
@@ -124,24 +123,28 @@ typedef struct conf_handler {
 
 /* One macro per row type, as Redis's config.c has: a function cannot build a
  * constant initializer. `def` is JSON text; NULL means "required". */
-#define INT_ROW(p, off, lo, hi, def_) \
-    {.path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = (def_)}
-#define NUMBER_ROW(p, off, def_, flags_) \
-    {.path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .flags = (flags_)}
-#define MONEY_ROW(p, off, lo, hi, def_) \
-    {.path = (p), .type = CONF_MONEY, .offset = (off), .min = (lo), .max = (hi), .def = (def_)}
-#define STRING_ROW(p, off, lo, hi, def_, flags_, fmt) \
-    {.path = (p), .type = CONF_STRING, .offset = (off), .min = (lo), .max = (hi), \
-     .def = (def_), .flags = (flags_), .format = (fmt)}
-#define ENUM_ROW(p, off, names_, def_) \
-    {.path = (p), .type = CONF_ENUM, .offset = (off), .names = (names_), .def = (def_)}
-#define STRINGS_ROW(p, off, count_off, lo, hi, def_) \
-    {.path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off), \
-     .min = (lo), .max = (hi), .def = (def_)}
-#define LIST_ROW(p, off, list_, def_) \
-    {.path = (p), .type = CONF_LIST, .offset = (off), .list = (list_), .def = (def_)}
-#define CUSTOM_ROW(p, handler_, def_) \
-    {.path = (p), .type = CONF_CUSTOM, .handler = (handler_), .def = (def_)}
+#define INT_ROW(p, off, lo, hi, def_)                                                              \
+    { .path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = (def_) }
+#define NUMBER_ROW(p, off, def_, flags_)                                                           \
+    { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .flags = (flags_) }
+#define MONEY_ROW(p, off, lo, hi, def_)                                                            \
+    { .path = (p), .type = CONF_MONEY, .offset = (off), .min = (lo), .max = (hi), .def = (def_) }
+#define STRING_ROW(p, off, lo, hi, def_, flags_, fmt)                                              \
+    {                                                                                              \
+        .path = (p), .type = CONF_STRING, .offset = (off), .min = (lo), .max = (hi),               \
+        .def = (def_), .flags = (flags_), .format = (fmt)                                          \
+    }
+#define ENUM_ROW(p, off, names_, def_)                                                             \
+    { .path = (p), .type = CONF_ENUM, .offset = (off), .names = (names_), .def = (def_) }
+#define STRINGS_ROW(p, off, count_off, lo, hi, def_)                                               \
+    {                                                                                              \
+        .path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off),           \
+        .min = (lo), .max = (hi), .def = (def_)                                                    \
+    }
+#define LIST_ROW(p, off, list_, def_)                                                              \
+    { .path = (p), .type = CONF_LIST, .offset = (off), .list = (list_), .def = (def_) }
+#define CUSTOM_ROW(p, handler_, def_)                                                              \
+    { .path = (p), .type = CONF_CUSTOM, .handler = (handler_), .def = (def_) }
 #define NULLABLE CONF_NULLABLE
 #define REQUIRED CONF_REQUIRED
 
@@ -204,16 +207,23 @@ static int profile_copy(void *dst, const void *src);
 static void profile_release(void *base);
 
 static const conf_handler tls_handler = {
-    tls_apply, tls_copy, tls_release,
+    tls_apply,
+    tls_copy,
+    tls_release,
     "expected null or an object {\"cafile\", \"certfile\", \"keyfile\"}",
-    "null, or an object replaced whole", tls_rows, NROWS(tls_rows),
+    "null, or an object replaced whole",
+    tls_rows,
+    NROWS(tls_rows),
 };
 
 static const conf_handler profile_handler = {
-    profile_apply, profile_copy, profile_release,
+    profile_apply,
+    profile_copy,
+    profile_release,
     "expected an object with optional interests, ltv_score, demographics",
     "object replaced whole: interests, ltv_score 0..1, demographics",
-    NULL, 0,
+    NULL,
+    0,
 };
 
 /* Every key of SPEC 7, in its order. Bounds are the exchange's own where the
@@ -246,10 +256,8 @@ static const conf_row config_rows[] = {
     INT_ROW("limits.max_request_bytes", CFG(limits.max_request_bytes), 64, 16777216, "65536"),
     INT_ROW("limits.max_response_bytes", CFG(limits.max_response_bytes), 64, 16777216, "65536"),
     INT_ROW("limits.max_inflight", CFG(limits.max_inflight), 1, 1000000, "10000"),
-    INT_ROW("limits.max_pending_results", CFG(limits.max_pending_results), 0, 10000000,
-            "100000"),
-    INT_ROW("limits.max_pending_notices", CFG(limits.max_pending_notices), 0, 10000000,
-            "100000"),
+    INT_ROW("limits.max_pending_results", CFG(limits.max_pending_results), 0, 10000000, "100000"),
+    INT_ROW("limits.max_pending_notices", CFG(limits.max_pending_notices), 0, 10000000, "100000"),
     STRING_ROW("admin.listen", CFG(admin.listen), 3, 300, "\"127.0.0.1:8080\"", NULLABLE,
                FMT_HOSTPORT),
     LIST_ROW("alerts", CFG(alerts), &alert_list,
@@ -297,10 +305,9 @@ static size_t line_of(const char *json, size_t offset) {
 /* Parse `len` bytes of JSON (any value) through the JSON gate into *out;
  * `who` starts messages, which name the byte (and the line of a syntax
  * error) so that a hand-edited file can be fixed. */
-static proto_err parse_json(const char *json, size_t len, const char *who, cJSON **out,
-                            char *err, size_t errlen) {
-    if (json == NULL)
-        json = "";
+static proto_err parse_json(const char *json, size_t len, const char *who, cJSON **out, char *err,
+                            size_t errlen) {
+    if (json == NULL) json = "";
     *out = NULL;
     if (len > CONFIG_MAX_BYTES)
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", who,
@@ -331,11 +338,9 @@ static proto_err parse_json(const char *json, size_t len, const char *who, cJSON
 
 static int is_port(const char *s, size_t n) {
     long port = 0;
-    if (n == 0 || n > 5)
-        return 0;
+    if (n == 0 || n > 5) return 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
+        if (s[i] < '0' || s[i] > '9') return 0;
         port = port * 10 + (s[i] - '0');
     }
     return port >= 1 && port <= 65535;
@@ -344,12 +349,10 @@ static int is_port(const char *s, size_t n) {
 /* A host name or address: printable, without spaces and the characters
  * that delimit URLs or ports. */
 static int is_host(const char *s, size_t n) {
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == 0x7F || strchr("/?#@[]", c) != NULL)
-            return 0;
+        if (c <= ' ' || c == 0x7F || strchr("/?#@[]", c) != NULL) return 0;
     }
     return 1;
 }
@@ -359,22 +362,17 @@ static int is_authority(const char *s, size_t n, int need_port) {
     const char *host_end;
     if (n > 0 && s[0] == '[') {
         host_end = memchr(s, ']', n);
-        if (host_end == NULL || host_end == s + 1)
-            return 0;
+        if (host_end == NULL || host_end == s + 1) return 0;
         for (const char *p = s + 1; p < host_end; p++)
-            if (strchr("0123456789abcdefABCDEF:.", *p) == NULL)
-                return 0;
+            if (strchr("0123456789abcdefABCDEF:.", *p) == NULL) return 0;
         host_end++;
     } else {
         host_end = memchr(s, ':', n);
-        if (host_end == NULL)
-            host_end = s + n;
-        if (!is_host(s, (size_t)(host_end - s)))
-            return 0;
+        if (host_end == NULL) host_end = s + n;
+        if (!is_host(s, (size_t)(host_end - s))) return 0;
     }
     size_t rest = n - (size_t)(host_end - s);
-    if (rest == 0)
-        return !need_port;
+    if (rest == 0) return !need_port;
     return host_end[0] == ':' && is_port(host_end + 1, rest - 1);
 }
 
@@ -389,8 +387,7 @@ static int is_url(const char *s) {
     else
         return 0;
     for (const char *p = s; *p != '\0'; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7F)
-            return 0;
+        if ((unsigned char)*p <= ' ' || *p == 0x7F) return 0;
     s += skip;
     return is_authority(s, strcspn(s, "/?#"), 0);
 }
@@ -454,8 +451,10 @@ static void row_expect(const conf_row *row, char *buf, size_t len) {
                      row->min, row->max);
             return;
         case FMT_SHARE_NAME:
-            snprintf(buf, len, "expected a string of %lld to %lld characters without '/', '+' "
-                     "or '#'%s", row->min, row->max, or_null);
+            snprintf(buf, len,
+                     "expected a string of %lld to %lld characters without '/', '+' "
+                     "or '#'%s",
+                     row->min, row->max, or_null);
             return;
         case FMT_ANY:
             break;
@@ -523,8 +522,8 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
     case CONF_ENUM:
         used = (size_t)snprintf(buf, len, "%s", req);
         for (const conf_name *n = row->names; n->name != NULL && used < len; n++)
-            used += (size_t)snprintf(buf + used, len - used, "%s%s",
-                                     n == row->names ? "" : " | ", n->name);
+            used += (size_t)snprintf(buf + used, len - used, "%s%s", n == row->names ? "" : " | ",
+                                     n->name);
         return;
     case CONF_STRINGS:
         snprintf(buf, len, "%sarray of strings", req);
@@ -558,15 +557,14 @@ static void strings_free(char **v, size_t n) {
 
 static int is_string_of(const cJSON *item, long long min, long long max) {
     const char *s = proto_json_string(item);
-    if (s == NULL)
-        return 0;
+    if (s == NULL) return 0;
     size_t n = proto_utf8_chars(s, (size_t)max);
     return n >= (size_t)min && n <= (size_t)max;
 }
 
 /* Check that `item` is an array of strings of min..max characters. */
-static proto_err strings_check(const cJSON *item, long long min, long long max,
-                               const char *path, char *err, size_t errlen) {
+static proto_err strings_check(const cJSON *item, long long min, long long max, const char *path,
+                               char *err, size_t errlen) {
     if (!cJSON_IsArray(item))
         return proto_fail(err, errlen, PROTO_ERR_FIELD,
                           "%s: expected an array of strings of %lld to %lld characters", path, min,
@@ -590,8 +588,7 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
 
 static proto_err apply_int(const conf_row *row, void *base, const cJSON *item, const char *path,
                            char *err, size_t errlen) {
-    if (!cJSON_IsNumber(item))
-        return bad_value(row, path, err, errlen);
+    if (!cJSON_IsNumber(item)) return bad_value(row, path, err, errlen);
     double v = item->valuedouble;
     /* Range first (NaN fails it), so that the cast below is defined. */
     if (!(v >= (double)row->min && v <= (double)row->max) || v != (double)(long long)v)
@@ -600,37 +597,34 @@ static proto_err apply_int(const conf_row *row, void *base, const cJSON *item, c
     return PROTO_OK;
 }
 
-static proto_err apply_money(const conf_row *row, void *base, const cJSON *item,
-                             const char *path, char *err, size_t errlen) {
+static proto_err apply_money(const conf_row *row, void *base, const cJSON *item, const char *path,
+                             char *err, size_t errlen) {
     int64_t micros;
     if (proto_json_micros(item, &micros) != 0 || micros < row->min || micros > row->max)
         return bad_value(row, path, err, errlen);
     /* Both sides are the double nearest the decimal exactly when it has at
      * most 6 decimals; more would be rounded away silently. */
-    if ((double)micros / 1e6 != item->valuedouble)
-        return bad_value(row, path, err, errlen);
+    if ((double)micros / 1e6 != item->valuedouble) return bad_value(row, path, err, errlen);
     *(int64_t *)at(base, row->offset) = micros;
     return PROTO_OK;
 }
 
-static proto_err apply_string(const conf_row *row, void *base, const cJSON *item,
-                              const char *path, char *err, size_t errlen) {
+static proto_err apply_string(const conf_row *row, void *base, const cJSON *item, const char *path,
+                              char *err, size_t errlen) {
     char *copy = NULL;
     if (!(cJSON_IsNull(item) && (row->flags & CONF_NULLABLE))) {
-        if (!is_string_of(item, row->min, row->max) ||
-            !format_ok(row->format, item->valuestring))
+        if (!is_string_of(item, row->min, row->max) || !format_ok(row->format, item->valuestring))
             return bad_value(row, path, err, errlen);
         copy = strdup(item->valuestring);
-        if (copy == NULL)
-            return no_memory(path, err, errlen);
+        if (copy == NULL) return no_memory(path, err, errlen);
     }
     free(get_ptr(base, row->offset));
     set_ptr(base, row->offset, copy);
     return PROTO_OK;
 }
 
-static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item,
-                            const char *path, char *err, size_t errlen) {
+static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item, const char *path,
+                            char *err, size_t errlen) {
     const char *s = proto_json_string(item);
     for (const conf_name *n = row->names; s != NULL && n->name != NULL; n++)
         if (strcmp(n->name, s) == 0) {
@@ -640,17 +634,15 @@ static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item,
     return bad_value(row, path, err, errlen);
 }
 
-static proto_err apply_strings(const conf_row *row, void *base, const cJSON *item,
-                               const char *path, char *err, size_t errlen) {
+static proto_err apply_strings(const conf_row *row, void *base, const cJSON *item, const char *path,
+                               char *err, size_t errlen) {
     proto_err e = strings_check(item, row->min, row->max, path, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e != PROTO_OK) return e;
     size_t n = 0;
     for (const cJSON *s = item->child; s != NULL; s = s->next)
         n++;
     char **v = n > 0 ? calloc(n, sizeof *v) : NULL;
-    if (n > 0 && v == NULL)
-        return no_memory(path, err, errlen);
+    if (n > 0 && v == NULL) return no_memory(path, err, errlen);
     size_t i = 0;
     for (const cJSON *s = item->child; s != NULL; s = s->next, i++) {
         v[i] = strdup(s->valuestring);
@@ -669,8 +661,8 @@ static proto_err apply_strings(const conf_row *row, void *base, const cJSON *ite
 static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, char *err,
                                 size_t errlen);
 
-static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
-                           const char *path, char *err, size_t errlen);
+static proto_err apply_row(const conf_row *row, void *base, const cJSON *item, const char *path,
+                           char *err, size_t errlen);
 
 /* One record (a list element, or mqtt.tls): defaults, then the object's
  * keys, then the required keys that were missing. `mprefix` ends in '.'. */
@@ -678,10 +670,8 @@ static proto_err apply_record(const conf_row *rows, size_t nrows, void *base, co
                               const char *mprefix, char *err, size_t errlen) {
     unsigned char seen[RECORD_MAX_ROWS] = {0};
     proto_err e = apply_defaults(rows, nrows, base, err, errlen);
-    if (e == PROTO_OK)
-        e = walk_object(rows, nrows, base, obj, "", mprefix, seen, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e == PROTO_OK) e = walk_object(rows, nrows, base, obj, "", mprefix, seen, err, errlen);
+    if (e != PROTO_OK) return e;
     for (size_t i = 0; i < nrows; i++)
         if ((rows[i].flags & CONF_REQUIRED) && !seen[i])
             return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s%s: required", mprefix,
@@ -697,8 +687,7 @@ typedef struct unique_key {
 static int unique_key_cmp(const void *a, const void *b) {
     const unique_key *x = a, *y = b;
     int c = strcmp(x->key, y->key);
-    if (c != 0)
-        return c;
+    if (c != 0) return c;
     return (x->index > y->index) - (x->index < y->index);
 }
 
@@ -707,11 +696,9 @@ static int unique_key_cmp(const void *a, const void *b) {
  * order) that repeats an earlier one. */
 static proto_err list_check_unique(const conf_list *l, const char *elems, size_t n,
                                    const char *path, char *err, size_t errlen) {
-    if (n < 2)
-        return PROTO_OK;
+    if (n < 2) return PROTO_OK;
     unique_key *keys = malloc(n * sizeof *keys);
-    if (keys == NULL)
-        return no_memory(path, err, errlen);
+    if (keys == NULL) return no_memory(path, err, errlen);
     for (size_t i = 0; i < n; i++) {
         keys[i].key = get_ptr(elems + i * l->elem_size, l->rows[0].offset);
         keys[i].index = i;
@@ -742,18 +729,16 @@ static void list_release(const conf_list *l, void *base, size_t offset) {
     set_count(base, l->count_offset, 0);
 }
 
-static proto_err apply_list(const conf_row *row, void *base, const cJSON *item,
-                            const char *path, char *err, size_t errlen) {
+static proto_err apply_list(const conf_row *row, void *base, const cJSON *item, const char *path,
+                            char *err, size_t errlen) {
     const conf_list *l = row->list;
-    if (!cJSON_IsArray(item))
-        return bad_value(row, path, err, errlen);
+    if (!cJSON_IsArray(item)) return bad_value(row, path, err, errlen);
     size_t n = 0;
     for (const cJSON *el = item->child; el != NULL; el = el->next)
         n++;
     /* Built aside, replacing the old list only when every element is valid. */
     char *elems = n > 0 ? calloc(n, l->elem_size) : NULL;
-    if (n > 0 && elems == NULL)
-        return no_memory(path, err, errlen);
+    if (n > 0 && elems == NULL) return no_memory(path, err, errlen);
     proto_err e = PROTO_OK;
     size_t i = 0;
     for (const cJSON *el = item->child; el != NULL && e == PROTO_OK; el = el->next, i++) {
@@ -762,11 +747,9 @@ static proto_err apply_list(const conf_row *row, void *base, const cJSON *item,
         if (!cJSON_IsObject(el))
             e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu]: expected an object", path, i);
         else
-            e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err,
-                             errlen);
+            e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err, errlen);
     }
-    if (e == PROTO_OK)
-        e = list_check_unique(l, elems, n, path, err, errlen);
+    if (e == PROTO_OK) e = list_check_unique(l, elems, n, path, err, errlen);
     if (e != PROTO_OK) {
         for (size_t j = 0; j < n; j++)
             release_rows(l->rows, l->nrows, elems + j * l->elem_size);
@@ -779,8 +762,8 @@ static proto_err apply_list(const conf_row *row, void *base, const cJSON *item,
     return PROTO_OK;
 }
 
-static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
-                           const char *path, char *err, size_t errlen) {
+static proto_err apply_row(const conf_row *row, void *base, const cJSON *item, const char *path,
+                           char *err, size_t errlen) {
     switch (row->type) {
     case CONF_INT:
         return apply_int(row, base, item, path, err, errlen);
@@ -808,15 +791,12 @@ static proto_err apply_row(const conf_row *row, void *base, const cJSON *item,
 static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, char *err,
                                 size_t errlen) {
     for (size_t i = 0; i < nrows; i++) {
-        if (rows[i].def == NULL)
-            continue;
+        if (rows[i].def == NULL) continue;
         cJSON *item = cJSON_Parse(rows[i].def);
-        if (item == NULL)
-            return no_memory(rows[i].path, err, errlen);
+        if (item == NULL) return no_memory(rows[i].path, err, errlen);
         proto_err e = apply_row(&rows[i], base, item, rows[i].path, err, errlen);
         cJSON_Delete(item);
-        if (e != PROTO_OK)
-            return e;
+        if (e != PROTO_OK) return e;
     }
     return PROTO_OK;
 }
@@ -828,16 +808,12 @@ static const conf_row *find_row(const conf_row *rows, size_t nrows, const char *
                                 const char *key, int *section) {
     size_t tlen = strlen(tprefix), klen = strlen(key);
     *section = 0;
-    if (klen == 0 || strchr(key, '.') != NULL)
-        return NULL;
+    if (klen == 0 || strchr(key, '.') != NULL) return NULL;
     for (size_t i = 0; i < nrows; i++) {
         const char *p = rows[i].path;
-        if (strncmp(p, tprefix, tlen) != 0 || strncmp(p + tlen, key, klen) != 0)
-            continue;
-        if (p[tlen + klen] == '\0')
-            return &rows[i];
-        if (p[tlen + klen] == '.')
-            *section = 1;
+        if (strncmp(p, tprefix, tlen) != 0 || strncmp(p + tlen, key, klen) != 0) continue;
+        if (p[tlen + klen] == '\0') return &rows[i];
+        if (p[tlen + klen] == '.') *section = 1;
     }
     return NULL;
 }
@@ -846,8 +822,7 @@ static const conf_row *find_row(const conf_row *rows, size_t nrows, const char *
  * the table, so this looks at a handful of keys at most. */
 static int key_seen_before(const cJSON *obj, const cJSON *item) {
     for (const cJSON *c = obj->child; c != item; c = c->next)
-        if (strcmp(c->string, item->string) == 0)
-            return 1;
+        if (strcmp(c->string, item->string) == 0) return 1;
     return 0;
 }
 
@@ -859,8 +834,7 @@ static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, con
     for (const cJSON *c = obj->child; c != NULL; c = c->next) {
         char path[PATH_BYTES];
         int section;
-        if (snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string) >=
-            (int)sizeof path)
+        if (snprintf(path, sizeof path, "%s%s%s", mprefix, tprefix, c->string) >= (int)sizeof path)
             proto_utf8_cut(path);
         const conf_row *row = find_row(rows, nrows, tprefix, c->string, &section);
         if (row == NULL && !section)
@@ -870,8 +844,7 @@ static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, con
         proto_err e;
         if (row != NULL) {
             e = apply_row(row, base, c, path, err, errlen);
-            if (seen != NULL)
-                seen[row - rows] = 1;
+            if (seen != NULL) seen[row - rows] = 1;
         } else if (!cJSON_IsObject(c)) {
             e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: expected an object", path);
         } else {
@@ -880,8 +853,7 @@ static proto_err walk_object(const conf_row *rows, size_t nrows, void *base, con
             snprintf(sub, sizeof sub, "%s%s.", tprefix, c->string);
             e = walk_object(rows, nrows, base, c, sub, mprefix, seen, err, errlen);
         }
-        if (e != PROTO_OK)
-            return e;
+        if (e != PROTO_OK) return e;
     }
     return PROTO_OK;
 }
@@ -899,11 +871,9 @@ static int copy_list(const conf_row *row, void *dst, const void *src) {
     const conf_list *l = row->list;
     const char *from = get_ptr(src, row->offset);
     size_t n = get_count(src, l->count_offset);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     char *to = calloc(n, l->elem_size);
-    if (to == NULL)
-        return -1;
+    if (to == NULL) return -1;
     /* Zeroed elements release fine, so the count is set before copying. */
     set_ptr(dst, row->offset, to);
     set_count(dst, l->count_offset, n);
@@ -916,17 +886,14 @@ static int copy_list(const conf_row *row, void *dst, const void *src) {
 static int copy_strings(const conf_row *row, void *dst, const void *src) {
     char **from = get_ptr(src, row->offset);
     size_t n = get_count(src, row->count_offset);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     char **to = calloc(n, sizeof *to);
-    if (to == NULL)
-        return -1;
+    if (to == NULL) return -1;
     set_ptr(dst, row->offset, to);
     set_count(dst, row->count_offset, n);
     for (size_t i = 0; i < n; i++) {
         to[i] = strdup(from[i]);
-        if (to[i] == NULL)
-            return -1;
+        if (to[i] == NULL) return -1;
     }
     return 0;
 }
@@ -948,8 +915,7 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
         case CONF_NUMBER:
         case CONF_MONEY:
         case CONF_ENUM:
-            memcpy(at(dst, row->offset), (const char *)src + row->offset,
-                   scalar_size[row->type]);
+            memcpy(at(dst, row->offset), (const char *)src + row->offset, scalar_size[row->type]);
             break;
         case CONF_STRING:
             rc = copy_string(dst, src, row->offset);
@@ -964,8 +930,7 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
             rc = row->handler->copy(dst, src);
             break;
         }
-        if (rc != 0)
-            return -1;
+        if (rc != 0) return -1;
     }
     return 0;
 }
@@ -1006,14 +971,12 @@ static proto_err tls_apply(void *base, const cJSON *item, const char *path, char
     proto_config *c = base;
     char prefix[PATH_BYTES];
     tls_release(c);
-    if (cJSON_IsNull(item))
-        return PROTO_OK;
+    if (cJSON_IsNull(item)) return PROTO_OK;
     if (!cJSON_IsObject(item))
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, tls_handler.expect);
     snprintf(prefix, sizeof prefix, "%s.", path);
     proto_err e = apply_record(tls_rows, NROWS(tls_rows), c, item, prefix, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e != PROTO_OK) return e;
     /* A client certificate is a pair: one without the other cannot work. */
     if ((c->mqtt.tls_certfile == NULL) != (c->mqtt.tls_keyfile == NULL))
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: certfile and keyfile go together",
@@ -1059,15 +1022,12 @@ static proto_err profile_apply(void *base, const cJSON *item, const char *path, 
         }
         if (e == PROTO_OK && key_seen_before(item, k))
             e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: duplicate key", sub);
-        if (e != PROTO_OK)
-            return e;
+        if (e != PROTO_OK) return e;
     }
     cJSON *copy = cJSON_Duplicate(item, 1);
-    if (copy == NULL)
-        return no_memory(path, err, errlen);
+    if (copy == NULL) return no_memory(path, err, errlen);
     /* The copy carries its key ("default"); a root object has none. */
-    if (copy->string != NULL && !(copy->type & cJSON_StringIsConst))
-        cJSON_free(copy->string);
+    if (copy->string != NULL && !(copy->type & cJSON_StringIsConst)) cJSON_free(copy->string);
     copy->string = NULL;
     cJSON_Delete(c->profiles.default_profile);
     c->profiles.default_profile = copy;
@@ -1076,8 +1036,7 @@ static proto_err profile_apply(void *base, const cJSON *item, const char *path, 
 
 static int profile_copy(void *dst, const void *src) {
     const cJSON *from = ((const proto_config *)src)->profiles.default_profile;
-    if (from == NULL)
-        return 0;
+    if (from == NULL) return 0;
     ((proto_config *)dst)->profiles.default_profile = cJSON_Duplicate(from, 1);
     return ((proto_config *)dst)->profiles.default_profile == NULL ? -1 : 0;
 }
@@ -1101,8 +1060,8 @@ static proto_err apply_document(proto_config *c, const cJSON *root, char *err, s
         proto_config_free(&tmp);
         return no_memory("config", err, errlen);
     }
-    proto_err e = walk_object(config_rows, NROWS(config_rows), &tmp, root, "", "", NULL, err,
-                              errlen);
+    proto_err e =
+        walk_object(config_rows, NROWS(config_rows), &tmp, root, "", "", NULL, err, errlen);
     if (e != PROTO_OK) {
         proto_config_free(&tmp);
         return e;
@@ -1129,8 +1088,7 @@ proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char
                              size_t errlen) {
     cJSON *root;
     proto_err e = parse_json(json, len, "config", &root, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e != PROTO_OK) return e;
     e = apply_document(c, root, err, errlen);
     cJSON_Delete(root);
     return e;
@@ -1138,8 +1096,7 @@ proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char
 
 proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
+    if (f == NULL) return proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
     char *buf = malloc(CONFIG_MAX_BYTES + 1);
     if (buf == NULL) {
         fclose(f);
@@ -1167,12 +1124,10 @@ proto_err proto_config_set(proto_config *c, const char *path, const char *json_v
                            size_t errlen) {
     if (path == NULL || path[0] == '\0')
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "config: empty key");
-    if (json_value == NULL)
-        json_value = "";
+    if (json_value == NULL) json_value = "";
     cJSON *value;
     proto_err e = parse_json(json_value, strlen(json_value), path, &value, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e != PROTO_OK) return e;
     char *parts = strdup(path);
     cJSON *root = cJSON_CreateObject();
     if (parts == NULL || root == NULL) {
@@ -1182,16 +1137,14 @@ proto_err proto_config_set(proto_config *c, const char *path, const char *json_v
     cJSON *cur = root;
     for (char *part = parts;;) {
         char *dot = strchr(part, '.');
-        if (dot != NULL)
-            *dot = '\0';
+        if (dot != NULL) *dot = '\0';
         if (part[0] == '\0') {
             e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: unknown key", path);
             goto out;
         }
         cJSON *next = dot != NULL ? cJSON_CreateObject() : value;
         if (next == NULL || !cJSON_AddItemToObject(cur, part, next)) {
-            if (next != value)
-                cJSON_Delete(next);
+            if (next != value) cJSON_Delete(next);
             e = no_memory(path, err, errlen);
             goto out;
         }
@@ -1240,32 +1193,27 @@ proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,
     cJSON *root = NULL;
     cJSON *id_item = cJSON_CreateString(id != NULL ? id : "");
     memset(out, 0, sizeof *out);
-    if (id_item == NULL)
-        return no_memory("id", err, errlen);
+    if (id_item == NULL) return no_memory("id", err, errlen);
     proto_err e = apply_row(&bidder_rows[0], out, id_item, "id", err, errlen);
     cJSON_Delete(id_item);
-    if (e == PROTO_OK)
-        e = parse_json(json, len, "advertiser", &root, err, errlen);
+    if (e == PROTO_OK) e = parse_json(json, len, "advertiser", &root, err, errlen);
     if (e == PROTO_OK && !cJSON_IsObject(root))
         e = proto_fail(err, errlen, PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object");
     if (e == PROTO_OK)
         e = apply_record(bidder_rows + 1, NROWS(bidder_rows) - 1, out, root, "", err, errlen);
     cJSON_Delete(root);
-    if (e != PROTO_OK)
-        proto_bidder_conf_free(out);
+    if (e != PROTO_OK) proto_bidder_conf_free(out);
     return e;
 }
 
 void proto_bidder_conf_free(proto_bidder_conf *b) {
-    if (b == NULL)
-        return;
+    if (b == NULL) return;
     release_rows(bidder_rows, NROWS(bidder_rows), b);
     memset(b, 0, sizeof *b);
 }
 
 void proto_config_free(proto_config *c) {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     release_rows(config_rows, NROWS(config_rows), c);
     memset(c, 0, sizeof *c);
 }

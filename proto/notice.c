@@ -15,8 +15,7 @@ static int put_encoded(proto_buf *out, const char *v) {
         int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '-' || c == '.' || c == '_' || c == '~';
         char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-        if (proto_buf_append(out, plain ? (const char *)p : esc, plain ? 1 : 3) != 0)
-            return -1;
+        if (proto_buf_append(out, plain ? (const char *)p : esc, plain ? 1 : 3) != 0) return -1;
     }
     return 0;
 }

@@ -37,8 +37,7 @@ void proto_buf_free(proto_buf *b);
 int proto_buf_append(proto_buf *b, const char *s, size_t n);
 int proto_buf_puts(proto_buf *b, const char *s);
 /* printf-style append. */
-int proto_buf_printf(proto_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int proto_buf_printf(proto_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append `s` as a JSON string literal, quotes included, escaping `"`, `\`
  * and control characters (RFC 8259 section 7). `s` must be valid UTF-8. */
 int proto_buf_json_string(proto_buf *b, const char *s);
@@ -58,7 +57,7 @@ typedef enum proto_err {
     PROTO_ERR_NOT_OBJECT, /* JSON, but not an object */
     PROTO_ERR_FIELD,      /* an object breaking a field rule; err names it */
     PROTO_ERR_NOMEM,
-    PROTO_ERR_IO,         /* config file could not be read */
+    PROTO_ERR_IO, /* config file could not be read */
 } proto_err;
 
 /* Short English name of an error, for logs. Never NULL. */
@@ -72,17 +71,17 @@ const char *proto_strerror(proto_err err);
 
 typedef struct proto_bid_request {
     char request_id[PROTO_ID_MAX_CHARS + 1]; /* [A-Za-z0-9._:-]{1,128} */
-    int has_request_id;   /* request_id is set and valid, also when another
-                             field broke a rule (so `invalid` can name it) */
-    char user_id[PROTO_ID_BYTES];    /* 1-128 characters */
-    char ad_slot_id[PROTO_ID_BYTES]; /* 1-128 characters */
-    int64_t floor_micros;            /* 0 .. AUCTION_PRICE_MAX_MICROS */
+    int has_request_id;                      /* request_id is set and valid, also when another
+                                                field broke a rule (so `invalid` can name it) */
+    char user_id[PROTO_ID_BYTES];            /* 1-128 characters */
+    char ad_slot_id[PROTO_ID_BYTES];         /* 1-128 characters */
+    int64_t floor_micros;                    /* 0 .. AUCTION_PRICE_MAX_MICROS */
     int has_timestamp;
-    double timestamp;                /* Unix seconds, when has_timestamp */
-    cJSON *root;                     /* owned: the parsed payload */
-    const cJSON *user_context;       /* object inside root, or NULL */
-    const cJSON *context_interests;  /* user_context.interests (array of
-                                        strings) inside root, or NULL */
+    double timestamp;               /* Unix seconds, when has_timestamp */
+    cJSON *root;                    /* owned: the parsed payload */
+    const cJSON *user_context;      /* object inside root, or NULL */
+    const cJSON *context_interests; /* user_context.interests (array of
+                                       strings) inside root, or NULL */
 } proto_bid_request;
 
 /* Decode one MQTT payload (`len` bytes at `payload`, not necessarily
@@ -107,9 +106,9 @@ typedef enum proto_event_type {
 
 typedef struct proto_event {
     proto_event_type type;
-    char event_id[PROTO_ID_BYTES];      /* "" when absent */
-    char request_id[PROTO_ID_BYTES];    /* "" when absent */
-    char ad_id[PROTO_ID_BYTES];         /* "" when absent (conversions) */
+    char event_id[PROTO_ID_BYTES];   /* "" when absent */
+    char request_id[PROTO_ID_BYTES]; /* "" when absent */
+    char ad_id[PROTO_ID_BYTES];      /* "" when absent (conversions) */
     char advertiser_id[PROTO_ID_BYTES];
     char user_id[PROTO_ID_BYTES];
 } proto_event;
@@ -163,14 +162,14 @@ int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profi
 
 typedef enum proto_bid_status {
     PROTO_BID_OK = 0,
-    PROTO_BID_NO_BID,      /* empty body: no bid (not an error) */
-    PROTO_BID_NO_SEATBID,  /* valid response without any bid: a no-bid too */
-    PROTO_BID_BAD_JSON,    /* not JSON / not an object / bad UTF-8 / NUL or
-                              "\u0000" */
-    PROTO_BID_WRONG_ID,    /* `id` missing or not the request's id */
-    PROTO_BID_BAD_PRICE,   /* bids present, none with a positive finite price */
-    PROTO_BID_BAD_SHAPE,   /* seatbid/bid of the wrong type */
-    PROTO_BID_TOO_LARGE,   /* body over the limit; not parsed */
+    PROTO_BID_NO_BID,     /* empty body: no bid (not an error) */
+    PROTO_BID_NO_SEATBID, /* valid response without any bid: a no-bid too */
+    PROTO_BID_BAD_JSON,   /* not JSON / not an object / bad UTF-8 / NUL or
+                             "\u0000" */
+    PROTO_BID_WRONG_ID,   /* `id` missing or not the request's id */
+    PROTO_BID_BAD_PRICE,  /* bids present, none with a positive finite price */
+    PROTO_BID_BAD_SHAPE,  /* seatbid/bid of the wrong type */
+    PROTO_BID_TOO_LARGE,  /* body over the limit; not parsed */
 } proto_bid_status;
 
 /* The bid taken from a response. Strings are NULL when absent; the present
@@ -278,8 +277,8 @@ typedef enum proto_log_level {
 
 typedef struct proto_bidder_conf {
     char *id;
-    char *endpoint;      /* http:// or https:// URL with a host */
-    char **interests;    /* `ninterests` strings; empty matches every user */
+    char *endpoint;   /* http:// or https:// URL with a host */
+    char **interests; /* `ninterests` strings; empty matches every user */
     size_t ninterests;
     long max_concurrent; /* default 100 */
 } proto_bidder_conf;
@@ -302,7 +301,7 @@ typedef struct proto_config {
         char *shared_group;
         char *username;
         char *password;
-        int tls;             /* mqtt.tls is an object */
+        int tls; /* mqtt.tls is an object */
         char *tls_cafile;
         char *tls_certfile;
         char *tls_keyfile;
@@ -314,7 +313,7 @@ typedef struct proto_config {
         char *password;
     } redis;
     struct {
-        auction_type type;   /* "second_price" | "first_price" */
+        auction_type type; /* "second_price" | "first_price" */
         long tmax_ms;
         long max_bidders;
         int64_t price_increment_micros;

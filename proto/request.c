@@ -18,15 +18,15 @@
 #define INTERESTS_RULE "user_context.interests: must be an array of strings"
 
 /* Present and not JSON null: optional fields may be sent as null. */
-static int given(const cJSON *v) { return v != NULL && !cJSON_IsNull(v); }
+static int given(const cJSON *v) {
+    return v != NULL && !cJSON_IsNull(v);
+}
 
 static int is_string_array(const cJSON *v) {
-    if (!cJSON_IsArray(v))
-        return 0;
+    if (!cJSON_IsArray(v)) return 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, v) {
-        if (proto_json_string(item) == NULL)
-            return 0;
+        if (proto_json_string(item) == NULL) return 0;
     }
     return 1;
 }
@@ -39,8 +39,7 @@ static int request_id_ok(const char *s) {
 /* A required string of 1-128 characters, copied into `dst` (PROTO_ID_BYTES). */
 static proto_err id_field(const cJSON *root, const char *key, char *dst, char *err, size_t errlen) {
     const cJSON *v = proto_json_get(root, key);
-    if (v == NULL)
-        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: required", key);
+    if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: required", key);
     const char *s = proto_json_string(v);
     size_t chars = s != NULL ? proto_utf8_chars(s, PROTO_ID_MAX_CHARS) : 0;
     if (chars < 1 || chars > PROTO_ID_MAX_CHARS || strlen(s) >= PROTO_ID_BYTES)
@@ -55,22 +54,18 @@ static proto_err id_field(const cJSON *root, const char *key, char *dst, char *e
  * (forward-compatible); optional fields sent as null count as absent. */
 static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *err, size_t errlen) {
     const cJSON *v = proto_json_get(root, "request_id");
-    if (v == NULL)
-        return proto_fail(err, errlen, PROTO_ERR_FIELD, "request_id: required");
+    if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "request_id: required");
     if (!request_id_ok(proto_json_string(v)))
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", REQUEST_ID_RULE);
     strcpy(out->request_id, v->valuestring);
     out->has_request_id = 1;
 
     proto_err e = id_field(root, "user_id", out->user_id, err, errlen);
-    if (e == PROTO_OK)
-        e = id_field(root, "ad_slot_id", out->ad_slot_id, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e == PROTO_OK) e = id_field(root, "ad_slot_id", out->ad_slot_id, err, errlen);
+    if (e != PROTO_OK) return e;
 
     v = proto_json_get(root, "floor_price");
-    if (v == NULL)
-        return proto_fail(err, errlen, PROTO_ERR_FIELD, "floor_price: required");
+    if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "floor_price: required");
     if (proto_json_micros(v, &out->floor_micros) != 0)
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", FLOOR_RULE);
 
@@ -121,8 +116,7 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
     cJSON *root = NULL;
     proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
-    if (e == PROTO_OK)
-        e = check_fields(root, out, err, errlen);
+    if (e == PROTO_OK) e = check_fields(root, out, err, errlen);
     if (e != PROTO_OK) {
         cJSON_Delete(root);
         out->user_context = NULL;
@@ -134,8 +128,7 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
 }
 
 void proto_bid_request_free(proto_bid_request *r) {
-    if (r == NULL)
-        return;
+    if (r == NULL) return;
     cJSON_Delete(r->root);
     r->root = NULL;
     r->user_context = NULL;
@@ -152,8 +145,7 @@ proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out,
     proto_set_err(err, errlen, "%s", "");
     cJSON *root = NULL;
     proto_err e = parse_object(json, len, "profile", &root, err, errlen);
-    if (e != PROTO_OK)
-        return e;
+    if (e != PROTO_OK) return e;
     const cJSON *interests = proto_json_get(root, "interests");
     const cJSON *ltv = proto_json_get(root, "ltv_score");
     if (given(interests) && !is_string_array(interests))
@@ -177,11 +169,9 @@ int proto_profile_encode(const cJSON *defaults, const char *user_id, proto_buf *
     const cJSON *item = NULL;
     if (cJSON_IsObject(defaults)) {
         cJSON_ArrayForEach(item, defaults) {
-            if (item->string == NULL || strcmp(item->string, "user_id") == 0)
-                continue;
+            if (item->string == NULL || strcmp(item->string, "user_id") == 0) continue;
             char *value = cJSON_PrintUnformatted(item);
-            if (value == NULL)
-                return -1;
+            if (value == NULL) return -1;
             rc |= proto_buf_puts(out, ",");
             rc |= proto_buf_json_string(out, item->string);
             rc |= proto_buf_puts(out, ":");
@@ -194,8 +184,7 @@ int proto_profile_encode(const cJSON *defaults, const char *user_id, proto_buf *
 }
 
 void proto_profile_free(proto_profile *p) {
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     cJSON_Delete(p->root);
     p->root = NULL;
     p->interests = NULL;
@@ -208,8 +197,7 @@ void proto_profile_free(proto_profile *p) {
 static proto_err optional_id(const cJSON *root, const char *key, char *dst, char *err,
                              size_t errlen) {
     const cJSON *v = proto_json_get(root, key);
-    if (v == NULL || cJSON_IsNull(v))
-        return PROTO_OK;
+    if (v == NULL || cJSON_IsNull(v)) return PROTO_OK;
     return id_field(root, key, dst, err, errlen);
 }
 
@@ -229,18 +217,14 @@ proto_err proto_event_decode(const char *type, const char *payload, size_t len, 
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
     cJSON *root = NULL;
     proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
-    if (e == PROTO_OK)
-        e = optional_id(root, "event_id", out->event_id, err, errlen);
-    if (e == PROTO_OK)
-        e = optional_id(root, "request_id", out->request_id, err, errlen);
+    if (e == PROTO_OK) e = optional_id(root, "event_id", out->event_id, err, errlen);
+    if (e == PROTO_OK) e = optional_id(root, "request_id", out->request_id, err, errlen);
     if (e == PROTO_OK)
         e = out->type == PROTO_EVENT_CONVERSION
                 ? optional_id(root, "ad_id", out->ad_id, err, errlen)
                 : id_field(root, "ad_id", out->ad_id, err, errlen);
-    if (e == PROTO_OK)
-        e = id_field(root, "advertiser_id", out->advertiser_id, err, errlen);
-    if (e == PROTO_OK)
-        e = id_field(root, "user_id", out->user_id, err, errlen);
+    if (e == PROTO_OK) e = id_field(root, "advertiser_id", out->advertiser_id, err, errlen);
+    if (e == PROTO_OK) e = id_field(root, "user_id", out->user_id, err, errlen);
     if (e == PROTO_OK) {
         const cJSON *ts = proto_json_get(root, "timestamp");
         if (ts != NULL && !cJSON_IsNull(ts) && !(cJSON_IsNumber(ts) && isfinite(ts->valuedouble)))

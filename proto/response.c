@@ -7,8 +7,8 @@
  * sorted into exactly one status, so the caller can count bidder errors
  * by kind, and the single best bid is copied out so the tree can go. */
 #include <math.h>
-#include <stdlib.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/internal.h"
@@ -43,8 +43,7 @@ static int set_add(str_set *s, const char *key) {
             s->slot[i] = key;
             return 1;
         }
-        if (strcmp(s->slot[i], key) == 0)
-            return 0;
+        if (strcmp(s->slot[i], key) == 0) return 0;
     }
 }
 
@@ -55,14 +54,11 @@ static size_t array_len(const cJSON *a) {
 /* Append each string of `list` not yet in `seen` to `kw`, comma-separated. */
 static int add_keywords(proto_buf *kw, str_set *seen, const cJSON *list) {
     const cJSON *item = NULL;
-    if (!cJSON_IsArray(list))
-        return 0;
+    if (!cJSON_IsArray(list)) return 0;
     cJSON_ArrayForEach(item, list) {
         const char *s = proto_json_string(item);
-        if (s == NULL || *s == '\0' || !set_add(seen, s))
-            continue;
-        if ((kw->len > 0 && proto_buf_puts(kw, ",") != 0) || proto_buf_puts(kw, s) != 0)
-            return -1;
+        if (s == NULL || *s == '\0' || !set_add(seen, s)) continue;
+        if ((kw->len > 0 && proto_buf_puts(kw, ",") != 0) || proto_buf_puts(kw, s) != 0) return -1;
     }
     return 0;
 }
@@ -88,20 +84,16 @@ static int put_keywords(proto_buf *out, const cJSON *profile_interests,
  * 0.69999999999999996). */
 static int put_double(proto_buf *out, double v) {
     char tmp[32];
-    if (!isfinite(v))
-        v = 0.0;
+    if (!isfinite(v)) v = 0.0;
     snprintf(tmp, sizeof tmp, "%.15g", v);
-    if (strtod(tmp, NULL) != v)
-        snprintf(tmp, sizeof tmp, "%.17g", v);
+    if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
     return proto_buf_puts(out, tmp);
 }
 
 static int put_user_context(proto_buf *out, const cJSON *user_context) {
-    if (!cJSON_IsObject(user_context))
-        return proto_buf_puts(out, "{}");
+    if (!cJSON_IsObject(user_context)) return proto_buf_puts(out, "{}");
     char *text = cJSON_PrintUnformatted(user_context);
-    if (text == NULL)
-        return -1;
+    if (text == NULL) return -1;
     int rc = proto_buf_puts(out, text);
     cJSON_free(text);
     return rc;
@@ -112,10 +104,8 @@ static int put_user_context(proto_buf *out, const cJSON *user_context) {
 int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profile *profile,
                                  auction_type at, int tmax_ms, const char *currency,
                                  proto_buf *out) {
-    if (req == NULL)
-        return -1;
-    if (currency == NULL)
-        currency = "USD";
+    if (req == NULL) return -1;
+    if (currency == NULL) currency = "USD";
     const cJSON *interests = profile != NULL ? profile->interests : NULL;
     int rc = 0;
     rc |= proto_buf_puts(out, "{\"id\":");
@@ -157,10 +147,10 @@ static const struct {
     int from_seat;
     size_t offset;
 } bid_strings[] = {
-    {"id", 0, offsetof(proto_bid, bid_id)},       {"impid", 0, offsetof(proto_bid, imp_id)},
-    {"seat", 1, offsetof(proto_bid, seat)},       {"adid", 0, offsetof(proto_bid, ad_id)},
-    {"crid", 0, offsetof(proto_bid, crid)},       {"iurl", 0, offsetof(proto_bid, creative_url)},
-    {"nurl", 0, offsetof(proto_bid, nurl)},       {"lurl", 0, offsetof(proto_bid, lurl)},
+    {"id", 0, offsetof(proto_bid, bid_id)}, {"impid", 0, offsetof(proto_bid, imp_id)},
+    {"seat", 1, offsetof(proto_bid, seat)}, {"adid", 0, offsetof(proto_bid, ad_id)},
+    {"crid", 0, offsetof(proto_bid, crid)}, {"iurl", 0, offsetof(proto_bid, creative_url)},
+    {"nurl", 0, offsetof(proto_bid, nurl)}, {"lurl", 0, offsetof(proto_bid, lurl)},
 };
 #define NBID_STRINGS (sizeof(bid_strings) / sizeof(bid_strings[0]))
 
@@ -177,15 +167,12 @@ static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_b
         len[i] = src[i] ? strlen(src[i]) + 1 : 0;
         total += len[i];
     }
-    if (total == 0)
-        return 0;
+    if (total == 0) return 0;
     char *block = malloc(total), *p = block;
-    if (block == NULL)
-        return -1;
+    if (block == NULL) return -1;
     out->block = block;
     for (size_t i = 0; i < NBID_STRINGS; i++) {
-        if (!src[i])
-            continue;
+        if (!src[i]) continue;
         memcpy(p, src[i], len[i]);
         *(char **)((char *)out + bid_strings[i].offset) = p;
         p += len[i];
@@ -289,14 +276,12 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
         proto_set_err(err, errlen, "body: must be a JSON object");
     cJSON_Delete(root);
     proto_json_scratch_end();
-    if (st != PROTO_BID_OK)
-        proto_bid_free(out);
+    if (st != PROTO_BID_OK) proto_bid_free(out);
     return st;
 }
 
 void proto_bid_free(proto_bid *b) {
-    if (b == NULL)
-        return;
+    if (b == NULL) return;
     free(b->block);
     memset(b, 0, sizeof *b);
 }

@@ -48,13 +48,14 @@ struct rtb_admin {
 /* Upper bounds of the latency buckets, in µs; RTB_LATENCY_BUCKETS - 1 of
  * them, the last bucket being +Inf. Dense around tmax (100 ms). */
 const int64_t rtb_latency_bounds_us[RTB_LATENCY_BUCKETS - 1] = {
-    1000, 2000, 5000, 10000, 20000, 50000, 75000, 100000,
+    1000,   2000,   5000,   10000,  20000,  50000,  75000,   100000,
     102000, 105000, 110000, 150000, 200000, 500000, 1000000,
 };
 
 void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us) {
     size_t i = 0;
-    while (i < RTB_LATENCY_BUCKETS - 1 && latency_us > rtb_latency_bounds_us[i]) i++;
+    while (i < RTB_LATENCY_BUCKETS - 1 && latency_us > rtb_latency_bounds_us[i])
+        i++;
     stats->latency_buckets[i]++;
     stats->latency_count++;
     stats->latency_sum_us += latency_us;
@@ -154,8 +155,8 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     gauge(b, "rtb_redis_connected", "1 when the Redis command connection is up.",
           store_connected(srv->store));
 
-#define BIDDER_COUNTER(field, help)                                                               \
-    bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                         \
+#define BIDDER_COUNTER(field, help)                                                                \
+    bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                          \
                   offsetof(rtb_bidder_stats, field))
     BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
     BIDDER_COUNTER(bids, "Well-formed bids received.");
@@ -171,8 +172,8 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     evbuffer_add_printf(b, "# HELP rtb_bidder_breaker_state Circuit breaker: 0 closed, "
                            "1 open, 2 half-open.\n# TYPE rtb_bidder_breaker_state gauge\n");
     for (size_t i = 0; i < srv->nbidders; i++)
-        evbuffer_add_printf(b, "rtb_bidder_breaker_state{bidder=\"%s\"} %d\n",
-                            srv->bidders[i]->id, (int)srv->bidders[i]->breaker);
+        evbuffer_add_printf(b, "rtb_bidder_breaker_state{bidder=\"%s\"} %d\n", srv->bidders[i]->id,
+                            (int)srv->bidders[i]->breaker);
     evbuffer_add_printf(b, "# HELP rtb_bidder_inflight Calls in flight to the bidder.\n"
                            "# TYPE rtb_bidder_inflight gauge\n");
     for (size_t i = 0; i < srv->nbidders; i++)
@@ -181,8 +182,8 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     evbuffer_add_printf(b, "# HELP rtb_bidder_connections Connections open to the bidder.\n"
                            "# TYPE rtb_bidder_connections gauge\n");
     for (size_t i = 0; i < srv->nbidders; i++)
-        evbuffer_add_printf(b, "rtb_bidder_connections{bidder=\"%s\"} %ld\n",
-                            srv->bidders[i]->id, srv->bidders[i]->nconns);
+        evbuffer_add_printf(b, "rtb_bidder_connections{bidder=\"%s\"} %ld\n", srv->bidders[i]->id,
+                            srv->bidders[i]->nconns);
 
     evbuffer_add_printf(b, "# HELP rtb_auction_latency_seconds Receipt to close of auctions.\n"
                            "# TYPE rtb_auction_latency_seconds histogram\n");
@@ -383,8 +384,10 @@ rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t 
     evhttp_set_cb(a->http, "/api/stream", on_stream, a);
     evhttp_set_gencb(a->http, on_other, a);
     if (!evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)port)) {
-        snprintf(err, errlen, "admin.listen: cannot listen on %s:%ld (address in use or "
-                 "not local)", host, port);
+        snprintf(err, errlen,
+                 "admin.listen: cannot listen on %s:%ld (address in use or "
+                 "not local)",
+                 host, port);
         rtb_admin_free(a);
         return NULL;
     }

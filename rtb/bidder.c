@@ -51,7 +51,8 @@ static int endpoint_parse(const char *url, endpoint *e) {
 }
 
 static void free_interests(char **v, size_t n) {
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -210,9 +211,10 @@ static void breaker_open(rtb_bidder *b, int64_t now_us, int64_t pause_us) {
     b->breaker_until_us = now_us + b->breaker_pause_us;
     b->probe_out = 0;
     b->stats.breaker_opens++;
-    rtb_log(PROTO_LOG_WARN, "bidder %s: circuit breaker open after %u consecutive failures; "
-            "next probe in %lld ms", b->id, b->failures,
-            (long long)(b->breaker_pause_us / 1000));
+    rtb_log(PROTO_LOG_WARN,
+            "bidder %s: circuit breaker open after %u consecutive failures; "
+            "next probe in %lld ms",
+            b->id, b->failures, (long long)(b->breaker_pause_us / 1000));
 }
 
 void rtb_bidder_outcome(rtb_bidder *b, int ok, int probe, int64_t now_us) {

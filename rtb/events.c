@@ -87,8 +87,8 @@ void rtb_events_on_message(rtb_server *srv, const char *topic, const char *paylo
     p->srv = srv;
     char err[256];
     const char *type = topic + sizeof(EVENTS_PREFIX) - 1;
-    if (proto_event_decode(type, payload, len, (size_t)srv->cfg->limits.max_request_bytes,
-                           &p->ev, err, sizeof(err)) != PROTO_OK) {
+    if (proto_event_decode(type, payload, len, (size_t)srv->cfg->limits.max_request_bytes, &p->ev,
+                           err, sizeof(err)) != PROTO_OK) {
         srv->stats.events_invalid++;
         rtb_log(PROTO_LOG_DEBUG, "event on %s refused: %s", topic, err);
         free(p);

@@ -26,8 +26,7 @@ static void usage(FILE *f) {
             "auction:results:{request_id}.\n"
             "\n"
             "Options:\n"
-            "  -c, --config FILE     JSON config file (default " DEFAULT_CONFIG
-            "; when that\n"
+            "  -c, --config FILE     JSON config file (default " DEFAULT_CONFIG "; when that\n"
             "                        default is absent, the built-in defaults below)\n"
             "      --mqtt HOST:PORT  broker address (overrides mqtt.host and mqtt.port)\n"
             "      --redis HOST:PORT Redis address (overrides redis.host and redis.port)\n"
@@ -87,13 +86,27 @@ int main(int argc, char **argv) {
     int verbose = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'm': mqtt_addr = optarg; break;
-        case 'r': redis_addr = optarg; break;
-        case 't': tmax = optarg; break;
-        case 'v': verbose = 1; break;
-        case 'V': printf("rtb-exchange %s\n", RTB_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'm':
+            mqtt_addr = optarg;
+            break;
+        case 'r':
+            redis_addr = optarg;
+            break;
+        case 't':
+            tmax = optarg;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'V':
+            printf("rtb-exchange %s\n", RTB_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
         default:
             fprintf(stderr, "Try 'rtb-exchange --help'.\n");
             return 2;

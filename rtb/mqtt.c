@@ -47,8 +47,8 @@ struct rtb_mqtt {
     const proto_config *cfg;
     struct mosquitto *mosq;
     struct event *rev, *wev, *misc, *retry;
-    char *topic;      /* subscription: topic, or $share/{group}/topic */
-    char *events;     /* rtb/events/+, or $share/{group}/rtb/events/+ (SPEC 10) */
+    char *topic;  /* subscription: topic, or $share/{group}/topic */
+    char *events; /* rtb/events/+, or $share/{group}/rtb/events/+ (SPEC 10) */
     int connected;
     int unsubscribed; /* draining: do not resubscribe */
     int backoff_ms;
@@ -208,8 +208,8 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
         /* 4 bad user name or password, 5 not authorised (MQTT 3.1.1 3.2.2.3) */
         int refused = rc == 4 || rc == 5;
         char why[160];
-        snprintf(why, sizeof(why), "broker %s:%ld refused the connection: %s",
-                 m->cfg->mqtt.host, m->cfg->mqtt.port, mosquitto_connack_string(rc));
+        snprintf(why, sizeof(why), "broker %s:%ld refused the connection: %s", m->cfg->mqtt.host,
+                 m->cfg->mqtt.port, mosquitto_connack_string(rc));
         m->on_state(m->arg, 0, refused, why);
         return;
     }
@@ -219,8 +219,8 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
     if (!m->unsubscribed) {
         /* Requests and ad events in one SUBSCRIBE, so one SUBACK says both. */
         char *const topics[2] = {m->topic, m->events};
-        int src = mosquitto_subscribe_multiple(mosq, NULL, 2, topics, (int)m->cfg->mqtt.qos, 0,
-                                               NULL);
+        int src =
+            mosquitto_subscribe_multiple(mosq, NULL, 2, topics, (int)m->cfg->mqtt.qos, 0, NULL);
         if (src != MOSQ_ERR_SUCCESS)
             rtb_log(PROTO_LOG_ERROR, "mqtt: subscribe %s and %s failed: %s", m->topic, m->events,
                     mosquitto_strerror(src));
@@ -391,9 +391,8 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
         return NULL;
     }
     if (group) mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    if (cfg->mqtt.username &&
-        mosquitto_username_pw_set(m->mosq, cfg->mqtt.username, cfg->mqtt.password) !=
-            MOSQ_ERR_SUCCESS) {
+    if (cfg->mqtt.username && mosquitto_username_pw_set(m->mosq, cfg->mqtt.username,
+                                                        cfg->mqtt.password) != MOSQ_ERR_SUCCESS) {
         snprintf(err, errlen, "mqtt: cannot set the credentials");
         rtb_mqtt_free(m);
         return NULL;
@@ -411,8 +410,8 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
 void rtb_mqtt_start(rtb_mqtt *m) {
     struct timeval tv = {0, MISC_INTERVAL_US};
     event_add(m->misc, &tv);
-    int rc = mosquitto_connect_async(m->mosq, m->cfg->mqtt.host, (int)m->cfg->mqtt.port,
-                                     KEEPALIVE_S);
+    int rc =
+        mosquitto_connect_async(m->mosq, m->cfg->mqtt.host, (int)m->cfg->mqtt.port, KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
         attempt_failed(m, rc, 1);
         return;

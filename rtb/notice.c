@@ -139,6 +139,5 @@ void rtb_notify(rtb_notifier *n, const char *url_template, const proto_notice_ma
         return;
     }
     proto_buf_reset(&n->url);
-    if (proto_notice_url(url_template, m, &n->url) != 0 || send_notice(n) != 0)
-        n->stats.failed++;
+    if (proto_notice_url(url_template, m, &n->url) != 0 || send_notice(n) != 0) n->stats.failed++;
 }

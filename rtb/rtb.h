@@ -51,7 +51,7 @@ typedef struct rtb_conn {
     struct evhttp_connection *evcon;
     struct rtb_conn *next; /* idle list */
     struct rtb_bidder *bidder;
-    unsigned generation;   /* bidder's endpoint generation when opened */
+    unsigned generation; /* bidder's endpoint generation when opened */
 } rtb_conn;
 
 typedef struct rtb_bidder_stats {
@@ -59,7 +59,7 @@ typedef struct rtb_bidder_stats {
     unsigned long long breaker_skips; /* auctions that skipped it: breaker open */
     unsigned long long breaker_opens;
     unsigned long long wins;
-    unsigned long long spend_micros;  /* sum of clearing prices / 1000 (CPM) */
+    unsigned long long spend_micros; /* sum of clearing prices / 1000 (CPM) */
 } rtb_bidder_stats;
 
 /* Circuit breaker (docs/operations.md): RTB_BREAKER_FAILURES consecutive
@@ -75,11 +75,11 @@ typedef enum rtb_breaker {
 
 typedef struct rtb_bidder {
     char *id;
-    char *endpoint;      /* as configured */
-    char *host;          /* parsed from endpoint */
+    char *endpoint; /* as configured */
+    char *host;     /* parsed from endpoint */
     int port;
-    char *path;          /* path + query, "/" at least */
-    char *host_header;   /* "host:port" */
+    char *path;        /* path + query, "/" at least */
+    char *host_header; /* "host:port" */
     char **interests;
     size_t ninterests;
     long max_concurrent;
@@ -90,9 +90,9 @@ typedef struct rtb_bidder {
     long busy;           /* calls in flight */
     rtb_bidder_stats stats;
     rtb_breaker breaker;
-    unsigned failures;         /* consecutive */
-    int probe_out;             /* half-open: the probe call is in flight */
-    int64_t breaker_until_us;  /* open: no call before this */
+    unsigned failures;        /* consecutive */
+    int probe_out;            /* half-open: the probe call is in flight */
+    int64_t breaker_until_us; /* open: no call before this */
     int64_t breaker_pause_us;
     int64_t last_error_log_us; /* rate limit for error logs */
     unsigned long suppressed_logs;
@@ -187,9 +187,9 @@ typedef struct rtb_alerts rtb_alerts;
 #define RTB_LATENCY_BUCKETS 16
 
 typedef struct rtb_stats {
-    unsigned long long requests;             /* MQTT messages on the request topic */
+    unsigned long long requests; /* MQTT messages on the request topic */
     unsigned long long results[PROTO_STATUS_COUNT];
-    unsigned long long request_errors;       /* reported on auction:errors */
+    unsigned long long request_errors; /* reported on auction:errors */
     unsigned long long duplicates;
     unsigned long long profile_misses, profile_errors;
     /* ad events (SPEC 10), counted as accepted by the exchange */
@@ -205,27 +205,27 @@ typedef struct rtb_stats {
 
 typedef struct rtb_server {
     struct event_base *base;
-    proto_config *cfg;        /* borrowed from main */
+    proto_config *cfg; /* borrowed from main */
     store *store;
     rtb_mqtt *mqtt;
-    rtb_admin *admin;         /* NULL when admin.listen is null */
-    rtb_dash *dash;           /* per-second sampler (dashboard.c) */
-    rtb_alerts *alerts;       /* alert rules (alerts.c) */
+    rtb_admin *admin;   /* NULL when admin.listen is null */
+    rtb_dash *dash;     /* per-second sampler (dashboard.c) */
+    rtb_alerts *alerts; /* alert rules (alerts.c) */
     rtb_notifier *notifier;
-    rtb_bidder **bidders;     /* every advertiser ever seen; `active` marks */
+    rtb_bidder **bidders; /* every advertiser ever seen; `active` marks */
     size_t nbidders, capbidders;
-    uint64_t rotation;        /* fair rotation among eligible bidders */
-    rtb_txn **inflight;       /* hash table of open transactions by request_id */
-    size_t inflight_cap;      /* power of two */
+    uint64_t rotation;   /* fair rotation among eligible bidders */
+    rtb_txn **inflight;  /* hash table of open transactions by request_id */
+    size_t inflight_cap; /* power of two */
     size_t ninflight;
-    rtb_bidder **eligible;    /* scratch for bidder choice, capbidders long */
-    proto_buf out;            /* reused for encoding results and profiles */
-    proto_buf body;           /* reused for encoding OpenRTB requests */
+    rtb_bidder **eligible; /* scratch for bidder choice, capbidders long */
+    proto_buf out;         /* reused for encoding results and profiles */
+    proto_buf body;        /* reused for encoding OpenRTB requests */
     rtb_stats stats;
     struct event *refresh_timer, *drain_timer, *start_timer;
     struct event *sigint, *sigterm;
-    int registry_reload;      /* an update arrived during a load */
-    int started;              /* MQTT started */
+    int registry_reload; /* an update arrived during a load */
+    int started;         /* MQTT started */
     int draining;
     int64_t drain_deadline_us;
     int mqtt_was_connected;
@@ -281,8 +281,8 @@ double rtb_latency_quantile_ms(const unsigned long long buckets[RTB_LATENCY_BUCK
 /* What the exchange did over some seconds: differences of rtb_stats. */
 typedef struct rtb_dash_counts {
     unsigned long long requests;
-    unsigned long long results[PROTO_STATUS_COUNT];             /* by proto_status */
-    unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];    /* auctions closed */
+    unsigned long long results[PROTO_STATUS_COUNT];          /* by proto_status */
+    unsigned long long latency_buckets[RTB_LATENCY_BUCKETS]; /* auctions closed */
     unsigned long long impressions, clicks, duplicate_clicks, conversions;
 } rtb_dash_counts;
 

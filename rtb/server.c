@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define START_WAIT_S 3          /* start MQTT even if the registry is not loaded */
+#define START_WAIT_S 3 /* start MQTT even if the registry is not loaded */
 #define DRAIN_TICK_US 10000
 #define INFLIGHT_BUCKETS_MAX (1u << 21)
 
@@ -27,7 +27,8 @@
 
 static size_t hash_id(const char *s) {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return (size_t)h;
 }
 
@@ -166,7 +167,8 @@ static void apply_bidder(rtb_server *srv, const proto_bidder_conf *conf) {
 
 /* Redis entries first; config `bidders` add those Redis does not have. */
 static void apply_registry(rtb_server *srv, const store_entry *entries, size_t n) {
-    for (size_t i = 0; i < srv->nbidders; i++) srv->bidders[i]->active = 0;
+    for (size_t i = 0; i < srv->nbidders; i++)
+        srv->bidders[i]->active = 0;
     for (size_t i = 0; i < n; i++) {
         proto_bidder_conf conf;
         char err[256];
@@ -183,7 +185,8 @@ static void apply_registry(rtb_server *srv, const store_entry *entries, size_t n
         if (!b || !b->active) apply_bidder(srv, &srv->cfg->bidders[i]);
     }
     size_t active = 0;
-    for (size_t i = 0; i < srv->nbidders; i++) active += (size_t)srv->bidders[i]->active;
+    for (size_t i = 0; i < srv->nbidders; i++)
+        active += (size_t)srv->bidders[i]->active;
     rtb_log(PROTO_LOG_DEBUG, "registry: %zu advertisers active", active);
 }
 
@@ -230,8 +233,10 @@ static void on_start_wait(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     rtb_server *srv = arg;
     if (srv->started) return;
-    rtb_log(PROTO_LOG_WARN, "registry not loaded after %d s (Redis unreachable?): starting "
-                            "with the config's bidders only", START_WAIT_S);
+    rtb_log(PROTO_LOG_WARN,
+            "registry not loaded after %d s (Redis unreachable?): starting "
+            "with the config's bidders only",
+            START_WAIT_S);
     apply_registry(srv, NULL, 0);
     start_mqtt(srv);
 }
@@ -273,9 +278,10 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     int flushed = srv->ninflight == 0 && store_pending(srv->store) == 0;
     if (flushed || rtb_now_us() > srv->drain_deadline_us) {
         if (!flushed)
-            rtb_log(PROTO_LOG_WARN, "drain: giving up with %zu auctions open and %zu Redis "
-                                    "commands unanswered", srv->ninflight,
-                    store_pending(srv->store));
+            rtb_log(PROTO_LOG_WARN,
+                    "drain: giving up with %zu auctions open and %zu Redis "
+                    "commands unanswered",
+                    srv->ninflight, store_pending(srv->store));
         event_base_loopexit(srv->base, NULL);
     }
 }
@@ -313,7 +319,8 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
         return NULL;
     }
     size_t cap = 16;
-    while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < INFLIGHT_BUCKETS_MAX) cap *= 2;
+    while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < INFLIGHT_BUCKETS_MAX)
+        cap *= 2;
     srv->inflight_cap = cap;
     srv->inflight = calloc(cap, sizeof(*srv->inflight));
 
@@ -339,8 +346,8 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     srv->store = store_new(base, &so);
     srv->notifier = rtb_notifier_new(base, (size_t)cfg->limits.max_pending_notices);
-    if (!srv->notifier || !srv->inflight || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer || !srv->sigint ||
-        !srv->sigterm || !srv->store) {
+    if (!srv->notifier || !srv->inflight || !srv->refresh_timer || !srv->drain_timer ||
+        !srv->start_timer || !srv->sigint || !srv->sigterm || !srv->store) {
         snprintf(err, errlen, "out of memory");
         rtb_server_free(srv);
         return NULL;
@@ -379,13 +386,14 @@ int rtb_server_run(rtb_server *srv) {
 
 static void close_all(rtb_server *srv) {
     for (size_t i = 0; srv->inflight && i < srv->inflight_cap; i++) {
-        while (srv->inflight[i]) rtb_txn_close(srv->inflight[i]);
+        while (srv->inflight[i])
+            rtb_txn_close(srv->inflight[i]);
     }
 }
 
 void rtb_server_free(rtb_server *srv) {
     if (!srv) return;
-    close_all(srv); /* results of auctions cut short are still published */
+    close_all(srv);           /* results of auctions cut short are still published */
     rtb_dash_free(srv->dash); /* its timer drives alerts and admin streams */
     rtb_alerts_free(srv->alerts);
     rtb_admin_free(srv->admin);
@@ -393,7 +401,8 @@ void rtb_server_free(rtb_server *srv) {
                            srv->sigterm};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
-    for (size_t i = 0; i < srv->nbidders; i++) rtb_bidder_free(srv->bidders[i]);
+    for (size_t i = 0; i < srv->nbidders; i++)
+        rtb_bidder_free(srv->bidders[i]);
     free(srv->bidders);
     free(srv->eligible);
     store_free(srv->store); /* runs pending callbacks: frees txns awaiting a profile */

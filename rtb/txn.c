@@ -30,8 +30,8 @@ typedef struct rtb_call {
     rtb_conn *conn;
     struct evhttp_request *req; /* while pending */
     int pending;
-    int http_error;             /* evhttp error code, when it reported one */
-    int probe;                  /* the circuit breaker's probe call */
+    int http_error; /* evhttp error code, when it reported one */
+    int probe;      /* the circuit breaker's probe call */
     proto_bid bid;
 } rtb_call;
 
@@ -55,7 +55,8 @@ struct rtb_txn {
 static void txn_free(rtb_txn *t) {
     proto_bid_request_free(&t->req);
     proto_profile_free(&t->profile);
-    for (size_t i = 0; i < t->ncalls; i++) proto_bid_free(&t->calls[i].bid);
+    for (size_t i = 0; i < t->ncalls; i++)
+        proto_bid_free(&t->calls[i].bid);
     free(t);
 }
 
@@ -107,9 +108,9 @@ static void after_win(rtb_txn *t, const auction_outcome *o) {
             .ad_id = c->bid.ad_id,
             .price_micros = o->clearing_price_micros,
             .currency = srv->cfg->auction.currency,
-            .loss = won ? 0
-                        : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
-                                                                    : PROTO_LOSS_OUTBID,
+            .loss = won                                         ? 0
+                    : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
+                                                                : PROTO_LOSS_OUTBID,
         };
         rtb_notify(srv->notifier, won ? c->bid.nurl : c->bid.lurl, &m);
     }
@@ -168,8 +169,7 @@ void rtb_txn_close(rtb_txn *t) {
 }
 
 static void maybe_close(rtb_txn *t) {
-    if (t->state == TXN_BIDDING && !t->fanning_out && t->nanswered == t->ncalls)
-        rtb_txn_close(t);
+    if (t->state == TXN_BIDDING && !t->fanning_out && t->nanswered == t->ncalls) rtb_txn_close(t);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
@@ -191,8 +191,7 @@ static int decode_answer(rtb_call *c, struct evhttp_request *req, char *what, si
     rtb_txn *t = c->txn;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (c->http_error == EVREQ_HTTP_DATA_TOO_LONG + 1) {
-        snprintf(what, len, "response body over %ld bytes",
-                 t->srv->cfg->limits.max_response_bytes);
+        snprintf(what, len, "response body over %ld bytes", t->srv->cfg->limits.max_response_bytes);
         return -1;
     }
     if (!req || code == 0 || c->http_error) {
@@ -208,9 +207,9 @@ static int decode_answer(rtb_call *c, struct evhttp_request *req, char *what, si
     size_t n = evbuffer_get_length(in);
     const char *body = n ? (const char *)evbuffer_pullup(in, -1) : "";
     char err[160];
-    proto_bid_status st = proto_bid_response_decode(
-        body, n, (size_t)t->srv->cfg->limits.max_response_bytes, t->req.request_id, &c->bid,
-        err, sizeof(err));
+    proto_bid_status st =
+        proto_bid_response_decode(body, n, (size_t)t->srv->cfg->limits.max_response_bytes,
+                                  t->req.request_id, &c->bid, err, sizeof(err));
     if (st == PROTO_BID_OK) return 1;
     if (st == PROTO_BID_NO_BID || st == PROTO_BID_NO_SEATBID) return 0;
     snprintf(what, len, "%s: %s", proto_bid_status_str(st), err);
@@ -319,11 +318,13 @@ static size_t choose_bidders(rtb_txn *t, rtb_bidder **chosen, size_t max) {
         if (b->active && rtb_bidder_matches(b, user, ctx)) srv->eligible[n++] = b;
     }
     if (n <= max) {
-        for (size_t i = 0; i < n; i++) chosen[i] = srv->eligible[i];
+        for (size_t i = 0; i < n; i++)
+            chosen[i] = srv->eligible[i];
         return n;
     }
     size_t start = (size_t)(srv->rotation++ % n);
-    for (size_t i = 0; i < max; i++) chosen[i] = srv->eligible[(start + i) % n];
+    for (size_t i = 0; i < max; i++)
+        chosen[i] = srv->eligible[(start + i) % n];
     return max;
 }
 
@@ -346,7 +347,8 @@ static void fan_out(rtb_txn *t) {
         }
     }
     t->fanning_out = 1;
-    for (size_t i = 0; i < n; i++) call_bidder(t, chosen[i], &srv->body);
+    for (size_t i = 0; i < n; i++)
+        call_bidder(t, chosen[i], &srv->body);
     t->fanning_out = 0;
     maybe_close(t);
 }
@@ -381,7 +383,8 @@ static void on_profile(void *arg, store_status st, const char *value, size_t len
     } else if (st == STORE_NIL) {
         srv->stats.profile_misses++;
         proto_buf_reset(&srv->out);
-        if (proto_profile_encode(srv->cfg->profiles.default_profile, t->req.user_id, &srv->out) == 0)
+        if (proto_profile_encode(srv->cfg->profiles.default_profile, t->req.user_id, &srv->out) ==
+            0)
             store_profile_put(srv->store, t->req.user_id, srv->out.data, srv->out.len,
                               srv->cfg->profiles.ttl_s);
     } else {

@@ -80,7 +80,7 @@ struct store {
     void *arg;
     conn cmd;
     conn sub;
-    size_t pending;    /* commands other than PUBLISH awaiting a reply */
+    size_t pending;             /* commands other than PUBLISH awaiting a reply */
     pub_entry *q_head, *q_tail; /* PUBLISH queue, oldest first */
     pub_entry *q_unsent;        /* first entry not on the wire, or NULL */
     size_t q_len, q_sent, q_max;
@@ -262,7 +262,8 @@ store *store_new(struct event_base *base, const store_options *opt) {
 }
 
 static void registry_load_reset(registry_load *l) {
-    for (size_t i = 0; i < l->nkeys; i++) free(l->keys[i]);
+    for (size_t i = 0; i < l->nkeys; i++)
+        free(l->keys[i]);
     free(l->keys);
     memset(l, 0, sizeof(*l));
 }
@@ -279,7 +280,8 @@ void store_free(store *s) {
     }
     registry_load_reset(&s->load);
     s->q_sent = 0;
-    while (s->q_head) pub_pop(s);
+    while (s->q_head)
+        pub_pop(s);
     free(s->host);
     free(s->username);
     free(s->password);
@@ -343,8 +345,8 @@ static void on_write(redisAsyncContext *ac, void *r, void *privdata) {
  * `fn`, `reply_cb` answers through a `call` record to fn(arg) exactly once;
  * without, the command is a fire-and-forget write. Returns 0, or -1 when not
  * connected (a write is then counted as failed; fn never runs). */
-static int send_argv(store *s, redisCallbackFn *reply_cb, store_value_fn *fn, void *arg,
-                     int argc, const char **argv, size_t *argvlen) {
+static int send_argv(store *s, redisCallbackFn *reply_cb, store_value_fn *fn, void *arg, int argc,
+                     const char **argv, size_t *argvlen) {
     for (int i = 0; i < argc; i++)
         if (argvlen[i] == 0) argvlen[i] = strlen(argv[i]);
     call *cl = NULL;
@@ -384,8 +386,7 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
     return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
 }
 
-int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
-                  long long by) {
+int store_hincrby(store *s, const char *prefix, const char *id, const char *field, long long by) {
     char key[PROFILE_KEY_MAX], num[24];
     snprintf(num, sizeof(num), "%lld", by);
     const char *argv[4] = {"HINCRBY", key, field, num};
@@ -448,8 +449,7 @@ static void send_queued(store *s) {
     for (pub_entry *e = s->q_unsent; e; e = e->next) {
         const char *argv[3] = {"PUBLISH", e->data, e->data + e->chan_len + 1};
         size_t argvlen[3] = {7, e->chan_len, e->len};
-        if (redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK)
-            return;
+        if (redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK) return;
         s->q_sent++;
         s->q_unsent = e->next;
     }
@@ -554,9 +554,9 @@ static void send_mget(store *s) {
         return;
     }
     argv[0] = "MGET";
-    for (size_t i = 0; i < l->nkeys; i++) argv[i + 1] = l->keys[i];
-    int rc = s->cmd.ac ? redisAsyncCommandArgv(s->cmd.ac, on_mget, s, (int)l->nkeys + 1, argv,
-                                               NULL)
+    for (size_t i = 0; i < l->nkeys; i++)
+        argv[i + 1] = l->keys[i];
+    int rc = s->cmd.ac ? redisAsyncCommandArgv(s->cmd.ac, on_mget, s, (int)l->nkeys + 1, argv, NULL)
                        : REDIS_ERR;
     free(argv);
     if (rc != REDIS_OK) {

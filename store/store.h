@@ -33,15 +33,15 @@ typedef void store_state_fn(void *arg, int connected, int auth_refused, const ch
 typedef void store_message_fn(void *arg, const char *payload, size_t len);
 
 typedef struct store_options {
-    const char *host;     /* copied */
+    const char *host; /* copied */
     int port;
-    const char *username; /* NULL: AUTH with the password alone (Redis < 6) */
-    const char *password; /* NULL: no AUTH */
-    store_state_fn *on_state;       /* may be NULL */
-    store_message_fn *on_update;    /* message on advertiser:updates; may be NULL */
-    void *arg;                      /* passed to both */
-    size_t max_pending_publishes;   /* PUBLISH queue bound (limits.max_pending_results);
-                                       0: 100000 */
+    const char *username;         /* NULL: AUTH with the password alone (Redis < 6) */
+    const char *password;         /* NULL: no AUTH */
+    store_state_fn *on_state;     /* may be NULL */
+    store_message_fn *on_update;  /* message on advertiser:updates; may be NULL */
+    void *arg;                    /* passed to both */
+    size_t max_pending_publishes; /* PUBLISH queue bound (limits.max_pending_results);
+                                     0: 100000 */
 } store_options;
 
 /* Create the store on `base` (borrowed; must outlive the store) and start
@@ -78,8 +78,7 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
 /* HINCRBY {prefix}{id} {field} {by}, fire and forget (failures counted in
  * writes_failed): stats:advertiser:{id} and stats:ad:{ad_id}. Returns -1 at
  * once when not connected (the increment is lost and counted). */
-int store_hincrby(store *s, const char *prefix, const char *id, const char *field,
-                  long long by);
+int store_hincrby(store *s, const char *prefix, const char *id, const char *field, long long by);
 
 /* ---- Events (SPEC 10) ------------------------------------------------------ */
 
@@ -118,8 +117,7 @@ typedef struct store_entry {
 
 /* Called once with every advertiser:targeting:* entry (valid only during the
  * call), or STORE_ERR and no entries. */
-typedef void store_registry_fn(void *arg, store_status st, const store_entry *entries,
-                               size_t n);
+typedef void store_registry_fn(void *arg, store_status st, const store_entry *entries, size_t n);
 
 /* SCAN the keyspace for advertiser:targeting:* (COUNT 1000 per step) and GET
  * each key found. Only one load runs at a time: returns -1 while one is in

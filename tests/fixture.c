@@ -110,15 +110,13 @@ void fx_sleep_ms(int ms) {
 
 static char *xstrdup(const char *s) {
     char *d = strdup(s);
-    if (d == NULL)
-        ck_abort_msg("fixture: out of memory");
+    if (d == NULL) ck_abort_msg("fixture: out of memory");
     return d;
 }
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        ck_abort_msg("fixture: out of memory");
+    if (p == NULL) ck_abort_msg("fixture: out of memory");
     return p;
 }
 
@@ -136,18 +134,15 @@ static char *xasprintf(const char *fmt, ...) {
 
 static void set_cloexec(int fd) {
     int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
 
 static int write_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len > 0) {
         ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
         p += w;
         len -= (size_t)w;
     }
@@ -157,19 +152,16 @@ static int write_all(int fd, const void *buf, size_t len) {
 /* Removes path and everything below it; never follows symlinks. */
 static void rm_rf(const char *path) {
     struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
+    if (lstat(path, &st) != 0) return;
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
         if (d != NULL) {
             struct dirent *e;
             while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                    continue;
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
                 char child[4096];
                 int n = snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-                if (n > 0 && (size_t)n < sizeof child)
-                    rm_rf(child);
+                if (n > 0 && (size_t)n < sizeof child) rm_rf(child);
             }
             closedir(d);
         }
@@ -185,23 +177,19 @@ static int proc_stat(pid_t pid, char *state, unsigned long long *start) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     buf[n] = '\0';
     /* "pid (comm) S f4 ... f22=starttime"; comm may hold spaces and ')'. */
     char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ')
-        return -1;
+    if (p == NULL || p[1] != ' ') return -1;
     p += 2;
     *state = *p;
     for (int field = 3; field < 22 && p != NULL; field++) {
         p = strchr(p, ' ');
-        if (p != NULL)
-            p++;
+        if (p != NULL) p++;
     }
     *start = p != NULL ? strtoull(p, NULL, 10) : 0;
     return 0;
@@ -210,8 +198,7 @@ static int proc_stat(pid_t pid, char *state, unsigned long long *start) {
 int fx_pid_alive(pid_t pid) {
     char state;
     unsigned long long start;
-    if (pid <= 0 || proc_stat(pid, &state, &start) != 0)
-        return 0;
+    if (pid <= 0 || proc_stat(pid, &state, &start) != 0) return 0;
     return state != 'Z' && state != 'X';
 }
 
@@ -228,8 +215,7 @@ const char *fx_getenv(const char *name) {
 
 int fx_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        ck_abort_msg("fixture: socket: %s", strerror(errno));
+    if (fd < 0) ck_abort_msg("fixture: socket: %s", strerror(errno));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t alen = sizeof a;
@@ -256,10 +242,8 @@ int fx_run_suite(Suite *s) {
     int64_t deadline = fx_now_ms() + 5000;
     for (;;) {
         pid_t p = waitpid(-1, NULL, WNOHANG);
-        if (p < 0 || fx_now_ms() >= deadline)
-            break;
-        if (p == 0)
-            fx_sleep_ms(10);
+        if (p < 0 || fx_now_ms() >= deadline) break;
+        if (p == 0) fx_sleep_ms(10);
     }
     return failed == 0 ? 0 : 1;
 }
@@ -276,20 +260,17 @@ typedef struct guard_pid {
 static int guard_alive(const guard_pid *g) {
     char state;
     unsigned long long start;
-    if (proc_stat(g->pid, &state, &start) != 0)
-        return 0;
+    if (proc_stat(g->pid, &state, &start) != 0) return 0;
     return state != 'Z' && state != 'X' && start == g->start;
 }
 
 static void guard_line(guard_pid *gp, int *n, const char *line) {
     pid_t pid = (pid_t)strtol(line + 1, NULL, 10);
-    if (pid <= 0)
-        return;
+    if (pid <= 0) return;
     if (line[0] == '+' && *n < GUARD_MAX) {
         char state;
         unsigned long long start;
-        if (proc_stat(pid, &state, &start) == 0)
-            gp[(*n)++] = (guard_pid){pid, start};
+        if (proc_stat(pid, &state, &start) == 0) gp[(*n)++] = (guard_pid){pid, start};
     } else if (line[0] == '-') {
         for (int i = 0; i < *n; i++) {
             if (gp[i].pid == pid) {
@@ -313,15 +294,12 @@ static void guard_stop_all(guard_pid *gp, int n) {
             int alive = 0;
             for (int i = 0; i < n; i++)
                 alive += guard_alive(&gp[i]);
-            if (alive == 0)
-                return;
-            if (fx_now_ms() >= deadline)
-                break;
+            if (alive == 0) return;
+            if (fx_now_ms() >= deadline) break;
             fx_sleep_ms(10);
         }
         for (int i = 0; i < n; i++) {
-            if (guard_alive(&gp[i]))
-                kill(gp[i].pid, SIGKILL);
+            if (guard_alive(&gp[i])) kill(gp[i].pid, SIGKILL);
         }
     }
 }
@@ -337,11 +315,9 @@ static void guardian_main(int rfd, const char *dir) {
         dup2(null, 2);
     }
     long maxfd = sysconf(_SC_OPEN_MAX);
-    if (maxfd < 0 || maxfd > 65536)
-        maxfd = 65536;
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
     for (int fd = 3; fd < maxfd; fd++) {
-        if (fd != rfd)
-            close(fd);
+        if (fd != rfd) close(fd);
     }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN);
@@ -350,10 +326,8 @@ static void guardian_main(int rfd, const char *dir) {
     size_t used = 0;
     for (;;) {
         ssize_t r = read(rfd, buf + used, sizeof buf - 1 - used);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
         used += (size_t)r;
         buf[used] = '\0';
         char *line = buf, *nl;
@@ -364,8 +338,7 @@ static void guardian_main(int rfd, const char *dir) {
         }
         used = strlen(line);
         memmove(buf, line, used);
-        if (used == sizeof buf - 1)
-            used = 0; /* garbage without newline: drop */
+        if (used == sizeof buf - 1) used = 0; /* garbage without newline: drop */
     }
     guard_stop_all(gp, n);
     rm_rf(dir);
@@ -373,8 +346,7 @@ static void guardian_main(int rfd, const char *dir) {
 }
 
 static void guard_send(fx_env *env, char op, pid_t pid) {
-    if (env->guardian_fd < 0)
-        return;
+    if (env->guardian_fd < 0) return;
     char line[32];
     int len = snprintf(line, sizeof line, "%c%d\n", op, (int)pid);
     write_all(env->guardian_fd, line, (size_t)len);
@@ -382,13 +354,11 @@ static void guard_send(fx_env *env, char op, pid_t pid) {
 
 static void start_guardian(fx_env *env) {
     int p[2];
-    if (pipe(p) != 0)
-        ck_abort_msg("fixture: pipe: %s", strerror(errno));
+    if (pipe(p) != 0) ck_abort_msg("fixture: pipe: %s", strerror(errno));
     set_cloexec(p[0]);
     set_cloexec(p[1]);
     pid_t pid = fork();
-    if (pid < 0)
-        ck_abort_msg("fixture: fork: %s", strerror(errno));
+    if (pid < 0) ck_abort_msg("fixture: fork: %s", strerror(errno));
     if (pid == 0) {
         close(p[1]);
         guardian_main(p[0], env->dir);
@@ -404,8 +374,7 @@ static void procs_add(fx_env *env, pid_t pid) {
     if (env->nprocs == env->capprocs) {
         int cap = env->capprocs ? env->capprocs * 2 : 16;
         pid_t *p = realloc(env->procs, (size_t)cap * sizeof *p);
-        if (p == NULL)
-            ck_abort_msg("fixture: out of memory");
+        if (p == NULL) ck_abort_msg("fixture: out of memory");
         env->procs = p;
         env->capprocs = cap;
     }
@@ -420,10 +389,8 @@ static void procs_forget(pid_t pid) {
             if (env->procs[i] == pid) {
                 env->procs[i] = env->procs[--env->nprocs];
                 guard_send(env, '-', pid);
-                if (env->redis_pid == pid)
-                    env->redis_pid = 0;
-                if (env->mqtt_pid == pid)
-                    env->mqtt_pid = 0;
+                if (env->redis_pid == pid) env->redis_pid = 0;
+                if (env->mqtt_pid == pid) env->mqtt_pid = 0;
                 return;
             }
         }
@@ -434,13 +401,11 @@ static void procs_forget(pid_t pid) {
 static int max_open_fd(void) {
     int max = 2;
     DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return 1023;
+    if (d == NULL) return 1023;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         int fd = atoi(e->d_name);
-        if (fd > max)
-            max = fd;
+        if (fd > max) max = fd;
     }
     closedir(d);
     return max;
@@ -449,35 +414,30 @@ static int max_open_fd(void) {
 pid_t fx_spawn(fx_env *env, const char *const argv[], const char *log_name) {
     char *log_path = fx_path(env, log_name);
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0)
-        ck_abort_msg("fixture: cannot open %s: %s", log_path, strerror(errno));
+    if (log_fd < 0) ck_abort_msg("fixture: cannot open %s: %s", log_path, strerror(errno));
     free(log_path);
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int errp[2]; /* the child reports a failed exec through it */
-    if (null_fd < 0 || pipe(errp) != 0)
-        ck_abort_msg("fixture: open/pipe: %s", strerror(errno));
+    if (null_fd < 0 || pipe(errp) != 0) ck_abort_msg("fixture: open/pipe: %s", strerror(errno));
     set_cloexec(errp[0]);
     set_cloexec(errp[1]);
     int maxfd = max_open_fd() + 16;
 
     pid_t pid = fork();
-    if (pid < 0)
-        ck_abort_msg("fixture: fork: %s", strerror(errno));
+    if (pid < 0) ck_abort_msg("fixture: fork: %s", strerror(errno));
     if (pid == 0) {
         /* Only async-signal-safe calls until exec; _exit, never exit. */
         dup2(null_fd, 0);
         dup2(log_fd, 1);
         dup2(log_fd, 2);
         for (int fd = 3; fd <= maxfd; fd++) {
-            if (fd != errp[1])
-                close(fd);
+            if (fd != errp[1]) close(fd);
         }
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = SIG_DFL;
         for (int sig = 1; sig < 32; sig++) {
-            if (sig != SIGKILL && sig != SIGSTOP)
-                sigaction(sig, &sa, NULL);
+            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL);
         }
         sigset_t none;
         sigemptyset(&none);
@@ -515,8 +475,7 @@ int fx_kill(pid_t pid, int sig) {
 static int child_exited(pid_t pid) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
-        return -1;
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
     return si.si_pid == pid;
 }
 
@@ -524,10 +483,8 @@ int fx_wait_exit(pid_t pid, int timeout_ms, int *status) {
     int64_t deadline = fx_now_ms() + timeout_ms;
     for (;;) {
         int ex = child_exited(pid);
-        if (ex < 0)
-            return -1;
-        if (ex > 0)
-            break;
+        if (ex < 0) return -1;
+        if (ex > 0) break;
         if (fx_now_ms() >= deadline) {
             errno = ETIMEDOUT;
             return -1;
@@ -539,8 +496,7 @@ int fx_wait_exit(pid_t pid, int timeout_ms, int *status) {
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    if (status != NULL)
-        *status = st;
+    if (status != NULL) *status = st;
     return 0;
 }
 
@@ -566,8 +522,7 @@ static void stop_pids(const pid_t *pids, int n) {
 }
 
 static void stop_one(pid_t pid) {
-    if (pid > 0)
-        stop_pids(&pid, 1);
+    if (pid > 0) stop_pids(&pid, 1);
 }
 
 /* ---- files ------------------------------------------------------------- */
@@ -579,13 +534,11 @@ char *fx_path(const fx_env *env, const char *name) {
 char *fx_write_file(const fx_env *env, const char *name, const char *text) {
     char *path = fx_path(env, name);
     FILE *f = fopen(path, "w");
-    if (f == NULL)
-        ck_abort_msg("fixture: cannot create %s: %s", path, strerror(errno));
+    if (f == NULL) ck_abort_msg("fixture: cannot create %s: %s", path, strerror(errno));
     size_t len = strlen(text);
     int bad = fwrite(text, 1, len, f) != len;
     bad |= fclose(f) != 0;
-    if (bad)
-        ck_abort_msg("fixture: cannot write %s", path);
+    if (bad) ck_abort_msg("fixture: cannot write %s", path);
     return path;
 }
 
@@ -593,8 +546,7 @@ char *fx_read_file(const fx_env *env, const char *name, size_t *len) {
     char *path = fx_path(env, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
-    if (fd < 0)
-        return NULL;
+    if (fd < 0) return NULL;
     size_t cap = 4096, used = 0;
     char *buf = xmalloc(cap);
     for (;;) {
@@ -609,16 +561,13 @@ char *fx_read_file(const fx_env *env, const char *name, size_t *len) {
             cap *= 2;
         }
         ssize_t r = read(fd, buf + used, cap - 1 - used);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
         used += (size_t)r;
     }
     close(fd);
     buf[used] = '\0';
-    if (len != NULL)
-        *len = used;
+    if (len != NULL) *len = used;
     return buf;
 }
 
@@ -639,8 +588,7 @@ void fx_dump_log(const fx_env *env, const char *name) {
 
 static int tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -655,8 +603,7 @@ static int tcp_connect(int port) {
 static redisContext *redis_connect(const fx_env *env, int port, int timeout_ms) {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(LOOPBACK, port, tv);
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     if (c->err) {
         redisFree(c);
         return NULL;
@@ -664,13 +611,12 @@ static redisContext *redis_connect(const fx_env *env, int port, int timeout_ms) 
     set_cloexec(c->fd);
     if (env->redis_password != NULL) {
         redisSetTimeout(c, tv);
-        redisReply *r = env->redis_username != NULL
-                            ? redisCommand(c, "AUTH %s %s", env->redis_username,
-                                           env->redis_password)
-                            : redisCommand(c, "AUTH %s", env->redis_password);
+        redisReply *r =
+            env->redis_username != NULL
+                ? redisCommand(c, "AUTH %s %s", env->redis_username, env->redis_password)
+                : redisCommand(c, "AUTH %s", env->redis_password);
         int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-        if (r != NULL)
-            freeReplyObject(r);
+        if (r != NULL) freeReplyObject(r);
         if (!ok) {
             redisFree(c);
             return NULL;
@@ -681,14 +627,12 @@ static redisContext *redis_connect(const fx_env *env, int port, int timeout_ms) 
 
 static int redis_ready(fx_env *env, int port) {
     redisContext *c = redis_connect(env, port, 200);
-    if (c == NULL)
-        return 0;
+    if (c == NULL) return 0;
     struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
     redisSetTimeout(c, tv);
     redisReply *r = redisCommand(c, "PING");
     int ok = r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r != NULL)
-        freeReplyObject(r);
+    if (r != NULL) freeReplyObject(r);
     redisFree(c);
     return ok;
 }
@@ -696,8 +640,7 @@ static int redis_ready(fx_env *env, int port) {
 static int mqtt_ready(fx_env *env, int port) {
     (void)env;
     int fd = tcp_connect(port);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     close(fd);
     return 1;
 }
@@ -710,8 +653,7 @@ int fx_wait_port(int port, int timeout_ms) {
             close(fd);
             return 0;
         }
-        if (fx_now_ms() >= deadline)
-            return -1;
+        if (fx_now_ms() >= deadline) return -1;
         fx_sleep_ms(10);
     }
 }
@@ -721,12 +663,9 @@ int fx_wait_port(int port, int timeout_ms) {
 static int wait_ready(fx_env *env, pid_t pid, int port, int (*ready)(fx_env *, int)) {
     int64_t deadline = fx_now_ms() + FX_START_TIMEOUT_MS;
     for (;;) {
-        if (child_exited(pid) != 0)
-            return 0;
-        if (ready(env, port))
-            return child_exited(pid) == 0 ? 1 : 0;
-        if (fx_now_ms() >= deadline)
-            return -1;
+        if (child_exited(pid) != 0) return 0;
+        if (ready(env, port)) return child_exited(pid) == 0 ? 1 : 0;
+        if (fx_now_ms() >= deadline) return -1;
         fx_sleep_ms(10);
     }
 }
@@ -760,8 +699,7 @@ static pid_t spawn_mqtt(fx_env *env) {
                            "persistence false\n"
                            "set_tcp_nodelay true\n"
                            "%s",
-                           env->mqtt_conf_head != NULL ? env->mqtt_conf_head : "",
-                           env->mqtt_port,
+                           env->mqtt_conf_head != NULL ? env->mqtt_conf_head : "", env->mqtt_port,
                            env->mqtt_conf_tail != NULL ? env->mqtt_conf_tail : "");
     free(fx_write_file(env, "mosquitto.conf", conf));
     free(conf);
@@ -775,14 +713,13 @@ static pid_t spawn_mqtt(fx_env *env) {
 /* Starts one server and waits for it. With retry_ports, a server that exits
  * early (its port was taken) is tried again on another free port. */
 static pid_t start_server(fx_env *env, int *port, pid_t (*spawn)(fx_env *),
-                          int (*ready)(fx_env *, int),
-                          const char *what, const char *log, int retry_ports) {
+                          int (*ready)(fx_env *, int), const char *what, const char *log,
+                          int retry_ports) {
     int attempts = retry_ports ? START_ATTEMPTS : 1;
     for (int i = 0; i < attempts; i++) {
         pid_t pid = spawn(env);
         int r = wait_ready(env, pid, *port, ready);
-        if (r == 1)
-            return pid;
+        if (r == 1) return pid;
         stop_one(pid);
         if (r < 0 || i + 1 == attempts) {
             fx_dump_log(env, log);
@@ -814,8 +751,7 @@ fx_env *fx_start(void) {
     memset(env, 0, sizeof *env);
     env->guardian_fd = -1;
     snprintf(env->dir, sizeof env->dir, "/tmp/rtb-fx-XXXXXX");
-    if (mkdtemp(env->dir) == NULL)
-        ck_abort_msg("fixture: mkdtemp: %s", strerror(errno));
+    if (mkdtemp(env->dir) == NULL) ck_abort_msg("fixture: mkdtemp: %s", strerror(errno));
     start_guardian(env);
     env->next = live_envs;
     live_envs = env;
@@ -908,14 +844,12 @@ void fx_mqtt_start(fx_env *env) {
 }
 
 void fx_stop(fx_env *env) {
-    if (env == NULL)
-        return;
+    if (env == NULL) return;
     while (env->subs != NULL)
         fx_sub_stop(env->subs);
     while (env->mqtts != NULL)
         fx_mqtt_close(env->mqtts);
-    if (env->redis != NULL)
-        redisFree(env->redis);
+    if (env->redis != NULL) redisFree(env->redis);
     env->redis = NULL;
 
     /* Programs first (an exchange may flush results to Redis on SIGTERM),
@@ -940,8 +874,7 @@ void fx_stop(fx_env *env) {
     int64_t deadline = fx_now_ms() + FX_STOP_GRACE_MS;
     while (child_exited(env->guardian_pid) == 0 && fx_now_ms() < deadline)
         fx_sleep_ms(2);
-    if (child_exited(env->guardian_pid) == 0)
-        kill(env->guardian_pid, SIGKILL);
+    if (child_exited(env->guardian_pid) == 0) kill(env->guardian_pid, SIGKILL);
     waitpid(env->guardian_pid, NULL, 0);
     rm_rf(env->dir);
     for (fx_env **p = &live_envs; *p != NULL; p = &(*p)->next) {
@@ -986,15 +919,13 @@ static int spec_value(const char *spec, const char *key, char *out, size_t outle
         if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
             const char *v = p + klen + 1;
             size_t vlen = strcspn(v, ",");
-            if (vlen >= outlen)
-                vlen = outlen - 1;
+            if (vlen >= outlen) vlen = outlen - 1;
             memcpy(out, v, vlen);
             out[vlen] = '\0';
             return 1;
         }
         p = strchr(p, ',');
-        if (p != NULL)
-            p++;
+        if (p != NULL) p++;
     }
     return 0;
 }
@@ -1017,8 +948,7 @@ static int parse_listening(const char *text, char (*ids)[128], int n, int *ports
             }
         }
         line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
+        if (line != NULL) line++;
     }
     for (int i = 0; i < n; i++)
         found += ports[i] > 0;
@@ -1071,8 +1001,7 @@ pid_t fx_spawn_bidder_ex(fx_env *env, const char *const extra_args[], const char
         char *text = fx_read_file(env, log, NULL);
         int found = text != NULL ? parse_listening(text, ids, n, ports_out) : 0;
         free(text);
-        if (found == n)
-            break;
+        if (found == n) break;
         if (child_exited(pid) != 0) {
             why = "exited before it listened on every port";
             break;
@@ -1152,8 +1081,7 @@ void fx_redis_do(fx_env *env, const char *fmt, ...) {
 /* ---- subscriber -------------------------------------------------------- */
 
 void fx_msg_free(fx_msg *msg) {
-    if (msg == NULL)
-        return;
+    if (msg == NULL) return;
     free(msg->channel);
     free(msg->pattern);
     free(msg->payload);
@@ -1161,8 +1089,7 @@ void fx_msg_free(fx_msg *msg) {
 }
 
 cJSON *fx_msg_json(const fx_msg *msg) {
-    if (msg == NULL || msg->payload == NULL)
-        return NULL;
+    if (msg == NULL || msg->payload == NULL) return NULL;
     return cJSON_ParseWithLength(msg->payload, msg->payload_len);
 }
 
@@ -1174,8 +1101,7 @@ static char *dup_bytes(const char *s, size_t len) {
 }
 
 static void sub_disconnect(fx_sub *sub) {
-    if (sub->c != NULL)
-        redisFree(sub->c);
+    if (sub->c != NULL) redisFree(sub->c);
     sub->c = NULL;
 }
 
@@ -1183,16 +1109,14 @@ static void sub_disconnect(fx_sub *sub) {
 static int sub_connect(fx_sub *sub) {
     sub_disconnect(sub);
     redisContext *c = redis_connect(sub->env, sub->env->redis_port, 1000);
-    if (c == NULL)
-        return 0;
+    if (c == NULL) return 0;
     struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
     redisSetTimeout(c, tv);
     redisReply *r = redisCommand(c, "PSUBSCRIBE %s", sub->pattern);
     int ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
              r->element[0]->type == REDIS_REPLY_STRING &&
              strcmp(r->element[0]->str, "psubscribe") == 0;
-    if (r != NULL)
-        freeReplyObject(r);
+    if (r != NULL) freeReplyObject(r);
     if (!ok) {
         redisFree(c);
         return 0;
@@ -1218,8 +1142,7 @@ fx_sub *fx_sub_start(fx_env *env, const char *pattern) {
 }
 
 void fx_sub_stop(fx_sub *sub) {
-    if (sub == NULL)
-        return;
+    if (sub == NULL) return;
     for (fx_sub **p = &sub->env->subs; *p != NULL; p = &(*p)->next) {
         if (*p == sub) {
             *p = sub->next;
@@ -1238,14 +1161,11 @@ void fx_sub_stop(fx_sub *sub) {
 
 /* A message from a "pmessage" reply; NULL for any other reply. */
 static fx_msg *msg_from_reply(const redisReply *r) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
-        return NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) return NULL;
     for (size_t i = 0; i < 4; i++) {
-        if (r->element[i]->type != REDIS_REPLY_STRING)
-            return NULL;
+        if (r->element[i]->type != REDIS_REPLY_STRING) return NULL;
     }
-    if (strcmp(r->element[0]->str, "pmessage") != 0)
-        return NULL;
+    if (strcmp(r->element[0]->str, "pmessage") != 0) return NULL;
     fx_msg *m = xmalloc(sizeof *m);
     m->pattern = dup_bytes(r->element[1]->str, r->element[1]->len);
     m->channel = dup_bytes(r->element[2]->str, r->element[2]->len);
@@ -1261,10 +1181,8 @@ static fx_msg *sub_read(fx_sub *sub, int64_t deadline) {
     for (;;) {
         int64_t left = deadline - fx_now_ms();
         if (sub->c == NULL) {
-            if (left <= 0)
-                return NULL;
-            if (!sub_connect(sub))
-                fx_sleep_ms(left < 50 ? (int)left : 50);
+            if (left <= 0) return NULL;
+            if (!sub_connect(sub)) fx_sleep_ms(left < 50 ? (int)left : 50);
             continue;
         }
         void *reply = NULL;
@@ -1273,16 +1191,13 @@ static fx_msg *sub_read(fx_sub *sub, int64_t deadline) {
         if (reply != NULL) {
             fx_msg *m = msg_from_reply(reply);
             freeReplyObject(reply);
-            if (m != NULL)
-                return m;
+            if (m != NULL) return m;
             continue;
         }
-        if (left <= 0)
-            return NULL;
+        if (left <= 0) return NULL;
         struct pollfd pfd = {.fd = sub->c->fd, .events = POLLIN};
         int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno != EINTR)
-            ck_abort_msg("fixture: poll: %s", strerror(errno));
+        if (pr < 0 && errno != EINTR) ck_abort_msg("fixture: poll: %s", strerror(errno));
         if (pr > 0 && redisBufferRead(sub->c) != REDIS_OK)
             sub_disconnect(sub); /* Redis went away; reconnect above */
     }
@@ -1302,8 +1217,7 @@ fx_msg *fx_sub_next(fx_sub *sub, int timeout_ms) {
     if (sub->head != NULL) {
         fx_msg *m = sub->head;
         sub->head = m->next;
-        if (sub->head == NULL)
-            sub->tail = NULL;
+        if (sub->head == NULL) sub->tail = NULL;
         sub->nbuffered--;
         m->next = NULL;
         return m;
@@ -1314,14 +1228,12 @@ fx_msg *fx_sub_next(fx_sub *sub, int timeout_ms) {
 fx_msg *fx_sub_wait_for(fx_sub *sub, const char *channel, int timeout_ms) {
     fx_msg *prev = NULL;
     for (fx_msg *m = sub->head; m != NULL; prev = m, m = m->next) {
-        if (strcmp(m->channel, channel) != 0)
-            continue;
+        if (strcmp(m->channel, channel) != 0) continue;
         if (prev != NULL)
             prev->next = m->next;
         else
             sub->head = m->next;
-        if (sub->tail == m)
-            sub->tail = prev;
+        if (sub->tail == m) sub->tail = prev;
         sub->nbuffered--;
         m->next = NULL;
         return m;
@@ -1329,8 +1241,7 @@ fx_msg *fx_sub_wait_for(fx_sub *sub, const char *channel, int timeout_ms) {
     int64_t deadline = fx_now_ms() + timeout_ms;
     for (;;) {
         fx_msg *m = sub_read(sub, deadline);
-        if (m == NULL || strcmp(m->channel, channel) == 0)
-            return m;
+        if (m == NULL || strcmp(m->channel, channel) == 0) return m;
         sub_push(sub, m);
     }
 }
@@ -1413,8 +1324,7 @@ static int conn_answered(const fx_mqtt *m, int arg) {
 static int is_acked(const fx_mqtt *m, int mid) {
     unsigned n = m->acked_count < ACK_RING ? m->acked_count : ACK_RING;
     for (unsigned i = 0; i < n; i++) {
-        if (m->acked[(m->acked_count - 1 - i) % ACK_RING] == mid)
-            return 1;
+        if (m->acked[(m->acked_count - 1 - i) % ACK_RING] == mid) return 1;
     }
     return 0;
 }
@@ -1440,16 +1350,14 @@ fx_mqtt *fx_mqtt_connect(fx_env *env) {
     char id[64];
     snprintf(id, sizeof id, "fx-pub-%d-%u", (int)getpid(), ++mqtt_counter);
     m->mosq = mosquitto_new(id, true, m);
-    if (m->mosq == NULL)
-        ck_abort_msg("fixture: mosquitto_new: %s", strerror(errno));
+    if (m->mosq == NULL) ck_abort_msg("fixture: mosquitto_new: %s", strerror(errno));
     mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
     mosquitto_publish_callback_set(m->mosq, on_publish);
     mosquitto_reconnect_delay_set(m->mosq, 1, 1, false);
     int rc = mosquitto_connect(m->mosq, LOOPBACK, env->mqtt_port, 30);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_loop_start(m->mosq);
+    if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_start(m->mosq);
     if (rc != MOSQ_ERR_SUCCESS) {
         mosquitto_destroy(m->mosq);
         ck_abort_msg("fixture: MQTT connect to 127.0.0.1:%d: %s", env->mqtt_port,
@@ -1467,8 +1375,7 @@ fx_mqtt *fx_mqtt_connect(fx_env *env) {
 /* Hands the message to libmosquitto; returns a MOSQ_ERR_* code, *mid its id. */
 static int mqtt_pub(fx_mqtt *m, const char *topic, const void *payload, size_t len, int qos,
                     int *mid) {
-    if (len > INT32_MAX)
-        return MOSQ_ERR_PAYLOAD_SIZE;
+    if (len > INT32_MAX) return MOSQ_ERR_PAYLOAD_SIZE;
     pthread_mutex_lock(&m->mu);
     m->outstanding++; /* before the call: the acknowledgement may beat its return */
     pthread_mutex_unlock(&m->mu);
@@ -1506,8 +1413,7 @@ int fx_mqtt_wait_connected(fx_mqtt *m, int timeout_ms) {
 }
 
 void fx_mqtt_close(fx_mqtt *m) {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     for (fx_mqtt **p = &m->env->mqtts; *p != NULL; p = &(*p)->next) {
         if (*p == m) {
             *p = m->next;
@@ -1528,25 +1434,20 @@ void fx_mqtt_close(fx_mqtt *m) {
 static ssize_t io_wait(int fd, short events, int64_t deadline) {
     for (;;) {
         int64_t left = deadline - fx_now_ms();
-        if (left <= 0)
-            return -1;
+        if (left <= 0) return -1;
         struct pollfd pfd = {.fd = fd, .events = events};
         int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
+        if (pr < 0 && errno == EINTR) continue;
         return pr > 0 ? 1 : -1;
     }
 }
 
 static int http_send(int fd, const char *buf, size_t len, int64_t deadline) {
     while (len > 0) {
-        if (io_wait(fd, POLLOUT, deadline) < 0)
-            return -1;
+        if (io_wait(fd, POLLOUT, deadline) < 0) return -1;
         ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-        if (w < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (w <= 0)
-            return -1;
+        if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (w <= 0) return -1;
         buf += w;
         len -= (size_t)w;
     }
@@ -1562,16 +1463,14 @@ static char *http_recv(int fd, size_t *len, int64_t deadline) {
         char *end = strstr(buf, "\r\n\r\n");
         if (end != NULL) {
             const char *cl = strstr(buf, "\r\nContent-Length:");
-            if (cl == NULL)
-                cl = strstr(buf, "\r\ncontent-length:");
+            if (cl == NULL) cl = strstr(buf, "\r\ncontent-length:");
             if (cl != NULL && cl < end &&
                 used >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10))
                 break;
         }
         if (used + 1 >= cap) {
             char *b = realloc(buf, cap * 2);
-            if (b == NULL)
-                break;
+            if (b == NULL) break;
             buf = b;
             cap *= 2;
         }
@@ -1580,14 +1479,12 @@ static char *http_recv(int fd, size_t *len, int64_t deadline) {
             return NULL;
         }
         ssize_t r = recv(fd, buf + used, cap - 1 - used, 0);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (r < 0) {
             free(buf);
             return NULL;
         }
-        if (r == 0)
-            break;
+        if (r == 0) break;
         used += (size_t)r;
     }
     buf[used] = '\0';
@@ -1597,12 +1494,10 @@ static char *http_recv(int fd, size_t *len, int64_t deadline) {
 
 int fx_http(int port, const char *method, const char *path, const char *body, char **resp_body,
             int timeout_ms) {
-    if (resp_body != NULL)
-        *resp_body = NULL;
+    if (resp_body != NULL) *resp_body = NULL;
     int64_t deadline = fx_now_ms() + timeout_ms;
     int fd = tcp_connect(port);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     char *req = body != NULL ? xasprintf("%s %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n"
                                          "Content-Type: application/json\r\n"
@@ -1617,16 +1512,14 @@ int fx_http(int port, const char *method, const char *path, const char *body, ch
     size_t len = 0;
     char *resp = rc == 0 ? http_recv(fd, &len, deadline) : NULL;
     close(fd);
-    if (resp == NULL)
-        return -1;
+    if (resp == NULL) return -1;
     int status = -1;
     char *end = strstr(resp, "\r\n\r\n");
     if (end != NULL && sscanf(resp, "HTTP/%*d.%*d %d", &status) == 1 && resp_body != NULL) {
         end += 4;
         *resp_body = dup_bytes(end, len - (size_t)(end - resp));
     }
-    if (end == NULL)
-        status = -1;
+    if (end == NULL) status = -1;
     free(resp);
     return status;
 }

@@ -76,8 +76,7 @@ typedef struct metrics {
 } metrics;
 
 static void metrics_free(metrics *m) {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     free(m->samples);
     free(m->families);
     free(m);
@@ -90,13 +89,11 @@ static int is_name_start(int c, int colon_ok) {
 /* Reads a metric name (colon_ok) or label name at *p into out; 0 or -1. */
 static int read_name(const char **p, char *out, int colon_ok) {
     const char *s = *p;
-    if (!is_name_start((unsigned char)*s, colon_ok))
-        return -1;
+    if (!is_name_start((unsigned char)*s, colon_ok)) return -1;
     size_t n = 0;
     while (is_name_start((unsigned char)s[n], colon_ok) || isdigit((unsigned char)s[n]))
         n++;
-    if (n >= NAME_MAX_LEN)
-        return -1;
+    if (n >= NAME_MAX_LEN) return -1;
     memcpy(out, s, n);
     out[n] = '\0';
     *p = s + n;
@@ -106,13 +103,11 @@ static int read_name(const char **p, char *out, int colon_ok) {
 /* Reads "..." with the escapes \\ \" \n at *p into out; 0 or -1. */
 static int read_label_value(const char **p, char *out, size_t outlen) {
     const char *s = *p;
-    if (*s++ != '"')
-        return -1;
+    if (*s++ != '"') return -1;
     size_t n = 0;
     for (; *s != '"'; s++) {
         char c = *s;
-        if (c == '\0' || c == '\n')
-            return -1;
+        if (c == '\0' || c == '\n') return -1;
         if (c == '\\') {
             s++;
             if (*s == 'n')
@@ -122,8 +117,7 @@ static int read_label_value(const char **p, char *out, size_t outlen) {
             else
                 return -1;
         }
-        if (n + 1 >= outlen)
-            return -1;
+        if (n + 1 >= outlen) return -1;
         out[n++] = c;
     }
     out[n] = '\0';
@@ -137,31 +131,27 @@ static int read_value(const char **p, double *out) {
     const char *s = *p;
     size_t n = strcspn(s, " \t");
     char tok[64];
-    if (n == 0 || n >= sizeof tok)
-        return -1;
+    if (n == 0 || n >= sizeof tok) return -1;
     memcpy(tok, s, n);
     tok[n] = '\0';
     char *end = NULL;
     errno = 0;
     *out = strtod(tok, &end);
-    if (*end != '\0' || errno == ERANGE)
-        return -1;
+    if (*end != '\0' || errno == ERANGE) return -1;
     *p = s + n;
     return 0;
 }
 
 static family *find_family(metrics *m, const char *name) {
     for (size_t i = 0; i < m->nfamilies; i++) {
-        if (strcmp(m->families[i].name, name) == 0)
-            return &m->families[i];
+        if (strcmp(m->families[i].name, name) == 0) return &m->families[i];
     }
     return NULL;
 }
 
 static family *get_family(metrics *m, const char *name) {
     family *f = find_family(m, name);
-    if (f != NULL)
-        return f;
+    if (f != NULL) return f;
     if (m->nfamilies == m->fcap) {
         m->fcap = m->fcap ? 2 * m->fcap : 32;
         m->families = realloc(m->families, m->fcap * sizeof(*m->families));
@@ -177,18 +167,16 @@ static family *get_family(metrics *m, const char *name) {
  * a histogram's (or summary's) for the _bucket, _sum and _count series. */
 static family *family_of(metrics *m, const char *name) {
     family *f = find_family(m, name);
-    if (f != NULL && f->type[0] != '\0')
-        return f;
+    if (f != NULL && f->type[0] != '\0') return f;
     static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         size_t n = strlen(name), k = strlen(suffixes[i]);
-        if (n <= k || strcmp(name + n - k, suffixes[i]) != 0)
-            continue;
+        if (n <= k || strcmp(name + n - k, suffixes[i]) != 0) continue;
         char base[NAME_MAX_LEN];
         snprintf(base, sizeof base, "%.*s", (int)(n - k), name);
         family *b = find_family(m, base);
-        if (b != NULL && (strcmp(b->type, "histogram") == 0 ||
-                          (i > 0 && strcmp(b->type, "summary") == 0)))
+        if (b != NULL &&
+            (strcmp(b->type, "histogram") == 0 || (i > 0 && strcmp(b->type, "summary") == 0)))
             return b;
     }
     return f;
@@ -200,8 +188,7 @@ static int parse_comment(metrics *m, const char *line, char *err, size_t errlen)
     while (*p == ' ' || *p == '\t')
         p++;
     int help = strncmp(p, "HELP ", 5) == 0, type = strncmp(p, "TYPE ", 5) == 0;
-    if (!help && !type)
-        return 0;
+    if (!help && !type) return 0;
     p += 5;
     while (*p == ' ' || *p == '\t')
         p++;
@@ -365,10 +352,8 @@ static const sample *find_sample(const metrics *m, const char *name, const char 
                                  const char *lvalue) {
     for (size_t i = 0; i < m->nsamples; i++) {
         const sample *s = &m->samples[i];
-        if (strcmp(s->name, name) != 0)
-            continue;
-        if (lname == NULL && s->nlabels == 0)
-            return s;
+        if (strcmp(s->name, name) != 0) continue;
+        if (lname == NULL && s->nlabels == 0) return s;
         for (int k = 0; lname != NULL && k < s->nlabels; k++) {
             if (strcmp(s->labels[k].name, lname) == 0 && strcmp(s->labels[k].value, lvalue) == 0)
                 return s;
@@ -384,8 +369,7 @@ static metrics *scrape(void) {
     char *body = NULL;
     int code = fx_http(w->admin_port, "GET", "/metrics", NULL, &body, HTTP_WAIT_MS);
     if (code != 200)
-        wx_fail_with_log(w, "GET /metrics: status %d, want 200: %.300s", code,
-                         wx_or_empty(body));
+        wx_fail_with_log(w, "GET /metrics: status %d, want 200: %.300s", code, wx_or_empty(body));
     char err[1200];
     metrics *m = metrics_parse(body, err, sizeof err);
     if (m == NULL) {
@@ -423,24 +407,23 @@ static void check_histogram(const metrics *m, const char *name) {
     int nbuckets = 0;
     for (size_t i = 0; i < m->nsamples; i++) {
         const sample *s = &m->samples[i];
-        if (strcmp(s->name, bucket) != 0)
-            continue;
+        if (strcmp(s->name, bucket) != 0) continue;
         ck_assert_msg(s->nlabels == 1 && strcmp(s->labels[0].name, "le") == 0,
                       "%s: want exactly the label le", s->series);
         char *end = NULL;
         double le = strtod(s->labels[0].value, &end);
         ck_assert_msg(*end == '\0' && !isnan(le), "%s: le is not a number", s->series);
         ck_assert_msg(le > last_le, "%s: le not increasing", s->series);
-        ck_assert_msg(s->value >= last_n, "%s: %.0f after %.0f: buckets not cumulative",
-                      s->series, s->value, last_n);
+        ck_assert_msg(s->value >= last_n, "%s: %.0f after %.0f: buckets not cumulative", s->series,
+                      s->value, last_n);
         last_le = le;
         last_n = s->value;
         nbuckets++;
     }
     ck_assert_msg(nbuckets >= 2, "%s: %d buckets", name, nbuckets);
     ck_assert_msg(isinf(last_le) && last_le > 0, "%s: the last bucket is not +Inf", name);
-    ck_assert_msg(last_n == mval(m, count, NULL, NULL), "%s: +Inf bucket %.0f != _count %.0f",
-                  name, last_n, mval(m, count, NULL, NULL));
+    ck_assert_msg(last_n == mval(m, count, NULL, NULL), "%s: +Inf bucket %.0f != _count %.0f", name,
+                  last_n, mval(m, count, NULL, NULL));
 }
 
 /* GET /healthz: the status (-1 when no answer), the body in *body. */
@@ -458,8 +441,7 @@ static char *await_healthz(int want_code, int within_ms, int64_t *took_ms) {
         char *body = NULL;
         int code = healthz(&body);
         if (code == want_code) {
-            if (took_ms != NULL)
-                *took_ms = fx_now_ms() - start;
+            if (took_ms != NULL) *took_ms = fx_now_ms() - start;
             return body;
         }
         if (fx_now_ms() - start > within_ms) {
@@ -585,9 +567,9 @@ START_TEST(bidder_timeouts_and_errors_are_counted) {
         const char *metric, *bidder;
         double want;
     } deltas[] = {
-        {"rtb_bidder_calls_total", "slow", 1},    {"rtb_bidder_timeouts_total", "slow", 1},
-        {"rtb_bidder_errors_total", "slow", 0},   {"rtb_bidder_bids_total", "slow", 0},
-        {"rtb_bidder_calls_total", "broken", 1},  {"rtb_bidder_errors_total", "broken", 1},
+        {"rtb_bidder_calls_total", "slow", 1},      {"rtb_bidder_timeouts_total", "slow", 1},
+        {"rtb_bidder_errors_total", "slow", 0},     {"rtb_bidder_bids_total", "slow", 0},
+        {"rtb_bidder_calls_total", "broken", 1},    {"rtb_bidder_errors_total", "broken", 1},
         {"rtb_bidder_timeouts_total", "broken", 0}, {"rtb_bidder_bids_total", "broken", 0},
     };
     for (size_t i = 0; i < sizeof deltas / sizeof deltas[0]; i++) {
@@ -737,8 +719,7 @@ START_TEST(admin_port_taken_exits_1) {
     ck_assert_msg(log != NULL, "exchange.log cannot be read");
     int named = strstr(log, "admin.listen") != NULL;
     free(log);
-    if (!named)
-        wx_fail_with_log(w, "the exit message does not name admin.listen");
+    if (!named) wx_fail_with_log(w, "the exit message does not name admin.listen");
     wx_check_exchange_log(w);
 }
 END_TEST

@@ -155,8 +155,9 @@ START_TEST(events_counted_deduplicated_attributed) {
     wx_opts o = {0};
     wx_start_exchange(w, "events", &o);
 
-    publish_event("impression", "{\"event_id\":\"e-1\",\"request_id\":\"r-1\",\"ad_id\":\"ad-1\","
-                                "\"advertiser_id\":\"ev-a\",\"user_id\":\"u-1\",\"timestamp\":1.5}");
+    publish_event("impression",
+                  "{\"event_id\":\"e-1\",\"request_id\":\"r-1\",\"ad_id\":\"ad-1\","
+                  "\"advertiser_id\":\"ev-a\",\"user_id\":\"u-1\",\"timestamp\":1.5}");
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "impressions", 1), 1);
     ck_assert_int_eq(poll_hget("stats:ad:ad-1", "impressions", 1), 1);
 

@@ -10,7 +10,7 @@
 
 #include "auction/auction.h"
 
-#define M(units) ((int64_t)((units) * 1000000.0 + 0.5)) /* test literals only */
+#define M(units) ((int64_t)((units)*1000000.0 + 0.5)) /* test literals only */
 #define INC M(0.01)
 
 typedef struct fixture {
@@ -178,11 +178,11 @@ END_TEST
 
 START_TEST(ten_bidders) {
     fixture f;
-    static const char *names[10] = {"b0", "b1", "b2", "b3", "b4",
-                                    "b5", "b6", "b7", "b8", "b9"};
+    static const char *names[10] = {"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"};
     static const double prices[10] = {1.1, 4.4, 2.2, 9.9, 3.3, 7.7, 8.8, 5.5, 6.6, 0.5};
     open_auction(&f, M(1.00));
-    for (int i = 0; i < 10; i++) bid(&f, names[i], M(prices[i]));
+    for (int i = 0; i < 10; i++)
+        bid(&f, names[i], M(prices[i]));
     close_auction(&f);
     ck_assert_str_eq(f.out.winner->bidder_id, "b3");
     ck_assert_str_eq(f.out.runner_up->bidder_id, "b6");

@@ -122,12 +122,10 @@ static const char *exchange_json_path(char *buf, size_t len) {
     const char *root = getenv("RTB_SOURCE_ROOT");
     if (root != NULL) {
         snprintf(buf, len, "%s/conf/exchange.json", root);
-        if (access(buf, R_OK) == 0)
-            return buf;
+        if (access(buf, R_OK) == 0) return buf;
     }
     for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++)
-        if (access(tries[i], R_OK) == 0)
-            return tries[i];
+        if (access(tries[i], R_OK) == 0) return tries[i];
     ck_abort_msg("conf/exchange.json not found from the working directory");
     return NULL;
 }
@@ -480,8 +478,13 @@ START_TEST(every_key_accepted) {
 END_TEST
 
 static const char *const good_endpoints[] = {
-    "http://127.0.0.1:9001/bid", "https://bidder.example/openrtb?x=1#f", "HTTP://H",
-    "http://[::1]:9001/bid", "http://h:65535", "https://h.example:1/", "http://h?q",
+    "http://127.0.0.1:9001/bid",
+    "https://bidder.example/openrtb?x=1#f",
+    "HTTP://H",
+    "http://[::1]:9001/bid",
+    "http://h:65535",
+    "https://h.example:1/",
+    "http://h?q",
 };
 
 START_TEST(good_endpoint) {
@@ -497,8 +500,9 @@ START_TEST(good_endpoint) {
 END_TEST
 
 static const char *const good_money[][2] = {
-    {"0", "0"}, {"0.000001", "1"}, {"2.11", "2110000"}, {"1000000", "1000000000000"},
-    {"0.1", "100000"}, {"999999.999999", "999999999999"},
+    {"0", "0"},          {"0.000001", "1"},
+    {"2.11", "2110000"}, {"1000000", "1000000000000"},
+    {"0.1", "100000"},   {"999999.999999", "999999999999"},
 };
 
 START_TEST(price_increment_exact) {
@@ -523,7 +527,7 @@ typedef struct bad_case {
 #define FIELD PROTO_ERR_FIELD
 #define E_PORT "mqtt.port: expected an integer between 1 and 65535"
 #define E_TMAX "auction.tmax_ms: expected an integer between 1 and 10000"
-#define E_MONEY \
+#define E_MONEY                                                                                    \
     "auction.price_increment: expected a number between 0 and 1000000 with at most 6 decimals"
 #define E_CUR "auction.currency: expected 3 uppercase letters (an ISO 4217 code)"
 #define E_TYPE "auction.type: expected one of \"second_price\", \"first_price\""
@@ -532,7 +536,7 @@ typedef struct bad_case {
 #define E_URL "bidders[0].endpoint: must be an http:// or https:// URL with a host"
 #define E_ID "bidders[0].id: expected 1 to 128 characters of [A-Za-z0-9._:-]"
 #define E_TLS "mqtt.tls: expected null or an object {\"cafile\", \"certfile\", \"keyfile\"}"
-#define E_PROFILE \
+#define E_PROFILE                                                                                  \
     "profiles.default: expected an object with optional interests, ltv_score, demographics"
 #define E_LTV "profiles.default.ltv_score: expected a number between 0 and 1"
 #define E_NOT_JSON "config: not valid JSON near byte *"
@@ -586,8 +590,7 @@ static const bad_case bad_cases[] = {
     {"{\"mqtt\":{\"qos\":-1}}", FIELD, "mqtt.qos: expected an integer between 0 and 1"},
     {"{\"mqtt\":{\"qos\":2}}", FIELD, "mqtt.qos: expected an integer between 0 and 1"},
     {"{\"redis\":{\"port\":0}}", FIELD, "redis.port: expected an integer between 1 and 65535"},
-    {"{\"redis\":{\"port\":65536}}", FIELD,
-     "redis.port: expected an integer between 1 and 65535"},
+    {"{\"redis\":{\"port\":65536}}", FIELD, "redis.port: expected an integer between 1 and 65535"},
     {"{\"auction\":{\"max_bidders\":0}}", FIELD,
      "auction.max_bidders: expected an integer between 1 and 100"},
     {"{\"auction\":{\"max_bidders\":101}}", FIELD,
@@ -767,10 +770,8 @@ static const bad_case bad_cases[] = {
     {"{\"mqtt\":{\"host\":\"\\uD800\"}}", PROTO_ERR_NOT_JSON, E_NOT_JSON},
     {"{\"mqtt\":{\"host\":\"a\\u0000b\"}}", PROTO_ERR_NOT_JSON,
      "config: \\u0000 in a string at byte 18"},
-    {"{\"mqtt\":{\"host\":\"\xC3\x28\"}}", PROTO_ERR_NOT_JSON,
-     "config: invalid UTF-8 at byte 17"},
-    {"{\"mqtt\":{\"host\":\"\xC0\x80\"}}", PROTO_ERR_NOT_JSON,
-     "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\xC3\x28\"}}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 17"},
+    {"{\"mqtt\":{\"host\":\"\xC0\x80\"}}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 17"},
     {"{\"mqtt\":{\"host\":\"\xED\xA0\x80\"}}", PROTO_ERR_NOT_JSON,
      "config: invalid UTF-8 at byte 17"},
     {"{\"mqtt\":{\"host\":\"\xF5\x80\x80\x80\"}}", PROTO_ERR_NOT_JSON,
@@ -779,8 +780,9 @@ static const bad_case bad_cases[] = {
     {"{\"\xFF\":1}", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 2"},
     {"{\"a\":\"\xE2\x82", PROTO_ERR_NOT_JSON, "config: invalid UTF-8 at byte 6"},
     /* Raw control characters other than tab, newline and CR are not JSON. */
-    {"{\"mqtt\":{\"client_id\":\"a\x01" "b\"}}", PROTO_ERR_NOT_JSON,
-     "config: not valid JSON near byte 23 (line 1)"},
+    {"{\"mqtt\":{\"client_id\":\"a\x01"
+     "b\"}}",
+     PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 23 (line 1)"},
     {"\x01{}", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 0 (line 1)"},
     {"{}\n\x1b", PROTO_ERR_NOT_JSON, "config: not valid JSON near byte 3 (line 2)"},
     /* The first fault in the document is the one named. */
@@ -791,8 +793,7 @@ static const bad_case bad_cases[] = {
 /* `want` matches exactly, or as a prefix when it ends in '*'. */
 static int message_matches(const char *got, const char *want) {
     size_t n = strlen(want);
-    if (n > 0 && want[n - 1] == '*')
-        return strncmp(got, want, n - 1) == 0;
+    if (n > 0 && want[n - 1] == '*') return strncmp(got, want, n - 1) == 0;
     return strcmp(got, want) == 0;
 }
 
@@ -920,7 +921,8 @@ START_TEST(long_strings) {
     /* A long key of 2-byte characters is cut between characters, never
      * inside one: the message stays valid UTF-8 (found by fuzzing). */
     char ukey[1024] = "{\"";
-    for (int i = 0; i < 300; i++) strcat(ukey, "\xc3\xa9");
+    for (int i = 0; i < 300; i++)
+        strcat(ukey, "\xc3\xa9");
     strcat(ukey, "\":1}");
     ck_assert_int_eq(parse(&c, ukey, err), PROTO_ERR_FIELD);
     ck_assert_msg(strstr(err, ": unknown key") != NULL, "%s", err);
@@ -1053,8 +1055,7 @@ START_TEST(set_good) {
     ck_assert_int_eq(proto_config_set(&c, "auction.tmax_ms", "50", err, sizeof err), PROTO_OK);
     ck_assert_int_eq(c.auction.tmax_ms, 50);
     /* --mqtt 10.0.0.1:1884 */
-    ck_assert_int_eq(proto_config_set(&c, "mqtt.host", "\"10.0.0.1\"", err, sizeof err),
-                     PROTO_OK);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.host", "\"10.0.0.1\"", err, sizeof err), PROTO_OK);
     ck_assert_int_eq(proto_config_set(&c, "mqtt.port", "1884", err, sizeof err), PROTO_OK);
     ck_assert_str_eq(c.mqtt.host, "10.0.0.1");
     ck_assert_int_eq(c.mqtt.port, 1884);
@@ -1075,14 +1076,13 @@ START_TEST(set_good) {
     ck_assert_int_eq(proto_config_set(&c, "auction.type", "\"first_price\"", err, sizeof err),
                      PROTO_OK);
     ck_assert_int_eq(c.auction.type, AUCTION_FIRST_PRICE);
-    ck_assert_int_eq(proto_config_set(&c, "profiles.default", "{\"ltv_score\":0.9}", err,
-                                      sizeof err),
-                     PROTO_OK);
-    ck_assert(cJSON_GetObjectItemCaseSensitive(c.profiles.default_profile, "ltv_score")
-                  ->valuedouble == 0.9);
-    ck_assert_int_eq(proto_config_set(&c, "bidders",
-                                      "[{\"id\":\"a\",\"endpoint\":\"http://a/\"}]", err,
-                                      sizeof err),
+    ck_assert_int_eq(
+        proto_config_set(&c, "profiles.default", "{\"ltv_score\":0.9}", err, sizeof err), PROTO_OK);
+    ck_assert(
+        cJSON_GetObjectItemCaseSensitive(c.profiles.default_profile, "ltv_score")->valuedouble ==
+        0.9);
+    ck_assert_int_eq(proto_config_set(&c, "bidders", "[{\"id\":\"a\",\"endpoint\":\"http://a/\"}]",
+                                      err, sizeof err),
                      PROTO_OK);
     ck_assert_uint_eq(c.nbidders, 1);
     proto_config_free(&c);
@@ -1189,8 +1189,8 @@ START_TEST(advertiser_bad) {
         char err[ERRLEN] = "";
         proto_bidder_conf b;
         memset(&b, 0xA5, sizeof b);
-        proto_err e = proto_advertiser_decode(cases[i].id, cases[i].json, strlen(cases[i].json),
-                                              &b, err, sizeof err);
+        proto_err e = proto_advertiser_decode(cases[i].id, cases[i].json, strlen(cases[i].json), &b,
+                                              err, sizeof err);
         ck_assert_msg(e == cases[i].code, "%s: got %d (%s)", cases[i].json, e, err);
         ck_assert_msg(message_matches(err, cases[i].message), "%s:\n got  %s\n want %s",
                       cases[i].json, err, cases[i].message);

@@ -52,8 +52,12 @@ static char *repeat(char c, size_t n) {
 
 START_TEST(auction_statuses_and_prices) {
     const char *specs[] = {
-        "id=a-252,price=fixed:2.52", "id=a-210,price=fixed:2.10", "id=a-150,price=fixed:1.50",
-        "id=s-300,price=fixed:3.00", "id=c-200,price=fixed:2.00", "id=c-1995,price=fixed:1.995",
+        "id=a-252,price=fixed:2.52",
+        "id=a-210,price=fixed:2.10",
+        "id=a-150,price=fixed:1.50",
+        "id=s-300,price=fixed:3.00",
+        "id=c-200,price=fixed:2.00",
+        "id=c-1995,price=fixed:1.995",
         "id=n-1,nobid=1",
     };
     int port[7];
@@ -242,8 +246,8 @@ START_TEST(bidder_errors_are_counted_and_harmless) {
     int port[NMODES + 2];
     fx_spawn_bidder(w->env, specs, NMODES + 2, port);
     wx_register_advertiser(w, "good", port[0],
-                        "[\"e-http500\",\"e-bad_json\",\"e-wrong_id\",\"e-bad_price\","
-                        "\"e-huge\",\"e-empty200\",\"e-all\"]");
+                           "[\"e-http500\",\"e-bad_json\",\"e-wrong_id\",\"e-bad_price\","
+                           "\"e-huge\",\"e-empty200\",\"e-all\"]");
     for (int i = 0; i < NMODES; i++) {
         char id[64], tags[128];
         snprintf(id, sizeof id, "b-%s", modes[i]);
@@ -372,8 +376,8 @@ START_TEST(profile_miss_is_cached) {
     ck_assert_msg(cJSON_IsObject(p), "cached profile is not JSON: %s", v->str);
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(p, "user_id")), "u-miss") == 0, "user_id: %s", v->str);
     const cJSON *interests = wx_jget(p, "interests");
-    ck_assert_msg(cJSON_IsArray(interests) && cJSON_GetArraySize(interests) == 0,
-                  "interests: %s", v->str);
+    ck_assert_msg(cJSON_IsArray(interests) && cJSON_GetArraySize(interests) == 0, "interests: %s",
+                  v->str);
     ck_assert_msg(wx_money_eq(wx_jnum(p, "ltv_score"), 0.5), "ltv_score: %s", v->str);
     cJSON_Delete(p);
     freeReplyObject(v);
@@ -458,8 +462,7 @@ static int64_t poll_until_bidders(const char *prefix, int bidders, const char *a
         const char *winner = wx_jstr(wx_jget(r, "winner"), "advertiser_id");
         int hit = wx_jnum(r, "bidders") == bidders && strcmp(wx_or_empty(winner), adv) == 0;
         cJSON_Delete(r);
-        if (hit)
-            return sent - since_ms;
+        if (hit) return sent - since_ms;
         fx_sleep_ms(20);
     }
     return -1;
@@ -543,8 +546,7 @@ START_TEST(max_bidders_rotates_fairly) {
         long n = wx_bidder_requests(port[i]);
         ck_assert_msg(n > 0, "m-%02d never called in %d auctions", i, NAUCTIONS);
         ck_assert_msg(n >= 10 && n <= 30,
-                      "m-%02d called %ld times in %d auctions: not a fair share", i, n,
-                      NAUCTIONS);
+                      "m-%02d called %ld times in %d auctions: not a fair share", i, n, NAUCTIONS);
         total += n;
     }
     ck_assert_int_eq(total, called);
@@ -572,10 +574,8 @@ static void expect_refused(const char *what, const void *payload, size_t len, co
     fx_msg *res = NULL, *err = NULL;
     int64_t deadline = fx_now_ms() + WX_RESULT_WAIT_MS;
     while (res == NULL && err == NULL && fx_now_ms() < deadline) {
-        if (id != NULL)
-            res = fx_sub_wait_for(w->results, channel, 10);
-        if (res == NULL)
-            err = fx_sub_next(w->errors, 10);
+        if (id != NULL) res = fx_sub_wait_for(w->results, channel, 10);
+        if (res == NULL) err = fx_sub_next(w->errors, 10);
     }
     if (res == NULL && err == NULL)
         wx_fail_with_log(w, "%s: no answer on %s nor auction:errors", what, channel);
@@ -596,7 +596,7 @@ static void expect_refused(const char *what, const void *payload, size_t len, co
     }
     if (on == ON_RESULT)
         wx_fail_with_log(w, "%s: want a result on %s, got auction:errors: %.300s", what, channel,
-                      err->payload);
+                         err->payload);
     cJSON *e = fx_msg_json(err);
     ck_assert_msg(cJSON_IsObject(e), "%s: auction:errors not JSON: %.300s", what, err->payload);
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "status")), "invalid") == 0,
@@ -686,12 +686,11 @@ START_TEST(invalid_requests_are_refused) {
                 "request_id", ON_ERRORS);
     refused_str("request_id with a slash", "{\"request_id\":\"bad/id\"," REQ_TAIL, NULL,
                 "request_id", ON_ERRORS);
-    refused_str("request_id with a non-ASCII char", "{\"request_id\":\"r\xc3\xa9\"," REQ_TAIL,
-                NULL, "request_id", ON_ERRORS);
+    refused_str("request_id with a non-ASCII char", "{\"request_id\":\"r\xc3\xa9\"," REQ_TAIL, NULL,
+                "request_id", ON_ERRORS);
     refused_str("numeric request_id", "{\"request_id\":42," REQ_TAIL, NULL, "request_id",
                 ON_ERRORS);
-    refused_str("null request_id", "{\"request_id\":null," REQ_TAIL, NULL, "request_id",
-                ON_ERRORS);
+    refused_str("null request_id", "{\"request_id\":null," REQ_TAIL, NULL, "request_id", ON_ERRORS);
     refused_str("not JSON", "hello world", NULL, NULL, ON_ERRORS);
     refused_str("a JSON array", "[{\"request_id\":\"arr-1\"," REQ_TAIL "]", NULL, NULL, ON_ERRORS);
     refused_str("a JSON string", "\"arr-2\"", NULL, NULL, ON_ERRORS);
@@ -702,8 +701,8 @@ START_TEST(invalid_requests_are_refused) {
 
     /* request_id readable, another field broken: invalid on its own channel. */
     refused_str("missing user_id",
-                "{\"request_id\":\"v-1\",\"ad_slot_id\":\"s\",\"floor_price\":1}", "v-1",
-                "user_id", ON_RESULT);
+                "{\"request_id\":\"v-1\",\"ad_slot_id\":\"s\",\"floor_price\":1}", "v-1", "user_id",
+                ON_RESULT);
     refused_str("empty user_id",
                 "{\"request_id\":\"v-2\",\"user_id\":\"\",\"ad_slot_id\":\"s\",\"floor_price\":1}",
                 "v-2", "user_id", ON_RESULT);
@@ -716,8 +715,8 @@ START_TEST(invalid_requests_are_refused) {
                 "{\"request_id\":\"v-4\",\"user_id\":7,\"ad_slot_id\":\"s\",\"floor_price\":1}",
                 "v-4", "user_id", ON_RESULT);
     refused_str("missing ad_slot_id",
-                "{\"request_id\":\"v-5\",\"user_id\":\"u\",\"floor_price\":1}", "v-5",
-                "ad_slot_id", ON_RESULT);
+                "{\"request_id\":\"v-5\",\"user_id\":\"u\",\"floor_price\":1}", "v-5", "ad_slot_id",
+                ON_RESULT);
     snprintf(buf, sizeof buf,
              "{\"request_id\":\"v-6\",\"user_id\":\"u\",\"ad_slot_id\":\"%s\",\"floor_price\":1}",
              long_user);
@@ -763,8 +762,8 @@ START_TEST(invalid_requests_are_refused) {
     deep = nested_request("nest-2", 100000); /* also over 64 KiB */
     refused_str("nesting 100,000 deep", deep, "nest-2", NULL, ON_EITHER);
     free(deep);
-    static const char *const bad_utf8[] = {"\xff", "\xc3\x28", "\xc0\xaf", "\xed\xa0\x80",
-                                           "\xe2\x82", "\xf4\x90\x80\x80"};
+    static const char *const bad_utf8[] = {"\xff",         "\xc3\x28", "\xc0\xaf",
+                                           "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80"};
     for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
         char id[16], what[64];
         snprintf(id, sizeof id, "utf8-%zu", i);
@@ -883,8 +882,7 @@ START_TEST(duplicate_request_id_in_flight) {
     wx_publish_raw(w, WX_REQUEST_TOPIC, req, n);
     wx_publish_raw(w, "rtb/requests/dup", req, n);
     fx_msg *m = fx_sub_next(w->errors, WX_RESULT_WAIT_MS);
-    if (m == NULL)
-        wx_fail_with_log(w, "no auction:errors message for the duplicate dup-1");
+    if (m == NULL) wx_fail_with_log(w, "no auction:errors message for the duplicate dup-1");
     cJSON *e = fx_msg_json(m);
     ck_assert_msg(cJSON_IsObject(e), "auction:errors not JSON: %.300s", m->payload);
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(e, "request_id")), "dup-1") == 0, "request_id: %.300s",
@@ -932,7 +930,7 @@ START_TEST(thousand_requests_thousand_results) {
         char id[32], req[512];
         snprintf(id, sizeof id, "load-%d", i);
         size_t n = wx_format_request(req, sizeof req, id, "u-load", "slot-1", 1.0,
-                                  "{\"interests\":[\"load\"]}");
+                                     "{\"interests\":[\"load\"]}");
         ck_assert_int_gt(fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, req, n, 1), 0);
     }
     ck_assert_msg(fx_mqtt_flush(w->pub, 30000) == 0,
@@ -941,8 +939,7 @@ START_TEST(thousand_requests_thousand_results) {
     static unsigned char seen[N];
     memset(seen, 0, sizeof seen);
     int got = 0, status_count[5] = {0};
-    static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid",
-                                           "overloaded"};
+    static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid", "overloaded"};
     int64_t deadline = fx_now_ms() + 30000;
     while (got < N && fx_now_ms() < deadline) {
         fx_msg *m = fx_sub_next(w->results, 1000);
@@ -953,8 +950,7 @@ START_TEST(thousand_requests_thousand_results) {
         int i = -1;
         if (sscanf(m->channel, "auction:results:load-%d", &i) != 1 || i < 0 || i >= N)
             wx_fail_with_log(w, "a result on an unexpected channel: %s", m->channel);
-        if (seen[i]++)
-            wx_fail_with_log(w, "a second result for load-%d: %.300s", i, m->payload);
+        if (seen[i]++) wx_fail_with_log(w, "a second result for load-%d: %.300s", i, m->payload);
         cJSON *r = fx_msg_json(m);
         ck_assert_msg(cJSON_IsObject(r), "result not JSON: %.300s", m->payload);
         wx_check_result(r, m->channel + strlen("auction:results:"), m->payload);
@@ -1001,7 +997,7 @@ START_TEST(sigterm_finishes_auctions_in_flight) {
         char id[32], req[512];
         snprintf(id, sizeof id, "term-%d", i);
         size_t n = wx_format_request(req, sizeof req, id, "u-term", "slot-1", 1.0,
-                                  "{\"interests\":[\"term\"]}");
+                                     "{\"interests\":[\"term\"]}");
         ck_assert_int_gt(fx_mqtt_publish_nowait(w->pub, WX_REQUEST_TOPIC, req, n, 1), 0);
     }
     ck_assert_int_eq(fx_mqtt_flush(w->pub, 5000), 0);

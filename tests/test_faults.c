@@ -79,16 +79,13 @@ static void tally_free(tally *t) {
 /* Records m when its request_id is PREFIX-K of t, after wx_check_result;
  * returns 1, or 0 when m is not one of t's. */
 static int tally_take(tally *t, const fx_msg *m) {
-    if (!wx_starts_with(m->channel, RESULT_CHANNEL))
-        return 0;
+    if (!wx_starts_with(m->channel, RESULT_CHANNEL)) return 0;
     const char *id = m->channel + strlen(RESULT_CHANNEL);
     size_t plen = strlen(t->prefix);
-    if (strncmp(id, t->prefix, plen) != 0 || id[plen] != '-')
-        return 0;
+    if (strncmp(id, t->prefix, plen) != 0 || id[plen] != '-') return 0;
     char *end = NULL;
     long k = strtol(id + plen + 1, &end, 10);
-    if (end == id + plen + 1 || *end != '\0' || k < 0 || k >= t->n)
-        return 0;
+    if (end == id + plen + 1 || *end != '\0' || k < 0 || k >= t->n) return 0;
     cJSON *r = fx_msg_json(m);
     if (!cJSON_IsObject(r))
         wx_fail_with_log(w, "result for %s is not a JSON object: %.300s", id, m->payload);
@@ -111,16 +108,13 @@ static int tally_take(tally *t, const fx_msg *m) {
 static void collect(tally *const ts[], int nt, int64_t until_ms, int want) {
     while (want < 0 || ts[0]->distinct < want) {
         int64_t left = until_ms - fx_now_ms();
-        if (left <= 0)
-            return;
+        if (left <= 0) return;
         fx_msg *m = fx_sub_next(w->results, (int)left);
-        if (m == NULL)
-            return;
+        if (m == NULL) return;
         int known = wx_is_probe(m);
         for (int i = 0; i < nt && !known; i++)
             known = tally_take(ts[i], m);
-        if (!known)
-            wx_fail_with_log(w, "unexpected result on %s: %.300s", m->channel, m->payload);
+        if (!known) wx_fail_with_log(w, "unexpected result on %s: %.300s", m->channel, m->payload);
         fx_msg_free(m);
     }
 }
@@ -134,8 +128,7 @@ static void collect_quiet(tally *const ts[], int nt, int quiet_ms) {
         collect(ts, nt, fx_now_ms() + quiet_ms, -1);
         for (int i = 0; i < nt; i++)
             after += ts[i]->distinct + ts[i]->dups;
-        if (after == before)
-            return;
+        if (after == before) return;
     }
 }
 
@@ -144,8 +137,7 @@ static void expect_all_present(const tally *t, int from, int to, const char *whe
     char missing[512] = "";
     int nmissing = 0;
     for (int k = from; k < to; k++) {
-        if (t->count[k] > 0)
-            continue;
+        if (t->count[k] > 0) continue;
         if (nmissing++ < 10) {
             size_t used = strlen(missing);
             snprintf(missing + used, sizeof missing - used, " %s-%d", t->prefix, k);
@@ -177,8 +169,7 @@ static void *pacer_main(void *arg) {
     int64_t start = fx_now_ms();
     for (int i = 0; i < p->n; i++) {
         int64_t wait = start + (int64_t)i * p->interval_ms - fx_now_ms();
-        if (wait > 0)
-            fx_sleep_ms((int)wait);
+        if (wait > 0) fx_sleep_ms((int)wait);
         snprintf(id, sizeof id, "%s-%d", p->prefix, i);
         size_t len = wx_format_request(buf, sizeof buf, id, "u-1", "slot-1", 1.0, ctx);
         p->sent_ms[i] = fx_now_ms();
@@ -249,8 +240,7 @@ static double metric(const char *series) {
     double v = 0;
     int found = find_series(text, series, &v);
     free(text);
-    if (!found)
-        wx_fail_with_log(w, "/metrics has no %s", series);
+    if (!found) wx_fail_with_log(w, "/metrics has no %s", series);
     return v;
 }
 
@@ -268,8 +258,7 @@ static void await_metric(const char *series, double want, int within_ms) {
 
 static void expect_metric(const char *series, double want) {
     double v = metric(series);
-    if (v != want)
-        wx_fail_with_log(w, "%s is %.0f, want %.0f", series, v, want);
+    if (v != want) wx_fail_with_log(w, "%s is %.0f, want %.0f", series, v, want);
 }
 
 /* Polls GET /healthz until it answers want; fails after within_ms. */
@@ -298,8 +287,7 @@ static long rss_kb(pid_t pid) {
     ck_assert_msg(f != NULL, "cannot open %s", path);
     long kb = -1;
     while (kb < 0 && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmRSS: %ld kB", &kb) != 1)
-            kb = -1;
+        if (sscanf(line, "VmRSS: %ld kB", &kb) != 1) kb = -1;
     }
     fclose(f);
     ck_assert_msg(kb > 0, "no VmRSS in %s", path);
@@ -394,8 +382,7 @@ START_TEST(redis_outage_under_load) {
             last_queued_ms = got > last_queued_ms ? got : last_queued_ms;
         }
         int64_t due = sent + 2000;
-        if (sent >= t_stop - 500 && t_back + RECOVERY_MS > due)
-            due = t_back + RECOVERY_MS;
+        if (sent >= t_stop - 500 && t_back + RECOVERY_MS > due) due = t_back + RECOVERY_MS;
         if (got > due)
             wx_fail_with_log(w,
                              "result for ro-%d came %lld ms after its request (Redis back "

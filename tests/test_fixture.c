@@ -47,8 +47,7 @@ typedef struct mqtt_sub {
 
 static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc) {
     (void)obj;
-    if (rc == 0)
-        mosquitto_subscribe(mosq, NULL, "rtb/requests/+", 1);
+    if (rc == 0) mosquitto_subscribe(mosq, NULL, "rtb/requests/+", 1);
 }
 
 static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, const int *qos) {
@@ -82,8 +81,7 @@ static int sub_wait(mqtt_sub *s, const int *flag, int want) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 5;
     while (*flag < want) {
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0)
-            break;
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0) break;
     }
     return *flag >= want;
 }

@@ -1324,9 +1324,14 @@ static char *notice(const char *tmpl, const proto_notice_macros *m) {
 }
 
 START_TEST(notice_macros_substituted) {
-    proto_notice_macros m = {.auction_id = "r-1", .bid_id = "b1", .imp_id = "1",
-                             .seat_id = "adv-2", .ad_id = "ad 1&x", .price_micros = 2110000,
-                             .currency = "USD", .loss = PROTO_LOSS_OUTBID};
+    proto_notice_macros m = {.auction_id = "r-1",
+                             .bid_id = "b1",
+                             .imp_id = "1",
+                             .seat_id = "adv-2",
+                             .ad_id = "ad 1&x",
+                             .price_micros = 2110000,
+                             .currency = "USD",
+                             .loss = PROTO_LOSS_OUTBID};
     char *u = notice("http://h:1/win?id=${AUCTION_ID}&b=${AUCTION_BID_ID}&i=${AUCTION_IMP_ID}"
                      "&s=${AUCTION_SEAT_ID}&a=${AUCTION_AD_ID}&p=${AUCTION_PRICE}"
                      "&c=${AUCTION_CURRENCY}&l=${AUCTION_LOSS}",
@@ -1338,8 +1343,8 @@ END_TEST
 
 START_TEST(notice_unknown_and_broken_macros_kept) {
     proto_notice_macros m = {.auction_id = "r-1", .price_micros = 1};
-    char *u = notice("http://h/x?a=${AUCTION_MBR}&p=${AUCTION_PRICE}&l=${AUCTION_LOSS}&z=${OPEN",
-                     &m);
+    char *u =
+        notice("http://h/x?a=${AUCTION_MBR}&p=${AUCTION_PRICE}&l=${AUCTION_LOSS}&z=${OPEN", &m);
     ck_assert_str_eq(u, "http://h/x?a=${AUCTION_MBR}&p=0.000001&l=&z=${OPEN");
     free(u);
     u = notice("", &m);
@@ -1370,9 +1375,9 @@ START_TEST(event_valid_types) {
     ck_assert_str_eq(ev.ad_id, "ad-1");
     ck_assert_str_eq(ev.advertiser_id, "adv-2");
     ck_assert_str_eq(ev.user_id, "u-7");
-    ck_assert_int_eq(event("click", "{\"ad_id\":\"a\",\"advertiser_id\":\"b\",\"user_id\":\"c\"}",
-                           &ev, err),
-                     PROTO_OK);
+    ck_assert_int_eq(
+        event("click", "{\"ad_id\":\"a\",\"advertiser_id\":\"b\",\"user_id\":\"c\"}", &ev, err),
+        PROTO_OK);
     ck_assert_int_eq(ev.type, PROTO_EVENT_CLICK);
     ck_assert_str_eq(ev.event_id, "");
     /* a conversion needs no ad_id */

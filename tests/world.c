@@ -28,8 +28,7 @@ wx_world *wx_start(void) {
 }
 
 void wx_stop(wx_world *w) {
-    if (w == NULL)
-        return;
+    if (w == NULL) return;
     fx_stop(w->env);
     free(w);
 }
@@ -40,8 +39,7 @@ void wx_fail_with_log(const wx_world *w, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (w != NULL && w->env != NULL)
-        fx_dump_log(w->env, "exchange.log");
+    if (w != NULL && w->env != NULL) fx_dump_log(w->env, "exchange.log");
     ck_abort_msg("%s", msg);
 }
 
@@ -102,11 +100,9 @@ void wx_add_config_bidder(char *buf, size_t len, const char *id, int port, const
 cJSON *wx_bidder_get(int port, const char *path) {
     char *body = NULL;
     int code = fx_http(port, "GET", path, NULL, &body, 2000);
-    if (code != 200)
-        ck_abort_msg("GET %s on bidder port %d: status %d", path, port, code);
+    if (code != 200) ck_abort_msg("GET %s on bidder port %d: status %d", path, port, code);
     cJSON *j = cJSON_Parse(body);
-    if (j == NULL)
-        ck_abort_msg("GET %s on bidder port %d: not JSON: %.200s", path, port, body);
+    if (j == NULL) ck_abort_msg("GET %s on bidder port %d: not JSON: %.200s", path, port, body);
     free(body);
     return j;
 }
@@ -127,8 +123,8 @@ int64_t wx_publish_raw(wx_world *w, const char *topic, const void *payload, size
     return t;
 }
 
-size_t wx_format_request(char *buf, size_t len, const char *id, const char *user,
-                         const char *slot, double floor, const char *context) {
+size_t wx_format_request(char *buf, size_t len, const char *id, const char *user, const char *slot,
+                         double floor, const char *context) {
     int n = snprintf(buf, len,
                      "{\"request_id\":\"%s\",\"user_id\":\"%s\",\"ad_slot_id\":\"%s\","
                      "\"floor_price\":%.6f%s%s,\"timestamp\":%.3f}",
@@ -158,8 +154,7 @@ int wx_is_probe(const fx_msg *m) {
 }
 
 void wx_check_result(const cJSON *r, const char *id, const char *text) {
-    static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid",
-                                           "overloaded"};
+    static const char *const statuses[] = {"success", "no_bid", "timeout", "invalid", "overloaded"};
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(r, "request_id")), id) == 0,
                   "result for %s: request_id wrong: %s", id, text);
     const char *status = wx_or_empty(wx_jstr(r, "status"));
@@ -177,8 +172,8 @@ void wx_check_result(const cJSON *r, const char *id, const char *text) {
         double v = wx_jnum(r, counters[i]);
         ck_assert_msg(!isnan(v) && v >= 0 && v == (double)(long)v,
                       "result for %s: %s not a count: %s", id, counters[i], text);
-        ck_assert_msg(!zero || v == 0, "result for %s: %s must be 0 when %s: %s", id,
-                      counters[i], status, text);
+        ck_assert_msg(!zero || v == 0, "result for %s: %s must be 0 when %s: %s", id, counters[i],
+                      status, text);
     }
     double latency = wx_jnum(r, "latency_ms");
     ck_assert_msg(!isnan(latency) && latency >= 0 && latency < 10000,
@@ -203,8 +198,7 @@ cJSON *wx_wait_result_ex(wx_world *w, const char *id, int timeout_ms, int64_t *r
     if (r == NULL || !cJSON_IsObject(r))
         wx_fail_with_log(w, "result for %s is not a JSON object: %.300s", id, m->payload);
     wx_check_result(r, id, m->payload);
-    if (received_ms != NULL)
-        *received_ms = m->received_ms;
+    if (received_ms != NULL) *received_ms = m->received_ms;
     fx_msg_free(m);
     return r;
 }
@@ -222,8 +216,8 @@ void wx_expect_result(const cJSON *r, const char *status, int bids, int bidders,
     int want[] = {bids, bidders, timeouts, errs};
     for (int i = 0; i < 4; i++) {
         if (want[i] >= 0)
-            ck_assert_msg(wx_jnum(r, names[i]) == want[i], "want %s = %d: %s", names[i],
-                          want[i], text);
+            ck_assert_msg(wx_jnum(r, names[i]) == want[i], "want %s = %d: %s", names[i], want[i],
+                          text);
     }
     cJSON_free(text);
 }
@@ -252,8 +246,7 @@ void wx_expect_no_more_results(wx_world *w, const char *id, int ms) {
     char channel[300];
     snprintf(channel, sizeof channel, "auction:results:%s", id);
     fx_msg *m = fx_sub_wait_for(w->results, channel, ms);
-    if (m != NULL)
-        wx_fail_with_log(w, "a second result for %s: %.300s", id, m->payload);
+    if (m != NULL) wx_fail_with_log(w, "a second result for %s: %.300s", id, m->payload);
 }
 
 /* ---- the exchange's config ------------------------------------------------ */
@@ -282,12 +275,10 @@ static cJSON *parse_wrapped(const char *text, char open, char close, const char 
     char *buf = malloc(n + 3);
     ck_assert_ptr_nonnull(buf);
     size_t len = 0;
-    if (!whole)
-        buf[len++] = open;
+    if (!whole) buf[len++] = open;
     memcpy(buf + len, text, n);
     len += n;
-    if (!whole)
-        buf[len++] = close;
+    if (!whole) buf[len++] = close;
     buf[len] = '\0';
     cJSON *j = cJSON_ParseWithLength(buf, len);
     free(buf);
@@ -307,8 +298,7 @@ static void merge_over(cJSON *dst, cJSON *src) {
             merge_over(old, item);
         } else {
             cJSON *moved = cJSON_DetachItemViaPointer(src, item);
-            if (old != NULL)
-                cJSON_DeleteItemFromObjectCaseSensitive(dst, moved->string);
+            if (old != NULL) cJSON_DeleteItemFromObjectCaseSensitive(dst, moved->string);
             /* cJSON copies the key before it frees the item's own copy. */
             ck_assert_msg(cJSON_AddItemToObject(dst, moved->string, moved), "out of memory");
         }
@@ -392,12 +382,9 @@ void wx_start_exchange(wx_world *w, const char *name, const wx_opts *o) {
     w->admin_port = admin_port_of(c);
     char *path = write_tree(w, c);
     cJSON_Delete(c);
-    if (w->results == NULL)
-        w->results = fx_sub_start(w->env, "auction:results:*");
-    if (w->errors == NULL)
-        w->errors = fx_sub_start(w->env, "auction:errors");
-    if (w->pub == NULL)
-        w->pub = fx_mqtt_connect(w->env);
+    if (w->results == NULL) w->results = fx_sub_start(w->env, "auction:results:*");
+    if (w->errors == NULL) w->errors = fx_sub_start(w->env, "auction:errors");
+    if (w->pub == NULL) w->pub = fx_mqtt_connect(w->env);
     const char *argv[] = {fx_getenv("RTB_EXCHANGE"), "-c", path, NULL};
     w->exchange_pid = fx_spawn(w->env, argv, "exchange.log");
     free(path);
@@ -444,8 +431,7 @@ void wx_check_exchange_log(wx_world *w) {
     ck_assert_msg(log != NULL, "exchange.log cannot be read");
     for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++) {
         const char *hit = strstr(log, reports[i]);
-        if (hit == NULL)
-            continue;
+        if (hit == NULL) continue;
         const char *line = hit;
         while (line > log && line[-1] != '\n')
             line--;
@@ -472,16 +458,15 @@ void wx_expect_clean_exit(wx_world *w, int timeout_ms) {
 
 void wx_stop_exchange(wx_world *w) {
     fx_msg *m = fx_sub_next(w->errors, 0);
-    if (m != NULL)
-        wx_fail_with_log(w, "unexpected auction:errors message: %.300s", m->payload);
+    if (m != NULL) wx_fail_with_log(w, "unexpected auction:errors message: %.300s", m->payload);
     if (!fx_pid_alive(w->exchange_pid))
         wx_fail_with_log(w, "rtb-exchange is gone before the end of the test");
     fx_kill(w->exchange_pid, SIGTERM);
     wx_expect_clean_exit(w, WX_STOP_WAIT_MS);
 }
 
-void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s,
-                 void (*setup)(void), void (*teardown)(void)) {
+void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s, void (*setup)(void),
+                 void (*teardown)(void)) {
     TCase *tc = tcase_create(name);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, timeout_s);

@@ -87,8 +87,8 @@ typedef struct wx_world {
  * setup/teardown (which start and stop the world, see above) and a Check
  * timeout of timeout_s seconds (Check's default of 4 s is too short for a
  * world). */
-void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s,
-                 void (*setup)(void), void (*teardown)(void));
+void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s, void (*setup)(void),
+                 void (*teardown)(void));
 
 /* ---- the world ----------------------------------------------------------- */
 
@@ -157,8 +157,8 @@ int64_t wx_publish_raw(wx_world *w, const char *topic, const void *payload, size
  * ["user_context",] "timestamp": now} into buf of len bytes; floor is in
  * currency units (6 decimals), context is raw JSON for user_context or NULL.
  * Returns the length written (no NUL counted); aborts when it does not fit. */
-size_t wx_format_request(char *buf, size_t len, const char *id, const char *user,
-                         const char *slot, double floor, const char *context);
+size_t wx_format_request(char *buf, size_t len, const char *id, const char *user, const char *slot,
+                         double floor, const char *context);
 
 /* wx_format_request + wx_publish_raw on WX_REQUEST_TOPIC; returns the
  * publish time (fx_now_ms). */

@@ -158,7 +158,9 @@ static uint64_t rng_next(uint64_t *state) {
 }
 
 /* Uniform in [0, 1). */
-static double rng_unit(uint64_t *state) { return (double)(rng_next(state) >> 11) * 0x1.0p-53; }
+static double rng_unit(uint64_t *state) {
+    return (double)(rng_next(state) >> 11) * 0x1.0p-53;
+}
 
 /* Uniform in [0, n]. */
 static uint64_t rng_upto(uint64_t *state, uint64_t n) {
@@ -173,8 +175,7 @@ static void micros_format(int64_t micros, char buf[MICROS_STRLEN]) {
     int n = snprintf(buf, MICROS_STRLEN, "%s%" PRIu64, micros < 0 ? "-" : "",
                      m / (uint64_t)MICROS_PER_UNIT);
     uint64_t frac = m % (uint64_t)MICROS_PER_UNIT;
-    if (frac == 0)
-        return;
+    if (frac == 0) return;
     char digits[8];
     snprintf(digits, sizeof digits, "%06" PRIu64, frac);
     for (int i = 5; digits[i] == '0'; i--)
@@ -188,18 +189,15 @@ static int micros_parse(const char *s, int64_t *out) {
     int ndigits = 0, nfrac = 0;
     for (; *s >= '0' && *s <= '9'; s++, ndigits++) {
         units = units * 10 + (*s - '0');
-        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT)
-            return -1;
+        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT) return -1;
     }
     if (*s == '.') {
         for (s++; *s >= '0' && *s <= '9'; s++, nfrac++) {
-            if (nfrac == 6)
-                return -1;
+            if (nfrac == 6) return -1;
             frac = frac * 10 + (*s - '0');
         }
     }
-    if (*s != '\0' || ndigits == 0)
-        return -1;
+    if (*s != '\0' || ndigits == 0) return -1;
     for (int i = nfrac; i < 6; i++)
         frac *= 10;
     *out = units * MICROS_PER_UNIT + frac;
@@ -209,8 +207,7 @@ static int micros_parse(const char *s, int64_t *out) {
 /* A JSON number to micros, rounded to the nearest micro (exact for decimals
  * of at most 6 decimals and 15 significant digits). */
 static int micros_from_double(double v, int64_t max, int64_t *out) {
-    if (!isfinite(v) || v < 0 || v > (double)max / (double)MICROS_PER_UNIT)
-        return -1;
+    if (!isfinite(v) || v < 0 || v > (double)max / (double)MICROS_PER_UNIT) return -1;
     *out = (int64_t)llround(v * (double)MICROS_PER_UNIT);
     return 0;
 }
@@ -220,8 +217,7 @@ static int micros_from_double(double v, int64_t max, int64_t *out) {
  * floor*12*(1e6+ltv) can pass 2^63, so it is split around 1e7. */
 static int64_t price_seed(int64_t floor_micros, int64_t ltv_micros) {
     int64_t g = MICROS_PER_UNIT + ltv_micros;
-    if (floor_micros == 0)
-        return (10000 * g + MICROS_PER_UNIT / 2) / MICROS_PER_UNIT;
+    if (floor_micros == 0) return (10000 * g + MICROS_PER_UNIT / 2) / MICROS_PER_UNIT;
     int64_t f = floor_micros * 12;
     int64_t fh = f / 10000000, fl = f % 10000000;
     int64_t price = fh * g + (fl * g + 5000000) / 10000000;
@@ -296,8 +292,7 @@ static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) return -1;
     *out = v;
     return 0;
 }
@@ -305,8 +300,7 @@ static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out) {
 static int parse_rate(const char *s, double *out) {
     char *end;
     double v = strtod(s, &end);
-    if (end == s || *end != '\0' || !(v >= 0 && v <= 1))
-        return -1;
+    if (end == s || *end != '\0' || !(v >= 0 && v <= 1)) return -1;
     *out = v;
     return 0;
 }
@@ -320,13 +314,11 @@ static int parse_price(advertiser *adv, const char *v) {
         adv->price = PRICE_FIXED;
         return micros_parse(v + 6, &adv->price_a_micros);
     }
-    if (strncmp(v, "uniform:", 8) != 0)
-        return -1;
+    if (strncmp(v, "uniform:", 8) != 0) return -1;
     char lo[64];
     const char *dash = strchr(v + 8, '-');
     size_t len = dash ? (size_t)(dash - (v + 8)) : 0;
-    if (dash == NULL || len >= sizeof lo)
-        return -1;
+    if (dash == NULL || len >= sizeof lo) return -1;
     memcpy(lo, v + 8, len);
     lo[len] = '\0';
     adv->price = PRICE_UNIFORM;
@@ -352,14 +344,12 @@ static int set_key(advertiser *adv, const spec_key *k, const char *v) {
     int64_t n;
     switch (k->type) {
     case KEY_URL:
-        if (strcmp(k->name, "nurl") == 0 && strncmp(v, "http://", 7) != 0)
-            return -1;
+        if (strcmp(k->name, "nurl") == 0 && strncmp(v, "http://", 7) != 0) return -1;
         /* fall through */
     case KEY_STR:
         return (*(char **)field = strdup(v)) != NULL ? 0 : -1;
     case KEY_PORT:
-        if (parse_int(v, 0, 65535, &n) != 0)
-            return -1;
+        if (parse_int(v, 0, 65535, &n) != 0) return -1;
         *(int *)field = (int)n;
         return 0;
     case KEY_MS:
@@ -382,15 +372,13 @@ static int spec_item(advertiser *adv, char *item, char *err, size_t errlen) {
     }
     *eq = '\0';
     for (size_t i = 0; i < NKEYS; i++) {
-        if (strcmp(item, spec_keys[i].name) != 0)
-            continue;
+        if (strcmp(item, spec_keys[i].name) != 0) continue;
         if (adv->seen & (1 << i)) {
             snprintf(err, errlen, "key '%s' given twice", item);
             return -1;
         }
         adv->seen |= 1 << i;
-        if (set_key(adv, &spec_keys[i], eq + 1) == 0)
-            return 0;
+        if (set_key(adv, &spec_keys[i], eq + 1) == 0) return 0;
         snprintf(err, errlen, "bad value for '%s': '%s' (%s)", item, eq + 1, spec_keys[i].help);
         return -1;
     }
@@ -424,8 +412,7 @@ static int spec_check(const bidder *ctx, const advertiser *adv, char *err, size_
 static int parse_spec(bidder *ctx, const char *spec, char *err, size_t errlen) {
     advertiser *advs = realloc(ctx->advs, (ctx->nadvs + 1) * sizeof *advs);
     char *copy = strdup(spec);
-    if (advs != NULL)
-        ctx->advs = advs;
+    if (advs != NULL) ctx->advs = advs;
     if (advs == NULL || copy == NULL) {
         free(copy);
         snprintf(err, errlen, "out of memory");
@@ -502,8 +489,7 @@ static char *str_printf(const char *fmt, ...) {
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *s = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (s == NULL)
-        return NULL;
+    if (s == NULL) return NULL;
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -516,8 +502,7 @@ static char *expand_id(const char *tmpl, const char *id) {
     for (const char *p = strstr(tmpl, "{id}"); p; p = strstr(p + 4, "{id}"))
         n++;
     char *out = malloc(strlen(tmpl) + n * idlen + 1), *o = out;
-    if (out == NULL)
-        return NULL;
+    if (out == NULL) return NULL;
     for (const char *p = tmpl; *p;) {
         if (strncmp(p, "{id}", 4) == 0) {
             memcpy(o, id, idlen);
@@ -533,17 +518,14 @@ static char *expand_id(const char *tmpl, const char *id) {
 
 /* The host as it goes into a URL: a wildcard becomes loopback, IPv6 gets []. */
 static char *url_host(const char *host) {
-    if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
-        return strdup("127.0.0.1");
-    if (strcmp(host, "::") == 0)
-        return strdup("[::1]");
+    if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0') return strdup("127.0.0.1");
+    if (strcmp(host, "::") == 0) return strdup("[::1]");
     return strchr(host, ':') ? str_printf("[%s]", host) : strdup(host);
 }
 
 /* Append `item` to `array`; on failure (out of memory) free it. */
 static void add_item(cJSON *array, cJSON *item) {
-    if (!cJSON_AddItemToArray(array, item))
-        cJSON_Delete(item);
+    if (!cJSON_AddItemToArray(array, item)) cJSON_Delete(item);
 }
 
 /* ---- Replies ------------------------------------------------------------ */
@@ -554,12 +536,10 @@ static void send_body(struct evhttp_request *req, int status, const char *body, 
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                           "application/json");
         buf = evbuffer_new();
-        if (buf != NULL)
-            evbuffer_add(buf, body, len);
+        if (buf != NULL) evbuffer_add(buf, body, len);
     }
     evhttp_send_reply(req, status, NULL, buf);
-    if (buf != NULL)
-        evbuffer_free(buf);
+    if (buf != NULL) evbuffer_free(buf);
 }
 
 /* Send `doc` (consumed) as JSON. */
@@ -593,19 +573,16 @@ static int fail(char *err, size_t errlen, const char *msg) {
 static int bid_request_read(cJSON *json, bid_request *br, char *err, size_t errlen) {
     memset(br, 0, sizeof *br);
     br->impid = "1";
-    if (!cJSON_IsObject(json))
-        return fail(err, errlen, "body is not a JSON object");
+    if (!cJSON_IsObject(json)) return fail(err, errlen, "body is not a JSON object");
     br->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(json, "id"));
     if (br->id == NULL || br->id[0] == '\0')
         return fail(err, errlen, "id: missing or not a non-empty string");
     cJSON *imps = cJSON_GetObjectItemCaseSensitive(json, "imp");
-    if (imps != NULL && !cJSON_IsArray(imps))
-        return fail(err, errlen, "imp: not an array");
+    if (imps != NULL && !cJSON_IsArray(imps)) return fail(err, errlen, "imp: not an array");
     cJSON *imp = cJSON_GetArrayItem(imps, 0);
     if (imp != NULL) {
         const char *impid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(imp, "id"));
-        if (impid == NULL)
-            return fail(err, errlen, "imp[0].id: missing or not a string");
+        if (impid == NULL) return fail(err, errlen, "imp[0].id: missing or not a string");
         br->impid = impid;
         cJSON *floor = cJSON_GetObjectItemCaseSensitive(imp, "bidfloor");
         if (floor != NULL &&
@@ -632,8 +609,7 @@ static char *pad_huge(char *body, size_t *len) {
     size_t keep = *len - 1; /* all but the closing '}' */
     size_t fixed = keep + strlen(head) + strlen(tail);
     char *out = fixed < HUGE_BODY_BYTES ? malloc(HUGE_BODY_BYTES + 1) : NULL;
-    if (out == NULL)
-        return body;
+    if (out == NULL) return body;
     char *o = out;
     memcpy(o, body, keep);
     o += keep;
@@ -682,11 +658,9 @@ static char *bid_body(advertiser *adv, const bid_request *br, size_t *len) {
     cJSON_AddStringToObject(root, "cur", "USD");
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (body == NULL)
-        return NULL;
+    if (body == NULL) return NULL;
     *len = strlen(body);
-    if (adv->mode == MODE_HUGE)
-        body = pad_huge(body, len);
+    if (adv->mode == MODE_HUGE) body = pad_huge(body, len);
     if (adv->mode == MODE_BAD_JSON) {
         *len /= 2; /* cut in half: no longer parses */
         body[*len] = '\0';
@@ -702,16 +676,13 @@ static void pending_unlink(pending *p) {
         p->prev->next = p->next;
     else
         adv->pending = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
+    if (p->next != NULL) p->next->prev = p->prev;
     adv->npending--;
 }
 
 static void pending_free(pending *p) {
-    if (p->timer != NULL)
-        event_free(p->timer);
-    if (p->watch != NULL)
-        event_free(p->watch);
+    if (p->timer != NULL) event_free(p->timer);
+    if (p->watch != NULL) event_free(p->watch);
     free(p->body);
     free(p);
 }
@@ -720,8 +691,7 @@ static void pending_free(pending *p) {
  * connection is ours to free; one still attached goes with its connection. */
 static void pending_drop(pending *p) {
     pending_unlink(p);
-    if (evhttp_request_get_connection(p->req) == NULL)
-        evhttp_request_free(p->req);
+    if (evhttp_request_get_connection(p->req) == NULL) evhttp_request_free(p->req);
     p->adv->n.dropped++;
     pending_free(p);
 }
@@ -762,8 +732,7 @@ static void pending_watch(evutil_socket_t fd, short what, void *arg) {
         event_del(p->watch);
         return;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     struct evhttp_connection *evcon = p->evcon;
     pending_drop(p);
     evhttp_connection_free(evcon); /* frees the request; our close callback finds nothing */
@@ -776,8 +745,7 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg) {
     pending *next;
     for (pending *p = adv->pending; p != NULL; p = next) {
         next = p->next;
-        if (p->evcon == evcon)
-            pending_drop(p);
+        if (p->evcon == evcon) pending_drop(p);
     }
 }
 
@@ -814,8 +782,7 @@ static int pending_decide(pending *p, const bid_request *br) {
             p->out = OUT_NOBID;
             return 0;
         }
-        if (u < adv->nobid_rate + adv->error_rate)
-            return pending_error(p);
+        if (u < adv->nobid_rate + adv->error_rate) return pending_error(p);
         break;
     default:
         break;
@@ -828,8 +795,7 @@ static int pending_decide(pending *p, const bid_request *br) {
 static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_request *br) {
     struct event_base *base = adv->ctx->base;
     pending *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return -1;
+    if (p == NULL) return -1;
     p->adv = adv;
     p->req = req;
     p->evcon = evhttp_request_get_connection(req);
@@ -842,8 +808,7 @@ static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_
         return -1;
     }
     p->next = adv->pending;
-    if (p->next != NULL)
-        p->next->prev = p;
+    if (p->next != NULL) p->next->prev = p;
     adv->pending = p;
     adv->npending++;
     evhttp_connection_set_closecb(p->evcon, on_conn_close, adv);
@@ -882,8 +847,7 @@ static void record_last(advertiser *adv, struct evhttp_request *req, cJSON *json
         cJSON_DeleteItemFromObjectCaseSensitive(headers, h->key); /* the last one wins */
         cJSON_AddStringToObject(headers, h->key, h->value);
     }
-    if (!cJSON_AddItemToObject(doc, "headers", headers))
-        cJSON_Delete(headers);
+    if (!cJSON_AddItemToObject(doc, "headers", headers)) cJSON_Delete(headers);
     if (json == NULL) {
         char *text = malloc(len + 1);
         if (text != NULL) {
@@ -893,8 +857,7 @@ static void record_last(advertiser *adv, struct evhttp_request *req, cJSON *json
         json = cJSON_CreateString(text ? text : "");
         free(text);
     }
-    if (!cJSON_AddItemToObject(doc, "body", json))
-        cJSON_Delete(json);
+    if (!cJSON_AddItemToObject(doc, "body", json)) cJSON_Delete(json);
     cJSON_Delete(adv->last);
     adv->last = doc;
 }
@@ -945,8 +908,7 @@ static void handle_stats(advertiser *adv, struct evhttp_request *req) {
     cJSON *list = cJSON_AddArrayToObject(doc, "notices");
     for (size_t k = 0; k < NOTICES_KEPT; k++) { /* oldest first */
         const char *uri = adv->notices[(adv->notice_next + k) % NOTICES_KEPT];
-        if (uri != NULL)
-            add_item(list, cJSON_CreateString(uri));
+        if (uri != NULL) add_item(list, cJSON_CreateString(uri));
     }
     send_json(req, 200, doc);
 }
@@ -989,8 +951,7 @@ static int adv_urls(bidder *ctx, advertiser *adv) {
     char *base =
         adv->nurl_base ? strdup(adv->nurl_base) : str_printf("http://%s:%d", host, adv->port);
     size_t blen = base ? strlen(base) : 0;
-    if (blen > 0 && base[blen - 1] == '/')
-        base[blen - 1] = '\0';
+    if (blen > 0 && base[blen - 1] == '/') base[blen - 1] = '\0';
     char *creative =
         expand_id(adv->creative ? adv->creative : "https://cdn.example/{id}.jpg", adv->id);
     free(adv->creative);
@@ -1007,8 +968,7 @@ static int adv_urls(bidder *ctx, advertiser *adv) {
 
 static int adv_listen(bidder *ctx, advertiser *adv) {
     adv->http = evhttp_new(ctx->base);
-    if (adv->http == NULL)
-        return -1;
+    if (adv->http == NULL) return -1;
     evhttp_set_gencb(adv->http, on_request, adv);
     evhttp_set_allowed_methods(adv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_max_body_size(adv->http, (ev_ssize_t)MAX_BODY_BYTES);
@@ -1029,8 +989,7 @@ static int adv_listen(bidder *ctx, advertiser *adv) {
         adv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     else
         adv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (adv_urls(ctx, adv) == 0)
-        return 0;
+    if (adv_urls(ctx, adv) == 0) return 0;
     fprintf(stderr, "rtb-bidder: out of memory\n");
     return -1;
 }
@@ -1038,8 +997,7 @@ static int adv_listen(bidder *ctx, advertiser *adv) {
 static void adv_free(advertiser *adv) {
     while (adv->pending != NULL)
         pending_drop(adv->pending);
-    if (adv->http != NULL)
-        evhttp_free(adv->http); /* frees its connections and their requests */
+    if (adv->http != NULL) evhttp_free(adv->http); /* frees its connections and their requests */
     free(adv->id);
     free(adv->creative);
     free(adv->nurl_base);
@@ -1055,12 +1013,9 @@ static void bidder_free(bidder *ctx) {
     for (size_t i = 0; i < ctx->nadvs; i++)
         adv_free(&ctx->advs[i]);
     free(ctx->advs);
-    if (ctx->sigint != NULL)
-        event_free(ctx->sigint);
-    if (ctx->sigterm != NULL)
-        event_free(ctx->sigterm);
-    if (ctx->base != NULL)
-        event_base_free(ctx->base);
+    if (ctx->sigint != NULL) event_free(ctx->sigint);
+    if (ctx->sigterm != NULL) event_free(ctx->sigterm);
+    if (ctx->base != NULL) event_base_free(ctx->base);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -1075,16 +1030,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 static int run(bidder *ctx) {
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-answer is an error return */
     ctx->base = event_base_new();
-    if (ctx->base == NULL)
-        return 1;
+    if (ctx->base == NULL) return 1;
     ctx->sigint = evsignal_new(ctx->base, SIGINT, on_signal, ctx);
     ctx->sigterm = evsignal_new(ctx->base, SIGTERM, on_signal, ctx);
     if (ctx->sigint == NULL || ctx->sigterm == NULL || evsignal_add(ctx->sigint, NULL) != 0 ||
         evsignal_add(ctx->sigterm, NULL) != 0)
         return 1;
     for (size_t i = 0; i < ctx->nadvs; i++)
-        if (adv_listen(ctx, &ctx->advs[i]) != 0)
-            return 1;
+        if (adv_listen(ctx, &ctx->advs[i]) != 0) return 1;
     const char *open = strchr(ctx->host, ':') ? "[" : "", *close = *open ? "]" : "";
     for (size_t i = 0; i < ctx->nadvs; i++)
         printf("listening %s %s%s%s:%d\n", ctx->advs[i].id, open, ctx->host, close,
