@@ -20,7 +20,9 @@
  * SSL_pending() says bytes are waiting. (libmosquitto 2.0's loop_read does
  * the same, but stops early when a stale errno says EAGAIN; we do not rely
  * on it.) */
-#include "rtb/rtb.h"
+#include "rtb/mqtt.h"
+
+#include "rtb/log.h"
 
 #include <event2/event.h>
 #include <mosquitto.h>
