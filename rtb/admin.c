@@ -17,7 +17,10 @@
  * case the slot is emptied and its close callback cleared before the reply
  * is ended or the connection freed, and libevent frees the request with its
  * connection. So no chunk is ever sent to a freed request, and none leaks. */
-#include "rtb/rtb.h"
+#include "rtb/admin.h"
+
+#include "rtb/dashboard.h"
+#include "rtb/log.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -37,29 +40,13 @@ typedef struct stream {
 } stream;
 
 struct rtb_admin {
-    rtb_server *srv;
+    const rtb_server *srv;
     struct evhttp *http;
     stream streams[RTB_ADMIN_MAX_STREAMS];
     size_t nstreams;
     struct evbuffer *event; /* scratch: one SSE event, copied to each client */
     struct evbuffer *chunk; /* scratch: what evhttp_send_reply_chunk drains */
 };
-
-/* Upper bounds of the latency buckets, in µs; RTB_LATENCY_BUCKETS - 1 of
- * them, the last bucket being +Inf. Dense around tmax (100 ms). */
-const int64_t rtb_latency_bounds_us[RTB_LATENCY_BUCKETS - 1] = {
-    1000,   2000,   5000,   10000,  20000,  50000,  75000,   100000,
-    102000, 105000, 110000, 150000, 200000, 500000, 1000000,
-};
-
-void rtb_metrics_observe_latency(rtb_stats *stats, int64_t latency_us) {
-    size_t i = 0;
-    while (i < RTB_LATENCY_BUCKETS - 1 && latency_us > rtb_latency_bounds_us[i])
-        i++;
-    stats->latency_buckets[i]++;
-    stats->latency_count++;
-    stats->latency_sum_us += latency_us;
-}
 
 static void reply(struct evhttp_request *req, int code, const char *reason,
                   const char *content_type, struct evbuffer *body) {
@@ -69,19 +56,21 @@ static void reply(struct evhttp_request *req, int code, const char *reason,
 
 static void on_healthz(struct evhttp_request *req, void *arg) {
     rtb_admin *a = arg;
-    int mqtt_up = rtb_mqtt_connected(a->srv->mqtt), redis_up = store_connected(a->srv->store);
+    rtb_server_health h;
+    rtb_server_health_get(a->srv, &h);
+    int mqtt_up = h.mqtt_connected, redis_up = h.redis_connected;
     struct evbuffer *body = evbuffer_new();
     if (!body) {
         evhttp_send_error(req, 500, NULL);
         return;
     }
-    if (mqtt_up && redis_up && !a->srv->draining) {
+    if (mqtt_up && redis_up && !h.draining) {
         evbuffer_add_printf(body, "ok\n");
         reply(req, 200, "OK", "text/plain; charset=utf-8", body);
     } else {
         evbuffer_add_printf(body, "unavailable:%s%s%s\n", mqtt_up ? "" : " mqtt disconnected;",
                             redis_up ? "" : " redis disconnected;",
-                            a->srv->draining ? " shutting down;" : "");
+                            h.draining ? " shutting down;" : "");
         reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", body);
     }
     evbuffer_free(body);
@@ -101,18 +90,40 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, long l
 /* Per-bidder series: one HELP/TYPE header, one line per advertiser. Ids are
  * [A-Za-z0-9._:-] (SPEC 6 via the config and registry decoders), so they
  * need no escaping inside a label value. */
-static void bidder_series(struct evbuffer *b, const rtb_server *srv, const char *name,
-                          const char *type, const char *help, size_t offset) {
-    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    for (size_t i = 0; i < srv->nbidders; i++) {
-        const rtb_bidder *bd = srv->bidders[i];
-        unsigned long long v = *(const unsigned long long *)((const char *)&bd->stats + offset);
-        evbuffer_add_printf(b, "%s{bidder=\"%s\"} %llu\n", name, bd->id, v);
+typedef struct series {
+    struct evbuffer *b;
+    const char *name;
+    size_t offset; /* of an unsigned long long in rtb_bidder_stats, or: */
+    long (*gauge)(const rtb_bidder *bd);
+} series;
+
+static void series_line(void *arg, size_t index, const rtb_bidder *bd) {
+    (void)index;
+    const series *s = arg;
+    if (s->gauge) {
+        evbuffer_add_printf(s->b, "%s{bidder=\"%s\"} %ld\n", s->name, bd->id, s->gauge(bd));
+        return;
     }
+    unsigned long long v = *(const unsigned long long *)((const char *)&bd->stats + s->offset);
+    evbuffer_add_printf(s->b, "%s{bidder=\"%s\"} %llu\n", s->name, bd->id, v);
+}
+
+static void bidder_series(struct evbuffer *b, const rtb_server *srv, const char *name,
+                          const char *type, const char *help, size_t offset,
+                          long (*gauge)(const rtb_bidder *bd)) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    series s = {b, name, offset, gauge};
+    rtb_server_each_bidder(srv, series_line, &s);
+}
+
+static long breaker_state(const rtb_bidder *bd) {
+    return (long)bd->breaker;
 }
 
 static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
-    const rtb_stats *s = &srv->stats;
+    const rtb_stats *s = rtb_server_stats(srv);
+    rtb_server_health h;
+    rtb_server_health_get(srv, &h);
     counter(b, "rtb_requests_total", "MQTT messages received on the request topic.", s->requests);
     evbuffer_add_printf(b, "# HELP rtb_auctions_total Results published, by status.\n"
                            "# TYPE rtb_auctions_total counter\n");
@@ -124,7 +135,7 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
             s->request_errors);
     counter(b, "rtb_duplicate_requests_total", "Requests whose request_id was in flight.",
             s->duplicates);
-    const store_stats *ss = store_get_stats(srv->store);
+    const store_stats *ss = rtb_server_store_stats(srv);
     counter(b, "rtb_redis_published_total", "PUBLISHes acknowledged by Redis.", ss->published);
     counter(b, "rtb_redis_publish_failed_total", "PUBLISHes Redis answered with an error.",
             ss->publish_failed);
@@ -132,32 +143,31 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
             "PUBLISHes dropped because the queue was full (limits.max_pending_results).",
             ss->publish_dropped);
     gauge(b, "rtb_redis_publish_queued", "PUBLISHes waiting for Redis or its acknowledgement.",
-          (long long)store_queued(srv->store));
+          (long long)rtb_server_results_queued(srv));
     counter(b, "rtb_redis_reconnects_total", "Redis reconnect attempts.", ss->reconnects);
     counter(b, "rtb_redis_writes_failed_total",
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);
-    const rtb_notice_stats *ns = rtb_notifier_stats(srv->notifier);
+    const rtb_notice_stats *ns = rtb_server_notice_stats(srv);
     counter(b, "rtb_notices_sent_total", "Win/loss notices answered with 2xx.", ns->sent);
     counter(b, "rtb_notices_failed_total",
             "Win/loss notices that failed (bad URL, status, connection, timeout).", ns->failed);
     counter(b, "rtb_notices_dropped_total",
             "Win/loss notices dropped: limits.max_pending_notices out at once.", ns->dropped);
     gauge(b, "rtb_notices_pending", "Win/loss notices out now.",
-          (long long)rtb_notifier_pending(srv->notifier));
+          (long long)rtb_server_notices_pending(srv));
     counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
             s->profile_misses);
     counter(b, "rtb_profile_errors_total", "Profile lookups that failed (Redis down or error).",
             s->profile_errors);
-    gauge(b, "rtb_inflight_auctions", "Auctions open now.", (long long)srv->ninflight);
-    gauge(b, "rtb_mqtt_connected", "1 when connected to the broker.",
-          rtb_mqtt_connected(srv->mqtt));
+    gauge(b, "rtb_inflight_auctions", "Auctions open now.", (long long)h.inflight);
+    gauge(b, "rtb_mqtt_connected", "1 when connected to the broker.", h.mqtt_connected);
     gauge(b, "rtb_redis_connected", "1 when the Redis command connection is up.",
-          store_connected(srv->store));
+          h.redis_connected);
 
 #define BIDDER_COUNTER(field, help)                                                                \
     bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                          \
-                  offsetof(rtb_bidder_stats, field))
+                  offsetof(rtb_bidder_stats, field), NULL)
     BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
     BIDDER_COUNTER(bids, "Well-formed bids received.");
     BIDDER_COUNTER(no_bids, "No-bid answers.");
@@ -169,29 +179,21 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     BIDDER_COUNTER(wins, "Auctions the bidder won.");
     BIDDER_COUNTER(spend_micros, "Sum of clearing prices / 1000 (prices are CPM), in micros.");
 #undef BIDDER_COUNTER
-    evbuffer_add_printf(b, "# HELP rtb_bidder_breaker_state Circuit breaker: 0 closed, "
-                           "1 open, 2 half-open.\n# TYPE rtb_bidder_breaker_state gauge\n");
-    for (size_t i = 0; i < srv->nbidders; i++)
-        evbuffer_add_printf(b, "rtb_bidder_breaker_state{bidder=\"%s\"} %d\n", srv->bidders[i]->id,
-                            (int)srv->bidders[i]->breaker);
-    evbuffer_add_printf(b, "# HELP rtb_bidder_inflight Calls in flight to the bidder.\n"
-                           "# TYPE rtb_bidder_inflight gauge\n");
-    for (size_t i = 0; i < srv->nbidders; i++)
-        evbuffer_add_printf(b, "rtb_bidder_inflight{bidder=\"%s\"} %ld\n", srv->bidders[i]->id,
-                            srv->bidders[i]->busy);
-    evbuffer_add_printf(b, "# HELP rtb_bidder_connections Connections open to the bidder.\n"
-                           "# TYPE rtb_bidder_connections gauge\n");
-    for (size_t i = 0; i < srv->nbidders; i++)
-        evbuffer_add_printf(b, "rtb_bidder_connections{bidder=\"%s\"} %ld\n", srv->bidders[i]->id,
-                            srv->bidders[i]->nconns);
+    bidder_series(b, srv, "rtb_bidder_breaker_state", "gauge",
+                  "Circuit breaker: 0 closed, 1 open, 2 half-open.", 0, breaker_state);
+    bidder_series(b, srv, "rtb_bidder_inflight", "gauge", "Calls in flight to the bidder.", 0,
+                  rtb_bidder_busy);
+    bidder_series(b, srv, "rtb_bidder_connections", "gauge", "Connections open to the bidder.", 0,
+                  rtb_bidder_conns);
 
     evbuffer_add_printf(b, "# HELP rtb_auction_latency_seconds Receipt to close of auctions.\n"
                            "# TYPE rtb_auction_latency_seconds histogram\n");
+    const rtb_latency_bounds *bounds = rtb_server_latency_bounds(srv);
     unsigned long long cumulative = 0;
     for (size_t i = 0; i < RTB_LATENCY_BUCKETS - 1; i++) {
         cumulative += s->latency_buckets[i];
         char le[AUCTION_MICROS_STRLEN];
-        auction_micros_format(rtb_latency_bounds_us[i], le); /* µs as seconds, exactly */
+        auction_micros_format(bounds->us[i], le); /* µs as seconds, exactly */
         evbuffer_add_printf(b, "rtb_auction_latency_seconds_bucket{le=\"%s\"} %llu\n", le,
                             cumulative);
     }
@@ -352,7 +354,8 @@ void rtb_admin_broadcast(rtb_admin *a) {
         if (a->streams[i].req) stream_send(&a->streams[i], data, len);
 }
 
-rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t errlen) {
+rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const char *listen,
+                         char *err, size_t errlen) {
     const char *colon = strrchr(listen, ':');
     char host[256];
     long port = colon ? strtol(colon + 1, NULL, 10) : 0;
@@ -369,7 +372,7 @@ rtb_admin *rtb_admin_new(rtb_server *srv, const char *listen, char *err, size_t 
     host[hostlen] = '\0';
 
     rtb_admin *a = calloc(1, sizeof(*a));
-    if (!a || !(a->http = evhttp_new(srv->base)) || !(a->event = evbuffer_new()) ||
+    if (!a || !(a->http = evhttp_new(base)) || !(a->event = evbuffer_new()) ||
         !(a->chunk = evbuffer_new())) {
         rtb_admin_free(a);
         snprintf(err, errlen, "admin: out of memory");

@@ -10,7 +10,9 @@
  * window (RTB_ALERT_MIN_COUNT) a value means nothing, so the state is held:
  * a bidder whose breaker is open gets almost no calls, and its timeout alert
  * must not resolve for that. An advertiser that left the registry resolves. */
-#include "rtb/rtb.h"
+#include "rtb/alerts.h"
+
+#include "rtb/log.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -43,20 +45,24 @@ typedef struct alert_state {
 } alert_state;
 
 typedef struct rule {
-    const proto_alert_conf *conf; /* borrowed from srv->cfg */
+    const proto_alert_conf *conf; /* borrowed from the config */
     metric metric;
-    alert_state *states; /* per advertiser (srv->bidders index) or one */
+    alert_state *states; /* per advertiser (registry index) or one */
     size_t nstates;
 } rule;
 
 struct rtb_alerts {
-    rtb_server *srv;
+    store *store;
+    const rtb_registry *reg;
+    const rtb_sampler *samples;
+    const rtb_latency_bounds *bounds;
     rule *rules;
     size_t nrules;
 };
 
-rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
-    const proto_config *cfg = srv->cfg;
+rtb_alerts *rtb_alerts_new(const proto_config *cfg, store *st, const rtb_registry *reg,
+                           const rtb_sampler *samples, const rtb_latency_bounds *bounds, char *err,
+                           size_t errlen) {
     for (size_t i = 0; i < cfg->nalerts; i++) {
         const proto_alert_conf *c = &cfg->alerts[i];
         size_t m = 0;
@@ -69,11 +75,11 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
                      i, c->metric);
             return NULL;
         }
-        if (c->window_s < 1 || c->window_s > RTB_DASH_HISTORY_S) {
+        if (c->window_s < 1 || c->window_s > RTB_SAMPLER_HISTORY_S) {
             snprintf(err, errlen,
                      "alerts[%zu].window_s: %ld is not in 1..%d (seconds the "
                      "dashboard keeps)",
-                     i, c->window_s, RTB_DASH_HISTORY_S);
+                     i, c->window_s, RTB_SAMPLER_HISTORY_S);
             return NULL;
         }
         if (!isfinite(c->above)) {
@@ -88,7 +94,10 @@ rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    a->srv = srv;
+    a->store = st;
+    a->reg = reg;
+    a->samples = samples;
+    a->bounds = bounds;
     a->nrules = cfg->nalerts;
     for (size_t i = 0; i < a->nrules; i++) {
         a->rules[i].conf = &cfg->alerts[i];
@@ -152,7 +161,7 @@ static void announce(rtb_alerts *a, const rule *r, const char *subject, const al
         return;
     }
     /* Queued while Redis is down (store.c); a drop is counted there. */
-    store_publish(a->srv->store, RTB_ALERTS_CHANNEL, text, strlen(text));
+    store_publish(a->store, RTB_ALERTS_CHANNEL, text, strlen(text));
     cJSON_free(text);
 }
 
@@ -187,24 +196,25 @@ static int grow_states(rule *r, size_t n) {
 }
 
 static void evaluate_bidders(rtb_alerts *a, rule *r, int64_t wall_us) {
-    const rtb_server *srv = a->srv;
-    if (grow_states(r, srv->nbidders) != 0) return; /* next second, maybe */
-    for (size_t i = 0; i < srv->nbidders; i++) {
-        rtb_dash_bidder_counts c;
-        rtb_dash_bidder_window(srv->dash, i, (int)r->conf->window_s, &c);
+    size_t n = rtb_registry_count(a->reg);
+    if (grow_states(r, n) != 0) return; /* next second, maybe */
+    for (size_t i = 0; i < n; i++) {
+        const rtb_bidder *b = rtb_registry_at(a->reg, i);
+        rtb_sample_bidder_counts c;
+        rtb_sampler_bidder_window(a->samples, i, (int)r->conf->window_s, &c);
         unsigned long long bad = r->metric == METRIC_BIDDER_TIMEOUT_RATE ? c.timeouts : c.errors;
         /* A call is counted when made, its timeout or error when it ends (up to
          * tmax later): one made just before the window can end inside it. */
         double value = c.calls ? fmin(1.0, (double)bad / (double)c.calls) : 0;
-        update(a, r, &r->states[i], srv->bidders[i]->id, c.calls >= RTB_ALERT_MIN_COUNT, value,
-               !srv->bidders[i]->active, wall_us);
+        update(a, r, &r->states[i], b->id, c.calls >= RTB_ALERT_MIN_COUNT, value, !b->active,
+               wall_us);
     }
 }
 
 static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
     if (grow_states(r, 1) != 0) return;
-    rtb_dash_counts c;
-    rtb_dash_window(a->srv->dash, (int)r->conf->window_s, &c);
+    rtb_sample_counts c;
+    rtb_sampler_window(a->samples, (int)r->conf->window_s, &c);
     unsigned long long results = 0, closed = 0;
     for (int st = 0; st < PROTO_STATUS_COUNT; st++)
         results += c.results[st];
@@ -221,7 +231,7 @@ static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
         break;
     case METRIC_P99_LATENCY_MS:
         enough = closed >= RTB_ALERT_MIN_COUNT;
-        value = enough ? rtb_latency_quantile_ms(c.latency_buckets, 0.99) : 0;
+        value = enough ? rtb_latency_quantile_ms(a->bounds, c.latency_buckets, 0.99) : 0;
         break;
     default:
         return;
@@ -230,7 +240,6 @@ static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
 }
 
 void rtb_alerts_evaluate(rtb_alerts *a, int64_t wall_us) {
-    if (!a->srv->dash) return;
     for (size_t i = 0; i < a->nrules; i++) {
         rule *r = &a->rules[i];
         if (metrics[r->metric].per_bidder)
@@ -248,7 +257,8 @@ int rtb_alerts_json(const rtb_alerts *a, cJSON *array) {
         for (size_t k = 0; k < r->nstates; k++) {
             const alert_state *st = &r->states[k];
             if (!st->firing) continue;
-            const char *subject = metrics[r->metric].per_bidder ? a->srv->bidders[k]->id : NULL;
+            const char *subject =
+                metrics[r->metric].per_bidder ? rtb_registry_at(a->reg, k)->id : NULL;
             cJSON *o = alert_json(r, subject, st);
             if (!o || !cJSON_AddNumberToObject(o, "since", wall_s(st->since_wall_us)) ||
                 !cJSON_AddItemToArray(array, o)) {
@@ -258,6 +268,10 @@ int rtb_alerts_json(const rtb_alerts *a, cJSON *array) {
         }
     }
     return 0;
+}
+
+size_t rtb_alerts_rules(const rtb_alerts *a) {
+    return a->nrules;
 }
 
 size_t rtb_alerts_active(const rtb_alerts *a) {

@@ -1,11 +1,13 @@
-/* bidder.c -- advertisers and their pools of keep-alive HTTP connections.
+/* bidder.c -- advertisers: targeting, endpoint, circuit breaker, counters.
  *
- * One evhttp_connection carries one request at a time, so each advertiser
- * has a pool: a call takes an idle connection or opens a new one while fewer
- * than `max_concurrent` exist, and gives it back when the call ends or is
- * cancelled. A connection keeps its TCP socket between calls (HTTP/1.1
- * keep-alive); a cancelled call resets it and the next call reconnects. */
-#include "rtb/rtb.h"
+ * Each advertiser calls its endpoint through a pool of keep-alive
+ * connections (call.h) capped at `max_concurrent`: a call takes an idle
+ * connection or opens one, and gives it back when the call ends or is
+ * cancelled. An endpoint change retires the old pool (its calls still out
+ * finish there) and the next call opens the new one. */
+#include "rtb/bidder.h"
+
+#include "rtb/log.h"
 
 #include <event2/http.h>
 
@@ -68,16 +70,6 @@ static char **copy_interests(char *const *src, size_t n) {
     return v;
 }
 
-static void close_idle(rtb_bidder *b) {
-    while (b->idle) {
-        rtb_conn *c = b->idle;
-        b->idle = c->next;
-        evhttp_connection_free(c->evcon);
-        free(c);
-        b->nconns--;
-    }
-}
-
 int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
     char **interests = copy_interests(conf->interests, conf->ninterests);
     if (!interests) return -1;
@@ -90,9 +82,8 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
             free_interests(interests, conf->ninterests);
             return -1;
         }
-        close_idle(b); /* busy ones are freed as their calls end */
-        b->nconns = 0;
-        b->generation++;
+        rtb_pool_free(b->pool); /* retired: its calls still out end there */
+        b->pool = NULL;
         free(b->endpoint);
         free(b->host);
         free(b->path);
@@ -107,11 +98,16 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
     b->interests = interests;
     b->ninterests = conf->ninterests;
     b->max_concurrent = conf->max_concurrent > 0 ? conf->max_concurrent : 100;
+    if (b->pool) rtb_pool_set_max_conns(b->pool, (size_t)b->max_concurrent);
     return 0;
 }
 
-rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf) {
+rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf, rtb_http *http, size_t max_body_bytes) {
     rtb_bidder *b = calloc(1, sizeof(*b));
+    if (b) {
+        b->http = http;
+        b->max_body_bytes = max_body_bytes;
+    }
     if (!b || !(b->id = strdup(conf->id)) || rtb_bidder_update(b, conf) < 0) {
         if (b) free(b->id);
         free(b);
@@ -123,7 +119,7 @@ rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf) {
 
 void rtb_bidder_free(rtb_bidder *b) {
     if (!b) return;
-    close_idle(b);
+    rtb_pool_free(b->pool);
     free(b->id);
     free(b->endpoint);
     free(b->host);
@@ -151,58 +147,52 @@ int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *cont
     return 0;
 }
 
-rtb_conn *rtb_bidder_acquire(rtb_bidder *b, struct event_base *base, size_t max_body_bytes) {
-    if (b->busy >= b->max_concurrent) return NULL;
-    rtb_conn *c = b->idle;
-    if (c) {
-        b->idle = c->next;
-    } else {
-        c = calloc(1, sizeof(*c));
-        if (!c) return NULL;
-        /* No DNS base: endpoints are addresses or names in /etc/hosts. */
-        c->evcon = evhttp_connection_base_new(base, NULL, b->host, (unsigned short)b->port);
-        if (!c->evcon) {
-            free(c);
-            return NULL;
-        }
-        evhttp_connection_set_max_body_size(c->evcon, (ev_ssize_t)max_body_bytes);
-        evhttp_connection_set_retries(c->evcon, 0);
-        c->bidder = b;
-        c->generation = b->generation;
-        b->nconns++;
-    }
-    c->next = NULL;
-    b->busy++;
-    return c;
+long rtb_bidder_busy(const rtb_bidder *b) {
+    return b->pool ? (long)rtb_pool_busy(b->pool) : 0;
 }
 
-void rtb_bidder_release(rtb_conn *c) {
-    rtb_bidder *b = c->bidder;
-    b->busy--;
-    if (c->generation != b->generation) { /* opened to an old endpoint */
-        evhttp_connection_free(c->evcon);
-        free(c);
-        return;
+long rtb_bidder_conns(const rtb_bidder *b) {
+    return b->pool ? (long)rtb_pool_conns(b->pool) : 0;
+}
+
+int rtb_bidder_call(rtb_bidder *b, rtb_call *c, const char *body, size_t len, rtb_call_fn *fn,
+                    void *arg) {
+    if (!b->http) return -1;
+    if (!b->pool) {
+        rtb_pool_opts o = {
+            .max_conns = (size_t)b->max_concurrent,
+            .max_body_bytes = b->max_body_bytes,
+            .max_header_bytes = RTB_BIDDER_MAX_HEADER_BYTES,
+        };
+        if (!(b->pool = rtb_pool_new(b->http, b->host, b->port, &o))) return -1;
     }
-    c->next = b->idle;
-    b->idle = c;
+    static const rtb_header headers[] = {
+        {"Content-Type", "application/json"},
+        {"x-openrtb-version", "2.6"},
+    };
+    return rtb_call_start(c, b->pool, RTB_POST, b->path, b->host_header, headers, 2, body, len, fn,
+                          arg);
 }
 
 #define BREAKER_PAUSE_MIN_US 1000000
 #define BREAKER_PAUSE_MAX_US 30000000
 
-int rtb_bidder_admit(rtb_bidder *b, int64_t now_us) {
+rtb_admit rtb_bidder_admit(rtb_bidder *b, int64_t now_us) {
+    if (rtb_bidder_busy(b) >= b->max_concurrent) {
+        b->stats.throttled++;
+        return RTB_ADMIT_SKIP;
+    }
     if (b->breaker == RTB_BREAKER_OPEN && now_us >= b->breaker_until_us) {
         b->breaker = RTB_BREAKER_HALF_OPEN;
         b->probe_out = 0;
     }
-    if (b->breaker == RTB_BREAKER_CLOSED) return 1;
+    if (b->breaker == RTB_BREAKER_CLOSED) return RTB_ADMIT_CALL;
     if (b->breaker == RTB_BREAKER_HALF_OPEN && !b->probe_out) {
         b->probe_out = 1;
-        return 2; /* the probe */
+        return RTB_ADMIT_PROBE;
     }
     b->stats.breaker_skips++;
-    return 0;
+    return RTB_ADMIT_SKIP;
 }
 
 static void breaker_open(rtb_bidder *b, int64_t now_us, int64_t pause_us) {

@@ -9,7 +9,9 @@
  * to the clicked ad too (last_click); not found, only to the advertiser
  * (unattributed). Every Redis call is asynchronous; each event that waits
  * for an answer owns a small record that its one callback frees. */
-#include "rtb/rtb.h"
+#include "rtb/events.h"
+
+#include "rtb/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +22,29 @@
 #define LAST_CLICK_TTL_S (30L * 86400) /* attribution window: 30 days */
 #define KEY_MAX 1200
 
+struct rtb_events {
+    store *store;
+    const proto_config *cfg;
+    rtb_stats *stats;
+};
+
 typedef struct pending_event {
-    rtb_server *srv;
+    rtb_events *e;
     proto_event ev;
 } pending_event;
+
+rtb_events *rtb_events_new(store *st, const proto_config *cfg, rtb_stats *stats) {
+    rtb_events *e = calloc(1, sizeof(*e));
+    if (!e) return NULL;
+    e->store = st;
+    e->cfg = cfg;
+    e->stats = stats;
+    return e;
+}
+
+void rtb_events_free(rtb_events *e) {
+    free(e);
+}
 
 int rtb_events_topic(const char *topic) {
     return strncmp(topic, EVENTS_PREFIX, sizeof(EVENTS_PREFIX) - 1) == 0;
@@ -31,65 +52,65 @@ int rtb_events_topic(const char *topic) {
 
 /* HINCRBY field on stats:advertiser:{adv} and, when `ad` is not empty,
  * stats:ad:{ad}. */
-static void count(rtb_server *srv, const char *adv, const char *ad, const char *field) {
-    store_hincrby(srv->store, "stats:advertiser:", adv, field, 1);
-    if (ad && *ad) store_hincrby(srv->store, "stats:ad:", ad, field, 1);
+static void count(rtb_events *e, const char *adv, const char *ad, const char *field) {
+    store_hincrby(e->store, "stats:advertiser:", adv, field, 1);
+    if (ad && *ad) store_hincrby(e->store, "stats:ad:", ad, field, 1);
 }
 
 static void on_click(void *arg, store_status st, const char *value, size_t len) {
     (void)value;
     (void)len;
     pending_event *p = arg;
-    rtb_server *srv = p->srv;
+    rtb_events *e = p->e;
     const proto_event *ev = &p->ev;
     if (st == STORE_OK) {
-        srv->stats.clicks++;
-        count(srv, ev->advertiser_id, ev->ad_id, "clicks");
+        e->stats->clicks++;
+        count(e, ev->advertiser_id, ev->ad_id, "clicks");
     } else if (st == STORE_NIL) {
-        srv->stats.duplicate_clicks++;
-        count(srv, ev->advertiser_id, ev->ad_id, "duplicate_clicks");
+        e->stats->duplicate_clicks++;
+        count(e, ev->advertiser_id, ev->ad_id, "duplicate_clicks");
     } else {
-        srv->stats.events_dropped++;
+        e->stats->events_dropped++;
     }
     free(p);
 }
 
 static void on_last_click(void *arg, store_status st, const char *value, size_t len) {
     pending_event *p = arg;
-    rtb_server *srv = p->srv;
+    rtb_events *e = p->e;
     const proto_event *ev = &p->ev;
     if (st == STORE_ERR) {
-        srv->stats.events_dropped++;
+        e->stats->events_dropped++;
         free(p);
         return;
     }
-    srv->stats.conversions++;
-    store_hincrby(srv->store, "stats:advertiser:", ev->advertiser_id, "conversions", 1);
+    e->stats->conversions++;
+    store_hincrby(e->store, "stats:advertiser:", ev->advertiser_id, "conversions", 1);
     if (st == STORE_OK && len > 0 && len < PROTO_ID_BYTES) {
         char ad[PROTO_ID_BYTES];
         memcpy(ad, value, len);
         ad[len] = '\0';
-        srv->stats.conversions_attributed++;
-        store_hincrby(srv->store, "stats:ad:", ad, "conversions", 1);
+        e->stats->conversions_attributed++;
+        store_hincrby(e->store, "stats:ad:", ad, "conversions", 1);
     } else {
-        store_hincrby(srv->store, "stats:advertiser:", ev->advertiser_id,
-                      "conversions_unattributed", 1);
+        store_hincrby(e->store, "stats:advertiser:", ev->advertiser_id, "conversions_unattributed",
+                      1);
     }
     free(p);
 }
 
-void rtb_events_on_message(rtb_server *srv, const char *topic, const char *payload, size_t len) {
+void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload, size_t len) {
     pending_event *p = malloc(sizeof(*p));
     if (!p) {
-        srv->stats.events_dropped++;
+        e->stats->events_dropped++;
         return;
     }
-    p->srv = srv;
+    p->e = e;
     char err[256];
     const char *type = topic + sizeof(EVENTS_PREFIX) - 1;
-    if (proto_event_decode(type, payload, len, (size_t)srv->cfg->limits.max_request_bytes, &p->ev,
+    if (proto_event_decode(type, payload, len, (size_t)e->cfg->limits.max_request_bytes, &p->ev,
                            err, sizeof(err)) != PROTO_OK) {
-        srv->stats.events_invalid++;
+        e->stats->events_invalid++;
         rtb_log(PROTO_LOG_DEBUG, "event on %s refused: %s", topic, err);
         free(p);
         return;
@@ -99,8 +120,8 @@ void rtb_events_on_message(rtb_server *srv, const char *topic, const char *paylo
     char key[KEY_MAX];
     switch (ev->type) {
     case PROTO_EVENT_IMPRESSION:
-        srv->stats.impressions++;
-        count(srv, ev->advertiser_id, ev->ad_id, "impressions");
+        e->stats->impressions++;
+        count(e, ev->advertiser_id, ev->ad_id, "impressions");
         free(p);
         return;
     case PROTO_EVENT_CLICK:
@@ -109,17 +130,17 @@ void rtb_events_on_message(rtb_server *srv, const char *topic, const char *paylo
          * it after this SET) must find it. A repeat click is still the
          * user's last click on that ad. */
         snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
-        store_set(srv->store, key, ev->ad_id, LAST_CLICK_TTL_S);
+        store_set(e->store, key, ev->ad_id, LAST_CLICK_TTL_S);
         snprintf(key, sizeof(key), "click:%s:%s", ev->user_id, ev->ad_id);
-        rc = store_set_nx(srv->store, key, "1", CLICK_DEDUP_S, on_click, p);
+        rc = store_set_nx(e->store, key, "1", CLICK_DEDUP_S, on_click, p);
         break;
     case PROTO_EVENT_CONVERSION:
         snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
-        rc = store_get(srv->store, key, on_last_click, p);
+        rc = store_get(e->store, key, on_last_click, p);
         break;
     }
     if (rc != 0) { /* Redis down: the event cannot be deduplicated or attributed */
-        srv->stats.events_dropped++;
+        e->stats->events_dropped++;
         free(p);
     }
 }

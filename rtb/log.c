@@ -1,7 +1,7 @@
 /* log.c -- one line per event on stderr: UTC time to the millisecond, level,
  * message. The level filter is the only state; it is set once from the
  * config (or -v) before the loop starts. */
-#include "rtb/rtb.h"
+#include "rtb/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

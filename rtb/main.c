@@ -1,7 +1,8 @@
 /* main.c -- rtb-exchange's command line (SPEC 7): read the config, apply
  * flag overrides, run the server. Exit codes: 0 clean shutdown, 1 runtime
  * failure, 2 bad command line or config. */
-#include "rtb/rtb.h"
+#include "rtb/log.h"
+#include "rtb/server.h"
 
 #include <event2/event.h>
 #include <mosquitto.h>

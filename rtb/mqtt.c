@@ -13,7 +13,9 @@
  * config error at start (exit 2), not a retry loop. The broker's certificate
  * must chain to mqtt.tls.cafile and name mqtt.host (SAN DNS or IP); a
  * failed handshake is logged and retried like a refused TCP connect. */
-#include "rtb/rtb.h"
+#include "rtb/mqtt.h"
+
+#include "rtb/log.h"
 
 #include "glue/mosq_ev.h"
 

@@ -1,16 +1,13 @@
 /* notice.c -- win and loss notices (SPEC 9): fire-and-forget HTTP GETs.
  *
- * A notice never delays a result: the auction's result is published first,
- * then its notices are handed here. Notices go to a small set of targets
- * (host:port); each target has a few evhttp connections and lets evhttp
- * queue requests on them. Every request's callback runs exactly once (or
- * never, when the notifier is freed and cancels it), and only counts. At
- * most `max_pending` notices are out; past that a notice is dropped and
- * counted, so a dead notice server cannot grow memory. */
-#include "rtb/rtb.h"
+ * Notices go to a small set of targets (host:port); each target is a
+ * queueing pool of a few connections (call.h), so evhttp lines requests up
+ * on them. Each notice out is a small record holding its call, linked so
+ * that freeing the notifier can cancel what is still out. Every call's
+ * callback runs exactly once (or never, when cancelled) and only counts. */
+#include "rtb/notice.h"
 
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,28 +15,36 @@
 #define CONNS_PER_TARGET 4
 #define MAX_TARGETS 256
 #define NOTICE_TIMEOUT_S 5
+#define NOTICE_MAX_BODY_BYTES 65536
+#define NOTICE_MAX_HEADER_BYTES 8192
+#define RESOURCE_MAX 4096
 
 typedef struct target {
     char *host;
     int port;
-    struct evhttp_connection *conns[CONNS_PER_TARGET];
-    unsigned next;
+    rtb_pool *pool;
 } target;
 
+typedef struct notice {
+    rtb_call call;
+    rtb_notifier *n;
+    struct notice *prev, *next;
+} notice;
+
 struct rtb_notifier {
-    struct event_base *base;
+    rtb_http *http;
     size_t max_pending, pending;
     target *targets;
     size_t ntargets;
+    notice *out; /* notices out */
     proto_buf url;
-    int ran_inline; /* the callback ran inside evhttp_make_request */
     rtb_notice_stats stats;
 };
 
-rtb_notifier *rtb_notifier_new(struct event_base *base, size_t max_pending) {
+rtb_notifier *rtb_notifier_new(rtb_http *http, size_t max_pending) {
     rtb_notifier *n = calloc(1, sizeof(*n));
     if (!n) return NULL;
-    n->base = base;
+    n->http = http;
     n->max_pending = max_pending ? max_pending : 100000;
     n->targets = calloc(MAX_TARGETS, sizeof(*n->targets));
     if (!n->targets) {
@@ -49,11 +54,26 @@ rtb_notifier *rtb_notifier_new(struct event_base *base, size_t max_pending) {
     return n;
 }
 
+static void unlink_notice(notice *nt) {
+    rtb_notifier *n = nt->n;
+    if (nt->prev)
+        nt->prev->next = nt->next;
+    else
+        n->out = nt->next;
+    if (nt->next) nt->next->prev = nt->prev;
+    n->pending--;
+}
+
 void rtb_notifier_free(rtb_notifier *n) {
     if (!n) return;
+    while (n->out) {
+        notice *nt = n->out;
+        rtb_call_cancel(&nt->call);
+        unlink_notice(nt);
+        free(nt);
+    }
     for (size_t i = 0; i < n->ntargets; i++) {
-        for (int k = 0; k < CONNS_PER_TARGET; k++)
-            if (n->targets[i].conns[k]) evhttp_connection_free(n->targets[i].conns[k]);
+        rtb_pool_free(n->targets[i].pool);
         free(n->targets[i].host);
     }
     free(n->targets);
@@ -75,30 +95,32 @@ static target *find_target(rtb_notifier *n, const char *host, int port) {
             return &n->targets[i];
     if (n->ntargets == MAX_TARGETS) return NULL;
     target *t = &n->targets[n->ntargets];
+    rtb_pool_opts o = {
+        .max_conns = CONNS_PER_TARGET,
+        .queue = 1,
+        .max_body_bytes = NOTICE_MAX_BODY_BYTES,
+        .max_header_bytes = NOTICE_MAX_HEADER_BYTES,
+        .timeout_s = NOTICE_TIMEOUT_S,
+    };
     if (!(t->host = strdup(host))) return NULL;
+    if (!(t->pool = rtb_pool_new(n->http, host, port, &o))) {
+        free(t->host);
+        return NULL;
+    }
     t->port = port;
     n->ntargets++;
     return t;
 }
 
-static struct evhttp_connection *target_conn(rtb_notifier *n, target *t) {
-    unsigned k = t->next++ % CONNS_PER_TARGET;
-    if (!t->conns[k]) {
-        t->conns[k] = evhttp_connection_base_new(n->base, NULL, t->host, (unsigned short)t->port);
-        if (t->conns[k]) evhttp_connection_set_timeout(t->conns[k], NOTICE_TIMEOUT_S);
-    }
-    return t->conns[k];
-}
-
-static void on_notice_done(struct evhttp_request *req, void *arg) {
-    rtb_notifier *n = arg;
-    int code = req ? evhttp_request_get_response_code(req) : 0;
-    n->pending--;
-    n->ran_inline = 1;
-    if (code >= 200 && code < 300)
+static void on_notice_done(void *arg, const rtb_call_result *r) {
+    notice *nt = arg;
+    rtb_notifier *n = nt->n;
+    if (r->status == RTB_CALL_OK && r->code >= 200 && r->code < 300)
         n->stats.sent++;
     else
         n->stats.failed++;
+    unlink_notice(nt);
+    free(nt);
 }
 
 /* GET the URL in n->url. Returns 0 when it went out, -1 when it failed. */
@@ -108,24 +130,24 @@ static int send_notice(rtb_notifier *n) {
     const char *scheme = evhttp_uri_get_scheme(uri), *host = evhttp_uri_get_host(uri);
     const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
     int port = evhttp_uri_get_port(uri), rc = -1;
-    if (scheme && strcmp(scheme, "http") == 0 && host && *host) {
-        target *t = find_target(n, host, port > 0 ? port : 80);
-        struct evhttp_connection *conn = t ? target_conn(n, t) : NULL;
-        struct evhttp_request *req = conn ? evhttp_request_new(on_notice_done, n) : NULL;
-        if (req) {
-            char resource[4096];
-            snprintf(resource, sizeof(resource), "%s%s%s", path && *path ? path : "/",
-                     query ? "?" : "", query ? query : "");
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
+    target *t = NULL;
+    if (scheme && strcmp(scheme, "http") == 0 && host && *host)
+        t = find_target(n, host, port > 0 ? port : 80);
+    notice *nt = t ? calloc(1, sizeof(*nt)) : NULL;
+    if (nt) {
+        char resource[RESOURCE_MAX];
+        snprintf(resource, sizeof(resource), "%s%s%s", path && *path ? path : "/", query ? "?" : "",
+                 query ? query : "");
+        nt->n = n;
+        if (rtb_call_start(&nt->call, t->pool, RTB_GET, resource, host, NULL, 0, NULL, 0,
+                           on_notice_done, nt) == 0) {
+            nt->next = n->out;
+            if (n->out) n->out->prev = nt;
+            n->out = nt;
             n->pending++;
-            n->ran_inline = 0;
-            if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, resource) == 0) {
-                rc = 0;
-            } else if (n->ran_inline) {
-                rc = 0; /* the failure was already counted by the callback */
-            } else {
-                n->pending--; /* libevent freed the request without calling back */
-            }
+            rc = 0;
+        } else {
+            free(nt);
         }
     }
     evhttp_uri_free(uri);

@@ -6,12 +6,27 @@
  * channel when its request_id is readable, else on auction:errors), a
  * duplicate of a request in flight goes to auction:errors, past
  * limits.max_inflight the answer is `overloaded`; the rest start a
- * transaction (txn.c). The in-flight table maps request_id -> transaction.
+ * transaction (txn.h).
+ *
+ * The server is the transactions' transport: it turns their asks into Redis
+ * and HTTP calls and the answers back into rtb_txn_on_* calls, keeps the one
+ * deadline timer they share, and applies each closed auction's outcome
+ * (counters, notices, wins and spend, the profile cache).
  *
  * Shutdown (SIGINT/SIGTERM): unsubscribe, let the open auctions close at
  * their own deadline, wait for Redis to acknowledge the results, exit 0; a
  * second signal exits at once. */
-#include "rtb/rtb.h"
+#include "rtb/server.h"
+
+#include "rtb/admin.h"
+#include "rtb/alerts.h"
+#include "rtb/call.h"
+#include "rtb/events.h"
+#include "rtb/log.h"
+#include "rtb/mqtt.h"
+#include "rtb/registry.h"
+#include "rtb/sampler.h"
+#include "rtb/txn.h"
 
 #include <event2/event.h>
 
@@ -21,44 +36,124 @@
 
 #define START_WAIT_S 3 /* start MQTT even if the registry is not loaded */
 #define DRAIN_TICK_US 10000
-#define INFLIGHT_BUCKETS_MAX (1u << 21)
 
-/* ---- In-flight table ---------------------------------------------------------- */
+struct rtb_server {
+    struct event_base *base;
+    proto_config *cfg; /* borrowed from main */
+    rtb_http *http;
+    store *store;
+    rtb_mqtt *mqtt;
+    rtb_registry *registry;
+    rtb_txns *txns;
+    rtb_notifier *notifier;
+    rtb_events *events;
+    rtb_admin *admin;     /* NULL when admin.listen is null */
+    rtb_sampler *sampler; /* one sample a second */
+    rtb_alerts *alerts;
+    rtb_stats stats;
+    rtb_latency_bounds bounds;
+    proto_buf out;     /* results and errors answered at once */
+    proto_buf profile; /* the default profile cached on a miss */
+    struct event *deadline_timer, *second_timer, *refresh_timer, *drain_timer, *start_timer;
+    struct event *sigint, *sigterm;
+    int64_t start_us;
+    int registry_reload; /* an update arrived during a load */
+    int started;         /* MQTT started */
+    int draining;
+    int64_t drain_deadline_us;
+    int mqtt_was_connected;
+    int exit_code;
+};
 
-static size_t hash_id(const char *s) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (size_t)h;
+/* ---- The transactions' transport (txn.h) ---------------------------------------- */
+
+static void on_profile_reply(void *arg, store_status st, const char *value, size_t len) {
+    rtb_profile_status ps = st == STORE_OK    ? RTB_PROFILE_HIT
+                            : st == STORE_NIL ? RTB_PROFILE_MISS
+                                              : RTB_PROFILE_ERROR;
+    rtb_txn_on_profile(arg, ps, value, len, rtb_now_us());
 }
 
-static rtb_txn **find_slot(rtb_server *srv, const char *request_id) {
-    rtb_txn **slot = &srv->inflight[hash_id(request_id) & (srv->inflight_cap - 1)];
-    while (*slot && strcmp(rtb_txn_request_id(*slot), request_id) != 0)
-        slot = rtb_txn_next_slot(*slot);
-    return slot;
+static int tp_profile_get(void *ctx, rtb_txn *t, const char *user_id) {
+    rtb_server *srv = ctx;
+    return store_profile_get(srv->store, user_id, on_profile_reply, t);
 }
 
-void rtb_server_remember(rtb_server *srv, rtb_txn *t) {
-    rtb_txn **slot = find_slot(srv, rtb_txn_request_id(t));
-    *rtb_txn_next_slot(t) = NULL;
-    *slot = t;
-    srv->ninflight++;
+static void on_call_done(void *arg, const rtb_call_result *r) {
+    rtb_txn_on_answer(arg, r, rtb_now_us());
 }
 
-void rtb_server_forget(rtb_server *srv, rtb_txn *t) {
-    rtb_txn **slot = find_slot(srv, rtb_txn_request_id(t));
-    if (*slot != t) return;
-    *slot = *rtb_txn_next_slot(t);
-    srv->ninflight--;
+static int tp_call_start(void *ctx, rtb_txn_call *c, const char *body, size_t len) {
+    (void)ctx;
+    return rtb_bidder_call(c->bidder, &c->http, body, len, on_call_done, c);
 }
 
-/* ---- Results -------------------------------------------------------------------- */
+static void tp_call_cancel(void *ctx, rtb_txn_call *c) {
+    (void)ctx;
+    rtb_call_cancel(&c->http);
+}
 
-void rtb_server_publish_result(rtb_server *srv, const char *request_id, const proto_buf *json) {
+static int tp_publish(void *ctx, const char *request_id, const char *json, size_t len) {
+    rtb_server *srv = ctx;
     /* Queued until Redis acknowledges it (store.c); a drop is counted there. */
-    store_publish_result(srv->store, request_id, json->data, json->len);
+    return store_publish_result(srv->store, request_id, json, len);
 }
+
+static void tp_wake_at(void *ctx, int64_t at_us) {
+    rtb_server *srv = ctx;
+    int64_t wait_us = at_us - rtb_now_us();
+    if (wait_us < 0) wait_us = 0;
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+    event_add(srv->deadline_timer, &tv);
+}
+
+static int64_t tp_wall_us(void *ctx) {
+    (void)ctx;
+    return rtb_wall_us();
+}
+
+/* After a success (SPEC 9, 10): notices, and the advertiser's and ad's
+ * wins and spend. */
+static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
+    for (size_t i = 0; i < o->nnotices; i++)
+        rtb_notify(srv->notifier, o->notices[i].url, &o->notices[i].macros);
+    /* Prices are CPM: one impression costs clearing / 1000. */
+    long long spend = (long long)(o->clearing_price_micros / 1000);
+    rtb_bidder *w = o->winner;
+    w->stats.wins++;
+    w->stats.spend_micros += (unsigned long long)spend;
+    store_hincrby(srv->store, "stats:advertiser:", w->id, "wins", 1);
+    store_hincrby(srv->store, "stats:advertiser:", w->id, "spend_micros", spend);
+    if (o->ad_id && *o->ad_id) {
+        store_hincrby(srv->store, "stats:ad:", o->ad_id, "wins", 1);
+        store_hincrby(srv->store, "stats:ad:", o->ad_id, "spend_micros", spend);
+    }
+}
+
+static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
+    rtb_server *srv = ctx;
+    srv->stats.results[o->status]++;
+    rtb_stats_observe_latency(&srv->stats, &srv->bounds, o->latency_us);
+    if (o->profile_missed) { /* cache the default (SPEC 3.2) */
+        srv->stats.profile_misses++;
+        proto_buf_reset(&srv->profile);
+        if (proto_profile_encode(srv->cfg->profiles.default_profile, o->user_id, &srv->profile) ==
+            0)
+            store_profile_put(srv->store, o->user_id, srv->profile.data, srv->profile.len,
+                              srv->cfg->profiles.ttl_s);
+    }
+    if (o->profile_failed) srv->stats.profile_errors++;
+    if (o->winner) apply_win(srv, o);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    rtb_server *srv = arg;
+    rtb_txns_expire(srv->txns, rtb_now_us());
+}
+
+/* ---- Requests (SPEC 2, 4) ---------------------------------------------------------- */
 
 /* An answer that needs no auction: `invalid` or `overloaded` (SPEC 4). */
 static void publish_at_once(rtb_server *srv, const char *request_id, proto_status status,
@@ -72,7 +167,7 @@ static void publish_at_once(rtb_server *srv, const char *request_id, proto_statu
     };
     proto_buf_reset(&srv->out);
     if (proto_result_encode(&r, &srv->out) == 0)
-        rtb_server_publish_result(srv, request_id, &srv->out);
+        store_publish_result(srv->store, request_id, srv->out.data, srv->out.len);
     srv->stats.results[status]++;
 }
 
@@ -85,10 +180,10 @@ static void report_error(rtb_server *srv, const char *error, const char *topic,
         store_publish(srv->store, "auction:errors", srv->out.data, srv->out.len);
 }
 
-static void on_request(void *arg, const char *topic, const char *payload, size_t len) {
+static void on_message(void *arg, const char *topic, const char *payload, size_t len) {
     rtb_server *srv = arg;
     if (rtb_events_topic(topic)) {
-        rtb_events_on_message(srv, topic, payload, len);
+        rtb_events_on_message(srv->events, topic, payload, len);
         return;
     }
     int64_t received_us = rtb_now_us();
@@ -106,89 +201,27 @@ static void on_request(void *arg, const char *topic, const char *payload, size_t
         proto_bid_request_free(&req);
         return;
     }
-    if (*find_slot(srv, req.request_id)) {
+    if (rtb_txns_has(srv->txns, req.request_id)) {
         srv->stats.duplicates++;
         report_error(srv, "request_id: duplicate of a request still in flight", topic,
                      req.request_id);
         proto_bid_request_free(&req);
         return;
     }
-    if (srv->ninflight >= (size_t)srv->cfg->limits.max_inflight) {
+    if (rtb_txns_open(srv->txns) >= (size_t)srv->cfg->limits.max_inflight) {
         publish_at_once(srv, req.request_id, PROTO_STATUS_OVERLOADED, NULL, received_us);
         proto_bid_request_free(&req);
         return;
     }
     char request_id[sizeof(req.request_id)];
     memcpy(request_id, req.request_id, sizeof(request_id));
-    if (!rtb_txn_start(srv, &req, received_us)) {
+    if (rtb_txns_start(srv->txns, &req, received_us, received_us) != 0) {
         rtb_log(PROTO_LOG_ERROR, "out of memory for request %s", request_id);
         publish_at_once(srv, request_id, PROTO_STATUS_OVERLOADED, NULL, received_us);
     }
 }
 
 /* ---- Advertiser registry (SPEC 6) ----------------------------------------------------- */
-
-static rtb_bidder *find_bidder(rtb_server *srv, const char *id) {
-    for (size_t i = 0; i < srv->nbidders; i++)
-        if (strcmp(srv->bidders[i]->id, id) == 0) return srv->bidders[i];
-    return NULL;
-}
-
-/* Make `conf` active: update the advertiser of that id, or add it. */
-static void apply_bidder(rtb_server *srv, const proto_bidder_conf *conf) {
-    rtb_bidder *b = find_bidder(srv, conf->id);
-    if (b) {
-        if (rtb_bidder_update(b, conf) != 0) {
-            rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
-                    conf->endpoint);
-            return;
-        }
-        b->active = 1;
-        return;
-    }
-    if (srv->nbidders == srv->capbidders) {
-        size_t cap = srv->capbidders ? srv->capbidders * 2 : 16;
-        rtb_bidder **v = realloc(srv->bidders, cap * sizeof(*v));
-        rtb_bidder **e = realloc(srv->eligible, cap * sizeof(*e));
-        if (v) srv->bidders = v;
-        if (e) srv->eligible = e;
-        if (!v || !e) return;
-        srv->capbidders = cap;
-    }
-    b = rtb_bidder_new(conf);
-    if (!b) {
-        rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
-                conf->endpoint);
-        return;
-    }
-    srv->bidders[srv->nbidders++] = b;
-    rtb_log(PROTO_LOG_INFO, "advertiser %s added: %s", b->id, b->endpoint);
-}
-
-/* Redis entries first; config `bidders` add those Redis does not have. */
-static void apply_registry(rtb_server *srv, const store_entry *entries, size_t n) {
-    for (size_t i = 0; i < srv->nbidders; i++)
-        srv->bidders[i]->active = 0;
-    for (size_t i = 0; i < n; i++) {
-        proto_bidder_conf conf;
-        char err[256];
-        if (proto_advertiser_decode(entries[i].id, entries[i].value, entries[i].len, &conf, err,
-                                    sizeof(err)) != PROTO_OK) {
-            rtb_log(PROTO_LOG_WARN, "advertiser:targeting:%s skipped: %s", entries[i].id, err);
-            continue;
-        }
-        apply_bidder(srv, &conf);
-        proto_bidder_conf_free(&conf);
-    }
-    for (size_t i = 0; i < srv->cfg->nbidders; i++) {
-        rtb_bidder *b = find_bidder(srv, srv->cfg->bidders[i].id);
-        if (!b || !b->active) apply_bidder(srv, &srv->cfg->bidders[i]);
-    }
-    size_t active = 0;
-    for (size_t i = 0; i < srv->nbidders; i++)
-        active += (size_t)srv->bidders[i]->active;
-    rtb_log(PROTO_LOG_DEBUG, "registry: %zu advertisers active", active);
-}
 
 static void start_mqtt(rtb_server *srv) {
     if (srv->started) return;
@@ -201,7 +234,7 @@ static void load_registry(rtb_server *srv);
 static void on_registry(void *arg, store_status st, const store_entry *entries, size_t n) {
     rtb_server *srv = arg;
     if (st == STORE_OK)
-        apply_registry(srv, entries, n);
+        rtb_registry_apply(srv->registry, entries, n);
     else
         rtb_log(PROTO_LOG_WARN, "registry: load from Redis failed; keeping the last copy");
     start_mqtt(srv);
@@ -237,8 +270,20 @@ static void on_start_wait(evutil_socket_t fd, short what, void *arg) {
             "registry not loaded after %d s (Redis unreachable?): starting "
             "with the config's bidders only",
             START_WAIT_S);
-    apply_registry(srv, NULL, 0);
+    rtb_registry_apply(srv->registry, NULL, 0);
     start_mqtt(srv);
+}
+
+/* ---- Once a second: sample, alerts, dashboard streams ---------------------------------- */
+
+static void on_second(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    rtb_server *srv = arg;
+    int64_t wall_us = rtb_wall_us();
+    rtb_sampler_take(srv->sampler, wall_us, &srv->stats, srv->registry);
+    rtb_alerts_evaluate(srv->alerts, wall_us);
+    if (srv->admin) rtb_admin_broadcast(srv->admin);
 }
 
 /* ---- Connection states ---------------------------------------------------------------- */
@@ -275,13 +320,14 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     rtb_server *srv = arg;
-    int flushed = srv->ninflight == 0 && store_pending(srv->store) == 0;
+    size_t open = rtb_txns_open(srv->txns);
+    int flushed = open == 0 && store_pending(srv->store) == 0;
     if (flushed || rtb_now_us() > srv->drain_deadline_us) {
         if (!flushed)
             rtb_log(PROTO_LOG_WARN,
                     "drain: giving up with %zu auctions open and %zu Redis "
                     "commands unanswered",
-                    srv->ninflight, store_pending(srv->store));
+                    open, store_pending(srv->store));
         event_base_loopexit(srv->base, NULL);
     }
 }
@@ -297,7 +343,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     }
     srv->draining = 1;
     rtb_log(PROTO_LOG_INFO, "signal %d: draining %zu auctions, then exiting", (int)sig,
-            srv->ninflight);
+            rtb_txns_open(srv->txns));
     rtb_mqtt_unsubscribe(srv->mqtt);
     srv->drain_deadline_us = rtb_now_us() + srv->cfg->auction.tmax_ms * 1000 + 750000;
     struct timeval tv = {0, DRAIN_TICK_US};
@@ -306,24 +352,20 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 /* ---- Life ---------------------------------------------------------------------------------- */
 
-rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err, size_t errlen) {
-    rtb_server *srv = calloc(1, sizeof(*srv));
-    if (!srv) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    srv->base = base;
-    srv->cfg = cfg;
-    if (!(srv->alerts = rtb_alerts_new(srv, err, errlen))) { /* "alerts[i]...": a config error */
-        rtb_server_free(srv);
-        return NULL;
-    }
-    size_t cap = 16;
-    while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < INFLIGHT_BUCKETS_MAX)
-        cap *= 2;
-    srv->inflight_cap = cap;
-    srv->inflight = calloc(cap, sizeof(*srv->inflight));
-
+static int make_parts(rtb_server *srv, char *err, size_t errlen) {
+    struct event_base *base = srv->base;
+    proto_config *cfg = srv->cfg;
+    static const rtb_txn_transport tp_proto = {
+        .profile_get = tp_profile_get,
+        .call_start = tp_call_start,
+        .call_cancel = tp_call_cancel,
+        .publish = tp_publish,
+        .closed = tp_closed,
+        .wake_at = tp_wake_at,
+        .wall_us = tp_wall_us,
+    };
+    rtb_txn_transport tp = tp_proto;
+    tp.ctx = srv;
     store_options so = {
         .host = cfg->redis.host,
         .port = (int)cfg->redis.port,
@@ -334,30 +376,55 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
         .arg = srv,
         .max_pending_publishes = (size_t)cfg->limits.max_pending_results,
     };
-    srv->mqtt = rtb_mqtt_new(base, cfg, on_request, on_mqtt_state, srv, err, errlen);
-    if (!srv->mqtt) {
-        rtb_server_free(srv);
-        return NULL;
-    }
+    if (!(srv->http = rtb_http_new(base, err, errlen))) return -1;
+    if (!(srv->mqtt = rtb_mqtt_new(base, cfg, on_message, on_mqtt_state, srv, err, errlen)))
+        return -1;
+    srv->registry = rtb_registry_new(cfg, srv->http);
+    srv->txns = srv->registry ? rtb_txns_new(cfg, srv->registry, &tp) : NULL;
+    srv->store = store_new(base, &so);
+    srv->notifier = rtb_notifier_new(srv->http, (size_t)cfg->limits.max_pending_notices);
+    srv->events = srv->store ? rtb_events_new(srv->store, cfg, &srv->stats) : NULL;
+    srv->sampler = rtb_sampler_new(&srv->stats);
+    srv->deadline_timer = evtimer_new(base, on_deadline, srv);
+    srv->second_timer = event_new(base, -1, EV_PERSIST, on_second, srv);
     srv->refresh_timer = event_new(base, -1, EV_PERSIST, on_refresh, srv);
     srv->drain_timer = event_new(base, -1, EV_PERSIST, on_drain_tick, srv);
     srv->start_timer = evtimer_new(base, on_start_wait, srv);
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
-    srv->store = store_new(base, &so);
-    srv->notifier = rtb_notifier_new(base, (size_t)cfg->limits.max_pending_notices);
-    if (!srv->notifier || !srv->inflight || !srv->refresh_timer || !srv->drain_timer ||
-        !srv->start_timer || !srv->sigint || !srv->sigterm || !srv->store) {
+    if (!srv->txns || !srv->store || !srv->notifier || !srv->events || !srv->sampler ||
+        !srv->deadline_timer || !srv->second_timer || !srv->refresh_timer || !srv->drain_timer ||
+        !srv->start_timer || !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* "alerts[i]...": a config error */
+    if (!(srv->alerts = rtb_alerts_new(cfg, srv->store, srv->registry, srv->sampler, &srv->bounds,
+                                       err, errlen)))
+        return -1;
+    if (cfg->admin.listen &&
+        !(srv->admin = rtb_admin_new(base, srv, cfg->admin.listen, err, errlen)))
+        return -1;
+    return 0;
+}
+
+rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err, size_t errlen) {
+    rtb_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->base = base;
+    srv->cfg = cfg;
+    srv->start_us = rtb_now_us();
+    rtb_latency_bounds_init(&srv->bounds, cfg->auction.tmax_ms);
+    if (make_parts(srv, err, errlen) != 0) {
         rtb_server_free(srv);
         return NULL;
     }
-    if (!(srv->dash = rtb_dash_new(srv, err, errlen)) ||
-        (cfg->admin.listen && !(srv->admin = rtb_admin_new(srv, cfg->admin.listen, err, errlen)))) {
-        rtb_server_free(srv);
-        return NULL;
-    }
-    struct timeval refresh = {cfg->registry.refresh_s, 0}, wait = {START_WAIT_S, 0};
+    struct timeval second = {1, 0}, refresh = {cfg->registry.refresh_s, 0},
+                   wait = {START_WAIT_S, 0};
+    event_add(srv->second_timer, &second);
     event_add(srv->refresh_timer, &refresh);
     event_add(srv->start_timer, &wait);
     event_add(srv->sigint, NULL);
@@ -384,32 +451,80 @@ int rtb_server_run(rtb_server *srv) {
     return srv->exit_code;
 }
 
-static void close_all(rtb_server *srv) {
-    for (size_t i = 0; srv->inflight && i < srv->inflight_cap; i++) {
-        while (srv->inflight[i])
-            rtb_txn_close(srv->inflight[i]);
-    }
-}
-
 void rtb_server_free(rtb_server *srv) {
     if (!srv) return;
-    close_all(srv);           /* results of auctions cut short are still published */
-    rtb_dash_free(srv->dash); /* its timer drives alerts and admin streams */
-    rtb_alerts_free(srv->alerts);
+    /* Results of auctions cut short are still published (queued in store). */
+    if (srv->txns) rtb_txns_shutdown(srv->txns, rtb_now_us());
     rtb_admin_free(srv->admin);
-    struct event *evs[] = {srv->refresh_timer, srv->drain_timer, srv->start_timer, srv->sigint,
+    rtb_alerts_free(srv->alerts);
+    struct event *evs[] = {srv->deadline_timer, srv->second_timer, srv->refresh_timer,
+                           srv->drain_timer,    srv->start_timer,  srv->sigint,
                            srv->sigterm};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
-    for (size_t i = 0; i < srv->nbidders; i++)
-        rtb_bidder_free(srv->bidders[i]);
-    free(srv->bidders);
-    free(srv->eligible);
-    store_free(srv->store); /* runs pending callbacks: frees txns awaiting a profile */
+    /* Answers the commands still out with STORE_ERR: transactions waiting
+     * for a profile finish, events waiting for Redis are dropped. */
+    store_free(srv->store);
+    rtb_txns_free(srv->txns);
+    rtb_events_free(srv->events);
     rtb_notifier_free(srv->notifier);
+    rtb_registry_free(srv->registry);
+    rtb_sampler_free(srv->sampler);
     rtb_mqtt_free(srv->mqtt);
-    free(srv->inflight);
+    rtb_http_free(srv->http);
     proto_buf_free(&srv->out);
-    proto_buf_free(&srv->body);
+    proto_buf_free(&srv->profile);
     free(srv);
+}
+
+/* ---- Reading the server ------------------------------------------------------------------- */
+
+const proto_config *rtb_server_config(const rtb_server *srv) {
+    return srv->cfg;
+}
+
+const rtb_stats *rtb_server_stats(const rtb_server *srv) {
+    return &srv->stats;
+}
+
+const rtb_latency_bounds *rtb_server_latency_bounds(const rtb_server *srv) {
+    return &srv->bounds;
+}
+
+const rtb_sampler *rtb_server_sampler(const rtb_server *srv) {
+    return srv->sampler;
+}
+
+const rtb_alerts *rtb_server_alerts(const rtb_server *srv) {
+    return srv->alerts;
+}
+
+void rtb_server_each_bidder(const rtb_server *srv, rtb_server_bidder_fn *fn, void *arg) {
+    size_t n = rtb_registry_count(srv->registry);
+    for (size_t i = 0; i < n; i++)
+        fn(arg, i, rtb_registry_at(srv->registry, i));
+}
+
+void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out) {
+    out->mqtt_connected = rtb_mqtt_connected(srv->mqtt);
+    out->redis_connected = store_connected(srv->store);
+    out->draining = srv->draining;
+    out->inflight = rtb_txns_open(srv->txns);
+    out->uptime_us = rtb_now_us() - srv->start_us;
+}
+
+const store_stats *rtb_server_store_stats(const rtb_server *srv) {
+    return store_get_stats(srv->store);
+}
+
+size_t rtb_server_results_queued(const rtb_server *srv) {
+    return store_queued(srv->store);
+}
+
+const rtb_notice_stats *rtb_server_notice_stats(const rtb_server *srv) {
+    return rtb_notifier_stats(srv->notifier);
+}
+
+size_t rtb_server_notices_pending(const rtb_server *srv) {
+    return rtb_notifier_pending(srv->notifier);
 }

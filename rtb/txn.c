@@ -1,58 +1,178 @@
 /* txn.c -- the life of one bid request (SPEC 3), from receipt to result.
  *
- * A transaction owns everything of its request: the decoded request and
- * profile, the deadline timer (embedded), one `rtb_call` per bidder called,
- * the bids, and the auction. It moves PROFILE -> BIDDING -> CLOSED:
- *   PROFILE  a Redis GET for the profile is out;
- *   BIDDING  HTTP calls are out; each answer is decoded and bid at once, so
- *            the auction sees bids in arrival order;
- *   CLOSED   every bidder answered or the deadline fired: calls still out are
- *            cancelled (evhttp then never runs their callback, so we release
- *            their connections here), the result is published, and the
- *            transaction is freed -- unless the profile GET is still out, in
- *            which case its callback (hiredis runs it exactly once) frees it. */
-#include "rtb/rtb.h"
+ *   RECEIVED --> PROFILE --> BIDDING --> CLOSING --> PUBLISHED --> DONE
+ *                   |                       ^
+ *                   +--- deadline/shutdown -+
+ *
+ *   RECEIVED   made, in the in-flight table and the deadline queue;
+ *   PROFILE    the Redis GET of the profile is out (SPEC 3.2);
+ *   BIDDING    bidder calls are out; each answer is decoded and bid at
+ *              once, so the auction sees bids in arrival order (SPEC 3.4);
+ *   CLOSING    every bidder answered, the deadline passed or the server
+ *              shuts down: calls still out are cancelled (timeouts), the
+ *              auction is closed, the result published (SPEC 3.5-3.7) and
+ *              the outcome handed to the transport;
+ *   PUBLISHED  waiting for what is still outstanding (a profile GET that
+ *              outlived the deadline: hiredis cannot cancel it);
+ *   DONE       freed.
+ *
+ * The one idea: a transaction changes state only in txn_advance. Callbacks
+ * (rtb_txn_on_profile, rtb_txn_on_answer, rtb_txns_expire,
+ * rtb_txns_shutdown) record a fact -- an answer, the deadline, shutdown --
+ * and call it; it runs every transition those facts allow, in a loop, and
+ * frees the transaction in DONE. `outstanding` counts the operations out;
+ * nothing else says what is pending.
+ *
+ * Deadlines: all auctions of one set have the same tmax, so they expire in
+ * the order they arrived. The open transactions form one queue in deadline
+ * order, and the transport keeps one wake-up, for the head of the queue:
+ * an auction that closes early costs no timer operation. */
+#include "rtb/txn.h"
 
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/event_struct.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include "rtb/log.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum txn_state { TXN_PROFILE, TXN_BIDDING, TXN_CLOSED } txn_state;
+#define TABLE_BUCKETS_MAX (1u << 21)
+#define CHOSEN_MAX 128 /* above config auction.max_bidders' bound (100) */
 
-typedef struct rtb_call {
-    rtb_txn *txn;
-    rtb_bidder *bidder;
-    rtb_conn *conn;
-    struct evhttp_request *req; /* while pending */
-    int pending;
-    int http_error; /* evhttp error code, when it reported one */
-    int probe;      /* the circuit breaker's probe call */
-    proto_bid bid;
-} rtb_call;
+typedef enum txn_state {
+    TXN_RECEIVED,
+    TXN_PROFILE,
+    TXN_BIDDING,
+    TXN_CLOSING,
+    TXN_PUBLISHED,
+    TXN_DONE,
+} txn_state;
 
 struct rtb_txn {
-    rtb_server *srv;
-    rtb_txn *hnext; /* in-flight bucket chain */
+    rtb_txns *set;
+    rtb_txn *hnext;         /* in-flight bucket chain, while open */
+    rtb_txn *dprev, *dnext; /* deadline queue, while open */
+    rtb_txn *lprev, *lnext; /* every live transaction */
     txn_state state;
-    int profile_pending;
-    int fanning_out;
+    unsigned outstanding; /* profile lookup and calls out */
+    /* facts recorded by the callbacks */
+    int profile_answered; /* the lookup ended, or could not start */
+    int profile_missed;
+    int profile_failed;
+    int deadline_passed;
+    int shutdown;
+    int profile_late; /* closed before the profile came */
     proto_bid_request req;
     proto_profile profile; /* root NULL: the config's default profile */
     int64_t received_us, deadline_us;
-    struct event deadline;
     size_t ncalls, nanswered;
     unsigned bids, errors, timeouts;
     auction auction;
     auction_bid *bid_storage;
-    rtb_call calls[];
+    rtb_txn_notice *notices;
+    rtb_txn_call calls[];
 };
 
+struct rtb_txns {
+    const proto_config *cfg;
+    rtb_registry *reg;
+    rtb_txn_transport tp;
+    rtb_txn **table; /* open transactions by request_id; power-of-two buckets */
+    size_t table_cap;
+    size_t open, live;
+    rtb_txn *dhead, *dtail; /* open transactions, earliest deadline first */
+    rtb_txn *all;           /* live transactions */
+    int64_t wake_us;        /* the wake-up asked for; 0: none */
+    proto_buf body;         /* the OpenRTB request being sent */
+    proto_buf result;       /* the result being published */
+};
+
+static void txn_advance(rtb_txn *t, int64_t now_us);
+
+/* ---- The set: in-flight table, deadline queue ------------------------------------ */
+
+static size_t hash_id(const char *s) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static rtb_txn **find_slot(const rtb_txns *ts, const char *request_id) {
+    rtb_txn **slot = &ts->table[hash_id(request_id) & (ts->table_cap - 1)];
+    while (*slot && strcmp((*slot)->req.request_id, request_id) != 0)
+        slot = &(*slot)->hnext;
+    return slot;
+}
+
+static void table_remove(rtb_txns *ts, rtb_txn *t) {
+    rtb_txn **slot = &ts->table[hash_id(t->req.request_id) & (ts->table_cap - 1)];
+    while (*slot && *slot != t)
+        slot = &(*slot)->hnext;
+    if (*slot) *slot = t->hnext;
+    t->hnext = NULL;
+}
+
+static void queue_insert(rtb_txns *ts, rtb_txn *t) {
+    rtb_txn *after = ts->dtail; /* usually the tail: deadlines come in order */
+    while (after && after->deadline_us > t->deadline_us)
+        after = after->dprev;
+    t->dprev = after;
+    t->dnext = after ? after->dnext : ts->dhead;
+    if (t->dnext)
+        t->dnext->dprev = t;
+    else
+        ts->dtail = t;
+    if (after)
+        after->dnext = t;
+    else
+        ts->dhead = t;
+}
+
+static void queue_remove(rtb_txns *ts, rtb_txn *t) {
+    if (t->dprev)
+        t->dprev->dnext = t->dnext;
+    else
+        ts->dhead = t->dnext;
+    if (t->dnext)
+        t->dnext->dprev = t->dprev;
+    else
+        ts->dtail = t->dprev;
+    t->dprev = t->dnext = NULL;
+}
+
+/* Ask for a wake-up at the head's deadline unless an earlier one is asked. */
+static void wake_for_head(rtb_txns *ts) {
+    if (!ts->dhead) return;
+    int64_t at = ts->dhead->deadline_us;
+    if (ts->wake_us != 0 && ts->wake_us <= at) return;
+    ts->wake_us = at;
+    ts->tp.wake_at(ts->tp.ctx, at);
+}
+
+rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn_transport *tp) {
+    rtb_txns *ts = calloc(1, sizeof(*ts));
+    if (!ts) return NULL;
+    ts->cfg = cfg;
+    ts->reg = reg;
+    ts->tp = *tp;
+    size_t cap = 16;
+    while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < TABLE_BUCKETS_MAX)
+        cap *= 2;
+    ts->table_cap = cap;
+    if (!(ts->table = calloc(cap, sizeof(*ts->table)))) {
+        free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
 static void txn_free(rtb_txn *t) {
+    rtb_txns *ts = t->set;
+    if (t->lprev)
+        t->lprev->lnext = t->lnext;
+    else
+        ts->all = t->lnext;
+    if (t->lnext) t->lnext->lprev = t->lprev;
+    ts->live--;
     proto_bid_request_free(&t->req);
     proto_profile_free(&t->profile);
     for (size_t i = 0; i < t->ncalls; i++)
@@ -60,155 +180,201 @@ static void txn_free(rtb_txn *t) {
     free(t);
 }
 
+void rtb_txns_free(rtb_txns *ts) {
+    if (!ts) return;
+    if (ts->live)
+        rtb_log(PROTO_LOG_WARN, "%zu auctions still waiting for Redis at exit: freed", ts->live);
+    while (ts->all)
+        txn_free(ts->all);
+    free(ts->table);
+    proto_buf_free(&ts->body);
+    proto_buf_free(&ts->result);
+    free(ts);
+}
+
+int rtb_txns_has(const rtb_txns *ts, const char *request_id) {
+    return *find_slot(ts, request_id) != NULL;
+}
+
+size_t rtb_txns_open(const rtb_txns *ts) {
+    return ts->open;
+}
+
+size_t rtb_txns_live(const rtb_txns *ts) {
+    return ts->live;
+}
+
 const char *rtb_txn_request_id(const rtb_txn *t) {
     return t->req.request_id;
 }
 
-rtb_txn **rtb_txn_next_slot(rtb_txn *t) {
-    return &t->hnext;
-}
-
-/* ---- Closing ------------------------------------------------------------------ */
-
-static proto_status outcome_status(const rtb_txn *t, const auction_outcome *o) {
-    if (o->winner) return PROTO_STATUS_SUCCESS;
-    /* The deadline passed with a bidder (or the profile lookup) still out. */
-    if (t->timeouts > 0 || t->state == TXN_PROFILE) return PROTO_STATUS_TIMEOUT;
-    return PROTO_STATUS_NO_BID;
-}
-
-static void cancel_pending_calls(rtb_txn *t) {
-    for (size_t i = 0; i < t->ncalls; i++) {
-        rtb_call *c = &t->calls[i];
-        if (!c->pending) continue;
-        evhttp_cancel_request(c->req); /* its callback will never run */
-        c->req = NULL;
-        c->pending = 0;
-        rtb_bidder_release(c->conn);
-        c->conn = NULL;
-        c->bidder->stats.timeouts++;
-        rtb_bidder_outcome(c->bidder, 0, c->probe, t->deadline_us);
-        t->timeouts++;
-    }
-}
-
-/* After a success result (SPEC 9, 10): the winner's nurl, the losers'
- * lurls, and the advertiser's and ad's wins and spend. */
-static void after_win(rtb_txn *t, const auction_outcome *o) {
-    rtb_server *srv = t->srv;
-    for (size_t i = 0; i < t->ncalls; i++) {
-        rtb_call *c = &t->calls[i];
-        if (!c->bid.price_micros) continue; /* no well-formed bid */
-        int won = c->bidder->id == o->winner->bidder_id;
-        proto_notice_macros m = {
-            .auction_id = t->req.request_id,
-            .bid_id = c->bid.bid_id,
-            .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
-            .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
-            .ad_id = c->bid.ad_id,
-            .price_micros = o->clearing_price_micros,
-            .currency = srv->cfg->auction.currency,
-            .loss = won                                         ? 0
-                    : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
-                                                                : PROTO_LOSS_OUTBID,
-        };
-        rtb_notify(srv->notifier, won ? c->bid.nurl : c->bid.lurl, &m);
-    }
-    /* Prices are CPM: one impression costs clearing / 1000. */
-    long long spend = (long long)(o->clearing_price_micros / 1000);
-    for (size_t i = 0; i < t->ncalls; i++) {
-        if (t->calls[i].bidder->id != o->winner->bidder_id) continue;
-        t->calls[i].bidder->stats.wins++;
-        t->calls[i].bidder->stats.spend_micros += (unsigned long long)spend;
-    }
-    store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "wins", 1);
-    store_hincrby(srv->store, "stats:advertiser:", o->winner->bidder_id, "spend_micros", spend);
-    if (o->winner->ad_id && *o->winner->ad_id) {
-        store_hincrby(srv->store, "stats:ad:", o->winner->ad_id, "wins", 1);
-        store_hincrby(srv->store, "stats:ad:", o->winner->ad_id, "spend_micros", spend);
-    }
-}
-
-void rtb_txn_close(rtb_txn *t) {
-    if (t->state == TXN_CLOSED) return;
-    rtb_server *srv = t->srv;
-    event_del(&t->deadline);
-    cancel_pending_calls(t);
-
-    auction_outcome o;
-    auction_close(&t->auction, &o);
-    proto_status status = outcome_status(t, &o);
-    t->state = TXN_CLOSED;
-
-    proto_result r = {
-        .request_id = t->req.request_id,
-        .status = status,
-        .bids = t->bids,
-        .bidders = (unsigned)t->ncalls,
-        .timeouts = t->timeouts,
-        .errors = t->errors,
-        .latency_us = rtb_now_us() - t->received_us,
-        .timestamp_us = rtb_wall_us(),
-    };
-    if (o.winner) {
-        r.advertiser_id = o.winner->bidder_id;
-        r.bid_price_micros = o.winner->price_micros;
-        r.clearing_price_micros = o.clearing_price_micros;
-        r.ad_id = o.winner->ad_id;
-        r.creative_url = o.winner->creative_url;
-    }
-    proto_buf_reset(&srv->out);
-    if (proto_result_encode(&r, &srv->out) == 0)
-        rtb_server_publish_result(srv, t->req.request_id, &srv->out);
-    srv->stats.results[status]++;
-    rtb_metrics_observe_latency(&srv->stats, r.latency_us);
-    if (o.winner) after_win(t, &o);
-
-    rtb_server_forget(srv, t);
-    if (!t->profile_pending) txn_free(t);
-}
-
-static void maybe_close(rtb_txn *t) {
-    if (t->state == TXN_BIDDING && !t->fanning_out && t->nanswered == t->ncalls) rtb_txn_close(t);
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    rtb_txn_close(arg);
-}
-
-/* ---- Bidder answers --------------------------------------------------------------- */
-
-static void on_http_error(enum evhttp_request_error err, void *arg) {
-    rtb_call *c = arg;
-    c->http_error = (int)err + 1;
-}
-
-/* Decode one answer: returns 1 for a bid, 0 for a no-bid, -1 for an error
- * (with `what` set). */
-static int decode_answer(rtb_call *c, struct evhttp_request *req, char *what, size_t len) {
-    rtb_txn *t = c->txn;
-    int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (c->http_error == EVREQ_HTTP_DATA_TOO_LONG + 1) {
-        snprintf(what, len, "response body over %ld bytes", t->srv->cfg->limits.max_response_bytes);
+int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, int64_t now_us) {
+    size_t max = (size_t)ts->cfg->auction.max_bidders;
+    rtb_txn *t = malloc(
+        sizeof(*t) + max * (sizeof(rtb_txn_call) + sizeof(auction_bid) + sizeof(rtb_txn_notice)));
+    if (!t) {
+        proto_bid_request_free(req);
         return -1;
     }
-    if (!req || code == 0 || c->http_error) {
+    memset(t, 0, sizeof(*t));
+    t->set = ts;
+    t->req = *req;
+    t->bid_storage = (auction_bid *)(void *)&t->calls[max];
+    t->notices = (rtb_txn_notice *)(void *)&t->bid_storage[max];
+    t->received_us = received_us;
+    t->deadline_us = received_us + ts->cfg->auction.tmax_ms * 1000;
+    auction_init(&t->auction, ts->cfg->auction.type, req->floor_micros,
+                 ts->cfg->auction.price_increment_micros, t->bid_storage, max);
+    rtb_txn **slot = &ts->table[hash_id(t->req.request_id) & (ts->table_cap - 1)];
+    t->hnext = *slot;
+    *slot = t;
+    queue_insert(ts, t);
+    t->lnext = ts->all;
+    if (ts->all) ts->all->lprev = t;
+    ts->all = t;
+    ts->open++;
+    ts->live++;
+    wake_for_head(ts);
+    t->state = TXN_RECEIVED;
+    txn_advance(t, now_us);
+    return 0;
+}
+
+void rtb_txns_expire(rtb_txns *ts, int64_t now_us) {
+    ts->wake_us = 0; /* the wake-up came */
+    while (ts->dhead && ts->dhead->deadline_us <= now_us) {
+        rtb_txn *t = ts->dhead;
+        t->deadline_passed = 1;
+        txn_advance(t, now_us); /* closes it: out of the queue */
+    }
+    wake_for_head(ts);
+}
+
+void rtb_txns_shutdown(rtb_txns *ts, int64_t now_us) {
+    while (ts->dhead) {
+        rtb_txn *t = ts->dhead;
+        t->shutdown = 1;
+        txn_advance(t, now_us);
+    }
+}
+
+/* ---- Profile (SPEC 3.2) ------------------------------------------------------------ */
+
+static void use_default_profile(rtb_txn *t) {
+    const cJSON *def = t->set->cfg->profiles.default_profile;
+    const cJSON *ltv = cJSON_GetObjectItemCaseSensitive(def, "ltv_score");
+    proto_profile_free(&t->profile);
+    t->profile.interests = cJSON_GetObjectItemCaseSensitive(def, "interests");
+    t->profile.ltv_score = cJSON_IsNumber(ltv) ? ltv->valuedouble : 0;
+}
+
+static void start_profile(rtb_txn *t) {
+    rtb_txns *ts = t->set;
+    if (ts->tp.profile_get(ts->tp.ctx, t, t->req.user_id) == 0) {
+        t->outstanding++;
+        return;
+    }
+    t->profile_answered = 1; /* Redis is down: the default, not cached */
+    t->profile_failed = 1;
+    use_default_profile(t);
+}
+
+void rtb_txn_on_profile(rtb_txn *t, rtb_profile_status st, const char *json, size_t len,
+                        int64_t now_us) {
+    t->outstanding--;
+    if (t->state == TXN_PROFILE) {
+        t->profile_answered = 1;
+        t->profile_missed = st == RTB_PROFILE_MISS;
+        t->profile_failed = st == RTB_PROFILE_ERROR;
+        char err[160];
+        int usable = st == RTB_PROFILE_HIT &&
+                     proto_profile_decode(json, len, &t->profile, err, sizeof(err)) == PROTO_OK;
+        if (st == RTB_PROFILE_HIT && !usable)
+            rtb_log(PROTO_LOG_DEBUG, "profile of user %s unreadable (%s): using the default",
+                    t->req.user_id, err);
+        if (!usable) use_default_profile(t);
+    }
+    txn_advance(t, now_us);
+}
+
+/* ---- Bidding (SPEC 3.3-3.5, 5) --------------------------------------------------- */
+
+static void bidder_error(rtb_txn *t, rtb_txn_call *c, const char *what) {
+    t->errors++;
+    c->bidder->stats.errors++;
+    rtb_bidder_log_error(c->bidder, t->req.request_id, what);
+}
+
+static void call_one(rtb_txn *t, rtb_bidder *b, int64_t now_us) {
+    rtb_txns *ts = t->set;
+    rtb_admit admit = rtb_bidder_admit(b, now_us);
+    if (admit == RTB_ADMIT_SKIP) return;
+    rtb_txn_call *c = &t->calls[t->ncalls++];
+    memset(c, 0, sizeof(*c));
+    c->txn = t;
+    c->bidder = b;
+    c->probe = admit == RTB_ADMIT_PROBE;
+    b->stats.calls++;
+    if (ts->tp.call_start(ts->tp.ctx, c, ts->body.data, ts->body.len) == 0) {
+        c->out = 1;
+        t->outstanding++;
+        return;
+    }
+    t->nanswered++; /* a failed call: a probe must not stay out */
+    rtb_bidder_outcome(b, 0, c->probe, now_us);
+    bidder_error(t, c, "cannot send the request");
+}
+
+static void fan_out(rtb_txn *t, int64_t now_us) {
+    rtb_txns *ts = t->set;
+    const proto_config *cfg = ts->cfg;
+    rtb_bidder *chosen[CHOSEN_MAX];
+    size_t max = (size_t)cfg->auction.max_bidders;
+    if (max > CHOSEN_MAX) max = CHOSEN_MAX;
+    size_t n =
+        rtb_registry_choose(ts->reg, t->profile.interests, t->req.context_interests, chosen, max);
+    if (n == 0) return;
+    int64_t left_ms = (t->deadline_us - now_us) / 1000;
+    proto_buf_reset(&ts->body);
+    if (proto_openrtb_request_encode(&t->req, &t->profile, cfg->auction.type,
+                                     left_ms < 1 ? 1 : (int)left_ms, cfg->auction.currency,
+                                     &ts->body) != 0) {
+        rtb_log(PROTO_LOG_ERROR, "out of memory encoding request %s: no bidder called",
+                t->req.request_id);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        call_one(t, chosen[i], now_us);
+}
+
+/* Decode one answer: 1 for a bid, 0 for a no-bid, -1 for an error (with
+ * `what` set). SPEC 5. */
+static int decode_answer(rtb_txn *t, rtb_txn_call *c, const rtb_call_result *r, char *what,
+                         size_t len) {
+    const proto_config *cfg = t->set->cfg;
+    switch (r->status) {
+    case RTB_CALL_OK:
+        break;
+    case RTB_CALL_BODY_TOO_LARGE:
+        snprintf(what, len, "response body over %ld bytes", cfg->limits.max_response_bytes);
+        return -1;
+    case RTB_CALL_HEADERS_TOO_LARGE:
+        snprintf(what, len, "response headers over %d bytes or malformed",
+                 RTB_BIDDER_MAX_HEADER_BYTES);
+        return -1;
+    case RTB_CALL_CONNECT:
+    case RTB_CALL_TIMEOUT:
         snprintf(what, len, "connection failed or closed before an answer");
         return -1;
     }
-    if (code == 204) return 0;
-    if (code != 200) {
-        snprintf(what, len, "HTTP status %d", code);
+    if (r->code == 204) return 0;
+    if (r->code != 200) {
+        snprintf(what, len, "HTTP status %d", r->code);
         return -1;
     }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(in);
-    const char *body = n ? (const char *)evbuffer_pullup(in, -1) : "";
     char err[160];
     proto_bid_status st =
-        proto_bid_response_decode(body, n, (size_t)t->srv->cfg->limits.max_response_bytes,
+        proto_bid_response_decode(r->body, r->len, (size_t)cfg->limits.max_response_bytes,
                                   t->req.request_id, &c->bid, err, sizeof(err));
     if (st == PROTO_BID_OK) return 1;
     if (st == PROTO_BID_NO_BID || st == PROTO_BID_NO_SEATBID) return 0;
@@ -216,7 +382,7 @@ static int decode_answer(rtb_call *c, struct evhttp_request *req, char *what, si
     return -1;
 }
 
-static void record_bid(rtb_txn *t, rtb_call *c) {
+static void record_bid(rtb_txn *t, rtb_txn_call *c) {
     auction_bid b = {
         .bidder_id = c->bidder->id,
         .price_micros = c->bid.price_micros,
@@ -230,201 +396,165 @@ static void record_bid(rtb_txn *t, rtb_call *c) {
     auction_add_bid(&t->auction, &b); /* under the floor: counted, never wins */
 }
 
-static void on_response(struct evhttp_request *req, void *arg) {
-    rtb_call *c = arg;
+void rtb_txn_on_answer(rtb_txn_call *c, const rtb_call_result *r, int64_t now_us) {
     rtb_txn *t = c->txn;
-    char what[256];
-    int got = decode_answer(c, req, what, sizeof(what));
-
-    c->pending = 0;
-    c->req = NULL;
-    rtb_bidder_release(c->conn);
-    c->conn = NULL;
+    if (!c->out) return; /* a transport that broke its contract */
+    c->out = 0;
+    t->outstanding--;
     t->nanswered++;
-    rtb_bidder_outcome(c->bidder, got >= 0, c->probe, rtb_now_us());
-    if (got > 0) {
+    char what[256];
+    int got = decode_answer(t, c, r, what, sizeof(what));
+    rtb_bidder_outcome(c->bidder, got >= 0, c->probe, now_us);
+    if (got > 0)
         record_bid(t, c);
-    } else if (got == 0) {
+    else if (got == 0)
         c->bidder->stats.no_bids++;
-    } else {
-        t->errors++;
-        c->bidder->stats.errors++;
-        rtb_bidder_log_error(c->bidder, t->req.request_id, what);
-    }
-    maybe_close(t);
+    else
+        bidder_error(t, c, what);
+    txn_advance(t, now_us);
 }
 
-/* ---- Fan-out ------------------------------------------------------------------------ */
-
-static int call_bidder(rtb_txn *t, rtb_bidder *b, const proto_buf *body) {
-    rtb_server *srv = t->srv;
-    if (b->busy >= b->max_concurrent) {
-        b->stats.throttled++;
-        return -1;
+/* Calls still out at the close are timeouts (SPEC 4). */
+static void cancel_calls(rtb_txn *t, int64_t now_us) {
+    rtb_txns *ts = t->set;
+    for (size_t i = 0; i < t->ncalls; i++) {
+        rtb_txn_call *c = &t->calls[i];
+        if (!c->out) continue;
+        ts->tp.call_cancel(ts->tp.ctx, c);
+        c->out = 0;
+        t->outstanding--;
+        t->timeouts++;
+        c->bidder->stats.timeouts++;
+        rtb_bidder_outcome(c->bidder, 0, c->probe, now_us);
     }
-    int admitted = rtb_bidder_admit(b, rtb_now_us());
-    if (!admitted) return -1;
-    rtb_conn *conn = rtb_bidder_acquire(b, srv->base, (size_t)srv->cfg->limits.max_response_bytes);
-    if (!conn) { /* out of memory: a failed call, so a probe is not left out */
-        rtb_bidder_outcome(b, 0, admitted == 2, rtb_now_us());
-        return -1;
-    }
-    rtb_call *c = &t->calls[t->ncalls];
-    memset(c, 0, sizeof(*c));
-    c->probe = admitted == 2;
-    c->txn = t;
-    c->bidder = b;
-    c->conn = conn;
-    struct evhttp_request *req = evhttp_request_new(on_response, c);
-    if (!req) {
-        rtb_bidder_release(conn);
-        return -1;
-    }
-    evhttp_request_set_error_cb(req, on_http_error);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Host", b->host_header);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "x-openrtb-version", "2.6");
-    evbuffer_add(evhttp_request_get_output_buffer(req), body->data, body->len);
-
-    t->ncalls++;
-    b->stats.calls++;
-    c->pending = 1;
-    c->req = req;
-    if (evhttp_make_request(conn->evcon, req, EVHTTP_REQ_POST, b->path) != 0) {
-        /* libevent freed the request; unless it already ran the callback,
-         * count the call as a failed one. */
-        if (c->pending) {
-            c->pending = 0;
-            c->req = NULL;
-            rtb_bidder_release(conn);
-            t->nanswered++;
-            t->errors++;
-            b->stats.errors++;
-            rtb_bidder_log_error(b, t->req.request_id, "cannot send the request");
-        }
-    }
-    return 0;
 }
 
-/* Pick at most max_bidders eligible advertisers (SPEC 3.3), rotating the
- * starting point so that each gets an equal share when more are eligible. */
-static size_t choose_bidders(rtb_txn *t, rtb_bidder **chosen, size_t max) {
-    rtb_server *srv = t->srv;
-    const cJSON *user = t->profile.interests, *ctx = t->req.context_interests;
+/* ---- Closing (SPEC 3.6, 3.7, 4, 9) ------------------------------------------------- */
+
+static proto_status close_status(const rtb_txn *t, const auction_outcome *o) {
+    if (o->winner) return PROTO_STATUS_SUCCESS;
+    /* The deadline passed with a bidder (or the profile lookup) still out. */
+    if (t->timeouts > 0 || t->profile_late) return PROTO_STATUS_TIMEOUT;
+    return PROTO_STATUS_NO_BID;
+}
+
+/* The winner's nurl, then each loser's lurl; bids below the floor are
+ * losers too (SPEC 9). */
+static size_t collect_notices(rtb_txn *t, const auction_outcome *o) {
+    const proto_config *cfg = t->set->cfg;
     size_t n = 0;
-    for (size_t i = 0; i < srv->nbidders; i++) {
-        rtb_bidder *b = srv->bidders[i];
-        if (b->active && rtb_bidder_matches(b, user, ctx)) srv->eligible[n++] = b;
-    }
-    if (n <= max) {
-        for (size_t i = 0; i < n; i++)
-            chosen[i] = srv->eligible[i];
-        return n;
-    }
-    size_t start = (size_t)(srv->rotation++ % n);
-    for (size_t i = 0; i < max; i++)
-        chosen[i] = srv->eligible[(start + i) % n];
-    return max;
-}
-
-static void fan_out(rtb_txn *t) {
-    rtb_server *srv = t->srv;
-    const proto_config *cfg = srv->cfg;
-    t->state = TXN_BIDDING;
-
-    rtb_bidder *chosen[128];
-    size_t max = (size_t)cfg->auction.max_bidders;
-    if (max > sizeof(chosen) / sizeof(chosen[0])) max = sizeof(chosen) / sizeof(chosen[0]);
-    size_t n = choose_bidders(t, chosen, max);
-    if (n > 0) {
-        int64_t left_ms = (t->deadline_us - rtb_now_us()) / 1000;
-        proto_buf_reset(&srv->body);
-        if (proto_openrtb_request_encode(&t->req, &t->profile, cfg->auction.type,
-                                         left_ms < 1 ? 1 : (int)left_ms, cfg->auction.currency,
-                                         &srv->body) != 0) {
-            n = 0; /* out of memory: no bidder can be called */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < t->ncalls; i++) {
+            rtb_txn_call *c = &t->calls[i];
+            if (!c->bid.price_micros) continue; /* no well-formed bid */
+            int won = c->bidder->id == o->winner->bidder_id;
+            if (won != (pass == 0)) continue;
+            const char *url = won ? c->bid.nurl : c->bid.lurl;
+            if (!url || !*url) continue;
+            rtb_txn_notice *nt = &t->notices[n++];
+            nt->url = url;
+            nt->macros = (proto_notice_macros){
+                .auction_id = t->req.request_id,
+                .bid_id = c->bid.bid_id,
+                .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
+                .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
+                .ad_id = c->bid.ad_id,
+                .price_micros = o->clearing_price_micros,
+                .currency = cfg->auction.currency,
+                .loss = won                                         ? 0
+                        : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
+                                                                    : PROTO_LOSS_OUTBID,
+            };
         }
     }
-    t->fanning_out = 1;
-    for (size_t i = 0; i < n; i++)
-        call_bidder(t, chosen[i], &srv->body);
-    t->fanning_out = 0;
-    maybe_close(t);
+    return n;
 }
 
-/* ---- Profile -------------------------------------------------------------------------- */
+static void close_auction(rtb_txn *t, int64_t now_us) {
+    rtb_txns *ts = t->set;
+    table_remove(ts, t);
+    queue_remove(ts, t);
+    ts->open--;
 
-static void use_default_profile(rtb_txn *t) {
-    const cJSON *def = t->srv->cfg->profiles.default_profile;
-    const cJSON *ltv = cJSON_GetObjectItemCaseSensitive(def, "ltv_score");
-    t->profile.root = NULL;
-    t->profile.interests = cJSON_GetObjectItemCaseSensitive(def, "interests");
-    t->profile.ltv_score = cJSON_IsNumber(ltv) ? ltv->valuedouble : 0;
+    auction_outcome o;
+    auction_close(&t->auction, &o);
+    proto_status status = close_status(t, &o);
+    proto_result r = {
+        .request_id = t->req.request_id,
+        .status = status,
+        .bids = t->bids,
+        .bidders = (unsigned)t->ncalls,
+        .timeouts = t->timeouts,
+        .errors = t->errors,
+        .latency_us = now_us - t->received_us,
+        .timestamp_us = ts->tp.wall_us(ts->tp.ctx),
+    };
+    rtb_txn_outcome out = {
+        .request_id = t->req.request_id,
+        .user_id = t->req.user_id,
+        .status = status,
+        .latency_us = r.latency_us,
+        .profile_missed = t->profile_missed,
+        .profile_failed = t->profile_failed,
+    };
+    if (o.winner) {
+        r.advertiser_id = o.winner->bidder_id;
+        r.bid_price_micros = o.winner->price_micros;
+        r.clearing_price_micros = o.clearing_price_micros;
+        r.ad_id = o.winner->ad_id;
+        r.creative_url = o.winner->creative_url;
+        for (size_t i = 0; i < t->ncalls && !out.winner; i++)
+            if (t->calls[i].bidder->id == o.winner->bidder_id) out.winner = t->calls[i].bidder;
+        out.clearing_price_micros = o.clearing_price_micros;
+        out.ad_id = o.winner->ad_id;
+        out.notices = t->notices;
+        out.nnotices = collect_notices(t, &o);
+    }
+    proto_buf_reset(&ts->result);
+    if (proto_result_encode(&r, &ts->result) == 0)
+        out.published =
+            ts->tp.publish(ts->tp.ctx, t->req.request_id, ts->result.data, ts->result.len) == 0;
+    else
+        rtb_log(PROTO_LOG_ERROR, "out of memory encoding the result of %s", t->req.request_id);
+    ts->tp.closed(ts->tp.ctx, &out);
 }
 
-static void on_profile(void *arg, store_status st, const char *value, size_t len) {
-    rtb_txn *t = arg;
-    rtb_server *srv = t->srv;
-    t->profile_pending = 0;
-    if (t->state == TXN_CLOSED) { /* closed at its deadline while we waited */
-        txn_free(t);
-        return;
-    }
-    char err[160];
-    if (st == STORE_OK &&
-        proto_profile_decode(value, len, &t->profile, err, sizeof(err)) == PROTO_OK) {
-        fan_out(t);
-        return;
-    }
-    if (st == STORE_OK) {
-        rtb_log(PROTO_LOG_DEBUG, "profile of user %s unreadable (%s): using the default",
-                t->req.user_id, err);
-    } else if (st == STORE_NIL) {
-        srv->stats.profile_misses++;
-        proto_buf_reset(&srv->out);
-        if (proto_profile_encode(srv->cfg->profiles.default_profile, t->req.user_id, &srv->out) ==
-            0)
-            store_profile_put(srv->store, t->req.user_id, srv->out.data, srv->out.len,
-                              srv->cfg->profiles.ttl_s);
-    } else {
-        srv->stats.profile_errors++;
-    }
-    use_default_profile(t);
-    fan_out(t);
-}
+/* ---- The one place a transaction changes state ------------------------------------ */
 
-rtb_txn *rtb_txn_start(rtb_server *srv, proto_bid_request *req, int64_t received_us) {
-    size_t max = (size_t)srv->cfg->auction.max_bidders;
-    rtb_txn *t = malloc(sizeof(*t) + max * sizeof(rtb_call) + max * sizeof(auction_bid));
-    if (!t) {
-        proto_bid_request_free(req);
-        return NULL;
+static void txn_advance(rtb_txn *t, int64_t now_us) {
+    for (;;) {
+        txn_state was = t->state;
+        switch (t->state) {
+        case TXN_RECEIVED:
+            start_profile(t);
+            t->state = TXN_PROFILE;
+            break;
+        case TXN_PROFILE:
+            if (t->deadline_passed || t->shutdown) {
+                t->profile_late = 1;
+                t->state = TXN_CLOSING;
+            } else if (t->profile_answered) {
+                fan_out(t, now_us);
+                t->state = TXN_BIDDING;
+            }
+            break;
+        case TXN_BIDDING:
+            if (t->nanswered == t->ncalls || t->deadline_passed || t->shutdown) {
+                cancel_calls(t, now_us);
+                t->state = TXN_CLOSING;
+            }
+            break;
+        case TXN_CLOSING:
+            close_auction(t, now_us);
+            t->state = TXN_PUBLISHED;
+            break;
+        case TXN_PUBLISHED:
+            if (t->outstanding == 0) t->state = TXN_DONE;
+            break;
+        case TXN_DONE:
+            txn_free(t);
+            return;
+        }
+        if (t->state == was) return;
     }
-    memset(t, 0, sizeof(*t));
-    t->srv = srv;
-    t->req = *req;
-    t->bid_storage = (auction_bid *)((char *)t + sizeof(*t) + max * sizeof(rtb_call));
-    t->received_us = received_us;
-    t->deadline_us = received_us + srv->cfg->auction.tmax_ms * 1000;
-    auction_init(&t->auction, srv->cfg->auction.type, req->floor_micros,
-                 srv->cfg->auction.price_increment_micros, t->bid_storage, max);
-    rtb_server_remember(srv, t);
-
-    event_assign(&t->deadline, srv->base, -1, 0, on_deadline, t);
-    int64_t wait_us = t->deadline_us - rtb_now_us();
-    if (wait_us < 0) wait_us = 0;
-    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
-    event_add(&t->deadline, &tv);
-
-    t->state = TXN_PROFILE;
-    t->profile_pending = 1;
-    if (store_profile_get(srv->store, t->req.user_id, on_profile, t) != 0) {
-        /* Redis is down: the default profile, not cached (SPEC 3.2). */
-        t->profile_pending = 0;
-        srv->stats.profile_errors++;
-        use_default_profile(t);
-        fan_out(t);
-    }
-    return t;
 }

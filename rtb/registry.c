@@ -1,0 +1,131 @@
+/* registry.c -- the set of advertisers and the choice of bidders.
+ *
+ * Redis entries come first; config `bidders` add those Redis does not have.
+ * The eligible scratch array is as long as the set, so choosing bidders for
+ * an auction allocates nothing. */
+#include "rtb/registry.h"
+
+#include "rtb/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct rtb_registry {
+    const proto_config *cfg;
+    rtb_http *http;
+    rtb_bidder **bidders; /* every advertiser ever seen; `active` marks */
+    size_t nbidders, capbidders;
+    rtb_bidder **eligible; /* scratch for rtb_registry_choose, capbidders long */
+    uint64_t rotation;
+};
+
+rtb_registry *rtb_registry_new(const proto_config *cfg, rtb_http *http) {
+    rtb_registry *r = calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    r->cfg = cfg;
+    r->http = http;
+    return r;
+}
+
+void rtb_registry_free(rtb_registry *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->nbidders; i++)
+        rtb_bidder_free(r->bidders[i]);
+    free(r->bidders);
+    free(r->eligible);
+    free(r);
+}
+
+size_t rtb_registry_count(const rtb_registry *r) {
+    return r->nbidders;
+}
+
+rtb_bidder *rtb_registry_at(const rtb_registry *r, size_t index) {
+    return r->bidders[index];
+}
+
+size_t rtb_registry_active(const rtb_registry *r) {
+    size_t active = 0;
+    for (size_t i = 0; i < r->nbidders; i++)
+        active += (size_t)r->bidders[i]->active;
+    return active;
+}
+
+static rtb_bidder *find_bidder(rtb_registry *r, const char *id) {
+    for (size_t i = 0; i < r->nbidders; i++)
+        if (strcmp(r->bidders[i]->id, id) == 0) return r->bidders[i];
+    return NULL;
+}
+
+/* Make `conf` active: update the advertiser of that id, or add it. */
+static void apply_bidder(rtb_registry *r, const proto_bidder_conf *conf) {
+    rtb_bidder *b = find_bidder(r, conf->id);
+    if (b) {
+        if (rtb_bidder_update(b, conf) != 0) {
+            rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
+                    conf->endpoint);
+            return;
+        }
+        b->active = 1;
+        return;
+    }
+    if (r->nbidders == r->capbidders) {
+        size_t cap = r->capbidders ? r->capbidders * 2 : 16;
+        rtb_bidder **v = realloc(r->bidders, cap * sizeof(*v));
+        if (v) r->bidders = v;
+        rtb_bidder **e = v ? realloc(r->eligible, cap * sizeof(*e)) : NULL;
+        if (e) r->eligible = e;
+        if (!v || !e) {
+            rtb_log(PROTO_LOG_ERROR, "advertiser %s: out of memory: skipped", conf->id);
+            return;
+        }
+        r->capbidders = cap;
+    }
+    b = rtb_bidder_new(conf, r->http, (size_t)r->cfg->limits.max_response_bytes);
+    if (!b) {
+        rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
+                conf->endpoint);
+        return;
+    }
+    r->bidders[r->nbidders++] = b;
+    rtb_log(PROTO_LOG_INFO, "advertiser %s added: %s", b->id, b->endpoint);
+}
+
+void rtb_registry_apply(rtb_registry *r, const store_entry *entries, size_t n) {
+    for (size_t i = 0; i < r->nbidders; i++)
+        r->bidders[i]->active = 0;
+    for (size_t i = 0; i < n; i++) {
+        proto_bidder_conf conf;
+        char err[256];
+        if (proto_advertiser_decode(entries[i].id, entries[i].value, entries[i].len, &conf, err,
+                                    sizeof(err)) != PROTO_OK) {
+            rtb_log(PROTO_LOG_WARN, "advertiser:targeting:%s skipped: %s", entries[i].id, err);
+            continue;
+        }
+        apply_bidder(r, &conf);
+        proto_bidder_conf_free(&conf);
+    }
+    const proto_config *cfg = r->cfg;
+    for (size_t i = 0; i < cfg->nbidders; i++) {
+        rtb_bidder *b = find_bidder(r, cfg->bidders[i].id);
+        if (!b || !b->active) apply_bidder(r, &cfg->bidders[i]);
+    }
+    rtb_log(PROTO_LOG_DEBUG, "registry: %zu advertisers active", rtb_registry_active(r));
+}
+
+size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *context,
+                           rtb_bidder **chosen, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->nbidders; i++) {
+        rtb_bidder *b = r->bidders[i];
+        if (b->active && rtb_bidder_matches(b, user, context)) r->eligible[n++] = b;
+    }
+    if (n <= max) {
+        if (n) memcpy(chosen, r->eligible, n * sizeof(*chosen));
+        return n;
+    }
+    size_t start = (size_t)(r->rotation++ % n);
+    for (size_t i = 0; i < max; i++)
+        chosen[i] = r->eligible[(start + i) % n];
+    return max;
+}

@@ -1,0 +1,523 @@
+/* test_txn.c -- the transaction state machine (rtb/txn.h) without servers.
+ *
+ * A fake transport records what the transactions ask for (profile lookups,
+ * bidder calls, cancels, published results, outcomes, wake-ups) and the
+ * tests answer in the order and at the exact microsecond they choose: the
+ * profile found, missing, late or failing; bidders answering, timing out,
+ * failing; the deadline first; shutdown mid-auction; Redis refusing the
+ * result. Every case ends with the transactions all freed (live 0), which
+ * ASan's leak check confirms in tools/check. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtb/registry.h"
+#include "rtb/txn.h"
+
+#define MAX_REC 16
+#define T0 1000000000 /* µs: an arbitrary monotonic origin */
+#define MS 1000
+
+typedef struct fake {
+    rtb_txn *profile_txn[MAX_REC];
+    char profile_user[MAX_REC][64];
+    int nprofiles;
+    int profile_refuse; /* profile_get returns -1 (Redis down) */
+    rtb_txn_call *calls[MAX_REC];
+    char call_body[MAX_REC][4096];
+    int ncalls;
+    int call_refuse;
+    rtb_txn_call *cancelled[MAX_REC];
+    int ncancelled;
+    char published[MAX_REC][2048];
+    char published_id[MAX_REC][130];
+    int npublished;
+    int publish_refuse;
+    /* outcomes, copied */
+    int noutcomes;
+    proto_status status[MAX_REC];
+    int out_published[MAX_REC], profile_missed[MAX_REC], profile_failed[MAX_REC];
+    int64_t latency_us[MAX_REC], clearing[MAX_REC];
+    char winner[MAX_REC][64];
+    size_t nnotices[MAX_REC];
+    char notice_url[MAX_REC][4][256];
+    int notice_loss[MAX_REC][4];
+    int64_t wakes[MAX_REC];
+    int nwakes;
+} fake;
+
+static fake F;
+static proto_config cfg;
+static rtb_registry *reg;
+static rtb_txns *ts;
+
+static int fk_profile_get(void *ctx, rtb_txn *t, const char *user_id) {
+    fake *f = ctx;
+    if (f->profile_refuse) return -1;
+    f->profile_txn[f->nprofiles] = t;
+    snprintf(f->profile_user[f->nprofiles], 64, "%s", user_id);
+    f->nprofiles++;
+    return 0;
+}
+
+static int fk_call_start(void *ctx, rtb_txn_call *c, const char *body, size_t len) {
+    fake *f = ctx;
+    if (f->call_refuse) return -1;
+    f->calls[f->ncalls] = c;
+    snprintf(f->call_body[f->ncalls], 4096, "%.*s", (int)len, body);
+    f->ncalls++;
+    return 0;
+}
+
+static void fk_call_cancel(void *ctx, rtb_txn_call *c) {
+    fake *f = ctx;
+    f->cancelled[f->ncancelled++] = c;
+}
+
+static int fk_publish(void *ctx, const char *request_id, const char *json, size_t len) {
+    fake *f = ctx;
+    snprintf(f->published[f->npublished], 2048, "%.*s", (int)len, json);
+    snprintf(f->published_id[f->npublished], 130, "%s", request_id);
+    f->npublished++;
+    return f->publish_refuse ? -1 : 0;
+}
+
+static void fk_closed(void *ctx, const rtb_txn_outcome *o) {
+    fake *f = ctx;
+    int k = f->noutcomes++;
+    f->status[k] = o->status;
+    f->out_published[k] = o->published;
+    f->profile_missed[k] = o->profile_missed;
+    f->profile_failed[k] = o->profile_failed;
+    f->latency_us[k] = o->latency_us;
+    f->clearing[k] = o->clearing_price_micros;
+    snprintf(f->winner[k], 64, "%s", o->winner ? o->winner->id : "");
+    f->nnotices[k] = o->nnotices;
+    for (size_t i = 0; i < o->nnotices && i < 4; i++) {
+        snprintf(f->notice_url[k][i], 256, "%s", o->notices[i].url);
+        f->notice_loss[k][i] = o->notices[i].macros.loss;
+    }
+}
+
+static void fk_wake_at(void *ctx, int64_t at_us) {
+    fake *f = ctx;
+    f->wakes[f->nwakes++] = at_us;
+}
+
+static int64_t fk_wall_us(void *ctx) {
+    (void)ctx;
+    return INT64_C(1795000000000000);
+}
+
+static const char *config_json =
+    "{\"auction\":{\"tmax_ms\":100,\"max_bidders\":4},"
+    "\"profiles\":{\"default\":{\"interests\":[\"default-tag\"],\"ltv_score\":0.5}},"
+    "\"bidders\":["
+    "{\"id\":\"adv-a\",\"endpoint\":\"http://127.0.0.1:9/bid\",\"interests\":[\"tech\"]},"
+    "{\"id\":\"adv-b\",\"endpoint\":\"http://127.0.0.1:9/bid\",\"interests\":[\"tech\"]},"
+    "{\"id\":\"adv-d\",\"endpoint\":\"http://127.0.0.1:9/bid\",\"interests\":[\"default-tag\"]}]}";
+
+static void setup(void) {
+    memset(&F, 0, sizeof(F));
+    char err[256];
+    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
+    ck_assert_msg(proto_config_parse(&cfg, config_json, strlen(config_json), err, sizeof(err)) ==
+                      PROTO_OK,
+                  "%s", err);
+    reg = rtb_registry_new(&cfg, NULL);
+    ck_assert_ptr_nonnull(reg);
+    rtb_registry_apply(reg, NULL, 0);
+    ck_assert_uint_eq(rtb_registry_active(reg), 3);
+    rtb_txn_transport tp = {
+        .profile_get = fk_profile_get,
+        .call_start = fk_call_start,
+        .call_cancel = fk_call_cancel,
+        .publish = fk_publish,
+        .closed = fk_closed,
+        .wake_at = fk_wake_at,
+        .wall_us = fk_wall_us,
+        .ctx = &F,
+    };
+    ts = rtb_txns_new(&cfg, reg, &tp);
+    ck_assert_ptr_nonnull(ts);
+}
+
+static void teardown(void) {
+    ck_assert_uint_eq(rtb_txns_live(ts), 0); /* every case frees its transactions */
+    rtb_txns_free(ts);
+    rtb_registry_free(reg);
+    proto_config_free(&cfg);
+}
+
+/* Start request `id` (floor 1.00, user u-1, interests in user_context) at
+ * `now`. */
+static void start(const char *id, const char *context_interest, int64_t now) {
+    char payload[512];
+    if (context_interest)
+        snprintf(payload, sizeof(payload),
+                 "{\"request_id\":\"%s\",\"user_id\":\"u-1\",\"ad_slot_id\":\"s-1\","
+                 "\"floor_price\":1.0,\"user_context\":{\"interests\":[\"%s\"]}}",
+                 id, context_interest);
+    else
+        snprintf(payload, sizeof(payload),
+                 "{\"request_id\":\"%s\",\"user_id\":\"u-1\",\"ad_slot_id\":\"s-1\","
+                 "\"floor_price\":1.0}",
+                 id);
+    proto_bid_request req;
+    char err[256];
+    ck_assert_msg(proto_bid_request_decode(payload, strlen(payload), 65536, &req, err,
+                                           sizeof(err)) == PROTO_OK,
+                  "%s", err);
+    ck_assert_int_eq(rtb_txns_start(ts, &req, now, now), 0);
+}
+
+static rtb_bidder *bidder(const char *id) {
+    for (size_t i = 0; i < rtb_registry_count(reg); i++)
+        if (strcmp(rtb_registry_at(reg, i)->id, id) == 0) return rtb_registry_at(reg, i);
+    ck_abort_msg("no bidder %s", id);
+    return NULL;
+}
+
+/* The call (by index of start) made to bidder `id`. */
+static rtb_txn_call *call_to(const char *id) {
+    for (int i = 0; i < F.ncalls; i++)
+        if (strcmp(F.calls[i]->bidder->id, id) == 0) return F.calls[i];
+    ck_abort_msg("no call to %s", id);
+    return NULL;
+}
+
+static void answer(rtb_txn_call *c, int code, const char *body, int64_t now) {
+    rtb_call_result r = {.status = RTB_CALL_OK, .code = code, .body = body, .len = strlen(body)};
+    rtb_txn_on_answer(c, &r, now);
+}
+
+static void answer_bid(rtb_txn_call *c, const char *request_id, const char *price, int64_t now) {
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"id\":\"%s\",\"seatbid\":[{\"seat\":\"%s\",\"bid\":[{\"id\":\"b1\","
+             "\"impid\":\"1\",\"price\":%s,\"adid\":\"ad-%s\",\"nurl\":\"http://n/%s\","
+             "\"lurl\":\"http://l/%s\"}]}]}",
+             request_id, c->bidder->id, price, c->bidder->id, c->bidder->id, c->bidder->id);
+    answer(c, 200, body, now);
+}
+
+static void profile_hit(int k, const char *json, int64_t now) {
+    rtb_txn_on_profile(F.profile_txn[k], RTB_PROFILE_HIT, json, strlen(json), now);
+}
+
+static cJSON *result(int k) {
+    cJSON *r = cJSON_Parse(F.published[k]);
+    ck_assert_msg(r != NULL, "result %d is not JSON: %s", k, F.published[k]);
+    return r;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "%s is not a number", key);
+    return v->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsString(v), "%s is not a string", key);
+    return v->valuestring;
+}
+
+/* ---- Profile ------------------------------------------------------------------------ */
+
+START_TEST(profile_hit_then_all_bidders_answer) {
+    start("r-1", NULL, T0);
+    ck_assert_int_eq(F.nprofiles, 1);
+    ck_assert_str_eq(F.profile_user[0], "u-1");
+    ck_assert_int_eq(F.nwakes, 1);
+    ck_assert_int_eq(F.wakes[0], T0 + 100 * MS); /* the deadline, asked once */
+    ck_assert_int_eq(F.ncalls, 0);               /* nobody called before the profile */
+    ck_assert(rtb_txns_has(ts, "r-1"));
+
+    profile_hit(0, "{\"interests\":[\"tech\"],\"ltv_score\":0.7}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 2); /* adv-a and adv-b; adv-d wants default-tag */
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "\"tmax\":99"));
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "\"keywords\":\"tech\""));
+
+    answer_bid(call_to("adv-a"), "r-1", "2.5", T0 + 5 * MS);
+    ck_assert_int_eq(F.npublished, 0); /* one still out */
+    answer_bid(call_to("adv-b"), "r-1", "2.0", T0 + 7 * MS);
+    ck_assert_int_eq(F.npublished, 1); /* closed at the last answer, not the deadline */
+    ck_assert(!rtb_txns_has(ts, "r-1"));
+    ck_assert_int_eq(F.ncancelled, 0);
+
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "success");
+    ck_assert_int_eq((int)num(r, "bids"), 2);
+    ck_assert_int_eq((int)num(r, "bidders"), 2);
+    ck_assert_int_eq((int)num(r, "timeouts"), 0);
+    ck_assert_double_eq_tol(num(r, "latency_ms"), 7.0, 1e-9);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(r, "winner");
+    ck_assert_str_eq(str(w, "advertiser_id"), "adv-a");
+    ck_assert_double_eq_tol(num(w, "clearing_price"), 2.01, 1e-9); /* 2.00 + 0.01 */
+    cJSON_Delete(r);
+
+    ck_assert_int_eq(F.noutcomes, 1);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_SUCCESS);
+    ck_assert_int_eq(F.out_published[0], 1);
+    ck_assert_str_eq(F.winner[0], "adv-a");
+    ck_assert_int_eq(F.clearing[0], 2010000);
+    ck_assert_int_eq(F.latency_us[0], 7 * MS);
+    ck_assert_uint_eq(F.nnotices[0], 2); /* the winner's nurl first, then the loser's lurl */
+    ck_assert_str_eq(F.notice_url[0][0], "http://n/adv-a");
+    ck_assert_str_eq(F.notice_url[0][1], "http://l/adv-b");
+    ck_assert_int_eq(F.notice_loss[0][1], PROTO_LOSS_OUTBID);
+    ck_assert_int_eq(F.profile_missed[0], 0);
+    ck_assert_uint_eq(bidder("adv-a")->stats.calls, 1);
+    ck_assert_uint_eq(bidder("adv-a")->stats.bids, 1);
+    ck_assert_uint_eq(bidder("adv-d")->stats.calls, 0);
+
+    /* The wake-up at the old deadline finds nothing to do. */
+    rtb_txns_expire(ts, T0 + 100 * MS);
+    ck_assert_int_eq(F.npublished, 1);
+}
+END_TEST
+
+START_TEST(profile_miss_uses_default_and_asks_to_cache) {
+    start("r-2", NULL, T0);
+    rtb_txn_on_profile(F.profile_txn[0], RTB_PROFILE_MISS, NULL, 0, T0 + 2 * MS);
+    ck_assert_int_eq(F.ncalls, 1); /* the default profile's interest: adv-d only */
+    ck_assert_str_eq(F.calls[0]->bidder->id, "adv-d");
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "\"ltv_score\":0.5"));
+    answer(F.calls[0], 204, "", T0 + 4 * MS);
+    ck_assert_int_eq(F.noutcomes, 1);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_NO_BID);
+    ck_assert_int_eq(F.profile_missed[0], 1);
+    ck_assert_int_eq(F.profile_failed[0], 0);
+    ck_assert_uint_eq(bidder("adv-d")->stats.no_bids, 1);
+}
+END_TEST
+
+START_TEST(profile_late_closes_at_deadline_and_frees_on_the_reply) {
+    start("r-3", NULL, T0);
+    rtb_txns_expire(ts, T0 + 99 * MS); /* early: nothing */
+    ck_assert_int_eq(F.npublished, 0);
+    rtb_txns_expire(ts, T0 + 100 * MS);
+    ck_assert_int_eq(F.npublished, 1);
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "timeout");
+    ck_assert_int_eq((int)num(r, "bidders"), 0);
+    cJSON_Delete(r);
+    ck_assert(!rtb_txns_has(ts, "r-3")); /* the id may be used again */
+    ck_assert_uint_eq(rtb_txns_open(ts), 0);
+    ck_assert_uint_eq(rtb_txns_live(ts), 1); /* the GET is still out: kept */
+
+    profile_hit(0, "{\"interests\":[\"tech\"]}", T0 + 150 * MS);
+    ck_assert_uint_eq(rtb_txns_live(ts), 0);
+    ck_assert_int_eq(F.ncalls, 0);     /* too late to call anybody */
+    ck_assert_int_eq(F.npublished, 1); /* and nothing published twice */
+}
+END_TEST
+
+START_TEST(profile_lookup_refused_uses_default_at_once) {
+    F.profile_refuse = 1;
+    start("r-4", NULL, T0);
+    ck_assert_int_eq(F.ncalls, 1); /* default profile: adv-d, called at once */
+    answer_bid(F.calls[0], "r-4", "3", T0 + 3 * MS);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_SUCCESS);
+    ck_assert_int_eq(F.profile_failed[0], 1);
+    ck_assert_int_eq(F.profile_missed[0], 0); /* Redis down: not cached */
+    ck_assert_int_eq(F.clearing[0], 1000000); /* single bid: the floor */
+}
+END_TEST
+
+START_TEST(unreadable_profile_is_the_default_not_a_failure) {
+    start("r-5", NULL, T0);
+    profile_hit(0, "[1,2]", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 1);
+    ck_assert_str_eq(F.calls[0]->bidder->id, "adv-d");
+    answer(F.calls[0], 204, "", T0 + 2 * MS);
+    ck_assert_int_eq(F.profile_failed[0], 0);
+    ck_assert_int_eq(F.profile_missed[0], 0);
+}
+END_TEST
+
+/* ---- Bidding ---------------------------------------------------------------------------- */
+
+START_TEST(deadline_first_cancels_and_counts_timeouts) {
+    start("r-6", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 2);
+    rtb_txn_call *slow = call_to("adv-a"); /* freed with the transaction */
+    answer_bid(call_to("adv-b"), "r-6", "1.5", T0 + 10 * MS);
+    rtb_txns_expire(ts, T0 + 100 * MS);
+    ck_assert_int_eq(F.ncancelled, 1);
+    ck_assert_ptr_eq(F.cancelled[0], slow);
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "success");
+    ck_assert_int_eq((int)num(r, "timeouts"), 1);
+    ck_assert_int_eq((int)num(r, "bids"), 1);
+    ck_assert_double_eq_tol(num(r, "latency_ms"), 100.0, 1e-9);
+    cJSON_Delete(r);
+    ck_assert_uint_eq(bidder("adv-a")->stats.timeouts, 1);
+    ck_assert_str_eq(F.winner[0], "adv-b");
+}
+END_TEST
+
+START_TEST(late_answer_after_close_changes_nothing) {
+    start("r-7", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    rtb_txn_call *slow = call_to("adv-a");
+    answer(call_to("adv-b"), 204, "", T0 + 2 * MS);
+    rtb_txns_expire(ts, T0 + 100 * MS);
+    /* The close cancelled the slow call: the transport (evhttp) then never
+     * delivers its answer, so the transaction is already freed ... */
+    ck_assert_int_eq(F.ncancelled, 1);
+    ck_assert_ptr_eq(F.cancelled[0], slow);
+    ck_assert_uint_eq(rtb_txns_live(ts), 0);
+    /* ... and the result it published stays the only one: a timeout. */
+    ck_assert_int_eq(F.npublished, 1);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_TIMEOUT);
+    /* A new auction with the same id is a new transaction, not the old one. */
+    start("r-7", "tech", T0 + 120 * MS);
+    ck_assert_int_eq(F.nprofiles, 2);
+    rtb_txns_shutdown(ts, T0 + 121 * MS);
+    ck_assert_int_eq(F.npublished, 2);
+    ck_assert_str_eq(F.published_id[1], "r-7");
+    rtb_txn_on_profile(F.profile_txn[1], RTB_PROFILE_ERROR, NULL, 0, T0 + 122 * MS);
+}
+END_TEST
+
+START_TEST(errors_and_bids_below_floor) {
+    start("r-8", "tech", T0);
+    profile_hit(0, "{\"interests\":[\"default-tag\"]}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 3);
+    answer(call_to("adv-a"), 500, "oops", T0 + 2 * MS);
+    answer(call_to("adv-b"), 200, "{\"id\":\"wrong\"}", T0 + 3 * MS);
+    answer_bid(call_to("adv-d"), "r-8", "0.5", T0 + 4 * MS); /* under the 1.00 floor */
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "no_bid");
+    ck_assert_int_eq((int)num(r, "errors"), 2);
+    ck_assert_int_eq((int)num(r, "bids"), 1); /* a well-formed bid, never a winner */
+    cJSON_Delete(r);
+    ck_assert_uint_eq(bidder("adv-a")->stats.errors, 1);
+    ck_assert_uint_eq(bidder("adv-b")->stats.errors, 1);
+}
+END_TEST
+
+START_TEST(call_refused_at_start_is_a_bidder_error) {
+    F.call_refuse = 1;
+    start("r-9", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    /* Both calls failed at once: the auction closes without waiting. */
+    ck_assert_int_eq(F.npublished, 1);
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "no_bid");
+    ck_assert_int_eq((int)num(r, "bidders"), 2);
+    ck_assert_int_eq((int)num(r, "errors"), 2);
+    cJSON_Delete(r);
+    ck_assert_uint_eq(bidder("adv-a")->stats.calls, 1);
+    ck_assert_uint_eq(bidder("adv-a")->stats.errors, 1);
+}
+END_TEST
+
+START_TEST(transport_failures_are_bidder_errors) {
+    start("r-10", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    rtb_call_result big = {.status = RTB_CALL_BODY_TOO_LARGE, .body = ""};
+    rtb_call_result gone = {.status = RTB_CALL_CONNECT, .body = ""};
+    rtb_txn_on_answer(call_to("adv-a"), &big, T0 + 2 * MS);
+    rtb_txn_on_answer(call_to("adv-b"), &gone, T0 + 3 * MS);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_NO_BID);
+    cJSON *r = result(0);
+    ck_assert_int_eq((int)num(r, "errors"), 2);
+    cJSON_Delete(r);
+}
+END_TEST
+
+/* ---- Shutdown and publishing -------------------------------------------------------------- */
+
+START_TEST(drain_mid_auction_publishes_and_cancels) {
+    start("r-11", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    answer_bid(call_to("adv-a"), "r-11", "4", T0 + 3 * MS);
+    rtb_txn_call *slow = call_to("adv-b"); /* freed with the transaction */
+    start("r-12", NULL, T0 + 4 * MS);      /* still waiting for its profile */
+    rtb_txns_shutdown(ts, T0 + 5 * MS);
+    ck_assert_int_eq(F.npublished, 2);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_SUCCESS); /* r-11: the bid that came wins */
+    ck_assert_int_eq(F.ncancelled, 1);
+    ck_assert_ptr_eq(F.cancelled[0], slow);
+    ck_assert_int_eq(F.status[1], PROTO_STATUS_TIMEOUT); /* r-12: closed in PROFILE */
+    ck_assert_uint_eq(rtb_txns_open(ts), 0);
+    ck_assert_uint_eq(rtb_txns_live(ts), 1); /* r-12's GET is out */
+    rtb_txn_on_profile(F.profile_txn[1], RTB_PROFILE_ERROR, NULL, 0, T0 + 6 * MS);
+}
+END_TEST
+
+START_TEST(publish_refused_still_closes_and_frees) {
+    F.publish_refuse = 1;
+    start("r-13", "tech", T0);
+    profile_hit(0, "{}", T0 + 1 * MS);
+    answer_bid(call_to("adv-a"), "r-13", "2", T0 + 2 * MS);
+    answer(call_to("adv-b"), 204, "", T0 + 3 * MS);
+    ck_assert_int_eq(F.noutcomes, 1);
+    ck_assert_int_eq(F.out_published[0], 0);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_SUCCESS); /* counted, notices still due */
+    ck_assert_uint_eq(F.nnotices[0], 1);
+}
+END_TEST
+
+START_TEST(deadlines_expire_in_order_with_one_wake_up_each) {
+    start("a", NULL, T0);
+    start("b", NULL, T0 + 10 * MS);
+    start("c", NULL, T0 + 20 * MS);
+    ck_assert_int_eq(F.nwakes, 1); /* later deadlines need no new wake-up */
+    rtb_txns_expire(ts, T0 + 100 * MS);
+    ck_assert_int_eq(F.npublished, 1);
+    ck_assert_str_eq(F.published_id[0], "a");
+    ck_assert_int_eq(F.nwakes, 2);
+    ck_assert_int_eq(F.wakes[1], T0 + 110 * MS);
+    rtb_txns_expire(ts, T0 + 125 * MS); /* late wake-up: both due */
+    ck_assert_int_eq(F.npublished, 3);
+    ck_assert_str_eq(F.published_id[2], "c");
+    for (int k = 0; k < 3; k++)
+        rtb_txn_on_profile(F.profile_txn[k], RTB_PROFILE_MISS, NULL, 0, T0 + 130 * MS);
+}
+END_TEST
+
+START_TEST(no_eligible_bidder_is_a_no_bid_at_once) {
+    start("r-14", NULL, T0);
+    profile_hit(0, "{\"interests\":[\"cooking\"]}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 0);
+    ck_assert_int_eq(F.npublished, 1);
+    ck_assert_int_eq(F.status[0], PROTO_STATUS_NO_BID);
+}
+END_TEST
+
+static Suite *txn_suite(void) {
+    Suite *s = suite_create("txn");
+    TCase *tc = tcase_create("state machine");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, profile_hit_then_all_bidders_answer);
+    tcase_add_test(tc, profile_miss_uses_default_and_asks_to_cache);
+    tcase_add_test(tc, profile_late_closes_at_deadline_and_frees_on_the_reply);
+    tcase_add_test(tc, profile_lookup_refused_uses_default_at_once);
+    tcase_add_test(tc, unreadable_profile_is_the_default_not_a_failure);
+    tcase_add_test(tc, deadline_first_cancels_and_counts_timeouts);
+    tcase_add_test(tc, late_answer_after_close_changes_nothing);
+    tcase_add_test(tc, errors_and_bids_below_floor);
+    tcase_add_test(tc, call_refused_at_start_is_a_bidder_error);
+    tcase_add_test(tc, transport_failures_are_bidder_errors);
+    tcase_add_test(tc, drain_mid_auction_publishes_and_cancels);
+    tcase_add_test(tc, publish_refused_still_closes_and_frees);
+    tcase_add_test(tc, deadlines_expire_in_order_with_one_wake_up_each);
+    tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(txn_suite());
+    srunner_run_all(sr, CK_VERBOSE);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
