@@ -325,10 +325,9 @@ int rtb_dash_page(struct evbuffer *out);
 #define RTB_ALERT_MIN_COUNT 5
 #define RTB_ALERTS_CHANNEL "auction:alerts"
 
-/* Check srv->cfg->alerts and build the rules (no config alerts: an empty
- * set). Returns NULL with a message in `err` naming the key, e.g.
- * "alerts[0].metric: unknown metric 'x' (...)" (a config error: every such
- * message starts with "alerts["), or "out of memory". `srv` is borrowed. */
+/* Build the rules of srv->cfg->alerts, which the config rows checked (no
+ * config alerts: an empty set). Returns NULL with "out of memory" in `err`.
+ * `srv` is borrowed. */
 rtb_alerts *rtb_alerts_new(rtb_server *srv, char *err, size_t errlen);
 void rtb_alerts_free(rtb_alerts *a);
 /* Evaluate every rule on srv->dash's samples; `wall_us` (Unix µs) stamps

@@ -314,7 +314,7 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     }
     srv->base = base;
     srv->cfg = cfg;
-    if (!(srv->alerts = rtb_alerts_new(srv, err, errlen))) { /* "alerts[i]...": a config error */
+    if (!(srv->alerts = rtb_alerts_new(srv, err, errlen))) {
         rtb_server_free(srv);
         return NULL;
     }
