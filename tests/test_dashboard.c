@@ -686,6 +686,11 @@ START_TEST(page_is_self_contained) {
     }
     ck_assert_msg(head_has(&h, "Content-Security-Policy", "default-src 'none'"),
                   "GET /: no Content-Security-Policy");
+    /* Inline script and style are allowed by hash alone. */
+    ck_assert_msg(
+        strstr(h.headers, "script-src 'sha256-") && strstr(h.headers, "style-src 'sha256-") &&
+            !strstr(h.headers, "unsafe-inline"),
+        "GET /: the CSP does not pin the inline script and style by hash:\n%s", h.headers);
     free(body.p);
     http_get("/nope", &h, &body);
     ck_assert_msg(h.status == 404, "GET /nope: status %d", h.status);
