@@ -5,7 +5,8 @@
  * into elements by id (docs/dashboard.md lists them). The stream comes
  * first; whenever it has been silent for 2.5 s (no EventSource, 503 at the
  * client cap, a buffering proxy, the exchange restarting) the page polls
- * /api/stats once a second until events flow again.
+ * /api/stats once a second until events flow again. Every browser runs the
+ * same code.
  *
  * tools/embed.py inlines this file into dashboard.html at build time; the
  * page's Content-Security-Policy allows this script by its hash alone. */
@@ -184,12 +185,9 @@
       if (es.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
     };
   }
-  /* Headless Chromium stops its virtual clock (--virtual-time-budget) while a
-     request is pending, and a stream never ends: headless browsers poll. */
-  var headless = /HeadlessChrome/.test(navigator.userAgent);
   setInterval(function () {
     if (stale()) poll();
   }, 1000);
   poll();
-  if (!headless) connect();
+  connect();
 })();
