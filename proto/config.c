@@ -1,11 +1,16 @@
-/* config.c -- the configuration of SPEC 7: defaults, the JSON file, command line overrides.
+/* config.c -- the configuration of SPEC 7: defaults, config documents, command line overrides.
  *
- * The one idea: the configuration is a table. Each row of `config_rows` gives
- * a key path, its type and bounds, its default (as JSON text) and where it
- * lives in proto_config (offsetof). One walk over a JSON object looks every
- * key up in the table and applies its row; the same rows give the defaults
- * (their JSON text goes through that same walk), the deep copy, the free and
- * the --help listing. Adding a key is adding a row.
+ * The one idea: the configuration is a table, and every rule about a key
+ * lives in its row. Each row of `config_rows` gives a key path, its type and
+ * bounds (or enum names, or string format), its default (as JSON text),
+ * where it lives in proto_config (offsetof), flags (REQUIRED, NULLABLE,
+ * UNIQUE across list elements, SENSITIVE: never printed or echoed) and,
+ * for a rule the type cannot say, its own `validate` function, run once the
+ * whole document is applied so that rules across keys do not depend on the
+ * order of keys. One walk over a JSON object looks every key up in the table
+ * and applies its row; the same rows give the defaults (their JSON text goes
+ * through that same walk), the deep copy, the free and the --help listing.
+ * Adding a key is adding a row; no caller checks a key again.
  *
  * Objects of the table ("mqtt", "auction", ...) are sections: a document
  * sets the keys it names and the others keep their values. The non-scalar
@@ -15,8 +20,9 @@
  *
  * Every change is made on a deep copy that replaces the caller's config only
  * when the whole document was valid, so a failed parse changes nothing.
- * Advertiser registry entries (SPEC 6) are decoded with the bidder rows too. */
-#include <errno.h>
+ * Advertiser registry entries (SPEC 6) are decoded with the bidder rows too.
+ * No I/O: documents come in as bytes (rtb/conffile.c reads the file), and
+ * --help goes out into a proto_buf. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,16 +33,17 @@
 #include "proto/internal.h"
 #include "proto/proto.h"
 
-/* A configuration file or value is refused above this size, unparsed. */
-#define CONFIG_MAX_BYTES (1024 * 1024)
 /* Key paths in messages are cut here (a hostile key can be 1 MiB long). */
 #define PATH_BYTES 256
 /* Most rows of a record table (bidder, alert, mqtt.tls). */
 #define RECORD_MAX_ROWS 16
+/* An enum value echoed in a message is cut after this many bytes. */
+#define ECHO_BYTES 48
 
 /* Enums are written through an int (GCC's underlying type is int-sized). */
 _Static_assert(sizeof(auction_type) == sizeof(int), "auction_type is int-sized");
 _Static_assert(sizeof(proto_log_level) == sizeof(int), "proto_log_level is int-sized");
+_Static_assert(sizeof(proto_alert_metric) == sizeof(int), "proto_alert_metric is int-sized");
 
 /* ---- The table ---------------------------------------------------------- */
 
@@ -62,8 +69,10 @@ typedef enum conf_format {
 } conf_format;
 
 enum {
-    CONF_NULLABLE = 1, /* null is a value (stored as NULL) */
-    CONF_REQUIRED = 2, /* in a record: the key must be present (rows without default) */
+    CONF_NULLABLE = 1,  /* null is a value (stored as NULL) */
+    CONF_REQUIRED = 2,  /* in a record: the key must be present (rows without default) */
+    CONF_UNIQUE = 4,    /* in a list's record (a string): differs across the elements */
+    CONF_SENSITIVE = 8, /* a secret: --help shows no default, no message shows the value */
 };
 
 typedef struct conf_name {
@@ -73,6 +82,15 @@ typedef struct conf_name {
 
 struct conf_list;
 struct conf_handler;
+struct conf_row;
+
+/* A row's rule beyond its type and bounds, about its value or about other
+ * keys of the same struct (`base`: the config, or a list element). Runs once
+ * the document (or the record) is applied whole; `path` is the row's full
+ * key path, which the message starts with. Returns PROTO_OK, or the error
+ * with the message written. */
+typedef proto_err (*conf_validate)(const struct conf_row *row, const void *base, const char *path,
+                                   char *err, size_t errlen);
 
 typedef struct conf_row {
     const char *path; /* dotted key path, relative to the table's object */
@@ -87,12 +105,13 @@ typedef struct conf_row {
     size_t count_offset;                /* STRINGS: the size_t count */
     const struct conf_list *list;       /* LIST */
     const struct conf_handler *handler; /* CUSTOM */
+    conf_validate validate;             /* NULL: the type and bounds say it all */
 } conf_row;
 
 /* A list of records: an array at `offset` of the parent row, its length at
  * `count_offset`; each element is a struct of `elem_size` bytes walked
- * against `rows`. The first row is the record's name (a string): it must
- * differ across elements. */
+ * against `rows`. Rows flagged UNIQUE (the record's name) differ across
+ * elements. */
 typedef struct conf_list {
     const conf_row *rows;
     size_t nrows;
@@ -134,8 +153,17 @@ typedef struct conf_handler {
         .path = (p), .type = CONF_STRING, .offset = (off), .min = (lo), .max = (hi),               \
         .def = (def_), .flags = (flags_), .format = (fmt)                                          \
     }
-#define ENUM_ROW(p, off, names_, def_)                                                             \
-    { .path = (p), .type = CONF_ENUM, .offset = (off), .names = (names_), .def = (def_) }
+#define ENUM_ROW(p, off, names_, def_, flags_)                                                     \
+    {                                                                                              \
+        .path = (p), .type = CONF_ENUM, .offset = (off), .names = (names_), .def = (def_),         \
+        .flags = (flags_)                                                                          \
+    }
+/* A secret: a nullable string, null by default, never printed. */
+#define SECRET_ROW(p, off, lo, hi, validate_)                                                      \
+    {                                                                                              \
+        .path = (p), .type = CONF_STRING, .offset = (off), .min = (lo), .max = (hi),               \
+        .def = "null", .flags = CONF_NULLABLE | CONF_SENSITIVE, .validate = (validate_)            \
+    }
 #define STRINGS_ROW(p, off, count_off, lo, hi, def_)                                               \
     {                                                                                              \
         .path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off),           \
@@ -143,10 +171,14 @@ typedef struct conf_handler {
     }
 #define LIST_ROW(p, off, list_, def_)                                                              \
     { .path = (p), .type = CONF_LIST, .offset = (off), .list = (list_), .def = (def_) }
-#define CUSTOM_ROW(p, handler_, def_)                                                              \
-    { .path = (p), .type = CONF_CUSTOM, .handler = (handler_), .def = (def_) }
+#define CUSTOM_ROW(p, handler_, def_, validate_)                                                   \
+    {                                                                                              \
+        .path = (p), .type = CONF_CUSTOM, .handler = (handler_), .def = (def_),                    \
+        .validate = (validate_)                                                                    \
+    }
 #define NULLABLE CONF_NULLABLE
 #define REQUIRED CONF_REQUIRED
+#define UNIQUE CONF_UNIQUE
 
 static const conf_name auction_types[] = {
     {"second_price", AUCTION_SECOND_PRICE},
@@ -162,20 +194,38 @@ static const conf_name log_levels[] = {
     {NULL, 0},
 };
 
+/* alerts[].metric: what rtb/alerts.c can compute (docs/dashboard.md). */
+static const conf_name alert_metrics[] = {
+    {"bidder_timeout_rate", PROTO_ALERT_BIDDER_TIMEOUT_RATE},
+    {"bidder_error_rate", PROTO_ALERT_BIDDER_ERROR_RATE},
+    {"auction_timeout_rate", PROTO_ALERT_AUCTION_TIMEOUT_RATE},
+    {"no_bid_rate", PROTO_ALERT_NO_BID_RATE},
+    {"p99_latency_ms", PROTO_ALERT_P99_LATENCY_MS},
+    {NULL, 0},
+};
+_Static_assert(NROWS(alert_metrics) == PROTO_ALERT_METRIC_COUNT + 1, "a name for every metric");
+
+/* Rules of rows (conf_validate), defined below the table. */
+static proto_err password_needs_username(const conf_row *row, const void *base, const char *path,
+                                         char *err, size_t errlen);
+static proto_err tls_pair(const conf_row *row, const void *base, const char *path, char *err,
+                          size_t errlen);
+
 /* bidders[]: SPEC 6 and 7. */
 static const conf_row bidder_rows[] = {
-    STRING_ROW("id", BIDDER(id), 1, PROTO_ID_MAX_CHARS, NULL, REQUIRED, FMT_ID),
+    STRING_ROW("id", BIDDER(id), 1, PROTO_ID_MAX_CHARS, NULL, REQUIRED | UNIQUE, FMT_ID),
     STRING_ROW("endpoint", BIDDER(endpoint), 1, 2048, NULL, REQUIRED, FMT_URL),
     STRINGS_ROW("interests", BIDDER(interests), BIDDER(ninterests), 1, 128, "[]"),
     INT_ROW("max_concurrent", BIDDER(max_concurrent), 1, 100000, "100"),
 };
 
-/* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is required. */
+/* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is
+ * required. A window is at most what the dashboard keeps. */
 static const conf_row alert_rows[] = {
-    STRING_ROW("name", ALERT(name), 1, 128, NULL, REQUIRED, FMT_ANY),
-    STRING_ROW("metric", ALERT(metric), 1, 128, NULL, REQUIRED, FMT_ANY),
+    STRING_ROW("name", ALERT(name), 1, 128, NULL, REQUIRED | UNIQUE, FMT_ANY),
+    ENUM_ROW("metric", ALERT(metric), alert_metrics, NULL, REQUIRED),
     NUMBER_ROW("above", ALERT(above), NULL, REQUIRED),
-    INT_ROW("window_s", ALERT(window_s), 1, 3600, "10"),
+    INT_ROW("window_s", ALERT(window_s), 1, PROTO_ALERT_WINDOW_MAX_S, "10"),
 };
 
 /* mqtt.tls, when an object (the fields live in proto_config itself). */
@@ -237,20 +287,20 @@ static const conf_row config_rows[] = {
     STRING_ROW("mqtt.shared_group", CFG(mqtt.shared_group), 1, 128, "null", NULLABLE,
                FMT_SHARE_NAME),
     STRING_ROW("mqtt.username", CFG(mqtt.username), 1, 1024, "null", NULLABLE, FMT_ANY),
-    STRING_ROW("mqtt.password", CFG(mqtt.password), 0, 1024, "null", NULLABLE, FMT_ANY),
-    CUSTOM_ROW("mqtt.tls", &tls_handler, "null"),
+    SECRET_ROW("mqtt.password", CFG(mqtt.password), 0, 1024, password_needs_username),
+    CUSTOM_ROW("mqtt.tls", &tls_handler, "null", tls_pair),
     STRING_ROW("redis.host", CFG(redis.host), 1, 255, "\"127.0.0.1\"", 0, FMT_HOST),
     INT_ROW("redis.port", CFG(redis.port), 1, 65535, "6379"),
     STRING_ROW("redis.username", CFG(redis.username), 1, 1024, "null", NULLABLE, FMT_ANY),
-    STRING_ROW("redis.password", CFG(redis.password), 0, 1024, "null", NULLABLE, FMT_ANY),
-    ENUM_ROW("auction.type", CFG(auction.type), auction_types, "\"second_price\""),
+    SECRET_ROW("redis.password", CFG(redis.password), 0, 1024, NULL),
+    ENUM_ROW("auction.type", CFG(auction.type), auction_types, "\"second_price\"", 0),
     INT_ROW("auction.tmax_ms", CFG(auction.tmax_ms), 1, 10000, "100"),
     INT_ROW("auction.max_bidders", CFG(auction.max_bidders), 1, 100, "10"),
     MONEY_ROW("auction.price_increment", CFG(auction.price_increment_micros), 0,
               AUCTION_PRICE_MAX_MICROS, "0.01"),
     STRING_ROW("auction.currency", CFG(auction.currency), 3, 3, "\"USD\"", 0, FMT_CURRENCY),
     INT_ROW("profiles.ttl_s", CFG(profiles.ttl_s), 1, 31536000, "3600"),
-    CUSTOM_ROW("profiles.default", &profile_handler, "{\"interests\":[],\"ltv_score\":0.5}"),
+    CUSTOM_ROW("profiles.default", &profile_handler, "{\"interests\":[],\"ltv_score\":0.5}", NULL),
     INT_ROW("registry.refresh_s", CFG(registry.refresh_s), 1, 86400, "5"),
     LIST_ROW("bidders", CFG(bidders), &bidder_list, "[]"),
     INT_ROW("limits.max_request_bytes", CFG(limits.max_request_bytes), 64, 16777216, "65536"),
@@ -263,7 +313,7 @@ static const conf_row config_rows[] = {
     LIST_ROW("alerts", CFG(alerts), &alert_list,
              "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
              "\"above\":0.2,\"window_s\":10}]"),
-    ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\""),
+    ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\"", 0),
 };
 
 /* ---- Small helpers ------------------------------------------------------ */
@@ -309,9 +359,9 @@ static proto_err parse_json(const char *json, size_t len, const char *who, cJSON
                             size_t errlen) {
     if (json == NULL) json = "";
     *out = NULL;
-    if (len > CONFIG_MAX_BYTES)
+    if (len > PROTO_CONFIG_MAX_BYTES)
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", who,
-                          CONFIG_MAX_BYTES);
+                          PROTO_CONFIG_MAX_BYTES);
     proto_json_error je;
     *out = proto_json_parse(json, len, &je);
     switch (je.fault) {
@@ -483,7 +533,9 @@ static void row_expect(const conf_row *row, char *buf, size_t len) {
 
 /* The short description printed by --help. */
 static void row_describe(const conf_row *row, char *buf, size_t len) {
-    const char *req = (row->flags & CONF_REQUIRED) ? "required; " : "";
+    static const char *const flagged[] = {"", "required; ", "unique; ", "required, unique; "};
+    const char *req =
+        flagged[((row->flags & CONF_REQUIRED) ? 1 : 0) | ((row->flags & CONF_UNIQUE) ? 2 : 0)];
     const char *or_null = (row->flags & CONF_NULLABLE) ? ", or null" : "";
     char lo[AUCTION_MICROS_STRLEN], hi[AUCTION_MICROS_STRLEN];
     size_t used;
@@ -492,7 +544,7 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
         snprintf(buf, len, "%sinteger %lld..%lld", req, row->min, row->max);
         return;
     case CONF_NUMBER:
-        snprintf(buf, len, "%snumber", req);
+        snprintf(buf, len, "%sfinite number", req);
         return;
     case CONF_MONEY:
         auction_micros_format(row->min, lo);
@@ -538,7 +590,7 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
 }
 
 static proto_err bad_value(const conf_row *row, const char *path, char *err, size_t errlen) {
-    char expect[160];
+    char expect[256];
     row_expect(row, expect, sizeof expect);
     return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, expect);
 }
@@ -623,6 +675,24 @@ static proto_err apply_string(const conf_row *row, void *base, const cJSON *item
     return PROTO_OK;
 }
 
+/* `s` as a JSON string literal (quotes, escapes) in `out`, cut after
+ * ECHO_BYTES bytes (between characters) with "..." after the quote. */
+static int quote_cut(const char *s, char *out, size_t outlen) {
+    char head[ECHO_BYTES + 1];
+    size_t n = strnlen(s, ECHO_BYTES + 1);
+    int cut = n > ECHO_BYTES;
+    if (cut) n = ECHO_BYTES;
+    memcpy(head, s, n);
+    head[n] = '\0';
+    proto_utf8_cut(head);
+    proto_buf q;
+    proto_buf_init(&q);
+    int rc = proto_buf_json_string(&q, head);
+    if (rc == 0) snprintf(out, outlen, "%s%s", q.data, cut ? "..." : "");
+    proto_buf_free(&q);
+    return rc;
+}
+
 static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item, const char *path,
                             char *err, size_t errlen) {
     const char *s = proto_json_string(item);
@@ -631,7 +701,12 @@ static proto_err apply_enum(const conf_row *row, void *base, const cJSON *item, 
             memcpy(at(base, row->offset), &n->value, sizeof n->value);
             return PROTO_OK;
         }
-    return bad_value(row, path, err, errlen);
+    /* A word that is none of the names: saying which shows the typo. */
+    char expect[256], got[ECHO_BYTES * 6 + 8];
+    if (s == NULL || (row->flags & CONF_SENSITIVE) || quote_cut(s, got, sizeof got) != 0)
+        return bad_value(row, path, err, errlen);
+    row_expect(row, expect, sizeof expect);
+    return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s, not %s", path, expect, got);
 }
 
 static proto_err apply_strings(const conf_row *row, void *base, const cJSON *item, const char *path,
@@ -664,8 +739,24 @@ static proto_err apply_defaults(const conf_row *rows, size_t nrows, void *base, 
 static proto_err apply_row(const conf_row *row, void *base, const cJSON *item, const char *path,
                            char *err, size_t errlen);
 
+/* Run the `validate` rule of every row that has one, on `base` applied
+ * whole. Messages name mprefix+path. */
+static proto_err validate_rows(const conf_row *rows, size_t nrows, const void *base,
+                               const char *mprefix, char *err, size_t errlen) {
+    for (size_t i = 0; i < nrows; i++) {
+        if (rows[i].validate == NULL) continue;
+        char path[PATH_BYTES];
+        if (snprintf(path, sizeof path, "%s%s", mprefix, rows[i].path) >= (int)sizeof path)
+            proto_utf8_cut(path);
+        proto_err e = rows[i].validate(&rows[i], base, path, err, errlen);
+        if (e != PROTO_OK) return e;
+    }
+    return PROTO_OK;
+}
+
 /* One record (a list element, or mqtt.tls): defaults, then the object's
- * keys, then the required keys that were missing. `mprefix` ends in '.'. */
+ * keys, then the required keys that were missing, then the rows' rules.
+ * `mprefix` ends in '.'. */
 static proto_err apply_record(const conf_row *rows, size_t nrows, void *base, const cJSON *obj,
                               const char *mprefix, char *err, size_t errlen) {
     unsigned char seen[RECORD_MAX_ROWS] = {0};
@@ -676,7 +767,7 @@ static proto_err apply_record(const conf_row *rows, size_t nrows, void *base, co
         if ((rows[i].flags & CONF_REQUIRED) && !seen[i])
             return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s%s: required", mprefix,
                               rows[i].path);
-    return PROTO_OK;
+    return validate_rows(rows, nrows, base, mprefix, err, errlen);
 }
 
 typedef struct unique_key {
@@ -691,16 +782,16 @@ static int unique_key_cmp(const void *a, const void *b) {
     return (x->index > y->index) - (x->index < y->index);
 }
 
-/* The name (first row) of list elements must be unique. Sorted, so that
- * 20000 bidders take milliseconds. Reports the first element (in document
- * order) that repeats an earlier one. */
-static proto_err list_check_unique(const conf_list *l, const char *elems, size_t n,
-                                   const char *path, char *err, size_t errlen) {
+/* The UNIQUE string row `row` differs across the `n` elements. Sorted, so
+ * that 20000 bidders take milliseconds. Reports the first element (in
+ * document order) that repeats an earlier one. */
+static proto_err list_check_unique(const conf_list *l, const conf_row *row, const char *elems,
+                                   size_t n, const char *path, char *err, size_t errlen) {
     if (n < 2) return PROTO_OK;
     unique_key *keys = malloc(n * sizeof *keys);
     if (keys == NULL) return no_memory(path, err, errlen);
     for (size_t i = 0; i < n; i++) {
-        keys[i].key = get_ptr(elems + i * l->elem_size, l->rows[0].offset);
+        keys[i].key = get_ptr(elems + i * l->elem_size, row->offset);
         keys[i].index = i;
     }
     qsort(keys, n, sizeof *keys, unique_key_cmp);
@@ -712,9 +803,12 @@ static proto_err list_check_unique(const conf_list *l, const char *elems, size_t
             key = keys[i].key;
         }
     proto_err e = PROTO_OK;
-    if (dup < n)
+    if (dup < n && (row->flags & CONF_SENSITIVE))
+        e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu].%s: duplicate %s %s", path, dup,
+                       row->path, l->what, row->path);
+    else if (dup < n)
         e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu].%s: duplicate %s %s \"%s\"", path,
-                       dup, l->rows[0].path, l->what, l->rows[0].path, key);
+                       dup, row->path, l->what, row->path, key);
     free(keys);
     return e;
 }
@@ -749,7 +843,9 @@ static proto_err apply_list(const conf_row *row, void *base, const cJSON *item, 
         else
             e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err, errlen);
     }
-    if (e == PROTO_OK) e = list_check_unique(l, elems, n, path, err, errlen);
+    for (size_t r = 0; r < l->nrows && e == PROTO_OK; r++)
+        if (l->rows[r].flags & CONF_UNIQUE)
+            e = list_check_unique(l, &l->rows[r], elems, n, path, err, errlen);
     if (e != PROTO_OK) {
         for (size_t j = 0; j < n; j++)
             release_rows(l->rows, l->nrows, elems + j * l->elem_size);
@@ -977,11 +1073,32 @@ static proto_err tls_apply(void *base, const cJSON *item, const char *path, char
     snprintf(prefix, sizeof prefix, "%s.", path);
     proto_err e = apply_record(tls_rows, NROWS(tls_rows), c, item, prefix, err, errlen);
     if (e != PROTO_OK) return e;
-    /* A client certificate is a pair: one without the other cannot work. */
+    c->mqtt.tls = 1;
+    return PROTO_OK;
+}
+
+/* mqtt.tls: a client certificate is a pair, one without the other cannot work. */
+static proto_err tls_pair(const conf_row *row, const void *base, const char *path, char *err,
+                          size_t errlen) {
+    const proto_config *c = base;
+    (void)row;
     if ((c->mqtt.tls_certfile == NULL) != (c->mqtt.tls_keyfile == NULL))
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: certfile and keyfile go together",
                           path);
-    c->mqtt.tls = 1;
+    return PROTO_OK;
+}
+
+/* mqtt.password: the exchange hands the broker a password only with a user
+ * name (rtb/mqtt.c; MQTT 3.1.1 section 3.1.2.9 forbids one alone), so a
+ * password without mqtt.username would be dropped without a word. */
+static proto_err password_needs_username(const conf_row *row, const void *base, const char *path,
+                                         char *err, size_t errlen) {
+    const proto_config *c = base;
+    (void)row;
+    if (c->mqtt.password != NULL && c->mqtt.username == NULL)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%s: set mqtt.username too (no password is sent without a user name)",
+                          path);
     return PROTO_OK;
 }
 
@@ -1062,6 +1179,8 @@ static proto_err apply_document(proto_config *c, const cJSON *root, char *err, s
     }
     proto_err e =
         walk_object(config_rows, NROWS(config_rows), &tmp, root, "", "", NULL, err, errlen);
+    /* Rules across keys see the document applied whole, in any key order. */
+    if (e == PROTO_OK) e = validate_rows(config_rows, NROWS(config_rows), &tmp, "", err, errlen);
     if (e != PROTO_OK) {
         proto_config_free(&tmp);
         return e;
@@ -1075,6 +1194,7 @@ proto_err proto_config_defaults(proto_config *c) {
     char err[256];
     memset(c, 0, sizeof *c);
     proto_err e = apply_defaults(config_rows, NROWS(config_rows), c, err, sizeof err);
+    if (e == PROTO_OK) e = validate_rows(config_rows, NROWS(config_rows), c, "", err, sizeof err);
     if (e != PROTO_OK) {
         proto_config_free(c);
         /* A default breaking its own row is a bug the tests catch; at run
@@ -1091,30 +1211,6 @@ proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char
     if (e != PROTO_OK) return e;
     e = apply_document(c, root, err, errlen);
     cJSON_Delete(root);
-    return e;
-}
-
-proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = malloc(CONFIG_MAX_BYTES + 1);
-    if (buf == NULL) {
-        fclose(f);
-        return no_memory(path, err, errlen);
-    }
-    /* One byte more than allowed tells an oversized file from a full one. */
-    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
-    int read_errno = ferror(f) ? errno : 0;
-    fclose(f);
-    proto_err e;
-    if (read_errno != 0)
-        e = proto_fail(err, errlen, PROTO_ERR_IO, "%s: %s", path, strerror(read_errno));
-    else if (n > CONFIG_MAX_BYTES)
-        e = proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "%s: larger than %d bytes", path,
-                       CONFIG_MAX_BYTES);
-    else
-        e = proto_config_parse(c, buf, n, err, errlen);
-    free(buf);
     return e;
 }
 
@@ -1163,27 +1259,40 @@ out:
     return e;
 }
 
-static void print_rows(FILE *f, const conf_row *rows, size_t nrows, const char *prefix) {
+static int print_rows(proto_buf *out, const conf_row *rows, size_t nrows, const char *prefix) {
     for (size_t i = 0; i < nrows; i++) {
         const conf_row *row = &rows[i];
         char about[256], sub[64];
+        int rc;
         row_describe(row, about, sizeof about);
-        if (row->def != NULL)
-            fprintf(f, "  %s%s = %s  (%s)\n", prefix, row->path, row->def, about);
+        if (row->flags & CONF_SENSITIVE)
+            rc = proto_buf_printf(out, "  %s%s = (not shown)  (sensitive; %s)\n", prefix, row->path,
+                                  about);
+        else if (row->def != NULL)
+            rc = proto_buf_printf(out, "  %s%s = %s  (%s)\n", prefix, row->path, row->def, about);
         else
-            fprintf(f, "  %s%s  (%s)\n", prefix, row->path, about);
+            rc = proto_buf_printf(out, "  %s%s  (%s)\n", prefix, row->path, about);
+        if (rc != 0) return -1;
         if (row->type == CONF_LIST) {
             snprintf(sub, sizeof sub, "%s%s[].", prefix, row->path);
-            print_rows(f, row->list->rows, row->list->nrows, sub);
+            rc = print_rows(out, row->list->rows, row->list->nrows, sub);
         } else if (row->type == CONF_CUSTOM && row->handler->rows != NULL) {
             snprintf(sub, sizeof sub, "%s%s.", prefix, row->path);
-            print_rows(f, row->handler->rows, row->handler->nrows, sub);
+            rc = print_rows(out, row->handler->rows, row->handler->nrows, sub);
         }
+        if (rc != 0) return -1;
     }
+    return 0;
 }
 
-void proto_config_print_keys(FILE *f) {
-    print_rows(f, config_rows, NROWS(config_rows), "");
+int proto_config_print_keys(proto_buf *out) {
+    return print_rows(out, config_rows, NROWS(config_rows), "");
+}
+
+const char *proto_alert_metric_str(proto_alert_metric m) {
+    for (const conf_name *n = alert_metrics; n->name != NULL; n++)
+        if (n->value == (int)m) return n->name;
+    return "unknown";
 }
 
 /* An advertiser:targeting:{id} value (SPEC 6) is a `bidders` entry without

@@ -57,7 +57,8 @@ typedef enum proto_err {
     PROTO_ERR_NOT_OBJECT, /* JSON, but not an object */
     PROTO_ERR_FIELD,      /* an object breaking a field rule; err names it */
     PROTO_ERR_NOMEM,
-    PROTO_ERR_IO, /* config file could not be read */
+    PROTO_ERR_IO, /* a config file could not be read (by rtb/conffile.c:
+                     proto/ itself does no I/O) */
 } proto_err;
 
 /* Short English name of an error, for logs. Never NULL. */
@@ -283,11 +284,31 @@ typedef struct proto_bidder_conf {
     long max_concurrent; /* default 100 */
 } proto_bidder_conf;
 
+/* What an alert rule watches (config alerts[].metric; SPEC 11 and
+ * docs/dashboard.md say how each is computed). */
+typedef enum proto_alert_metric {
+    PROTO_ALERT_BIDDER_TIMEOUT_RATE = 0, /* "bidder_timeout_rate", per advertiser */
+    PROTO_ALERT_BIDDER_ERROR_RATE,       /* "bidder_error_rate", per advertiser */
+    PROTO_ALERT_AUCTION_TIMEOUT_RATE,    /* "auction_timeout_rate" */
+    PROTO_ALERT_NO_BID_RATE,             /* "no_bid_rate" */
+    PROTO_ALERT_P99_LATENCY_MS,          /* "p99_latency_ms" */
+    PROTO_ALERT_METRIC_COUNT
+} proto_alert_metric;
+
+/* The longest alert window (alerts[].window_s), in seconds: what the
+ * dashboard keeps of its per-second samples. rtb/ sizes its history from it
+ * (a compile-time check keeps the two equal). */
+#define PROTO_ALERT_WINDOW_MAX_S 600
+
+/* The config name of a metric ("bidder_timeout_rate"), as alert messages
+ * carry it. Never NULL ("unknown" outside the enum). */
+const char *proto_alert_metric_str(proto_alert_metric m);
+
 typedef struct proto_alert_conf {
     char *name;
-    char *metric;
-    double above;
-    long window_s;
+    proto_alert_metric metric;
+    double above;  /* finite */
+    long window_s; /* 1..PROTO_ALERT_WINDOW_MAX_S */
 } proto_alert_conf;
 
 /* Every key of SPEC 7. Strings are owned (NULL where the key is null). */
@@ -353,22 +374,27 @@ proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,
                                   proto_bidder_conf *out, char *err, size_t errlen);
 void proto_bidder_conf_free(proto_bidder_conf *b);
 
+/* A config document (file or value) is refused above this size, unparsed
+ * (PROTO_ERR_TOO_LARGE); whoever reads a file bounds its read with it. */
+#define PROTO_CONFIG_MAX_BYTES (1024 * 1024)
+
 /* Fill `c` with the defaults of SPEC 7 (no bidders: the sample bidder of
  * SPEC 7 lives in conf/exchange.json). Returns PROTO_OK or PROTO_ERR_NOMEM.
  * Release with proto_config_free. */
 proto_err proto_config_defaults(proto_config *c);
 
-/* Apply a JSON config document on top of `c` (normally fresh defaults):
- * every key present replaces the value; keys absent keep theirs. Unknown
- * keys and wrong types or ranges are errors naming the key path
+/* Apply a JSON config document (`len` bytes at `json`, not necessarily
+ * NUL-terminated; NUL bytes are refused) on top of `c` (normally fresh
+ * defaults): every key present replaces the value; keys absent keep theirs.
+ * Every rule about a key is checked here, by the key's row: unknown keys,
+ * wrong types, ranges, formats, enums, and rules across keys (each checked
+ * once the whole document is applied). Errors name the key path
  * ("auction.tmax_ms: expected an integer between 1 and 10000",
- * "bidders[2].endpoint: ..."). On error `c` is unchanged. */
+ * "bidders[2].endpoint: ..."), and never carry the value of a sensitive key
+ * (the passwords). PROTO_ERR_TOO_LARGE over PROTO_CONFIG_MAX_BYTES. On error
+ * `c` is unchanged. Reading a file is the caller's (proto/ does no I/O). */
 proto_err proto_config_parse(proto_config *c, const char *json, size_t len, char *err,
                              size_t errlen);
-
-/* Read `path` and apply it with proto_config_parse. PROTO_ERR_IO (with the
- * path and strerror in `err`) when the file cannot be read. */
-proto_err proto_config_load_file(proto_config *c, const char *path, char *err, size_t errlen);
 
 /* Set one key from a JSON value text, validated as in a file:
  * proto_config_set(c, "auction.tmax_ms", "50", ...),
@@ -377,9 +403,12 @@ proto_err proto_config_load_file(proto_config *c, const char *path, char *err, s
 proto_err proto_config_set(proto_config *c, const char *path, const char *json_value, char *err,
                            size_t errlen);
 
-/* Print one line per scalar key with its default ("  auction.tmax_ms = 100
- * (integer 1..10000)") to `f`, for --help. */
-void proto_config_print_keys(FILE *f);
+/* Append the --help listing to `out`: one line per key with its default
+ * and bounds ("  auction.tmax_ms = 100  (integer 1..10000)\n"), the keys of
+ * list elements and of mqtt.tls under their parent. A sensitive key's line
+ * shows no default ("  mqtt.password = (not shown)  (sensitive; ...)").
+ * Returns 0, or -1 when memory ran out. */
+int proto_config_print_keys(proto_buf *out);
 
 void proto_config_free(proto_config *c);
 

@@ -9,33 +9,28 @@
  * "window_s","state","timestamp"} and logged. With too little traffic in the
  * window (RTB_ALERT_MIN_COUNT) a value means nothing, so the state is held:
  * a bidder whose breaker is open gets almost no calls, and its timeout alert
- * must not resolve for that. An advertiser that left the registry resolves. */
+ * must not resolve for that. An advertiser that left the registry resolves.
+ *
+ * The rules come checked: the config's rows (proto/config.c) make `metric`
+ * one of proto_alert_metric, `above` finite and window_s 1..
+ * PROTO_ALERT_WINDOW_MAX_S, so nothing here checks them again. */
 #include "rtb/alerts.h"
 
 #include "rtb/log.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum metric {
-    METRIC_BIDDER_TIMEOUT_RATE,
-    METRIC_BIDDER_ERROR_RATE,
-    METRIC_AUCTION_TIMEOUT_RATE,
-    METRIC_NO_BID_RATE,
-    METRIC_P99_LATENCY_MS,
-    METRIC_COUNT
-} metric;
+/* A window may be as long as the config allows: the sampler keeps that much. */
+_Static_assert(RTB_SAMPLER_HISTORY_S == PROTO_ALERT_WINDOW_MAX_S,
+               "the sampler keeps every second an alert window may cover");
 
-static const struct {
-    const char *name;
-    int per_bidder;
-} metrics[METRIC_COUNT] = {
-    [METRIC_BIDDER_TIMEOUT_RATE] = {"bidder_timeout_rate", 1},
-    [METRIC_BIDDER_ERROR_RATE] = {"bidder_error_rate", 1},
-    [METRIC_AUCTION_TIMEOUT_RATE] = {"auction_timeout_rate", 0},
-    [METRIC_NO_BID_RATE] = {"no_bid_rate", 0},
-    [METRIC_P99_LATENCY_MS] = {"p99_latency_ms", 0},
+/* Metrics with one state per advertiser (the others have one state). */
+static const int per_bidder[PROTO_ALERT_METRIC_COUNT] = {
+    [PROTO_ALERT_BIDDER_TIMEOUT_RATE] = 1,
+    [PROTO_ALERT_BIDDER_ERROR_RATE] = 1,
 };
 
 typedef struct alert_state {
@@ -46,8 +41,7 @@ typedef struct alert_state {
 
 typedef struct rule {
     const proto_alert_conf *conf; /* borrowed from the config */
-    metric metric;
-    alert_state *states; /* per advertiser (registry index) or one */
+    alert_state *states;          /* per advertiser (registry index) or one */
     size_t nstates;
 } rule;
 
@@ -63,30 +57,6 @@ struct rtb_alerts {
 rtb_alerts *rtb_alerts_new(const proto_config *cfg, store *st, const rtb_registry *reg,
                            const rtb_sampler *samples, const rtb_latency_bounds *bounds, char *err,
                            size_t errlen) {
-    for (size_t i = 0; i < cfg->nalerts; i++) {
-        const proto_alert_conf *c = &cfg->alerts[i];
-        size_t m = 0;
-        while (m < METRIC_COUNT && strcmp(c->metric, metrics[m].name) != 0)
-            m++;
-        if (m == METRIC_COUNT) {
-            snprintf(err, errlen,
-                     "alerts[%zu].metric: unknown metric '%s' (known: bidder_timeout_rate, "
-                     "bidder_error_rate, auction_timeout_rate, no_bid_rate, p99_latency_ms)",
-                     i, c->metric);
-            return NULL;
-        }
-        if (c->window_s < 1 || c->window_s > RTB_SAMPLER_HISTORY_S) {
-            snprintf(err, errlen,
-                     "alerts[%zu].window_s: %ld is not in 1..%d (seconds the "
-                     "dashboard keeps)",
-                     i, c->window_s, RTB_SAMPLER_HISTORY_S);
-            return NULL;
-        }
-        if (!isfinite(c->above)) {
-            snprintf(err, errlen, "alerts[%zu].above: not a finite number", i);
-            return NULL;
-        }
-    }
     rtb_alerts *a = calloc(1, sizeof(*a));
     if (a && cfg->nalerts) a->rules = calloc(cfg->nalerts, sizeof(*a->rules));
     if (!a || (cfg->nalerts && !a->rules)) {
@@ -99,13 +69,8 @@ rtb_alerts *rtb_alerts_new(const proto_config *cfg, store *st, const rtb_registr
     a->samples = samples;
     a->bounds = bounds;
     a->nrules = cfg->nalerts;
-    for (size_t i = 0; i < a->nrules; i++) {
+    for (size_t i = 0; i < a->nrules; i++)
         a->rules[i].conf = &cfg->alerts[i];
-        size_t m = 0;
-        while (strcmp(cfg->alerts[i].metric, metrics[m].name) != 0)
-            m++;
-        a->rules[i].metric = (metric)m;
-    }
     return a;
 }
 
@@ -119,8 +84,8 @@ void rtb_alerts_free(rtb_alerts *a) {
 
 /* ---- Transitions ----------------------------------------------------------------- */
 
-static double rounded(double value, metric m) {
-    double unit = m == METRIC_P99_LATENCY_MS ? 1e-3 : 1e-4;
+static double rounded(double value, proto_alert_metric m) {
+    double unit = m == PROTO_ALERT_P99_LATENCY_MS ? 1e-3 : 1e-4;
     return round(value / unit) * unit;
 }
 
@@ -133,12 +98,12 @@ static double wall_s(int64_t wall_us) {
 static cJSON *alert_json(const rule *r, const char *subject, const alert_state *st) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", r->conf->name);
-    cJSON_AddStringToObject(o, "metric", r->conf->metric);
+    cJSON_AddStringToObject(o, "metric", proto_alert_metric_str(r->conf->metric));
     if (subject)
         cJSON_AddStringToObject(o, "subject", subject);
     else
         cJSON_AddNullToObject(o, "subject");
-    cJSON_AddNumberToObject(o, "value", rounded(st->value, r->metric));
+    cJSON_AddNumberToObject(o, "value", rounded(st->value, r->conf->metric));
     cJSON_AddNumberToObject(o, "above", r->conf->above);
     cJSON_AddNumberToObject(o, "window_s", (double)r->conf->window_s);
     return o;
@@ -149,8 +114,8 @@ static void announce(rtb_alerts *a, const rule *r, const char *subject, const al
     const char *state = st->firing ? "firing" : "resolved";
     rtb_log(st->firing ? PROTO_LOG_WARN : PROTO_LOG_INFO,
             "alert %s %s: %s%s%s = %.4g (above %.4g over %ld s)", r->conf->name, state,
-            r->conf->metric, subject ? " of " : "", subject ? subject : "", st->value,
-            r->conf->above, r->conf->window_s);
+            proto_alert_metric_str(r->conf->metric), subject ? " of " : "", subject ? subject : "",
+            st->value, r->conf->above, r->conf->window_s);
     cJSON *o = alert_json(r, subject, st);
     cJSON_AddStringToObject(o, "state", state);
     cJSON_AddNumberToObject(o, "timestamp", wall_s(wall_us));
@@ -202,7 +167,8 @@ static void evaluate_bidders(rtb_alerts *a, rule *r, int64_t wall_us) {
         const rtb_bidder *b = rtb_registry_at(a->reg, i);
         rtb_sample_bidder_counts c;
         rtb_sampler_bidder_window(a->samples, i, (int)r->conf->window_s, &c);
-        unsigned long long bad = r->metric == METRIC_BIDDER_TIMEOUT_RATE ? c.timeouts : c.errors;
+        unsigned long long bad =
+            r->conf->metric == PROTO_ALERT_BIDDER_TIMEOUT_RATE ? c.timeouts : c.errors;
         /* A call is counted when made, its timeout or error when it ends (up to
          * tmax later): one made just before the window can end inside it. */
         double value = c.calls ? fmin(1.0, (double)bad / (double)c.calls) : 0;
@@ -222,14 +188,14 @@ static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
         closed += c.latency_buckets[i];
     double value = 0;
     int enough = results >= RTB_ALERT_MIN_COUNT;
-    switch (r->metric) {
-    case METRIC_AUCTION_TIMEOUT_RATE:
+    switch (r->conf->metric) {
+    case PROTO_ALERT_AUCTION_TIMEOUT_RATE:
         value = results ? (double)c.results[PROTO_STATUS_TIMEOUT] / (double)results : 0;
         break;
-    case METRIC_NO_BID_RATE:
+    case PROTO_ALERT_NO_BID_RATE:
         value = results ? (double)c.results[PROTO_STATUS_NO_BID] / (double)results : 0;
         break;
-    case METRIC_P99_LATENCY_MS:
+    case PROTO_ALERT_P99_LATENCY_MS:
         enough = closed >= RTB_ALERT_MIN_COUNT;
         value = enough ? rtb_latency_quantile_ms(a->bounds, c.latency_buckets, 0.99) : 0;
         break;
@@ -242,7 +208,7 @@ static void evaluate_exchange(rtb_alerts *a, rule *r, int64_t wall_us) {
 void rtb_alerts_evaluate(rtb_alerts *a, int64_t wall_us) {
     for (size_t i = 0; i < a->nrules; i++) {
         rule *r = &a->rules[i];
-        if (metrics[r->metric].per_bidder)
+        if (per_bidder[r->conf->metric])
             evaluate_bidders(a, r, wall_us);
         else
             evaluate_exchange(a, r, wall_us);
@@ -258,7 +224,7 @@ int rtb_alerts_json(const rtb_alerts *a, cJSON *array) {
             const alert_state *st = &r->states[k];
             if (!st->firing) continue;
             const char *subject =
-                metrics[r->metric].per_bidder ? rtb_registry_at(a->reg, k)->id : NULL;
+                per_bidder[r->conf->metric] ? rtb_registry_at(a->reg, k)->id : NULL;
             cJSON *o = alert_json(r, subject, st);
             if (!o || !cJSON_AddNumberToObject(o, "since", wall_s(st->since_wall_us)) ||
                 !cJSON_AddItemToArray(array, o)) {

@@ -23,12 +23,11 @@
 
 typedef struct rtb_alerts rtb_alerts;
 
-/* The rules of cfg->alerts (none: an empty set), evaluated on `samples`
- * (per-bidder metrics name the advertisers of `reg`), latency quantiles
- * with `bounds`, transitions published through `st`. Everything is borrowed
- * for the set's life. Returns NULL with a message in `err` naming the key,
- * e.g. "alerts[0].metric: unknown metric 'x' (...)" (a config error: every
- * such message starts with "alerts["), or "out of memory". */
+/* The rules of cfg->alerts (none: an empty set; the config's rows checked
+ * them), evaluated on `samples` (per-bidder metrics name the advertisers of
+ * `reg`), latency quantiles with `bounds`, transitions published through
+ * `st`. Everything is borrowed for the set's life. Returns NULL with "out of
+ * memory" in `err` when memory ran out. */
 rtb_alerts *rtb_alerts_new(const proto_config *cfg, store *st, const rtb_registry *reg,
                            const rtb_sampler *samples, const rtb_latency_bounds *bounds, char *err,
                            size_t errlen);

@@ -1,6 +1,9 @@
 /* main.c -- rtb-exchange's command line (SPEC 7): read the config, apply
  * flag overrides, run the server. Exit codes: 0 clean shutdown, 1 runtime
- * failure, 2 bad command line or config. */
+ * failure, 2 bad command line or config. Every config rule is checked while
+ * the config is read (proto/config.c's rows); only the mqtt.tls files are
+ * checked later, when the MQTT client loads them. */
+#include "rtb/conffile.h"
 #include "rtb/log.h"
 #include "rtb/server.h"
 
@@ -16,7 +19,7 @@
 
 #define DEFAULT_CONFIG "conf/exchange.json"
 
-static void usage(FILE *f) {
+static int usage(FILE *f) {
     fprintf(f,
             "Usage: rtb-exchange [-c FILE] [--mqtt HOST:PORT] [--redis HOST:PORT] [--tmax-ms N]\n"
             "                    [-v] [--version] [--help]\n"
@@ -41,7 +44,13 @@ static void usage(FILE *f) {
             "2 bad command line or config.\n"
             "\n"
             "Config keys and their defaults (see docs/protocol.md):\n");
-    proto_config_print_keys(f);
+    proto_buf keys;
+    proto_buf_init(&keys);
+    int rc = proto_config_print_keys(&keys);
+    if (rc == 0) fputs(keys.data, f);
+    proto_buf_free(&keys);
+    if (rc != 0) fprintf(stderr, "rtb-exchange: out of memory\n");
+    return rc;
 }
 
 /* Apply "HOST:PORT" to `prefix`.host and `prefix`.port. */
@@ -106,8 +115,7 @@ int main(int argc, char **argv) {
             printf("rtb-exchange %s\n", RTB_VERSION);
             return 0;
         case 'h':
-            usage(stdout);
-            return 0;
+            return usage(stdout) == 0 ? 0 : 1;
         default:
             fprintf(stderr, "Try 'rtb-exchange --help'.\n");
             return 2;
@@ -127,13 +135,8 @@ int main(int argc, char **argv) {
     }
     const char *path = config_path ? config_path : DEFAULT_CONFIG;
     int use_file = config_path != NULL || access(DEFAULT_CONFIG, R_OK) == 0;
-    proto_err e = use_file ? proto_config_load_file(&cfg, path, err, sizeof(err)) : PROTO_OK;
-    if (e != PROTO_OK) {
-        /* Name the file, unless the message already starts with it. */
-        if (e == PROTO_ERR_IO || e == PROTO_ERR_TOO_LARGE)
-            fprintf(stderr, "rtb-exchange: %s\n", err);
-        else
-            fprintf(stderr, "rtb-exchange: %s: %s\n", path, err);
+    if (use_file && rtb_conffile_load(&cfg, path, err, sizeof(err)) != PROTO_OK) {
+        fprintf(stderr, "rtb-exchange: %s\n", err); /* it starts with the path */
         proto_config_free(&cfg);
         return 2;
     }
@@ -163,9 +166,10 @@ int main(int argc, char **argv) {
         code = rtb_server_run(srv);
     } else {
         fprintf(stderr, "rtb-exchange: %s\n", base ? err : "cannot create the event loop");
-        /* Problems found in the config only when it is put to use are still
-         * config errors (SPEC 7: exit 2). */
-        code = strncmp(err, "mqtt.tls", 8) == 0 || strncmp(err, "alerts[", 7) == 0 ? 2 : 1;
+        /* The mqtt.tls files are the one part of the config checked only
+         * when put to use (rtb/mqtt.c loads them); still a config error
+         * (SPEC 7: exit 2). */
+        code = base && strncmp(err, "mqtt.tls", 8) == 0 ? 2 : 1;
     }
     rtb_server_free(srv);
     if (base) event_base_free(base);

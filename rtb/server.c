@@ -398,7 +398,6 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    /* "alerts[i]...": a config error */
     if (!(srv->alerts = rtb_alerts_new(cfg, srv->store, srv->registry, srv->sampler, &srv->bounds,
                                        err, errlen)))
         return -1;

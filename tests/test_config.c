@@ -1,9 +1,12 @@
-/* test_config.c -- the configuration of SPEC 7: defaults, conf/exchange.json,
- * command line overrides, and one case per rule the table enforces.
+/* test_config.c -- the configuration of SPEC 7: defaults, conf/exchange.json
+ * (read by rtb/conffile.c, the exchange's reader), command line overrides,
+ * and one case per rule the table enforces.
  *
  * The one idea: every refused document is checked twice, for its exact
  * message (the key path first) and for leaving the config as it was. The
- * bad cases are rows of one table, run by one loop test. */
+ * bad cases are rows of one table, run by one loop test. The source tree is
+ * found through RTB_SOURCE_ROOT (tests/meson.build), never from the working
+ * directory. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 
 #include "proto/internal.h"
 #include "proto/proto.h"
+#include "rtb/conffile.h"
 
 #define ERRLEN 512
 
@@ -107,27 +111,22 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     ck_assert_uint_eq(a->nalerts, b->nalerts);
     for (size_t i = 0; i < a->nalerts; i++) {
         ck_assert_str_eq(a->alerts[i].name, b->alerts[i].name);
-        ck_assert_str_eq(a->alerts[i].metric, b->alerts[i].metric);
+        ck_assert_int_eq(a->alerts[i].metric, b->alerts[i].metric);
         ck_assert(a->alerts[i].above == b->alerts[i].above);
         ck_assert_int_eq(a->alerts[i].window_s, b->alerts[i].window_s);
     }
     ck_assert_int_eq(a->log.level, b->log.level);
 }
 
-/* conf/exchange.json seen from the test's working directory: meson runs
- * tests in the build directory, a developer from the source root. */
+/* $RTB_SOURCE_ROOT/conf/exchange.json: meson sets the variable (tests/
+ * meson.build), so the suite runs from any build directory. */
 static const char *exchange_json_path(char *buf, size_t len) {
-    static const char *const tries[] = {"conf/exchange.json", "../conf/exchange.json",
-                                        "../../conf/exchange.json"};
     const char *root = getenv("RTB_SOURCE_ROOT");
-    if (root != NULL) {
-        snprintf(buf, len, "%s/conf/exchange.json", root);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++)
-        if (access(tries[i], R_OK) == 0) return tries[i];
-    ck_abort_msg("conf/exchange.json not found from the working directory");
-    return NULL;
+    ck_assert_msg(root != NULL && root[0] != '\0',
+                  "RTB_SOURCE_ROOT is not set: run the suite with meson test");
+    snprintf(buf, len, "%s/conf/exchange.json", root);
+    ck_assert_msg(access(buf, R_OK) == 0, "%s cannot be read", buf);
+    return buf;
 }
 
 /* A file in /tmp holding `len` bytes of `data`; the caller unlinks it. */
@@ -194,7 +193,7 @@ START_TEST(defaults_are_spec_7) {
     ck_assert_str_eq(c.admin.listen, "127.0.0.1:8080");
     ck_assert_uint_eq(c.nalerts, 1);
     ck_assert_str_eq(c.alerts[0].name, "bidder-timeouts");
-    ck_assert_str_eq(c.alerts[0].metric, "bidder_timeout_rate");
+    ck_assert_int_eq(c.alerts[0].metric, PROTO_ALERT_BIDDER_TIMEOUT_RATE);
     ck_assert(c.alerts[0].above == 0.2);
     ck_assert_int_eq(c.alerts[0].window_s, 10);
     ck_assert_int_eq(c.log.level, PROTO_LOG_INFO);
@@ -241,19 +240,21 @@ START_TEST(print_keys_lists_every_key) {
         "  auction.currency = \"USD\"  (3 uppercase letters)\n",
         "  profiles.default = {\"interests\":[],\"ltv_score\":0.5}  (",
         "  bidders = []  (",
-        "  bidders[].id  (required; 1..128 characters of [A-Za-z0-9._:-])\n",
+        "  bidders[].id  (required, unique; 1..128 characters of [A-Za-z0-9._:-])\n",
+        "  alerts[].name  (required, unique; string, 1..128 characters)\n",
+        "  alerts[].above  (required; finite number)\n",
         "  bidders[].max_concurrent = 100  (integer 1..100000)\n",
         "  admin.listen = \"127.0.0.1:8080\"  (\"host:port\", or null)\n",
-        "  alerts[].window_s = 10  (integer 1..3600)\n",
+        "  alerts[].metric  (required; bidder_timeout_rate | bidder_error_rate | "
+        "auction_timeout_rate | no_bid_rate | p99_latency_ms)\n",
+        "  alerts[].window_s = 10  (integer 1..600)\n",
         "  log.level = \"info\"  (debug | info | warn | error)\n",
         "  limits.max_pending_notices = 100000  (integer 0..10000000)\n",
     };
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    ck_assert_ptr_nonnull(f);
-    proto_config_print_keys(f);
-    fclose(f);
+    proto_buf out;
+    proto_buf_init(&out);
+    ck_assert_int_eq(proto_config_print_keys(&out), 0);
+    const char *text = out.data;
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         ck_assert_msg(strstr(text, lines[i]) != NULL, "missing: %s\nin:\n%s", lines[i], text);
     /* Every key of the SPEC document has a line. */
@@ -271,7 +272,30 @@ START_TEST(print_keys_lists_every_key) {
         }
     }
     cJSON_Delete(spec);
-    free(text);
+    proto_buf_free(&out);
+}
+END_TEST
+
+/* The secrets' lines in --help show no value: not even their default. */
+START_TEST(print_keys_hides_secrets) {
+    static const char *const secrets[] = {"mqtt.password", "redis.password"};
+    proto_buf out;
+    proto_buf_init(&out);
+    ck_assert_int_eq(proto_config_print_keys(&out), 0);
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "\n  %s = (not shown)  (sensitive; ", secrets[i]);
+        ck_assert_msg(strstr(out.data, want) != NULL, "no hidden line for %s in:\n%s", secrets[i],
+                      out.data);
+    }
+    /* Every line about a password is such a line. */
+    for (const char *p = out.data; (p = strstr(p, "password")) != NULL; p++) {
+        const char *eol = strchr(p, '\n');
+        const char *shown = strstr(p, " = (not shown)  (sensitive; ");
+        ck_assert_msg(shown != NULL && eol != NULL && shown < eol, "a password line shows: %.80s",
+                      p);
+    }
+    proto_buf_free(&out);
 }
 END_TEST
 
@@ -300,7 +324,7 @@ START_TEST(load_exchange_json) {
     proto_config c, d;
     defaults(&c);
     defaults(&d);
-    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    ck_assert_msg(rtb_conffile_load(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
     ck_assert_uint_eq(c.nbidders, 1);
     ck_assert_str_eq(c.bidders[0].id, "adv-1");
     ck_assert_str_eq(c.bidders[0].endpoint, "http://127.0.0.1:9001/bid");
@@ -323,7 +347,7 @@ START_TEST(partial_file_keeps_defaults) {
     proto_config c, d;
     defaults(&c);
     defaults(&d);
-    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    ck_assert_msg(rtb_conffile_load(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
     unlink(path);
     ck_assert_int_eq(c.auction.tmax_ms, 50);
     ck_assert_int_eq(c.log.level, PROTO_LOG_DEBUG);
@@ -359,37 +383,49 @@ START_TEST(documents_layer) {
 }
 END_TEST
 
+/* rtb/conffile.c: every message starts with the file's path. */
 START_TEST(load_file_errors) {
-    char err[ERRLEN] = "";
+    char err[ERRLEN] = "", want[ERRLEN];
     proto_config c, d;
     defaults(&c);
     defaults(&d);
-    ck_assert_int_eq(proto_config_load_file(&c, "/nonexistent/exchange.json", err, sizeof err),
+    ck_assert_int_eq(rtb_conffile_load(&c, "/nonexistent/exchange.json", err, sizeof err),
                      PROTO_ERR_IO);
-    ck_assert_str_eq(err, "/nonexistent/exchange.json: No such file or directory");
-    ck_assert_int_eq(proto_config_load_file(&c, "/tmp", err, sizeof err), PROTO_ERR_IO);
-    ck_assert_str_eq(err, "/tmp: Is a directory");
+    ck_assert_str_eq(err, "/nonexistent/exchange.json: cannot read it: No such file or directory");
+    ck_assert_int_eq(rtb_conffile_load(&c, "/tmp", err, sizeof err), PROTO_ERR_IO);
+    ck_assert_str_eq(err, "/tmp: cannot read it: Is a directory");
 
     /* Over 1 MiB: refused unparsed, even though it is valid JSON. */
-    size_t big = 1024 * 1024 + 1;
+    size_t big = PROTO_CONFIG_MAX_BYTES + 1;
     char *doc = repeat(' ', big);
     doc[0] = '{';
     doc[big - 1] = '}';
     char path[64];
     temp_file(path, sizeof path, doc, big);
-    ck_assert_int_eq(proto_config_load_file(&c, path, err, sizeof err), PROTO_ERR_TOO_LARGE);
-    ck_assert_ptr_nonnull(strstr(err, "larger than 1048576 bytes"));
+    ck_assert_int_eq(rtb_conffile_load(&c, path, err, sizeof err), PROTO_ERR_TOO_LARGE);
+    snprintf(want, sizeof want, "%s: larger than 1048576 bytes", path);
+    ck_assert_str_eq(err, want);
     unlink(path);
     /* Exactly 1 MiB is fine. */
     doc[1] = '{';
     temp_file(path, sizeof path, doc + 1, big - 1);
-    ck_assert_msg(proto_config_load_file(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
+    ck_assert_msg(rtb_conffile_load(&c, path, err, sizeof err) == PROTO_OK, "%s", err);
     unlink(path);
     free(doc);
 
     temp_file(path, sizeof path, "{\"auction\":{\"tmax_ms\":0}}", 25);
-    ck_assert_int_eq(proto_config_load_file(&c, path, err, sizeof err), PROTO_ERR_FIELD);
-    ck_assert_str_eq(err, "auction.tmax_ms: expected an integer between 1 and 10000");
+    ck_assert_int_eq(rtb_conffile_load(&c, path, err, sizeof err), PROTO_ERR_FIELD);
+    snprintf(want, sizeof want, "%s: auction.tmax_ms: expected an integer between 1 and 10000",
+             path);
+    ck_assert_str_eq(err, want);
+    unlink(path);
+
+    /* A NUL byte in the file is proto's to refuse: the bytes go with their
+     * length, not as a C string cut at the NUL. */
+    temp_file(path, sizeof path, "{}\0{\"x\":1}", 10);
+    ck_assert_int_eq(rtb_conffile_load(&c, path, err, sizeof err), PROTO_ERR_NOT_JSON);
+    snprintf(want, sizeof want, "%s: config: NUL byte at byte 2", path);
+    ck_assert_str_eq(err, want);
     unlink(path);
     assert_config_eq(&c, &d);
     proto_config_free(&c);
@@ -415,7 +451,8 @@ START_TEST(every_key_accepted) {
         "\"limits\":{\"max_request_bytes\":64,\"max_response_bytes\":16777216,"
         "\"max_inflight\":1000000,\"max_pending_results\":0,\"max_pending_notices\":10000000},"
         "\"admin\":{\"listen\":null},"
-        "\"alerts\":[{\"name\":\"a\",\"metric\":\"m\",\"above\":-1.5}],"
+        "\"alerts\":[{\"name\":\"a\",\"metric\":\"p99_latency_ms\",\"above\":-1.5,"
+        "\"window_s\":600}],"
         "\"log\":{\"level\":\"error\"}}";
     proto_config c;
     defaults(&c);
@@ -459,8 +496,9 @@ START_TEST(every_key_accepted) {
     ck_assert_int_eq(c.limits.max_pending_notices, 10000000);
     ck_assert_ptr_null(c.admin.listen);
     ck_assert_uint_eq(c.nalerts, 1);
+    ck_assert_int_eq(c.alerts[0].metric, PROTO_ALERT_P99_LATENCY_MS);
     ck_assert(c.alerts[0].above == -1.5);
-    ck_assert_int_eq(c.alerts[0].window_s, 10);
+    ck_assert_int_eq(c.alerts[0].window_s, PROTO_ALERT_WINDOW_MAX_S);
     ck_assert_int_eq(c.log.level, PROTO_LOG_ERROR);
 
     /* And back: tls null clears the three files, nullables take null. */
@@ -532,6 +570,12 @@ typedef struct bad_case {
 #define E_CUR "auction.currency: expected 3 uppercase letters (an ISO 4217 code)"
 #define E_TYPE "auction.type: expected one of \"second_price\", \"first_price\""
 #define E_LEVEL "log.level: expected one of \"debug\", \"info\", \"warn\", \"error\""
+#define E_METRIC                                                                                   \
+    "alerts[0].metric: expected one of \"bidder_timeout_rate\", \"bidder_error_rate\", "           \
+    "\"auction_timeout_rate\", \"no_bid_rate\", \"p99_latency_ms\""
+#define E_WINDOW "alerts[0].window_s: expected an integer between 1 and 600"
+#define E_ABOVE "alerts[0].above: expected a finite number"
+#define E_PASSWORD "mqtt.password: set mqtt.username too (no password is sent without a user name)"
 #define E_LISTEN "admin.listen: expected \"host:port\" or null"
 #define E_URL "bidders[0].endpoint: must be an http:// or https:// URL with a host"
 #define E_ID "bidders[0].id: expected 1 to 128 characters of [A-Za-z0-9._:-]"
@@ -554,7 +598,7 @@ static const bad_case bad_cases[] = {
     {TLS("{\"cafile\":\"/ca.pem\",\"ca\":1}"), FIELD, "mqtt.tls.ca: unknown key"},
     {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"bid\":1"), FIELD,
      "bidders[0].bid: unknown key"},
-    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"windows\":5"), FIELD,
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1,\"windows\":5"), FIELD,
      "alerts[0].windows: unknown key"},
     {PROFILE("{\"interest\":[]}"), FIELD, "profiles.default.interest: unknown key"},
     {PROFILE("{\"user_id\":\"u\"}"), FIELD, "profiles.default.user_id: unknown key"},
@@ -637,11 +681,12 @@ static const bad_case bad_cases[] = {
     {"{\"auction\":{\"currency\":\"USDX\"}}", FIELD, E_CUR},
     {"{\"auction\":{\"currency\":\"U$D\"}}", FIELD, E_CUR},
     {"{\"auction\":{\"currency\":840}}", FIELD, E_CUR},
-    {"{\"auction\":{\"type\":\"vickrey\"}}", FIELD, E_TYPE},
-    {"{\"auction\":{\"type\":\"Second_price\"}}", FIELD, E_TYPE},
+    /* a word that is none of the names is echoed: the typo shows */
+    {"{\"auction\":{\"type\":\"vickrey\"}}", FIELD, E_TYPE ", not \"vickrey\""},
+    {"{\"auction\":{\"type\":\"Second_price\"}}", FIELD, E_TYPE ", not \"Second_price\""},
     {"{\"auction\":{\"type\":2}}", FIELD, E_TYPE},
-    {"{\"log\":{\"level\":\"trace\"}}", FIELD, E_LEVEL},
-    {"{\"log\":{\"level\":\"INFO\"}}", FIELD, E_LEVEL},
+    {"{\"log\":{\"level\":\"trace\"}}", FIELD, E_LEVEL ", not \"trace\""},
+    {"{\"log\":{\"level\":\"INFO\"}}", FIELD, E_LEVEL ", not \"INFO\""},
     {"{\"log\":{\"level\":null}}", FIELD, E_LEVEL},
     {"{\"admin\":{\"listen\":\"localhost\"}}", FIELD, E_LISTEN},
     {"{\"admin\":{\"listen\":\":80\"}}", FIELD, E_LISTEN},
@@ -673,6 +718,10 @@ static const bad_case bad_cases[] = {
      "mqtt.username: expected a string of 1 to 1024 characters or null"},
     {"{\"redis\":{\"password\":false}}", FIELD,
      "redis.password: expected a string of 0 to 1024 characters or null"},
+    /* a password goes with a user name, whatever the order of the keys */
+    {"{\"mqtt\":{\"password\":\"pw\"}}", FIELD, E_PASSWORD},
+    {"{\"mqtt\":{\"password\":\"\"}}", FIELD, E_PASSWORD},
+    {"{\"mqtt\":{\"password\":\"pw\",\"username\":null}}", FIELD, E_PASSWORD},
     /* bidders */
     {"{\"bidders\":{}}", FIELD, "bidders: expected an array of bidder objects"},
     {"{\"bidders\":null}", FIELD, "bidders: expected an array of bidder objects"},
@@ -717,17 +766,44 @@ static const bad_case bad_cases[] = {
      "bidders[0].id: duplicate key"},
     /* alerts */
     {"{\"alerts\":{}}", FIELD, "alerts: expected an array of alert objects"},
-    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"window_s\":0"), FIELD,
-     "alerts[0].window_s: expected an integer between 1 and 3600"},
-    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":1,\"window_s\":3601"), FIELD,
-     "alerts[0].window_s: expected an integer between 1 and 3600"},
-    {ALERT("\"name\":\"a\",\"metric\":\"m\",\"above\":\"x\""), FIELD,
-     "alerts[0].above: expected a finite number"},
-    {ALERT("\"name\":\"a\",\"metric\":\"m\""), FIELD, "alerts[0].above: required"},
-    {ALERT("\"metric\":\"m\",\"above\":1"), FIELD, "alerts[0].name: required"},
+    /* window_s: at most the seconds the dashboard keeps */
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1,\"window_s\":0"), FIELD,
+     E_WINDOW},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1,\"window_s\":601"), FIELD,
+     E_WINDOW},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1,\"window_s\":3600"), FIELD,
+     E_WINDOW},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1,\"window_s\":1.5"), FIELD,
+     E_WINDOW},
+    /* above: a finite number (1e400 reads as infinity) */
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":\"x\""), FIELD, E_ABOVE},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1e400"), FIELD, E_ABOVE},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":-1e400"), FIELD, E_ABOVE},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":null"), FIELD, E_ABOVE},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":true"), FIELD, E_ABOVE},
+    /* metric: one of the five the exchange computes */
+    {ALERT("\"name\":\"a\",\"metric\":\"latency\",\"above\":1"), FIELD,
+     E_METRIC ", not \"latency\""},
+    {ALERT("\"name\":\"a\",\"metric\":\"No_bid_rate\",\"above\":1"), FIELD,
+     E_METRIC ", not \"No_bid_rate\""},
+    {ALERT("\"name\":\"a\",\"metric\":\"\",\"above\":1"), FIELD, E_METRIC ", not \"\""},
+    {ALERT("\"name\":\"a\",\"metric\":5,\"above\":1"), FIELD, E_METRIC},
+    {ALERT("\"name\":\"a\",\"metric\":null,\"above\":1"), FIELD, E_METRIC},
+    {ALERT("\"name\":\"a\",\"metric\":[\"no_bid_rate\"],\"above\":1"), FIELD, E_METRIC},
+    /* the echo is JSON-escaped (one log line) and cut after 48 bytes */
+    {ALERT("\"name\":\"a\",\"metric\":\"a\\\"b\\nc\",\"above\":1"), FIELD,
+     E_METRIC ", not \"a\\\"b\\nc\""},
+    {ALERT("\"name\":\"a\",\"metric\":\"0123456789012345678901234567890123456789012345678x\","
+           "\"above\":1"),
+     FIELD, E_METRIC ", not \"012345678901234567890123456789012345678901234567\"..."},
+    {ALERT("\"name\":\"a\",\"metric\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\u00e9z\","
+           "\"above\":1"),
+     FIELD, E_METRIC ", not \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\""), FIELD, "alerts[0].above: required"},
+    {ALERT("\"metric\":\"no_bid_rate\",\"above\":1"), FIELD, "alerts[0].name: required"},
     {ALERT("\"name\":\"a\",\"above\":1"), FIELD, "alerts[0].metric: required"},
-    {"{\"alerts\":[{\"name\":\"a\",\"metric\":\"m\",\"above\":1},"
-     "{\"name\":\"a\",\"metric\":\"n\",\"above\":2}]}",
+    {"{\"alerts\":[{\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1},"
+     "{\"name\":\"a\",\"metric\":\"p99_latency_ms\",\"above\":2}]}",
      FIELD, "alerts[1].name: duplicate alert name \"a\""},
     /* mqtt.tls */
     {TLS("5"), FIELD, E_TLS},
@@ -834,10 +910,123 @@ START_TEST(failed_parse_changes_nothing) {
                         "\"alerts\":[],\"admin\":{\"listen\":null},\"log\":{\"level\":\"loud\"}}",
                         err);
     ck_assert_int_eq(e, PROTO_ERR_FIELD);
-    ck_assert_str_eq(err, E_LEVEL);
+    ck_assert_str_eq(err, E_LEVEL ", not \"loud\"");
     assert_config_eq(&c, &d);
     proto_config_free(&c);
     proto_config_free(&d);
+}
+END_TEST
+
+/* ---- Alert rules (SPEC 11) --------------------------------------------- */
+
+static const struct {
+    const char *name;
+    proto_alert_metric metric;
+} metric_names[] = {
+    {"bidder_timeout_rate", PROTO_ALERT_BIDDER_TIMEOUT_RATE},
+    {"bidder_error_rate", PROTO_ALERT_BIDDER_ERROR_RATE},
+    {"auction_timeout_rate", PROTO_ALERT_AUCTION_TIMEOUT_RATE},
+    {"no_bid_rate", PROTO_ALERT_NO_BID_RATE},
+    {"p99_latency_ms", PROTO_ALERT_P99_LATENCY_MS},
+};
+
+/* Every metric the exchange computes is a value of the enum, with the
+ * window at both of its bounds; the name comes back for the messages. */
+START_TEST(alert_metric_accepted) {
+    char doc[256];
+    proto_config c;
+    defaults(&c);
+    snprintf(doc, sizeof doc,
+             "{\"alerts\":[{\"name\":\"short\",\"metric\":\"%s\",\"above\":0.5,\"window_s\":1},"
+             "{\"name\":\"long\",\"metric\":\"%s\",\"above\":-0,\"window_s\":600}]}",
+             metric_names[_i].name, metric_names[_i].name);
+    parse_ok(&c, doc);
+    ck_assert_uint_eq(c.nalerts, 2);
+    ck_assert_int_eq(c.alerts[0].metric, metric_names[_i].metric);
+    ck_assert_int_eq(c.alerts[0].window_s, 1);
+    ck_assert_int_eq(c.alerts[1].metric, metric_names[_i].metric);
+    ck_assert_int_eq(c.alerts[1].window_s, PROTO_ALERT_WINDOW_MAX_S);
+    ck_assert_str_eq(proto_alert_metric_str(metric_names[_i].metric), metric_names[_i].name);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(alert_metric_names) {
+    ck_assert_int_eq(sizeof metric_names / sizeof metric_names[0], PROTO_ALERT_METRIC_COUNT);
+    ck_assert_str_eq(proto_alert_metric_str(PROTO_ALERT_METRIC_COUNT), "unknown");
+    ck_assert_str_eq(proto_alert_metric_str((proto_alert_metric)-1), "unknown");
+}
+END_TEST
+
+/* ---- Secrets ------------------------------------------------------------ */
+
+/* mqtt.password needs mqtt.username: checked once the document is applied
+ * whole, so the order of the keys does not matter, and layered documents
+ * are checked as the config they make. */
+START_TEST(password_needs_username) {
+    char err[ERRLEN];
+    proto_config c, d;
+    defaults(&c);
+    parse_ok(&c, "{\"mqtt\":{\"password\":\"pw\",\"username\":\"u\"}}");
+    ck_assert_str_eq(c.mqtt.password, "pw");
+    defaults(&d);
+    parse_ok(&d, "{\"mqtt\":{\"password\":\"pw\",\"username\":\"u\"}}");
+    ck_assert_int_eq(parse(&c, "{\"mqtt\":{\"username\":null}}", err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_PASSWORD);
+    assert_config_eq(&c, &d);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.username", "null", err, sizeof err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_PASSWORD);
+    assert_config_eq(&c, &d);
+    parse_ok(&c, "{\"mqtt\":{\"username\":null,\"password\":null}}");
+    ck_assert_ptr_null(c.mqtt.password);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.password", "\"pw\"", err, sizeof err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, E_PASSWORD);
+    /* Redis takes a password alone (AUTH password). */
+    parse_ok(&c, "{\"redis\":{\"password\":\"pw\"}}");
+    ck_assert_str_eq(c.redis.password, "pw");
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
+#define SECRET "s3cret-Pa55"
+
+/* No message about a password carries its value, whatever was wrong. */
+START_TEST(secrets_never_echoed) {
+    static const char *const docs[] = {
+        "{\"redis\":{\"password\":[\"" SECRET "\"]}}",
+        "{\"mqtt\":{\"password\":{\"v\":\"" SECRET "\"},\"username\":\"u\"}}",
+        "{\"mqtt\":{\"password\":\"" SECRET "\"}}",
+        "{\"mqtt\":{\"password\":\"" SECRET "\",\"username\":null}}",
+        "{\"redis\":{\"password\":\"" SECRET "\"},}",
+        "{\"redis\":{\"password\":\"" SECRET "\",\"password\":\"" SECRET "\"}}",
+    };
+    char err[ERRLEN];
+    proto_config c;
+    defaults(&c);
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        ck_assert_int_ne(parse(&c, docs[i], err), PROTO_OK);
+        ck_assert_msg(err[0] != '\0' && strstr(err, SECRET) == NULL, "%s: %s", docs[i], err);
+    }
+    /* Over 1024 characters. */
+    char *doc = xmalloc(2048);
+    size_t n = (size_t)sprintf(doc, "{\"redis\":{\"password\":\"");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)sprintf(doc + n, SECRET);
+    strcpy(doc + n, "\"}}");
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "redis.password: expected a string of 0 to 1024 characters or null");
+    free(doc);
+    /* A command line value that is not JSON. */
+    ck_assert_int_eq(proto_config_set(&c, "redis.password", SECRET, err, sizeof err),
+                     PROTO_ERR_NOT_JSON);
+    ck_assert_msg(strstr(err, SECRET) == NULL, "%s", err);
+    ck_assert_int_eq(proto_config_set(&c, "mqtt.password", "\"" SECRET "\"", err, sizeof err),
+                     PROTO_ERR_FIELD);
+    ck_assert_msg(strstr(err, SECRET) == NULL, "%s", err);
+    proto_config_free(&c);
 }
 END_TEST
 
@@ -908,7 +1097,8 @@ START_TEST(long_strings) {
 
     sprintf(doc, "{\"log\":{\"level\":\"%s\"}}", s);
     ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
-    ck_assert_str_eq(err, E_LEVEL);
+    /* The echoed word is cut after 48 bytes. */
+    ck_assert_str_eq(err, E_LEVEL ", not \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"...");
     assert_config_eq(&c, &d);
 
     /* A short message buffer is cut, never overrun. */
@@ -1211,6 +1401,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, spec_document_equals_defaults);
     tcase_add_test(tc, free_is_idempotent);
     tcase_add_test(tc, print_keys_lists_every_key);
+    tcase_add_test(tc, print_keys_hides_secrets);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
@@ -1227,6 +1418,14 @@ static Suite *config_suite(void) {
                         (int)(sizeof good_endpoints / sizeof good_endpoints[0]));
     tcase_add_loop_test(tc, price_increment_exact, 0,
                         (int)(sizeof good_money / sizeof good_money[0]));
+    tcase_add_loop_test(tc, alert_metric_accepted, 0,
+                        (int)(sizeof metric_names / sizeof metric_names[0]));
+    tcase_add_test(tc, alert_metric_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("secrets");
+    tcase_add_test(tc, password_needs_username);
+    tcase_add_test(tc, secrets_never_echoed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

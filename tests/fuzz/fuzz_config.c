@@ -8,6 +8,7 @@
  * profiles.default must encode into a profile the exchange reads back.
  * An input "@path=value" also goes through proto_config_set, the command
  * line override (no JSON document starts with '@'). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -50,6 +51,8 @@ static void check_config(const proto_config *c) {
     fuzz_check(c->mqtt.port >= 1 && c->mqtt.port <= 65535, "config: mqtt.port");
     fuzz_check(c->redis.port >= 1 && c->redis.port <= 65535, "config: redis.port");
     fuzz_check(c->mqtt.qos == 0 || c->mqtt.qos == 1, "config: mqtt.qos");
+    fuzz_check(c->mqtt.password == NULL || c->mqtt.username != NULL,
+               "config: mqtt.password without mqtt.username");
     fuzz_check(!c->mqtt.tls || c->mqtt.tls_cafile != NULL, "config: tls without cafile");
     fuzz_check((c->mqtt.tls_certfile == NULL) == (c->mqtt.tls_keyfile == NULL),
                "config: certfile without keyfile");
@@ -72,10 +75,17 @@ static void check_config(const proto_config *c) {
     fuzz_check(c->limits.max_request_bytes >= 64 && c->limits.max_response_bytes >= 64,
                "config: limits");
     fuzz_check((c->nalerts == 0) == (c->alerts == NULL), "config: alerts and count");
-    for (size_t i = 0; i < c->nalerts; i++)
-        fuzz_check(c->alerts[i].name != NULL && c->alerts[i].metric != NULL &&
-                       c->alerts[i].window_s >= 1,
-                   "config: alert");
+    for (size_t i = 0; i < c->nalerts; i++) {
+        const proto_alert_conf *a = &c->alerts[i];
+        fuzz_check(a->name != NULL && a->metric >= 0 && a->metric < PROTO_ALERT_METRIC_COUNT &&
+                       strcmp(proto_alert_metric_str(a->metric), "unknown") != 0,
+                   "config: alert metric");
+        fuzz_check(a->window_s >= 1 && a->window_s <= PROTO_ALERT_WINDOW_MAX_S,
+                   "config: alert window_s");
+        fuzz_check(isfinite(a->above), "config: alert above");
+        for (size_t j = 0; j < i; j++)
+            fuzz_check(strcmp(a->name, c->alerts[j].name) != 0, "config: duplicate alert name");
+    }
     fuzz_check(c->log.level >= PROTO_LOG_DEBUG && c->log.level <= PROTO_LOG_ERROR,
                "config: log.level");
     check_default_profile(c->profiles.default_profile);
