@@ -430,7 +430,6 @@ static Suite *auction_suite(void) {
     suite_add_tcase(s, tc);
 
     tc = tcase_create("money");
-    tcase_set_timeout(tc, 60); /* sweeps of 400,000 values, also under ASan on a busy machine */
     tcase_add_test(tc, money_exact_decimals);
     tcase_add_test(tc, money_more_decimals_round_half_up);
     tcase_add_test(tc, money_refused);
