@@ -98,6 +98,14 @@ const char *auction_strerror(auction_err err);
  * negative, or above AUCTION_PRICE_MAX_MICROS after conversion. */
 int auction_micros_from_double(double value, int64_t *out);
 
+/* Parse the plain decimal in s[0..len) (no NUL needed; `s` is borrowed):
+ * one or more digits, then optionally '.' and at most 6 more digits ("2.5",
+ * "0.000001", "7", "7."). No sign, exponent, spaces or leading '.'. Exact:
+ * "2.5" -> 2500000. Returns 0 and stores into *out on success; -1 when the
+ * text is not such a decimal or is above AUCTION_PRICE_MAX_MICROS (*out is
+ * left alone). For command-line prices (rtb-bidder, rtb-loadgen). */
+int auction_micros_parse(const char *s, size_t len, int64_t *out);
+
 /* Write `micros` as the shortest exact decimal ("2.11", "0.000001", "5",
  * "-1.5") into `buf` (at least AUCTION_MICROS_STRLEN bytes), NUL-terminated.
  * Returns the length written. */

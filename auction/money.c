@@ -7,7 +7,9 @@
  * within a rounding error of an integer (every decimal of at most 6 places
  * below 1e6 does), that integer is the answer; otherwise the shortest
  * round-tripping decimal is recovered with printf and scaled to micros in
- * integer arithmetic, rounding half up. */
+ * integer arithmetic, rounding half up. A price typed as text (a tool's
+ * command line) never becomes a double: auction_micros_parse reads its
+ * digits straight into micros. */
 #include "auction/auction.h"
 
 #include <math.h>
@@ -90,6 +92,27 @@ int auction_micros_from_double(double value, int64_t *out) {
     } else if (micros_from_shortest_decimal(value, &micros) != 0) {
         return -1;
     }
+    if (micros > AUCTION_PRICE_MAX_MICROS) return -1;
+    *out = micros;
+    return 0;
+}
+
+int auction_micros_parse(const char *s, size_t len, int64_t *out) {
+    const char *end = s + len;
+    int64_t units = 0, frac = 0;
+    int ndigits = 0, nfrac = 0;
+    for (; s < end && *s >= '0' && *s <= '9'; s++, ndigits++) {
+        units = units * 10 + (*s - '0');
+        if (units > AUCTION_PRICE_MAX_MICROS / pow10_i64[6]) return -1;
+    }
+    if (s < end && *s == '.') {
+        for (s++; s < end && *s >= '0' && *s <= '9'; s++, nfrac++) {
+            if (nfrac == 6) return -1;
+            frac = frac * 10 + (*s - '0');
+        }
+    }
+    if (s != end || ndigits == 0) return -1;
+    int64_t micros = units * pow10_i64[6] + frac * pow10_i64[6 - nfrac];
     if (micros > AUCTION_PRICE_MAX_MICROS) return -1;
     *out = micros;
     return 0;

@@ -1,30 +1,24 @@
-/* mqtt.c -- libmosquitto driven by the server's libevent loop.
+/* mqtt.c -- the exchange's MQTT client: subscriptions, TLS, what to log.
  *
- * libmosquitto does not own a loop here (none of its own threads):
- * its socket is registered for EV_READ (persistent) and for EV_WRITE while
- * mosquitto_want_write() says output is queued; a 200 ms timer runs
- * mosquitto_loop_misc() for keepalive. Any error from a loop call means the
- * connection is gone: the events are dropped and a timer reconnects with
- * backoff (100 ms doubling to 5 s). Subscribing happens in the CONNACK
- * callback, so every reconnect resubscribes.
+ * libmosquitto does not own a loop here (none of its own threads): the
+ * adapter of glue/mosq_ev.h drives it on the server's libevent loop (socket
+ * events, the keepalive timer, reading on while OpenSSL holds bytes) and
+ * reconnects with backoff (100 ms doubling to 5 s). This file decides what
+ * the client does with a connection: subscribing happens in the CONNACK
+ * callback, so every reconnect resubscribes; a lost connection and a failed
+ * attempt are reported to the server and logged.
  *
  * TLS (mqtt.tls): the files are checked with OpenSSL before libmosquitto
  * gets them, so a bad path or a key that does not fit its certificate is a
  * config error at start (exit 2), not a retry loop. The broker's certificate
  * must chain to mqtt.tls.cafile and name mqtt.host (SAN DNS or IP); a
- * failed handshake is logged and retried like a refused TCP connect. One
- * trap comes with driving TLS from our own loop: OpenSSL decrypts a whole
- * record at a time while libmosquitto reads a packet at a time, so bytes of
- * the next packets can sit decrypted inside OpenSSL with nothing left on the
- * socket to wake libevent. After each read we therefore keep reading while
- * SSL_pending() says bytes are waiting. (libmosquitto 2.0's loop_read does
- * the same, but stops early when a stale errno says EAGAIN; we do not rely
- * on it.) */
+ * failed handshake is logged and retried like a refused TCP connect. */
 #include "rtb/mqtt.h"
 
 #include "rtb/log.h"
 
-#include <event2/event.h>
+#include "glue/mosq_ev.h"
+
 #include <mosquitto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -36,41 +30,22 @@
 #include <string.h>
 
 #define EVENTS_TOPIC "rtb/events/+"
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define RETRY_MIN_US 100000
+#define RETRY_MAX_US 5000000
 #define KEEPALIVE_S 10 /* a hung exchange loses its shared-group share after 1.5x this */
-#define MISC_INTERVAL_US 200000
-/* Packets read from OpenSSL's buffer in one read event before yielding to
- * the rest of the loop (the event is made active again if more wait). */
-#define TLS_DRAIN_MAX 256
 
 struct rtb_mqtt {
-    struct event_base *base;
     const proto_config *cfg;
     struct mosquitto *mosq;
-    struct event *rev, *wev, *misc, *retry;
-    char *topic;  /* subscription: topic, or $share/{group}/topic */
-    char *events; /* rtb/events/+, or $share/{group}/rtb/events/+ (SPEC 10) */
-    int connected;
-    int unsubscribed; /* draining: do not resubscribe */
-    int backoff_ms;
+    mosq_ev *ev;         /* drives mosq on the loop */
+    char *topic;         /* subscription: topic, or $share/{group}/topic */
+    char *events;        /* rtb/events/+, or $share/{group}/rtb/events/+ (SPEC 10) */
+    int unsubscribed;    /* draining: do not resubscribe */
     char tls_error[256]; /* libmosquitto's last error line (TLS only), for the log */
     rtb_mqtt_message_fn *on_message;
     rtb_mqtt_state_fn *on_state;
     void *arg;
 };
-
-static void detach(rtb_mqtt *m) {
-    if (m->rev) event_free(m->rev);
-    if (m->wev) event_free(m->wev);
-    m->rev = m->wev = NULL;
-}
-
-static void schedule_retry(rtb_mqtt *m) {
-    struct timeval tv = {m->backoff_ms / 1000, (m->backoff_ms % 1000) * 1000};
-    evtimer_add(m->retry, &tv);
-    m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
-}
 
 /* libmosquitto reports why a TLS handshake failed only through its log
  * (the OpenSSL error queue is drained by then); keep the last error line. Its
@@ -93,7 +68,8 @@ static void capture_errors(rtb_mqtt *m, int on) {
  * one is worth a warning (the broker is down: the retries say nothing new).
  * With TLS every one is: a wrong CA, a certificate for another name, a
  * client certificate the broker wants or refuses do not heal by themselves,
- * and the backoff keeps it to one line per 5 s. */
+ * and the backoff keeps it to one line per 5 s. The adapter has scheduled
+ * the next attempt already. */
 static void attempt_failed(rtb_mqtt *m, int rc, int first) {
     const char *why = mosquitto_strerror(rc);
     if (m->tls_error[0]) { /* "OpenSSL Error[0]: error:0A000086:SSL routines::certificate ..." */
@@ -105,103 +81,20 @@ static void attempt_failed(rtb_mqtt *m, int rc, int first) {
             "mqtt: %s to %s:%ld failed: %s; retrying", what, m->cfg->mqtt.host, m->cfg->mqtt.port,
             why);
     m->tls_error[0] = '\0';
-    schedule_retry(m);
 }
 
-static void lost(rtb_mqtt *m, int rc) {
-    detach(m);
-    if (!m->connected) {
+/* The adapter's on_down: the connection went away, or an attempt failed. */
+static void on_down(void *arg, int rc, int was_connected) {
+    rtb_mqtt *m = arg;
+    if (!was_connected) {
         attempt_failed(m, rc, 0);
         return;
     }
     char why[160];
     snprintf(why, sizeof(why), "connection to %s:%ld lost: %s", m->cfg->mqtt.host,
              m->cfg->mqtt.port, mosquitto_strerror(rc));
-    m->connected = 0;
     capture_errors(m, 1);
     m->on_state(m->arg, 0, 0, why);
-    schedule_retry(m);
-}
-
-static void update_write(rtb_mqtt *m) {
-    if (m->wev && mosquitto_want_write(m->mosq)) event_add(m->wev, NULL);
-}
-
-/* 1 when OpenSSL holds decrypted bytes that libmosquitto has not read yet. */
-static int tls_pending(rtb_mqtt *m) {
-    if (!m->cfg->mqtt.tls) return 0;
-    SSL *ssl = mosquitto_ssl_get(m->mosq);
-    return ssl && SSL_pending(ssl) > 0;
-}
-
-static void on_read(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    rtb_mqtt *m = arg;
-    int rc = mosquitto_loop_read(m->mosq, 1);
-    for (int i = 0; rc == MOSQ_ERR_SUCCESS && i < TLS_DRAIN_MAX && tls_pending(m); i++)
-        rc = mosquitto_loop_read(m->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        lost(m, rc);
-        return;
-    }
-    /* More than TLS_DRAIN_MAX packets in OpenSSL: again on the next turn. */
-    if (m->rev && tls_pending(m)) event_active(m->rev, EV_READ, 0);
-    update_write(m);
-}
-
-static void on_write(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    rtb_mqtt *m = arg;
-    int rc = mosquitto_loop_write(m->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        lost(m, rc);
-        return;
-    }
-    update_write(m);
-}
-
-static void on_misc(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    rtb_mqtt *m = arg;
-    if (!m->rev) return;
-    int rc = mosquitto_loop_misc(m->mosq);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        lost(m, rc);
-        return;
-    }
-    update_write(m);
-}
-
-static void attach(rtb_mqtt *m) {
-    int sock = mosquitto_socket(m->mosq);
-    if (sock < 0) {
-        schedule_retry(m);
-        return;
-    }
-    m->rev = event_new(m->base, sock, EV_READ | EV_PERSIST, on_read, m);
-    m->wev = event_new(m->base, sock, EV_WRITE, on_write, m);
-    if (!m->rev || !m->wev) {
-        detach(m);
-        schedule_retry(m);
-        return;
-    }
-    event_add(m->rev, NULL);
-    update_write(m);
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    rtb_mqtt *m = arg;
-    int rc = mosquitto_reconnect_async(m->mosq);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        attempt_failed(m, rc, 0);
-        return;
-    }
-    attach(m);
 }
 
 static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
@@ -215,8 +108,7 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
         m->on_state(m->arg, 0, refused, why);
         return;
     }
-    m->connected = 1;
-    m->backoff_ms = BACKOFF_MIN_MS;
+    mosq_ev_connack(m->ev);
     capture_errors(m, 0);
     if (!m->unsubscribed) {
         /* Requests and ad events in one SUBSCRIBE, so one SUBACK says both. */
@@ -359,12 +251,10 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    m->base = base;
     m->cfg = cfg;
     m->on_message = on_message;
     m->on_state = on_state;
     m->arg = arg;
-    m->backoff_ms = BACKOFF_MIN_MS;
     const char *group = cfg->mqtt.shared_group;
     size_t tlen = strlen(cfg->mqtt.topic) + (group ? strlen(group) + 9 : 0) + 1;
     m->topic = malloc(tlen);
@@ -385,9 +275,8 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
     /* A persistent session (clean_session false) keeps QoS 1 requests queued
      * by the broker while we reconnect; a shared group keeps none (SPEC 12). */
     m->mosq = mosquitto_new(cfg->mqtt.client_id, group != NULL, m);
-    m->misc = event_new(base, -1, EV_PERSIST, on_misc, m);
-    m->retry = evtimer_new(base, on_retry, m);
-    if (!m->topic || !m->events || !m->mosq || !m->misc || !m->retry) {
+    if (m->mosq) m->ev = mosq_ev_new(base, m->mosq, RETRY_MIN_US, RETRY_MAX_US, on_down, m);
+    if (!m->topic || !m->events || !m->mosq || !m->ev) {
         snprintf(err, errlen, "mqtt: cannot create the client (out of memory)");
         rtb_mqtt_free(m);
         return NULL;
@@ -410,37 +299,24 @@ rtb_mqtt *rtb_mqtt_new(struct event_base *base, const proto_config *cfg,
 }
 
 void rtb_mqtt_start(rtb_mqtt *m) {
-    struct timeval tv = {0, MISC_INTERVAL_US};
-    event_add(m->misc, &tv);
-    int rc =
-        mosquitto_connect_async(m->mosq, m->cfg->mqtt.host, (int)m->cfg->mqtt.port, KEEPALIVE_S);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        attempt_failed(m, rc, 1);
-        return;
-    }
-    attach(m);
+    int rc = mosq_ev_connect(m->ev, m->cfg->mqtt.host, (int)m->cfg->mqtt.port, KEEPALIVE_S);
+    if (rc != MOSQ_ERR_SUCCESS) attempt_failed(m, rc, 1);
 }
 
 void rtb_mqtt_unsubscribe(rtb_mqtt *m) {
     m->unsubscribed = 1;
-    if (!m->connected) return;
+    if (!mosq_ev_connected(m->ev)) return;
     mosquitto_unsubscribe(m->mosq, NULL, m->topic);
-    update_write(m);
+    mosq_ev_update_write(m->ev);
 }
 
 int rtb_mqtt_connected(const rtb_mqtt *m) {
-    return m->connected;
+    return mosq_ev_connected(m->ev);
 }
 
 void rtb_mqtt_free(rtb_mqtt *m) {
     if (!m) return;
-    if (m->mosq && m->connected) {
-        mosquitto_disconnect(m->mosq);
-        mosquitto_loop_write(m->mosq, 1);
-    }
-    detach(m);
-    if (m->misc) event_free(m->misc);
-    if (m->retry) event_free(m->retry);
+    mosq_ev_free(m->ev); /* sends DISCONNECT when connected */
     if (m->mosq) mosquitto_destroy(m->mosq);
     free(m->topic);
     free(m->events);

@@ -3,14 +3,16 @@
  * Two `conn`s, each wrapping one hiredis async context on the libevent loop:
  * the command connection and the subscriber. A conn owns its reconnect: when
  * hiredis reports a failed connect or a disconnect it frees the context, and
- * the conn arms a timer (100 ms doubling to 5 s, plus up to 25 % jitter) to
- * make a new one. A conn is `ready` once connected and, with a password,
- * once AUTH was accepted; commands are refused (-1) until then.
+ * the conn arms a timer (glue/backoff.h: 100 ms doubling to 5 s, plus up to
+ * 25 % jitter) to make a new one. A conn is `ready` once connected and, with
+ * a password, once AUTH was accepted; commands are refused (-1) until then.
  *
  * Callbacks: a command sent with a user callback carries a small `call`
  * record (fn + arg); hiredis runs our trampoline exactly once, with a NULL
  * reply when the connection went away, and the trampoline calls the user. */
 #include "store/store.h"
+
+#include "glue/backoff.h"
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -25,8 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define RETRY_MIN_US 100000
+#define RETRY_MAX_US 5000000
+#define RETRY_JITTER_PCT 25
 #define SCAN_COUNT "1000"
 #define REGISTRY_PREFIX "advertiser:targeting:"
 #define UPDATES_CHANNEL "advertiser:updates"
@@ -51,7 +54,7 @@ typedef struct conn {
     int is_sub;
     redisAsyncContext *ac; /* NULL while disconnected */
     int ready;
-    int backoff_ms;
+    backoff backoff; /* of the reconnect timer */
     struct event *retry;
 } conn;
 
@@ -127,18 +130,24 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg) {
     conn_connect(c);
 }
 
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void schedule_retry(conn *c) {
     store *s = c->s;
     if (s->freeing) return;
-    int delay_ms = c->backoff_ms + (int)(next_random(s) % (uint64_t)(c->backoff_ms / 4 + 1));
-    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    int64_t now_us = mono_us();
+    int64_t wait_us = backoff_fail(&c->backoff, now_us, next_random(s)) - now_us;
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
     evtimer_add(c->retry, &tv);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 static void set_ready(conn *c) {
     c->ready = 1;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    backoff_reset(&c->backoff);
     report(c, 1, 0, "connected");
     if (!c->is_sub) send_queued(c->s); /* what waited for Redis, in order */
 }
@@ -193,7 +202,7 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata) {
     if (kind->type != REDIS_REPLY_STRING) return;
     if (strcmp(kind->str, "subscribe") == 0) {
         c->ready = 1;
-        c->backoff_ms = BACKOFF_MIN_MS;
+        backoff_reset(&c->backoff);
         /* Updates may have been missed while we were away: reload now. */
         if (c->s->on_update) c->s->on_update(c->s->arg, "", 0);
         return;
@@ -233,7 +242,7 @@ static void conn_connect(conn *c) {
 static int conn_init(store *s, conn *c, int is_sub) {
     c->s = s;
     c->is_sub = is_sub;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    backoff_init(&c->backoff, RETRY_MIN_US, RETRY_MAX_US, RETRY_JITTER_PCT);
     c->retry = evtimer_new(s->base, retry_cb, c);
     return c->retry ? 0 : -1;
 }

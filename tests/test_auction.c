@@ -309,6 +309,71 @@ START_TEST(money_refused) {
 }
 END_TEST
 
+/* Parse s (whole string) and return micros, or -2 when it is refused. */
+static int64_t parsed(const char *s) {
+    int64_t out = -2;
+    if (auction_micros_parse(s, strlen(s), &out) != 0) ck_assert_int_eq(out, -2);
+    return out;
+}
+
+START_TEST(money_parse) {
+    ck_assert_int_eq(parsed("2.5"), 2500000);
+    ck_assert_int_eq(parsed("2.11"), 2110000);
+    ck_assert_int_eq(parsed("0.000001"), 1);
+    ck_assert_int_eq(parsed("0"), 0);
+    ck_assert_int_eq(parsed("7"), 7000000);
+    ck_assert_int_eq(parsed("7."), 7000000);
+    ck_assert_int_eq(parsed("007.50"), 7500000);
+    ck_assert_int_eq(parsed("123456.654321"), INT64_C(123456654321));
+    ck_assert_int_eq(parsed("1000000"), AUCTION_PRICE_MAX_MICROS);
+    ck_assert_int_eq(parsed("1000000.000000"), AUCTION_PRICE_MAX_MICROS);
+    ck_assert_int_eq(parsed("999999.999999"), AUCTION_PRICE_MAX_MICROS - 1);
+}
+END_TEST
+
+START_TEST(money_parse_refused) {
+    const char *bad[] = {"",        ".5",  "1.0000001", "1000000.000001",
+                         "1000001", "-1",  "+1",        "1e3",
+                         " 1",      "1 ",  "1..2",      "1.2.3",
+                         "abc",     "1,5", "0x10",      "99999999999999999999999",
+                         "."};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(parsed(bad[i]) == -2, "'%s' was accepted", bad[i]);
+}
+END_TEST
+
+/* The length bounds the text: no NUL needed, nothing after it read. */
+START_TEST(money_parse_length) {
+    const char *range = "0.5-2.0";
+    int64_t out = 0;
+    ck_assert_int_eq(auction_micros_parse(range, 3, &out), 0);
+    ck_assert_int_eq(out, 500000);
+    ck_assert_int_eq(auction_micros_parse(range + 4, 3, &out), 0);
+    ck_assert_int_eq(out, 2000000);
+    ck_assert_int_eq(auction_micros_parse("12", 1, &out), 0);
+    ck_assert_int_eq(out, 1000000);
+    const char no_nul[3] = {'4', '.', '2'};
+    ck_assert_int_eq(auction_micros_parse(no_nul, sizeof no_nul, &out), 0);
+    ck_assert_int_eq(out, 4200000);
+    out = 9;
+    ck_assert_int_eq(auction_micros_parse(range, 4, &out), -1);
+    ck_assert_int_eq(auction_micros_parse("5", 0, &out), -1);
+    ck_assert_int_eq(out, 9);
+}
+END_TEST
+
+/* parse(format(m)) is the identity over the whole range. */
+START_TEST(money_parse_format_round_trip) {
+    char buf[AUCTION_MICROS_STRLEN];
+    for (int64_t m = 0; m <= AUCTION_PRICE_MAX_MICROS; m = m * 3 + 1) {
+        int64_t out = -1;
+        size_t n = auction_micros_format(m, buf);
+        ck_assert_int_eq(auction_micros_parse(buf, n, &out), 0);
+        ck_assert_int_eq(out, m);
+    }
+}
+END_TEST
+
 START_TEST(money_format) {
     char buf[AUCTION_MICROS_STRLEN];
     ck_assert_uint_eq(auction_micros_format(2110000, buf), 4);
@@ -369,6 +434,10 @@ static Suite *auction_suite(void) {
     tcase_add_test(tc, money_more_decimals_round_half_up);
     tcase_add_test(tc, money_refused);
     tcase_add_test(tc, money_format);
+    tcase_add_test(tc, money_parse);
+    tcase_add_test(tc, money_parse_refused);
+    tcase_add_test(tc, money_parse_length);
+    tcase_add_test(tc, money_parse_format_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }

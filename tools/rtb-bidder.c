@@ -40,17 +40,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auction/auction.h"
+
 #ifndef RTB_VERSION
 #define RTB_VERSION "dev"
 #endif
 
 #define MICROS_PER_UNIT INT64_C(1000000)
-#define PRICE_MAX_MICROS (INT64_C(1000000) * MICROS_PER_UNIT) /* SPEC 2 */
-#define MS_MAX INT64_C(3600000)                               /* one hour */
-#define HUGE_BODY_BYTES ((size_t)1 << 20)                     /* mode=huge: 1 MiB */
-#define MAX_BODY_BYTES ((size_t)1 << 20)                      /* request bodies */
+#define MS_MAX INT64_C(3600000)           /* one hour */
+#define HUGE_BODY_BYTES ((size_t)1 << 20) /* mode=huge: 1 MiB */
+#define MAX_BODY_BYTES ((size_t)1 << 20)  /* request bodies */
 #define NOTICES_KEPT 100
-#define MICROS_STRLEN 32
 
 typedef enum price_rule { PRICE_SEED, PRICE_FIXED, PRICE_UNIFORM } price_rule;
 
@@ -167,50 +167,7 @@ static uint64_t rng_upto(uint64_t *state, uint64_t n) {
     return n == UINT64_MAX ? rng_next(state) : rng_next(state) % (n + 1);
 }
 
-/* ---- Money: exact decimal <-> micros ------------------------------------ */
-
-/* Shortest exact decimal: 3060000 -> "3.06", 5000000 -> "5", 1 -> "0.000001". */
-static void micros_format(int64_t micros, char buf[MICROS_STRLEN]) {
-    uint64_t m = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
-    int n = snprintf(buf, MICROS_STRLEN, "%s%" PRIu64, micros < 0 ? "-" : "",
-                     m / (uint64_t)MICROS_PER_UNIT);
-    uint64_t frac = m % (uint64_t)MICROS_PER_UNIT;
-    if (frac == 0) return;
-    char digits[8];
-    snprintf(digits, sizeof digits, "%06" PRIu64, frac);
-    for (int i = 5; digits[i] == '0'; i--)
-        digits[i] = '\0';
-    snprintf(buf + n, (size_t)(MICROS_STRLEN - n), ".%s", digits);
-}
-
-/* "2.5" -> 2500000. Plain decimals only, at most 6 decimals, 0..PRICE_MAX. */
-static int micros_parse(const char *s, int64_t *out) {
-    int64_t units = 0, frac = 0;
-    int ndigits = 0, nfrac = 0;
-    for (; *s >= '0' && *s <= '9'; s++, ndigits++) {
-        units = units * 10 + (*s - '0');
-        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT) return -1;
-    }
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++, nfrac++) {
-            if (nfrac == 6) return -1;
-            frac = frac * 10 + (*s - '0');
-        }
-    }
-    if (*s != '\0' || ndigits == 0) return -1;
-    for (int i = nfrac; i < 6; i++)
-        frac *= 10;
-    *out = units * MICROS_PER_UNIT + frac;
-    return *out <= PRICE_MAX_MICROS ? 0 : -1;
-}
-
-/* A JSON number to micros, rounded to the nearest micro (exact for decimals
- * of at most 6 decimals and 15 significant digits). */
-static int micros_from_double(double v, int64_t max, int64_t *out) {
-    if (!isfinite(v) || v < 0 || v > (double)max / (double)MICROS_PER_UNIT) return -1;
-    *out = (int64_t)llround(v * (double)MICROS_PER_UNIT);
-    return 0;
-}
+/* ---- Money: the price rules (decimal <-> micros: auction/auction.h) ----- */
 
 /* The seed rule (SPEC 8): floor x 1.2 x (1 + ltv), rounded half up to a micro,
  * with one rounding. A floor of 0 bids 0.01 x (1 + ltv) instead. The product
@@ -221,7 +178,7 @@ static int64_t price_seed(int64_t floor_micros, int64_t ltv_micros) {
     int64_t f = floor_micros * 12;
     int64_t fh = f / 10000000, fl = f % 10000000;
     int64_t price = fh * g + (fl * g + 5000000) / 10000000;
-    return price > PRICE_MAX_MICROS ? PRICE_MAX_MICROS : price;
+    return price > AUCTION_PRICE_MAX_MICROS ? AUCTION_PRICE_MAX_MICROS : price;
 }
 
 static int64_t adv_price(advertiser *adv, const bid_request *br) {
@@ -312,18 +269,14 @@ static int parse_price(advertiser *adv, const char *v) {
     }
     if (strncmp(v, "fixed:", 6) == 0) {
         adv->price = PRICE_FIXED;
-        return micros_parse(v + 6, &adv->price_a_micros);
+        return auction_micros_parse(v + 6, strlen(v + 6), &adv->price_a_micros);
     }
     if (strncmp(v, "uniform:", 8) != 0) return -1;
-    char lo[64];
-    const char *dash = strchr(v + 8, '-');
-    size_t len = dash ? (size_t)(dash - (v + 8)) : 0;
-    if (dash == NULL || len >= sizeof lo) return -1;
-    memcpy(lo, v + 8, len);
-    lo[len] = '\0';
+    const char *lo = v + 8, *dash = strchr(lo, '-');
+    if (dash == NULL) return -1;
     adv->price = PRICE_UNIFORM;
-    if (micros_parse(lo, &adv->price_a_micros) != 0 ||
-        micros_parse(dash + 1, &adv->price_b_micros) != 0)
+    if (auction_micros_parse(lo, (size_t)(dash - lo), &adv->price_a_micros) != 0 ||
+        auction_micros_parse(dash + 1, strlen(dash + 1), &adv->price_b_micros) != 0)
         return -1;
     return adv->price_a_micros <= adv->price_b_micros ? 0 : -1;
 }
@@ -587,7 +540,7 @@ static int bid_request_read(cJSON *json, bid_request *br, char *err, size_t errl
         cJSON *floor = cJSON_GetObjectItemCaseSensitive(imp, "bidfloor");
         if (floor != NULL &&
             (!cJSON_IsNumber(floor) ||
-             micros_from_double(floor->valuedouble, PRICE_MAX_MICROS, &br->floor_micros) != 0))
+             auction_micros_from_double(floor->valuedouble, &br->floor_micros) != 0))
             return fail(err, errlen, "imp[0].bidfloor: not a number in 0..1e6");
     }
     cJSON *user = cJSON_GetObjectItemCaseSensitive(json, "user");
@@ -624,11 +577,11 @@ static char *pad_huge(char *body, size_t *len) {
 }
 
 static cJSON *bid_object(advertiser *adv, const bid_request *br) {
-    char price[MICROS_STRLEN], bid_id[32];
+    char price[AUCTION_MICROS_STRLEN], bid_id[32];
     if (adv->mode == MODE_BAD_PRICE)
         snprintf(price, sizeof price, "-1");
     else
-        micros_format(adv_price(adv, br), price);
+        auction_micros_format(adv_price(adv, br), price);
     snprintf(bid_id, sizeof bid_id, "b-%" PRIu64, ++adv->bid_seq);
     char *adid = str_printf("ad_%s_%s", adv->id, br->id);
     cJSON *bid = cJSON_CreateObject();

@@ -1,11 +1,11 @@
 /* rtb-loadgen.c -- the bid generator: open-loop load over MQTT, results from Redis (SPEC 8).
  *
  * One libevent loop, no threads. N MQTT connections, each libmosquitto client
- * driven as in rtb/mqtt.c (its socket on EV_READ, on EV_WRITE while
- * mosquitto_want_write, a timer for mosquitto_loop_misc), publish bid requests
- * (SPEC 2) round-robin on {topic}/{connection index}. One hiredis async
- * connection PSUBSCRIBEs auction:results:* before the first request goes out
- * and matches every result to its request. See docs/rtb-loadgen.md.
+ * driven by the adapter the exchange uses too (glue/mosq_ev.h: socket events,
+ * keepalive timer, reconnects), publish bid requests (SPEC 2) round-robin on
+ * {topic}/{connection index}. One hiredis async connection PSUBSCRIBEs
+ * auction:results:* before the first request goes out and matches every
+ * result to its request. See docs/rtb-loadgen.md.
  *
  * The one idea: the schedule is fixed in advance. Request i is due at
  * start + i / rate; a timer (set for the next request's time, and firing at
@@ -46,6 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auction/auction.h"
+#include "glue/backoff.h"
+#include "glue/mosq_ev.h"
 #include "tools/histogram.h"
 
 #ifndef RTB_VERSION
@@ -56,17 +59,14 @@
 #define RESULTS_PREFIX "auction:results:"
 #define NS_PER_S INT64_C(1000000000)
 #define NS_PER_MS INT64_C(1000000)
-#define MICROS_PER_UNIT INT64_C(1000000)
-#define PRICE_MAX_MICROS (INT64_C(1000000) * MICROS_PER_UNIT) /* SPEC 2 */
 #define LOST_GRACE_MS 1000             /* a request is lost at scheduled time + tmax + this */
 #define START_TIMEOUT_MS 5000          /* connect + CONNACK + PSUBSCRIBE confirmation */
 #define TICK_MAX_US 1000               /* the send timer fires at least this often */
 #define TICK_MIN_US 100                /* ... and at most this often: sends batch within 0.1 ms */
 #define SEND_BUDGET_NS (2 * NS_PER_MS) /* then the loop reads the sockets before sending on */
-#define MISC_INTERVAL_US 200000        /* mosquitto_loop_misc: keepalive */
 #define KEEPALIVE_S 30
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000          /* a measuring tool reconnects eagerly */
+#define RETRY_MIN_US 100000
+#define RETRY_MAX_US 1000000         /* a measuring tool reconnects eagerly */
 #define MAX_COUNT INT64_C(100000000) /* one state byte per request */
 #define MAX_PREFIX 64
 #define MAX_HOST 256
@@ -149,10 +149,8 @@ typedef struct mqtt_conn {
     struct loadgen *lg;
     int index;
     struct mosquitto *mosq;
-    struct event *rev, *wev, *retry;
+    mosq_ev *ev; /* drives mosq on the loop, reconnects */
     char topic[MAX_HOST + 16];
-    int connected;
-    int backoff_ms;
 } mqtt_conn;
 
 typedef struct loadgen {
@@ -163,8 +161,8 @@ typedef struct loadgen {
     struct event_base *base;
     mqtt_conn *conns;
     redisAsyncContext *ac; /* NULL while disconnected */
-    struct event *tick, *misc, *progress, *start_timeout, *redis_retry, *sigint, *sigterm;
-    int redis_backoff_ms;
+    struct event *tick, *progress, *start_timeout, *redis_retry, *sigint, *sigterm;
+    backoff redis_backoff;
     int subscribed;  /* PSUBSCRIBE confirmed on the current connection */
     int started;     /* the schedule runs */
     int stopping;    /* a signal came: no more sends */
@@ -256,39 +254,6 @@ static void start_failed(loadgen *lg, const char *fmt, ...) {
     va_end(ap);
     lg->exit_code = 2;
     event_base_loopbreak(lg->base);
-}
-
-/* 2500000 -> "2.5": the shortest decimal of a micros amount. */
-static void micros_format(int64_t micros, char *buf, size_t len) {
-    int n = snprintf(buf, len, "%" PRId64, micros / MICROS_PER_UNIT);
-    int64_t frac = micros % MICROS_PER_UNIT;
-    if (frac == 0 || n < 0 || (size_t)n >= len) return;
-    char digits[8];
-    snprintf(digits, sizeof digits, "%06" PRId64, frac);
-    for (int i = 5; digits[i] == '0'; i--)
-        digits[i] = '\0';
-    snprintf(buf + n, len - (size_t)n, ".%s", digits);
-}
-
-/* "2.5" -> 2500000. Plain decimals, at most 6 decimals, 0..PRICE_MAX. */
-static int micros_parse(const char *s, const char *end, int64_t *out) {
-    int64_t units = 0, frac = 0;
-    int ndigits = 0, nfrac = 0;
-    for (; s < end && *s >= '0' && *s <= '9'; s++, ndigits++) {
-        units = units * 10 + (*s - '0');
-        if (units > PRICE_MAX_MICROS / MICROS_PER_UNIT) return -1;
-    }
-    if (s < end && *s == '.') {
-        for (s++; s < end && *s >= '0' && *s <= '9'; s++, nfrac++) {
-            if (nfrac == 6) return -1;
-            frac = frac * 10 + (*s - '0');
-        }
-    }
-    if (s != end || ndigits == 0) return -1;
-    for (int i = nfrac; i < 6; i++)
-        frac *= 10;
-    *out = units * MICROS_PER_UNIT + frac;
-    return *out <= PRICE_MAX_MICROS ? 0 : -1;
 }
 
 /* ---- Command line: a table of options, walked by one loop --------------------- */
@@ -411,10 +376,10 @@ static int parse_addr(const char *s, addr *out) {
 static int parse_floor(const char *s, int64_t *lo_hi) {
     const char *dash = strchr(s, '-'), *end = s + strlen(s);
     if (dash == NULL) dash = end;
-    if (micros_parse(s, dash, &lo_hi[0]) != 0) return -1;
+    if (auction_micros_parse(s, (size_t)(dash - s), &lo_hi[0]) != 0) return -1;
     if (dash == end)
         lo_hi[1] = lo_hi[0];
-    else if (micros_parse(dash + 1, end, &lo_hi[1]) != 0)
+    else if (auction_micros_parse(dash + 1, (size_t)(end - dash - 1), &lo_hi[1]) != 0)
         return -1;
     return lo_hi[0] <= lo_hi[1] ? 0 : -1;
 }
@@ -524,8 +489,8 @@ static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
     int64_t floor_micros =
         o->floor_lo_micros +
         (int64_t)rng_upto(&lg->rng, (uint64_t)(o->floor_hi_micros - o->floor_lo_micros));
-    char floor[32];
-    micros_format(floor_micros, floor, sizeof floor);
+    char floor[AUCTION_MICROS_STRLEN];
+    auction_micros_format(floor_micros, floor);
     double timestamp = lg->start_wall_s + (double)i / o->rate;
     int n = snprintf(buf, cap,
                      "{\"request_id\":\"%s-%" PRIu64 "\",\"user_id\":\"u-%" PRIu64 "\","
@@ -543,10 +508,6 @@ static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
     }
     n += snprintf(buf + n, cap - (size_t)n, "}");
     return n;
-}
-
-static void conn_update_write(mqtt_conn *c) {
-    if (c->wev && mosquitto_want_write(c->mosq)) event_add(c->wev, NULL);
 }
 
 static void publish_one(loadgen *lg, uint64_t i) {
@@ -593,7 +554,7 @@ static int send_due(loadgen *lg, int64_t now) {
     if (lg->next == before) return 0;
     lg->last_send_ns = now_ns();
     for (int64_t k = 0; k < lg->opt.connections; k++)
-        conn_update_write(&lg->conns[k]);
+        mosq_ev_update_write(lg->conns[k].ev);
     return behind;
 }
 
@@ -690,7 +651,7 @@ static void send_events(loadgen *lg, uint64_t i, const cJSON *result) {
     if (rng_chance(r, o->conversion_rate) && publish_event(lg, &f, "conversion", "conv") == 0)
         lg->c.conversions++;
 out:
-    conn_update_write(f.conn);
+    mosq_ev_update_write(f.conn->ev);
 }
 
 /* libmosquitto: a QoS 0 publish was written, or a QoS 1 publish acknowledged. */
@@ -829,7 +790,7 @@ static void on_progress(evutil_socket_t fd, short what, void *arg) {
 static void maybe_start(loadgen *lg) {
     if (lg->started || !lg->subscribed || lg->exit_code != 0) return;
     for (int64_t k = 0; k < lg->opt.connections; k++)
-        if (!lg->conns[k].connected) return;
+        if (!mosq_ev_connected(lg->conns[k].ev)) return;
     lg->started = 1;
     lg->start_ns = now_ns();
     lg->start_wall_s = wall_s();
@@ -852,7 +813,7 @@ static void on_start_timeout(evutil_socket_t fd, short what, void *arg) {
     loadgen *lg = arg;
     const char *who = !lg->subscribed ? "Redis (no PSUBSCRIBE confirmation)" : "the MQTT broker";
     for (int64_t k = 0; lg->subscribed && k < lg->opt.connections; k++)
-        if (!lg->conns[k].connected) who = "the MQTT broker (no CONNACK)";
+        if (!mosq_ev_connected(lg->conns[k].ev)) who = "the MQTT broker (no CONNACK)";
     start_failed(lg, "cannot start: %s did not answer within %d ms", who, START_TIMEOUT_MS);
 }
 
@@ -880,97 +841,25 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     finish(lg);
 }
 
-/* ---- MQTT: libmosquitto on the libevent loop (as rtb/mqtt.c) --------------------------- */
+/* ---- MQTT: libmosquitto on the libevent loop (glue/mosq_ev.h) ------------------------- */
 
 static const char *mosq_error(int rc) {
     return rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
 }
 
-static void conn_detach(mqtt_conn *c) {
-    if (c->rev) event_free(c->rev);
-    if (c->wev) event_free(c->wev);
-    c->rev = c->wev = NULL;
-}
-
-static void conn_schedule_retry(mqtt_conn *c) {
-    struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
-    evtimer_add(c->retry, &tv);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-}
-
-static void conn_lost(mqtt_conn *c, int rc) {
+/* The adapter's on_down: before the start the run cannot go on; after it the
+ * adapter reconnects and the requests meanwhile wait in libmosquitto (QoS 1)
+ * or are lost. */
+static void on_mqtt_down(void *arg, int rc, int was_connected) {
+    mqtt_conn *c = arg;
     loadgen *lg = c->lg;
-    const char *why = mosq_error(rc);
-    conn_detach(c);
     if (!lg->started) {
         start_failed(lg, "cannot reach the MQTT broker %s:%d: %s", lg->opt.mqtt.host,
-                     lg->opt.mqtt.port, why);
+                     lg->opt.mqtt.port, mosq_error(rc));
         return;
     }
-    if (c->connected) warn(lg, "MQTT connection %d lost: %s; reconnecting", c->index, why);
-    c->connected = 0;
-    conn_schedule_retry(c);
-}
-
-static void on_mqtt_read(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    mqtt_conn *c = arg;
-    int rc = mosquitto_loop_read(c->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        conn_lost(c, rc);
-        return;
-    }
-    conn_update_write(c);
-}
-
-static void on_mqtt_write(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    mqtt_conn *c = arg;
-    int rc = mosquitto_loop_write(c->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        conn_lost(c, rc);
-        return;
-    }
-    conn_update_write(c);
-}
-
-static void on_misc(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    loadgen *lg = arg;
-    for (int64_t k = 0; k < lg->opt.connections; k++) {
-        mqtt_conn *c = &lg->conns[k];
-        if (!c->rev) continue;
-        int rc = mosquitto_loop_misc(c->mosq);
-        if (rc != MOSQ_ERR_SUCCESS)
-            conn_lost(c, rc);
-        else
-            conn_update_write(c);
-    }
-}
-
-static int conn_attach(mqtt_conn *c) {
-    int sock = mosquitto_socket(c->mosq);
-    if (sock < 0) return -1;
-    c->rev = event_new(c->lg->base, sock, EV_READ | EV_PERSIST, on_mqtt_read, c);
-    c->wev = event_new(c->lg->base, sock, EV_WRITE, on_mqtt_write, c);
-    if (!c->rev || !c->wev) {
-        conn_detach(c);
-        return -1;
-    }
-    event_add(c->rev, NULL);
-    conn_update_write(c);
-    return 0;
-}
-
-static void on_mqtt_retry(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    mqtt_conn *c = arg;
-    int rc = mosquitto_reconnect_async(c->mosq);
-    if (rc != MOSQ_ERR_SUCCESS || conn_attach(c) != 0) conn_schedule_retry(c);
+    if (was_connected)
+        warn(lg, "MQTT connection %d lost: %s; reconnecting", c->index, mosq_error(rc));
 }
 
 static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
@@ -984,8 +873,7 @@ static void on_connack(struct mosquitto *mosq, void *obj, int rc) {
             warn(c->lg, "MQTT connection %d refused: %s", c->index, mosquitto_connack_string(rc));
         return;
     }
-    c->connected = 1;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    mosq_ev_connack(c->ev);
     maybe_start(c->lg);
 }
 
@@ -993,12 +881,12 @@ static int conn_open(loadgen *lg, mqtt_conn *c, int index) {
     char client_id[MAX_PREFIX + 32];
     c->lg = lg;
     c->index = index;
-    c->backoff_ms = BACKOFF_MIN_MS;
     snprintf(c->topic, sizeof c->topic, "%s/%d", lg->opt.topic, index);
     snprintf(client_id, sizeof client_id, "rtb-loadgen-%s-%d", lg->opt.id_prefix, index);
     c->mosq = mosquitto_new(client_id, true, c);
-    c->retry = evtimer_new(lg->base, on_mqtt_retry, c);
-    if (!c->mosq || !c->retry) {
+    if (c->mosq)
+        c->ev = mosq_ev_new(lg->base, c->mosq, RETRY_MIN_US, RETRY_MAX_US, on_mqtt_down, c);
+    if (!c->mosq || !c->ev) {
         start_failed(lg, "cannot create MQTT client %d (out of memory)", index);
         return -1;
     }
@@ -1007,26 +895,17 @@ static int conn_open(loadgen *lg, mqtt_conn *c, int index) {
     mosquitto_max_inflight_messages_set(c->mosq, 0);
     mosquitto_connect_callback_set(c->mosq, on_connack);
     mosquitto_publish_callback_set(c->mosq, on_publish);
-    int rc = mosquitto_connect_async(c->mosq, lg->opt.mqtt.host, lg->opt.mqtt.port, KEEPALIVE_S);
+    int rc = mosq_ev_connect(c->ev, lg->opt.mqtt.host, lg->opt.mqtt.port, KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS) {
         start_failed(lg, "cannot reach the MQTT broker %s:%d: %s", lg->opt.mqtt.host,
                      lg->opt.mqtt.port, mosq_error(rc));
-        return -1;
-    }
-    if (conn_attach(c) != 0) {
-        start_failed(lg, "cannot watch the MQTT socket of connection %d", index);
         return -1;
     }
     return 0;
 }
 
 static void conn_close(mqtt_conn *c) {
-    if (c->mosq && c->connected && c->rev) {
-        mosquitto_disconnect(c->mosq);
-        mosquitto_loop_write(c->mosq, 1);
-    }
-    conn_detach(c);
-    if (c->retry) event_free(c->retry);
+    mosq_ev_free(c->ev); /* sends DISCONNECT when connected */
     if (c->mosq) mosquitto_destroy(c->mosq);
 }
 
@@ -1035,10 +914,10 @@ static void conn_close(mqtt_conn *c) {
 static void redis_connect(loadgen *lg);
 
 static void redis_schedule_retry(loadgen *lg) {
-    int ms = lg->redis_backoff_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    int64_t now_us = now_ns() / 1000;
+    int64_t wait_us = backoff_fail(&lg->redis_backoff, now_us, 0) - now_us;
+    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
     evtimer_add(lg->redis_retry, &tv);
-    lg->redis_backoff_ms = ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
 }
 
 static void on_redis_retry(evutil_socket_t fd, short what, void *arg) {
@@ -1083,7 +962,7 @@ static void on_redis_message(redisAsyncContext *ac, void *r, void *privdata) {
     if (kind->type != REDIS_REPLY_STRING) return;
     if (strcmp(kind->str, "psubscribe") == 0) {
         lg->subscribed = 1;
-        lg->redis_backoff_ms = BACKOFF_MIN_MS;
+        backoff_reset(&lg->redis_backoff);
         maybe_start(lg);
         return;
     }
@@ -1222,19 +1101,16 @@ static int make_events(loadgen *lg) {
     if (cfg) event_config_free(cfg);
     if (!lg->base) return -1;
     lg->tick = evtimer_new(lg->base, on_tick, lg);
-    lg->misc = event_new(lg->base, -1, EV_PERSIST, on_misc, lg);
     lg->start_timeout = evtimer_new(lg->base, on_start_timeout, lg);
     lg->redis_retry = evtimer_new(lg->base, on_redis_retry, lg);
     lg->sigint = evsignal_new(lg->base, SIGINT, on_signal, lg);
     lg->sigterm = evsignal_new(lg->base, SIGTERM, on_signal, lg);
     if (!lg->opt.quiet && isatty(STDERR_FILENO))
         lg->progress = event_new(lg->base, -1, EV_PERSIST, on_progress, lg);
-    if (!lg->tick || !lg->misc || !lg->start_timeout || !lg->redis_retry || !lg->sigint ||
-        !lg->sigterm || evsignal_add(lg->sigint, NULL) != 0 || evsignal_add(lg->sigterm, NULL) != 0)
+    if (!lg->tick || !lg->start_timeout || !lg->redis_retry || !lg->sigint || !lg->sigterm ||
+        evsignal_add(lg->sigint, NULL) != 0 || evsignal_add(lg->sigterm, NULL) != 0)
         return -1;
-    struct timeval misc = {0, MISC_INTERVAL_US};
     struct timeval start = {START_TIMEOUT_MS / 1000, (START_TIMEOUT_MS % 1000) * 1000};
-    event_add(lg->misc, &misc);
     evtimer_add(lg->start_timeout, &start);
     return 0;
 }
@@ -1245,8 +1121,8 @@ static void loadgen_free(loadgen *lg) {
         conn_close(&lg->conns[k]);
     free(lg->conns);
     if (lg->ac) redisAsyncFree(lg->ac); /* runs on_redis_disconnect, which sets lg->ac NULL */
-    struct event *evs[] = {lg->tick,        lg->misc,   lg->progress, lg->start_timeout,
-                           lg->redis_retry, lg->sigint, lg->sigterm};
+    struct event *evs[] = {lg->tick,        lg->progress, lg->start_timeout,
+                           lg->redis_retry, lg->sigint,   lg->sigterm};
     for (size_t k = 0; k < sizeof evs / sizeof evs[0]; k++)
         if (evs[k]) event_free(evs[k]);
     if (lg->base) event_base_free(lg->base);
@@ -1267,7 +1143,7 @@ static int run(loadgen *lg) {
     histogram_init(&lg->latency);
     lg->user_seed = rng_next(&lg->rng);
     lg->event_rng = rng_next(&lg->rng) | 1; /* xorshift: never 0 */
-    lg->redis_backoff_ms = BACKOFF_MIN_MS;
+    backoff_init(&lg->redis_backoff, RETRY_MIN_US, RETRY_MAX_US, 0);
     redis_connect(lg);
     for (int k = 0; k < o->connections && lg->exit_code == 0; k++)
         conn_open(lg, &lg->conns[k], k);
