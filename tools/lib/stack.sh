@@ -8,13 +8,14 @@
 #   stack_traps                          # cleanup on exit, error and Ctrl-C
 #   stack_deps                           # tools/install-deps (+ $stack_packages)
 #   stack_build build/demo rtb/rtb-exchange tools/rtb-bidder
+#   stack_build_in SRC BUILD TARGET...   # the same for the tree at SRC (another revision)
 #   stack_tmpdir                         # $stack_tmp
 #   stack_start_redis                    # $redis_port, $redis_pid
 #   stack_start_mosquitto                # $mqtt_port, $mosquitto_pid
 #   adv_ids=(a b); adv_spec[a]="latency=1"; adv_targeting[a]='"interests":[]'
 #   stack_start_bidder "$bidder_bin"     # $bidder_pid, ${adv_port[id]}
 #   stack_seed_advertisers               # advertiser:targeting:{id} in Redis
-#   stack_write_exchange_config FILE CLIENT_ID [MAX_BIDDERS [QOS [SHARED_GROUP]]]
+#   stack_write_exchange_config FILE CLIENT_ID [MAX_BIDDERS [QOS [SHARED_GROUP [ADMIN_PORT [TOPIC]]]]]
 #   stack_start_exchange LOG CLIENT_ID TENTHS COMMAND...   # $exchange_pid
 #
 # Several exchanges in one shared group (SPEC 12; tools/bench --exchanges N):
@@ -162,13 +163,16 @@ stack_deps() { # installs what is missing (also ${stack_packages[@]}), checks th
   redis_bin=$(command -v redis-server || echo /usr/sbin/redis-server)
 }
 
-stack_build() { # build-dir target...: meson setup (with $stack_setup_opts) when needed, ninja
-  local dir=$1 out wipe=()
-  shift
+stack_build() { # build-dir target...: the working tree, as stack_build_in . build-dir target...
+  stack_build_in . "$@"
+}
+stack_build_in() { # source-dir build-dir target...: meson setup (with $stack_setup_opts) when needed, ninja
+  local src=$1 dir=$2 out wipe=()
+  shift 2
   say "building in $dir ..."
   if [ ! -f "$dir/build.ninja" ]; then
     [ -d "$dir/meson-private" ] && wipe=(--wipe)
-    if ! out=$(meson setup "${wipe[@]}" "${stack_setup_opts[@]}" "$dir" 2>&1); then
+    if ! out=$(meson setup "${wipe[@]}" "${stack_setup_opts[@]}" "$dir" "$src" 2>&1); then
       printf '%s\n' "$out" >&2
       die "meson setup $dir failed"
     fi
@@ -313,8 +317,10 @@ stack_seed_advertisers() {
 
 # ---- The exchange --------------------------------------------------------------------------------
 
-stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group [admin-port]]]]
-  local group="" admin=null
+declare -gA stack_topic_of=() # client id -> the mqtt.topic its config subscribes to
+stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group [admin-port [topic]]]]]
+  local group="" admin=null topic=${7:-rtb/requests/+}
+  stack_topic_of[$2]=$topic
   # With a group: MQTT v5, subscription $share/{group}/rtb/requests/+ (SPEC 12).
   [ -n "${5:-}" ] && group=", \"shared_group\": \"$5\""
   # With an admin port: /healthz, /metrics and the dashboard on 127.0.0.1.
@@ -322,7 +328,7 @@ stack_write_exchange_config() { # file client-id [max-bidders [qos [shared-group
   cat >"$1" <<EOF
 {
   "mqtt": {"host": "127.0.0.1", "port": $mqtt_port, "client_id": "$2",
-           "topic": "rtb/requests/+", "qos": ${4:-1}$group},
+           "topic": "$topic", "qos": ${4:-1}$group},
   "redis": {"host": "127.0.0.1", "port": $redis_port},
   "auction": {"type": "second_price", "tmax_ms": 100, "max_bidders": ${3:-10}, "price_increment": 0.01},
   "profiles": {"ttl_s": 3600, "default": {"interests": [], "ltv_score": 0.5}},
@@ -336,13 +342,15 @@ EOF
 # Starts COMMAND (rtb-exchange -c FILE, or a wrapper such as valgrind that
 # runs it) with its output in LOG and waits until it is subscribed: the
 # exchange logs "subscribed to" on the broker's SUBACK, and the broker's log
-# shows the subscription of CLIENT_ID (to rtb/requests/+, or to
-# $share/{group}/rtb/requests/+). Waits at most TENTHS tenths of a second.
+# shows the subscription of CLIENT_ID to its request topic (the mqtt.topic
+# stack_write_exchange_config wrote for it, rtb/requests/+ by default, or
+# $share/{group}/ and that topic). Waits at most TENTHS tenths of a second.
 # Sets $exchange_pid (setsid execs, so it is COMMAND's own pid) and appends it
 # to ${exchange_pids[@]}.
 stack_subscriptions() { # client-id: how often the broker's log shows its request subscription
-  awk -v c="$1" '$2 == c && $3 == 1 && ($4 == "rtb/requests/+" ||
-    $4 ~ /^[$]share[/][^/]+[/]rtb[/]requests[/][+]$/) { n++ } END { print n + 0 }' "$stack_tmp/mosquitto.log"
+  # The broker logs "<time>: <client id> <QoS> <topic>" per subscription.
+  awk -v c="$1" -v t="${stack_topic_of[$1]:-rtb/requests/+}" '$2 == c && $3 ~ /^[0-2]$/ {
+    x = $4; sub(/^[$]share[/][^/]+[/]/, "", x); if (x == t) n++ } END { print n + 0 }' "$stack_tmp/mosquitto.log"
 }
 stack_start_exchange() { # log client-id tenths command...
   local log=$1 client=$2 tenths=$3 i before id
