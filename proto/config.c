@@ -50,6 +50,7 @@ _Static_assert(sizeof(proto_alert_metric) == sizeof(int), "proto_alert_metric is
 typedef enum conf_type {
     CONF_INT,     /* long; an integral number in min..max */
     CONF_NUMBER,  /* double; any finite number */
+    CONF_BOOL,    /* int 0 or 1; true or false */
     CONF_MONEY,   /* int64_t micros; a number in min..max micros, at most 6 decimals */
     CONF_STRING,  /* char * (owned); min..max characters, then `format` */
     CONF_ENUM,    /* an enum field; one of `names` */
@@ -146,6 +147,17 @@ typedef struct conf_handler {
     { .path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = (def_) }
 #define NUMBER_ROW(p, off, def_, flags_)                                                           \
     { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .flags = (flags_) }
+/* A number with a rule of its own (bounds a long long cannot say). */
+#define CHECKED_NUMBER_ROW(p, off, def_, validate_)                                                \
+    { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .validate = (validate_) }
+#define BOOL_ROW(p, off, def_)                                                                     \
+    { .path = (p), .type = CONF_BOOL, .offset = (off), .def = (def_) }
+/* An integer in lo..hi, or null (stored as 0). */
+#define OPTIONAL_INT_ROW(p, off, lo, hi)                                                           \
+    {                                                                                              \
+        .path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = "null",   \
+        .flags = CONF_NULLABLE                                                                     \
+    }
 #define MONEY_ROW(p, off, lo, hi, def_)                                                            \
     { .path = (p), .type = CONF_MONEY, .offset = (off), .min = (lo), .max = (hi), .def = (def_) }
 #define STRING_ROW(p, off, lo, hi, def_, flags_, fmt)                                              \
@@ -210,6 +222,8 @@ static proto_err password_needs_username(const conf_row *row, const void *base, 
                                          char *err, size_t errlen);
 static proto_err tls_pair(const conf_row *row, const void *base, const char *path, char *err,
                           size_t errlen);
+static proto_err share_0_1(const conf_row *row, const void *base, const char *path, char *err,
+                           size_t errlen);
 
 /* bidders[]: SPEC 6 and 7. */
 static const conf_row bidder_rows[] = {
@@ -217,6 +231,7 @@ static const conf_row bidder_rows[] = {
     STRING_ROW("endpoint", BIDDER(endpoint), 1, 2048, NULL, REQUIRED, FMT_URL),
     STRINGS_ROW("interests", BIDDER(interests), BIDDER(ninterests), 1, 128, "[]"),
     INT_ROW("max_concurrent", BIDDER(max_concurrent), 1, 100000, "100"),
+    OPTIONAL_INT_ROW("tmax_ms", BIDDER(tmax_ms), 1, 10000),
 };
 
 /* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is
@@ -313,6 +328,11 @@ static const conf_row config_rows[] = {
     LIST_ROW("alerts", CFG(alerts), &alert_list,
              "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
              "\"above\":0.2,\"window_s\":10}]"),
+    INT_ROW("health.lag_ms", CFG(health.lag_ms), 1, 1000, "5"),
+    INT_ROW("health.window_s", CFG(health.window_s), 1, PROTO_HEALTH_WINDOW_MAX_S, "10"),
+    INT_ROW("health.min_calls", CFG(health.min_calls), 1, 1000000, "20"),
+    CHECKED_NUMBER_ROW("health.min_share", CFG(health.min_share), "0.05", share_0_1),
+    BOOL_ROW("health.dry_run", CFG(health.dry_run), "false"),
     ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\"", 0),
 };
 
@@ -471,10 +491,14 @@ static void row_expect(const conf_row *row, char *buf, size_t len) {
     size_t used;
     switch (row->type) {
     case CONF_INT:
-        snprintf(buf, len, "expected an integer between %lld and %lld", row->min, row->max);
+        snprintf(buf, len, "expected an integer between %lld and %lld%s", row->min, row->max,
+                 or_null);
         return;
     case CONF_NUMBER:
         snprintf(buf, len, "expected a finite number");
+        return;
+    case CONF_BOOL:
+        snprintf(buf, len, "expected true or false");
         return;
     case CONF_MONEY:
         auction_micros_format(row->min, lo);
@@ -541,10 +565,13 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
     size_t used;
     switch (row->type) {
     case CONF_INT:
-        snprintf(buf, len, "%sinteger %lld..%lld", req, row->min, row->max);
+        snprintf(buf, len, "%sinteger %lld..%lld%s", req, row->min, row->max, or_null);
         return;
     case CONF_NUMBER:
         snprintf(buf, len, "%sfinite number", req);
+        return;
+    case CONF_BOOL:
+        snprintf(buf, len, "%strue | false", req);
         return;
     case CONF_MONEY:
         auction_micros_format(row->min, lo);
@@ -640,6 +667,10 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
 
 static proto_err apply_int(const conf_row *row, void *base, const cJSON *item, const char *path,
                            char *err, size_t errlen) {
+    if (cJSON_IsNull(item) && (row->flags & CONF_NULLABLE)) {
+        *(long *)at(base, row->offset) = 0;
+        return PROTO_OK;
+    }
     if (!cJSON_IsNumber(item)) return bad_value(row, path, err, errlen);
     double v = item->valuedouble;
     /* Range first (NaN fails it), so that the cast below is defined. */
@@ -868,6 +899,10 @@ static proto_err apply_row(const conf_row *row, void *base, const cJSON *item, c
             return bad_value(row, path, err, errlen);
         *(double *)at(base, row->offset) = item->valuedouble;
         return PROTO_OK;
+    case CONF_BOOL:
+        if (!cJSON_IsBool(item)) return bad_value(row, path, err, errlen);
+        *(int *)at(base, row->offset) = cJSON_IsTrue(item) ? 1 : 0;
+        return PROTO_OK;
     case CONF_MONEY:
         return apply_money(row, base, item, path, err, errlen);
     case CONF_STRING:
@@ -1000,6 +1035,7 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
     static const size_t scalar_size[] = {
         [CONF_INT] = sizeof(long),
         [CONF_NUMBER] = sizeof(double),
+        [CONF_BOOL] = sizeof(int),
         [CONF_MONEY] = sizeof(int64_t),
         [CONF_ENUM] = sizeof(int),
     };
@@ -1009,6 +1045,7 @@ static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *
         switch (row->type) {
         case CONF_INT:
         case CONF_NUMBER:
+        case CONF_BOOL:
         case CONF_MONEY:
         case CONF_ENUM:
             memcpy(at(dst, row->offset), (const char *)src + row->offset, scalar_size[row->type]);
@@ -1053,6 +1090,7 @@ static void release_rows(const conf_row *rows, size_t nrows, void *base) {
             break;
         case CONF_INT:
         case CONF_NUMBER:
+        case CONF_BOOL:
         case CONF_MONEY:
         case CONF_ENUM:
             break;
@@ -1099,6 +1137,17 @@ static proto_err password_needs_username(const conf_row *row, const void *base, 
         return proto_fail(err, errlen, PROTO_ERR_FIELD,
                           "%s: set mqtt.username too (no password is sent without a user name)",
                           path);
+    return PROTO_OK;
+}
+
+/* health.min_share: a share of auctions, more than none (a throttled bidder
+ * must keep being measured, SPEC 13) and at most all. */
+static proto_err share_0_1(const conf_row *row, const void *base, const char *path, char *err,
+                           size_t errlen) {
+    double v = *(const double *)((const char *)base + row->offset);
+    if (!(v > 0 && v <= 1))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%s: expected a share of auctions, more than 0 and at most 1", path);
     return PROTO_OK;
 }
 

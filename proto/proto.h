@@ -226,6 +226,7 @@ typedef struct proto_result {
     const char *ad_id;        /* may be NULL -> "" */
     const char *creative_url; /* may be NULL -> "" */
     unsigned bids, bidders, timeouts, errors;
+    unsigned skipped; /* eligible advertisers not called (SPEC 4, 13) */
     int64_t latency_us;   /* printed as latency_ms with up to 3 decimals */
     int64_t timestamp_us; /* Unix time; printed as seconds with 3 decimals */
     const char *error;    /* INVALID: the rule broken; else NULL */
@@ -282,6 +283,7 @@ typedef struct proto_bidder_conf {
     char **interests; /* `ninterests` strings; empty matches every user */
     size_t ninterests;
     long max_concurrent; /* default 100 */
+    long tmax_ms;        /* a cap on the bidder's time (SPEC 13); 0: none */
 } proto_bidder_conf;
 
 /* What an alert rule watches (config alerts[].metric; SPEC 11 and
@@ -310,6 +312,9 @@ typedef struct proto_alert_conf {
     double above;  /* finite */
     long window_s; /* 1..PROTO_ALERT_WINDOW_MAX_S */
 } proto_alert_conf;
+
+/* Longest health window (config health.window_s), seconds. */
+#define PROTO_HEALTH_WINDOW_MAX_S 60
 
 /* Every key of SPEC 7. Strings are owned (NULL where the key is null). */
 typedef struct proto_config {
@@ -359,6 +364,13 @@ typedef struct proto_config {
     struct {
         char *listen; /* "host:port", or NULL: no admin listener */
     } admin;
+    struct {               /* SPEC 13: bidder health and admission */
+        long lag_ms;       /* loop lag beyond which the exchange is late */
+        long window_s;     /* 1..PROTO_HEALTH_WINDOW_MAX_S */
+        long min_calls;    /* calls a window needs before it can throttle */
+        double min_share;  /* share of auctions a throttled bidder keeps, (0, 1] */
+        int dry_run;       /* count throttling, call anyway */
+    } health;
     proto_alert_conf *alerts;
     size_t nalerts;
     struct {

@@ -79,6 +79,8 @@ int proto_result_encode(const proto_result *r, proto_buf *out) {
     rc |= proto_buf_uint(out, ran ? r->timeouts : 0);
     rc |= proto_buf_puts(out, ",\"errors\":");
     rc |= proto_buf_uint(out, ran ? r->errors : 0);
+    rc |= proto_buf_puts(out, ",\"skipped\":");
+    rc |= proto_buf_uint(out, ran ? r->skipped : 0);
     rc |= proto_buf_puts(out, ",\"latency_ms\":");
     rc |= put_thousandths(out, r->latency_us < 0 ? 0 : r->latency_us);
     rc |= proto_buf_puts(out, ",\"timestamp\":");

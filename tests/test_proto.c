@@ -1189,6 +1189,7 @@ static proto_result spec_result(void) {
         .bidders = 4,
         .timeouts = 1,
         .errors = 0,
+        .skipped = 2,
         .latency_us = 12400,
         .timestamp_us = INT64_C(1795000000123000),
     };
@@ -1209,7 +1210,7 @@ START_TEST(result_success_matches_spec) {
                       "\"winner\":{\"advertiser_id\":\"adv-2\",\"bid_price\":2.52,"
                       "\"clearing_price\":2.11,\"ad_id\":\"ad_adv-2_r-1\","
                       "\"creative_url\":\"https://cdn.example/adv-2.jpg\"},"
-                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
     r.ad_id = NULL;
     r.creative_url = NULL;
@@ -1218,7 +1219,7 @@ START_TEST(result_success_matches_spec) {
     expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"success\","
                       "\"winner\":{\"advertiser_id\":\"adv-2\",\"bid_price\":1000000,"
                       "\"clearing_price\":0.000001,\"ad_id\":\"\",\"creative_url\":\"\"},"
-                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
 }
 END_TEST
@@ -1227,22 +1228,23 @@ START_TEST(result_other_statuses) {
     proto_result r = spec_result();
     r.status = PROTO_STATUS_NO_BID;
     expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"no_bid\",\"winner\":null,"
-                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
     r.status = PROTO_STATUS_TIMEOUT;
     r.errors = 2;
     expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"timeout\",\"winner\":null,"
-                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":2,"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":2,\"skipped\":2,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
     r.status = PROTO_STATUS_INVALID;
     r.error = "floor_price: must be a finite number between 0 and 1000000";
     expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"invalid\","
                       "\"error\":\"floor_price: must be a finite number between 0 and 1000000\","
                       "\"winner\":null,\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,"
+                      "\"skipped\":0,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
     r.status = PROTO_STATUS_OVERLOADED;
     expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"overloaded\",\"winner\":null,"
-                      "\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,"
+                      "\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,\"skipped\":0,"
                       "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
     /* an error string that needs escaping still gives JSON */
     r.status = PROTO_STATUS_INVALID;
@@ -1278,7 +1280,7 @@ START_TEST(result_latency_and_timestamp) {
         r.latency_us = cases[i].latency_us;
         r.timestamp_us = cases[i].timestamp_us;
         char *want = fmt("{\"request_id\":\"r-1\",\"status\":\"no_bid\",\"winner\":null,"
-                         "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,"
+                         "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
                          "\"latency_ms\":%s,\"timestamp\":%s}",
                          cases[i].latency, cases[i].timestamp);
         expect_result(&r, want);
