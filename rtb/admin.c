@@ -90,19 +90,24 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, long l
 
 /* Per-bidder series: one HELP/TYPE header, one line per advertiser. Ids are
  * [A-Za-z0-9._:-] (SPEC 6 via the config and registry decoders), so they
- * need no escaping inside a label value. */
+ * need no escaping inside a label value. A counter reads an unsigned long
+ * long of rtb_bidder_stats at `offset`; a gauge formats its value (an empty
+ * value leaves the line out). */
 typedef struct series {
     struct evbuffer *b;
     const char *name;
-    size_t offset; /* of an unsigned long long in rtb_bidder_stats, or: */
-    long (*gauge)(const rtb_bidder *bd);
+    size_t offset;
+    void (*gauge)(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len);
+    int64_t now_us;
 } series;
 
 static void series_line(void *arg, size_t index, const rtb_bidder *bd) {
     (void)index;
     const series *s = arg;
     if (s->gauge) {
-        evbuffer_add_printf(s->b, "%s{bidder=\"%s\"} %ld\n", s->name, bd->id, s->gauge(bd));
+        char v[48];
+        s->gauge(bd, s->now_us, v, sizeof(v));
+        if (v[0]) evbuffer_add_printf(s->b, "%s{bidder=\"%s\"} %s\n", s->name, bd->id, v);
         return;
     }
     unsigned long long v = *(const unsigned long long *)((const char *)&bd->stats + s->offset);
@@ -111,14 +116,103 @@ static void series_line(void *arg, size_t index, const rtb_bidder *bd) {
 
 static void bidder_series(struct evbuffer *b, const rtb_server *srv, const char *name,
                           const char *type, const char *help, size_t offset,
-                          long (*gauge)(const rtb_bidder *bd)) {
+                          void (*gauge)(const rtb_bidder *, int64_t, char *, size_t)) {
     evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    series s = {b, name, offset, gauge};
+    series s = {b, name, offset, gauge, rtb_now_us()};
     rtb_server_each_bidder(srv, series_line, &s);
 }
 
-static long breaker_state(const rtb_bidder *bd) {
-    return (long)bd->breaker;
+static void skipped_lines(void *arg, size_t index, const rtb_bidder *bd) {
+    (void)index;
+    for (int r = 0; r < RTB_SKIP_COUNT; r++)
+        evbuffer_add_printf(arg, "rtb_bidder_skipped_total{bidder=\"%s\",reason=\"%s\"} %llu\n",
+                            bd->id, rtb_skip_reason_str((rtb_skip_reason)r), bd->stats.skipped[r]);
+}
+
+static void circuit_state(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    snprintf(buf, len, "%d", (int)rtb_health_circuit(&bd->health, now_us));
+}
+
+static void health_share(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    snprintf(buf, len, "%.4g", rtb_health_share(&bd->health, now_us));
+}
+
+static void failure_rate(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    snprintf(buf, len, "%.4g", rtb_health_failure_rate(&bd->health, now_us));
+}
+
+static void latency_p95(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    int64_t p95 = rtb_health_p95_us(&bd->health, now_us);
+    buf[0] = '\0';
+    if (p95 >= 0 && p95 < INT64_MAX && len >= AUCTION_MICROS_STRLEN)
+        auction_micros_format(p95, buf); /* µs as seconds */
+}
+
+static void busy_calls(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    (void)now_us;
+    snprintf(buf, len, "%ld", rtb_bidder_busy(bd));
+}
+
+static void open_conns(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    (void)now_us;
+    snprintf(buf, len, "%ld", rtb_bidder_conns(bd));
+}
+
+static void write_bidders(struct evbuffer *b, const rtb_server *srv) {
+#define BIDDER_COUNTER(field, help)                                                                \
+    bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                          \
+                  offsetof(rtb_bidder_stats, field), NULL)
+    BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
+    BIDDER_COUNTER(bids, "Well-formed bids received.");
+    BIDDER_COUNTER(no_bids, "No-bid answers.");
+    BIDDER_COUNTER(timeouts, "Calls cancelled at the auction deadline.");
+    BIDDER_COUNTER(timeouts_excused,
+                   "Of those, while the exchange itself was late: not held against the bidder.");
+    BIDDER_COUNTER(errors, "Bidder errors (status, body, connection).");
+    BIDDER_COUNTER(would_throttle, "health.dry_run: calls health throttling would have skipped.");
+    BIDDER_COUNTER(circuit_opens, "Times the bidder's circuit opened.");
+    BIDDER_COUNTER(wins, "Auctions the bidder won.");
+    BIDDER_COUNTER(spend_micros, "Sum of clearing prices / 1000 (prices are CPM), in micros.");
+#undef BIDDER_COUNTER
+    evbuffer_add_printf(b, "# HELP rtb_bidder_skipped_total Auctions that did not call an "
+                           "eligible bidder, by reason.\n"
+                           "# TYPE rtb_bidder_skipped_total counter\n");
+    rtb_server_each_bidder(srv, skipped_lines, b);
+    bidder_series(b, srv, "rtb_bidder_circuit_state", "gauge",
+                  "Circuit: 0 closed, 1 open, 2 half-open.", 0, circuit_state);
+    bidder_series(b, srv, "rtb_bidder_health_share", "gauge",
+                  "Share of auctions the bidder's health earns it (1: all).", 0, health_share);
+    bidder_series(b, srv, "rtb_bidder_failure_rate", "gauge",
+                  "Failures over the health window (errors, timeouts that were its fault).", 0,
+                  failure_rate);
+    bidder_series(b, srv, "rtb_bidder_latency_p95_seconds", "gauge",
+                  "Recent p95 answer time (no line until health.min_calls are known).", 0,
+                  latency_p95);
+    bidder_series(b, srv, "rtb_bidder_inflight", "gauge", "Calls in flight to the bidder.", 0,
+                  busy_calls);
+    bidder_series(b, srv, "rtb_bidder_connections", "gauge", "Connections open to the bidder.", 0,
+                  open_conns);
+}
+
+static void write_admission(struct evbuffer *b, const rtb_server *srv) {
+    const rtb_admission *a = rtb_server_admission(srv);
+    char lag[AUCTION_MICROS_STRLEN];
+    auction_micros_format(a->lag_us, lag);
+    evbuffer_add_printf(b,
+                        "# HELP rtb_admission_limit Auctions the exchange lets be open at once "
+                        "now (adaptive).\n# TYPE rtb_admission_limit gauge\n"
+                        "rtb_admission_limit %.0f\n"
+                        "# HELP rtb_loop_lag_seconds Lateness of the latest loop lag probe.\n"
+                        "# TYPE rtb_loop_lag_seconds gauge\nrtb_loop_lag_seconds %s\n"
+                        "# HELP rtb_loop_busy_ratio CPU time over wall time of the loop, "
+                        "last period.\n# TYPE rtb_loop_busy_ratio gauge\n"
+                        "rtb_loop_busy_ratio %.3f\n"
+                        "# HELP rtb_admission_shed_total Requests answered overloaded, by "
+                        "reason.\n# TYPE rtb_admission_shed_total counter\n",
+                        a->limit, lag, a->busy);
+    for (int v = RTB_ADMISSION_SHED_MAX; v < RTB_ADMISSION_VERDICTS; v++)
+        evbuffer_add_printf(b, "rtb_admission_shed_total{reason=\"%s\"} %llu\n",
+                            rtb_admission_verdict_str((rtb_admission_verdict)v), a->shed[v]);
 }
 
 static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
@@ -166,26 +260,8 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     gauge(b, "rtb_redis_connected", "1 when the Redis command connection is up.",
           h.redis_connected);
 
-#define BIDDER_COUNTER(field, help)                                                                \
-    bidder_series(b, srv, "rtb_bidder_" #field "_total", "counter", help,                          \
-                  offsetof(rtb_bidder_stats, field), NULL)
-    BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
-    BIDDER_COUNTER(bids, "Well-formed bids received.");
-    BIDDER_COUNTER(no_bids, "No-bid answers.");
-    BIDDER_COUNTER(timeouts, "Calls cancelled at the auction deadline.");
-    BIDDER_COUNTER(errors, "Bidder errors (status, body, connection).");
-    BIDDER_COUNTER(throttled, "Auctions that skipped the bidder at max_concurrent.");
-    BIDDER_COUNTER(breaker_skips, "Auctions that skipped the bidder: circuit breaker open.");
-    BIDDER_COUNTER(breaker_opens, "Times the bidder's circuit breaker opened.");
-    BIDDER_COUNTER(wins, "Auctions the bidder won.");
-    BIDDER_COUNTER(spend_micros, "Sum of clearing prices / 1000 (prices are CPM), in micros.");
-#undef BIDDER_COUNTER
-    bidder_series(b, srv, "rtb_bidder_breaker_state", "gauge",
-                  "Circuit breaker: 0 closed, 1 open, 2 half-open.", 0, breaker_state);
-    bidder_series(b, srv, "rtb_bidder_inflight", "gauge", "Calls in flight to the bidder.", 0,
-                  rtb_bidder_busy);
-    bidder_series(b, srv, "rtb_bidder_connections", "gauge", "Connections open to the bidder.", 0,
-                  rtb_bidder_conns);
+    write_bidders(b, srv);
+    write_admission(b, srv);
 
     evbuffer_add_printf(b, "# HELP rtb_auction_latency_seconds Receipt to close of auctions.\n"
                            "# TYPE rtb_auction_latency_seconds histogram\n");

@@ -1,4 +1,4 @@
-/* bidder.c -- advertisers: targeting, endpoint, circuit breaker, counters.
+/* bidder.c -- advertisers: targeting, endpoint, health, counters.
  *
  * Each advertiser calls its endpoint through a pool of keep-alive
  * connections (call.h) capped at `max_concurrent`: a call takes an idle
@@ -98,15 +98,18 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
     b->interests = interests;
     b->ninterests = conf->ninterests;
     b->max_concurrent = conf->max_concurrent > 0 ? conf->max_concurrent : 100;
+    b->tmax_ms = conf->tmax_ms;
     if (b->pool) rtb_pool_set_max_conns(b->pool, (size_t)b->max_concurrent);
     return 0;
 }
 
-rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf, rtb_http *http, size_t max_body_bytes) {
+rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf, rtb_http *http, size_t max_body_bytes,
+                           const rtb_health_conf *health) {
     rtb_bidder *b = calloc(1, sizeof(*b));
     if (b) {
         b->http = http;
         b->max_body_bytes = max_body_bytes;
+        rtb_health_init(&b->health, health);
     }
     if (!b || !(b->id = strdup(conf->id)) || rtb_bidder_update(b, conf) < 0) {
         if (b) free(b->id);
@@ -174,56 +177,35 @@ int rtb_bidder_call(rtb_bidder *b, rtb_call *c, const char *body, size_t len, rt
                           arg);
 }
 
-#define BREAKER_PAUSE_MIN_US 1000000
-#define BREAKER_PAUSE_MAX_US 30000000
-
-rtb_admit rtb_bidder_admit(rtb_bidder *b, int64_t now_us) {
+int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t left_us, int *probe) {
+    *probe = 0;
     if (rtb_bidder_busy(b) >= b->max_concurrent) {
-        b->stats.throttled++;
-        return RTB_ADMIT_SKIP;
+        b->stats.skipped[RTB_SKIP_MAX_CONCURRENT]++;
+        return 0;
     }
-    if (b->breaker == RTB_BREAKER_OPEN && now_us >= b->breaker_until_us) {
-        b->breaker = RTB_BREAKER_HALF_OPEN;
-        b->probe_out = 0;
+    rtb_skip_reason reason = RTB_SKIP_CIRCUIT;
+    int would_throttle = 0;
+    rtb_health_verdict v = rtb_health_decide(&b->health, now_us, left_us, &reason, &would_throttle);
+    b->stats.would_throttle += (unsigned long long)would_throttle;
+    if (v == RTB_HEALTH_SKIP) {
+        b->stats.skipped[reason]++;
+        return 0;
     }
-    if (b->breaker == RTB_BREAKER_CLOSED) return RTB_ADMIT_CALL;
-    if (b->breaker == RTB_BREAKER_HALF_OPEN && !b->probe_out) {
-        b->probe_out = 1;
-        return RTB_ADMIT_PROBE;
-    }
-    b->stats.breaker_skips++;
-    return RTB_ADMIT_SKIP;
+    *probe = v == RTB_HEALTH_PROBE;
+    return 1;
 }
 
-static void breaker_open(rtb_bidder *b, int64_t now_us, int64_t pause_us) {
-    b->breaker = RTB_BREAKER_OPEN;
-    b->breaker_pause_us = pause_us > BREAKER_PAUSE_MAX_US ? BREAKER_PAUSE_MAX_US : pause_us;
-    b->breaker_until_us = now_us + b->breaker_pause_us;
-    b->probe_out = 0;
-    b->stats.breaker_opens++;
-    rtb_log(PROTO_LOG_WARN,
-            "bidder %s: circuit breaker open after %u consecutive failures; "
-            "next probe in %lld ms",
-            b->id, b->failures, (long long)(b->breaker_pause_us / 1000));
-}
-
-void rtb_bidder_outcome(rtb_bidder *b, int ok, int probe, int64_t now_us) {
-    /* While open or half-open only the probe speaks: answers to calls made
-     * before the breaker opened must neither close it nor double its pause. */
-    if (b->breaker != RTB_BREAKER_CLOSED && !probe) return;
-    if (ok) {
-        if (b->breaker != RTB_BREAKER_CLOSED)
-            rtb_log(PROTO_LOG_INFO, "bidder %s: circuit breaker closed (probe answered)", b->id);
-        b->breaker = RTB_BREAKER_CLOSED;
-        b->failures = 0;
-        b->probe_out = 0;
-        return;
+void rtb_bidder_outcome(rtb_bidder *b, rtb_health_outcome outcome, int probe, int64_t latency_us,
+                        int64_t now_us) {
+    rtb_circuit was = b->health.circuit;
+    if (rtb_health_record(&b->health, outcome, probe, latency_us, now_us)) {
+        b->stats.circuit_opens++;
+        rtb_log(PROTO_LOG_WARN, "bidder %s: circuit open (%s); next probe in %lld ms", b->id,
+                was == RTB_CIRCUIT_CLOSED ? "connection refusals or errors" : "the probe failed",
+                (long long)((b->health.circuit_until_us - now_us) / 1000));
+    } else if (was != RTB_CIRCUIT_CLOSED && b->health.circuit == RTB_CIRCUIT_CLOSED) {
+        rtb_log(PROTO_LOG_INFO, "bidder %s: circuit closed (the probe answered)", b->id);
     }
-    b->failures++;
-    if (b->breaker == RTB_BREAKER_HALF_OPEN)
-        breaker_open(b, now_us, b->breaker_pause_us * 2);
-    else if (b->breaker == RTB_BREAKER_CLOSED && b->failures >= RTB_BREAKER_FAILURES)
-        breaker_open(b, now_us, BREAKER_PAUSE_MIN_US);
 }
 
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what) {

@@ -30,18 +30,6 @@ static double ratio(unsigned long long num, unsigned long long den) {
     return den ? round_to((double)num / (double)den, 1e-4) : 0;
 }
 
-static const char *breaker_str(rtb_breaker b) {
-    switch (b) {
-    case RTB_BREAKER_OPEN:
-        return "open";
-    case RTB_BREAKER_HALF_OPEN:
-        return "half_open";
-    case RTB_BREAKER_CLOSED:
-        break;
-    }
-    return "closed";
-}
-
 /* A latency in ms rounded to µs, or null when no auction closed. */
 static cJSON *latency_json(const rtb_latency_bounds *b,
                            const unsigned long long buckets[RTB_LATENCY_BUCKETS], double q) {
@@ -92,6 +80,7 @@ static void add_totals(cJSON *root, const rtb_server *srv) {
 typedef struct bidder_list {
     cJSON *list;
     const rtb_sampler *samples;
+    int64_t now_us;
 } bidder_list;
 
 static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
@@ -108,8 +97,24 @@ static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
     cJSON_AddNumberToObject(o, "win_rate", ratio(s->wins, s->bids));
     cJSON_AddNumberToObject(o, "timeouts", (double)s->timeouts);
     cJSON_AddNumberToObject(o, "errors", (double)s->errors);
-    cJSON_AddNumberToObject(o, "throttled", (double)s->throttled);
-    cJSON_AddStringToObject(o, "breaker", breaker_str(b->breaker));
+    cJSON_AddNumberToObject(o, "timeouts_excused", (double)s->timeouts_excused);
+    cJSON_AddNumberToObject(o, "throttled", (double)s->skipped[RTB_SKIP_THROTTLED]);
+    unsigned long long skipped = 0;
+    cJSON *by = cJSON_CreateObject();
+    for (int r = 0; r < RTB_SKIP_COUNT; r++) {
+        skipped += s->skipped[r];
+        cJSON_AddNumberToObject(by, rtb_skip_reason_str((rtb_skip_reason)r), (double)s->skipped[r]);
+    }
+    cJSON_AddNumberToObject(o, "skipped", (double)skipped);
+    cJSON_AddItemToObject(o, "skipped_by", by);
+    cJSON_AddStringToObject(o, "breaker",
+                            rtb_circuit_str(rtb_health_circuit(&b->health, bl->now_us)));
+    cJSON_AddNumberToObject(o, "share", round_to(rtb_health_share(&b->health, bl->now_us), 1e-4));
+    int64_t p95 = rtb_health_p95_us(&b->health, bl->now_us);
+    if (p95 >= 0 && p95 < INT64_MAX)
+        cJSON_AddNumberToObject(o, "p95_ms", round_to((double)p95 / 1000.0, 1e-3));
+    else
+        cJSON_AddNullToObject(o, "p95_ms");
     cJSON_AddNumberToObject(o, "spend", (double)s->spend_micros / 1e6);
     cJSON_AddNumberToObject(o, "calls_per_s", (double)sec.calls);
     cJSON_AddNumberToObject(o, "inflight", (double)rtb_bidder_busy(b));
@@ -117,7 +122,8 @@ static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
 }
 
 static void add_bidders(cJSON *root, const rtb_server *srv) {
-    bidder_list bl = {cJSON_AddArrayToObject(root, "bidders"), rtb_server_sampler(srv)};
+    bidder_list bl = {cJSON_AddArrayToObject(root, "bidders"), rtb_server_sampler(srv),
+                      rtb_now_us()};
     rtb_server_each_bidder(srv, add_bidder, &bl);
 }
 

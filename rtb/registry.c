@@ -13,7 +13,8 @@
 struct rtb_registry {
     const proto_config *cfg;
     rtb_http *http;
-    rtb_bidder **bidders; /* every advertiser ever seen; `active` marks */
+    rtb_health_conf health; /* every bidder's, from cfg->health */
+    rtb_bidder **bidders;   /* every advertiser ever seen; `active` marks */
     size_t nbidders, capbidders;
     rtb_bidder **eligible; /* scratch for rtb_registry_choose, capbidders long */
     uint64_t rotation;
@@ -24,6 +25,13 @@ rtb_registry *rtb_registry_new(const proto_config *cfg, rtb_http *http) {
     if (!r) return NULL;
     r->cfg = cfg;
     r->http = http;
+    r->health = (rtb_health_conf){
+        .window_s = cfg->health.window_s,
+        .min_calls = cfg->health.min_calls,
+        .min_share = cfg->health.min_share,
+        .tmax_us = (int64_t)cfg->auction.tmax_ms * 1000,
+        .dry_run = cfg->health.dry_run,
+    };
     return r;
 }
 
@@ -81,7 +89,7 @@ static void apply_bidder(rtb_registry *r, const proto_bidder_conf *conf) {
         }
         r->capbidders = cap;
     }
-    b = rtb_bidder_new(conf, r->http, (size_t)r->cfg->limits.max_response_bytes);
+    b = rtb_bidder_new(conf, r->http, (size_t)r->cfg->limits.max_response_bytes, &r->health);
     if (!b) {
         rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
                 conf->endpoint);

@@ -11,7 +11,7 @@
 
 /* One advertiser in one second. */
 typedef struct bidder_sec {
-    uint32_t calls, bids, wins, timeouts, errors, throttled;
+    uint32_t calls, bids, wins, timeouts, errors, skipped;
 } bidder_sec;
 
 /* One second of the exchange. */
@@ -37,6 +37,13 @@ struct rtb_sampler {
 static uint32_t grew(unsigned long long now, unsigned long long was) {
     unsigned long long d = now >= was ? now - was : 0;
     return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+static unsigned long long skipped(const rtb_bidder_stats *bs) {
+    unsigned long long n = 0;
+    for (int r = 0; r < RTB_SKIP_COUNT; r++)
+        n += bs->skipped[r];
+    return n;
 }
 
 static const sample *latest(const rtb_sampler *s, size_t k) {
@@ -102,7 +109,7 @@ void rtb_sampler_take(rtb_sampler *s, int64_t wall_us, const rtb_stats *stats,
             .wins = grew(bs->wins, lb->wins),
             .timeouts = grew(bs->timeouts, lb->timeouts),
             .errors = grew(bs->errors, lb->errors),
-            .throttled = grew(bs->throttled, lb->throttled),
+            .skipped = grew(skipped(bs), skipped(lb)),
         };
         s->last_bidders[i] = *bs;
     }
@@ -153,7 +160,7 @@ int rtb_sampler_bidder_window(const rtb_sampler *s, size_t bidder, int seconds,
         out->wins += b->wins;
         out->timeouts += b->timeouts;
         out->errors += b->errors;
-        out->throttled += b->throttled;
+        out->skipped += b->skipped;
     }
     return (int)n;
 }

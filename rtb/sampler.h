@@ -31,7 +31,8 @@ typedef struct rtb_sample_counts {
 /* What one advertiser did over some seconds: differences of
  * rtb_bidder_stats. */
 typedef struct rtb_sample_bidder_counts {
-    unsigned long long calls, bids, wins, timeouts, errors, throttled;
+    unsigned long long calls, bids, wins, timeouts, errors;
+    unsigned long long skipped; /* eligible, not called: every reason */
 } rtb_sample_bidder_counts;
 
 typedef struct rtb_sampler rtb_sampler;

@@ -4,8 +4,9 @@
  * (so the first requests already see the bidders). Each MQTT message is
  * decoded here: a bad one is answered at once (`invalid` on its result
  * channel when its request_id is readable, else on auction:errors), a
- * duplicate of a request in flight goes to auction:errors, past
- * limits.max_inflight the answer is `overloaded`; the rest start a
+ * duplicate of a request in flight goes to auction:errors, a request that
+ * admission sheds (SPEC 13: the adaptive limit, limits.max_inflight, open
+ * auctions already late) is answered `overloaded` at once; the rest start a
  * transaction (txn.h).
  *
  * The server is the transactions' transport: it turns their asks into Redis
@@ -33,6 +34,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define START_WAIT_S 3 /* start MQTT even if the registry is not loaded */
 #define DRAIN_TICK_US 10000
@@ -54,7 +56,9 @@ struct rtb_server {
     rtb_latency_bounds bounds;
     proto_buf out;     /* results and errors answered at once */
     proto_buf profile; /* the default profile cached on a miss */
-    struct event *deadline_timer, *second_timer, *refresh_timer, *drain_timer, *start_timer;
+    struct event *deadline_timer, *probe_timer, *second_timer, *refresh_timer, *drain_timer,
+        *start_timer;
+    int64_t probe_due_us;
     struct event *sigint, *sigterm;
     int64_t start_us;
     int registry_reload; /* an update arrived during a load */
@@ -153,6 +157,30 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     rtb_txns_expire(srv->txns, rtb_now_us());
 }
 
+/* ---- Admission: the loop lag probe (SPEC 13, admission.h) ---------------------------- */
+
+/* The loop's CPU time in µs (one thread: the loop is all of it). */
+static int64_t loop_cpu_us(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void arm_probe(rtb_server *srv, int64_t now_us) {
+    struct timeval tv = {0, RTB_ADMISSION_PROBE_US};
+    srv->probe_due_us = now_us + RTB_ADMISSION_PROBE_US;
+    evtimer_add(srv->probe_timer, &tv);
+}
+
+static void on_probe(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    rtb_server *srv = arg;
+    int64_t now_us = rtb_now_us();
+    rtb_txns_probe(srv->txns, srv->probe_due_us, now_us, loop_cpu_us());
+    arm_probe(srv, now_us);
+}
+
 /* ---- Requests (SPEC 2, 4) ---------------------------------------------------------- */
 
 /* An answer that needs no auction: `invalid` or `overloaded` (SPEC 4). */
@@ -208,7 +236,7 @@ static void on_message(void *arg, const char *topic, const char *payload, size_t
         proto_bid_request_free(&req);
         return;
     }
-    if (rtb_txns_open(srv->txns) >= (size_t)srv->cfg->limits.max_inflight) {
+    if (rtb_txns_admit(srv->txns, received_us) != RTB_ADMISSION_ACCEPT) {
         publish_at_once(srv, req.request_id, PROTO_STATUS_OVERLOADED, NULL, received_us);
         proto_bid_request_free(&req);
         return;
@@ -386,6 +414,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->events = srv->store ? rtb_events_new(srv->store, cfg, &srv->stats) : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
     srv->deadline_timer = evtimer_new(base, on_deadline, srv);
+    srv->probe_timer = evtimer_new(base, on_probe, srv);
     srv->second_timer = event_new(base, -1, EV_PERSIST, on_second, srv);
     srv->refresh_timer = event_new(base, -1, EV_PERSIST, on_refresh, srv);
     srv->drain_timer = event_new(base, -1, EV_PERSIST, on_drain_tick, srv);
@@ -393,8 +422,8 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     if (!srv->txns || !srv->store || !srv->notifier || !srv->events || !srv->sampler ||
-        !srv->deadline_timer || !srv->second_timer || !srv->refresh_timer || !srv->drain_timer ||
-        !srv->start_timer || !srv->sigint || !srv->sigterm) {
+        !srv->deadline_timer || !srv->probe_timer || !srv->second_timer || !srv->refresh_timer ||
+        !srv->drain_timer || !srv->start_timer || !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -424,6 +453,7 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     struct timeval second = {1, 0}, refresh = {cfg->registry.refresh_s, 0},
                    wait = {START_WAIT_S, 0};
     event_add(srv->second_timer, &second);
+    arm_probe(srv, rtb_now_us());
     event_add(srv->refresh_timer, &refresh);
     event_add(srv->start_timer, &wait);
     event_add(srv->sigint, NULL);
@@ -456,9 +486,9 @@ void rtb_server_free(rtb_server *srv) {
     if (srv->txns) rtb_txns_shutdown(srv->txns, rtb_now_us());
     rtb_admin_free(srv->admin);
     rtb_alerts_free(srv->alerts);
-    struct event *evs[] = {srv->deadline_timer, srv->second_timer, srv->refresh_timer,
-                           srv->drain_timer,    srv->start_timer,  srv->sigint,
-                           srv->sigterm};
+    struct event *evs[] = {srv->deadline_timer, srv->probe_timer, srv->second_timer,
+                           srv->refresh_timer,  srv->drain_timer, srv->start_timer,
+                           srv->sigint,         srv->sigterm};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
     /* Answers the commands still out with STORE_ERR: transactions waiting
@@ -510,6 +540,10 @@ void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out) {
     out->draining = srv->draining;
     out->inflight = rtb_txns_open(srv->txns);
     out->uptime_us = rtb_now_us() - srv->start_us;
+}
+
+const rtb_admission *rtb_server_admission(const rtb_server *srv) {
+    return rtb_txns_admission(srv->txns);
 }
 
 const store_stats *rtb_server_store_stats(const rtb_server *srv) {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "proto/proto.h"
+#include "rtb/admission.h"
 #include "rtb/bidder.h"
 #include "rtb/notice.h"
 #include "rtb/stats.h"
@@ -57,6 +58,10 @@ typedef struct rtb_server_health {
     int64_t uptime_us;
 } rtb_server_health;
 void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out);
+
+/* Admission: the adaptive limit, the loop's lag and utilisation, what was
+ * shed (SPEC 13). */
+const rtb_admission *rtb_server_admission(const rtb_server *srv);
 
 /* Redis: its counters and the results waiting to be published. */
 const store_stats *rtb_server_store_stats(const rtb_server *srv);

@@ -36,6 +36,7 @@
 
 #define TABLE_BUCKETS_MAX (1u << 21)
 #define CHOSEN_MAX 128 /* above config auction.max_bidders' bound (100) */
+#define OVERHEAD_MIN_US 1000
 
 typedef enum txn_state {
     TXN_RECEIVED,
@@ -64,7 +65,7 @@ struct rtb_txn {
     proto_profile profile; /* root NULL: the config's default profile */
     int64_t received_us, deadline_us;
     size_t ncalls, nanswered;
-    unsigned bids, errors, timeouts;
+    unsigned bids, errors, timeouts, skipped;
     auction auction;
     auction_bid *bid_storage;
     rtb_txn_notice *notices;
@@ -81,8 +82,10 @@ struct rtb_txns {
     rtb_txn *dhead, *dtail; /* open transactions, earliest deadline first */
     rtb_txn *all;           /* live transactions */
     int64_t wake_us;        /* the wake-up asked for; 0: none */
-    proto_buf body;         /* the OpenRTB request being sent */
-    proto_buf result;       /* the result being published */
+    rtb_admission adm;
+    proto_buf body;        /* the OpenRTB request being sent */
+    proto_buf body_capped; /* the same for a bidder with its own tmax_ms cap */
+    proto_buf result;      /* the result being published */
 };
 
 static void txn_advance(rtb_txn *t, int64_t now_us);
@@ -154,6 +157,8 @@ rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn
     ts->cfg = cfg;
     ts->reg = reg;
     ts->tp = *tp;
+    rtb_admission_init(&ts->adm, cfg->health.lag_ms * 1000, cfg->auction.tmax_ms * 1000,
+                       (size_t)cfg->limits.max_inflight, 0, 0);
     size_t cap = 16;
     while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < TABLE_BUCKETS_MAX)
         cap *= 2;
@@ -188,6 +193,7 @@ void rtb_txns_free(rtb_txns *ts) {
         txn_free(ts->all);
     free(ts->table);
     proto_buf_free(&ts->body);
+    proto_buf_free(&ts->body_capped);
     proto_buf_free(&ts->result);
     free(ts);
 }
@@ -258,6 +264,22 @@ void rtb_txns_shutdown(rtb_txns *ts, int64_t now_us) {
     }
 }
 
+void rtb_txns_probe(rtb_txns *ts, int64_t due_us, int64_t now_us, int64_t cpu_us) {
+    rtb_admission_probe(&ts->adm, due_us, now_us, ts->open, cpu_us);
+}
+
+rtb_admission_verdict rtb_txns_admit(rtb_txns *ts, int64_t now_us) {
+    return rtb_admission_decide(&ts->adm, ts->open, ts->dhead ? ts->dhead->deadline_us : 0, now_us);
+}
+
+const rtb_admission *rtb_txns_admission(const rtb_txns *ts) {
+    return &ts->adm;
+}
+
+int64_t rtb_txns_overhead_us(const rtb_txns *ts) {
+    return OVERHEAD_MIN_US + ts->adm.lag_us;
+}
+
 /* ---- Profile (SPEC 3.2) ------------------------------------------------------------ */
 
 static void use_default_profile(rtb_txn *t) {
@@ -305,23 +327,43 @@ static void bidder_error(rtb_txn *t, rtb_txn_call *c, const char *what) {
     rtb_bidder_log_error(c->bidder, t->req.request_id, what);
 }
 
-static void call_one(rtb_txn *t, rtb_bidder *b, int64_t now_us) {
+/* The OpenRTB tmax for a bidder with `left_ms` of the auction left, capped
+ * by its own tmax_ms (SPEC 13). */
+static int bidder_tmax_ms(const rtb_bidder *b, int64_t left_ms) {
+    if (b->tmax_ms > 0 && b->tmax_ms < left_ms) left_ms = b->tmax_ms;
+    return left_ms < 1 ? 1 : (int)left_ms;
+}
+
+static void call_one(rtb_txn *t, rtb_bidder *b, int64_t left_ms, int64_t now_us) {
     rtb_txns *ts = t->set;
-    rtb_admit admit = rtb_bidder_admit(b, now_us);
-    if (admit == RTB_ADMIT_SKIP) return;
+    int tmax_ms = bidder_tmax_ms(b, left_ms), probe;
+    if (!rtb_bidder_admit(b, now_us, (int64_t)tmax_ms * 1000, &probe)) {
+        t->skipped++;
+        return;
+    }
+    const proto_buf *body = &ts->body;
+    if (tmax_ms < left_ms) { /* its own cap: its own body */
+        proto_buf_reset(&ts->body_capped);
+        if (proto_openrtb_request_encode(&t->req, &t->profile, ts->cfg->auction.type, tmax_ms,
+                                         ts->cfg->auction.currency, &ts->body_capped) == 0)
+            body = &ts->body_capped;
+    }
     rtb_txn_call *c = &t->calls[t->ncalls++];
     memset(c, 0, sizeof(*c));
     c->txn = t;
     c->bidder = b;
-    c->probe = admit == RTB_ADMIT_PROBE;
+    c->probe = probe;
+    c->started_us = now_us;
     b->stats.calls++;
-    if (ts->tp.call_start(ts->tp.ctx, c, ts->body.data, ts->body.len) == 0) {
+    if (ts->tp.call_start(ts->tp.ctx, c, body->data, body->len) == 0) {
         c->out = 1;
         t->outstanding++;
         return;
     }
-    t->nanswered++; /* a failed call: a probe must not stay out */
-    rtb_bidder_outcome(b, 0, c->probe, now_us);
+    /* Not sent (memory, or evhttp refused it at once): a bidder error, but
+     * no verdict on its health; a probe must not stay out. */
+    t->nanswered++;
+    rtb_bidder_outcome(b, RTB_HEALTH_TIMEOUT_EXCUSED, c->probe, -1, now_us);
     bidder_error(t, c, "cannot send the request");
 }
 
@@ -334,17 +376,19 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     size_t n =
         rtb_registry_choose(ts->reg, t->profile.interests, t->req.context_interests, chosen, max);
     if (n == 0) return;
-    int64_t left_ms = (t->deadline_us - now_us) / 1000;
+    /* The bidders' time: what is left of the auction, minus what the
+     * exchange needs to read their answers and publish (SPEC 13). */
+    int64_t left_ms = (t->deadline_us - now_us - rtb_txns_overhead_us(ts)) / 1000;
+    if (left_ms < 1) left_ms = 1;
     proto_buf_reset(&ts->body);
-    if (proto_openrtb_request_encode(&t->req, &t->profile, cfg->auction.type,
-                                     left_ms < 1 ? 1 : (int)left_ms, cfg->auction.currency,
-                                     &ts->body) != 0) {
+    if (proto_openrtb_request_encode(&t->req, &t->profile, cfg->auction.type, (int)left_ms,
+                                     cfg->auction.currency, &ts->body) != 0) {
         rtb_log(PROTO_LOG_ERROR, "out of memory encoding request %s: no bidder called",
                 t->req.request_id);
         return;
     }
     for (size_t i = 0; i < n; i++)
-        call_one(t, chosen[i], now_us);
+        call_one(t, chosen[i], left_ms, now_us);
 }
 
 /* Decode one answer: 1 for a bid, 0 for a no-bid, -1 for an error (with
@@ -404,7 +448,13 @@ void rtb_txn_on_answer(rtb_txn_call *c, const rtb_call_result *r, int64_t now_us
     t->nanswered++;
     char what[256];
     int got = decode_answer(t, c, r, what, sizeof(what));
-    rtb_bidder_outcome(c->bidder, got >= 0, c->probe, now_us);
+    /* An answer read while the loop was late took less than it seems: its
+     * time is not learned (SPEC 13). */
+    int64_t took_us = got >= 0 && rtb_admission_on_time(&t->set->adm, c->started_us)
+                          ? now_us - c->started_us
+                          : -1;
+    rtb_bidder_outcome(c->bidder, got >= 0 ? RTB_HEALTH_OK : RTB_HEALTH_ERROR, c->probe, took_us,
+                       now_us);
     if (got > 0)
         record_bid(t, c);
     else if (got == 0)
@@ -414,9 +464,14 @@ void rtb_txn_on_answer(rtb_txn_call *c, const rtb_call_result *r, int64_t now_us
     txn_advance(t, now_us);
 }
 
-/* Calls still out at the close are timeouts (SPEC 4). */
+/* Calls still out at the close are timeouts (SPEC 4). One counts against
+ * its bidder only when the exchange was on time (SPEC 13): the close is the
+ * deadline firing within health.lag_ms, and no lag probe found the loop late
+ * since the call went out. */
 static void cancel_calls(rtb_txn *t, int64_t now_us) {
     rtb_txns *ts = t->set;
+    int deadline_on_time = !t->shutdown && now_us - t->deadline_us <= ts->adm.lag_allow_us;
+    if (t->nanswered < t->ncalls && !t->shutdown) rtb_admission_deadline_close(&ts->adm);
     for (size_t i = 0; i < t->ncalls; i++) {
         rtb_txn_call *c = &t->calls[i];
         if (!c->out) continue;
@@ -425,7 +480,10 @@ static void cancel_calls(rtb_txn *t, int64_t now_us) {
         t->outstanding--;
         t->timeouts++;
         c->bidder->stats.timeouts++;
-        rtb_bidder_outcome(c->bidder, 0, c->probe, now_us);
+        int on_time = deadline_on_time && rtb_admission_on_time(&ts->adm, c->started_us);
+        if (!on_time) c->bidder->stats.timeouts_excused++;
+        rtb_bidder_outcome(c->bidder, on_time ? RTB_HEALTH_TIMEOUT : RTB_HEALTH_TIMEOUT_EXCUSED,
+                           c->probe, on_time ? now_us - c->started_us : -1, now_us);
     }
 }
 
@@ -486,6 +544,7 @@ static void close_auction(rtb_txn *t, int64_t now_us) {
         .bidders = (unsigned)t->ncalls,
         .timeouts = t->timeouts,
         .errors = t->errors,
+        .skipped = t->skipped,
         .latency_us = now_us - t->received_us,
         .timestamp_us = ts->tp.wall_us(ts->tp.ctx),
     };

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "proto/proto.h"
+#include "rtb/admission.h"
 #include "rtb/bidder.h"
 #include "rtb/call.h"
 #include "rtb/registry.h"
@@ -38,8 +39,9 @@ typedef struct rtb_txn_call {
     rtb_txn *txn;
     rtb_bidder *bidder;
     rtb_call http;
-    int out;   /* started, not answered, not cancelled */
-    int probe; /* the breaker's probe (rtb_bidder_admit) */
+    int out;            /* started, not answered, not cancelled */
+    int probe;          /* the circuit's probe (rtb_bidder_admit) */
+    int64_t started_us; /* when it was sent */
     proto_bid bid;
 } rtb_txn_call;
 
@@ -125,8 +127,23 @@ size_t rtb_txns_live(const rtb_txns *ts);
  * (SPEC 3.5), then ask the transport to wake the set at the next deadline. */
 void rtb_txns_expire(rtb_txns *ts, int64_t now_us);
 /* Close every open transaction now (shutdown): calls still out are
- * cancelled and counted as timeouts, results are published. */
+ * cancelled and counted as timeouts (excused: the bidders are not blamed),
+ * results are published. */
 void rtb_txns_shutdown(rtb_txns *ts, int64_t now_us);
+
+/* ---- Admission (SPEC 13, admission.h) -------------------------------------------- */
+
+/* A loop lag probe due at `due_us` ran at `now_us`; `cpu_us` is the loop's
+ * CPU time (any CPU clock in µs). Call every RTB_ADMISSION_PROBE_US. */
+void rtb_txns_probe(rtb_txns *ts, int64_t due_us, int64_t now_us, int64_t cpu_us);
+/* May a new auction start now? ACCEPT, or why it is shed (counted). */
+rtb_admission_verdict rtb_txns_admit(rtb_txns *ts, int64_t now_us);
+/* The admission state: limit, lag, utilisation, shed counts (read-only). */
+const rtb_admission *rtb_txns_admission(const rtb_txns *ts);
+/* The time the exchange keeps for itself out of a bidder's time (the
+ * OpenRTB tmax sent is the time left minus this): 1 ms plus the loop lag
+ * measured last, in µs. */
+int64_t rtb_txns_overhead_us(const rtb_txns *ts);
 
 /* ---- What happened: the transport's answers ------------------------------------- */
 

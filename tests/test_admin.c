@@ -513,9 +513,10 @@ START_TEST(healthz_and_metrics_count_auctions) {
                       "rtb_auctions_total{status=\"%s\"} changed over 5 successes", others[i]);
     }
     static const char *const per_bidder[][2] = {
-        {"rtb_bidder_calls_total", "5"},   {"rtb_bidder_bids_total", "5"},
-        {"rtb_bidder_no_bids_total", "0"}, {"rtb_bidder_timeouts_total", "0"},
-        {"rtb_bidder_errors_total", "0"},  {"rtb_bidder_throttled_total", "0"},
+        {"rtb_bidder_calls_total", "5"},         {"rtb_bidder_bids_total", "5"},
+        {"rtb_bidder_no_bids_total", "0"},       {"rtb_bidder_timeouts_total", "0"},
+        {"rtb_bidder_errors_total", "0"},        {"rtb_bidder_timeouts_excused_total", "0"},
+        {"rtb_bidder_circuit_opens_total", "0"},
     };
     for (size_t i = 0; i < sizeof per_bidder / sizeof per_bidder[0]; i++) {
         double d = mdelta(before, after, per_bidder[i][0], "bidder", "adv-1");

@@ -598,17 +598,19 @@ START_TEST(overload_answers_at_once) {
 }
 END_TEST
 
-/* ---- 5. Circuit breaker ----------------------------------------------------------- */
+/* ---- 5. Circuit breaker (SPEC 13) -------------------------------------------------- */
 
-/* One tagged auction; checks its status, bidders and errors. Returns the
- * receipt time of its result. */
-static int64_t breaker_auction(int n, const char *status, int bidders, int errors) {
+/* One tagged auction; checks its status, bidders, errors and skipped.
+ * Returns the receipt time of its result. */
+static int64_t breaker_auction(int n, const char *status, int bidders, int errors, int skipped) {
     char id[32];
     snprintf(id, sizeof id, "cb-%d", n);
     wx_publish_tagged(w, id, 1.0, "cb");
     int64_t got = 0;
     cJSON *r = wx_wait_result_ex(w, id, WX_RESULT_WAIT_MS, &got);
     wx_expect_result(r, status, -1, bidders, 0, errors);
+    if (wx_jnum(r, "skipped") != skipped)
+        wx_fail_with_log(w, "%s: skipped %.0f, want %d", id, wx_jnum(r, "skipped"), skipped);
     cJSON_Delete(r);
     return got;
 }
@@ -623,41 +625,41 @@ START_TEST(circuit_breaker_opens_probes_and_closes) {
     wx_opts o = {.admin_port = fx_free_port()};
     wx_start_exchange(w, "faults-breaker", &o);
 
-    /* 10 consecutive failures open the breaker. */
+    /* RTB_HEALTH_ERRORS_IN_A_ROW (5) errors in a row open the circuit. */
     int64_t opened = 0;
-    for (int i = 0; i < 10; i++)
-        opened = breaker_auction(i, "success", 2, 1);
-    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 1);
-    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 1);
-    breaker_auction(10, "success", 1, 0);
-    breaker_auction(11, "success", 1, 0);
-    ck_assert_msg(fx_now_ms() - opened < 800, "auctions 10-11 took too long to test the pause");
-    expect_metric("rtb_bidder_breaker_skips_total{bidder=\"bad\"}", 2);
-    ck_assert_msg(wx_bidder_requests(port[0]) == 10, "bad was called while its breaker was open");
+    for (int i = 0; i < 5; i++)
+        opened = breaker_auction(i, "success", 2, 1, 0);
+    expect_metric("rtb_bidder_circuit_state{bidder=\"bad\"}", 1);
+    expect_metric("rtb_bidder_circuit_opens_total{bidder=\"bad\"}", 1);
+    breaker_auction(5, "success", 1, 0, 1); /* skipped: the circuit is open */
+    breaker_auction(6, "success", 1, 0, 1);
+    ck_assert_msg(fx_now_ms() - opened < 800, "auctions 5-6 took too long to test the pause");
+    expect_metric("rtb_bidder_skipped_total{bidder=\"bad\",reason=\"circuit\"}", 2);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 5, "bad was called while its circuit was open");
 
     /* After the 1 s pause one probe goes through; it fails: open again, 2 s. */
     fx_sleep_ms((int)(opened + 1200 - fx_now_ms()));
-    int64_t reopened = breaker_auction(12, "success", 2, 1);
-    ck_assert_msg(wx_bidder_requests(port[0]) == 11, "the probe did not reach bad");
-    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 1);
-    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 2);
-    breaker_auction(13, "success", 1, 0);
+    int64_t reopened = breaker_auction(7, "success", 2, 1, 0);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 6, "the probe did not reach bad");
+    expect_metric("rtb_bidder_circuit_state{bidder=\"bad\"}", 1);
+    expect_metric("rtb_bidder_circuit_opens_total{bidder=\"bad\"}", 2);
+    breaker_auction(8, "success", 1, 0, 1);
 
-    /* bad now points at a healthy bidder; the breaker belongs to the
+    /* bad now points at a healthy bidder; the circuit belongs to the
      * advertiser id, so it stays open until the next probe. */
     wx_register_advertiser(w, "bad", port[2], "[\"cb\"]");
     fx_redis_do(w->env, "PUBLISH advertiser:updates bad");
     fx_sleep_ms(300);
-    breaker_auction(14, "success", 1, 0);
-    ck_assert_msg(fx_now_ms() - reopened < 1800, "auction 14 too late to test the 2 s pause");
+    breaker_auction(9, "success", 1, 0, 1);
+    ck_assert_msg(fx_now_ms() - reopened < 1800, "auction 9 too late to test the 2 s pause");
     ck_assert_msg(wx_bidder_requests(port[2]) == 0, "the new endpoint was called during the pause");
     fx_sleep_ms((int)(reopened + 2200 - fx_now_ms()));
-    breaker_auction(15, "success", 2, 0);
+    breaker_auction(10, "success", 2, 0, 0);
     ck_assert_msg(wx_bidder_requests(port[2]) == 1, "the probe did not reach the new endpoint");
-    expect_metric("rtb_bidder_breaker_state{bidder=\"bad\"}", 0);
-    expect_metric("rtb_bidder_breaker_opens_total{bidder=\"bad\"}", 2);
-    breaker_auction(16, "success", 2, 0);
-    ck_assert_msg(wx_bidder_requests(port[0]) == 11, "the old endpoint was called again");
+    expect_metric("rtb_bidder_circuit_state{bidder=\"bad\"}", 0);
+    expect_metric("rtb_bidder_circuit_opens_total{bidder=\"bad\"}", 2);
+    breaker_auction(11, "success", 2, 0, 0);
+    ck_assert_msg(wx_bidder_requests(port[0]) == 6, "the old endpoint was called again");
     wx_stop_exchange(w);
 }
 END_TEST
