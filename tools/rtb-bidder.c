@@ -111,6 +111,7 @@ typedef struct advertiser {
     int64_t price_a_micros; /* fixed:X, or uniform:A-B low end */
     int64_t price_b_micros; /* uniform:A-B high end */
     bid_mode mode;
+    int notices_off; /* bids carry no nurl / lurl */
     char *creative;  /* URL; "{id}" stands for the advertiser id */
     char *nurl_base; /* NULL: http://HOST:PORT */
     int seen;        /* bit per spec_keys row: given already */
@@ -204,7 +205,8 @@ typedef enum key_type {
     KEY_MS,
     KEY_RATE,
     KEY_PRICE,
-    KEY_MODE
+    KEY_MODE,
+    KEY_ONOFF
 } key_type;
 
 typedef struct spec_key {
@@ -228,6 +230,8 @@ static const spec_key spec_keys[] = {
      "iurl; {id} is the advertiser id (https://cdn.example/{id}.jpg)"},
     {"nurl", KEY_URL, offsetof(advertiser, nurl_base),
      "base URL of win/loss notices, http:// (http://HOST:PORT)"},
+    {"notices", KEY_ONOFF, offsetof(advertiser, notices_off),
+     "on | off: bids carry nurl and lurl, so the exchange sends notices (on)"},
 };
 #define NKEYS (sizeof spec_keys / sizeof spec_keys[0])
 
@@ -313,6 +317,10 @@ static int set_key(advertiser *adv, const spec_key *k, const char *v) {
         return parse_price(adv, v);
     case KEY_MODE:
         return parse_mode(v, (bid_mode *)field);
+    case KEY_ONOFF:
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) return -1;
+        *(int *)field = strcmp(v, "off") == 0;
+        return 0;
     }
     return -1;
 }
@@ -591,8 +599,10 @@ static cJSON *bid_object(advertiser *adv, const bid_request *br) {
     cJSON_AddStringToObject(bid, "adid", adid ? adid : "");
     cJSON_AddStringToObject(bid, "crid", adv->crid);
     cJSON_AddStringToObject(bid, "iurl", adv->creative);
-    cJSON_AddStringToObject(bid, "nurl", adv->nurl);
-    cJSON_AddStringToObject(bid, "lurl", adv->lurl);
+    if (!adv->notices_off) {
+        cJSON_AddStringToObject(bid, "nurl", adv->nurl);
+        cJSON_AddStringToObject(bid, "lurl", adv->lurl);
+    }
     free(adid);
     return bid;
 }
