@@ -6,10 +6,12 @@
  * limits.max_pending_results; the broker goes away and comes back; more
  * requests arrive than limits.max_inflight allows; a bidder fails until its
  * circuit breaker opens, probes, and closes again; SIGTERM comes while Redis
- * is down. What the exchange promises in each case is checked on the results
- * (counted by request_id), on /metrics and /healthz, and on exchange.log.
- * Every test ends with the exchange's clean exit (SIGTERM, status 0, no
- * sanitizer report).
+ * is down. And the edge of SPEC 13: the exchange stalls under load, a
+ * bidder times out most of the time, an endpoint refuses connections, a
+ * bidder is always slower than tmax, a burst far above capacity arrives. What the exchange promises
+ * in each case is checked on the results (counted by request_id), on /metrics and /healthz, and on
+ * exchange.log. Every test ends with the exchange's clean exit (SIGTERM, status 0, no sanitizer
+ * report).
  *
  * The one idea: the test is the only observer, so it must not lose results
  * itself. Redis pub/sub keeps nothing for a subscriber that is not connected,
@@ -35,6 +37,7 @@
 #define MAX_DUPLICATES 5  /* results sent twice across an outage (at least once) */
 #define RECOVERY_MS 5000  /* results flow again within this of a server's return */
 #define RESULT_CHANNEL "auction:results:"
+#define RTB_ERRORS_IN_A_ROW 5 /* errors that open a circuit (rtb/health.h) */
 
 static wx_world *w;
 
@@ -56,8 +59,10 @@ typedef struct tally {
     int *count;        /* results per request */
     int64_t *first_ms; /* receipt of the first result (fx_now_ms clock) */
     char (*status)[16];
-    int distinct; /* requests with a result */
-    int dups;     /* results beyond the first */
+    double *latency_ms;                /* the first result's latency_ms */
+    int *bidders, *skipped, *timeouts; /* and its counters */
+    int distinct;                      /* requests with a result */
+    int dups;                          /* results beyond the first */
 } tally;
 
 static void tally_init(tally *t, const char *prefix, int n) {
@@ -67,13 +72,23 @@ static void tally_init(tally *t, const char *prefix, int n) {
     t->count = calloc((size_t)n, sizeof(*t->count));
     t->first_ms = calloc((size_t)n, sizeof(*t->first_ms));
     t->status = calloc((size_t)n, sizeof(*t->status));
-    ck_assert(t->count != NULL && t->first_ms != NULL && t->status != NULL);
+    t->latency_ms = calloc((size_t)n, sizeof(*t->latency_ms));
+    t->bidders = calloc((size_t)n, sizeof(*t->bidders));
+    t->skipped = calloc((size_t)n, sizeof(*t->skipped));
+    t->timeouts = calloc((size_t)n, sizeof(*t->timeouts));
+    ck_assert(t->count != NULL && t->first_ms != NULL && t->status != NULL &&
+              t->latency_ms != NULL && t->bidders != NULL && t->skipped != NULL &&
+              t->timeouts != NULL);
 }
 
 static void tally_free(tally *t) {
     free(t->count);
     free(t->first_ms);
     free(t->status);
+    free(t->latency_ms);
+    free(t->bidders);
+    free(t->skipped);
+    free(t->timeouts);
 }
 
 /* Records m when its request_id is PREFIX-K of t, after wx_check_result;
@@ -93,6 +108,10 @@ static int tally_take(tally *t, const fx_msg *m) {
     if (t->count[k]++ == 0) {
         t->first_ms[k] = m->received_ms;
         snprintf(t->status[k], sizeof t->status[k], "%s", wx_jstr(r, "status"));
+        t->latency_ms[k] = wx_jnum(r, "latency_ms");
+        t->bidders[k] = (int)wx_jnum(r, "bidders");
+        t->skipped[k] = (int)wx_jnum(r, "skipped");
+        t->timeouts[k] = (int)wx_jnum(r, "timeouts");
         t->distinct++;
     } else {
         t->dups++;
@@ -708,6 +727,295 @@ START_TEST(sigterm_drain_with_redis_down) {
 }
 END_TEST
 
+/* ---- 7. At the edge (SPEC 13) ---------------------------------------------------------- */
+
+/* One rtb-bidder serving the `n` advertisers of `specs` (ids in `ids`), each
+ * registered in Redis with interests [tag]; the exchange with tmax 100 ms
+ * and an admin port. Ports into port[]. */
+static void start_edge_world(const char *name, const char *tag, const char *const specs[],
+                             const char *const ids[], int n, int port[]) {
+    fx_spawn_bidder(w->env, specs, n, port);
+    char interests[64];
+    snprintf(interests, sizeof interests, "[\"%s\"]", tag);
+    for (int i = 0; i < n; i++)
+        wx_register_advertiser(w, ids[i], port[i], interests);
+    wx_opts o = {.tmax_ms = 100, .admin_port = fx_free_port()};
+    wx_start_exchange(w, name, &o);
+}
+
+static double bidder_metric(const char *name, const char *bidder) {
+    char series[256];
+    snprintf(series, sizeof series, "%s{bidder=\"%s\"}", name, bidder);
+    return metric(series);
+}
+
+static double skipped_metric(const char *bidder, const char *reason) {
+    char series[256];
+    snprintf(series, sizeof series, "rtb_bidder_skipped_total{bidder=\"%s\",reason=\"%s\"}", bidder,
+             reason);
+    return metric(series);
+}
+
+#define ST_N 1200
+#define ST_INTERVAL_MS 5 /* 200/s for 6 s */
+
+/* A 300 ms stall of the exchange itself (SIGSTOP) under steady load: the
+ * auctions it could not close on time are not held against the bidders, so
+ * about a second later every auction calls both healthy bidders again. */
+START_TEST(stall_does_not_throttle_healthy_bidders) {
+    const char *specs[] = {"id=h1,latency=1,price=fixed:2", "id=h2,latency=1,price=fixed:1.5"};
+    const char *ids[] = {"h1", "h2"};
+    int port[2];
+    start_edge_world("edge-stall", "stl", specs, ids, 2, port);
+    tally t;
+    tally_init(&t, "st", ST_N);
+    tally *ts[] = {&t};
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "st", "stl", ST_N, ST_INTERVAL_MS);
+    collect(ts, 1, t0 + 1200, -1);
+    fx_kill(w->exchange_pid, SIGSTOP);
+    fx_sleep_ms(300);
+    int64_t resumed = fx_now_ms();
+    fx_kill(w->exchange_pid, SIGCONT);
+    collect(ts, 1, t0 + ST_N * ST_INTERVAL_MS + 3000, ST_N);
+    pacer_join(&p);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, ST_N, "stall");
+    ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
+
+    int checked = 0, bad = 0, first_bad = -1;
+    for (int k = 0; k < ST_N; k++) {
+        if (p.sent_ms[k] < resumed + 1000) continue;
+        checked++;
+        if (strcmp(t.status[k], "success") != 0 || t.bidders[k] != 2 || t.skipped[k] != 0) {
+            if (bad++ == 0) first_bad = k;
+        }
+    }
+    fprintf(stderr, "test_faults: stall: %d auctions from 1 s after it, %d not calling both\n",
+            checked, bad);
+    ck_assert_msg(checked >= 300, "only %d requests sent 1 s after the stall", checked);
+    if (bad > 0)
+        wx_fail_with_log(w,
+                         "%d of %d auctions 1 s after the stall did not call both healthy "
+                         "bidders (first st-%d: %s, bidders %d, skipped %d)",
+                         bad, checked, first_bad, t.status[first_bad], t.bidders[first_bad],
+                         t.skipped[first_bad]);
+    for (int i = 0; i < 2; i++) {
+        if (bidder_metric("rtb_bidder_health_share", ids[i]) != 1)
+            wx_fail_with_log(w, "%s's health share is not 1 after the stall", ids[i]);
+        if (bidder_metric("rtb_bidder_circuit_state", ids[i]) != 0)
+            wx_fail_with_log(w, "%s's circuit is not closed after the stall", ids[i]);
+    }
+    free(p.sent_ms);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+#define FL_N 700
+#define FL_INTERVAL_MS 10 /* 100/s for 7 s */
+
+/* A bidder that misses the deadline in about 60 % of its calls (answers in
+ * 60..160 ms, tmax 100) is cut down, never cut off: it keeps at least
+ * health.min_share (0.05) of the auctions, so its recovery would be seen. */
+START_TEST(bidder_timing_out_keeps_its_min_share) {
+    const char *specs[] = {"id=flaky,latency=60,jitter=100,price=fixed:3",
+                           "id=steady,latency=1,price=fixed:1"};
+    const char *ids[] = {"flaky", "steady"};
+    int port[2];
+    start_edge_world("edge-flaky", "flk", specs, ids, 2, port);
+    tally t;
+    tally_init(&t, "fl", FL_N);
+    tally *ts[] = {&t};
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "fl", "flk", FL_N, FL_INTERVAL_MS);
+    collect(ts, 1, t0 + 3000, -1); /* learning is over well before */
+    double f1 = bidder_metric("rtb_bidder_calls_total", "flaky");
+    double s1 = bidder_metric("rtb_bidder_calls_total", "steady");
+    collect(ts, 1, t0 + FL_N * FL_INTERVAL_MS + 3000, FL_N);
+    pacer_join(&p);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, FL_N, "flaky");
+    double f2 = bidder_metric("rtb_bidder_calls_total", "flaky");
+    double s2 = bidder_metric("rtb_bidder_calls_total", "steady");
+    double auctions = s2 - s1, calls = f2 - f1; /* steady is in every auction */
+    double skipped = skipped_metric("flaky", "too_slow") + skipped_metric("flaky", "throttled");
+    fprintf(stderr,
+            "test_faults: flaky: %.0f calls in %.0f auctions (%.1f %%), %.0f skipped in all\n",
+            calls, auctions, auctions ? 100 * calls / auctions : 0, skipped);
+    ck_assert_msg(auctions >= 300, "only %.0f auctions called steady", auctions);
+    ck_assert_msg(skipped > 0, "flaky was never skipped: health did not act");
+    ck_assert_msg(calls >= auctions * 0.05 - 1,
+                  "flaky got %.0f of %.0f auctions, under its min_share 0.05", calls, auctions);
+    ck_assert_msg(calls <= auctions * 0.25, "flaky got %.0f of %.0f auctions: not cut down", calls,
+                  auctions);
+    free(p.sent_ms);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* One auction of the connection-refused case; returns its result. */
+static cJSON *edge_auction(const char *prefix, int n, const char *tag) {
+    char id[32];
+    snprintf(id, sizeof id, "%s-%d", prefix, n);
+    wx_publish_tagged(w, id, 1.0, tag);
+    return wx_wait_result(w, id);
+}
+
+/* An endpoint that refuses connections opens the bidder's circuit; once
+ * something listens there, the probe after the pause closes it. */
+START_TEST(connection_refused_opens_the_circuit_and_success_closes_it) {
+    const char *specs[] = {"id=ok,latency=1,price=fixed:1"};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    int gone_port = fx_free_port(); /* nothing listens there yet */
+    wx_register_advertiser(w, "ok", port[0], "[\"ref\"]");
+    wx_register_advertiser(w, "gone", gone_port, "[\"ref\"]");
+    wx_opts o = {.tmax_ms = 100, .admin_port = fx_free_port()};
+    wx_start_exchange(w, "edge-refused", &o);
+
+    int n = 0, opened_after = -1;
+    int64_t opened_ms = 0;
+    for (; n < 20 && opened_after < 0; n++) {
+        cJSON *r = edge_auction("cr", n, "ref");
+        wx_expect_result(r, "success", 1, 2, 0, 1); /* gone refused: a bidder error */
+        cJSON_Delete(r);
+        if (bidder_metric("rtb_bidder_circuit_state", "gone") == 1) {
+            opened_after = n + 1;
+            opened_ms = fx_now_ms();
+        }
+    }
+    ck_assert_msg(opened_after == RTB_ERRORS_IN_A_ROW,
+                  "the circuit opened after %d refusals, want %d", opened_after,
+                  RTB_ERRORS_IN_A_ROW);
+    cJSON *r = edge_auction("cr", n++, "ref");
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    ck_assert_msg(wx_jnum(r, "skipped") == 1, "gone not skipped while its circuit is open");
+    cJSON_Delete(r);
+
+    /* Something answers there now; the probe after the 1 s pause closes it. */
+    char spec[64];
+    snprintf(spec, sizeof spec, "id=gone,port=%d,latency=1,price=fixed:3", gone_port);
+    const char *specs2[] = {spec};
+    int port2[1];
+    fx_spawn_bidder(w->env, specs2, 1, port2);
+    ck_assert_int_eq(port2[0], gone_port);
+    fx_sleep_ms((int)(opened_ms + 1200 - fx_now_ms()));
+    r = edge_auction("cr", n++, "ref");
+    wx_expect_result(r, "success", 2, 2, 0, 0);
+    wx_expect_winner(r, "gone", 3.0, 1.01);
+    cJSON_Delete(r);
+    expect_metric("rtb_bidder_circuit_state{bidder=\"gone\"}", 0);
+    r = edge_auction("cr", n++, "ref");
+    wx_expect_result(r, "success", 2, 2, 0, 0);
+    ck_assert_msg(wx_jnum(r, "skipped") == 0, "gone still skipped after its circuit closed");
+    cJSON_Delete(r);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+#define SW_N 60
+#define SW_INTERVAL_MS 20 /* warm-up: 50/s */
+#define SM_N 200
+#define SM_INTERVAL_MS 10 /* then 100/s */
+
+/* A bidder that always answers in 150 ms with tmax 100 is found too slow
+ * once its latency is known: it is skipped in most auctions, which then
+ * close in the fast bidder's time, and still called in min_share of them. */
+START_TEST(slow_bidder_is_skipped_and_fast_auctions_close_fast) {
+    const char *specs[] = {"id=slow,latency=150,price=fixed:3", "id=fast,latency=1,price=fixed:2"};
+    const char *ids[] = {"slow", "fast"};
+    int port[2];
+    start_edge_world("edge-slow", "slw", specs, ids, 2, port);
+    tally warm, t;
+    tally_init(&warm, "sw", SW_N);
+    tally_init(&t, "sm", SM_N);
+    tally *ts[] = {&warm, &t};
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "sw", "slw", SW_N, SW_INTERVAL_MS);
+    collect(ts, 2, t0 + SW_N * SW_INTERVAL_MS + 2000, SW_N);
+    pacer_join(&p);
+    free(p.sent_ms);
+    collect_quiet(ts, 2, 300);
+    expect_all_present(&warm, 0, SW_N, "warm-up");
+
+    t0 = fx_now_ms();
+    pacer_start(&p, "sm", "slw", SM_N, SM_INTERVAL_MS);
+    tally *tm[] = {&t, &warm};
+    collect(tm, 2, t0 + SM_N * SM_INTERVAL_MS + 2000, SM_N);
+    pacer_join(&p);
+    collect_quiet(tm, 2, 300);
+    expect_all_present(&t, 0, SM_N, "measured");
+    int skipped = 0, called = 0, slow_close = 0;
+    double worst = 0;
+    for (int k = 0; k < SM_N; k++) {
+        if (t.skipped[k] == 1 && t.bidders[k] == 1) {
+            skipped++;
+            if (t.latency_ms[k] > worst) worst = t.latency_ms[k];
+            slow_close += t.latency_ms[k] > 30;
+        } else if (t.bidders[k] == 2 && t.timeouts[k] == 1) {
+            called++;
+        }
+    }
+    fprintf(stderr,
+            "test_faults: slow: skipped in %d of %d auctions (slowest of those %.1f ms), "
+            "called in %d\n",
+            skipped, SM_N, worst, called);
+    ck_assert_msg(skipped >= SM_N * 85 / 100, "slow skipped in only %d of %d auctions", skipped,
+                  SM_N);
+    ck_assert_msg(slow_close <= SM_N / 50,
+                  "%d auctions without slow took over 30 ms (slowest %.1f ms)", slow_close, worst);
+    ck_assert_msg(worst < 100, "an auction without slow ran to the deadline (%.1f ms)", worst);
+    ck_assert_msg(called >= 3, "slow was called in %d auctions: its latency is no longer measured",
+                  called);
+    free(p.sent_ms);
+    tally_free(&warm);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+#define BF_N 20000
+
+/* A burst far above what the exchange can do: every request gets exactly one
+ * result, and every auction it accepted closed within tmax + 5 ms. */
+START_TEST(burst_far_above_capacity_gets_one_result_each_and_stays_on_time) {
+    const char *specs[] = {"id=bf,latency=1,price=fixed:2"};
+    const char *ids[] = {"bf"};
+    int port[1];
+    start_edge_world("edge-burst", "bst", specs, ids, 1, port);
+    tally t;
+    tally_init(&t, "bf", BF_N);
+    tally *ts[] = {&t};
+    int64_t start = publish_burst("bf", BF_N, "bst");
+    collect(ts, 1, start + 90000, BF_N);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, BF_N, "burst");
+    ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
+    int overloaded = 0, accepted = 0, late = 0, first_late = -1;
+    for (int k = 0; k < BF_N; k++) {
+        if (strcmp(t.status[k], "overloaded") == 0) {
+            overloaded++;
+            continue;
+        }
+        accepted++;
+        if (t.latency_ms[k] > w->tmax_ms + 5 && late++ == 0) first_late = k;
+    }
+    fprintf(stderr, "test_faults: burst of %d in %lld ms: %d accepted, %d overloaded\n", BF_N,
+            (long long)(fx_now_ms() - start), accepted, overloaded);
+    ck_assert_msg(accepted > 0, "nothing accepted");
+    if (late > 0)
+        wx_fail_with_log(w, "%d accepted auctions took over tmax + 5 ms (first bf-%d: %.1f ms)",
+                         late, first_late, t.latency_ms[first_late]);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void) {
@@ -718,6 +1026,14 @@ static Suite *faults_suite(void) {
     wx_add_case(s, "overload", overload_answers_at_once, 90, setup, teardown);
     wx_add_case(s, "breaker", circuit_breaker_opens_probes_and_closes, 60, setup, teardown);
     wx_add_case(s, "drain", sigterm_drain_with_redis_down, 60, setup, teardown);
+    wx_add_case(s, "stall", stall_does_not_throttle_healthy_bidders, 60, setup, teardown);
+    wx_add_case(s, "flaky", bidder_timing_out_keeps_its_min_share, 60, setup, teardown);
+    wx_add_case(s, "refused", connection_refused_opens_the_circuit_and_success_closes_it, 60, setup,
+                teardown);
+    wx_add_case(s, "slow", slow_bidder_is_skipped_and_fast_auctions_close_fast, 60, setup,
+                teardown);
+    wx_add_case(s, "burst", burst_far_above_capacity_gets_one_result_each_and_stays_on_time, 150,
+                setup, teardown);
     return s;
 }
 
