@@ -153,8 +153,10 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     mosquitto_lib_init();
     struct event_config *ecfg = event_config_new();
-    /* Without a precise timer, deadlines can fire up to a few ms early. */
-    event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    /* No EVENT_BASE_FLAG_PRECISE_TIMER: with it libevent reprograms a timerfd
+     * before every epoll_wait. The two timers that need precision (the
+     * auctions' deadline, the loop lag probe) have timerfds of their own
+     * (rtb/ptimer.h); the others are fine on the coarse clock. */
     /* Coalesce the add/remove of interest that evhttp does on every request
      * into one epoll_ctl per fd and loop pass. */
     event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);

@@ -25,12 +25,14 @@
 #include "rtb/events.h"
 #include "rtb/log.h"
 #include "rtb/mqtt.h"
+#include "rtb/ptimer.h"
 #include "rtb/registry.h"
 #include "rtb/sampler.h"
 #include "rtb/txn.h"
 
 #include <event2/event.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +56,10 @@ struct rtb_server {
     rtb_alerts *alerts;
     rtb_stats stats;
     rtb_latency_bounds bounds;
-    proto_buf out;     /* results and errors answered at once */
-    proto_buf profile; /* the default profile cached on a miss */
-    struct event *deadline_timer, *probe_timer, *second_timer, *refresh_timer, *drain_timer,
-        *start_timer;
-    int64_t probe_due_us;
+    proto_buf out;                            /* results and errors answered at once */
+    proto_buf profile;                        /* the default profile cached on a miss */
+    rtb_ptimer *deadline_timer, *probe_timer; /* precise (ptimer.h) */
+    struct event *second_timer, *refresh_timer, *drain_timer, *start_timer;
     struct event *sigint, *sigterm;
     int64_t start_us;
     int registry_reload; /* an update arrived during a load */
@@ -105,10 +106,8 @@ static int tp_publish(void *ctx, const char *request_id, const char *json, size_
 
 static void tp_wake_at(void *ctx, int64_t at_us) {
     rtb_server *srv = ctx;
-    int64_t wait_us = at_us - rtb_now_us();
-    if (wait_us < 0) wait_us = 0;
-    struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
-    event_add(srv->deadline_timer, &tv);
+    if (rtb_ptimer_at(srv->deadline_timer, at_us) != 0)
+        rtb_log(PROTO_LOG_ERROR, "the deadline timer cannot be set: %s", strerror(errno));
 }
 
 static int64_t tp_wall_us(void *ctx) {
@@ -150,11 +149,10 @@ static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
     if (o->winner) apply_win(srv, o);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
+static void on_deadline(void *arg, int64_t due_us, int64_t now_us) {
+    (void)due_us;
     rtb_server *srv = arg;
-    rtb_txns_expire(srv->txns, rtb_now_us());
+    rtb_txns_expire(srv->txns, now_us);
 }
 
 /* ---- Admission: the loop lag probe (SPEC 13, admission.h) ---------------------------- */
@@ -166,19 +164,9 @@ static int64_t loop_cpu_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void arm_probe(rtb_server *srv, int64_t now_us) {
-    struct timeval tv = {0, RTB_ADMISSION_PROBE_US};
-    srv->probe_due_us = now_us + RTB_ADMISSION_PROBE_US;
-    evtimer_add(srv->probe_timer, &tv);
-}
-
-static void on_probe(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
+static void on_probe(void *arg, int64_t due_us, int64_t now_us) {
     rtb_server *srv = arg;
-    int64_t now_us = rtb_now_us();
-    rtb_txns_probe(srv->txns, srv->probe_due_us, now_us, loop_cpu_us());
-    arm_probe(srv, now_us);
+    rtb_txns_probe(srv->txns, due_us, now_us, loop_cpu_us());
 }
 
 /* ---- Requests (SPEC 2, 4) ---------------------------------------------------------- */
@@ -413,8 +401,9 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->notifier = rtb_notifier_new(srv->http, (size_t)cfg->limits.max_pending_notices);
     srv->events = srv->store ? rtb_events_new(srv->store, cfg, &srv->stats) : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
-    srv->deadline_timer = evtimer_new(base, on_deadline, srv);
-    srv->probe_timer = evtimer_new(base, on_probe, srv);
+    if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
+        !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))
+        return -1;
     srv->second_timer = event_new(base, -1, EV_PERSIST, on_second, srv);
     srv->refresh_timer = event_new(base, -1, EV_PERSIST, on_refresh, srv);
     srv->drain_timer = event_new(base, -1, EV_PERSIST, on_drain_tick, srv);
@@ -422,8 +411,8 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     if (!srv->txns || !srv->store || !srv->notifier || !srv->events || !srv->sampler ||
-        !srv->deadline_timer || !srv->probe_timer || !srv->second_timer || !srv->refresh_timer ||
-        !srv->drain_timer || !srv->start_timer || !srv->sigint || !srv->sigterm) {
+        !srv->second_timer || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer ||
+        !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -453,7 +442,8 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
     struct timeval second = {1, 0}, refresh = {cfg->registry.refresh_s, 0},
                    wait = {START_WAIT_S, 0};
     event_add(srv->second_timer, &second);
-    arm_probe(srv, rtb_now_us());
+    int64_t now_us = rtb_now_us();
+    rtb_ptimer_every(srv->probe_timer, now_us + RTB_ADMISSION_PROBE_US, RTB_ADMISSION_PROBE_US);
     event_add(srv->refresh_timer, &refresh);
     event_add(srv->start_timer, &wait);
     event_add(srv->sigint, NULL);
@@ -486,9 +476,10 @@ void rtb_server_free(rtb_server *srv) {
     if (srv->txns) rtb_txns_shutdown(srv->txns, rtb_now_us());
     rtb_admin_free(srv->admin);
     rtb_alerts_free(srv->alerts);
-    struct event *evs[] = {srv->deadline_timer, srv->probe_timer, srv->second_timer,
-                           srv->refresh_timer,  srv->drain_timer, srv->start_timer,
-                           srv->sigint,         srv->sigterm};
+    rtb_ptimer_free(srv->deadline_timer);
+    rtb_ptimer_free(srv->probe_timer);
+    struct event *evs[] = {srv->second_timer, srv->refresh_timer, srv->drain_timer,
+                           srv->start_timer,  srv->sigint,        srv->sigterm};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i]) event_free(evs[i]);
     /* Answers the commands still out with STORE_ERR: transactions waiting
