@@ -12,9 +12,10 @@
  * reply when the connection went away, and the trampoline calls the user. */
 #include "store/store.h"
 
+#include "glue/redis_ev.h"
+
 #include "glue/backoff.h"
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -227,7 +228,13 @@ static void conn_connect(conn *c) {
     }
     ac->data = c;
     c->ac = ac;
-    redisLibeventAttach(ac, s->base);
+    if (redis_ev_attach(ac, s->base) != 0) {
+        redisAsyncFree(ac);
+        c->ac = NULL;
+        report(c, 0, 0, "out of memory");
+        schedule_retry(c);
+        return;
+    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (s->password) {
