@@ -87,7 +87,10 @@ int redis_ev_attach(redisAsyncContext *ac, struct event_base *base) {
     redis_ev *e = calloc(1, sizeof(*e));
     if (!e) return -1;
     e->ac = ac;
-    e->rev = event_new(base, ac->c.fd, EV_READ, on_read, e);
+    /* Persistent, unlike hiredis's adapter: hiredis asks for reading again
+     * after every read, and a one-shot event would be deleted and added
+     * back in the same turn, which epoll pays for with an epoll_ctl. */
+    e->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, on_read, e);
     e->wev = event_new(base, ac->c.fd, EV_WRITE, on_write, e);
     e->flush = event_new(base, -1, 0, on_write, e);
     if (!e->rev || !e->wev || !e->flush) {

@@ -10,7 +10,9 @@
  * write), on a socket that is almost always writable. Only when the kernel
  * takes less than all of it does it wait for EV_WRITE. While connecting it
  * behaves as hiredis's adapter does (hiredis learns the connect's end from
- * writability). Like hiredis's adapter, it is freed by hiredis (cleanup),
+ * writability). Its read event is persistent (hiredis asks for reading
+ * again after every read; a one-shot event costs an epoll_ctl each time).
+ * Like hiredis's adapter, it is freed by hiredis (cleanup),
  * also from inside one of its own handlers: the handler then frees it on
  * the way out. */
 #ifndef GLUE_REDIS_EV_H

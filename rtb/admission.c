@@ -80,6 +80,10 @@ static void update_limit(rtb_admission *a, int64_t now_us, int64_t cpu_us) {
     period_start(a, now_us, cpu_us);
 }
 
+int rtb_admission_wants_cpu(const rtb_admission *a, int64_t now_us) {
+    return a->period_start_us == 0 || now_us - a->period_start_us >= RTB_ADMISSION_PERIOD_US;
+}
+
 void rtb_admission_probe(rtb_admission *a, int64_t due_us, int64_t now_us, size_t open,
                          int64_t cpu_us) {
     if (a->period_start_us == 0) { /* the first probe starts the first period */

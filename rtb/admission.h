@@ -83,8 +83,13 @@ void rtb_admission_init(rtb_admission *a, int64_t lag_allow_us, int64_t tmax_us,
  * delays results past tmax. */
 void rtb_admission_deadline_close(rtb_admission *a);
 
+/* 1 when a probe at `now_us` ends a period (or starts the first): the
+ * caller then reads the loop's CPU time for it; otherwise it need not. */
+int rtb_admission_wants_cpu(const rtb_admission *a, int64_t now_us);
+
 /* A lag probe due at `due_us` ran at `now_us`, with `open` auctions open
- * and the loop's CPU time `cpu_us`. Updates the limit when a period ended. */
+ * and the loop's CPU time `cpu_us` (read when rtb_admission_wants_cpu
+ * said so; any value otherwise). Updates the limit when a period ended. */
 void rtb_admission_probe(rtb_admission *a, int64_t due_us, int64_t now_us, size_t open,
                          int64_t cpu_us);
 

@@ -125,12 +125,7 @@ static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
     rtb_bidder *w = o->winner;
     w->stats.wins++;
     w->stats.spend_micros += (unsigned long long)spend;
-    store_hincrby(srv->store, "stats:advertiser:", w->id, "wins", 1);
-    store_hincrby(srv->store, "stats:advertiser:", w->id, "spend_micros", spend);
-    if (o->ad_id && *o->ad_id) {
-        store_hincrby(srv->store, "stats:ad:", o->ad_id, "wins", 1);
-        store_hincrby(srv->store, "stats:ad:", o->ad_id, "spend_micros", spend);
-    }
+    store_count_win(srv->store, w->id, o->ad_id, spend);
 }
 
 static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
@@ -166,7 +161,10 @@ static int64_t loop_cpu_us(void) {
 
 static void on_probe(void *arg, int64_t due_us, int64_t now_us) {
     rtb_server *srv = arg;
-    rtb_txns_probe(srv->txns, due_us, now_us, loop_cpu_us());
+    /* The CPU clock is a system call: read it only when a period ends. */
+    int64_t cpu_us =
+        rtb_admission_wants_cpu(rtb_txns_admission(srv->txns), now_us) ? loop_cpu_us() : 0;
+    rtb_txns_probe(srv->txns, due_us, now_us, cpu_us);
 }
 
 /* ---- Requests (SPEC 2, 4) ---------------------------------------------------------- */

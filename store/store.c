@@ -411,6 +411,35 @@ int store_hincrby(store *s, const char *prefix, const char *id, const char *fiel
     return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
 }
 
+/* KEYS: the advertiser's hash, then the ad's when there is one;
+ * ARGV[1]: the spend. */
+static const char win_script[] = "redis.call('HINCRBY',KEYS[1],'wins',1) "
+                                 "redis.call('HINCRBY',KEYS[1],'spend_micros',ARGV[1]) "
+                                 "if KEYS[2] then "
+                                 "redis.call('HINCRBY',KEYS[2],'wins',1) "
+                                 "redis.call('HINCRBY',KEYS[2],'spend_micros',ARGV[1]) "
+                                 "end "
+                                 "return 1";
+
+int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
+                    long long spend_micros) {
+    char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], spend[24];
+    snprintf(spend, sizeof(spend), "%lld", spend_micros);
+    int with_ad = ad_id && *ad_id;
+    const char *argv[6] = {"EVAL", win_script, with_ad ? "2" : "1", adv_key, ad_key, spend};
+    size_t argvlen[6] = {4, sizeof(win_script) - 1,
+                         1, make_key(adv_key, sizeof(adv_key), "stats:advertiser:", advertiser_id),
+                         0, 0};
+    if (argvlen[3] == 0) return -1;
+    if (with_ad) {
+        argvlen[4] = make_key(ad_key, sizeof(ad_key), "stats:ad:", ad_id);
+        if (argvlen[4] == 0) return -1;
+    } else {
+        argv[4] = spend;
+    }
+    return send_argv(s, NULL, NULL, NULL, with_ad ? 6 : 5, argv, argvlen);
+}
+
 int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,
                  void *arg) {
     char ttl[24];

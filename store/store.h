@@ -80,6 +80,14 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
  * once when not connected (the increment is lost and counted). */
 int store_hincrby(store *s, const char *prefix, const char *id, const char *field, long long by);
 
+/* One win, in one command (SPEC 10 counters): on stats:advertiser:{adv}
+ * and, when `ad_id` is not empty, on stats:ad:{ad_id}, HINCRBY wins 1 and
+ * spend_micros `spend_micros`, atomically, as one EVAL of a small Lua script
+ * (Redis caches it by its SHA1; one command instead of four keeps the hot
+ * path short). Fire and forget: a failure is counted in writes_failed.
+ * Returns -1 at once when not connected (counted too). */
+int store_count_win(store *s, const char *advertiser_id, const char *ad_id, long long spend_micros);
+
 /* ---- Events (SPEC 10) ------------------------------------------------------ */
 
 /* GET {key}: the callback as for store_profile_get. */
