@@ -159,6 +159,10 @@ static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap) {
         proto_utf8_cut(err); /* truncated: never end a message mid-character */
 }
 
+void proto_clear_err(char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+}
+
 void proto_set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -1033,11 +1033,8 @@ static int copy_strings(const conf_row *row, void *dst, const void *src) {
  * holds what was copied so far and is safe to release. */
 static int copy_rows(const conf_row *rows, size_t nrows, void *dst, const void *src) {
     static const size_t scalar_size[] = {
-        [CONF_INT] = sizeof(long),
-        [CONF_NUMBER] = sizeof(double),
-        [CONF_BOOL] = sizeof(int),
-        [CONF_MONEY] = sizeof(int64_t),
-        [CONF_ENUM] = sizeof(int),
+        [CONF_INT] = sizeof(long),      [CONF_NUMBER] = sizeof(double), [CONF_BOOL] = sizeof(int),
+        [CONF_MONEY] = sizeof(int64_t), [CONF_ENUM] = sizeof(int),
     };
     for (size_t i = 0; i < nrows; i++) {
         const conf_row *row = &rows[i];

@@ -108,6 +108,9 @@ int proto_id_charset_ok(const char *s);
 
 /* ---- Error messages ----------------------------------------------------- */
 
+/* Empty the caller's `err` buffer (errlen bytes), when there is one: no
+ * printf on the hot path, where every decode starts with it. */
+void proto_clear_err(char *err, size_t errlen);
 /* printf into the caller's `err` buffer (errlen bytes), when there is one:
  * err may be NULL or errlen 0, and then nothing is written. */
 void proto_set_err(char *err, size_t errlen, const char *fmt, ...)

@@ -226,7 +226,7 @@ typedef struct proto_result {
     const char *ad_id;        /* may be NULL -> "" */
     const char *creative_url; /* may be NULL -> "" */
     unsigned bids, bidders, timeouts, errors;
-    unsigned skipped; /* eligible advertisers not called (SPEC 4, 13) */
+    unsigned skipped;     /* eligible advertisers not called (SPEC 4, 13) */
     int64_t latency_us;   /* printed as latency_ms with up to 3 decimals */
     int64_t timestamp_us; /* Unix time; printed as seconds with 3 decimals */
     const char *error;    /* INVALID: the rule broken; else NULL */
@@ -364,12 +364,12 @@ typedef struct proto_config {
     struct {
         char *listen; /* "host:port", or NULL: no admin listener */
     } admin;
-    struct {               /* SPEC 13: bidder health and admission */
-        long lag_ms;       /* loop lag beyond which the exchange is late */
-        long window_s;     /* 1..PROTO_HEALTH_WINDOW_MAX_S */
-        long min_calls;    /* calls a window needs before it can throttle */
-        double min_share;  /* share of auctions a throttled bidder keeps, (0, 1] */
-        int dry_run;       /* count throttling, call anyway */
+    struct {              /* SPEC 13: bidder health and admission */
+        long lag_ms;      /* loop lag beyond which the exchange is late */
+        long window_s;    /* 1..PROTO_HEALTH_WINDOW_MAX_S */
+        long min_calls;   /* calls a window needs before it can throttle */
+        double min_share; /* share of auctions a throttled bidder keeps, (0, 1] */
+        int dry_run;      /* count throttling, call anyway */
     } health;
     proto_alert_conf *alerts;
     size_t nalerts;

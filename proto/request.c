@@ -111,7 +111,7 @@ static proto_err parse_object(const char *json, size_t len, const char *who, cJS
 proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_bytes,
                                    proto_bid_request *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    proto_set_err(err, errlen, "%s", "");
+    proto_clear_err(err, errlen);
     if (len > max_bytes)
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
     cJSON *root = NULL;
@@ -142,7 +142,7 @@ void proto_bid_request_free(proto_bid_request *r) {
 proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out, char *err,
                                size_t errlen) {
     memset(out, 0, sizeof *out);
-    proto_set_err(err, errlen, "%s", "");
+    proto_clear_err(err, errlen);
     cJSON *root = NULL;
     proto_err e = parse_object(json, len, "profile", &root, err, errlen);
     if (e != PROTO_OK) return e;
@@ -205,7 +205,7 @@ proto_err proto_event_decode(const char *type, const char *payload, size_t len, 
                              proto_event *out, char *err, size_t errlen) {
     static const char *const types[] = {"impression", "click", "conversion"};
     memset(out, 0, sizeof *out);
-    proto_set_err(err, errlen, "%s", "");
+    proto_clear_err(err, errlen);
     size_t t = 0;
     while (t < 3 && (type == NULL || strcmp(type, types[t]) != 0))
         t++;

@@ -253,7 +253,7 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
                                            const char *request_id, proto_bid *out, char *err,
                                            size_t errlen) {
     memset(out, 0, sizeof *out);
-    proto_set_err(err, errlen, "%s", "");
+    proto_clear_err(err, errlen);
     if (len > max_bytes) {
         proto_set_err(err, errlen, "body: over %zu bytes", max_bytes);
         return PROTO_BID_TOO_LARGE;

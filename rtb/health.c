@@ -44,6 +44,7 @@ void rtb_health_init(rtb_health *h, const rtb_health_conf *conf) {
     h->throttle_credit = 1;
     h->slow_credit = 1;
     h->latency_second = -1;
+    h->sums.second = -1;
     backoff_init(&h->pause, CIRCUIT_PAUSE_MIN_US, CIRCUIT_PAUSE_MAX_US, 0);
 }
 
@@ -54,6 +55,43 @@ static int64_t window_s(const rtb_health *h) {
     return w < 1 ? 1 : w > RTB_HEALTH_MAX_WINDOW_S ? RTB_HEALTH_MAX_WINDOW_S : w;
 }
 
+/* Sums over the slots of the last window_s seconds, into `out`. */
+static void scan_window(const rtb_health *h, int64_t second, rtb_health_slot *out) {
+    int64_t w = window_s(h);
+    memset(out, 0, sizeof(*out));
+    out->second = second;
+    for (size_t i = 0; i < RTB_HEALTH_MAX_WINDOW_S; i++) {
+        const rtb_health_slot *s = &h->slots[i];
+        if (s->second > second - w && s->second <= second) {
+            out->judged += s->judged;
+            out->failures += s->failures;
+            out->errors += s->errors;
+        }
+    }
+}
+
+/* The window's sums now: kept up to date by record and refreshed once a
+ * second, so deciding costs no scan of the slots. */
+static const rtb_health_slot *window_now(rtb_health *h, int64_t now_us) {
+    int64_t second = now_us / US_PER_S;
+    if (h->sums.second != second) scan_window(h, second, &h->sums);
+    return &h->sums;
+}
+
+/* The same for readers that cannot change `h` (the admin listener). */
+static void window_sums(const rtb_health *h, int64_t now_us, double *judged, double *failures,
+                        double *errors) {
+    rtb_health_slot w;
+    int64_t second = now_us / US_PER_S;
+    if (h->sums.second == second)
+        w = h->sums;
+    else
+        scan_window(h, second, &w);
+    *judged = w.judged;
+    *failures = w.failures;
+    *errors = w.errors;
+}
+
 static rtb_health_slot *slot_now(rtb_health *h, int64_t now_us) {
     int64_t second = now_us / US_PER_S;
     rtb_health_slot *s = &h->slots[second % RTB_HEALTH_MAX_WINDOW_S];
@@ -62,21 +100,6 @@ static rtb_health_slot *slot_now(rtb_health *h, int64_t now_us) {
         s->second = second;
     }
     return s;
-}
-
-/* Sums over the slots of the last window_s seconds. */
-static void window_sums(const rtb_health *h, int64_t now_us, double *judged, double *failures,
-                        double *errors) {
-    int64_t second = now_us / US_PER_S, w = window_s(h);
-    *judged = *failures = *errors = 0;
-    for (size_t i = 0; i < RTB_HEALTH_MAX_WINDOW_S; i++) {
-        const rtb_health_slot *s = &h->slots[i];
-        if (s->second > second - w && s->second <= second) {
-            *judged += s->judged;
-            *failures += s->failures;
-            *errors += s->errors;
-        }
-    }
 }
 
 /* A rate over the window where missing calls below min_calls count as good. */
@@ -200,6 +223,7 @@ rtb_health_verdict rtb_health_decide(rtb_health *h, int64_t now_us, int64_t left
         *reason = RTB_SKIP_TOO_SLOW;
         return RTB_HEALTH_SKIP;
     }
+    window_now(h, now_us); /* the share below reads the kept sums */
     double share = rtb_health_share(h, now_us);
     if (share >= 1) {
         h->throttle_credit = 1;
@@ -220,11 +244,16 @@ int rtb_health_record(rtb_health *h, rtb_health_outcome outcome, int probe, int6
         if (probe) h->probe_out = 0; /* no verdict: the next auction probes again */
         return 0;
     }
-    rtb_health_slot *s = slot_now(h, now_us);
+    rtb_health_slot *s = slot_now(h, now_us), *sums = (rtb_health_slot *)window_now(h, now_us);
     s->judged++;
-    if (outcome != RTB_HEALTH_OK) s->failures++;
+    sums->judged++;
+    if (outcome != RTB_HEALTH_OK) {
+        s->failures++;
+        sums->failures++;
+    }
     if (outcome == RTB_HEALTH_ERROR) {
         s->errors++;
+        sums->errors++;
         h->errors_in_a_row++;
     } else {
         h->errors_in_a_row = 0;
@@ -241,10 +270,8 @@ int rtb_health_record(rtb_health *h, rtb_health_outcome outcome, int probe, int6
     /* While open or half-open only the probe speaks: answers to calls made
      * before the circuit opened must neither close it nor reopen it. */
     if (h->circuit != RTB_CIRCUIT_CLOSED || outcome != RTB_HEALTH_ERROR) return 0;
-    double judged, failures, errors;
-    window_sums(h, now_us, &judged, &failures, &errors);
     if (h->errors_in_a_row >= RTB_HEALTH_ERRORS_IN_A_ROW ||
-        diluted(errors, judged, h) >= CIRCUIT_ERROR_RATE) {
+        diluted(sums->errors, sums->judged, h) >= CIRCUIT_ERROR_RATE) {
         circuit_open(h, now_us);
         return 1;
     }

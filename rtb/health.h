@@ -105,6 +105,7 @@ typedef struct rtb_health_slot {
 typedef struct rtb_health {
     const rtb_health_conf *conf;
     rtb_health_slot slots[RTB_HEALTH_MAX_WINDOW_S];
+    rtb_health_slot sums; /* over the window, as of sums.second */
     unsigned errors_in_a_row;
     rtb_circuit circuit;
     int probe_out;
