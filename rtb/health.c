@@ -45,6 +45,7 @@ void rtb_health_init(rtb_health *h, const rtb_health_conf *conf) {
     h->slow_credit = 1;
     h->latency_second = -1;
     h->sums.second = -1;
+    h->p95_second = -1;
     backoff_init(&h->pause, CIRCUIT_PAUSE_MIN_US, CIRCUIT_PAUSE_MAX_US, 0);
 }
 
@@ -158,16 +159,34 @@ static void observe_latency(rtb_health *h, int64_t latency_us, int64_t now_us) {
     h->latency_weight += 1;
 }
 
-int64_t rtb_health_p95_us(const rtb_health *h, int64_t now_us) {
-    /* Decay scales every bucket alike: it moves the weight, not the p95. */
-    double weight = h->latency_weight * decay_factor(h, now_us);
-    if (weight < (double)h->conf->min_calls || weight <= 0) return -1;
+/* The p95 of the counts as they are (an upper bucket bound). */
+static int64_t p95_of_counts(const rtb_health *h) {
     double rank = 0.95 * h->latency_weight, below = 0;
     for (size_t i = 0; i < RTB_HEALTH_LAT_BUCKETS - 1; i++) {
         below += h->latency[i];
         if (below >= rank) return (int64_t)(i + 1) * bucket_us(h);
     }
     return INT64_MAX; /* slower than twice tmax */
+}
+
+int64_t rtb_health_p95_us(const rtb_health *h, int64_t now_us) {
+    /* Decay scales every bucket alike: it moves the weight, not the p95. */
+    double weight = h->latency_weight * decay_factor(h, now_us);
+    if (weight < (double)h->conf->min_calls || weight <= 0) return -1;
+    return p95_of_counts(h);
+}
+
+/* The same for deciding: the bucket walk at most once a second, since a
+ * second's answers move a p95 over window_s seconds very little. */
+static int64_t p95_for_decision(rtb_health *h, int64_t now_us) {
+    int64_t second = now_us / US_PER_S;
+    double weight = h->latency_weight * decay_factor(h, now_us);
+    if (weight < (double)h->conf->min_calls || weight <= 0) return -1;
+    if (h->p95_second != second) {
+        h->p95_us = p95_of_counts(h);
+        h->p95_second = second;
+    }
+    return h->p95_us;
 }
 
 /* ---- The circuit ------------------------------------------------------------------------ */
@@ -217,7 +236,7 @@ rtb_health_verdict rtb_health_decide(rtb_health *h, int64_t now_us, int64_t left
         *reason = RTB_SKIP_CIRCUIT;
         return RTB_HEALTH_SKIP;
     }
-    int64_t p95 = rtb_health_p95_us(h, now_us);
+    int64_t p95 = p95_for_decision(h, now_us);
     if (p95 >= 0 && p95 > left_us) {
         if (spend(&h->slow_credit, h->conf->min_share)) return RTB_HEALTH_CALL;
         *reason = RTB_SKIP_TOO_SLOW;

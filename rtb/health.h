@@ -115,6 +115,7 @@ typedef struct rtb_health {
     double latency[RTB_HEALTH_LAT_BUCKETS]; /* decayed counts */
     double latency_weight;                  /* their sum */
     int64_t latency_second;                 /* when they were last decayed */
+    int64_t p95_us, p95_second;             /* the p95 deciding uses, and when taken */
 } rtb_health;
 
 /* What rtb_health_decide says. */
