@@ -62,7 +62,13 @@
       cell(tr, pct(b.win_rate), 'n');
       cell(tr, int(b.timeouts), b.calls && b.timeouts / b.calls > 0.2 ? 'n bad' : 'n');
       cell(tr, int(b.errors), b.calls && b.errors / b.calls > 0.2 ? 'n bad' : 'n');
-      cell(tr, int(b.throttled), 'n');
+      /* skipped in all; the reasons on hover (SPEC 13) */
+      var by = b.skipped_by || {};
+      cell(tr, int(b.skipped), 'n').title = Object.keys(by).map(function (k) {
+        return k.replace('_', ' ') + ' ' + int(by[k]);
+      }).join(', ');
+      cell(tr, pct(b.share), b.share < 1 ? 'n bad' : 'n').title =
+          b.p95_ms === null ? 'p95: not known yet' : 'p95 ' + ms(b.p95_ms) + ' ms';
       var td = cell(tr, '');
       var s = document.createElement('span');
       s.className = 'state ' + b.breaker;
@@ -73,7 +79,7 @@
     });
     if (!list.length) {
       var tr = document.createElement('tr');
-      cell(tr, 'no advertisers in the registry yet', 'empty').colSpan = 11;
+      cell(tr, 'no advertisers in the registry yet', 'empty').colSpan = 12;
       rows.appendChild(tr);
     }
     body.replaceChildren(rows);

@@ -176,7 +176,7 @@ def bidder_rows(driver):
 def check_bidders(driver, bidders, timeout_s):
     header = [h.lower() for h in cells_of(driver, "thead tr")[0]]
     want = ["bidder", "calls/s", "calls", "bids", "wins", "win rate", "timeouts", "errors",
-            "throttled", "breaker", "spend"]
+            "skipped", "share", "circuit", "spend"]
     if header != want:
         raise Failure("bidder table columns %s, want %s" % (header, want))
     rows = wait_for("a row in the bidder table for each of %s" % ", ".join(bidders), timeout_s,
@@ -186,13 +186,14 @@ def check_bidders(driver, bidders, timeout_s):
         if len(cells) != len(want):
             raise Failure("bidder %s: %d cells, want %d: %s" % (b, len(cells), len(want), cells))
         values = dict(zip(want, cells))
-        for col in ("calls/s", "calls", "bids", "wins", "timeouts", "errors", "throttled", "spend"):
+        for col in ("calls/s", "calls", "bids", "wins", "timeouts", "errors", "skipped", "spend"):
             if not re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", values[col]):
                 raise Failure("bidder %s: %s is '%s', not a number" % (b, col, values[col]))
-        if not re.fullmatch(r"[0-9.]+%", values["win rate"]):
-            raise Failure("bidder %s: win rate is '%s'" % (b, values["win rate"]))
-        if values["breaker"] not in ("closed", "open", "half-open"):
-            raise Failure("bidder %s: breaker is '%s'" % (b, values["breaker"]))
+        for col in ("win rate", "share"):
+            if not re.fullmatch(r"[0-9.]+%", values[col]):
+                raise Failure("bidder %s: %s is '%s'" % (b, col, values[col]))
+        if values["circuit"] not in ("closed", "open", "half-open"):
+            raise Failure("bidder %s: circuit is '%s'" % (b, values["circuit"]))
         if number(values["calls"]) <= 0:
             raise Failure("bidder %s: no calls after seconds of traffic" % b)
         log("bidder %s: %s", b, json.dumps(values))

@@ -107,11 +107,22 @@ static void check_stats_shape(const cJSON *s) {
     const cJSON *b;
     cJSON_ArrayForEach(b, jarr(s, "bidders")) {
         ck_assert_msg(wx_jstr(b, "id") != NULL, "a bidder without an id");
-        static const char *const keys[] = {"calls",    "bids",        "wins",
-                                           "timeouts", "errors",      "throttled",
-                                           "spend",    "calls_per_s", "inflight"};
+        static const char *const keys[] = {
+            "calls", "bids",        "wins",     "timeouts", "errors",          "throttled",
+            "spend", "calls_per_s", "inflight", "skipped",  "timeouts_excused"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             jcount(b, keys[i]);
+        /* SPEC 13: skips by reason add up to `skipped`; the health share */
+        const cJSON *by = jobj(b, "skipped_by");
+        static const char *const reasons[] = {"circuit", "throttled", "too_slow", "max_concurrent"};
+        double sum = 0;
+        for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+            sum += jcount(by, reasons[i]);
+        ck_assert_msg(sum == jcount(b, "skipped"), "skipped_by adds up to %.0f, skipped %.0f", sum,
+                      jcount(b, "skipped"));
+        double share = jcount(b, "share");
+        ck_assert_msg(share > 0 && share <= 1, "share %.4f not in (0, 1]", share);
+        jms_or_null(b, "p95_ms");
         double rate = jcount(b, "win_rate");
         ck_assert_msg(rate <= 1, "win_rate %.4f > 1", rate);
         const char *br = wx_or_empty(wx_jstr(b, "breaker"));
