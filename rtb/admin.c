@@ -148,6 +148,11 @@ static void latency_p95(const rtb_bidder *bd, int64_t now_us, char *buf, size_t 
         auction_micros_format(p95, buf); /* µs as seconds */
 }
 
+static void spend_micros(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    (void)now_us;
+    snprintf(buf, len, "%llu", rtb_bidder_spend_micros(&bd->stats));
+}
+
 static void busy_calls(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
     (void)now_us;
     snprintf(buf, len, "%ld", rtb_bidder_busy(bd));
@@ -172,7 +177,10 @@ static void write_bidders(struct evbuffer *b, const rtb_server *srv) {
     BIDDER_COUNTER(would_throttle, "health.dry_run: calls health throttling would have skipped.");
     BIDDER_COUNTER(circuit_opens, "Times the bidder's circuit opened.");
     BIDDER_COUNTER(wins, "Auctions the bidder won.");
-    BIDDER_COUNTER(spend_micros, "Sum of clearing prices / 1000 (prices are CPM), in micros.");
+    BIDDER_COUNTER(spend_cpm_micros, "Sum of clearing prices, in micros (CPM: exact).");
+    bidder_series(b, srv, "rtb_bidder_spend_micros_total", "counter",
+                  "Spend: the sum of clearing prices / 1000 (prices are CPM), in micros.", 0,
+                  spend_micros);
 #undef BIDDER_COUNTER
     evbuffer_add_printf(b, "# HELP rtb_bidder_skipped_total Auctions that did not call an "
                            "eligible bidder, by reason.\n"

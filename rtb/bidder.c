@@ -208,6 +208,15 @@ void rtb_bidder_outcome(rtb_bidder *b, rtb_health_outcome outcome, int probe, in
     }
 }
 
+unsigned long long rtb_bidder_spend_micros(const rtb_bidder_stats *s) {
+    return s->spend_cpm_micros / 1000;
+}
+
+void rtb_bidder_count_win(rtb_bidder *b, int64_t clearing_micros) {
+    b->stats.wins++;
+    b->stats.spend_cpm_micros += (unsigned long long)clearing_micros;
+}
+
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what) {
     int64_t now = rtb_now_us();
     if (now - b->last_error_log_us < 1000000) {

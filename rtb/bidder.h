@@ -23,8 +23,14 @@ typedef struct rtb_bidder_stats {
     unsigned long long would_throttle;          /* health.dry_run: called anyway */
     unsigned long long circuit_opens;
     unsigned long long wins;
-    unsigned long long spend_micros; /* sum of clearing prices / 1000 (CPM) */
+    /* The exact sum of its clearing prices, micros (prices are CPM: the
+     * spend is this / 1000, taken only when reported; SPEC 14). */
+    unsigned long long spend_cpm_micros;
 } rtb_bidder_stats;
+
+/* What the bidder spent, micros: its clearing prices' sum / 1000, the
+ * fraction of a micro dropped once, at the end (SPEC 14 exact spend). */
+unsigned long long rtb_bidder_spend_micros(const rtb_bidder_stats *s);
 
 /* Response headers from a bidder at most (SPEC 15). */
 #define RTB_BIDDER_MAX_HEADER_BYTES 8192
@@ -94,6 +100,10 @@ int rtb_bidder_call(rtb_bidder *b, rtb_call *c, const char *body, size_t len, rt
  * admit said. Logs when the circuit opens or closes. */
 void rtb_bidder_outcome(rtb_bidder *b, rtb_health_outcome outcome, int probe, int64_t latency_us,
                         int64_t now_us);
+
+/* Count one win at `clearing_micros` (CPM): wins, and the exact sum of
+ * clearing prices (SPEC 14). */
+void rtb_bidder_count_win(rtb_bidder *b, int64_t clearing_micros);
 
 /* Log a bidder error at most once a second per bidder, counting the rest. */
 void rtb_bidder_log_error(rtb_bidder *b, const char *request_id, const char *what);

@@ -115,7 +115,7 @@ static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
         cJSON_AddNumberToObject(o, "p95_ms", round_to((double)p95 / 1000.0, 1e-3));
     else
         cJSON_AddNullToObject(o, "p95_ms");
-    cJSON_AddNumberToObject(o, "spend", (double)s->spend_micros / 1e6);
+    cJSON_AddNumberToObject(o, "spend", (double)rtb_bidder_spend_micros(s) / 1e6);
     cJSON_AddNumberToObject(o, "calls_per_s", (double)sec.calls);
     cJSON_AddNumberToObject(o, "inflight", (double)rtb_bidder_busy(b));
     cJSON_AddItemToArray(bl->list, o);

@@ -120,12 +120,10 @@ static int64_t tp_wall_us(void *ctx) {
 static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
     for (size_t i = 0; i < o->nnotices; i++)
         rtb_notify(srv->notifier, o->notices[i].url, &o->notices[i].macros);
-    /* Prices are CPM: one impression costs clearing / 1000. */
-    long long spend = (long long)(o->clearing_price_micros / 1000);
-    rtb_bidder *w = o->winner;
-    w->stats.wins++;
-    w->stats.spend_micros += (unsigned long long)spend;
-    store_count_win(srv->store, w->id, o->ad_id, spend);
+    /* Prices are CPM: the clearing prices are summed exactly and divided by
+     * 1000 only when reported (SPEC 14). */
+    rtb_bidder_count_win(o->winner, o->clearing_price_micros);
+    store_count_win(srv->store, o->winner->id, o->ad_id, o->clearing_price_micros);
 }
 
 static void tp_closed(void *ctx, const rtb_txn_outcome *o) {

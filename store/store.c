@@ -411,20 +411,22 @@ int store_hincrby(store *s, const char *prefix, const char *id, const char *fiel
     return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
 }
 
-/* KEYS: the advertiser's hash, then the ad's when there is one;
- * ARGV[1]: the spend. */
-static const char win_script[] = "redis.call('HINCRBY',KEYS[1],'wins',1) "
-                                 "redis.call('HINCRBY',KEYS[1],'spend_micros',ARGV[1]) "
-                                 "if KEYS[2] then "
-                                 "redis.call('HINCRBY',KEYS[2],'wins',1) "
-                                 "redis.call('HINCRBY',KEYS[2],'spend_micros',ARGV[1]) "
-                                 "end "
-                                 "return 1";
+/* KEYS: the advertiser's hash, then the ad's when there is one; ARGV[1]:
+ * the clearing price, micros. spend_micros is the exact sum's text without
+ * its last three digits: floor(sum / 1000) with no floating point. */
+static const char win_script[] =
+    "for _, k in ipairs(KEYS) do "
+    "redis.call('HINCRBY',k,'wins',1) "
+    "redis.call('HINCRBY',k,'spend_cpm_micros',ARGV[1]) "
+    "local t=redis.call('HGET',k,'spend_cpm_micros') "
+    "redis.call('HSET',k,'spend_micros',#t>3 and string.sub(t,1,#t-3) or '0') "
+    "end "
+    "return 1";
 
 int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
-                    long long spend_micros) {
+                    long long clearing_micros) {
     char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], spend[24];
-    snprintf(spend, sizeof(spend), "%lld", spend_micros);
+    snprintf(spend, sizeof(spend), "%lld", clearing_micros);
     int with_ad = ad_id && *ad_id;
     const char *argv[6] = {"EVAL", win_script, with_ad ? "2" : "1", adv_key, ad_key, spend};
     size_t argvlen[6] = {4, sizeof(win_script) - 1,

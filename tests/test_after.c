@@ -97,6 +97,7 @@ START_TEST(win_and_loss_notices) {
     /* wins and spend: 2.11 CPM is 2110 micros for the one impression */
     ck_assert_int_eq(poll_hget("stats:advertiser:adv-a", "wins", 1), 1);
     ck_assert_int_eq(poll_hget("stats:advertiser:adv-a", "spend_micros", 2110), 2110);
+    ck_assert_int_eq(poll_hget("stats:advertiser:adv-a", "spend_cpm_micros", 2110000), 2110000);
     ck_assert_int_eq(poll_hget("stats:ad:ad_adv-a_nt-1", "wins", 1), 1);
     ck_assert_int_eq(poll_hget("stats:ad:ad_adv-a_nt-1", "spend_micros", 2110), 2110);
     ck_assert_int_eq(poll_hget("stats:advertiser:adv-b", "wins", 0), -1); /* never won */

@@ -493,6 +493,19 @@ START_TEST(no_eligible_bidder_is_a_no_bid_at_once) {
 }
 END_TEST
 
+/* SPEC 14: spend is the exact sum of clearing prices / 1000, not the sum of
+ * per-win floors (1000 wins at 2.523273 used to lose 273 micros). */
+START_TEST(spend_is_exact_over_a_thousand_wins) {
+    rtb_bidder *b = bidder("adv-a");
+    for (int i = 0; i < 1000; i++)
+        rtb_bidder_count_win(b, 2523273);
+    ck_assert_uint_eq(b->stats.wins, 1000);
+    ck_assert_uint_eq(b->stats.spend_cpm_micros, 2523273000ULL);
+    ck_assert_uint_eq(rtb_bidder_spend_micros(&b->stats), 2523273ULL);
+    ck_assert_uint_ne(rtb_bidder_spend_micros(&b->stats), 1000 * (2523273ULL / 1000));
+}
+END_TEST
+
 static Suite *txn_suite(void) {
     Suite *s = suite_create("txn");
     TCase *tc = tcase_create("state machine");
@@ -511,6 +524,7 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, publish_refused_still_closes_and_frees);
     tcase_add_test(tc, deadlines_expire_in_order_with_one_wake_up_each);
     tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
+    tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
     suite_add_tcase(s, tc);
     return s;
 }
