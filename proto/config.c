@@ -334,6 +334,10 @@ static const conf_row config_rows[] = {
     CHECKED_NUMBER_ROW("health.min_share", CFG(health.min_share), "0.05", share_0_1),
     BOOL_ROW("health.dry_run", CFG(health.dry_run), "false"),
     ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\"", 0),
+    INT_ROW("log.maxlen", CFG(log.maxlen), 0, 1000000000, "1000000"),
+    INT_ROW("notices.drain_s", CFG(notices.drain_s), 0, 60, "2"),
+    INT_ROW("notices.burl_retry_s", CFG(notices.burl_retry_s), 1, 604800, "3600"),
+    BOOL_ROW("notices.loss_price", CFG(notices.loss_price), "false"),
 };
 
 /* ---- Small helpers ------------------------------------------------------ */

@@ -41,7 +41,7 @@ static int put_macro(proto_buf *out, const char *name, size_t len, const proto_n
         }
     }
     if (len == 13 && memcmp(name, "AUCTION_PRICE", 13) == 0)
-        return proto_buf_micros(out, m->price_micros) == 0 ? 1 : -1;
+        return m->no_price || proto_buf_micros(out, m->price_micros) == 0 ? 1 : -1;
     if (len == 12 && memcmp(name, "AUCTION_LOSS", 12) == 0)
         return m->loss ? (proto_buf_uint(out, (uint64_t)m->loss) == 0 ? 1 : -1) : 1;
     return 0;

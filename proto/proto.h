@@ -258,6 +258,7 @@ typedef struct proto_notice_macros {
     const char *seat_id;    /* ${AUCTION_SEAT_ID} */
     const char *ad_id;      /* ${AUCTION_AD_ID} */
     int64_t price_micros;   /* ${AUCTION_PRICE}: the clearing price, decimal */
+    int no_price;           /* ${AUCTION_PRICE} -> "": a loser is not told (SPEC 14) */
     const char *currency;   /* ${AUCTION_CURRENCY} */
     int loss;               /* ${AUCTION_LOSS}: a PROTO_LOSS_* code; 0 -> "" */
 } proto_notice_macros;
@@ -375,7 +376,13 @@ typedef struct proto_config {
     size_t nalerts;
     struct {
         proto_log_level level;
+        long maxlen; /* the result stream auction:log, MAXLEN ~; 0: off (SPEC 14) */
     } log;
+    struct {               /* SPEC 14 */
+        long drain_s;      /* a drain waits this long for notices still out */
+        long burl_retry_s; /* a failed billing notice is retried this long */
+        int loss_price;    /* ${AUCTION_PRICE} in lurl: the clearing price (1) or "" (0) */
+    } notices;
 } proto_config;
 
 /* Decode an advertiser:targeting:{id} value (SPEC 6): {"interests",

@@ -248,6 +248,11 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     gauge(b, "rtb_redis_publish_queued", "PUBLISHes waiting for Redis or its acknowledgement.",
           (long long)rtb_server_results_queued(srv));
     counter(b, "rtb_redis_reconnects_total", "Redis reconnect attempts.", ss->reconnects);
+    counter(b, "rtb_result_log_appended_total",
+            "Results and error reports appended to the stream auction:log (XADD answered).",
+            ss->logged);
+    counter(b, "rtb_result_log_failed_total", "XADD to auction:log answered with an error.",
+            ss->log_failed);
     counter(b, "rtb_redis_writes_failed_total",
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);

@@ -98,10 +98,11 @@ static void tp_call_cancel(void *ctx, rtb_txn_call *c) {
     rtb_call_cancel(&c->http);
 }
 
-static int tp_publish(void *ctx, const char *request_id, const char *json, size_t len) {
+static int tp_publish(void *ctx, const char *request_id, proto_status status, const char *json,
+                      size_t len) {
     rtb_server *srv = ctx;
     /* Queued until Redis acknowledges it (store.c); a drop is counted there. */
-    return store_publish_result(srv->store, request_id, json, len);
+    return store_publish_result(srv->store, request_id, proto_status_str(status), json, len);
 }
 
 static void tp_wake_at(void *ctx, int64_t at_us) {
@@ -179,7 +180,8 @@ static void publish_at_once(rtb_server *srv, const char *request_id, proto_statu
     };
     proto_buf_reset(&srv->out);
     if (proto_result_encode(&r, &srv->out) == 0)
-        store_publish_result(srv->store, request_id, srv->out.data, srv->out.len);
+        store_publish_result(srv->store, request_id, proto_status_str(status), srv->out.data,
+                             srv->out.len);
     srv->stats.results[status]++;
 }
 
@@ -189,7 +191,7 @@ static void report_error(rtb_server *srv, const char *error, const char *topic,
     rtb_log(PROTO_LOG_DEBUG, "request on %s refused: %s", topic, error);
     proto_buf_reset(&srv->out);
     if (proto_error_encode(error, topic, request_id, &srv->out) == 0)
-        store_publish(srv->store, "auction:errors", srv->out.data, srv->out.len);
+        store_publish_error(srv->store, request_id, topic, srv->out.data, srv->out.len);
 }
 
 static void on_message(void *arg, const char *topic, const char *payload, size_t len) {
@@ -387,6 +389,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
         .on_update = on_advertiser_update,
         .arg = srv,
         .max_pending_publishes = (size_t)cfg->limits.max_pending_results,
+        .log_maxlen = cfg->log.maxlen,
     };
     if (!(srv->http = rtb_http_new(base, err, errlen))) return -1;
     if (!(srv->mqtt = rtb_mqtt_new(base, cfg, on_message, on_mqtt_state, srv, err, errlen)))

@@ -522,6 +522,9 @@ static size_t collect_notices(rtb_txn *t, const auction_outcome *o) {
                 .loss = won                                         ? 0
                         : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
                                                                     : PROTO_LOSS_OUTBID,
+                /* Losers learn what the winner paid only when the exchange says
+                 * so: OpenRTB leaves it to the exchange (SPEC 14). */
+                .no_price = !won && !cfg->notices.loss_price,
             };
         }
     }
@@ -571,8 +574,8 @@ static void close_auction(rtb_txn *t, int64_t now_us) {
     }
     proto_buf_reset(&ts->result);
     if (proto_result_encode(&r, &ts->result) == 0)
-        out.published =
-            ts->tp.publish(ts->tp.ctx, t->req.request_id, ts->result.data, ts->result.len) == 0;
+        out.published = ts->tp.publish(ts->tp.ctx, t->req.request_id, status, ts->result.data,
+                                       ts->result.len) == 0;
     else
         rtb_log(PROTO_LOG_ERROR, "out of memory encoding the result of %s", t->req.request_id);
     ts->tp.closed(ts->tp.ctx, &out);

@@ -85,9 +85,11 @@ typedef struct rtb_txn_transport {
     int (*call_start)(void *ctx, rtb_txn_call *call, const char *body, size_t len);
     /* Cancel a call that is out: no answer may come afterwards. */
     void (*call_cancel)(void *ctx, rtb_txn_call *call);
-    /* Publish the result JSON on auction:results:{request_id} (SPEC 4):
-     * 0 when taken, -1 when refused. */
-    int (*publish)(void *ctx, const char *request_id, const char *json, size_t len);
+    /* Publish the result JSON on auction:results:{request_id} (SPEC 4;
+     * with its status for the result log, SPEC 14): 0 when taken, -1 when
+     * refused. */
+    int (*publish)(void *ctx, const char *request_id, proto_status status, const char *json,
+                   size_t len);
     /* Apply the outcome of a closed auction. */
     void (*closed)(void *ctx, const rtb_txn_outcome *o);
     /* Call rtb_txns_expire at (or soon after) monotonic time `at_us`. One

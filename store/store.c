@@ -37,6 +37,7 @@
 
 #define PROFILE_PREFIX "user:profile:"
 #define RESULTS_PREFIX "auction:results:"
+#define ERRORS_CHANNEL "auction:errors"
 /* Keys and channels hold an id of at most 128 UTF-8 characters (SPEC 2). */
 #define PROFILE_KEY_MAX 600
 
@@ -62,7 +63,10 @@ typedef struct conn {
 typedef struct pub_entry {
     struct pub_entry *next;
     size_t chan_len, len;
-    char data[]; /* channel NUL payload NUL */
+    int logged;                              /* also XADD to the result log (SPEC 14) */
+    int replies;                             /* replies still due for it on the wire: 0, 1 or 2 */
+    const char *request_id, *status, *topic; /* the log's fields, inside data */
+    char data[]; /* channel NUL payload NUL [request_id NUL status NUL topic NUL] */
 } pub_entry;
 
 typedef struct registry_load {
@@ -89,6 +93,8 @@ struct store {
     pub_entry *q_unsent;        /* first entry not on the wire, or NULL */
     size_t q_len, q_sent, q_max;
     int freeing;
+    long log_maxlen; /* 0: no result log */
+    char log_maxlen_text[24];
     uint64_t rng;
     registry_load load;
     store_stats stats;
@@ -266,6 +272,8 @@ store *store_new(struct event_base *base, const store_options *opt) {
     s->on_update = opt->on_update;
     s->arg = opt->arg;
     s->q_max = opt->max_pending_publishes > 0 ? opt->max_pending_publishes : 100000;
+    s->log_maxlen = opt->log_maxlen > 0 ? opt->log_maxlen : 0;
+    snprintf(s->log_maxlen_text, sizeof(s->log_maxlen_text), "%ld", s->log_maxlen);
     s->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ULL;
     if (!s->host || conn_init(s, &s->cmd, 0) != 0 || conn_init(s, &s->sub, 1) != 0 ||
         (opt->username && !s->username) || (opt->password && !s->password)) {
@@ -463,8 +471,11 @@ int store_set(store *s, const char *key, const char *value, long ttl_s) {
 
 /* Every PUBLISH goes through one FIFO: an entry stays queued until Redis
  * acknowledges it, so a result sent just before the connection dropped is
- * sent again after the reconnect (at least once, in order). The first
- * `q_sent` entries are on the wire; from `q_unsent` on they wait. */
+ * sent again after the reconnect (at least once, in order). A result (and
+ * an auction:errors report) is also appended to the result log: its XADD
+ * follows its PUBLISH in the same write, and the entry leaves the queue
+ * with the XADD's reply, the last of its two. `q_sent` counts the commands
+ * on the wire; from `q_unsent` on entries wait. */
 
 static void pub_pop(store *s) {
     pub_entry *e = s->q_head;
@@ -475,20 +486,59 @@ static void pub_pop(store *s) {
     free(e);
 }
 
-static void on_published(redisAsyncContext *ac, void *r, void *privdata) {
-    (void)ac;
-    store *s = privdata;
-    redisReply *reply = r;
+/* One reply for the head entry (replies come in order): `logged` says
+ * whether it is the XADD's. The entry leaves with its last reply. */
+static void queue_reply(store *s, redisReply *reply, int log_reply) {
     s->q_sent--;
     if (!reply) { /* connection gone: the entry stays and is sent again */
         if (s->q_sent == 0) s->q_unsent = s->q_head;
         return;
     }
-    if (reply->type == REDIS_REPLY_ERROR)
+    pub_entry *e = s->q_head;
+    int failed = reply->type == REDIS_REPLY_ERROR;
+    if (log_reply && failed)
+        s->stats.log_failed++;
+    else if (log_reply)
+        s->stats.logged++;
+    else if (failed)
         s->stats.publish_failed++;
     else
         s->stats.published++;
-    pub_pop(s); /* replies come in order: this is the head */
+    if (--e->replies == 0) pub_pop(s);
+}
+
+static void on_published(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    queue_reply(privdata, r, 0);
+}
+
+static void on_logged(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    queue_reply(privdata, r, 1);
+}
+
+/* XADD auction:log MAXLEN ~ {log_maxlen} * request_id .. status .. result
+ * .. [topic ..] for `e`. */
+static int send_log(store *s, pub_entry *e) {
+    const char *argv[14] = {"XADD",
+                            "auction:log",
+                            "MAXLEN",
+                            "~",
+                            s->log_maxlen_text,
+                            "*",
+                            "request_id",
+                            e->request_id,
+                            "status",
+                            e->status,
+                            "result",
+                            e->data + e->chan_len + 1,
+                            "topic",
+                            e->topic};
+    size_t argvlen[14];
+    int argc = *e->topic ? 14 : 12; /* the topic of an auction:errors report */
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = i == 11 ? e->len : strlen(argv[i]);
+    return redisAsyncCommandArgv(s->cmd.ac, on_logged, s, argc, argv, argvlen);
 }
 
 static void send_queued(store *s) {
@@ -497,7 +547,12 @@ static void send_queued(store *s) {
         const char *argv[3] = {"PUBLISH", e->data, e->data + e->chan_len + 1};
         size_t argvlen[3] = {7, e->chan_len, e->len};
         if (redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK) return;
+        e->replies = 1;
         s->q_sent++;
+        if (e->logged && s->log_maxlen > 0 && send_log(s, e) == REDIS_OK) {
+            e->replies++;
+            s->q_sent++;
+        }
         s->q_unsent = e->next;
     }
 }
@@ -505,8 +560,8 @@ static void send_queued(store *s) {
 /* Queue channel + payload (copied) and send when connected. Past
  * max_pending the oldest waiting entry is dropped; when every queued entry
  * is already on the wire (Redis connected but far behind), the new one is. */
-static int enqueue(store *s, const char *prefix, const char *name, const char *payload,
-                   size_t len) {
+static int enqueue(store *s, const char *prefix, const char *name, const char *payload, size_t len,
+                   const char *request_id, const char *status, const char *topic) {
     if (s->q_len >= s->q_max) {
         if (s->q_sent > 0) {
             s->stats.publish_dropped++;
@@ -516,7 +571,10 @@ static int enqueue(store *s, const char *prefix, const char *name, const char *p
         s->stats.publish_dropped++;
     }
     size_t p = strlen(prefix), n = strlen(name);
-    pub_entry *e = malloc(sizeof(*e) + p + n + 1 + len + 1);
+    int logged = status != NULL && s->log_maxlen > 0;
+    size_t rl = logged ? strlen(request_id) + 1 : 0, sl = logged ? strlen(status) + 1 : 0,
+           tl = logged ? strlen(topic) + 1 : 0;
+    pub_entry *e = malloc(sizeof(*e) + p + n + 1 + len + 1 + rl + sl + tl);
     if (!e) {
         s->stats.publish_dropped++;
         return -1;
@@ -524,10 +582,18 @@ static int enqueue(store *s, const char *prefix, const char *name, const char *p
     e->next = NULL;
     e->chan_len = p + n;
     e->len = len;
+    e->logged = logged;
+    e->replies = 0;
     memcpy(e->data, prefix, p);
     memcpy(e->data + p, name, n + 1);
     memcpy(e->data + p + n + 1, payload, len);
     e->data[p + n + 1 + len] = '\0';
+    if (logged) {
+        char *f = e->data + p + n + 1 + len + 1;
+        e->request_id = memcpy(f, request_id, rl);
+        e->status = memcpy(f + rl, status, sl);
+        e->topic = memcpy(f + rl + sl, topic, tl);
+    }
     if (s->q_tail)
         s->q_tail->next = e;
     else
@@ -540,11 +606,18 @@ static int enqueue(store *s, const char *prefix, const char *name, const char *p
 }
 
 int store_publish(store *s, const char *channel, const char *payload, size_t len) {
-    return enqueue(s, "", channel, payload, len);
+    return enqueue(s, "", channel, payload, len, NULL, NULL, NULL);
 }
 
-int store_publish_result(store *s, const char *request_id, const char *payload, size_t len) {
-    return enqueue(s, RESULTS_PREFIX, request_id, payload, len);
+int store_publish_result(store *s, const char *request_id, const char *status, const char *payload,
+                         size_t len) {
+    return enqueue(s, RESULTS_PREFIX, request_id, payload, len, request_id, status, "");
+}
+
+int store_publish_error(store *s, const char *request_id, const char *topic, const char *payload,
+                        size_t len) {
+    return enqueue(s, "", ERRORS_CHANNEL, payload, len, request_id ? request_id : "", "invalid",
+                   topic ? topic : "");
 }
 
 size_t store_queued(const store *s) {

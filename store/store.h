@@ -42,6 +42,7 @@ typedef struct store_options {
     void *arg;                    /* passed to both */
     size_t max_pending_publishes; /* PUBLISH queue bound (limits.max_pending_results);
                                      0: 100000 */
+    long log_maxlen;              /* the result log's MAXLEN ~ (log.maxlen); 0: no log */
 } store_options;
 
 /* Create the store on `base` (borrowed; must outlive the store) and start
@@ -111,8 +112,19 @@ int store_set(store *s, const char *key, const char *value, long ttl_s);
  * SPEC 4, SPEC 7 (outage). */
 int store_publish(store *s, const char *channel, const char *payload, size_t len);
 
-/* PUBLISH auction:results:{request_id} {payload}. */
-int store_publish_result(store *s, const char *request_id, const char *payload, size_t len);
+/* PUBLISH auction:results:{request_id} {payload} and, with the result log
+ * on (log_maxlen > 0), in the same write XADD auction:log MAXLEN ~
+ * {log_maxlen} * request_id {request_id} status {status} result {payload}
+ * (SPEC 14). Through the queue above: a result queued during an outage is
+ * logged when it is published. */
+int store_publish_result(store *s, const char *request_id, const char *status, const char *payload,
+                         size_t len);
+
+/* PUBLISH auction:errors {payload} (SPEC 4), logged like a result with
+ * request_id `request_id` ("" when NULL: it could not be read), status
+ * invalid and topic `topic` (the MQTT topic it came on). */
+int store_publish_error(store *s, const char *request_id, const char *topic, const char *payload,
+                        size_t len);
 
 /* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
 
@@ -138,6 +150,8 @@ typedef struct store_stats {
     unsigned long long published;       /* PUBLISH answered */
     unsigned long long publish_failed;  /* PUBLISH answered with an error */
     unsigned long long publish_dropped; /* PUBLISH dropped: queue full or no memory */
+    unsigned long long logged;          /* XADD to auction:log answered */
+    unsigned long long log_failed;      /* XADD answered with an error */
     unsigned long long writes_failed;   /* SETEX / HINCRBY not sent or failed */
     unsigned long long reconnects;
 } store_stats;

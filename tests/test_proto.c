@@ -1340,6 +1340,11 @@ START_TEST(notice_macros_substituted) {
                      &m);
     ck_assert_str_eq(u, "http://h:1/win?id=r-1&b=b1&i=1&s=adv-2&a=ad%201%26x&p=2.11&c=USD&l=102");
     free(u);
+    /* A loser is not told the price unless notices.loss_price (SPEC 14). */
+    m.no_price = 1;
+    u = notice("http://h:1/loss?p=${AUCTION_PRICE}&l=${AUCTION_LOSS}", &m);
+    ck_assert_str_eq(u, "http://h:1/loss?p=&l=102");
+    free(u);
 }
 END_TEST
 

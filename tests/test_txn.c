@@ -44,6 +44,7 @@ typedef struct fake {
     size_t nnotices[MAX_REC];
     char notice_url[MAX_REC][4][256];
     int notice_loss[MAX_REC][4];
+    int notice_no_price[MAX_REC][4];
     int64_t wakes[MAX_REC];
     int nwakes;
 } fake;
@@ -76,7 +77,9 @@ static void fk_call_cancel(void *ctx, rtb_txn_call *c) {
     f->cancelled[f->ncancelled++] = c;
 }
 
-static int fk_publish(void *ctx, const char *request_id, const char *json, size_t len) {
+static int fk_publish(void *ctx, const char *request_id, proto_status status, const char *json,
+                      size_t len) {
+    (void)status;
     fake *f = ctx;
     snprintf(f->published[f->npublished], 2048, "%.*s", (int)len, json);
     snprintf(f->published_id[f->npublished], 130, "%s", request_id);
@@ -98,6 +101,7 @@ static void fk_closed(void *ctx, const rtb_txn_outcome *o) {
     for (size_t i = 0; i < o->nnotices && i < 4; i++) {
         snprintf(f->notice_url[k][i], 256, "%s", o->notices[i].url);
         f->notice_loss[k][i] = o->notices[i].macros.loss;
+        f->notice_no_price[k][i] = o->notices[i].macros.no_price;
     }
 }
 
@@ -270,6 +274,8 @@ START_TEST(profile_hit_then_all_bidders_answer) {
     ck_assert_str_eq(F.notice_url[0][0], "http://n/adv-a");
     ck_assert_str_eq(F.notice_url[0][1], "http://l/adv-b");
     ck_assert_int_eq(F.notice_loss[0][1], PROTO_LOSS_OUTBID);
+    ck_assert_int_eq(F.notice_no_price[0][0], 0); /* the winner is told its price */
+    ck_assert_int_eq(F.notice_no_price[0][1], 1); /* a loser is not, by default */
     ck_assert_int_eq(F.profile_missed[0], 0);
     ck_assert_uint_eq(bidder("adv-a")->stats.calls, 1);
     ck_assert_uint_eq(bidder("adv-a")->stats.bids, 1);
