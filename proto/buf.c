@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/internal.h"
 #include "proto/proto.h"
@@ -419,4 +420,49 @@ int proto_id_charset_ok(const char *s) {
                                    "abcdefghijklmnopqrstuvwxyz"
                                    "0123456789._:-";
     return s[strspn(s, id_chars)] == '\0';
+}
+
+static int port_ok(const char *s, size_t n) {
+    long port = 0;
+    if (n == 0 || n > 5) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* The authority of a URL (`n` bytes at `s`): a host name, or an [IPv6]
+ * address, then an optional :port. No userinfo: '@' is refused. */
+static int authority_ok(const char *s, size_t n) {
+    const char *host_end;
+    if (n > 0 && s[0] == '[') {
+        host_end = memchr(s, ']', n);
+        if (host_end == NULL || host_end == s + 1) return 0;
+        for (const char *p = s + 1; p < host_end; p++)
+            if (strchr("0123456789abcdefABCDEF:.", *p) == NULL) return 0;
+        host_end++;
+    } else {
+        host_end = memchr(s, ':', n);
+        if (host_end == NULL) host_end = s + n;
+        if (host_end == s) return 0;
+        for (const char *p = s; p < host_end; p++)
+            if (strchr("@[]", *p) != NULL) return 0;
+    }
+    size_t rest = n - (size_t)(host_end - s);
+    return rest == 0 || (host_end[0] == ':' && port_ok(host_end + 1, rest - 1));
+}
+
+int proto_url_ok(const char *s) {
+    size_t skip;
+    if (strncasecmp(s, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        skip = 8;
+    else
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p <= ' ' || *p == 0x7F) return 0;
+    s += skip;
+    return authority_ok(s, strcspn(s, "/?#"));
 }

@@ -106,6 +106,14 @@ size_t proto_utf8_chars(const char *s, size_t limit);
  * caller's rule. */
 int proto_id_charset_ok(const char *s);
 
+/* 1 when `s` (NUL-terminated) is an absolute http:// or https:// URL with a
+ * host: the scheme in any case (RFC 3986 3.1), then a host name or an
+ * [IPv6] address, an optional port 1-65535, then anything. No byte of the
+ * URL is whitespace or a control character (<= 0x20, 0x7F), and the
+ * authority carries no userinfo ('@'). A string check, not a parser: what a
+ * URL must be before it is published or fired (SPEC 15). */
+int proto_url_ok(const char *s);
+
 /* ---- Error messages ----------------------------------------------------- */
 
 /* Empty the caller's `err` buffer (errlen bytes), when there is one: no

@@ -70,6 +70,12 @@ const char *proto_strerror(proto_err err);
 /* 128 characters of UTF-8, 4 bytes at most each, plus NUL. */
 #define PROTO_ID_BYTES (PROTO_ID_MAX_CHARS * 4 + 1)
 
+/* user_context.interests (SPEC 2, 15): at most this many entries, each of
+ * 1..PROTO_INTEREST_MAX_CHARS characters. A stored profile's interests are
+ * cut to the same bounds (proto_profile_decode). */
+#define PROTO_INTERESTS_MAX 64
+#define PROTO_INTEREST_MAX_CHARS 64
+
 typedef struct proto_bid_request {
     char request_id[PROTO_ID_MAX_CHARS + 1]; /* [A-Za-z0-9._:-]{1,128} */
     int has_request_id;                      /* request_id is set and valid, also when another
@@ -81,8 +87,10 @@ typedef struct proto_bid_request {
     double timestamp;               /* Unix seconds, when has_timestamp */
     cJSON *root;                    /* owned: the parsed payload */
     const cJSON *user_context;      /* object inside root, or NULL */
-    const cJSON *context_interests; /* user_context.interests (array of
-                                       strings) inside root, or NULL */
+    const cJSON *context_interests; /* user_context.interests inside root,
+                                       or NULL: an array of at most
+                                       PROTO_INTERESTS_MAX strings of 1..
+                                       PROTO_INTEREST_MAX_CHARS characters */
 } proto_bid_request;
 
 /* Decode one MQTT payload (`len` bytes at `payload`, not necessarily
@@ -97,6 +105,13 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
                                    proto_bid_request *out, char *err, size_t errlen);
 void proto_bid_request_free(proto_bid_request *r);
 
+/* 1 when `s` (NUL-terminated; NULL is not) follows the request_id rule of
+ * SPEC 2: 1-128 characters of [A-Za-z0-9._:-]. SPEC 15: every id the
+ * exchange puts into a Redis key (request_id, and the ids of ad events;
+ * click:{user_id}:{ad_id}, stats:ad:{ad_id}, ...) must follow it, so a key
+ * is never longer than its prefix plus 128 bytes. */
+int proto_key_id_ok(const char *s);
+
 /* ---- Ad events in (SPEC 10) --------------------------------------------- */
 
 typedef enum proto_event_type {
@@ -105,6 +120,7 @@ typedef enum proto_event_type {
     PROTO_EVENT_CONVERSION,
 } proto_event_type;
 
+/* Every id follows proto_key_id_ok (1-128 ASCII characters). */
 typedef struct proto_event {
     proto_event_type type;
     char event_id[PROTO_ID_BYTES];   /* "" when absent */
@@ -118,11 +134,13 @@ typedef struct proto_event {
  * last level ("impression", "click" or "conversion"; anything else is an
  * error naming it). Impressions and clicks need ad_id, user_id and
  * advertiser_id; conversions need user_id and advertiser_id (ad_id is
- * optional: attribution finds the clicked ad). Ids are strings of 1-128
- * characters; event_id, request_id and timestamp are optional. Payloads
- * over `max_bytes` are refused before parsing. `out` is caller-provided and
- * holds no allocation. Returns PROTO_OK or an error with a message naming
- * the field. SPEC 10. */
+ * optional: attribution finds the clicked ad). event_id, request_id and
+ * timestamp are optional. Every id, given, follows the request_id rule
+ * (proto_key_id_ok: 1-128 characters of [A-Za-z0-9._:-]), since ids end up
+ * in Redis keys (SPEC 15 Keys): "ad_id: must be 1-128 characters of
+ * [A-Za-z0-9._:-]". Payloads over `max_bytes` are refused before parsing.
+ * `out` is caller-provided and holds no allocation. Returns PROTO_OK or an
+ * error with a message naming the field. SPEC 10, 15. */
 proto_err proto_event_decode(const char *type, const char *payload, size_t len, size_t max_bytes,
                              proto_event *out, char *err, size_t errlen);
 
@@ -137,8 +155,14 @@ typedef struct proto_profile {
 /* Decode a profile as stored at user:profile:{user_id}: an object with
  * optional `interests` (array of strings), `ltv_score` (number 0..1),
  * `demographics` (object) and `user_id`; other keys are ignored (profiles
- * are written by other systems). Returns PROTO_OK, or an error with `out`
- * left empty (safe to free). */
+ * are written by other systems). Interests are bounded as a request's are
+ * (SPEC 2, 15), but without failing the profile, which the publisher did
+ * not write: an empty interest or one over PROTO_INTEREST_MAX_CHARS
+ * characters is dropped, and so is every one after the first
+ * PROTO_INTERESTS_MAX kept; out->interests holds what is left (the tree is
+ * edited in place), so matching and keywords stay bounded. An `interests`
+ * that is not an array of strings still fails the profile. Returns
+ * PROTO_OK, or an error with `out` left empty (safe to free). */
 proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out, char *err,
                                size_t errlen);
 /* Encode the profile stored on a miss: `defaults` (config profiles.default,
@@ -171,10 +195,20 @@ typedef enum proto_bid_status {
     PROTO_BID_BAD_PRICE,  /* bids present, none with a positive finite price */
     PROTO_BID_BAD_SHAPE,  /* seatbid/bid of the wrong type */
     PROTO_BID_TOO_LARGE,  /* body over the limit; not parsed */
+    PROTO_BID_BAD_FIELD,  /* bids present, none valid, and at least one with
+                             a positive price broke a string rule (SPEC 15):
+                             err names the first such field */
 } proto_bid_status;
 
+/* SPEC 15: each string taken from a bid (ids, adid, crid and the URLs) is at
+ * most this many bytes. */
+#define PROTO_BID_STRING_MAX_BYTES 2048
+
 /* The bid taken from a response. Strings are NULL when absent; the present
- * ones live in one owned block: release with proto_bid_free. */
+ * ones live in one owned block: release with proto_bid_free. Each is at
+ * most PROTO_BID_STRING_MAX_BYTES bytes of UTF-8; the URLs (creative_url,
+ * nurl, lurl, burl) are http:// or https:// with a host (proto/internal.h
+ * proto_url_ok: any case, no whitespace or control characters). */
 typedef struct proto_bid {
     int64_t price_micros;
     char *bid_id;       /* bid.id */
@@ -185,15 +219,28 @@ typedef struct proto_bid {
     char *creative_url; /* bid.iurl */
     char *nurl;         /* win notice URL */
     char *lurl;         /* loss notice URL */
+    char *burl;         /* billing notice URL (OpenRTB 2.6, SPEC 14) */
     char *block;        /* owns the strings above */
 } proto_bid;
 
 /* Decode a BidResponse body for the request `request_id`. Bodies over
- * `max_bytes` (limits.max_response_bytes) are refused before parsing. With
- * several seatbids or bids, the highest valid price is taken. Returns
- * PROTO_BID_OK with `out` filled (free with proto_bid_free), or another
- * status with `out` empty (safe to free) and a message in `err`.
- * OpenRTB 2.6 sections 4.2.1-4.2.3. */
+ * `max_bytes` (limits.max_response_bytes) are refused before parsing. A bid
+ * is valid when its price is a number, > 0 and <= 1,000,000, and its
+ * strings keep the bounds of SPEC 15: bid.id, impid, adid, crid, iurl,
+ * nurl, lurl, burl and its seatbid.seat at most PROTO_BID_STRING_MAX_BYTES
+ * bytes each, and iurl, nurl, lurl, burl http:// or https:// URLs with a
+ * host. A URL given as "" counts as absent; a string field of another JSON
+ * type is ignored (NULL). With several seatbids or bids, the valid bid with
+ * the highest price is taken (the first of equals): an invalid bid is
+ * skipped, like a bid without a price, and does not spoil its neighbours.
+ * A response with bids and no valid one is a bidder error: BAD_FIELD when a
+ * bid with a usable price broke a string rule (the message names the first
+ * such field: "seatbid[0].bid[1].iurl: not an http(s) URL with a host",
+ * "seatbid[0].bid[0].adid: over 2048 bytes"), else BAD_PRICE. So with one
+ * bid per response, as SPEC 15 says, a bad string is a bidder error.
+ * Returns PROTO_BID_OK with `out` filled (free with proto_bid_free), or
+ * another status with `out` empty (safe to free) and a message in `err`.
+ * OpenRTB 2.6 sections 4.2.1-4.2.3; SPEC 5, 14, 15. */
 proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
                                            const char *request_id, proto_bid *out, char *err,
                                            size_t errlen);

@@ -6,7 +6,12 @@
  * broken, with one message per rule. request_id comes first, so that an
  * `invalid` result can still name the request when a later field is bad.
  * The parse tree is kept on success: user_context is forwarded to bidders
- * as it came. */
+ * as it came.
+ *
+ * Bounds (SPEC 15): what a publisher sends is refused past its bounds
+ * (interests: 64 of 1-64 characters), while a stored profile, which the
+ * publisher did not write, is cut to the same bounds instead of refused.
+ * Ad event ids end up in Redis keys, so they follow the request_id rule. */
 #include <math.h>
 #include <string.h>
 
@@ -31,9 +36,41 @@ static int is_string_array(const cJSON *v) {
     return 1;
 }
 
-static int request_id_ok(const char *s) {
-    size_t n = s != NULL ? strlen(s) : 0;
+int proto_key_id_ok(const char *s) {
+    if (s == NULL) return 0;
+    size_t n = strnlen(s, PROTO_ID_MAX_CHARS + 1);
     return n >= 1 && n <= PROTO_ID_MAX_CHARS && proto_id_charset_ok(s);
+}
+
+/* 1 when the string `s` is an interest: 1..PROTO_INTEREST_MAX_CHARS
+ * characters. */
+static int interest_ok(const char *s) {
+    size_t chars = proto_utf8_chars(s, PROTO_INTEREST_MAX_CHARS);
+    return chars >= 1 && chars <= PROTO_INTEREST_MAX_CHARS;
+}
+
+/* user_context.interests (SPEC 2): an array of at most PROTO_INTERESTS_MAX
+ * strings of 1..PROTO_INTEREST_MAX_CHARS characters. */
+static proto_err check_interests(const cJSON *interests, char *err, size_t errlen) {
+    if (!is_string_array(interests))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", INTERESTS_RULE);
+    size_t i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, interests) {
+        if (i == PROTO_INTERESTS_MAX)
+            return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                              "user_context.interests: at most %d entries", PROTO_INTERESTS_MAX);
+        i++;
+    }
+    i = 0;
+    cJSON_ArrayForEach(item, interests) {
+        if (!interest_ok(item->valuestring))
+            return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                              "user_context.interests[%zu]: must be 1 to %d characters", i,
+                              PROTO_INTEREST_MAX_CHARS);
+        i++;
+    }
+    return PROTO_OK;
 }
 
 /* A required string of 1-128 characters, copied into `dst` (PROTO_ID_BYTES). */
@@ -55,7 +92,7 @@ static proto_err id_field(const cJSON *root, const char *key, char *dst, char *e
 static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *err, size_t errlen) {
     const cJSON *v = proto_json_get(root, "request_id");
     if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "request_id: required");
-    if (!request_id_ok(proto_json_string(v)))
+    if (!proto_key_id_ok(proto_json_string(v)))
         return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", REQUEST_ID_RULE);
     strcpy(out->request_id, v->valuestring);
     out->has_request_id = 1;
@@ -74,8 +111,10 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
         if (!cJSON_IsObject(v))
             return proto_fail(err, errlen, PROTO_ERR_FIELD, "user_context: must be an object");
         const cJSON *interests = proto_json_get(v, "interests");
-        if (given(interests) && !is_string_array(interests))
-            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", INTERESTS_RULE);
+        if (given(interests)) {
+            proto_err e = check_interests(interests, err, errlen);
+            if (e != PROTO_OK) return e;
+        }
         out->user_context = v;
         out->context_interests = given(interests) ? interests : NULL;
     }
@@ -137,6 +176,21 @@ void proto_bid_request_free(proto_bid_request *r) {
 
 /* ---- User profile ------------------------------------------------------- */
 
+/* Keep the first PROTO_INTERESTS_MAX interests of 1..PROTO_INTEREST_MAX_CHARS
+ * characters in the array `interests` (all strings) and delete the rest. */
+static void cut_interests(cJSON *interests) {
+    size_t kept = 0;
+    cJSON *item = interests->child;
+    while (item != NULL) {
+        cJSON *next = item->next;
+        if (kept < PROTO_INTERESTS_MAX && interest_ok(item->valuestring))
+            kept++;
+        else
+            cJSON_Delete(cJSON_DetachItemViaPointer(interests, item));
+        item = next;
+    }
+}
+
 /* Only the keys the exchange reads are checked; profiles are written by
  * other systems, which may add keys of their own. */
 proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out, char *err,
@@ -156,6 +210,7 @@ proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out,
         cJSON_Delete(root);
         return e;
     }
+    if (given(interests)) cut_interests((cJSON *)interests);
     out->root = root;
     out->interests = given(interests) ? interests : NULL;
     out->ltv_score = given(ltv) ? ltv->valuedouble : 0.0;
@@ -193,12 +248,22 @@ void proto_profile_free(proto_profile *p) {
 
 /* ---- Ad events (SPEC 10) ---------------------------------------------------- */
 
-/* An optional id: absent or null leaves `dst` empty. */
-static proto_err optional_id(const cJSON *root, const char *key, char *dst, char *err,
-                             size_t errlen) {
+/* An event id (SPEC 15 Keys: the request_id rule), copied into `dst`
+ * (PROTO_ID_BYTES). Absent or null is an error when `required`, else
+ * leaves `dst` empty. */
+static proto_err key_id_field(const cJSON *root, const char *key, int required, char *dst,
+                              char *err, size_t errlen) {
     const cJSON *v = proto_json_get(root, key);
-    if (v == NULL || cJSON_IsNull(v)) return PROTO_OK;
-    return id_field(root, key, dst, err, errlen);
+    if (!given(v)) {
+        if (!required) return PROTO_OK;
+        if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: required", key);
+    }
+    const char *s = proto_json_string(v);
+    if (!proto_key_id_ok(s))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%s: must be 1-128 characters of [A-Za-z0-9._:-]", key);
+    strcpy(dst, s);
+    return PROTO_OK;
 }
 
 proto_err proto_event_decode(const char *type, const char *payload, size_t len, size_t max_bytes,
@@ -217,14 +282,12 @@ proto_err proto_event_decode(const char *type, const char *payload, size_t len, 
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
     cJSON *root = NULL;
     proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
-    if (e == PROTO_OK) e = optional_id(root, "event_id", out->event_id, err, errlen);
-    if (e == PROTO_OK) e = optional_id(root, "request_id", out->request_id, err, errlen);
-    if (e == PROTO_OK)
-        e = out->type == PROTO_EVENT_CONVERSION
-                ? optional_id(root, "ad_id", out->ad_id, err, errlen)
-                : id_field(root, "ad_id", out->ad_id, err, errlen);
-    if (e == PROTO_OK) e = id_field(root, "advertiser_id", out->advertiser_id, err, errlen);
-    if (e == PROTO_OK) e = id_field(root, "user_id", out->user_id, err, errlen);
+    int need_ad = out->type != PROTO_EVENT_CONVERSION;
+    if (e == PROTO_OK) e = key_id_field(root, "event_id", 0, out->event_id, err, errlen);
+    if (e == PROTO_OK) e = key_id_field(root, "request_id", 0, out->request_id, err, errlen);
+    if (e == PROTO_OK) e = key_id_field(root, "ad_id", need_ad, out->ad_id, err, errlen);
+    if (e == PROTO_OK) e = key_id_field(root, "advertiser_id", 1, out->advertiser_id, err, errlen);
+    if (e == PROTO_OK) e = key_id_field(root, "user_id", 1, out->user_id, err, errlen);
     if (e == PROTO_OK) {
         const cJSON *ts = proto_json_get(root, "timestamp");
         if (ts != NULL && !cJSON_IsNull(ts) && !(cJSON_IsNumber(ts) && isfinite(ts->valuedouble)))

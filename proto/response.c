@@ -5,7 +5,10 @@
  * cJSON tree to build and free per bidder); only ext.user_context, which we
  * forward without looking inside, is printed by cJSON. What we get back is
  * sorted into exactly one status, so the caller can count bidder errors
- * by kind, and the single best bid is copied out so the tree can go. */
+ * by kind, and the single best valid bid is copied out so the tree can go.
+ * A bid is valid when its price and its strings are (SPEC 15 bounds); an
+ * invalid bid is skipped, and only a response with no valid bid at all is a
+ * bidder error. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,8 +20,8 @@
 /* ---- BidRequest out ----------------------------------------------------- */
 
 /* A set of borrowed strings (open addressing, linear probing): keywords are
- * deduplicated in linear time, since one 64 KiB request can carry some
- * 16,000 interests and a quadratic scan would stall the loop. */
+ * deduplicated in linear time. A request and a stored profile carry at most
+ * 64 interests each, but the config's default profile has no such cap. */
 typedef struct str_set {
     const char **slot;
     size_t mask;
@@ -141,29 +144,57 @@ static int bid_price(const cJSON *bid, int64_t *micros) {
     return proto_json_micros(proto_json_get(bid, "price"), micros) == 0 && *micros > 0;
 }
 
-/* The bid's strings, in proto_bid field order, and where each is read. */
+/* The bid's strings, in proto_bid field order, where each is read, and
+ * whether it is a URL. */
 static const struct {
     const char *key;
     int from_seat;
+    int url;
     size_t offset;
 } bid_strings[] = {
-    {"id", 0, offsetof(proto_bid, bid_id)}, {"impid", 0, offsetof(proto_bid, imp_id)},
-    {"seat", 1, offsetof(proto_bid, seat)}, {"adid", 0, offsetof(proto_bid, ad_id)},
-    {"crid", 0, offsetof(proto_bid, crid)}, {"iurl", 0, offsetof(proto_bid, creative_url)},
-    {"nurl", 0, offsetof(proto_bid, nurl)}, {"lurl", 0, offsetof(proto_bid, lurl)},
+    {"id", 0, 0, offsetof(proto_bid, bid_id)}, {"impid", 0, 0, offsetof(proto_bid, imp_id)},
+    {"seat", 1, 0, offsetof(proto_bid, seat)}, {"adid", 0, 0, offsetof(proto_bid, ad_id)},
+    {"crid", 0, 0, offsetof(proto_bid, crid)}, {"iurl", 0, 1, offsetof(proto_bid, creative_url)},
+    {"nurl", 0, 1, offsetof(proto_bid, nurl)}, {"lurl", 0, 1, offsetof(proto_bid, lurl)},
+    {"burl", 0, 1, offsetof(proto_bid, burl)},
 };
 #define NBID_STRINGS (sizeof(bid_strings) / sizeof(bid_strings[0]))
 
-/* Copy the bid's strings into one block, out->block (proto_bid_free frees
- * it): one allocation per bid instead of eight. Absent or non-string values
- * stay NULL. -1: no memory. */
-static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_bid *out) {
-    const char *src[NBID_STRINGS];
+/* Read the strings of the bid at seatbid[si].bid[bi] into src[] (borrowed
+ * from the tree; NULL when absent, not a string, or a URL given as "") and
+ * check the bounds of SPEC 15. 0, or -1 with a message naming the first
+ * field that broke one. */
+static int read_bid_strings(const cJSON *seat, const cJSON *bid, size_t si, size_t bi,
+                            const char *src[NBID_STRINGS], char *err, size_t errlen) {
+    for (size_t i = 0; i < NBID_STRINGS; i++) {
+        const char *key = bid_strings[i].key;
+        const char *s =
+            proto_json_string(proto_json_get(bid_strings[i].from_seat ? seat : bid, key));
+        if (s != NULL && bid_strings[i].url && *s == '\0') s = NULL;
+        src[i] = s;
+        if (s == NULL) continue;
+        char what[48];
+        if (strnlen(s, PROTO_BID_STRING_MAX_BYTES + 1) > PROTO_BID_STRING_MAX_BYTES)
+            snprintf(what, sizeof what, "over %d bytes", PROTO_BID_STRING_MAX_BYTES);
+        else if (bid_strings[i].url && !proto_url_ok(s))
+            snprintf(what, sizeof what, "not an http(s) URL with a host");
+        else
+            continue;
+        if (bid_strings[i].from_seat)
+            proto_set_err(err, errlen, "seatbid[%zu].%s: %s", si, key, what);
+        else
+            proto_set_err(err, errlen, "seatbid[%zu].bid[%zu].%s: %s", si, bi, key, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy the strings `src` into one block, out->block (proto_bid_free frees
+ * it): one allocation per bid instead of nine. -1: no memory. */
+static int copy_bid(const char *const src[NBID_STRINGS], int64_t micros, proto_bid *out) {
     size_t len[NBID_STRINGS], total = 0;
     out->price_micros = micros;
     for (size_t i = 0; i < NBID_STRINGS; i++) {
-        const cJSON *obj = bid_strings[i].from_seat ? seat : bid;
-        src[i] = proto_json_string(proto_json_get(obj, bid_strings[i].key));
         len[i] = src[i] ? strlen(src[i]) + 1 : 0;
         total += len[i];
     }
@@ -181,8 +212,11 @@ static int copy_bid(const cJSON *seat, const cJSON *bid, int64_t micros, proto_b
 }
 
 /* OpenRTB 2.6 4.2.1-4.2.3 on a parsed object: the id, then every seatbid and
- * bid (a wrong shape anywhere refuses the whole response), then the bid with
- * the highest valid price (the first of equals). */
+ * bid (a wrong shape anywhere refuses the whole response), then the valid
+ * bid with the highest price (the first of equals). A bid's strings are
+ * checked only when its price would make it the best so far: every bid with
+ * a usable price is checked when none turns out valid, which is when the
+ * first broken string becomes the message. */
 static proto_bid_status pick_bid(const cJSON *root, const char *request_id, proto_bid *out,
                                  char *err, size_t errlen) {
     const char *id = proto_json_string(proto_json_get(root, "id"));
@@ -203,9 +237,11 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
         proto_set_err(err, errlen, "seatbid: must be an array");
         return PROTO_BID_BAD_SHAPE;
     }
-    const cJSON *best = NULL, *best_seat = NULL, *seat = NULL;
+    const cJSON *best = NULL, *seat = NULL;
+    const char *best_src[NBID_STRINGS] = {0}, *src[NBID_STRINGS];
     int64_t best_micros = 0;
     size_t nbids = 0, si = 0;
+    int bad_field = 0;
     cJSON_ArrayForEach(seat, seatbids) {
         if (!cJSON_IsObject(seat)) {
             proto_set_err(err, errlen, "seatbid[%zu]: must be an object", si);
@@ -224,9 +260,15 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
             }
             int64_t micros = 0;
             if (bid_price(bid, &micros) && micros > best_micros) {
-                best = bid;
-                best_seat = seat;
-                best_micros = micros;
+                /* Only the first broken string is reported. */
+                if (read_bid_strings(seat, bid, si, bi, src, bad_field ? NULL : err,
+                                     bad_field ? 0 : errlen) == 0) {
+                    best = bid;
+                    best_micros = micros;
+                    memcpy(best_src, src, sizeof src);
+                } else {
+                    bad_field = 1;
+                }
             }
             nbids++;
             bi++;
@@ -237,11 +279,13 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
         proto_set_err(err, errlen, "seatbid: no bid");
         return PROTO_BID_NO_SEATBID;
     }
+    if (best == NULL && bad_field) return PROTO_BID_BAD_FIELD;
     if (best == NULL) {
         proto_set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
         return PROTO_BID_BAD_PRICE;
     }
-    if (copy_bid(best_seat, best, best_micros, out) != 0) {
+    proto_clear_err(err, errlen); /* a skipped bid's message is not this answer's */
+    if (copy_bid(best_src, best_micros, out) != 0) {
         /* cJSON cannot tell a parse failure from no memory either. */
         proto_set_err(err, errlen, "body: out of memory");
         return PROTO_BID_BAD_JSON;
@@ -304,6 +348,8 @@ const char *proto_bid_status_str(proto_bid_status s) {
         return "bad_shape";
     case PROTO_BID_TOO_LARGE:
         return "too_large";
+    case PROTO_BID_BAD_FIELD:
+        return "bad_field";
     }
     return "unknown";
 }

@@ -1,4 +1,5 @@
-/* test_proto.c -- the JSON codecs of proto/ against SPEC 2, 3.2, 4 and 5.
+/* test_proto.c -- the JSON codecs of proto/ against SPEC 2, 3.2, 4, 5, 10
+ * and the bounds of 15.
  *
  * The one idea: every rule has a test that fails when the rule breaks, and
  * hostile input (not JSON, wrong types, huge strings, deep nesting, bad
@@ -65,6 +66,17 @@ static proto_err decode_n(const char *s, size_t n, size_t max, proto_bid_request
 
 static proto_err decode(const char *s, proto_bid_request *r, char *err) {
     return decode_n(s, strlen(s), MAX_BYTES, r, err);
+}
+
+static void decode_ok(const char *json, proto_bid_request *r) {
+    char err[ERRLEN];
+    proto_err e = decode_n(json, strlen(json), BIG_MAX, r, err);
+    ck_assert_msg(e == PROTO_OK, "%s", err);
+}
+
+static void decode_profile_ok(const char *json, proto_profile *p) {
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(json, strlen(json), p, err, ERRLEN), PROTO_OK);
 }
 
 /* `json` must fail with `code` and exactly `msg`; nothing is left owned. */
@@ -689,6 +701,73 @@ START_TEST(request_context_rules) {
 }
 END_TEST
 
+/* A request whose user_context.interests is `interests` (JSON text). */
+static char *request_with_interests(const char *interests) {
+    return fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+               "\"floor_price\":1,\"user_context\":{\"interests\":%s}}",
+               interests);
+}
+
+/* A JSON array of `n` strings: "k0", "k1", ... */
+static char *interest_array(size_t first, size_t n) {
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_buf_puts(&b, "["), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(proto_buf_printf(&b, "%s\"k%zu\"", i ? "," : "", first + i), 0);
+    ck_assert_int_eq(proto_buf_puts(&b, "]"), 0);
+    return b.data;
+}
+
+START_TEST(request_interest_bounds) {
+    /* SPEC 2: at most 64 entries */
+    char *list = interest_array(0, 64);
+    char *json = request_with_interests(list);
+    proto_bid_request r;
+    decode_ok(json, &r);
+    ck_assert_int_eq(cJSON_GetArraySize(r.context_interests), 64);
+    proto_bid_request_free(&r);
+    free(json);
+    free(list);
+    list = interest_array(0, 65);
+    json = request_with_interests(list);
+    expect_field(json, "user_context.interests: at most 64 entries");
+    free(json);
+    free(list);
+    /* each 1 to 64 characters, counted as characters, not bytes */
+    const char *units[] = {"a", "\xc3\xa9", "\xf0\x9f\x98\x80"};
+    for (size_t i = 0; i < 3; i++) {
+        char *ok = repeat(units[i], 64);
+        char *list_ok = fmt("[\"a\",\"%s\"]", ok);
+        json = request_with_interests(list_ok);
+        decode_ok(json, &r);
+        ck_assert_str_eq(cJSON_GetArrayItem(r.context_interests, 1)->valuestring, ok);
+        proto_bid_request_free(&r);
+        free(json);
+        free(list_ok);
+        free(ok);
+        char *long_one = repeat(units[i], 65);
+        char *list_bad = fmt("[\"a\",\"b\",\"c\",\"%s\"]", long_one);
+        json = request_with_interests(list_bad);
+        expect_field(json, "user_context.interests[3]: must be 1 to 64 characters");
+        free(json);
+        free(list_bad);
+        free(long_one);
+    }
+    json = request_with_interests("[\"a\",\"\"]");
+    expect_field(json, "user_context.interests[1]: must be 1 to 64 characters");
+    free(json);
+    /* the type is checked first: a long list of the wrong type says so */
+    list = interest_array(0, 100);
+    list[strlen(list) - 1] = '\0';
+    char *mixed = fmt("%s,7]", list);
+    json = request_with_interests(mixed);
+    expect_field(json, "user_context.interests: must be an array of strings");
+    free(json);
+    free(mixed);
+    free(list);
+}
+END_TEST
+
 START_TEST(request_timestamp_rules) {
     const char *bad[] = {"\"1795000000\"", "1e400", "-1e400", "true", "[]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -799,6 +878,72 @@ START_TEST(profile_decode_invalid) {
 }
 END_TEST
 
+/* The strings of the array `a`, joined with commas. */
+static char *joined(const cJSON *a) {
+    proto_buf b = {0};
+    const cJSON *item;
+    ck_assert_int_eq(proto_buf_puts(&b, ""), 0);
+    cJSON_ArrayForEach(item, a) {
+        ck_assert(cJSON_IsString(item));
+        ck_assert_int_eq(proto_buf_printf(&b, "%s%s", b.len ? "," : "", item->valuestring), 0);
+    }
+    return b.data;
+}
+
+START_TEST(profile_interests_capped) {
+    /* 100 interests: the first 64 are kept, the profile is not refused */
+    char *list = interest_array(0, 100);
+    char *json = fmt("{\"user_id\":\"u\",\"interests\":%s,\"ltv_score\":0.25}", list);
+    proto_profile p;
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_profile_decode(json, strlen(json), &p, err, ERRLEN), PROTO_OK);
+    ck_assert_int_eq(cJSON_GetArraySize(p.interests), 64);
+    ck_assert_str_eq(cJSON_GetArrayItem(p.interests, 0)->valuestring, "k0");
+    ck_assert_str_eq(cJSON_GetArrayItem(p.interests, 63)->valuestring, "k63");
+    ck_assert(p.ltv_score == 0.25);
+    /* what bidders see (keywords) is the capped list */
+    proto_bid_request r;
+    decode_ok(VALID_REQUEST, &r);
+    proto_buf b = {0};
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
+    cJSON *o = parse_buf(&b);
+    char *want = joined(p.interests);
+    ck_assert_str_eq(str_at(o, "user.keywords"), want);
+    free(want);
+    cJSON_Delete(o);
+    proto_buf_free(&b);
+    proto_bid_request_free(&r);
+    proto_profile_free(&p);
+    free(json);
+    free(list);
+
+    /* empty and over-long interests are dropped and do not use up the 64 */
+    char *long_one = repeat("x", 65);
+    char *max_one = repeat("\xc3\xa9", 64);
+    list = interest_array(0, 70);
+    list[0] = ',';
+    json = fmt("{\"interests\":[\"\",\"%s\",\"%s\"%s}", long_one, max_one, list);
+    ck_assert_int_eq(proto_profile_decode(json, strlen(json), &p, err, ERRLEN), PROTO_OK);
+    ck_assert_int_eq(cJSON_GetArraySize(p.interests), 64);
+    ck_assert_str_eq(cJSON_GetArrayItem(p.interests, 0)->valuestring, max_one);
+    ck_assert_str_eq(cJSON_GetArrayItem(p.interests, 1)->valuestring, "k0");
+    ck_assert_str_eq(cJSON_GetArrayItem(p.interests, 63)->valuestring, "k62");
+    proto_profile_free(&p);
+    free(json);
+    free(list);
+    free(max_one);
+    free(long_one);
+
+    /* a short list is kept whole, in order */
+    const char *few = "{\"interests\":[\"b\",\"a\",\"b\"]}";
+    ck_assert_int_eq(proto_profile_decode(few, strlen(few), &p, err, ERRLEN), PROTO_OK);
+    char *got = joined(p.interests);
+    ck_assert_str_eq(got, "b,a,b");
+    free(got);
+    proto_profile_free(&p);
+}
+END_TEST
+
 START_TEST(profile_encode_default) {
     cJSON *defaults = cJSON_Parse("{\"user_id\":\"stale\",\"interests\":[],\"ltv_score\":0.5,"
                                   "\"demographics\":{\"a\":[1,\"x\"]}}");
@@ -829,17 +974,6 @@ START_TEST(profile_encode_default) {
 END_TEST
 
 /* ---- OpenRTB BidRequest out --------------------------------------------- */
-
-static void decode_ok(const char *json, proto_bid_request *r) {
-    char err[ERRLEN];
-    proto_err e = decode_n(json, strlen(json), BIG_MAX, r, err);
-    ck_assert_msg(e == PROTO_OK, "%s", err);
-}
-
-static void decode_profile_ok(const char *json, proto_profile *p) {
-    char err[ERRLEN];
-    ck_assert_int_eq(proto_profile_decode(json, strlen(json), p, err, ERRLEN), PROTO_OK);
-}
 
 START_TEST(openrtb_request_fields) {
     proto_bid_request r;
@@ -944,33 +1078,33 @@ START_TEST(openrtb_request_escaping) {
 END_TEST
 
 START_TEST(openrtb_request_many_keywords) {
-    /* 15,000 distinct interests, each sent twice: linear, and each once */
-    size_t n = 15000;
-    proto_buf in = {0};
-    ck_assert_int_eq(proto_buf_puts(&in,
-                                    "{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":"
-                                    "\"s\",\"floor_price\":1,\"user_context\":{\"interests\":["),
-                     0);
-    for (size_t round = 0; round < 2; round++) {
-        for (size_t i = 0; i < n; i++)
-            ck_assert_int_eq(proto_buf_printf(&in, "%s\"k%zu\"", round || i ? "," : "", i), 0);
-    }
-    ck_assert_int_eq(proto_buf_puts(&in, "]}}"), 0);
+    /* the most a request and a profile can carry, overlapping: each once */
+    char *list = interest_array(32, 64);
+    char *json = request_with_interests(list);
     proto_bid_request r;
-    decode_ok(in.data, &r);
+    decode_ok(json, &r);
+    free(json);
+    free(list);
+    list = interest_array(0, 64);
+    json = fmt("{\"interests\":%s}", list);
+    proto_profile p;
+    decode_profile_ok(json, &p);
+    free(json);
+    free(list);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 10, "USD", &b),
-                     0);
+    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 10, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     const char *kw = str_at(o, "user.keywords");
     size_t commas = 0;
-    for (const char *p = kw; *p != '\0'; p++)
-        commas += *p == ',';
-    ck_assert_uint_eq(commas, n - 1);
+    for (const char *c = kw; *c != '\0'; c++)
+        commas += *c == ',';
+    ck_assert_uint_eq(commas, 95); /* k0 .. k95 */
     ck_assert_int_eq(strncmp(kw, "k0,k1,k2,", 9), 0);
+    ck_assert_ptr_nonnull(strstr(kw, ",k63,k64,"));
+    ck_assert_int_eq(strcmp(kw + strlen(kw) - 4, ",k95"), 0);
     cJSON_Delete(o);
     proto_buf_free(&b);
-    proto_buf_free(&in);
+    proto_profile_free(&p);
     proto_bid_request_free(&r);
 }
 END_TEST
@@ -1151,6 +1285,243 @@ START_TEST(bid_response_every_prefix) {
 }
 END_TEST
 
+/* A response with one bid whose `key` is the JSON text `value` (a string
+ * field of the bid, or "seat" of its seatbid), beside a valid price. */
+static char *bid_with(const char *key, const char *value) {
+    if (strcmp(key, "seat") == 0)
+        return fmt("{\"id\":\"r-1\",\"seatbid\":[{\"seat\":%s,\"bid\":[{\"price\":1}]}]}", value);
+    return fmt("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":1,\"%s\":%s}]}]}", key, value);
+}
+
+/* The string of `b` that `key` fills. */
+static const char *bid_field(const proto_bid *b, const char *key) {
+    static const char *const keys[] = {"id",   "impid", "seat", "adid", "crid",
+                                       "iurl", "nurl",  "lurl", "burl"};
+    const char *const vals[] = {b->bid_id,       b->imp_id, b->seat, b->ad_id, b->crid,
+                                b->creative_url, b->nurl,   b->lurl, b->burl};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i], key) == 0) return vals[i];
+    ck_abort_msg("no field %s", key);
+    return NULL;
+}
+
+/* `body` decodes OK and `key` reads back as `want` (NULL: absent). */
+static void expect_bid_field(const char *body, const char *key, const char *want) {
+    proto_bid b;
+    char err[ERRLEN];
+    proto_bid_status st = bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err);
+    ck_assert_msg(st == PROTO_BID_OK, "%.100s: got %s (%s)", body, proto_bid_status_str(st), err);
+    ck_assert_str_eq(err, "");
+    if (want == NULL)
+        ck_assert_ptr_null(bid_field(&b, key));
+    else
+        ck_assert_str_eq(bid_field(&b, key), want);
+    proto_bid_free(&b);
+}
+
+/* `body` is a bidder error BAD_FIELD with exactly `msg`. */
+static void expect_bad_field(const char *body, const char *msg) {
+    proto_bid b;
+    char err[ERRLEN];
+    proto_bid_status st = bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err);
+    ck_assert_msg(st == PROTO_BID_BAD_FIELD, "%.100s: got %s (%s)", body, proto_bid_status_str(st),
+                  err);
+    ck_assert_str_eq(err, msg);
+    ck_assert_ptr_null(b.block);
+    proto_bid_free(&b);
+}
+
+START_TEST(bid_response_string_bounds) {
+    /* SPEC 15: every string taken from a bid is at most 2048 bytes */
+    static const char *const ids[] = {"id", "impid", "adid", "crid", "seat"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        char *v = repeat("a", 2048);
+        char *value = fmt("\"%s\"", v);
+        char *body = bid_with(ids[i], value);
+        expect_bid_field(body, ids[i], v);
+        free(body);
+        free(value);
+        free(v);
+        v = repeat("a", 2049);
+        value = fmt("\"%s\"", v);
+        body = bid_with(ids[i], value);
+        char *msg = strcmp(ids[i], "seat") == 0
+                        ? fmt("seatbid[0].seat: over 2048 bytes")
+                        : fmt("seatbid[0].bid[0].%s: over 2048 bytes", ids[i]);
+        expect_bad_field(body, msg);
+        free(msg);
+        free(body);
+        free(value);
+        free(v);
+    }
+    /* bytes, not characters: 683 three-byte characters are 2049 bytes */
+    char *v = repeat("\xe2\x82\xac", 683);
+    char *value = fmt("\"%s\"", v);
+    char *body = bid_with("adid", value);
+    expect_bad_field(body, "seatbid[0].bid[0].adid: over 2048 bytes");
+    free(body);
+    free(value);
+    free(v);
+    /* the URLs too, at 2048 bytes exactly and one more */
+    static const char *const urls[] = {"iurl", "nurl", "lurl", "burl"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char *pad = repeat("p", 2048 - strlen("https://h.example/"));
+        char *url = fmt("https://h.example/%s", pad);
+        ck_assert_uint_eq(strlen(url), 2048);
+        value = fmt("\"%s\"", url);
+        body = bid_with(urls[i], value);
+        expect_bid_field(body, urls[i], url);
+        free(body);
+        free(value);
+        value = fmt("\"%sq\"", url);
+        body = bid_with(urls[i], value);
+        char *msg = fmt("seatbid[0].bid[0].%s: over 2048 bytes", urls[i]);
+        expect_bad_field(body, msg);
+        free(msg);
+        free(body);
+        free(value);
+        free(url);
+        free(pad);
+    }
+}
+END_TEST
+
+START_TEST(bid_response_url_rules) {
+    static const char *const good[] = {
+        "https://cdn.example/adv-2.jpg",
+        "http://n.example/win?id=${AUCTION_ID}&p=${AUCTION_PRICE}",
+        "http://n",
+        "HTTPS://CDN.EXAMPLE/A.JPG",
+        "Http://h.example:8080",
+        "http://127.0.0.1:9001/win",
+        "https://[::1]:8443/x",
+        "http://h.example#frag",
+        "http://h.example?q=1",
+        "https://h.example/caf\u00e9.jpg",
+    };
+    static const char *const bad[] = {
+        "javascript:alert(1)",
+        "JavaScript://h.example/%0aalert(1)",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "ftp://h.example/x",
+        "//h.example/x",
+        "h.example/x",
+        "http:/h.example",
+        "http://",
+        "https:///path",
+        "http://?q",
+        "http://#f",
+        "https://:443/x",
+        "http://user@h.example/x",
+        "http://h.example:0/",
+        "http://h.example:65536/",
+        "http://h.example:80x/",
+        "http://h.example:/",
+        "http://[]/x",
+        "http://[zz]/x",
+        "http://h example/",
+        "http://h.example/a b",
+        "http://h.example/\\t",
+        "http://h.example/\\n",
+        "http://h.example/\\u007f",
+        " http://h.example/",
+    };
+    static const char *const urls[] = {"iurl", "nurl", "lurl", "burl"};
+    for (size_t u = 0; u < sizeof urls / sizeof urls[0]; u++) {
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+            char *value = fmt("\"%s\"", good[i]);
+            char *body = bid_with(urls[u], value);
+            proto_bid b;
+            char err[ERRLEN];
+            ck_assert_msg(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err) == PROTO_BID_OK,
+                          "%s: %s", body, err);
+            ck_assert_ptr_nonnull(bid_field(&b, urls[u]));
+            proto_bid_free(&b);
+            free(body);
+            free(value);
+        }
+        char *msg = fmt("seatbid[0].bid[0].%s: not an http(s) URL with a host", urls[u]);
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            char *value = fmt("\"%s\"", bad[i]);
+            char *body = bid_with(urls[u], value);
+            expect_bad_field(body, msg);
+            free(body);
+            free(value);
+        }
+        free(msg);
+        /* "" counts as absent; another JSON type is ignored, as before */
+        char *body = bid_with(urls[u], "\"\"");
+        expect_bid_field(body, urls[u], NULL);
+        free(body);
+        body = bid_with(urls[u], "7");
+        expect_bid_field(body, urls[u], NULL);
+        free(body);
+    }
+    /* ids are not URLs: any text passes */
+    char *body = bid_with("adid", "\"javascript:x\"");
+    expect_bid_field(body, "adid", "javascript:x");
+    free(body);
+}
+END_TEST
+
+START_TEST(bid_response_burl) {
+    const char *body = "{\"id\":\"r-1\",\"seatbid\":[{\"seat\":\"adv-2\",\"bid\":[{"
+                       "\"id\":\"b1\",\"impid\":\"1\",\"price\":2.52,"
+                       "\"nurl\":\"http://n.example/win\",\"lurl\":\"http://n.example/loss\","
+                       "\"burl\":\"https://n.example/bill?p=${AUCTION_PRICE}\"}]}]}";
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_str_eq(b.burl, "https://n.example/bill?p=${AUCTION_PRICE}");
+    ck_assert_str_eq(b.nurl, "http://n.example/win");
+    ck_assert_str_eq(b.lurl, "http://n.example/loss");
+    ck_assert_str_eq(b.seat, "adv-2");
+    proto_bid_free(&b);
+    ck_assert_ptr_null(b.burl);
+    /* absent: NULL */
+    ck_assert_int_eq(bid_decode(SPEC_RESPONSE, strlen(SPEC_RESPONSE), MAX_BYTES, "r-1", &b, err),
+                     PROTO_BID_OK);
+    ck_assert_ptr_null(b.burl);
+    proto_bid_free(&b);
+}
+END_TEST
+
+START_TEST(bid_response_bad_bid_skipped) {
+    /* the highest bid breaks a rule: skipped, the next valid one is taken */
+    const char *body = "{\"id\":\"r-1\",\"seatbid\":["
+                       "{\"seat\":\"s1\",\"bid\":[{\"id\":\"a\",\"price\":9,"
+                       "\"iurl\":\"javascript:alert(1)\"},{\"id\":\"b\",\"price\":2,"
+                       "\"iurl\":\"https://cdn.example/b.jpg\"}]},"
+                       "{\"seat\":\"s2\",\"bid\":[{\"id\":\"c\",\"price\":1}]}]}";
+    proto_bid b;
+    char err[ERRLEN];
+    ck_assert_int_eq(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_str_eq(b.bid_id, "b");
+    ck_assert_int_eq(b.price_micros, 2000000);
+    ck_assert_str_eq(b.creative_url, "https://cdn.example/b.jpg");
+    proto_bid_free(&b);
+    /* a bad seat spoils every bid of that seat, not the other seats */
+    body = "{\"id\":\"r-1\",\"seatbid\":[{\"seat\":\"s2\",\"bid\":[{\"id\":\"c\","
+           "\"price\":1}]},{\"seat\":7,\"bid\":[{\"id\":\"d\",\"price\":3}]}]}";
+    ck_assert_int_eq(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_str_eq(b.bid_id, "d"); /* a seat that is not a string is ignored */
+    ck_assert_ptr_null(b.seat);
+    proto_bid_free(&b);
+    /* no valid bid: the first broken field is named */
+    expect_bad_field("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":\"x\"},"
+                     "{\"price\":1,\"nurl\":\"http://\"},{\"price\":2,\"lurl\":\"x\"}]}]}",
+                     "seatbid[0].bid[1].nurl: not an http(s) URL with a host");
+    expect_bad_field("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[]},{\"bid\":[{\"price\":1,"
+                     "\"iurl\":\"https://ok.example\",\"burl\":\"mailto:x@y\"}]}]}",
+                     "seatbid[1].bid[0].burl: not an http(s) URL with a host");
+    /* a bid without a usable price is no field error: still bad_price */
+    expect_bid_status("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":0,"
+                      "\"iurl\":\"javascript:x\"}]}]}",
+                      PROTO_BID_BAD_PRICE);
+}
+END_TEST
+
 START_TEST(bid_status_names) {
     static const struct {
         proto_bid_status s;
@@ -1164,6 +1535,7 @@ START_TEST(bid_status_names) {
         {PROTO_BID_BAD_PRICE, "bad_price"},
         {PROTO_BID_BAD_SHAPE, "bad_shape"},
         {PROTO_BID_TOO_LARGE, "too_large"},
+        {PROTO_BID_BAD_FIELD, "bad_field"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         ck_assert_str_eq(proto_bid_status_str(names[i].s), names[i].name);
@@ -1409,7 +1781,10 @@ START_TEST(event_invalid) {
     ck_assert_str_eq(err, "advertiser_id: required");
     ck_assert_int_eq(event("conversion", "{\"advertiser_id\":7,\"user_id\":\"c\"}", &ev, err),
                      PROTO_ERR_FIELD);
-    ck_assert_str_eq(err, "advertiser_id: must be a string of 1-128 characters");
+    ck_assert_str_eq(err, "advertiser_id: must be 1-128 characters of [A-Za-z0-9._:-]");
+    ck_assert_int_eq(event("conversion", "{\"advertiser_id\":null,\"user_id\":\"c\"}", &ev, err),
+                     PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "advertiser_id: must be 1-128 characters of [A-Za-z0-9._:-]");
     ck_assert_int_eq(event("click", "[1]", &ev, err), PROTO_ERR_NOT_OBJECT);
     ck_assert_int_eq(event("click", "nope", &ev, err), PROTO_ERR_NOT_JSON);
     ck_assert_int_eq(event("click",
@@ -1420,6 +1795,71 @@ START_TEST(event_invalid) {
     ck_assert_str_eq(err, "timestamp: must be a number");
     ck_assert_int_eq(proto_event_decode("click", "{}", 2, 1, &ev, err, sizeof err),
                      PROTO_ERR_TOO_LARGE);
+}
+END_TEST
+
+/* A click whose `key` is the string `value` (JSON text inside the quotes),
+ * with valid values for the other required ids. */
+static char *click_with(const char *key, const char *value) {
+    return fmt("{\"%s\":\"%s\"%s%s%s}", key, value,
+               strcmp(key, "ad_id") != 0 ? ",\"ad_id\":\"ad-1\"" : "",
+               strcmp(key, "advertiser_id") != 0 ? ",\"advertiser_id\":\"adv-1\"" : "",
+               strcmp(key, "user_id") != 0 ? ",\"user_id\":\"u-1\"" : "");
+}
+
+START_TEST(event_ids_follow_key_rule) {
+    /* SPEC 15 Keys: every id of an event follows the request_id rule */
+    static const char *const keys[] = {"event_id", "request_id", "ad_id", "advertiser_id",
+                                       "user_id"};
+    char *too_long = repeat("a", 129);
+    char *longest = fmt("Az09._:-%s", too_long + 9); /* 128 characters */
+    const char *bad[] = {"a b",      "u/7",  "u*", "ad{1}",    "\\u00e9",
+                         "\xc3\xa9", "a\\n", "",   "7\\u0001", too_long};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        proto_event ev;
+        char err[256];
+        char *msg = fmt("%s: must be 1-128 characters of [A-Za-z0-9._:-]", keys[k]);
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            char *json = click_with(keys[k], bad[i]);
+            ck_assert_msg(event("click", json, &ev, err) == PROTO_ERR_FIELD, "%s", json);
+            ck_assert_str_eq(err, msg);
+            free(json);
+        }
+        free(msg);
+        char *json = click_with(keys[k], longest);
+        ck_assert_msg(event("click", json, &ev, err) == PROTO_OK, "%s: %s", json, err);
+        free(json);
+    }
+    /* the optional ids may be absent or null */
+    proto_event ev;
+    char err[256];
+    ck_assert_int_eq(event("impression",
+                           "{\"event_id\":null,\"request_id\":null,\"ad_id\":\"a:1\","
+                           "\"advertiser_id\":\"adv.2\",\"user_id\":\"u_7\"}",
+                           &ev, err),
+                     PROTO_OK);
+    ck_assert_str_eq(ev.event_id, "");
+    ck_assert_str_eq(ev.request_id, "");
+    ck_assert_str_eq(ev.ad_id, "a:1");
+    free(longest);
+    free(too_long);
+}
+END_TEST
+
+START_TEST(key_id_rule) {
+    ck_assert(proto_key_id_ok("r-1"));
+    ck_assert(proto_key_id_ok("A.z_0:9-"));
+    char *id = repeat("x", 128);
+    ck_assert(proto_key_id_ok(id));
+    free(id);
+    id = repeat("x", 129);
+    ck_assert(!proto_key_id_ok(id));
+    free(id);
+    ck_assert(!proto_key_id_ok(NULL));
+    ck_assert(!proto_key_id_ok(""));
+    ck_assert(!proto_key_id_ok("a b"));
+    ck_assert(!proto_key_id_ok("a*"));
+    ck_assert(!proto_key_id_ok("\xc3\xa9"));
 }
 END_TEST
 
@@ -1459,6 +1899,7 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, request_user_and_slot_rules);
     tcase_add_test(tc, request_floor_rules);
     tcase_add_test(tc, request_context_rules);
+    tcase_add_test(tc, request_interest_bounds);
     tcase_add_test(tc, request_timestamp_rules);
     tcase_add_test(tc, request_id_recovered);
     suite_add_tcase(s, tc);
@@ -1466,6 +1907,7 @@ static Suite *proto_suite(void) {
     tc = tcase_create("profile");
     tcase_add_test(tc, profile_decode_valid);
     tcase_add_test(tc, profile_decode_invalid);
+    tcase_add_test(tc, profile_interests_capped);
     tcase_add_test(tc, profile_encode_default);
     suite_add_tcase(s, tc);
 
@@ -1489,12 +1931,18 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, bid_response_bad_price);
     tcase_add_test(tc, bid_response_too_large);
     tcase_add_test(tc, bid_response_every_prefix);
+    tcase_add_test(tc, bid_response_string_bounds);
+    tcase_add_test(tc, bid_response_url_rules);
+    tcase_add_test(tc, bid_response_burl);
+    tcase_add_test(tc, bid_response_bad_bid_skipped);
     tcase_add_test(tc, bid_status_names);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("event");
     tcase_add_test(tc, event_valid_types);
     tcase_add_test(tc, event_invalid);
+    tcase_add_test(tc, event_ids_follow_key_rule);
+    tcase_add_test(tc, key_id_rule);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("notice");
