@@ -3,7 +3,9 @@
  * Each test in "servers" gets a fresh env from a checked fixture: Redis
  * commands, pub/sub delivery and buffering, an MQTT QoS 1 round trip through
  * the broker to a second client, server restarts on the same port, process
- * helpers, and rtb-bidder answering a SPEC 5 bid request. The "lifecycle"
+ * helpers, rtb-bidder answering a SPEC 5 bid request, and its notices: the
+ * burl its bids carry, /bill, and notices failed or delayed on purpose (the
+ * faults the exchange's retries are tested against). The "lifecycle"
  * tests build their own envs to prove that nothing outlives them: neither
  * after fx_stop nor after the test process dies without cleaning up. */
 #include <errno.h>
@@ -341,6 +343,244 @@ START_TEST(bidder_answers) {
 }
 END_TEST
 
+/* The first bid of the BidResponse in `body` (a copy, caller cJSON_Delete()s
+ * it). */
+static cJSON *first_bid(const char *body) {
+    cJSON *j = cJSON_Parse(body);
+    ck_assert_msg(j != NULL, "bid response is not JSON: %s", body);
+    cJSON *seat = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "seatbid"), 0);
+    cJSON *bid = cJSON_GetArrayItem(cJSON_GetObjectItem(seat, "bid"), 0);
+    ck_assert_msg(cJSON_IsObject(bid), "no seatbid[0].bid[0] in %s", body);
+    cJSON *copy = cJSON_Duplicate(bid, 1);
+    cJSON_Delete(j);
+    return copy;
+}
+
+/* POST the bid request to `port` and return its first bid. */
+static cJSON *bid_from(int port) {
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(port, "POST", "/bid", bid_request, &body, 2000), 200);
+    cJSON *bid = first_bid(body);
+    free(body);
+    return bid;
+}
+
+/* The string member `key` of `obj`, or NULL when absent or not a string. */
+static const char *str_of(const cJSON *obj, const char *key) {
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+/* GET /stats of an advertiser (caller cJSON_Delete()s). */
+static cJSON *bidder_stats(int port) {
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(port, "GET", "/stats", NULL, &body, 2000), 200);
+    cJSON *j = cJSON_Parse(body);
+    ck_assert_msg(cJSON_IsObject(j), "/stats is not a JSON object: %s", body);
+    free(body);
+    return j;
+}
+
+/* A counter in a /stats document; fails the test when it is missing. */
+static int stat_of(const cJSON *stats, const char *key) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(stats, key);
+    ck_assert_msg(cJSON_IsNumber(n), "/stats has no number '%s'", key);
+    return (int)n->valuedouble;
+}
+
+/* /stats "notices" as one string "a|b|c", oldest first (caller frees). */
+static char *notices_of(const cJSON *stats) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(stats, "notices"), *n;
+    ck_assert(cJSON_IsArray(list));
+    size_t cap = 1;
+    cJSON_ArrayForEach(n, list) cap += strlen(n->valuestring) + 1;
+    char *out = calloc(1, cap);
+    ck_assert_ptr_nonnull(out);
+    cJSON_ArrayForEach(n, list) {
+        if (out[0] != '\0') strcat(out, "|");
+        strcat(out, n->valuestring);
+    }
+    return out;
+}
+
+/* GET `path` and return its status, with the time it took in *ms. */
+static int timed_get(int port, const char *path, int64_t *ms) {
+    int64_t t0 = fx_now_ms();
+    int status = fx_http(port, "GET", path, NULL, NULL, 5000);
+    *ms = fx_now_ms() - t0;
+    return status;
+}
+
+/* burl=on: the bid carries the billing notice URL on the base of nurl and
+ * lurl, also with notices=off; by default it carries none. GET /bill is a
+ * notice of its own, counted in bills and kept in the notices list. */
+START_TEST(bidder_burl_and_bill) {
+    const char *specs[] = {"id=b-on,burl=on", "id=b-off", "id=b-only,burl=on,notices=off"};
+    int ports[3];
+    fx_spawn_bidder(env, specs, 3, ports);
+
+    char want[256];
+    cJSON *bid = bid_from(ports[0]);
+    snprintf(want, sizeof want,
+             "http://127.0.0.1:%d/bill?id=${AUCTION_ID}&price=${AUCTION_PRICE}"
+             "&cur=${AUCTION_CURRENCY}",
+             ports[0]);
+    ck_assert_pstr_eq(str_of(bid, "burl"), want);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/win?id=${AUCTION_ID}&price=${AUCTION_PRICE}",
+             ports[0]);
+    ck_assert_pstr_eq(str_of(bid, "nurl"), want);
+    cJSON_Delete(bid);
+
+    bid = bid_from(ports[1]); /* the default: win and loss notices, no bill */
+    ck_assert_ptr_null(cJSON_GetObjectItem(bid, "burl"));
+    ck_assert_ptr_nonnull(str_of(bid, "nurl"));
+    ck_assert_ptr_nonnull(str_of(bid, "lurl"));
+    cJSON_Delete(bid);
+
+    bid = bid_from(ports[2]); /* burl and notices are independent */
+    ck_assert_ptr_nonnull(str_of(bid, "burl"));
+    ck_assert_ptr_null(cJSON_GetObjectItem(bid, "nurl"));
+    ck_assert_ptr_null(cJSON_GetObjectItem(bid, "lurl"));
+    cJSON_Delete(bid);
+
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/bill?id=r-1&price=2.5&cur=USD", NULL, &body, 2000),
+                     200);
+    ck_assert_str_eq(body, "");
+    free(body);
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/win?id=r-1&price=2.5", NULL, NULL, 2000), 200);
+    cJSON *st = bidder_stats(ports[0]);
+    ck_assert_int_eq(stat_of(st, "bills"), 1);
+    ck_assert_int_eq(stat_of(st, "wins"), 1);
+    ck_assert_int_eq(stat_of(st, "losses"), 0);
+    ck_assert_int_eq(stat_of(st, "notices_failed"), 0);
+    ck_assert_int_eq(stat_of(st, "bids"), 1); /* the fields that were there stay */
+    ck_assert_int_eq(stat_of(st, "dropped"), 0);
+    char *list = notices_of(st);
+    ck_assert_str_eq(list, "/bill?id=r-1&price=2.5&cur=USD|/win?id=r-1&price=2.5");
+    free(list);
+    cJSON_Delete(st);
+
+    st = bidder_stats(ports[1]); /* another advertiser's notices are not this one's */
+    ck_assert_int_eq(stat_of(st, "bills"), 0);
+    ck_assert_int_eq(stat_of(st, "wins"), 0);
+    cJSON_Delete(st);
+}
+END_TEST
+
+/* notice_fail=N: the first N notices of any kind get notice_status (503 by
+ * default), counted in notices_failed and still recorded; then 200 again. */
+START_TEST(bidder_notices_fail_on_purpose) {
+    const char *specs[] = {"id=f-503,burl=on,notice_fail=2",
+                           "id=f-500,notice_fail=1,notice_status=500"};
+    int ports[2];
+    fx_spawn_bidder(env, specs, 2, ports);
+
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/bill?id=r-1", NULL, NULL, 2000), 503);
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/win?id=r-1", NULL, NULL, 2000), 503);
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/bill?id=r-1", NULL, NULL, 2000), 200);
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/loss?id=r-2", NULL, NULL, 2000), 200);
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/bill?id=r-3", NULL, NULL, 2000), 200);
+    cJSON *st = bidder_stats(ports[0]);
+    ck_assert_int_eq(stat_of(st, "notices_failed"), 2);
+    ck_assert_int_eq(stat_of(st, "bills"), 2);
+    ck_assert_int_eq(stat_of(st, "wins"), 0); /* its only win notice failed */
+    ck_assert_int_eq(stat_of(st, "losses"), 1);
+    char *list = notices_of(st);
+    ck_assert_str_eq(list, "/bill?id=r-1|/win?id=r-1|/bill?id=r-1|/loss?id=r-2|/bill?id=r-3");
+    free(list);
+    cJSON_Delete(st);
+
+    ck_assert_int_eq(fx_http(ports[1], "GET", "/win?id=r-1", NULL, NULL, 2000), 500);
+    ck_assert_int_eq(fx_http(ports[1], "GET", "/win?id=r-1", NULL, NULL, 2000), 200);
+    st = bidder_stats(ports[1]);
+    ck_assert_int_eq(stat_of(st, "notices_failed"), 1);
+    ck_assert_int_eq(stat_of(st, "wins"), 1);
+    cJSON_Delete(st);
+}
+END_TEST
+
+/* notice_delay=MS: every notice, failed or not, is answered MS ms late (bids
+ * are not); a client that leaves meanwhile is a dropped answer and the
+ * bidder carries on. */
+START_TEST(bidder_notices_delayed) {
+    const char *specs[] = {"id=d,burl=on,notice_delay=300",
+                           "id=d-fail,notice_fail=1,notice_delay=300"};
+    int ports[2];
+    pid_t pid = fx_spawn_bidder(env, specs, 2, ports);
+
+    int64_t ms;
+    ck_assert_int_eq(timed_get(ports[0], "/bill?id=r-1", &ms), 200);
+    ck_assert_msg(ms >= 300 && ms < 3000, "a /bill with notice_delay=300 took %lld ms",
+                  (long long)ms);
+    ck_assert_int_eq(timed_get(ports[1], "/win?id=r-1", &ms), 503);
+    ck_assert_msg(ms >= 300 && ms < 3000, "a failed /win with notice_delay=300 took %lld ms",
+                  (long long)ms);
+    ck_assert_int_eq(timed_get(ports[1], "/win?id=r-1", &ms), 200);
+    ck_assert_int_ge(ms, 300);
+
+    int64_t t0 = fx_now_ms();
+    cJSON *bid = bid_from(ports[0]); /* latency=0: bids are not held back */
+    ck_assert_int_lt(fx_now_ms() - t0, 300);
+    cJSON_Delete(bid);
+
+    /* A client that gives up before the answer. */
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/win?id=r-2", NULL, NULL, 150), -1);
+    cJSON *st = bidder_stats(ports[0]);
+    int dropped = stat_of(st, "dropped");
+    cJSON_Delete(st);
+    for (int64_t end = fx_now_ms() + 3000; dropped < 1 && fx_now_ms() < end;) {
+        fx_sleep_ms(20);
+        st = bidder_stats(ports[0]);
+        dropped = stat_of(st, "dropped");
+        cJSON_Delete(st);
+    }
+    fx_sleep_ms(400); /* past the timer the dropped answer would have had */
+    ck_assert(fx_pid_alive(pid));
+    st = bidder_stats(ports[0]);
+    ck_assert_int_eq(stat_of(st, "dropped"), 1);
+    ck_assert_int_eq(stat_of(st, "pending"), 0);
+    ck_assert_int_eq(stat_of(st, "bills"), 1);
+    ck_assert_int_eq(stat_of(st, "wins"), 0); /* its answer was never sent */
+    char *list = notices_of(st);
+    ck_assert_str_eq(list, "/bill?id=r-1|/win?id=r-2"); /* but it did arrive */
+    free(list);
+    cJSON_Delete(st);
+    st = bidder_stats(ports[1]);
+    ck_assert_int_eq(stat_of(st, "notices_failed"), 1);
+    ck_assert_int_eq(stat_of(st, "wins"), 1);
+    cJSON_Delete(st);
+}
+END_TEST
+
+/* Bad notice keys are a bad command line: exit 2, a message naming the key. */
+START_TEST(bidder_refuses_bad_notice_keys) {
+    static const char *const bad[][2] = {
+        {"id=x,notice_status=700", "'notice_status': '700'"},
+        {"id=x,notice_status=199", "'notice_status': '199'"},
+        {"id=x,notice_status=50x", "'notice_status': '50x'"},
+        {"id=x,notice_fail=-1", "'notice_fail': '-1'"},
+        {"id=x,notice_delay=soon", "'notice_delay': 'soon'"},
+        {"id=x,burl=yes", "'burl': 'yes'"},
+    };
+    const char *bin = fx_getenv("RTB_BIDDER");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char log[32];
+        snprintf(log, sizeof log, "bad-%zu.log", i);
+        const char *argv[] = {bin, "--advertiser", bad[i][0], NULL};
+        pid_t p = fx_spawn(env, argv, log);
+        int st = 0;
+        ck_assert_int_eq(fx_wait_exit(p, 5000, &st), 0);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: exit status %d", bad[i][0],
+                      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        char *text = fx_read_file(env, log, NULL);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_msg(strstr(text, bad[i][1]) != NULL, "%s: message '%s' lacks %s", bad[i][0], text,
+                      bad[i][1]);
+        free(text);
+    }
+}
+END_TEST
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 START_TEST(stop_leaves_nothing) {
@@ -428,6 +668,10 @@ static Suite *fixture_suite(void) {
     tcase_add_test(tc, mqtt_restart_same_port);
     tcase_add_test(tc, process_helpers);
     tcase_add_test(tc, bidder_answers);
+    tcase_add_test(tc, bidder_burl_and_bill);
+    tcase_add_test(tc, bidder_notices_fail_on_purpose);
+    tcase_add_test(tc, bidder_notices_delayed);
+    tcase_add_test(tc, bidder_refuses_bad_notice_keys);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");

@@ -3,14 +3,17 @@
  * Each advertiser (--advertiser SPEC) gets an evhttp server on a port of its
  * own; all of them run on one libevent loop, no threads. POST (any path,
  * /bid by convention) takes a BidRequest (SPEC 5) and answers a bid, a
- * no-bid, an error or one of the fault modes; GET /last, /stats, /win and
- * /loss are there for tests. See docs/rtb-bidder.md.
+ * no-bid, an error or one of the fault modes; GET /win, /loss and /bill take
+ * notices (SPEC 9, 14), which can be made to fail or lag on purpose so that
+ * the exchange's retries show; GET /last and /stats are there for tests. See
+ * docs/rtb-bidder.md.
  *
  * The one idea: an answer is decided when the request arrives and parked as a
  * `pending` on its advertiser's list, to be sent by a libevent timer after
- * latency + jitter ms (hang mode: never). A pending leaves the list exactly
- * once: its timer fires (answer sent), its client goes away (answer dropped),
- * or shutdown. evhttp does not read a connection while a reply on it is due,
+ * latency + jitter ms for a bid, notice_delay ms for a notice (hang mode:
+ * never; a notice without delay is answered at once). A pending leaves the
+ * list exactly once: its timer fires (answer sent), its client goes away
+ * (answer dropped), or shutdown. evhttp does not read a connection while a reply on it is due,
  * so each pending watches its client's socket itself; and the connection's
  * close callback walks the list too. Either way the pending, its timer and
  * its watch go before the request does, so no timer fires on a freed request.
@@ -51,6 +54,7 @@
 #define HUGE_BODY_BYTES ((size_t)1 << 20) /* mode=huge: 1 MiB */
 #define MAX_BODY_BYTES ((size_t)1 << 20)  /* request bodies */
 #define NOTICES_KEPT 100
+#define COUNT_MAX INT64_C(1000000000)
 
 typedef enum price_rule { PRICE_SEED, PRICE_FIXED, PRICE_UNIFORM } price_rule;
 
@@ -69,17 +73,28 @@ static const char *const mode_names[] = {"normal",    "http500", "bad_json", "wr
                                          "bad_price", "huge",    "hang",     "empty200"};
 
 /* Which counter an answer bumps when it is actually sent. */
-typedef enum outcome { OUT_BID, OUT_NOBID, OUT_ERROR, OUT_NONE } outcome;
+typedef enum outcome {
+    OUT_BID,
+    OUT_NOBID,
+    OUT_ERROR,
+    OUT_NONE,
+    OUT_WIN,
+    OUT_LOSS,
+    OUT_BILL,
+    OUT_NOTICE_FAILED,
+} outcome;
 
 typedef struct counters {
-    uint64_t requests;     /* POSTs received */
-    uint64_t bids;         /* 200 answers with a body sent */
-    uint64_t nobids;       /* 204 (or empty 200) sent */
-    uint64_t errors;       /* 500 sent */
-    uint64_t bad_requests; /* 400 sent */
-    uint64_t dropped;      /* answers abandoned: client gone, or shutdown */
-    uint64_t wins;         /* GET /win */
-    uint64_t losses;       /* GET /loss */
+    uint64_t requests;       /* POSTs received */
+    uint64_t bids;           /* 200 answers with a body sent */
+    uint64_t nobids;         /* 204 (or empty 200) sent */
+    uint64_t errors;         /* 500 sent */
+    uint64_t bad_requests;   /* 400 sent */
+    uint64_t dropped;        /* answers abandoned: client gone, or shutdown */
+    uint64_t wins;           /* GET /win answered as a success */
+    uint64_t losses;         /* GET /loss answered as a success */
+    uint64_t bills;          /* GET /bill answered as a success */
+    uint64_t notices_failed; /* notices answered notice_status on purpose */
 } counters;
 
 struct advertiser;
@@ -111,21 +126,27 @@ typedef struct advertiser {
     int64_t price_a_micros; /* fixed:X, or uniform:A-B low end */
     int64_t price_b_micros; /* uniform:A-B high end */
     bid_mode mode;
-    int notices_off; /* bids carry no nurl / lurl */
-    char *creative;  /* URL; "{id}" stands for the advertiser id */
-    char *nurl_base; /* NULL: http://HOST:PORT */
-    int seen;        /* bit per spec_keys row: given already */
+    int notices;             /* bids carry nurl / lurl */
+    int burl;                /* bids carry burl */
+    int64_t notice_fail;     /* the first this many notices fail */
+    int notice_status;       /* the HTTP status they get */
+    int64_t notice_delay_ms; /* every notice is answered this late */
+    char *creative;          /* URL; "{id}" stands for the advertiser id */
+    char *nurl_base;         /* NULL: http://HOST:PORT */
+    int seen;                /* bit per spec_keys row: given already */
     /* set once bound */
     char *crid;
-    char *nurl; /* win notice URL, with OpenRTB macros */
-    char *lurl; /* loss notice URL */
+    char *nurl;     /* win notice URL, with OpenRTB macros */
+    char *lurl;     /* loss notice URL */
+    char *burl_url; /* billing notice URL */
     /* running state */
     struct evhttp *http;
     counters n;
     uint64_t bid_seq;
     cJSON *last; /* the /last document, or NULL */
-    char *notices[NOTICES_KEPT];
+    char *notice_uris[NOTICES_KEPT];
     size_t notice_next;
+    uint64_t notices_seen; /* notices arrived so far, of any kind */
     pending *pending;
     size_t npending;
 } advertiser;
@@ -206,7 +227,9 @@ typedef enum key_type {
     KEY_RATE,
     KEY_PRICE,
     KEY_MODE,
-    KEY_ONOFF
+    KEY_ONOFF,
+    KEY_COUNT, /* int64_t, 0..COUNT_MAX */
+    KEY_STATUS /* int, an HTTP status 200..599 */
 } key_type;
 
 typedef struct spec_key {
@@ -219,7 +242,8 @@ typedef struct spec_key {
 static const spec_key spec_keys[] = {
     {"id", KEY_STR, offsetof(advertiser, id), "advertiser id, also the seat (required)"},
     {"port", KEY_PORT, offsetof(advertiser, port), "TCP port; 0 picks a free one (default 0)"},
-    {"latency", KEY_MS, offsetof(advertiser, latency_ms), "fixed delay of every answer, ms (0)"},
+    {"latency", KEY_MS, offsetof(advertiser, latency_ms),
+     "fixed delay of every bid answer, ms (0)"},
     {"jitter", KEY_MS, offsetof(advertiser, jitter_ms), "uniform 0..MS added to it, ms (0)"},
     {"nobid", KEY_RATE, offsetof(advertiser, nobid_rate), "share of 204 no-bids, 0..1 (0)"},
     {"error", KEY_RATE, offsetof(advertiser, error_rate), "share of HTTP 500s, 0..1 (0)"},
@@ -229,9 +253,17 @@ static const spec_key spec_keys[] = {
     {"creative", KEY_URL, offsetof(advertiser, creative),
      "iurl; {id} is the advertiser id (https://cdn.example/{id}.jpg)"},
     {"nurl", KEY_URL, offsetof(advertiser, nurl_base),
-     "base URL of win/loss notices, http:// (http://HOST:PORT)"},
-    {"notices", KEY_ONOFF, offsetof(advertiser, notices_off),
+     "base URL of win/loss/bill notices, http:// (http://HOST:PORT)"},
+    {"notices", KEY_ONOFF, offsetof(advertiser, notices),
      "on | off: bids carry nurl and lurl, so the exchange sends notices (on)"},
+    {"burl", KEY_ONOFF, offsetof(advertiser, burl),
+     "on | off: bids carry burl (billing); independent of notices= (off)"},
+    {"notice_fail", KEY_COUNT, offsetof(advertiser, notice_fail),
+     "the first N notices (win, loss, bill) fail with notice_status (0)"},
+    {"notice_status", KEY_STATUS, offsetof(advertiser, notice_status),
+     "HTTP status of a failed notice, 200..599 (503)"},
+    {"notice_delay", KEY_MS, offsetof(advertiser, notice_delay_ms),
+     "delay of every notice answer, ms (0)"},
 };
 #define NKEYS (sizeof spec_keys / sizeof spec_keys[0])
 
@@ -243,8 +275,9 @@ static void usage(FILE *f) {
                "  --seed N           seed of the random numbers (default: from the clock)\n"
                "  --advertiser SPEC  one advertiser, comma-separated key=value:\n");
     for (size_t i = 0; i < NKEYS; i++)
-        fprintf(f, "      %-9s %s\n", spec_keys[i].name, spec_keys[i].help);
-    fprintf(f, "\nPOST /bid answers an OpenRTB 2.6 BidRequest; GET /last, /stats, /win, /loss.\n"
+        fprintf(f, "      %-13s %s\n", spec_keys[i].name, spec_keys[i].help);
+    fprintf(f, "\nPOST /bid answers an OpenRTB 2.6 BidRequest; GET /win, /loss, /bill take\n"
+               "notices; GET /last, /stats show what came in.\n"
                "Prints 'listening ID HOST:PORT' per advertiser once all are bound.\n"
                "Exit: 0 on SIGINT/SIGTERM, 1 runtime failure, 2 bad command line.\n");
 }
@@ -319,7 +352,13 @@ static int set_key(advertiser *adv, const spec_key *k, const char *v) {
         return parse_mode(v, (bid_mode *)field);
     case KEY_ONOFF:
         if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) return -1;
-        *(int *)field = strcmp(v, "off") == 0;
+        *(int *)field = strcmp(v, "on") == 0;
+        return 0;
+    case KEY_COUNT:
+        return parse_int(v, 0, COUNT_MAX, (int64_t *)field);
+    case KEY_STATUS:
+        if (parse_int(v, 200, 599, &n) != 0) return -1;
+        *(int *)field = (int)n;
         return 0;
     }
     return -1;
@@ -382,6 +421,8 @@ static int parse_spec(bidder *ctx, const char *spec, char *err, size_t errlen) {
     advertiser *adv = &ctx->advs[ctx->nadvs++];
     memset(adv, 0, sizeof *adv);
     adv->ctx = ctx;
+    adv->notices = 1; /* the defaults that are not 0 */
+    adv->notice_status = 503;
     int rc = 0;
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item && rc == 0;
@@ -599,10 +640,11 @@ static cJSON *bid_object(advertiser *adv, const bid_request *br) {
     cJSON_AddStringToObject(bid, "adid", adid ? adid : "");
     cJSON_AddStringToObject(bid, "crid", adv->crid);
     cJSON_AddStringToObject(bid, "iurl", adv->creative);
-    if (!adv->notices_off) {
+    if (adv->notices) {
         cJSON_AddStringToObject(bid, "nurl", adv->nurl);
         cJSON_AddStringToObject(bid, "lurl", adv->lurl);
     }
+    if (adv->burl) cJSON_AddStringToObject(bid, "burl", adv->burl_url);
     free(adid);
     return bid;
 }
@@ -659,10 +701,40 @@ static void pending_drop(pending *p) {
     pending_free(p);
 }
 
+/* The counter an answer of this outcome bumps once sent; NULL: none. */
+static uint64_t *sent_counter(advertiser *adv, outcome out) {
+    switch (out) {
+    case OUT_BID:
+        return &adv->n.bids;
+    case OUT_NOBID:
+        return &adv->n.nobids;
+    case OUT_ERROR:
+        return &adv->n.errors;
+    case OUT_WIN:
+        return &adv->n.wins;
+    case OUT_LOSS:
+        return &adv->n.losses;
+    case OUT_BILL:
+        return &adv->n.bills;
+    case OUT_NOTICE_FAILED:
+        return &adv->n.notices_failed;
+    case OUT_NONE:
+    default:
+        return NULL;
+    }
+}
+
+/* Send an answer now and count it. */
+static void answer(advertiser *adv, struct evhttp_request *req, int status, const char *body,
+                   size_t len, outcome out) {
+    uint64_t *counter = sent_counter(adv, out);
+    send_body(req, status, body, len);
+    if (counter != NULL) (*counter)++;
+}
+
 /* Timer: the delay is over, send the answer decided on arrival. */
 static void pending_fire(evutil_socket_t fd, short what, void *arg) {
     pending *p = arg;
-    advertiser *adv = p->adv;
     (void)fd;
     (void)what;
     if (evhttp_request_get_connection(p->req) == NULL) {
@@ -670,13 +742,7 @@ static void pending_fire(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     pending_unlink(p);
-    send_body(p->req, p->status, p->body, p->body_len);
-    if (p->out == OUT_BID)
-        adv->n.bids++;
-    else if (p->out == OUT_NOBID)
-        adv->n.nobids++;
-    else if (p->out == OUT_ERROR)
-        adv->n.errors++;
+    answer(p->adv, p->req, p->status, p->body, p->body_len, p->out);
     pending_free(p);
 }
 
@@ -754,19 +820,27 @@ static int pending_decide(pending *p, const bid_request *br) {
     return p->body ? 0 : -1;
 }
 
-/* Park the answer, watch its client and arm its timer (none in hang mode). */
-static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_request *br) {
-    struct event_base *base = adv->ctx->base;
+/* A pending for `req`, its answer still to be decided; NULL when out of
+ * memory. */
+static pending *pending_new(advertiser *adv, struct evhttp_request *req) {
     pending *p = calloc(1, sizeof *p);
-    if (p == NULL) return -1;
+    if (p == NULL) return NULL;
     p->adv = adv;
     p->req = req;
     p->evcon = evhttp_request_get_connection(req);
+    return p;
+}
+
+/* Park `p`, its answer decided, on its advertiser's list, watch its client
+ * and arm its timer for delay_ms (delay_ms < 0: no timer, hang mode).
+ * Returns 0, or -1 when out of memory, having freed `p`. */
+static int pending_park(pending *p, int64_t delay_ms) {
+    advertiser *adv = p->adv;
+    struct event_base *base = adv->ctx->base;
     evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(p->evcon));
-    int ok = pending_decide(p, br) == 0 &&
-             (p->watch = event_new(base, fd, EV_READ | EV_PERSIST, pending_watch, p)) != NULL &&
-             (p->out == OUT_NONE || (p->timer = evtimer_new(base, pending_fire, p)) != NULL);
-    if (!ok) {
+    p->watch = event_new(base, fd, EV_READ | EV_PERSIST, pending_watch, p);
+    if (p->watch == NULL ||
+        (delay_ms >= 0 && (p->timer = evtimer_new(base, pending_fire, p)) == NULL)) {
         pending_free(p);
         return -1;
     }
@@ -777,12 +851,26 @@ static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_
     evhttp_connection_set_closecb(p->evcon, on_conn_close, adv);
     event_add(p->watch, NULL);
     if (p->timer != NULL) {
-        int64_t ms = adv->latency_ms + (int64_t)rng_upto(&adv->ctx->rng, (uint64_t)adv->jitter_ms);
-        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
+                             .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
         evtimer_add(p->timer, &tv);
     }
     return 0;
+}
+
+/* Decide a bid answer and park it for latency + jitter ms (hang mode: for
+ * ever). Returns 0, or -1 when out of memory. */
+static int pending_start(advertiser *adv, struct evhttp_request *req, const bid_request *br) {
+    pending *p = pending_new(adv, req);
+    if (p == NULL) return -1;
+    if (pending_decide(p, br) != 0) {
+        pending_free(p);
+        return -1;
+    }
+    int64_t ms = -1;
+    if (p->out != OUT_NONE)
+        ms = adv->latency_ms + (int64_t)rng_upto(&adv->ctx->rng, (uint64_t)adv->jitter_ms);
+    return pending_park(p, ms);
 }
 
 /* ---- Requests ----------------------------------------------------------- */
@@ -865,25 +953,45 @@ static void handle_stats(advertiser *adv, struct evhttp_request *req) {
     cJSON_AddNumberToObject(doc, "errors", (double)n->errors);
     cJSON_AddNumberToObject(doc, "wins", (double)n->wins);
     cJSON_AddNumberToObject(doc, "losses", (double)n->losses);
+    cJSON_AddNumberToObject(doc, "bills", (double)n->bills);
+    cJSON_AddNumberToObject(doc, "notices_failed", (double)n->notices_failed);
     cJSON_AddNumberToObject(doc, "bad_requests", (double)n->bad_requests);
     cJSON_AddNumberToObject(doc, "dropped", (double)n->dropped);
     cJSON_AddNumberToObject(doc, "pending", (double)adv->npending);
     cJSON *list = cJSON_AddArrayToObject(doc, "notices");
     for (size_t k = 0; k < NOTICES_KEPT; k++) { /* oldest first */
-        const char *uri = adv->notices[(adv->notice_next + k) % NOTICES_KEPT];
+        const char *uri = adv->notice_uris[(adv->notice_next + k) % NOTICES_KEPT];
         if (uri != NULL) add_item(list, cJSON_CreateString(uri));
     }
     send_json(req, 200, doc);
 }
 
-/* GET /win or /loss (SPEC 9): count it and keep the URI. */
-static void handle_notice(advertiser *adv, struct evhttp_request *req, uint64_t *counter) {
-    char **slot = &adv->notices[adv->notice_next];
+/* GET /win, /loss or /bill (SPEC 9, 14): keep the URI and decide now how
+ * to answer: the first notice_fail notices of any kind get notice_status,
+ * later ones 200. The answer goes out after notice_delay ms (a client that
+ * leaves meanwhile is a dropped answer, as for bids); `ok` or
+ * notices_failed is counted when it is sent. */
+static void handle_notice(advertiser *adv, struct evhttp_request *req, outcome ok) {
+    char **slot = &adv->notice_uris[adv->notice_next];
     free(*slot);
     *slot = strdup(evhttp_request_get_uri(req));
     adv->notice_next = (adv->notice_next + 1) % NOTICES_KEPT;
-    (*counter)++;
-    send_body(req, 200, NULL, 0);
+    int failed = adv->notices_seen++ < (uint64_t)adv->notice_fail;
+    int status = failed ? adv->notice_status : 200;
+    outcome out = failed ? OUT_NOTICE_FAILED : ok;
+    if (adv->notice_delay_ms == 0) {
+        answer(adv, req, status, NULL, 0, out);
+        return;
+    }
+    pending *p = pending_new(adv, req);
+    if (p != NULL) {
+        p->status = status;
+        p->out = out;
+    }
+    if (p == NULL || pending_park(p, adv->notice_delay_ms) != 0) {
+        adv->n.errors++;
+        send_error(req, 500, "out of memory");
+    }
 }
 
 static void on_request(struct evhttp_request *req, void *arg) {
@@ -899,9 +1007,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
     else if (strcmp(path, "/stats") == 0)
         handle_stats(adv, req);
     else if (strcmp(path, "/win") == 0)
-        handle_notice(adv, req, &adv->n.wins);
+        handle_notice(adv, req, OUT_WIN);
     else if (strcmp(path, "/loss") == 0)
-        handle_notice(adv, req, &adv->n.losses);
+        handle_notice(adv, req, OUT_LOSS);
+    else if (strcmp(path, "/bill") == 0)
+        handle_notice(adv, req, OUT_BILL);
     else
         send_error(req, 404, "not found");
 }
@@ -923,10 +1033,12 @@ static int adv_urls(bidder *ctx, advertiser *adv) {
     if (base != NULL) {
         adv->nurl = str_printf("%s/win?id=${AUCTION_ID}&price=${AUCTION_PRICE}", base);
         adv->lurl = str_printf("%s/loss?id=${AUCTION_ID}&reason=${AUCTION_LOSS}", base);
+        adv->burl_url = str_printf(
+            "%s/bill?id=${AUCTION_ID}&price=${AUCTION_PRICE}&cur=${AUCTION_CURRENCY}", base);
     }
     free(host);
     free(base);
-    return adv->creative && adv->crid && adv->nurl && adv->lurl ? 0 : -1;
+    return adv->creative && adv->crid && adv->nurl && adv->lurl && adv->burl_url ? 0 : -1;
 }
 
 static int adv_listen(bidder *ctx, advertiser *adv) {
@@ -967,9 +1079,10 @@ static void adv_free(advertiser *adv) {
     free(adv->crid);
     free(adv->nurl);
     free(adv->lurl);
+    free(adv->burl_url);
     cJSON_Delete(adv->last);
     for (size_t i = 0; i < NOTICES_KEPT; i++)
-        free(adv->notices[i]);
+        free(adv->notice_uris[i]);
 }
 
 static void bidder_free(bidder *ctx) {
