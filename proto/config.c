@@ -232,6 +232,8 @@ static const conf_row bidder_rows[] = {
     STRINGS_ROW("interests", BIDDER(interests), BIDDER(ninterests), 1, 128, "[]"),
     INT_ROW("max_concurrent", BIDDER(max_concurrent), 1, 100000, "100"),
     OPTIONAL_INT_ROW("tmax_ms", BIDDER(tmax_ms), 1, 10000),
+    /* Hosts its notice URLs may name besides its endpoint's (SPEC 15). */
+    STRINGS_ROW("notice_hosts", BIDDER(notice_hosts), BIDDER(nnotice_hosts), 1, 253, "[]"),
 };
 
 /* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is

@@ -332,6 +332,9 @@ typedef struct proto_bidder_conf {
     size_t ninterests;
     long max_concurrent; /* default 100 */
     long tmax_ms;        /* a cap on the bidder's time (SPEC 13); 0: none */
+    char **notice_hosts; /* hosts its notice URLs may name besides the
+                            endpoint's (SPEC 15); `nnotice_hosts` of them */
+    size_t nnotice_hosts;
 } proto_bidder_conf;
 
 /* What an alert rule watches (config alerts[].metric; SPEC 11 and

@@ -223,6 +223,64 @@ static void write_admission(struct evbuffer *b, const rtb_server *srv) {
                             rtb_admission_verdict_str((rtb_admission_verdict)v), a->shed[v]);
 }
 
+/* Notice counters by kind (win, loss, bill), and billing (SPEC 9, 14, 15). */
+static void write_notices(struct evbuffer *b, const rtb_server *srv) {
+    const rtb_notice_stats *ns = rtb_server_notice_stats(srv);
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } by_kind[] = {
+        {"rtb_notices_sent_total", "Notices answered with 2xx, by kind.",
+         offsetof(rtb_notice_stats, sent)},
+        {"rtb_notices_failed_total",
+         "Notice attempts that failed (bad URL, status, connection, timeout), by kind.",
+         offsetof(rtb_notice_stats, failed)},
+    };
+    for (size_t i = 0; i < sizeof(by_kind) / sizeof(by_kind[0]); i++) {
+        const unsigned long long *v =
+            (const unsigned long long *)(const void *)((const char *)ns + by_kind[i].offset);
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", by_kind[i].name,
+                            by_kind[i].help, by_kind[i].name);
+        for (int k = 0; k < RTB_NOTICE_KINDS; k++)
+            evbuffer_add_printf(b, "%s{kind=\"%s\"} %llu\n", by_kind[i].name,
+                                rtb_notice_kind_str((rtb_notice_kind)k), v[k]);
+    }
+    counter(b, "rtb_notices_dropped_total",
+            "Notices not sent for now: limits.max_pending_notices or the bidder's share of it "
+            "out at once.",
+            ns->dropped);
+    counter(b, "rtb_notices_refused_host_total",
+            "Notices refused: the URL's host is not the bidder's endpoint host or one of its "
+            "notice_hosts.",
+            ns->refused_host);
+    counter(b, "rtb_notice_targets_evicted_total",
+            "Notice targets retired to make room (the one idle longest).", ns->targets_evicted);
+    gauge(b, "rtb_notices_pending", "Notices out now.", (long long)rtb_server_notices_pending(srv));
+    const rtb_ledger_stats *ls = rtb_server_ledger_stats(srv);
+    counter(b, "rtb_burl_kept_total", "Winners' billing notices kept for their impression.",
+            ls->burl_kept);
+    counter(b, "rtb_burl_refused_total",
+            "Winners' billing notices never kept: not http:// on one of the bidder's hosts.",
+            ls->burl_refused);
+    counter(b, "rtb_burl_sent_total", "Billing notices answered with 2xx: billed.",
+            ls->burl_billed);
+    counter(b, "rtb_burl_retried_total",
+            "Billing notice attempts that failed and were rescheduled.", ls->burl_retried);
+    counter(b, "rtb_burl_failed_total",
+            "Billing notices given up: notices.burl_retry_s spent, or refused for good.",
+            ls->burl_failed);
+    gauge(b, "rtb_burl_pending",
+          "Billing notices in notices:burl:pending at the last claim (every exchange's).",
+          ls->burl_pending);
+    counter(b, "rtb_notices_kept_total", "Notices a drain left in Redis for the next exchange.",
+            ls->kept);
+    counter(b, "rtb_notices_resumed_total",
+            "Notices taken from Redis: kept by a drain, or due for another attempt.", ls->resumed);
+    counter(b, "rtb_ledger_redis_errors_total",
+            "Billing claims and kept burls Redis did not take (retried, or lost and counted here).",
+            ls->redis_errors);
+}
+
 static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     const rtb_stats *s = rtb_server_stats(srv);
     rtb_server_health h;
@@ -256,14 +314,7 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     counter(b, "rtb_redis_writes_failed_total",
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);
-    const rtb_notice_stats *ns = rtb_server_notice_stats(srv);
-    counter(b, "rtb_notices_sent_total", "Win/loss notices answered with 2xx.", ns->sent);
-    counter(b, "rtb_notices_failed_total",
-            "Win/loss notices that failed (bad URL, status, connection, timeout).", ns->failed);
-    counter(b, "rtb_notices_dropped_total",
-            "Win/loss notices dropped: limits.max_pending_notices out at once.", ns->dropped);
-    gauge(b, "rtb_notices_pending", "Win/loss notices out now.",
-          (long long)rtb_server_notices_pending(srv));
+    write_notices(b, srv);
     counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
             s->profile_misses);
     counter(b, "rtb_profile_errors_total", "Profile lookups that failed (Redis down or error).",

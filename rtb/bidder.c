@@ -52,34 +52,48 @@ static int endpoint_parse(const char *url, endpoint *e) {
     return ok ? 0 : -1;
 }
 
-static void free_interests(char **v, size_t n) {
+static void free_strings(char **v, size_t n) {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
 }
 
-static char **copy_interests(char *const *src, size_t n) {
-    char **v = calloc(n ? n : 1, sizeof(*v));
+/* A copy of `n` strings, after `skip` empty slots left for the caller. */
+static char **copy_strings(char *const *src, size_t n, size_t skip) {
+    char **v = calloc(n + skip ? n + skip : 1, sizeof(*v));
     if (!v) return NULL;
     for (size_t i = 0; i < n; i++) {
-        if (!(v[i] = strdup(src[i]))) {
-            free_interests(v, i);
+        if (!(v[skip + i] = strdup(src[i]))) {
+            free_strings(v, skip + i);
             return NULL;
         }
     }
     return v;
 }
 
+/* The hosts its notices may name: [0] is the endpoint's host (borrowed),
+ * then its notice_hosts (owned). SPEC 15. */
+static void free_notice_hosts(rtb_bidder *b) {
+    if (b->notice_hosts) b->notice_hosts[0] = NULL;
+    free_strings((char **)b->notice_hosts, b->nnotice_hosts);
+}
+
 int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
-    char **interests = copy_interests(conf->interests, conf->ninterests);
-    if (!interests) return -1;
+    char **interests = copy_strings(conf->interests, conf->ninterests, 0);
+    char **notice_hosts = copy_strings(conf->notice_hosts, conf->nnotice_hosts, 1);
+    if (!interests || !notice_hosts) {
+        free_strings(interests, interests ? conf->ninterests : 0);
+        free_strings(notice_hosts, notice_hosts ? conf->nnotice_hosts + 1 : 0);
+        return -1;
+    }
     int new_endpoint = !b->endpoint || strcmp(b->endpoint, conf->endpoint) != 0;
     if (new_endpoint) {
         endpoint e;
         char *url = strdup(conf->endpoint);
         if (!url || endpoint_parse(conf->endpoint, &e) != 0) {
             free(url);
-            free_interests(interests, conf->ninterests);
+            free_strings(interests, conf->ninterests);
+            free_strings(notice_hosts, conf->nnotice_hosts + 1);
             return -1;
         }
         rtb_pool_free(b->pool); /* retired: its calls still out end there */
@@ -94,9 +108,13 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
         b->host_header = e.host_header;
         b->port = e.port;
     }
-    free_interests(b->interests, b->ninterests);
+    free_strings(b->interests, b->ninterests);
     b->interests = interests;
     b->ninterests = conf->ninterests;
+    free_notice_hosts(b);
+    notice_hosts[0] = b->host;
+    b->notice_hosts = (const char **)notice_hosts;
+    b->nnotice_hosts = conf->nnotice_hosts + 1;
     b->max_concurrent = conf->max_concurrent > 0 ? conf->max_concurrent : 100;
     b->tmax_ms = conf->tmax_ms;
     if (b->pool) rtb_pool_set_max_conns(b->pool, (size_t)b->max_concurrent);
@@ -128,7 +146,8 @@ void rtb_bidder_free(rtb_bidder *b) {
     free(b->host);
     free(b->path);
     free(b->host_header);
-    free_interests(b->interests, b->ninterests);
+    free_strings(b->interests, b->ninterests);
+    free_notice_hosts(b);
     free(b);
 }
 

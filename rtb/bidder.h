@@ -45,7 +45,11 @@ typedef struct rtb_bidder {
     char **interests;
     size_t ninterests;
     long max_concurrent;
-    long tmax_ms;          /* a cap on its time (SPEC 13); 0: none */
+    long tmax_ms;              /* a cap on its time (SPEC 13); 0: none */
+    const char **notice_hosts; /* hosts its notice URLs may name: its endpoint's,
+                                  then its notice_hosts (SPEC 15) */
+    size_t nnotice_hosts;
+    unsigned notices_out;  /* its notices out now (rtb_notice owner_out) */
     int active;            /* in the current registry */
     rtb_http *http;        /* borrowed; NULL: the bidder is never called */
     size_t max_body_bytes; /* limits.max_response_bytes */

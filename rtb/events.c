@@ -24,6 +24,7 @@
 
 struct rtb_events {
     store *store;
+    rtb_ledger *ledger;
     const proto_config *cfg;
     rtb_stats *stats;
 };
@@ -33,10 +34,12 @@ typedef struct pending_event {
     proto_event ev;
 } pending_event;
 
-rtb_events *rtb_events_new(store *st, const proto_config *cfg, rtb_stats *stats) {
+rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const proto_config *cfg,
+                           rtb_stats *stats) {
     rtb_events *e = calloc(1, sizeof(*e));
     if (!e) return NULL;
     e->store = st;
+    e->ledger = ledger;
     e->cfg = cfg;
     e->stats = stats;
     return e;
@@ -122,6 +125,7 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
     case PROTO_EVENT_IMPRESSION:
         e->stats->impressions++;
         count(e, ev->advertiser_id, ev->ad_id, "impressions");
+        if (e->ledger) rtb_ledger_on_impression(e->ledger, ev->request_id, ev->ad_id);
         free(p);
         return;
     case PROTO_EVENT_CLICK:

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "proto/proto.h"
+#include "rtb/ledger.h"
 #include "rtb/stats.h"
 #include "store/store.h"
 
@@ -14,11 +15,13 @@ typedef struct rtb_events rtb_events;
 
 /* An event handler writing to `st` and counting into `stats` (event
  * fields: impressions, clicks, duplicate_clicks, conversions,
- * conversions_attributed, events_invalid, events_dropped); all borrowed for
- * its life. Payloads over cfg->limits.max_request_bytes are refused.
- * Returns NULL when memory ran out. Free it after the store (whose freeing
- * answers the events still waiting for Redis). */
-rtb_events *rtb_events_new(store *st, const proto_config *cfg, rtb_stats *stats);
+ * conversions_attributed, events_invalid, events_dropped); an impression
+ * with a request_id is billed through `ledger` (SPEC 14; NULL: never). All
+ * borrowed for its life. Payloads over cfg->limits.max_request_bytes are
+ * refused. Returns NULL when memory ran out. Free it after the store (whose
+ * freeing answers the events still waiting for Redis). */
+rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const proto_config *cfg,
+                           rtb_stats *stats);
 void rtb_events_free(rtb_events *e);
 
 /* 1 when `topic` is an event topic (rtb/events/...). */

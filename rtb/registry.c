@@ -59,10 +59,15 @@ size_t rtb_registry_active(const rtb_registry *r) {
     return active;
 }
 
-static rtb_bidder *find_bidder(rtb_registry *r, const char *id) {
+static rtb_bidder *find_bidder(const rtb_registry *r, const char *id) {
     for (size_t i = 0; i < r->nbidders; i++)
         if (strcmp(r->bidders[i]->id, id) == 0) return r->bidders[i];
     return NULL;
+}
+
+rtb_bidder *rtb_registry_find(const rtb_registry *r, const char *id) {
+    rtb_bidder *b = find_bidder(r, id);
+    return b && b->active ? b : NULL;
 }
 
 /* Make `conf` active: update the advertiser of that id, or add it. */

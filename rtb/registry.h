@@ -37,6 +37,8 @@ size_t rtb_registry_count(const rtb_registry *r);
 rtb_bidder *rtb_registry_at(const rtb_registry *r, size_t index);
 /* Active advertisers now. */
 size_t rtb_registry_active(const rtb_registry *r);
+/* The active advertiser `id`, or NULL (unknown or no longer active). */
+rtb_bidder *rtb_registry_find(const rtb_registry *r, const char *id);
 
 /* Choose at most `max` active advertisers whose interests match the user
  * (`user`: the profile's interests, `context`: user_context.interests; cJSON

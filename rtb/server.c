@@ -23,6 +23,7 @@
 #include "rtb/alerts.h"
 #include "rtb/call.h"
 #include "rtb/events.h"
+#include "rtb/ledger.h"
 #include "rtb/log.h"
 #include "rtb/mqtt.h"
 #include "rtb/ptimer.h"
@@ -40,6 +41,7 @@
 
 #define START_WAIT_S 3 /* start MQTT even if the registry is not loaded */
 #define DRAIN_TICK_US 10000
+#define DRAIN_REDIS_US 750000 /* after the notices: Redis answers what the drain wrote */
 
 struct rtb_server {
     struct event_base *base;
@@ -49,7 +51,7 @@ struct rtb_server {
     rtb_mqtt *mqtt;
     rtb_registry *registry;
     rtb_txns *txns;
-    rtb_notifier *notifier;
+    rtb_ledger *ledger; /* win, loss and billing notices */
     rtb_events *events;
     rtb_admin *admin;     /* NULL when admin.listen is null */
     rtb_sampler *sampler; /* one sample a second */
@@ -65,7 +67,9 @@ struct rtb_server {
     int registry_reload; /* an update arrived during a load */
     int started;         /* MQTT started */
     int draining;
-    int64_t drain_deadline_us;
+    int64_t drain_deadline_us;   /* auctions and Redis at the latest */
+    int64_t notices_deadline_us; /* notices still out are kept in Redis then */
+    int notices_kept;
     int mqtt_was_connected;
     int exit_code;
 };
@@ -119,8 +123,7 @@ static int64_t tp_wall_us(void *ctx) {
 /* After a success (SPEC 9, 10): notices, and the advertiser's and ad's
  * wins and spend. */
 static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
-    for (size_t i = 0; i < o->nnotices; i++)
-        rtb_notify(srv->notifier, o->notices[i].url, &o->notices[i].macros);
+    rtb_ledger_on_win(srv->ledger, o);
     /* Prices are CPM: the clearing prices are summed exactly and divided by
      * 1000 only when reported (SPEC 14). */
     rtb_bidder_count_win(o->winner, o->clearing_price_micros);
@@ -335,13 +338,24 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     rtb_server *srv = arg;
     size_t open = rtb_txns_open(srv->txns);
-    int flushed = open == 0 && store_pending(srv->store) == 0;
-    if (flushed || rtb_now_us() > srv->drain_deadline_us) {
+    int64_t now = rtb_now_us();
+    /* Notices of the last auctions go out when they close; what is still
+     * out at notices.drain_s is kept in Redis for the next exchange
+     * (SPEC 14), and the drain then waits for those writes. */
+    if (!srv->notices_kept &&
+        ((open == 0 && rtb_ledger_out(srv->ledger) == 0) || now > srv->notices_deadline_us)) {
+        rtb_ledger_keep(srv->ledger);
+        srv->notices_kept = 1;
+        if (srv->drain_deadline_us < now + DRAIN_REDIS_US)
+            srv->drain_deadline_us = now + DRAIN_REDIS_US;
+    }
+    int flushed = store_pending(srv->store) == 0;
+    if (srv->notices_kept && (flushed || now > srv->drain_deadline_us)) {
         if (!flushed)
             rtb_log(PROTO_LOG_WARN,
-                    "drain: giving up with %zu auctions open and %zu Redis "
+                    "drain: giving up with %zu auctions open, %zu notices out and %zu Redis "
                     "commands unanswered",
-                    open, store_pending(srv->store));
+                    open, rtb_ledger_out(srv->ledger), store_pending(srv->store));
         event_base_loopexit(srv->base, NULL);
     }
 }
@@ -359,7 +373,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     rtb_log(PROTO_LOG_INFO, "signal %d: draining %zu auctions, then exiting", (int)sig,
             rtb_txns_open(srv->txns));
     rtb_mqtt_unsubscribe(srv->mqtt);
-    srv->drain_deadline_us = rtb_now_us() + srv->cfg->auction.tmax_ms * 1000 + 750000;
+    rtb_ledger_stop(srv->ledger);
+    int64_t now = rtb_now_us(), auctions_us = srv->cfg->auction.tmax_ms * 1000;
+    srv->notices_deadline_us = now + auctions_us + srv->cfg->notices.drain_s * 1000000;
+    srv->drain_deadline_us = now + auctions_us + DRAIN_REDIS_US;
     struct timeval tv = {0, DRAIN_TICK_US};
     event_add(srv->drain_timer, &tv);
 }
@@ -397,8 +414,10 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->registry = rtb_registry_new(cfg, srv->http);
     srv->txns = srv->registry ? rtb_txns_new(cfg, srv->registry, &tp) : NULL;
     srv->store = store_new(base, &so);
-    srv->notifier = rtb_notifier_new(srv->http, (size_t)cfg->limits.max_pending_notices);
-    srv->events = srv->store ? rtb_events_new(srv->store, cfg, &srv->stats) : NULL;
+    srv->ledger = srv->store && srv->registry
+                      ? rtb_ledger_new(base, srv->http, srv->store, srv->registry, cfg)
+                      : NULL;
+    srv->events = srv->ledger ? rtb_events_new(srv->store, srv->ledger, cfg, &srv->stats) : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
     if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
         !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))
@@ -409,7 +428,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->start_timer = evtimer_new(base, on_start_wait, srv);
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
-    if (!srv->txns || !srv->store || !srv->notifier || !srv->events || !srv->sampler ||
+    if (!srv->txns || !srv->store || !srv->ledger || !srv->events || !srv->sampler ||
         !srv->second_timer || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer ||
         !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
@@ -486,7 +505,7 @@ void rtb_server_free(rtb_server *srv) {
     store_free(srv->store);
     rtb_txns_free(srv->txns);
     rtb_events_free(srv->events);
-    rtb_notifier_free(srv->notifier);
+    rtb_ledger_free(srv->ledger);
     rtb_registry_free(srv->registry);
     rtb_sampler_free(srv->sampler);
     rtb_mqtt_free(srv->mqtt);
@@ -545,9 +564,13 @@ size_t rtb_server_results_queued(const rtb_server *srv) {
 }
 
 const rtb_notice_stats *rtb_server_notice_stats(const rtb_server *srv) {
-    return rtb_notifier_stats(srv->notifier);
+    return rtb_ledger_notice_stats(srv->ledger);
 }
 
 size_t rtb_server_notices_pending(const rtb_server *srv) {
-    return rtb_notifier_pending(srv->notifier);
+    return rtb_ledger_out(srv->ledger);
+}
+
+const rtb_ledger_stats *rtb_server_ledger_stats(const rtb_server *srv) {
+    return rtb_ledger_get_stats(srv->ledger);
 }

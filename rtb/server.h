@@ -14,6 +14,7 @@
 #include "proto/proto.h"
 #include "rtb/admission.h"
 #include "rtb/bidder.h"
+#include "rtb/ledger.h"
 #include "rtb/notice.h"
 #include "rtb/stats.h"
 #include "store/store.h"
@@ -69,5 +70,7 @@ size_t rtb_server_results_queued(const rtb_server *srv);
 /* Notices: counters and how many are out. */
 const rtb_notice_stats *rtb_server_notice_stats(const rtb_server *srv);
 size_t rtb_server_notices_pending(const rtb_server *srv);
+/* Billing and kept notices (SPEC 14). */
+const rtb_ledger_stats *rtb_server_ledger_stats(const rtb_server *srv);
 
 #endif

@@ -496,10 +496,30 @@ static proto_status close_status(const rtb_txn *t, const auction_outcome *o) {
     return PROTO_STATUS_NO_BID;
 }
 
+/* The macros of call c's notices (SPEC 9, 14). */
+static proto_notice_macros collect_macros(const rtb_txn *t, const rtb_txn_call *c,
+                                          const auction_outcome *o, int won) {
+    const proto_config *cfg = t->set->cfg;
+    return (proto_notice_macros){
+        .auction_id = t->req.request_id,
+        .bid_id = c->bid.bid_id,
+        .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
+        .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
+        .ad_id = c->bid.ad_id,
+        .price_micros = o->clearing_price_micros,
+        .currency = cfg->auction.currency,
+        .loss = won                                         ? 0
+                : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
+                                                            : PROTO_LOSS_OUTBID,
+        /* Losers learn what the winner paid only when the exchange says
+         * so: OpenRTB leaves it to the exchange (SPEC 14). */
+        .no_price = !won && !cfg->notices.loss_price,
+    };
+}
+
 /* The winner's nurl, then each loser's lurl; bids below the floor are
  * losers too (SPEC 9). */
 static size_t collect_notices(rtb_txn *t, const auction_outcome *o) {
-    const proto_config *cfg = t->set->cfg;
     size_t n = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < t->ncalls; i++) {
@@ -511,21 +531,9 @@ static size_t collect_notices(rtb_txn *t, const auction_outcome *o) {
             if (!url || !*url) continue;
             rtb_txn_notice *nt = &t->notices[n++];
             nt->url = url;
-            nt->macros = (proto_notice_macros){
-                .auction_id = t->req.request_id,
-                .bid_id = c->bid.bid_id,
-                .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
-                .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
-                .ad_id = c->bid.ad_id,
-                .price_micros = o->clearing_price_micros,
-                .currency = cfg->auction.currency,
-                .loss = won                                         ? 0
-                        : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
-                                                                    : PROTO_LOSS_OUTBID,
-                /* Losers learn what the winner paid only when the exchange says
-                 * so: OpenRTB leaves it to the exchange (SPEC 14). */
-                .no_price = !won && !cfg->notices.loss_price,
-            };
+            nt->bidder = c->bidder;
+            nt->win = won;
+            nt->macros = collect_macros(t, c, o, won);
         }
     }
     return n;
@@ -571,6 +579,12 @@ static void close_auction(rtb_txn *t, int64_t now_us) {
         out.ad_id = o.winner->ad_id;
         out.notices = t->notices;
         out.nnotices = collect_notices(t, &o);
+        for (size_t i = 0; i < t->ncalls; i++) {
+            const rtb_txn_call *c = &t->calls[i];
+            if (c->bidder != out.winner || !c->bid.burl || !*c->bid.burl) continue;
+            out.burl = (rtb_txn_notice){.url = c->bid.burl, .bidder = c->bidder, .win = 1};
+            out.burl.macros = collect_macros(t, c, &o, 1);
+        }
     }
     proto_buf_reset(&ts->result);
     if (proto_result_encode(&r, &ts->result) == 0)

@@ -52,11 +52,14 @@ typedef enum rtb_profile_status {
     RTB_PROFILE_ERROR,   /* Redis down or error */
 } rtb_profile_status;
 
-/* A win or loss notice to send (SPEC 9): the bid's URL template and the
- * values of its macros. Strings belong to the transaction. */
+/* A win, loss or billing notice (SPEC 9, 14): the bid's URL template, the
+ * values of its macros and the bidder whose bid it was. Strings belong to
+ * the transaction. */
 typedef struct rtb_txn_notice {
     const char *url;
     proto_notice_macros macros;
+    rtb_bidder *bidder;
+    int win; /* the winner's nurl (1) or a loser's lurl (0) */
 } rtb_txn_notice;
 
 /* What one closed auction means for the rest of the exchange. Everything is
@@ -75,6 +78,8 @@ typedef struct rtb_txn_outcome {
     const rtb_txn_notice *notices; /* success: the winner's nurl, then every
                                       loser's lurl (SPEC 9); only bids with a URL */
     size_t nnotices;
+    rtb_txn_notice burl; /* success: the winner's billing notice (SPEC 14);
+                            url NULL when its bid had none */
 } rtb_txn_outcome;
 
 /* What a transaction asks of the world. `ctx` is passed back to each. */

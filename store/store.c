@@ -467,6 +467,139 @@ int store_set(store *s, const char *key, const char *value, long ttl_s) {
     return send_argv(s, NULL, NULL, NULL, 5, argv, argvlen);
 }
 
+/* ---- Notices kept in Redis (SPEC 14) -------------------------------------------- */
+
+int store_burl_keep(store *s, const char *request_id, const char *value, size_t len) {
+    char key[PROFILE_KEY_MAX], ttl[24];
+    snprintf(ttl, sizeof(ttl), "%d", STORE_BILLED_TTL_S);
+    const char *argv[5] = {"SET", key, value, "EX", ttl};
+    size_t argvlen[5] = {0, make_key(key, sizeof(key), "burl:", request_id), len, 0, 0};
+    if (argvlen[1] == 0) return -1;
+    return send_argv(s, NULL, NULL, NULL, 5, argv, argvlen);
+}
+
+/* KEYS: burl:{rid}, billed:{rid}, the pending set. ARGV: the ad, the
+ * member's prefix, its score, the TTL. The kept value starts with the ad
+ * id and a unit separator. */
+static const char bill_script[] =
+    "local v=redis.call('GET',KEYS[1]) "
+    "if not v then return false end "
+    "local sep=string.find(v,'\31',1,true) "
+    "if not sep or string.sub(v,1,sep-1)~=ARGV[1] then return false end "
+    "if not redis.call('SET',KEYS[2],'1','NX','EX',ARGV[4]) then return false end "
+    "local m=ARGV[2]..v "
+    "redis.call('ZADD',KEYS[3],ARGV[3],m) "
+    "return m";
+
+int store_bill_claim(store *s, const char *request_id, const char *ad_id, const char *prefix,
+                     long long now_ms, long long lease_ms, store_value_fn *fn, void *arg) {
+    char burl_key[PROFILE_KEY_MAX], billed_key[PROFILE_KEY_MAX], at[24], ttl[24];
+    snprintf(at, sizeof(at), "%lld", now_ms + lease_ms);
+    snprintf(ttl, sizeof(ttl), "%d", STORE_BILLED_TTL_S);
+    const char *argv[10] = {"EVAL", bill_script, "3", burl_key, billed_key, STORE_BURL_PENDING,
+                            ad_id,  prefix,      at,  ttl};
+    size_t argvlen[10] = {4, sizeof(bill_script) - 1, 1,
+                          make_key(burl_key, sizeof(burl_key), "burl:", request_id),
+                          make_key(billed_key, sizeof(billed_key), "billed:", request_id)};
+    if (argvlen[3] == 0 || argvlen[4] == 0) return -1;
+    return send_argv(s, on_value, fn, arg, 10, argv, argvlen);
+}
+
+/* KEYS: the two pending sets. ARGV: now, the lease's end, the most to take.
+ * Answers {ZCARD of the first, then per member: which set (0/1), member}. */
+static const char claim_script[] =
+    "local out={redis.call('ZCARD',KEYS[1])} "
+    "local left=tonumber(ARGV[3]) "
+    "for i,k in ipairs(KEYS) do "
+    "if left<=0 then break end "
+    "local due=redis.call('ZRANGEBYSCORE',k,'-inf',ARGV[1],'LIMIT',0,left) "
+    "for _,m in ipairs(due) do "
+    "redis.call('ZADD',k,'XX',ARGV[2],m) "
+    "out[#out+1]=i-1 out[#out+1]=m "
+    "end "
+    "left=left-#due "
+    "end "
+    "return out";
+
+typedef struct claim_call {
+    store *s;
+    store_claim_fn *fn;
+    void *arg;
+} claim_call;
+
+static void on_claim(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    claim_call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    size_t n = 0;
+    store_str *members = NULL;
+    int *set = NULL;
+    int ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements % 2 == 1 &&
+             reply->element[0]->type == REDIS_REPLY_INTEGER;
+    if (ok && reply->elements > 1) {
+        size_t cap = reply->elements / 2;
+        members = malloc(cap * sizeof(*members));
+        set = malloc(cap * sizeof(*set));
+        ok = members && set;
+        for (size_t i = 1; ok && i + 1 < reply->elements; i += 2) {
+            const redisReply *which = reply->element[i], *m = reply->element[i + 1];
+            if (which->type != REDIS_REPLY_INTEGER || m->type != REDIS_REPLY_STRING) continue;
+            set[n] = (int)which->integer;
+            members[n++] = (store_str){m->str, m->len};
+        }
+    }
+    if (ok)
+        cl->fn(cl->arg, STORE_OK, reply->element[0]->integer, members, set, n);
+    else
+        cl->fn(cl->arg, STORE_ERR, 0, NULL, NULL, 0);
+    free(members);
+    free(set);
+    free(cl);
+}
+
+int store_notices_claim(store *s, long long now_ms, long long lease_ms, long max,
+                        store_claim_fn *fn, void *arg) {
+    char now[24], until[24], lim[24];
+    snprintf(now, sizeof(now), "%lld", now_ms);
+    snprintf(until, sizeof(until), "%lld", now_ms + lease_ms);
+    snprintf(lim, sizeof(lim), "%ld", max);
+    const char *argv[8] = {"EVAL", claim_script, "2", STORE_BURL_PENDING, STORE_NOTICES_PENDING,
+                           now,    until,        lim};
+    size_t argvlen[8] = {4, sizeof(claim_script) - 1};
+    for (int i = 2; i < 8; i++)
+        argvlen[i] = strlen(argv[i]);
+    claim_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    if (!cl) return -1;
+    *cl = (claim_call){s, fn, arg};
+    if (redisAsyncCommandArgv(s->cmd.ac, on_claim, cl, 8, argv, argvlen) != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+int store_notice_at(store *s, const char *key, const char *member, size_t len, long long at_ms,
+                    int xx) {
+    char at[24];
+    snprintf(at, sizeof(at), "%lld", at_ms);
+    const char *argv[5] = {"ZADD", key, xx ? "XX" : at, at, member};
+    size_t argvlen[5] = {0, 0, 0, 0, len};
+    int argc = xx ? 5 : 4;
+    if (!xx) {
+        argv[3] = member;
+        argvlen[3] = len;
+    }
+    return send_argv(s, NULL, NULL, NULL, argc, argv, argvlen);
+}
+
+int store_notice_done(store *s, const char *key, const char *member, size_t len) {
+    const char *argv[3] = {"ZREM", key, member};
+    size_t argvlen[3] = {0, 0, len};
+    return send_argv(s, NULL, NULL, NULL, 3, argv, argvlen);
+}
+
 /* ---- Publishing through the queue ------------------------------------------------ */
 
 /* Every PUBLISH goes through one FIFO: an entry stays queued until Redis

@@ -126,6 +126,54 @@ int store_publish_result(store *s, const char *request_id, const char *status, c
 int store_publish_error(store *s, const char *request_id, const char *topic, const char *payload,
                         size_t len);
 
+/* ---- Notices kept in Redis (SPEC 14) ---------------------------------------- */
+
+/* The pending sets, scored by the Unix time (ms) of the next attempt:
+ * billing notices until billed or given up, and win and loss notices a
+ * drain could not send (each sent once by whichever exchange claims it). */
+#define STORE_BURL_PENDING "notices:burl:pending"
+#define STORE_NOTICES_PENDING "notices:pending"
+#define STORE_BILLED_TTL_S 86400 /* burl:{request_id} and billed:{request_id} */
+
+/* SET burl:{request_id} {value} EX 86400: the winner's billing notice,
+ * waiting for the impression. Fire and forget. */
+int store_burl_keep(store *s, const char *request_id, const char *value, size_t len);
+
+/* The impression of `ad_id` in auction `request_id` arrived: atomically,
+ * when burl:{request_id} is kept for that ad and SET billed:{request_id} 1
+ * NX EX 86400 sets (the first impression at any exchange), ZADD
+ * STORE_BURL_PENDING {now_ms + lease_ms} {member} where member is
+ * `prefix` followed by the kept value; the callback gets STORE_OK and the
+ * member, else STORE_NIL (nothing to bill, or billed already) or STORE_ERR. */
+int store_bill_claim(store *s, const char *request_id, const char *ad_id, const char *prefix,
+                     long long now_ms, long long lease_ms, store_value_fn *fn, void *arg);
+
+/* One string of an array reply, valid only during the callback. */
+typedef struct store_str {
+    const char *s;
+    size_t len;
+} store_str;
+
+/* Called once with the members claimed (`n` of them, `set` telling which
+ * set each came from: 0 STORE_BURL_PENDING, 1 STORE_NOTICES_PENDING) and
+ * the billing notices pending in all (ZCARD); or STORE_ERR and nothing. */
+typedef void store_claim_fn(void *arg, store_status st, long long burl_pending,
+                            const store_str *members, const int *set, size_t n);
+
+/* Claim up to `max` due members (score <= now_ms) of both pending sets for
+ * this exchange, atomically re-scoring each to now_ms + lease_ms so that no
+ * other exchange takes it while it is being sent (and so that it comes due
+ * again if this one dies). */
+int store_notices_claim(store *s, long long now_ms, long long lease_ms, long max,
+                        store_claim_fn *fn, void *arg);
+
+/* ZADD {key} [XX] {at_ms} {member}, fire and forget: reschedule (xx 1: only
+ * while still pending) or keep a notice. */
+int store_notice_at(store *s, const char *key, const char *member, size_t len, long long at_ms,
+                    int xx);
+/* ZREM {key} {member}, fire and forget: the notice is done. */
+int store_notice_done(store *s, const char *key, const char *member, size_t len);
+
 /* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
 
 /* One advertiser:targeting:{id} entry: `id` (the key's suffix) and its JSON. */
