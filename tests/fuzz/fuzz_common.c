@@ -4,6 +4,7 @@
  * ours (cJSON, strict: one value, nothing after it) plus the checks cJSON
  * does not make (UTF-8, no raw control characters), so a bug cannot hide by
  * being symmetric. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,4 +65,70 @@ double fuzz_get_number(const cJSON *obj, const char *key) {
 int fuzz_same_string(const char *a, const char *b) {
     if (a == NULL || b == NULL) return a == b;
     return strcmp(a, b) == 0;
+}
+
+size_t fuzz_utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+int fuzz_key_id_ok(const char *s) {
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!(isascii(c) && (isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-'))) return 0;
+    }
+    return n >= 1 && n <= 128;
+}
+
+int fuzz_url_ok(const char *s) {
+    char scheme[9] = {0};
+    size_t i = 0;
+    while (i < 8 && s[i] != '\0') {
+        scheme[i] = (char)tolower((unsigned char)s[i]);
+        i++;
+    }
+    const char *a;
+    if (strncmp(scheme, "https://", 8) == 0)
+        a = s + 8;
+    else if (strncmp(scheme, "http://", 7) == 0)
+        a = s + 7;
+    else
+        return 0;
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7F) return 0;
+    /* authority: up to the first '/', '?' or '#' */
+    size_t n = 0;
+    while (a[n] != '\0' && a[n] != '/' && a[n] != '?' && a[n] != '#')
+        n++;
+    size_t host_len;
+    if (n > 0 && a[0] == '[') {
+        size_t close = 1;
+        while (close < n && a[close] != ']') {
+            if (!isxdigit((unsigned char)a[close]) && a[close] != ':' && a[close] != '.') return 0;
+            close++;
+        }
+        if (close == n || close == 1) return 0;
+        host_len = close + 1;
+    } else {
+        host_len = 0;
+        while (host_len < n && a[host_len] != ':') {
+            if (a[host_len] == '@' || a[host_len] == '[' || a[host_len] == ']') return 0;
+            host_len++;
+        }
+        if (host_len == 0) return 0;
+    }
+    if (host_len == n) return 1;
+    if (a[host_len] != ':') return 0;
+    const char *port = a + host_len + 1;
+    size_t digits = n - host_len - 1;
+    if (digits < 1 || digits > 5) return 0;
+    long v = 0;
+    for (size_t d = 0; d < digits; d++) {
+        if (!isdigit((unsigned char)port[d])) return 0;
+        v = v * 10 + (port[d] - '0');
+    }
+    return v >= 1 && v <= 65535;
 }

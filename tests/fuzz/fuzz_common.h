@@ -35,4 +35,18 @@ double fuzz_get_number(const cJSON *obj, const char *key);
 /* Both NULL, or both strings with the same bytes. */
 int fuzz_same_string(const char *a, const char *b);
 
+/* Characters (UTF-8 lead bytes) in the valid UTF-8 string `s`. */
+size_t fuzz_utf8_chars(const char *s);
+
+/* The request_id rule of SPEC 2 (1-128 of [A-Za-z0-9._:-]), which SPEC 15
+ * puts on every id used in a Redis key; written apart from proto/, so that
+ * a bug there cannot agree with itself. */
+int fuzz_key_id_ok(const char *s);
+
+/* SPEC 15 URL rule, written apart from proto/internal.h proto_url_ok:
+ * "http://" or "https://" in any case, then a host name (no "@[]") or an
+ * [IPv6] address, an optional port 1-65535, then anything; no byte of the
+ * URL <= 0x20 or 0x7F. */
+int fuzz_url_ok(const char *s);
+
 #endif
