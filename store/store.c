@@ -484,7 +484,7 @@ int store_burl_keep(store *s, const char *request_id, const char *value, size_t 
 static const char bill_script[] =
     "local v=redis.call('GET',KEYS[1]) "
     "if not v then return false end "
-    "local sep=string.find(v,'\31',1,true) "
+    "local sep=string.find(v,'\\31',1,true) "
     "if not sep or string.sub(v,1,sep-1)~=ARGV[1] then return false end "
     "if not redis.call('SET',KEYS[2],'1','NX','EX',ARGV[4]) then return false end "
     "local m=ARGV[2]..v "

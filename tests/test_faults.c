@@ -233,46 +233,12 @@ static int64_t publish_burst(const char *prefix, int n, const char *tag) {
 
 /* ---- the admin listener and the process ------------------------------------------ */
 
-static char *metrics_text(void) {
-    char *body = NULL;
-    int code = fx_http(w->admin_port, "GET", "/metrics", NULL, &body, HTTP_WAIT_MS);
-    if (code != 200)
-        wx_fail_with_log(w, "GET /metrics: status %d: %.300s", code, wx_or_empty(body));
-    return body;
-}
-
-/* The value of one series, written as on the wire (`name` or
- * `name{label="value"}`), in a /metrics body; 0 when it is absent. */
-static int find_series(const char *text, const char *series, double *out) {
-    size_t n = strlen(series);
-    for (const char *p = text; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-            *out = strtod(p + n + 1, NULL);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static double metric(const char *series) {
-    char *text = metrics_text();
-    double v = 0;
-    int found = find_series(text, series, &v);
-    free(text);
-    if (!found) wx_fail_with_log(w, "/metrics has no %s", series);
-    return v;
+    return wx_metric(w, series);
 }
 
-/* Polls /metrics every 20 ms until series == want; fails after within_ms. */
 static void await_metric(const char *series, double want, int within_ms) {
-    int64_t deadline = fx_now_ms() + within_ms;
-    double v = metric(series);
-    while (v != want) {
-        if (fx_now_ms() > deadline)
-            wx_fail_with_log(w, "%s is %.0f after %d ms, want %.0f", series, v, within_ms, want);
-        fx_sleep_ms(20);
-        v = metric(series);
-    }
+    wx_await_metric(w, series, want, within_ms);
 }
 
 static void expect_metric(const char *series, double want) {

@@ -140,22 +140,10 @@ static void start_pair(void) {
 
 /* GET /metrics on port; the value of the unlabelled sample `name`. */
 static double metric(int port, const char *name) {
-    char *body = NULL;
-    int code = fx_http(port, "GET", "/metrics", NULL, &body, 2000);
-    if (code != 200) fail_both("GET /metrics on port %d: status %d", port, code);
-    size_t n = strlen(name);
-    double v = NAN;
-    const char *p = body;
-    while (p != NULL && *p != '\0') {
-        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
-            v = strtod(p + n + 1, NULL);
-            break;
-        }
-        p = strchr(p, '\n');
-        if (p != NULL) p++;
-    }
-    free(body);
-    if (isnan(v)) fail_both("/metrics on port %d has no %s", port, name);
+    double v = 0;
+    int rc = wx_metric_read(port, name, &v);
+    if (rc < 0) fail_both("GET /metrics on port %d failed", port);
+    if (rc == 0) fail_both("/metrics on port %d has no %s", port, name);
     return v;
 }
 

@@ -473,3 +473,42 @@ void wx_add_case(Suite *s, const char *name, const TTest *test, int timeout_s, v
     tcase_add_test(tc, test);
     suite_add_tcase(s, tc);
 }
+
+/* ---- the admin listener's /metrics ----------------------------------------- */
+
+int wx_metric_read(int port, const char *series, double *out) {
+    char *text = NULL;
+    if (fx_http(port, "GET", "/metrics", NULL, &text, 2000) != 200) {
+        free(text);
+        return -1;
+    }
+    size_t n = strlen(series);
+    int found = 0;
+    for (const char *p = text; *p != '\0' && !found; p += strcspn(p, "\n"), p += *p == '\n') {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+            *out = strtod(p + n + 1, NULL);
+            found = 1;
+        }
+    }
+    free(text);
+    return found;
+}
+
+double wx_metric(wx_world *w, const char *series) {
+    double v = 0;
+    int rc = wx_metric_read(w->admin_port, series, &v);
+    if (rc < 0) wx_fail_with_log(w, "GET /metrics on port %d failed", w->admin_port);
+    if (rc == 0) wx_fail_with_log(w, "/metrics has no %s", series);
+    return v;
+}
+
+void wx_await_metric(wx_world *w, const char *series, double want, int within_ms) {
+    int64_t deadline = fx_now_ms() + within_ms;
+    double v = wx_metric(w, series);
+    while (v != want) {
+        if (fx_now_ms() > deadline)
+            wx_fail_with_log(w, "%s is %.0f after %d ms, want %.0f", series, v, within_ms, want);
+        fx_sleep_ms(20);
+        v = wx_metric(w, series);
+    }
+}

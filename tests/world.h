@@ -204,6 +204,18 @@ void wx_expect_winner(const cJSON *r, const char *adv, double bid, double cleari
  * within ms (0: only checks what already arrived). */
 void wx_expect_no_more_results(wx_world *w, const char *id, int ms);
 
+/* ---- the admin listener's /metrics ----------------------------------------- */
+
+/* GET /metrics on 127.0.0.1:port: the value of one series written as on the
+ * wire (`name` or `name{label="value"}`). Returns 1 with *out set, 0 when
+ * the series is absent, -1 when /metrics could not be read. Never aborts. */
+int wx_metric_read(int port, const char *series, double *out);
+/* wx_metric_read on the exchange's admin port; fails the test (printing
+ * exchange.log) when the series is absent or /metrics cannot be read. */
+double wx_metric(wx_world *w, const char *series);
+/* Polls wx_metric every 20 ms until it equals want; fails after within_ms. */
+void wx_await_metric(wx_world *w, const char *series, double want, int within_ms);
+
 /* ---- the exchange --------------------------------------------------------- */
 
 /* What a test sets in the exchange's config; zero fields take the defaults.

@@ -1032,7 +1032,8 @@ static int adv_urls(bidder *ctx, advertiser *adv) {
     adv->crid = str_printf("c-%s", adv->id);
     if (base != NULL) {
         adv->nurl = str_printf("%s/win?id=${AUCTION_ID}&price=${AUCTION_PRICE}", base);
-        adv->lurl = str_printf("%s/loss?id=${AUCTION_ID}&reason=${AUCTION_LOSS}", base);
+        adv->lurl = str_printf(
+            "%s/loss?id=${AUCTION_ID}&reason=${AUCTION_LOSS}&price=${AUCTION_PRICE}", base);
         adv->burl_url = str_printf(
             "%s/bill?id=${AUCTION_ID}&price=${AUCTION_PRICE}&cur=${AUCTION_CURRENCY}", base);
     }
