@@ -579,7 +579,8 @@ static void watch_output(struct evbuffer *buf, const struct evbuffer_cb_info *in
     if (info->n_added == 0 || c->admin->answering) return;
     struct evbuffer_ptr at;
     char line[16];
-    if (evbuffer_ptr_set(buf, &at, info->orig_size, EVBUFFER_PTR_SET) != 0) return;
+    size_t added_at = evbuffer_get_length(buf) - info->n_added; /* appended at the end */
+    if (evbuffer_ptr_set(buf, &at, added_at, EVBUFFER_PTR_SET) != 0) return;
     ev_ssize_t n = evbuffer_copyout_from(buf, &at, line, sizeof(line) - 1);
     int code = 0;
     if (n <= 0) return;
