@@ -104,6 +104,7 @@ typedef struct conf_row {
     conf_format format;
     const conf_name *names;             /* ENUM, NULL-terminated */
     size_t count_offset;                /* STRINGS: the size_t count */
+    size_t max_items;                   /* STRINGS: most elements; 0: no bound */
     const struct conf_list *list;       /* LIST */
     const struct conf_handler *handler; /* CUSTOM */
     conf_validate validate;             /* NULL: the type and bounds say it all */
@@ -180,6 +181,12 @@ typedef struct conf_handler {
     {                                                                                              \
         .path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off),           \
         .min = (lo), .max = (hi), .def = (def_)                                                    \
+    }
+/* At most `items` strings of lo..hi characters, each of format `fmt`. */
+#define BOUNDED_STRINGS_ROW(p, off, count_off, lo, hi, items, fmt, def_)                           \
+    {                                                                                              \
+        .path = (p), .type = CONF_STRINGS, .offset = (off), .count_offset = (count_off),           \
+        .min = (lo), .max = (hi), .max_items = (items), .format = (fmt), .def = (def_)             \
     }
 #define LIST_ROW(p, off, list_, def_)                                                              \
     { .path = (p), .type = CONF_LIST, .offset = (off), .list = (list_), .def = (def_) }
@@ -327,6 +334,10 @@ static const conf_row config_rows[] = {
     INT_ROW("limits.max_pending_notices", CFG(limits.max_pending_notices), 0, 10000000, "100000"),
     STRING_ROW("admin.listen", CFG(admin.listen), 3, 300, "\"127.0.0.1:8080\"", NULLABLE,
                FMT_HOSTPORT),
+    /* SPEC 15: names a Host header may give besides loopback and the listen
+     * address (rtb/admin.c), e.g. the name of a reverse proxy in front. */
+    BOUNDED_STRINGS_ROW("admin.allowed_hosts", CFG(admin.allowed_hosts), CFG(admin.nallowed_hosts),
+                        1, 255, PROTO_ADMIN_MAX_ALLOWED_HOSTS, FMT_HOST, "[]"),
     LIST_ROW("alerts", CFG(alerts), &alert_list,
              "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
              "\"above\":0.2,\"window_s\":10}]"),
@@ -611,7 +622,13 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
                                      n->name);
         return;
     case CONF_STRINGS:
-        snprintf(buf, len, "%sarray of strings", req);
+        if (row->max_items > 0)
+            snprintf(buf, len, "%sarray of at most %zu %s, %lld..%lld characters each", req,
+                     row->max_items,
+                     row->format == FMT_HOST ? "host names or addresses" : "strings", row->min,
+                     row->max);
+        else
+            snprintf(buf, len, "%sarray of strings", req);
         return;
     case CONF_LIST:
         snprintf(buf, len, "%sarray of %s objects, replaced whole", req, row->list->what);
@@ -751,8 +768,18 @@ static proto_err apply_strings(const conf_row *row, void *base, const cJSON *ite
     proto_err e = strings_check(item, row->min, row->max, path, err, errlen);
     if (e != PROTO_OK) return e;
     size_t n = 0;
-    for (const cJSON *s = item->child; s != NULL; s = s->next)
-        n++;
+    for (const cJSON *s = item->child; s != NULL; s = s->next, n++) {
+        if (format_ok(row->format, s->valuestring)) continue;
+        /* The element breaks the row's format: say so as for a string row. */
+        conf_row elem = *row;
+        elem.type = CONF_STRING;
+        char epath[PATH_BYTES];
+        snprintf(epath, sizeof epath, "%s[%zu]", path, n);
+        return bad_value(&elem, epath, err, errlen);
+    }
+    if (row->max_items > 0 && n > row->max_items)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: expected at most %zu entries", path,
+                          row->max_items);
     char **v = n > 0 ? calloc(n, sizeof *v) : NULL;
     if (n > 0 && v == NULL) return no_memory(path, err, errlen);
     size_t i = 0;

@@ -366,6 +366,8 @@ typedef struct proto_alert_conf {
 
 /* Longest health window (config health.window_s), seconds. */
 #define PROTO_HEALTH_WINDOW_MAX_S 60
+/* Most entries of admin.allowed_hosts (SPEC 15). */
+#define PROTO_ADMIN_MAX_ALLOWED_HOSTS 16
 
 /* Every key of SPEC 7. Strings are owned (NULL where the key is null). */
 typedef struct proto_config {
@@ -414,6 +416,10 @@ typedef struct proto_config {
     } limits;
     struct {
         char *listen; /* "host:port", or NULL: no admin listener */
+        /* SPEC 15: host names a request's Host header may give besides the
+         * loopback names and listen's host (each 1..255 characters). */
+        char **allowed_hosts;
+        size_t nallowed_hosts; /* 0..PROTO_ADMIN_MAX_ALLOWED_HOSTS */
     } admin;
     struct {              /* SPEC 13: bidder health and admission */
         long lag_ms;      /* loop lag beyond which the exchange is late */

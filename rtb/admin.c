@@ -1,22 +1,45 @@
 /* admin.c -- the admin HTTP listener: /healthz, /metrics and the live
  * dashboard (SPEC 11): GET / (the page), GET /api/stats (JSON) and
- * GET /api/stream (Server-Sent Events).
+ * GET /api/stream (Server-Sent Events), within the bounds of SPEC 15.
  *
  * An evhttp server on the same loop as everything else, bound to
  * admin.listen (loopback by default). It only reads the server's counters;
  * a scrape costs one pass over the advertisers and never touches an
  * auction. /metrics speaks the Prometheus text exposition format 0.0.4.
  *
+ * Bounds (SPEC 15). evhttp itself caps the request line and headers (8 KiB:
+ * 400 and close) and bodies (16 KiB, the most any route takes: 413 before
+ * reading it), and closes a connection that sends nothing for 30 s. Every
+ * request then passes one gate, on_request: its Host must name this
+ * listener (else 421; 400 when missing or repeated: no DNS-rebound page can
+ * read the dashboard), its path is looked up in `routes` (method -> 405 with
+ * Allow, body -> 413: each route says which methods and how many body bytes
+ * it takes; the admin API of SPEC 16 adds rows). Refusals, evhttp's own
+ * included, are counted by reason on /metrics.
+ *
+ * The one idea for connections: evhttp (libevent 2.1) has no hook for a new
+ * connection and no cap (2.2's evhttp_set_newreqcb and max_connections), but
+ * it lets us make each connection's bufferevent (new_bev) and then passes
+ * its evhttp_connection as that bufferevent's callback argument. So every
+ * connection gets a `conn` at accept, adopted (its evhttp_connection and
+ * close callback learnt) in the same loop turn; that evhttp really does so is
+ * checked once at start on a probe connection. The conns form a list, least
+ * recently active first; past 256 the first one that is not a stream (and
+ * preferably has no reply in flight) is freed. The output of every
+ * connection is watched: bytes written while no route of ours is answering
+ * are evhttp's own refusals, counted by their status line.
+ *
  * A stream is a chunked reply that never ends: the sampler (dashboard.c)
  * calls rtb_admin_broadcast once a second and each client gets one
- * "data: {json}" event. The one idea for lifetimes: a stream slot holds its
- * request until the connection's close callback runs. When the client goes
- * away, libevent detaches the unfinished request from the connection
+ * "data: {json}" event. Lifetimes: a stream slot holds its request until the
+ * connection's close callback runs. When the client goes away, libevent
+ * detaches the unfinished request from the connection
  * (evhttp_request_get_connection gives NULL), frees the connection and
  * calls the close callback, which ends (frees) the request; in every other
- * case the slot is emptied and its close callback cleared before the reply
- * is ended or the connection freed, and libevent frees the request with its
- * connection. So no chunk is ever sent to a freed request, and none leaks. */
+ * case the slot is emptied before the reply is ended or the connection
+ * freed, and libevent frees the request with its connection. So no chunk is
+ * ever sent to a freed request, and none leaks. A stream has no read
+ * timeout (a client of a stream says nothing), only the write one. */
 #include "rtb/admin.h"
 
 #include "rtb/dashboard.h"
@@ -25,24 +48,67 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define STREAM_MAX_BACKLOG (1u << 20) /* unread bytes before a client is dropped */
 #define STREAM_RETRY_MS 2000          /* EventSource reconnect delay we ask for */
+
+/* Every method evhttp parses: the routes, not evhttp, say which they take. */
+#define ALL_METHODS                                                                                \
+    (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |     \
+     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+#define GET_HEAD (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)
+
+/* Why a request was refused: rtb_admin_refused_total{reason}. */
+typedef enum refusal {
+    REFUSED_HOST,    /* Host missing, repeated or naming something else: 400, 421 */
+    REFUSED_HEADERS, /* request line or headers unreadable or over 8 KiB: evhttp's 400 */
+    REFUSED_BODY,    /* a body the route does not take: 413 (ours or evhttp's) */
+    REFUSED_METHOD,  /* a method the route does not take: 405 (evhttp: 501) */
+    REFUSED_COUNT,
+} refusal;
+
+static const char *const refusal_names[REFUSED_COUNT] = {"host", "headers", "body", "method"};
+
+typedef struct conn conn;
 
 /* One GET /api/stream client; req NULL: a free slot. */
 typedef struct stream {
     rtb_admin *admin;
     struct evhttp_request *req;
+    conn *conn; /* the connection it is the last reply of */
 } stream;
+
+/* One connection of the listener, from accept to close. */
+struct conn {
+    rtb_admin *admin;
+    struct bufferevent *bev;         /* evhttp's, made by new_bev */
+    struct evhttp_connection *evcon; /* NULL until adopted */
+    struct evbuffer_cb_entry *watch; /* on bev's output: evhttp's own refusals */
+    stream *stream;                  /* the stream it carries, or NULL */
+    int64_t active_us;               /* accepted, or its latest request */
+    conn *prev, *next;               /* a->oldest .. a->newest */
+};
 
 struct rtb_admin {
     const rtb_server *srv;
     struct evhttp *http;
+    char **hosts; /* names a Host header may give, without port or brackets */
+    size_t nhosts;
+    conn *oldest, *newest; /* every connection, least recently active first */
+    size_t nconns;
+    struct event *adopt;                  /* activated by new_bev: adopt_all */
+    bufferevent_event_cb evhttp_error_cb; /* evhttp's, learnt from a probe */
+    int answering;                        /* 1 while a route of ours writes */
+    unsigned long long refused[REFUSED_COUNT];
+    unsigned long long evicted; /* idle connections closed at the cap */
     stream streams[RTB_ADMIN_MAX_STREAMS];
     size_t nstreams;
     struct evbuffer *event; /* scratch: one SSE event, copied to each client */
@@ -347,6 +413,20 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
                         s->latency_count, sum, s->latency_count);
 }
 
+/* The listener's own account (SPEC 15). */
+static void write_admin(struct evbuffer *b, const rtb_admin *a) {
+    gauge(b, "rtb_admin_connections", "Connections open to the admin listener.",
+          (long long)a->nconns);
+    counter(b, "rtb_admin_connections_evicted_total",
+            "Admin connections closed, idle the longest, to make room at the cap of 256.",
+            a->evicted);
+    evbuffer_add_printf(b, "# HELP rtb_admin_refused_total Admin requests refused, by reason.\n"
+                           "# TYPE rtb_admin_refused_total counter\n");
+    for (int r = 0; r < REFUSED_COUNT; r++)
+        evbuffer_add_printf(b, "rtb_admin_refused_total{reason=\"%s\"} %llu\n", refusal_names[r],
+                            a->refused[r]);
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg) {
     rtb_admin *a = arg;
     struct evbuffer *body = evbuffer_new();
@@ -355,6 +435,7 @@ static void on_metrics(struct evhttp_request *req, void *arg) {
         return;
     }
     write_metrics(body, a->srv);
+    write_admin(body, a);
     reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
     evbuffer_free(body);
 }
@@ -403,14 +484,20 @@ static void on_stats(struct evhttp_request *req, void *arg) {
     evbuffer_free(body);
 }
 
-/* The connection of a stream closed: see the top of the file. */
-static void stream_closed(struct evhttp_connection *evcon, void *arg) {
-    (void)evcon;
-    stream *s = arg;
-    struct evhttp_request *req = s->req;
-    if (!req) return;
+/* ---- Streams ------------------------------------------------------------------------ */
+
+/* Empty the slot of a stream we still hold: it no longer follows its connection. */
+static void stream_detach(stream *s) {
     s->req = NULL;
+    if (s->conn) s->conn->stream = NULL;
+    s->conn = NULL;
     s->admin->nstreams--;
+}
+
+/* The connection of a stream closed (conn_closed): see the top of the file. */
+static void stream_gone(stream *s) {
+    struct evhttp_request *req = s->req;
+    stream_detach(s);
     if (!evhttp_request_get_connection(req)) evhttp_send_reply_end(req); /* ours: frees it */
 }
 
@@ -418,9 +505,7 @@ static void stream_closed(struct evhttp_connection *evcon, void *arg) {
  * out and, the reply carrying "Connection: close", the connection closes. */
 static void stream_end(stream *s) {
     struct evhttp_request *req = s->req;
-    s->req = NULL;
-    s->admin->nstreams--;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+    stream_detach(s);
     evhttp_send_reply_end(req);
 }
 
@@ -442,15 +527,15 @@ static void stream_send(stream *s, const void *data, size_t len) {
         /* It reads nothing: ending the reply politely would wait on it forever. */
         rtb_log(PROTO_LOG_WARN, "admin: /api/stream client with %zu bytes unread: dropped",
                 backlog);
-        s->req = NULL;
-        a->nstreams--;
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-        evhttp_connection_free(evcon); /* frees the request too */
+        stream_detach(s);
+        evhttp_connection_free(evcon); /* frees the request too; conn_closed forgets it */
         return;
     }
     if (evbuffer_add(a->chunk, data, len) == 0) evhttp_send_reply_chunk(s->req, a->chunk);
     evbuffer_drain(a->chunk, evbuffer_get_length(a->chunk));
 }
+
+static conn *conn_of(rtb_admin *a, struct evhttp_connection *evcon);
 
 static void on_stream(struct evhttp_request *req, void *arg) {
     rtb_admin *a = arg;
@@ -477,14 +562,22 @@ static void on_stream(struct evhttp_request *req, void *arg) {
         evhttp_send_error(req, s ? 500 : 503, NULL);
         return;
     }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Connection", "close"); /* the stream is the connection's last reply */
     evhttp_add_header(h, "X-Accel-Buffering", "no");
     s->admin = a;
     s->req = req;
+    s->conn = conn_of(a, evcon); /* on_request made sure there is one */
+    s->conn->stream = s;
     a->nstreams++;
     evhttp_send_reply_start(req, 200, "OK");
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), stream_closed, s);
+    /* Its client says nothing, so no read timeout may run. (evhttp 2.1 reads
+     * nothing while it answers, so none does; this says it for any version.)
+     * A client that stops reading still meets the write timeout, and the
+     * backlog cap. */
+    struct timeval idle = {RTB_ADMIN_IDLE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, &idle);
     char retry[32];
     int n = snprintf(retry, sizeof(retry), "retry: %d\n", STREAM_RETRY_MS);
     stream_send(s, retry, (size_t)n);
@@ -495,8 +588,327 @@ void rtb_admin_broadcast(rtb_admin *a) {
     if (!a || a->nstreams == 0 || stream_event(a) != 0) return;
     size_t len = evbuffer_get_length(a->event);
     const unsigned char *data = evbuffer_pullup(a->event, -1);
+    a->answering = 1;
     for (size_t i = 0; data && i < RTB_ADMIN_MAX_STREAMS; i++)
         if (a->streams[i].req) stream_send(&a->streams[i], data, len);
+    a->answering = 0;
+}
+
+/* ---- Connections (SPEC 15: at most 256, idle ones closed) --------------------------- */
+
+static void conn_unlink(rtb_admin *a, conn *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->oldest = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        a->newest = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void conn_append(rtb_admin *a, conn *c) {
+    c->prev = a->newest;
+    c->next = NULL;
+    if (a->newest)
+        a->newest->next = c;
+    else
+        a->oldest = c;
+    a->newest = c;
+}
+
+/* Drop c (its bufferevent still alive). */
+static void conn_forget(conn *c) {
+    rtb_admin *a = c->admin;
+    evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->watch);
+    conn_unlink(a, c);
+    a->nconns--;
+    free(c);
+}
+
+/* evhttp frees the connection: the close callback of every adopted conn. */
+static void conn_closed(struct evhttp_connection *evcon, void *arg) {
+    conn *c = arg;
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (c->stream) stream_gone(c->stream);
+    conn_forget(c);
+}
+
+/* Bytes were added to or taken from a connection's output. Added while no
+ * route of ours answers, they are a reply evhttp made itself: a refusal
+ * (or a "100 Continue"), counted by its status code. */
+static void watch_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+    conn *c = arg;
+    if (info->n_added == 0 || c->admin->answering) return;
+    struct evbuffer_ptr at;
+    char line[16];
+    size_t added_at = evbuffer_get_length(buf) - info->n_added; /* appended at the end */
+    if (evbuffer_ptr_set(buf, &at, added_at, EVBUFFER_PTR_SET) != 0) return;
+    ev_ssize_t n = evbuffer_copyout_from(buf, &at, line, sizeof(line) - 1);
+    int code = 0;
+    if (n <= 0) return;
+    line[n] = '\0';
+    if (sscanf(line, "HTTP/1.%*d %3d", &code) != 1 || code < 400) return;
+    c->admin->refused[code == 413   ? REFUSED_BODY
+                      : code == 501 ? REFUSED_METHOD
+                                    : REFUSED_HEADERS]++;
+}
+
+/* evhttp_set_bevcb: a connection was accepted; its bufferevent is ours to
+ * make. It is held (a reference) until adopt_all learns its connection. */
+static struct bufferevent *new_bev(struct event_base *base, void *arg) {
+    rtb_admin *a = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0); /* as evhttp makes its own */
+    conn *c = bev ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) return bev; /* untracked: on_request refuses its requests */
+    c->watch = evbuffer_add_cb(bufferevent_get_output(bev), watch_output, c);
+    if (!c->watch) {
+        free(c);
+        return bev;
+    }
+    c->admin = a;
+    c->bev = bev;
+    c->active_us = rtb_now_us();
+    bufferevent_incref(bev);
+    conn_append(a, c);
+    a->nconns++;
+    event_active(a->adopt, EV_TIMEOUT, 0);
+    return bev;
+}
+
+/* Learn c's evhttp_connection from its bufferevent's callback argument and
+ * watch for its close. 0, or -1 when evhttp had already freed it (c is
+ * forgotten). Drops new_bev's reference. */
+static int conn_adopt(conn *c) {
+    bufferevent_event_cb error_cb = NULL;
+    void *arg = NULL;
+    struct bufferevent *bev = c->bev;
+    bufferevent_getcb(bev, NULL, NULL, &error_cb, &arg);
+    struct evhttp_connection *evcon = arg;
+    if (error_cb == c->admin->evhttp_error_cb && evcon &&
+        evhttp_connection_get_bufferevent(evcon) == bev) {
+        c->evcon = evcon;
+        evhttp_connection_set_closecb(evcon, conn_closed, c);
+    }
+    int rc = c->evcon ? 0 : -1;
+    if (rc != 0) conn_forget(c);
+    bufferevent_decref(bev);
+    return rc;
+}
+
+/* The connection least recently active that may be closed: never a stream,
+ * and one with a reply in flight only when there is no other. */
+static conn *conn_idlest(rtb_admin *a) {
+    conn *busy = NULL;
+    for (conn *c = a->oldest; c; c = c->next) {
+        if (!c->evcon || c->stream) continue;
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) return c;
+        if (!busy) busy = c;
+    }
+    return busy;
+}
+
+/* The loop turn of an accept: adopt the new connections, then make room. */
+static void adopt_all(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    rtb_admin *a = arg;
+    for (conn *c = a->oldest, *next; c; c = next) {
+        next = c->next;
+        if (!c->evcon) conn_adopt(c);
+    }
+    while (a->nconns > RTB_ADMIN_MAX_CONNECTIONS) {
+        conn *c = conn_idlest(a);
+        if (!c) break;
+        a->evicted++;
+        rtb_log(PROTO_LOG_DEBUG, "admin: %d connections: closing one idle for %lld ms",
+                RTB_ADMIN_MAX_CONNECTIONS, (long long)(rtb_now_us() - c->active_us) / 1000);
+        evhttp_connection_free(c->evcon); /* conn_closed forgets c */
+    }
+}
+
+/* The conn of a request's connection (adopted now if it was not yet), or
+ * NULL when it has none (new_bev ran out of memory). */
+static conn *conn_of(rtb_admin *a, struct evhttp_connection *evcon) {
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    for (conn *c = a->newest; c; c = c->prev)
+        if (c->bev == bev) return c->evcon || conn_adopt(c) == 0 ? c : NULL;
+    return NULL;
+}
+
+/* Learn evhttp's bufferevent error callback from a connection of our own
+ * (never connected): conn_adopt trusts a callback argument only next to it.
+ * 0, or -1 when evhttp does not pass its connection as the argument. */
+static int learn_evhttp(rtb_admin *a, struct event_base *base) {
+    struct evhttp_connection *probe = evhttp_connection_base_new(base, NULL, "127.0.0.1", 1);
+    if (!probe) return -1;
+    void *arg = NULL;
+    bufferevent_getcb(evhttp_connection_get_bufferevent(probe), NULL, NULL, &a->evhttp_error_cb,
+                      &arg);
+    evhttp_connection_free(probe);
+    return arg == probe && a->evhttp_error_cb ? 0 : -1;
+}
+
+/* ---- The gate: Host, route, method, body -------------------------------------------- */
+
+/* One route: the methods it answers, the body it takes. The admin API of
+ * SPEC 16 adds its rows here (POST with up to RTB_ADMIN_MAX_BODY_BYTES,
+ * evhttp's cap for all: no max_body may be larger). */
+typedef struct route {
+    const char *path;  /* exact */
+    unsigned methods;  /* EVHTTP_REQ_* */
+    const char *allow; /* the same, for the Allow header of a 405 */
+    size_t max_body;   /* bytes; 0: no body at all */
+    void (*answer)(struct evhttp_request *req, void *admin);
+} route;
+
+static const route routes[] = {
+    {"/", GET_HEAD, "GET, HEAD", 0, on_page},
+    {"/api/stats", GET_HEAD, "GET, HEAD", 0, on_stats},
+    {"/api/stream", GET_HEAD, "GET, HEAD", 0, on_stream},
+    {"/healthz", GET_HEAD, "GET, HEAD", 0, on_healthz},
+    {"/metrics", GET_HEAD, "GET, HEAD", 0, on_metrics},
+};
+
+/* 1 when `value` (a Host header, or the host of an absolute request URI)
+ * names this listener: one of a->hosts (any case), bracketed when it is an
+ * IPv6 address, with or without a port. */
+static int host_allowed(const rtb_admin *a, const char *value) {
+    const char *name = value, *end, *rest;
+    if (value[0] == '[') {
+        name = value + 1;
+        end = strchr(name, ']');
+        if (!end) return 0;
+        rest = end + 1;
+    } else {
+        end = value + strcspn(value, ":");
+        rest = end;
+    }
+    if (rest[0] != '\0') {
+        size_t digits = strspn(rest + 1, "0123456789");
+        if (rest[0] != ':' || digits == 0 || digits > 5 || rest[1 + digits] != '\0' ||
+            atol(rest + 1) > 65535)
+            return 0;
+    }
+    size_t len = (size_t)(end - name);
+    for (size_t i = 0; len > 0 && i < a->nhosts; i++)
+        if (strlen(a->hosts[i]) == len && strncasecmp(a->hosts[i], name, len) == 0) return 1;
+    return 0;
+}
+
+/* A plain-text refusal that closes the connection (what follows a refused
+ * request, a body for one, is not read). */
+static void refuse(rtb_admin *a, struct evhttp_request *req, refusal why, int code,
+                   const char *reason, const char *allow, const char *text) {
+    a->refused[why]++;
+    rtb_log(PROTO_LOG_DEBUG, "admin: request refused (%s): %d %s", refusal_names[why], code,
+            reason);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Connection", "close");
+    if (allow) evhttp_add_header(h, "Allow", allow);
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        evhttp_send_error(req, code, reason);
+        return;
+    }
+    evbuffer_add_printf(body, "%s\n", text);
+    reply(req, code, reason, "text/plain; charset=utf-8", body);
+    evbuffer_free(body);
+}
+
+/* The Host check (SPEC 15): 1 when the request may go on, else refused. A
+ * page on another site that a rebound DNS name points here carries that
+ * name in its Host, so it never reads the listener's answers. */
+static int host_ok(rtb_admin *a, struct evhttp_request *req, const struct evhttp_uri *uri) {
+    const char *host = NULL;
+    int n = 0;
+    for (const struct evkeyval *kv = evhttp_request_get_input_headers(req)->tqh_first; kv;
+         kv = kv->next.tqe_next)
+        if (strcasecmp(kv->key, "Host") == 0) {
+            host = kv->value;
+            n++;
+        }
+    if (n != 1) {
+        refuse(a, req, REFUSED_HOST, 400, "Bad Request", NULL,
+               "Bad Request: exactly one Host header is required");
+        return 0;
+    }
+    const char *uri_host = uri ? evhttp_uri_get_host(uri) : NULL;
+    if (!host_allowed(a, host) || (uri_host && !host_allowed(a, uri_host))) {
+        refuse(a, req, REFUSED_HOST, 421, "Misdirected Request", NULL,
+               "Misdirected Request: the Host does not name this listener (loopback, "
+               "admin.listen or admin.allowed_hosts)");
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when the request carries more body than `max_body`: what evhttp read
+ * (it reads bodies of POST, PUT and PATCH only), or one it did not read. */
+static int body_too_large(struct evhttp_request *req, size_t max_body) {
+    size_t len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    if (len > 0) return len > max_body;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *length = evhttp_find_header(h, "Content-Length");
+    return evhttp_find_header(h, "Transfer-Encoding") != NULL ||
+           (length && length[strspn(length, "0")] != '\0');
+}
+
+static void answer(rtb_admin *a, struct evhttp_request *req) {
+    conn *c = conn_of(a, evhttp_request_get_connection(req));
+    if (!c) { /* not counted: it is not the client's doing */
+        evhttp_send_error(req, 503, "Service Unavailable: out of memory");
+        return;
+    }
+    c->active_us = rtb_now_us();
+    conn_unlink(a, c);
+    conn_append(a, c);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    if (!host_ok(a, req, uri)) return;
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !path[0]) path = "/";
+    const route *r = NULL;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
+        if (strcmp(routes[i].path, path) == 0) r = &routes[i];
+    if (!r) {
+        on_other(req, a);
+        return;
+    }
+    if (!(evhttp_request_get_command(req) & r->methods)) {
+        refuse(a, req, REFUSED_METHOD, 405, "Method Not Allowed", r->allow, "Method Not Allowed");
+        return;
+    }
+    if (body_too_large(req, r->max_body)) {
+        refuse(a, req, REFUSED_BODY, 413, "Payload Too Large", NULL,
+               r->max_body ? "Payload Too Large" : "Payload Too Large: this route takes no body");
+        return;
+    }
+    r->answer(req, a);
+}
+
+/* Every request evhttp parsed comes here (the generic callback). */
+static void on_request(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    a->answering = 1;
+    answer(a, req);
+    a->answering = 0;
+}
+
+/* ---- The listener ------------------------------------------------------------------- */
+
+/* a->hosts: the loopback names, listen's host (no brackets) and
+ * admin.allowed_hosts. 0, or -1 when memory ran out. */
+static int hosts_init(rtb_admin *a, const char *host, char *const *allowed, size_t nallowed) {
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "::1"};
+    size_t n = 3 + 1 + nallowed;
+    if (!(a->hosts = calloc(n, sizeof(*a->hosts)))) return -1;
+    for (size_t i = 0; i < n; i++) {
+        char *h = i < 3 ? strdup(loopback[i]) : i == 3 ? strdup(host) : strdup(allowed[i - 4]);
+        if (!h) return -1;
+        a->hosts[a->nhosts++] = h;
+    }
+    return 0;
 }
 
 rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const char *listen,
@@ -510,23 +922,32 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const c
         listen++;
         hostlen -= 2;
     }
+    const proto_config *cfg = rtb_server_config(srv);
     char *host = strndup(listen, hostlen);
     rtb_admin *a = host ? calloc(1, sizeof(*a)) : NULL;
     if (!a || !(a->http = evhttp_new(base)) || !(a->event = evbuffer_new()) ||
-        !(a->chunk = evbuffer_new())) {
+        !(a->chunk = evbuffer_new()) || !(a->adopt = event_new(base, -1, 0, adopt_all, a)) ||
+        hosts_init(a, host, cfg->admin.allowed_hosts, cfg->admin.nallowed_hosts) != 0) {
         rtb_admin_free(a);
         free(host);
         snprintf(err, errlen, "admin: out of memory");
         return NULL;
     }
+    if (learn_evhttp(a, base) != 0) {
+        rtb_admin_free(a);
+        free(host);
+        snprintf(err, errlen,
+                 "admin: this libevent's evhttp does not show its connections to us; "
+                 "the listener cannot bound them");
+        return NULL;
+    }
     a->srv = srv;
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_cb(a->http, "/healthz", on_healthz, a);
-    evhttp_set_cb(a->http, "/metrics", on_metrics, a);
-    evhttp_set_cb(a->http, "/", on_page, a);
-    evhttp_set_cb(a->http, "/api/stats", on_stats, a);
-    evhttp_set_cb(a->http, "/api/stream", on_stream, a);
-    evhttp_set_gencb(a->http, on_other, a);
+    evhttp_set_max_headers_size(a->http, RTB_ADMIN_MAX_HEADER_BYTES);
+    evhttp_set_max_body_size(a->http, RTB_ADMIN_MAX_BODY_BYTES);
+    evhttp_set_timeout(a->http, RTB_ADMIN_IDLE_TIMEOUT_S);
+    evhttp_set_allowed_methods(a->http, ALL_METHODS);
+    evhttp_set_bevcb(a->http, new_bev, a);
+    evhttp_set_gencb(a->http, on_request, a);
     if (!evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)port)) {
         snprintf(err, errlen,
                  "admin.listen: cannot listen on %s:%ld (address in use or "
@@ -546,10 +967,28 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const c
 
 void rtb_admin_free(rtb_admin *a) {
     if (!a) return;
+    a->answering = 1; /* the last chunks of the streams */
     for (size_t i = 0; i < RTB_ADMIN_MAX_STREAMS; i++)
         if (a->streams[i].req) stream_end(&a->streams[i]);
-    if (a->http) evhttp_free(a->http); /* frees the ended requests with their connections */
+    /* Connections not adopted yet: evhttp frees them without telling us. */
+    for (conn *c = a->oldest, *next; c; c = next) {
+        next = c->next;
+        if (c->evcon) continue;
+        struct bufferevent *bev = c->bev;
+        conn_forget(c);
+        bufferevent_decref(bev);
+    }
+    if (a->http) evhttp_free(a->http); /* frees the connections: conn_closed forgets them */
+    while (a->oldest) {                /* none, unless evhttp skipped a close callback */
+        conn *c = a->oldest;
+        conn_unlink(a, c);
+        free(c);
+    }
+    if (a->adopt) event_free(a->adopt);
     if (a->event) evbuffer_free(a->event);
     if (a->chunk) evbuffer_free(a->chunk);
+    for (size_t i = 0; i < a->nhosts; i++)
+        free(a->hosts[i]);
+    free(a->hosts);
     free(a);
 }

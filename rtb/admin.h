@@ -1,6 +1,7 @@
 /* admin.h -- the admin HTTP listener (SPEC 11): GET /healthz, /metrics
  * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON)
- * and /api/stream (Server-Sent Events). It only reads the server. */
+ * and /api/stream (Server-Sent Events), within the bounds of SPEC 15. It
+ * only reads the server. */
 #ifndef RTB_ADMIN_H
 #define RTB_ADMIN_H
 
@@ -14,12 +15,28 @@ typedef struct rtb_admin rtb_admin;
 
 /* GET /api/stream clients at most; past it the answer is 503. */
 #define RTB_ADMIN_MAX_STREAMS 32
+/* SPEC 15: the request line and headers of a request, in bytes at most
+ * (evhttp answers 400 past it and closes). */
+#define RTB_ADMIN_MAX_HEADER_BYTES 8192
+/* SPEC 15: the largest request body any route takes, in bytes (evhttp
+ * answers 413 to a longer one before reading it). No route takes a body
+ * yet; the admin API of SPEC 16 will. */
+#define RTB_ADMIN_MAX_BODY_BYTES 16384
+/* SPEC 15: a connection that sends nothing for this long, in seconds, is
+ * closed; a stream is never closed for that. */
+#define RTB_ADMIN_IDLE_TIMEOUT_S 30
+/* SPEC 15: connections at most; past it the one idle the longest (never a
+ * stream) is closed to make room. */
+#define RTB_ADMIN_MAX_CONNECTIONS 256
 
-/* Listen on `listen` ("host:port") with evhttp on `base`, serving `srv`
- * (borrowed for the listener's life): GET /healthz -> 200 "ok" when MQTT
- * and Redis are connected, else 503 with the reason. Returns NULL with a
+/* Listen on `listen` ("host:port", admin.listen) with evhttp on `base`,
+ * serving `srv` (borrowed for the listener's life): GET /healthz -> 200
+ * "ok" when MQTT and Redis are connected, else 503 with the reason. A
+ * request is answered only when its Host names the listener: localhost,
+ * 127.0.0.1, [::1], listen's host or a name of admin.allowed_hosts (read
+ * from rtb_server_config(srv)), with any port (SPEC 15). Returns NULL with a
  * message in `err` when the address is bad (the message starts with
- * "admin.listen": a config error) or taken. */
+ * "admin.listen": a config error) or taken, or memory ran out. */
 rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const char *listen,
                          char *err, size_t errlen);
 void rtb_admin_free(rtb_admin *a);

@@ -108,6 +108,8 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     ck_assert_int_eq(a->limits.max_pending_results, b->limits.max_pending_results);
     ck_assert_int_eq(a->limits.max_pending_notices, b->limits.max_pending_notices);
     assert_str_or_null(a->admin.listen, b->admin.listen, "admin.listen");
+    assert_strings_eq(a->admin.allowed_hosts, a->admin.nallowed_hosts, b->admin.allowed_hosts,
+                      b->admin.nallowed_hosts);
     ck_assert_uint_eq(a->nalerts, b->nalerts);
     for (size_t i = 0; i < a->nalerts; i++) {
         ck_assert_str_eq(a->alerts[i].name, b->alerts[i].name);
@@ -191,6 +193,8 @@ START_TEST(defaults_are_spec_7) {
     ck_assert_int_eq(c.limits.max_pending_results, 100000);
     ck_assert_int_eq(c.limits.max_pending_notices, 100000);
     ck_assert_str_eq(c.admin.listen, "127.0.0.1:8080");
+    ck_assert_uint_eq(c.admin.nallowed_hosts, 0);
+    ck_assert_ptr_null(c.admin.allowed_hosts);
     ck_assert_uint_eq(c.nalerts, 1);
     ck_assert_str_eq(c.alerts[0].name, "bidder-timeouts");
     ck_assert_int_eq(c.alerts[0].metric, PROTO_ALERT_BIDDER_TIMEOUT_RATE);
@@ -245,6 +249,8 @@ START_TEST(print_keys_lists_every_key) {
         "  alerts[].above  (required; finite number)\n",
         "  bidders[].max_concurrent = 100  (integer 1..100000)\n",
         "  admin.listen = \"127.0.0.1:8080\"  (\"host:port\", or null)\n",
+        "  admin.allowed_hosts = []  (array of at most 16 host names or addresses, 1..255 "
+        "characters each)\n",
         "  alerts[].metric  (required; bidder_timeout_rate | bidder_error_rate | "
         "auction_timeout_rate | no_bid_rate | p99_latency_ms)\n",
         "  alerts[].window_s = 10  (integer 1..600)\n",
@@ -450,7 +456,7 @@ START_TEST(every_key_accepted) {
         "\"bidders\":[{\"id\":\"A.b:c-d_0\",\"endpoint\":\"https://[::1]:9443/bid?x=1\"}],"
         "\"limits\":{\"max_request_bytes\":64,\"max_response_bytes\":16777216,"
         "\"max_inflight\":1000000,\"max_pending_results\":0,\"max_pending_notices\":10000000},"
-        "\"admin\":{\"listen\":null},"
+        "\"admin\":{\"listen\":null,\"allowed_hosts\":[\"dash.example\",\"10.0.0.5\",\"::1\"]},"
         "\"alerts\":[{\"name\":\"a\",\"metric\":\"p99_latency_ms\",\"above\":-1.5,"
         "\"window_s\":600}],"
         "\"log\":{\"level\":\"error\"}}";
@@ -495,6 +501,10 @@ START_TEST(every_key_accepted) {
     ck_assert_int_eq(c.limits.max_pending_results, 0);
     ck_assert_int_eq(c.limits.max_pending_notices, 10000000);
     ck_assert_ptr_null(c.admin.listen);
+    ck_assert_uint_eq(c.admin.nallowed_hosts, 3);
+    ck_assert_str_eq(c.admin.allowed_hosts[0], "dash.example");
+    ck_assert_str_eq(c.admin.allowed_hosts[1], "10.0.0.5");
+    ck_assert_str_eq(c.admin.allowed_hosts[2], "::1");
     ck_assert_uint_eq(c.nalerts, 1);
     ck_assert_int_eq(c.alerts[0].metric, PROTO_ALERT_P99_LATENCY_MS);
     ck_assert(c.alerts[0].above == -1.5);
@@ -577,6 +587,9 @@ typedef struct bad_case {
 #define E_ABOVE "alerts[0].above: expected a finite number"
 #define E_PASSWORD "mqtt.password: set mqtt.username too (no password is sent without a user name)"
 #define E_LISTEN "admin.listen: expected \"host:port\" or null"
+#define E_HOSTS "admin.allowed_hosts: expected an array of strings of 1 to 255 characters"
+#define E_HOST0 "admin.allowed_hosts[0]: expected a host name or address of 1 to 255 characters"
+#define HOSTS(v) "{\"admin\":{\"allowed_hosts\":" v "}}"
 #define E_URL "bidders[0].endpoint: must be an http:// or https:// URL with a host"
 #define E_ID "bidders[0].id: expected 1 to 128 characters of [A-Za-z0-9._:-]"
 #define E_TLS "mqtt.tls: expected null or an object {\"cafile\", \"certfile\", \"keyfile\"}"
@@ -697,6 +710,17 @@ static const bad_case bad_cases[] = {
     {"{\"admin\":{\"listen\":\"[::1]\"}}", FIELD, E_LISTEN},
     {"{\"admin\":{\"listen\":\"a b:80\"}}", FIELD, E_LISTEN},
     {"{\"admin\":{\"listen\":8080}}", FIELD, E_LISTEN},
+    {HOSTS("\"localhost\""), FIELD, E_HOSTS},
+    {HOSTS("null"), FIELD, E_HOSTS},
+    {HOSTS("{}"), FIELD, E_HOSTS},
+    {HOSTS("[\"\"]"), FIELD, "admin.allowed_hosts[0]: expected a string of 1 to 255 characters"},
+    {HOSTS("[\"a\",5]"), FIELD, "admin.allowed_hosts[1]: expected a string of 1 to 255 characters"},
+    {HOSTS("[\"a b\"]"), FIELD, E_HOST0},
+    {HOSTS("[\"[::1]\"]"), FIELD, E_HOST0},
+    {HOSTS("[\"dash.example/x\"]"), FIELD, E_HOST0},
+    {HOSTS("[\"user@dash.example\"]"), FIELD, E_HOST0},
+    {HOSTS("[\"ok.example\",\"tab\\there\"]"), FIELD,
+     "admin.allowed_hosts[1]: expected a host name or address of 1 to 255 characters"},
     {"{\"mqtt\":{\"client_id\":\"\"}}", FIELD,
      "mqtt.client_id: expected a string of 1 to 128 characters"},
     {"{\"mqtt\":{\"client_id\":null}}", FIELD,
@@ -1137,6 +1161,43 @@ START_TEST(long_strings) {
 }
 END_TEST
 
+/* admin.allowed_hosts: 16 names of up to 255 characters, not one more. */
+START_TEST(allowed_hosts_bounds) {
+    char *name = repeat('h', 255), *longer = repeat('h', 256);
+    char doc[8192], err[ERRLEN];
+    int n = snprintf(doc, sizeof doc, "{\"admin\":{\"allowed_hosts\":[\"%s\"", name);
+    for (int i = 1; i < PROTO_ADMIN_MAX_ALLOWED_HOSTS; i++)
+        n += snprintf(doc + n, sizeof doc - (size_t)n, ",\"h%d.example\"", i);
+    snprintf(doc + n, sizeof doc - (size_t)n, "]}}");
+    proto_config c, d;
+    defaults(&c);
+    defaults(&d);
+    parse_ok(&c, doc);
+    parse_ok(&d, doc);
+    ck_assert_uint_eq(c.admin.nallowed_hosts, PROTO_ADMIN_MAX_ALLOWED_HOSTS);
+    ck_assert_str_eq(c.admin.allowed_hosts[0], name);
+    ck_assert_str_eq(c.admin.allowed_hosts[15], "h15.example");
+
+    /* A 17th entry, and a 256-character name: refused, nothing changed. */
+    snprintf(doc + n, sizeof doc - (size_t)n, ",\"h16.example\"]}}");
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "admin.allowed_hosts: expected at most 16 entries");
+    assert_config_eq(&c, &d);
+    snprintf(doc, sizeof doc, "{\"admin\":{\"allowed_hosts\":[\"a\",\"%s\"]}}", longer);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "admin.allowed_hosts[1]: expected a string of 1 to 255 characters");
+    assert_config_eq(&c, &d);
+
+    /* And back to none. */
+    ck_assert_int_eq(proto_config_set(&c, "admin.allowed_hosts", "[]", err, sizeof err), PROTO_OK);
+    ck_assert_uint_eq(c.admin.nallowed_hosts, 0);
+    free(name);
+    free(longer);
+    proto_config_free(&c);
+    proto_config_free(&d);
+}
+END_TEST
+
 START_TEST(nul_bytes) {
     static const char doc[] = "{\"mqtt\":{\"host\":\"a\0b\"}}";
     char err[ERRLEN];
@@ -1437,6 +1498,7 @@ static Suite *config_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, deep_nesting);
     tcase_add_test(tc, long_strings);
+    tcase_add_test(tc, allowed_hosts_bounds);
     tcase_add_test(tc, nul_bytes);
     tcase_add_test(tc, not_nul_terminated);
     tcase_add_test(tc, too_large);
