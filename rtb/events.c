@@ -25,6 +25,7 @@
 struct rtb_events {
     store *store;
     rtb_ledger *ledger;
+    const rtb_registry *reg;
     const proto_config *cfg;
     rtb_stats *stats;
 };
@@ -34,12 +35,13 @@ typedef struct pending_event {
     proto_event ev;
 } pending_event;
 
-rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const proto_config *cfg,
-                           rtb_stats *stats) {
+rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const rtb_registry *reg,
+                           const proto_config *cfg, rtb_stats *stats) {
     rtb_events *e = calloc(1, sizeof(*e));
     if (!e) return NULL;
     e->store = st;
     e->ledger = ledger;
+    e->reg = reg;
     e->cfg = cfg;
     e->stats = stats;
     return e;
@@ -111,8 +113,15 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
     p->e = e;
     char err[256];
     const char *type = topic + sizeof(EVENTS_PREFIX) - 1;
-    if (proto_event_decode(type, payload, len, (size_t)e->cfg->limits.max_request_bytes, &p->ev,
-                           err, sizeof(err)) != PROTO_OK) {
+    proto_err rc_decode = proto_event_decode(
+        type, payload, len, (size_t)e->cfg->limits.max_request_bytes, &p->ev, err, sizeof(err));
+    /* Counters are keyed by advertiser: only those the exchange knows get
+     * one, so a publisher cannot grow the keyspace (SPEC 15). */
+    if (rc_decode == PROTO_OK && !rtb_registry_find(e->reg, p->ev.advertiser_id)) {
+        snprintf(err, sizeof(err), "advertiser_id: %.128s is not in the registry", p->ev.advertiser_id);
+        rc_decode = PROTO_ERR_FIELD;
+    }
+    if (rc_decode != PROTO_OK) {
         e->stats->events_invalid++;
         rtb_log(PROTO_LOG_DEBUG, "event on %s refused: %s", topic, err);
         free(p);

@@ -8,6 +8,7 @@
 
 #include "proto/proto.h"
 #include "rtb/ledger.h"
+#include "rtb/registry.h"
 #include "rtb/stats.h"
 #include "store/store.h"
 
@@ -15,13 +16,14 @@ typedef struct rtb_events rtb_events;
 
 /* An event handler writing to `st` and counting into `stats` (event
  * fields: impressions, clicks, duplicate_clicks, conversions,
- * conversions_attributed, events_invalid, events_dropped); an impression
+ * conversions_attributed, events_invalid, events_dropped); an event whose
+ * advertiser is not active in `reg` is invalid (SPEC 15); an impression
  * with a request_id is billed through `ledger` (SPEC 14; NULL: never). All
  * borrowed for its life. Payloads over cfg->limits.max_request_bytes are
  * refused. Returns NULL when memory ran out. Free it after the store (whose
  * freeing answers the events still waiting for Redis). */
-rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const proto_config *cfg,
-                           rtb_stats *stats);
+rtb_events *rtb_events_new(store *st, rtb_ledger *ledger, const rtb_registry *reg,
+                           const proto_config *cfg, rtb_stats *stats);
 void rtb_events_free(rtb_events *e);
 
 /* 1 when `topic` is an event topic (rtb/events/...). */

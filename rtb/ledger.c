@@ -174,7 +174,10 @@ void rtb_ledger_on_win(rtb_ledger *l, const rtb_txn_outcome *o) {
     /* The member's tail: ad, request, advertiser, URL. */
     proto_buf *v = &l->value;
     proto_buf_reset(v);
-    const char *parts[] = {o->ad_id ? o->ad_id : "", SEP_S, o->request_id, SEP_S, b->id, SEP_S};
+    /* An ad id outside the key rule (SPEC 15) could hold the separator: the
+     * bill is then matched by the request alone, never by that ad. */
+    const char *ad = o->ad_id && proto_key_id_ok(o->ad_id) ? o->ad_id : "";
+    const char *parts[] = {ad, SEP_S, o->request_id, SEP_S, b->id, SEP_S};
     int rc = 0;
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         rc |= proto_buf_append(v, parts[i], strlen(parts[i]));

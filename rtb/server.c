@@ -417,7 +417,9 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->ledger = srv->store && srv->registry
                       ? rtb_ledger_new(base, srv->http, srv->store, srv->registry, cfg)
                       : NULL;
-    srv->events = srv->ledger ? rtb_events_new(srv->store, srv->ledger, cfg, &srv->stats) : NULL;
+    srv->events = srv->ledger
+                      ? rtb_events_new(srv->store, srv->ledger, srv->registry, cfg, &srv->stats)
+                      : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
     if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
         !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))

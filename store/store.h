@@ -140,7 +140,8 @@ int store_publish_error(store *s, const char *request_id, const char *topic, con
 int store_burl_keep(store *s, const char *request_id, const char *value, size_t len);
 
 /* The impression of `ad_id` in auction `request_id` arrived: atomically,
- * when burl:{request_id} is kept for that ad and SET billed:{request_id} 1
+ * when burl:{request_id} is kept for that ad (or for no ad: the winner's
+ * ad id could not be kept) and SET billed:{request_id} 1
  * NX EX 86400 sets (the first impression at any exchange), ZADD
  * STORE_BURL_PENDING {now_ms + lease_ms} {member} where member is
  * `prefix` followed by the kept value; the callback gets STORE_OK and the

@@ -42,6 +42,14 @@ static long long poll_hget(const char *key, const char *field, long long want) {
     }
 }
 
+/* An integer reply of a Redis command with one string argument (-1 when not an integer). */
+static long long redis_int(const char *fmt, const char *arg) {
+    redisReply *r = fx_redis_cmd(w->env, fmt, arg);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
 /* Does the bidder's /stats "notices" list hold `notice` (within POLL_MS)? */
 static int bidder_got_notice(int port, const char *notice) {
     int64_t until = fx_now_ms() + POLL_MS;
@@ -199,7 +207,12 @@ START_TEST(events_counted_deduplicated_attributed) {
     publish_event("view", click);
     publish_event("click", "{\"advertiser_id\":\"ev-a\",\"user_id\":\"u-1\"}");
     publish_event("impression", "not json");
+    /* an advertiser the exchange does not know: invalid, no key made */
+    publish_event("impression",
+                  "{\"ad_id\":\"ad-9\",\"advertiser_id\":\"nobody\",\"user_id\":\"u-1\"}");
     fx_sleep_ms(200);
+    ck_assert_int_eq(redis_int("EXISTS %s", "stats:advertiser:nobody"), 0);
+    ck_assert_int_eq(redis_int("EXISTS %s", "stats:ad:ad-9"), 0);
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "impressions", 1), 1);
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "clicks", 2), 2);
 
@@ -213,13 +226,6 @@ START_TEST(events_counted_deduplicated_attributed) {
 END_TEST
 
 /* ---- money (SPEC 14) ------------------------------------------------------------ */
-
-static long long redis_int(const char *fmt, const char *arg) {
-    redisReply *r = fx_redis_cmd(w->env, fmt, arg);
-    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    freeReplyObject(r);
-    return v;
-}
 
 /* Polls the bidder's /stats `key` until it equals want (or POLL_MS passes). */
 static long poll_bidder_stat(int port, const char *key, long want) {

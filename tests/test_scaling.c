@@ -274,20 +274,20 @@ START_TEST(split_requests_and_events) {
         char ev[512];
         int len = snprintf(ev, sizeof ev,
                            "{\"event_id\":\"e-%d\",\"request_id\":\"burst-%d\",\"ad_id\":\"ad-x\","
-                           "\"advertiser_id\":\"adv-x\",\"user_id\":\"u-1\",\"timestamp\":%.3f}",
+                           "\"advertiser_id\":\"adv-1\",\"user_id\":\"u-1\",\"timestamp\":%.3f}",
                            i, i, wx_wall_s());
         if (fx_mqtt_publish_nowait(w->pub, "rtb/events/impression", ev, (size_t)len, 1) < 0)
             fail_both("publish of event e-%d refused by libmosquitto", i);
     }
     flush_publisher();
     int64_t until = fx_now_ms() + RESULTS_WAIT_MS;
-    while (hget("stats:advertiser:adv-x", "impressions") < EVENTS && fx_now_ms() < until)
+    while (hget("stats:advertiser:adv-1", "impressions") < EVENTS && fx_now_ms() < until)
         fx_sleep_ms(20);
     fx_sleep_ms(QUIET_MS); /* a second count of an event would show by now */
-    long long adv = hget("stats:advertiser:adv-x", "impressions");
+    long long adv = hget("stats:advertiser:adv-1", "impressions");
     long long ad = hget("stats:ad:ad-x", "impressions");
     if (adv != EVENTS || ad != EVENTS)
-        fail_both("impressions: stats:advertiser:adv-x %lld, stats:ad:ad-x %lld; want %d each", adv,
+        fail_both("impressions: stats:advertiser:adv-1 %lld, stats:ad:ad-x %lld; want %d each", adv,
                   ad, EVENTS);
     double ea = impressions_seen(w->admin_port), eb = impressions_seen(b_admin);
     fprintf(stderr, "scaling: %d impressions split %.0f (A) + %.0f (B)\n", EVENTS, ea, eb);
