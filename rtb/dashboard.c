@@ -136,6 +136,17 @@ static void add_events(cJSON *root, const rtb_stats *s) {
     cJSON_AddNumberToObject(e, "duplicate_clicks", (double)s->duplicate_clicks);
 }
 
+/* Billing notices (SPEC 14): billed, retried, given up, pending in Redis. */
+static void add_billing(cJSON *root, const rtb_server *srv) {
+    const rtb_ledger_stats *l = rtb_server_ledger_stats(srv);
+    cJSON *o = cJSON_AddObjectToObject(root, "billing");
+    cJSON_AddNumberToObject(o, "kept", (double)l->burl_kept);
+    cJSON_AddNumberToObject(o, "billed", (double)l->burl_billed);
+    cJSON_AddNumberToObject(o, "retried", (double)l->burl_retried);
+    cJSON_AddNumberToObject(o, "failed", (double)l->burl_failed);
+    cJSON_AddNumberToObject(o, "pending", (double)l->burl_pending);
+}
+
 /* The last RTB_DASH_HISTORY_JSON_S seconds, oldest first. */
 static void add_history(cJSON *root, const rtb_server *srv) {
     const rtb_sampler *samples = rtb_server_sampler(srv);
@@ -168,6 +179,7 @@ int rtb_dash_stats_json(const rtb_server *srv, struct evbuffer *out) {
     add_totals(root, srv);
     add_bidders(root, srv);
     add_events(root, rtb_server_stats(srv));
+    add_billing(root, srv);
     add_history(root, srv);
     const rtb_alerts *al = rtb_server_alerts(srv);
     cJSON *alerts = cJSON_AddArrayToObject(root, "alerts");

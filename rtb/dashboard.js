@@ -162,6 +162,11 @@
     set('ev-ctr', pct(e.ctr));
     set('ev-cvr', pct(e.clicks ? e.conversions / e.clicks : 0));
     set('ev-dup', int(e.duplicate_clicks));
+    var bill = s.billing;
+    set('bill-billed', int(bill.billed));
+    set('bill-retried', int(bill.retried));
+    set('bill-pending', int(bill.pending));
+    set('bill-failed', int(bill.failed));
     renderBidders(s.bidders);
     renderAlerts(s.alerts, s.alert_rules);
     renderCharts(s.history);

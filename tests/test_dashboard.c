@@ -134,6 +134,10 @@ static void check_stats_shape(const cJSON *s) {
     static const char *const ev_keys[] = {"impressions", "clicks", "ctr", "conversions"};
     for (size_t i = 0; i < sizeof ev_keys / sizeof ev_keys[0]; i++)
         jcount(ev, ev_keys[i]);
+    const cJSON *bill = jobj(s, "billing");
+    static const char *const bill_keys[] = {"kept", "billed", "retried", "failed", "pending"};
+    for (size_t i = 0; i < sizeof bill_keys / sizeof bill_keys[0]; i++)
+        jcount(bill, bill_keys[i]);
     const cJSON *h, *hist = jarr(s, "history");
     ck_assert_msg(cJSON_GetArraySize(hist) <= 300, "history longer than 300 s");
     double last_t = 0;
@@ -691,7 +695,8 @@ START_TEST(page_is_self_contained) {
     ck_assert_msg(!strstr(html, "userAgent"), "GET /: the page looks at the user agent");
     static const char *const ids[] = {
         "auctions-per-s", "p50",       "p99",    "total-auctions", "bidders", "alerts",
-        "ev-impressions", "ev-clicks", "ev-ctr", "ev-conversions", "spark"};
+        "ev-impressions", "ev-clicks", "ev-ctr", "ev-conversions", "spark",   "bill-billed",
+        "bill-pending"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char id[64];
         snprintf(id, sizeof id, "id=\"%s\"", ids[i]);
