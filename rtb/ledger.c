@@ -152,7 +152,7 @@ static unsigned share_of(const rtb_ledger *l) {
 }
 
 void rtb_ledger_on_win(rtb_ledger *l, const rtb_txn_outcome *o) {
-    unsigned share = share_of(l);
+    unsigned share = o->nnotices ? share_of(l) : 0;
     for (size_t i = 0; i < o->nnotices; i++) {
         const rtb_txn_notice *nt = &o->notices[i];
         proto_buf_reset(&l->url);
