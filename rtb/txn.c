@@ -304,11 +304,16 @@ static void start_profile(rtb_txn *t) {
 void rtb_txn_on_profile(rtb_txn *t, rtb_profile_status st, const char *json, size_t len,
                         int64_t now_us) {
     t->outstanding--;
+    /* The profile is only read while the bidders are chosen and called, all
+     * within this call (txn_advance drops it after fan_out): its tree can
+     * live in scratch memory. */
+    int scoped = 0;
     if (t->state == TXN_PROFILE) {
         t->profile_answered = 1;
         t->profile_missed = st == RTB_PROFILE_MISS;
         t->profile_failed = st == RTB_PROFILE_ERROR;
         char err[160];
+        scoped = st == RTB_PROFILE_HIT && proto_json_scratch_begin();
         int usable = st == RTB_PROFILE_HIT &&
                      proto_profile_decode(json, len, &t->profile, err, sizeof(err)) == PROTO_OK;
         if (st == RTB_PROFILE_HIT && !usable)
@@ -316,7 +321,8 @@ void rtb_txn_on_profile(rtb_txn *t, rtb_profile_status st, const char *json, siz
                     t->req.user_id, err);
         if (!usable) use_default_profile(t);
     }
-    txn_advance(t, now_us);
+    txn_advance(t, now_us); /* may free t */
+    if (scoped) proto_json_scratch_end();
 }
 
 /* ---- Bidding (SPEC 3.3-3.5, 5) --------------------------------------------------- */
@@ -613,6 +619,9 @@ static void txn_advance(rtb_txn *t, int64_t now_us) {
                 fan_out(t, now_us);
                 t->state = TXN_BIDDING;
             }
+            /* Past PROFILE nothing reads the profile again: drop it now,
+             * inside rtb_txn_on_profile's scratch scope. */
+            if (t->state != TXN_PROFILE) proto_profile_free(&t->profile);
             break;
         case TXN_BIDDING:
             if (t->nanswered == t->ncalls || t->deadline_passed || t->shutdown) {

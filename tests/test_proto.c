@@ -500,6 +500,40 @@ START_TEST(request_bad_utf8) {
 }
 END_TEST
 
+/* The text check reads 8 bytes at a time: a bad byte is found at every
+ * offset of a word, and every plain byte passes. */
+START_TEST(text_check_every_offset_and_byte) {
+    char json[128];
+    proto_bid_request r;
+    char err[ERRLEN];
+    for (int at = 0; at < 24; at++) {
+        for (int b = 0; b < 256; b++) {
+            int len = snprintf(json, sizeof json,
+                               "{\"request_id\":\"r-1\",\"user_id\":\"%.*sXXXXXXXXXXXXXXXX\","
+                               "\"ad_slot_id\":\"s\",\"floor_price\":1}",
+                               at, "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu");
+            char *x = strchr(json, 'X');
+            *x = (char)b;
+            proto_err e = decode_n(json, (size_t)len, MAX_BYTES, &r, err);
+            proto_bid_request_free(&r);
+            const char *want = NULL;
+            if (b == 0)
+                want = "payload: contains a NUL byte";
+            else if (b >= 0x80)
+                want = "payload: not valid UTF-8";
+            else if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == '"' || b == '\\')
+                want = "payload: not valid JSON";
+            if (want) {
+                ck_assert_msg(e == PROTO_ERR_NOT_JSON && strcmp(err, want) == 0,
+                              "byte 0x%02x at %d: got %d (%s), want %s", b, at, e, err, want);
+            } else {
+                ck_assert_msg(e == PROTO_OK, "plain byte 0x%02x at %d refused: %s", b, at, err);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(request_nul_and_control_bytes) {
     static const char with_nul[] = "{\"request_id\":\"r-1\",\"user_id\":\"u\0x\",\"ad_slot_id\":"
                                    "\"s\",\"floor_price\":1}";
@@ -1889,6 +1923,7 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, request_deep_nesting);
     tcase_add_test(tc, request_bad_utf8);
     tcase_add_test(tc, request_nul_and_control_bytes);
+    tcase_add_test(tc, text_check_every_offset_and_byte);
     tcase_add_test(tc, request_escaped_nul);
     tcase_add_test(tc, request_first_byte_fault_named);
     tcase_add_test(tc, request_every_prefix);
