@@ -1,7 +1,10 @@
-/* test_auction.c -- the auction rules of SPEC 3.6 and the money conversions.
+/* test_auction.c -- the auction rules of SPEC 3.6, 12 and 17, the money and
+ * decimal conversions.
  *
  * Each test builds an auction the way the exchange does (bids added in the
- * order responses arrive) and checks the winner and clearing price in micros. */
+ * order responses arrive) and checks the winner and clearing price in micros.
+ * The SPEC 17 tests describe a request's imps and deals as the decoded
+ * request would and add each bid to the imp it names. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -259,6 +262,514 @@ START_TEST(first_price) {
 }
 END_TEST
 
+/* ---- deals and several impressions (SPEC 17) ---- */
+
+#define D1 0 /* deal indexes in the imps below */
+#define D2 1
+
+typedef struct request {
+    auction_imps s;
+    auction_imp imps[AUCTION_MAX_IMPS];
+    auction_deal deals[AUCTION_MAX_IMPS][4];
+    auction_bid storage[64];
+    auction_outcome out;
+} request;
+
+static const char *const only_x[] = {"seat-x"};
+
+/* Imp i with open floor `floor_micros` and no deals yet. */
+static void imp_floor(request *r, size_t i, int64_t floor_micros) {
+    r->imps[i] = (auction_imp){.floor_micros = floor_micros, .deals = r->deals[i]};
+}
+
+static void add_deal(request *r, size_t i, const char *id, int64_t bidfloor_micros,
+                     const char *const *wseat, size_t nwseat) {
+    r->deals[i][r->imps[i].ndeals++] = (auction_deal){
+        .id = id, .bidfloor_micros = bidfloor_micros, .wseat = wseat, .nwseat = nwseat};
+}
+
+static void open_request(request *r, auction_type type, size_t nimps) {
+    ck_assert_int_eq(auction_imps_init(&r->s, type, INC, r->imps, nimps, r->storage, 64),
+                     AUCTION_OK);
+}
+
+/* One imp, open floor 1.00, deals "D1" (floor 2.00) and "D2" (floor 4.00),
+ * any seat. */
+static void one_imp_two_deals(request *r, auction_type type) {
+    memset(r, 0, sizeof(*r));
+    imp_floor(r, 0, M(1.00));
+    add_deal(r, 0, "D1", M(2.00), NULL, 0);
+    add_deal(r, 0, "D2", M(4.00), NULL, 0);
+    open_request(r, type, 1);
+}
+
+static auction_err imp_bid(request *r, size_t imp, const char *bidder, int64_t price_micros,
+                           const char *deal_id) {
+    auction_bid b = {
+        .bidder_id = bidder, .price_micros = price_micros, .ad_id = bidder, .deal_id = deal_id};
+    return auction_imps_add_bid(&r->s, imp, &b);
+}
+
+static auction_err seat_bid(request *r, const char *bidder, const char *seat, int64_t price_micros,
+                            const char *deal_id) {
+    auction_bid b = {
+        .bidder_id = bidder, .seat = seat, .price_micros = price_micros, .deal_id = deal_id};
+    return auction_imps_add_bid(&r->s, 0, &b);
+}
+
+static void close_imp(request *r, size_t imp) {
+    auction_imps_close(&r->s, imp, &r->out);
+}
+
+START_TEST(deal_beats_open_bid) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    ck_assert_int_eq(imp_bid(&r, 0, "open", M(9.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "deal", M(2.50), "D1"), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "open2", M(8.00), NULL), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "deal");
+    ck_assert_ptr_eq(r.out.deal, &r.deals[0][D1]);
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_ptr_null(r.out.runner_up); /* open bids never set a deal's price */
+    ck_assert_uint_eq(r.out.valid_bidders, 1);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+}
+END_TEST
+
+START_TEST(deal_alone_clears_at_deal_floor) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(50.00), "D2"), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_str_eq(r.out.deal->id, "D2");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(4.00)); /* D2's floor, not the imp's */
+
+    /* a bid exactly at the deal floor is a deal bid */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(2.00), "D1"), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+}
+END_TEST
+
+START_TEST(deal_second_bid_plus_increment) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "a", M(5.00), "D1");
+    imp_bid(&r, 0, "b", M(3.00), "D1");
+    imp_bid(&r, 0, "c", M(2.50), "D1");
+    imp_bid(&r, 0, "open", M(4.00), NULL);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_str_eq(r.out.runner_up->bidder_id, "b");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(3.01));
+    ck_assert_uint_eq(r.out.valid_bidders, 3);
+
+    /* bids on two deals of one imp compete; the winner's deal floor counts */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "a", M(5.00), "D2");
+    imp_bid(&r, 0, "b", M(3.00), "D1");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_str_eq(r.out.deal->id, "D2");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(4.00)); /* max(4.00, 3.01) */
+
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "b", M(4.50), "D2");
+    imp_bid(&r, 0, "a", M(6.00), "D1");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(4.51));
+}
+END_TEST
+
+START_TEST(deal_clearing_capped_at_its_bid) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "a", M(3.00), "D1");
+    imp_bid(&r, 0, "b", M(2.995), "D1");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(3.00)); /* 3.005 capped */
+}
+END_TEST
+
+START_TEST(deal_bid_under_deal_floor_joins_open) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    /* 3.50 is under D2's 4.00: an open bid, above the imp's 1.00 */
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(3.50), "D2"), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(3.00), NULL), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_ptr_null(r.out.deal);
+    ck_assert_ptr_null(r.out.winner->deal);
+    ck_assert_str_eq(r.out.winner->deal_id, "D2"); /* what it sent, kept */
+    ck_assert_int_eq(r.out.clearing_price_micros, M(3.01));
+
+    /* under the deal floor and the open floor: refused like any open bid */
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(3.00));
+    add_deal(&r, 0, "D1", M(5.00), NULL, 0);
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(2.00), "D1"), AUCTION_ERR_BELOW_FLOOR);
+    close_imp(&r, 0);
+    ck_assert_ptr_null(r.out.winner);
+
+    /* a deal floor below the open floor: the deal bid needs only the deal floor */
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(3.00));
+    add_deal(&r, 0, "D1", M(0.50), NULL, 0);
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(1.00), "D1"), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(9.00), NULL), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(0.50));
+}
+END_TEST
+
+START_TEST(seat_not_in_wseat_joins_open) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(1.00));
+    add_deal(&r, 0, "D1", M(2.00), only_x, 1);
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    ck_assert_int_eq(seat_bid(&r, "a", "seat-y", M(6.00), "D1"), AUCTION_OK);
+    ck_assert_int_eq(seat_bid(&r, "b", NULL, M(5.00), NULL), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_ptr_null(r.out.deal);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(5.01));
+
+    /* the allowed seat is a deal bid, named by seat or (no seat) by bidder id */
+    ck_assert_int_eq(seat_bid(&r, "c", "seat-x", M(2.50), "D1"), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "c");
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+    ck_assert_int_eq(seat_bid(&r, "seat-x", NULL, M(2.20), "D1"), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "c");
+    ck_assert_str_eq(r.out.runner_up->bidder_id, "seat-x");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.21));
+}
+END_TEST
+
+START_TEST(unknown_dealid_is_an_error) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(9.00), "D3"), AUCTION_ERR_DEAL);
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(9.00), ""), AUCTION_ERR_DEAL);
+    ck_assert_int_eq(imp_bid(&r, 0, "c", M(9.00), "d1"), AUCTION_ERR_DEAL);
+    close_imp(&r, 0);
+    ck_assert_ptr_null(r.out.winner); /* none of them was kept */
+    ck_assert_str_ne(auction_strerror(AUCTION_ERR_DEAL), auction_strerror(AUCTION_ERR_ARG));
+
+    /* an imp without deals, and the single-slot auction, have no deal ids */
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, 0);
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(1.00), "D1"), AUCTION_ERR_DEAL);
+    fixture f;
+    open_auction(&f, 0);
+    auction_bid b = {.bidder_id = "a", .price_micros = M(1.00), .deal_id = "D1"};
+    ck_assert_int_eq(auction_add_bid(&f.a, &b), AUCTION_ERR_DEAL);
+    /* a malformed price is reported before the deal id */
+    ck_assert_int_eq(imp_bid(&r, 0, "a", 0, "D1"), AUCTION_ERR_PRICE);
+}
+END_TEST
+
+START_TEST(private_auction_without_deal_bid_no_winner) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(1.00));
+    add_deal(&r, 0, "D1", M(2.00), NULL, 0);
+    add_deal(&r, 0, "D2", M(3.00), only_x, 1);
+    r.imps[0].private_auction = 1;
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(9.00), NULL), AUCTION_ERR_PRIVATE);
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(1.50), "D1"), AUCTION_ERR_PRIVATE); /* under D1 */
+    ck_assert_int_eq(seat_bid(&r, "c", "seat-y", M(9.00), "D2"), AUCTION_ERR_PRIVATE);
+    ck_assert_int_eq(imp_bid(&r, 0, "d", M(0.50), NULL), AUCTION_ERR_PRIVATE);
+    close_imp(&r, 0);
+    ck_assert_ptr_null(r.out.winner);
+    ck_assert_ptr_null(r.out.deal);
+    ck_assert_int_eq(r.out.clearing_price_micros, 0);
+    ck_assert_uint_eq(r.out.valid_bidders, 0);
+
+    /* a deal bid still wins a private auction */
+    ck_assert_int_eq(imp_bid(&r, 0, "e", M(2.00), "D1"), AUCTION_OK);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "e");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+
+    /* private_auction 0 with deals and no deal bid: the open auction runs */
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(1.00));
+    add_deal(&r, 0, "D1", M(2.00), NULL, 0);
+    open_request(&r, AUCTION_SECOND_PRICE, 1);
+    imp_bid(&r, 0, "a", M(9.00), NULL);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(1.00));
+}
+END_TEST
+
+START_TEST(ties_across_deal_and_open) {
+    request r;
+    /* a deal bid equal to an open bid that came first: deals go first */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "open", M(3.00), NULL);
+    imp_bid(&r, 0, "deal", M(3.00), "D1");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "deal");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+
+    /* equal deal bids: the first added wins, at its bid (second + increment capped) */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "z-first", M(4.00), "D1");
+    imp_bid(&r, 0, "a-second", M(4.00), "D2");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "z-first");
+    ck_assert_str_eq(r.out.runner_up->bidder_id, "a-second");
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(4.00));
+
+    /* one bidder with an open bid and a lower deal bid: its deal bid wins, and
+     * its own open bid is not a second price */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "a", M(7.00), NULL);
+    imp_bid(&r, 0, "a", M(2.50), "D1");
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_int_eq(r.out.winner->price_micros, M(2.50));
+    ck_assert_ptr_null(r.out.runner_up);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+
+    /* one bidder's bids on two deals: its highest counts, never a second price */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "a", M(4.50), "D2");
+    imp_bid(&r, 0, "a", M(6.00), "D1");
+    imp_bid(&r, 0, "a", M(5.00), "D2"); /* lower than its 6.00: ignored */
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.winner->price_micros, M(6.00));
+    ck_assert_ptr_null(r.out.runner_up);
+    ck_assert_uint_eq(r.out.valid_bidders, 1);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.00));
+
+    /* a failed deal bid equal to an open bid that came first: the first wins */
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    imp_bid(&r, 0, "open", M(3.00), NULL);
+    imp_bid(&r, 0, "nodeal", M(3.00), "D2"); /* under D2's 4.00 */
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "open");
+    ck_assert_ptr_null(r.out.deal);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(3.00));
+}
+END_TEST
+
+START_TEST(first_price_with_deals) {
+    request r;
+    one_imp_two_deals(&r, AUCTION_FIRST_PRICE);
+    imp_bid(&r, 0, "a", M(5.00), "D1");
+    imp_bid(&r, 0, "b", M(3.00), "D1");
+    imp_bid(&r, 0, "open", M(9.00), NULL);
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(5.00));
+
+    one_imp_two_deals(&r, AUCTION_FIRST_PRICE);
+    imp_bid(&r, 0, "a", M(4.25), "D2");
+    close_imp(&r, 0);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(4.25)); /* its bid, not D2's floor */
+}
+END_TEST
+
+START_TEST(several_imps_one_bidder) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, M(1.00));
+    r.imps[0].id = "top";
+    imp_floor(&r, 1, M(2.00));
+    r.imps[1].id = "side";
+    imp_floor(&r, 2, M(0.50));
+    r.imps[2].id = "bottom";
+    add_deal(&r, 2, "D1", M(1.50), NULL, 0);
+    open_request(&r, AUCTION_SECOND_PRICE, 3);
+    ck_assert_int_eq(auction_imps_find(&r.s, "top"), 0);
+    ck_assert_int_eq(auction_imps_find(&r.s, "bottom"), 2);
+    ck_assert_int_eq(auction_imps_find(&r.s, "middle"), -1);
+    ck_assert_int_eq(auction_imps_find(&r.s, NULL), -1);
+
+    /* "a" answers first with a bid per imp, "b" next */
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(3.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 1, "a", M(2.50), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 2, "a", M(1.60), "D1"), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(2.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 1, "b", M(4.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 2, "b", M(5.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 3, "b", M(5.00), NULL), AUCTION_ERR_IMP); /* unknown imp */
+    ck_assert_int_eq(imp_bid(&r, AUCTION_MAX_IMPS, "b", M(5.00), NULL), AUCTION_ERR_IMP);
+
+    close_imp(&r, 0);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_uint_eq(r.out.winner->imp_index, 0);
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.01));
+    close_imp(&r, 1);
+    ck_assert_str_eq(r.out.winner->bidder_id, "b");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(2.51));
+    close_imp(&r, 2);
+    ck_assert_str_eq(r.out.winner->bidder_id, "a");
+    ck_assert_uint_eq(r.out.winner->imp_index, 2);
+    ck_assert_str_eq(r.out.deal->id, "D1");
+    ck_assert_int_eq(r.out.clearing_price_micros, M(1.50));
+    close_imp(&r, 3); /* out of range: no winner */
+    ck_assert_ptr_null(r.out.winner);
+    ck_assert_int_eq(r.out.clearing_price_micros, 0);
+}
+END_TEST
+
+/* The caller's pointer comes back with the winner: how it finds its bid. */
+START_TEST(ref_copied_through) {
+    request r;
+    int records[2];
+    one_imp_two_deals(&r, AUCTION_SECOND_PRICE);
+    auction_bid b = {.bidder_id = "a", .price_micros = M(3.00), .ref = &records[0]};
+    auction_imps_add_bid(&r.s, 0, &b);
+    b = (auction_bid){.bidder_id = "b", .price_micros = M(4.00), .ref = &records[1]};
+    auction_imps_add_bid(&r.s, 0, &b);
+    close_imp(&r, 0);
+    ck_assert_ptr_eq(r.out.winner->ref, &records[1]);
+    ck_assert_ptr_eq(r.out.runner_up->ref, &records[0]);
+}
+END_TEST
+
+START_TEST(imps_init_refused) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    for (size_t i = 0; i < AUCTION_MAX_IMPS; i++)
+        imp_floor(&r, i, 0);
+    ck_assert_int_eq(
+        auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, AUCTION_MAX_IMPS, r.storage, 64),
+        AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, AUCTION_MAX_IMPS - 1, "a", M(1.00), NULL), AUCTION_OK);
+
+    auction_imp seventeen[AUCTION_MAX_IMPS + 1];
+    memset(seventeen, 0, sizeof(seventeen));
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, seventeen,
+                                       AUCTION_MAX_IMPS + 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(1.00), NULL), AUCTION_ERR_IMP); /* no imps */
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 0, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, NULL, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+
+    imp_floor(&r, 0, AUCTION_PRICE_MAX_MICROS + 1);
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    imp_floor(&r, 0, -1);
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    imp_floor(&r, 0, 0);
+    add_deal(&r, 0, NULL, 0, NULL, 0); /* a deal without an id */
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    imp_floor(&r, 0, 0);
+    add_deal(&r, 0, "D1", 0, NULL, 2); /* two seats, no array */
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    imp_floor(&r, 0, 0);
+    add_deal(&r, 0, "D1", AUCTION_PRICE_MAX_MICROS + 1, NULL, 0);
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    r.imps[0] = (auction_imp){.ndeals = 1}; /* deals NULL */
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 1, r.storage, 64),
+                     AUCTION_ERR_ARG);
+    ck_assert_int_eq(auction_imps_add_bid(NULL, 0, NULL), AUCTION_ERR_ARG);
+}
+END_TEST
+
+/* The storage is shared by all imps; a slot is per (imp, bidder, deal or open). */
+START_TEST(imps_storage_shared) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    imp_floor(&r, 0, 0);
+    imp_floor(&r, 1, 0);
+    add_deal(&r, 1, "D1", 0, NULL, 0);
+    ck_assert_int_eq(auction_imps_init(&r.s, AUCTION_SECOND_PRICE, INC, r.imps, 2, r.storage, 3),
+                     AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 0, "a", M(1.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 1, "a", M(1.00), NULL), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 1, "a", M(1.00), "D1"), AUCTION_OK);
+    ck_assert_int_eq(imp_bid(&r, 1, "a", M(2.00), "D1"), AUCTION_OK); /* replaces, no slot */
+    ck_assert_int_eq(imp_bid(&r, 0, "b", M(1.00), NULL), AUCTION_ERR_FULL);
+    close_imp(&r, 1);
+    ck_assert_int_eq(r.out.winner->price_micros, M(2.00));
+    ck_assert_ptr_nonnull(r.out.deal);
+}
+END_TEST
+
+START_TEST(deal_match) {
+    auction_deal deals[2] = {
+        {.id = "D1", .bidfloor_micros = M(2.00)},
+        {.id = "D2", .bidfloor_micros = 0, .wseat = only_x, .nwseat = 1},
+    };
+    auction_imp imp = {.floor_micros = M(1.00), .deals = deals, .ndeals = 2};
+    const auction_deal *d = &deals[0];
+    auction_bid b = {.bidder_id = "a", .price_micros = M(2.00)};
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_OK);
+    ck_assert_ptr_null(d); /* no deal id: open */
+    b.deal_id = "D1";
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_OK);
+    ck_assert_ptr_eq(d, &deals[0]);
+    b.price_micros = M(2.00) - 1;
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_OK);
+    ck_assert_ptr_null(d);
+    b.deal_id = "D2";
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_OK);
+    ck_assert_ptr_null(d); /* seat "a" */
+    b.seat = "seat-x";
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_OK);
+    ck_assert_ptr_eq(d, &deals[1]);
+    b.deal_id = "D9";
+    ck_assert_int_eq(auction_deal_match(&imp, &b, &d), AUCTION_ERR_DEAL);
+    ck_assert_ptr_null(d);
+}
+END_TEST
+
+/* The single-slot API is the engine with one imp: the same answers. */
+START_TEST(single_slot_equals_one_imp) {
+    static const double prices[6] = {2.10, 3.30, 0.90, 3.30, 2.99, 1.00};
+    static const char *names[6] = {"a", "b", "c", "d", "b", "e"};
+    for (int type = 1; type <= 2; type++) {
+        fixture f;
+        request r;
+        memset(&r, 0, sizeof(r));
+        imp_floor(&r, 0, M(1.00));
+        open_request(&r, (auction_type)type, 1);
+        auction_init(&f.a, (auction_type)type, M(1.00), INC, f.storage, 32);
+        for (int i = 0; i < 6; i++) {
+            ck_assert_int_eq(imp_bid(&r, 0, names[i], M(prices[i]), NULL),
+                             bid(&f, names[i], M(prices[i])));
+        }
+        close_auction(&f);
+        close_imp(&r, 0);
+        ck_assert_str_eq(r.out.winner->bidder_id, f.out.winner->bidder_id);
+        ck_assert_str_eq(r.out.runner_up->bidder_id, f.out.runner_up->bidder_id);
+        ck_assert_int_eq(r.out.clearing_price_micros, f.out.clearing_price_micros);
+        ck_assert_uint_eq(r.out.valid_bidders, f.out.valid_bidders);
+        ck_assert_ptr_null(f.out.deal);
+    }
+}
+END_TEST
+
 /* ---- money ---- */
 
 static int64_t micros(double v) {
@@ -427,6 +938,25 @@ static Suite *auction_suite(void) {
     tcase_add_test(tc, bidder_bidding_twice_keeps_highest);
     tcase_add_test(tc, storage_full);
     tcase_add_test(tc, first_price);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("deals_and_imps");
+    tcase_add_test(tc, deal_beats_open_bid);
+    tcase_add_test(tc, deal_alone_clears_at_deal_floor);
+    tcase_add_test(tc, deal_second_bid_plus_increment);
+    tcase_add_test(tc, deal_clearing_capped_at_its_bid);
+    tcase_add_test(tc, deal_bid_under_deal_floor_joins_open);
+    tcase_add_test(tc, seat_not_in_wseat_joins_open);
+    tcase_add_test(tc, unknown_dealid_is_an_error);
+    tcase_add_test(tc, private_auction_without_deal_bid_no_winner);
+    tcase_add_test(tc, ties_across_deal_and_open);
+    tcase_add_test(tc, first_price_with_deals);
+    tcase_add_test(tc, several_imps_one_bidder);
+    tcase_add_test(tc, ref_copied_through);
+    tcase_add_test(tc, imps_init_refused);
+    tcase_add_test(tc, imps_storage_shared);
+    tcase_add_test(tc, deal_match);
+    tcase_add_test(tc, single_slot_equals_one_imp);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("money");
