@@ -2,7 +2,8 @@
  *
  * Pure logic: no I/O, no clock, no allocation. Money is int64_t micros
  * (1e-6 currency units) everywhere; the helpers at the bottom convert the
- * decimal numbers that JSON carries to micros and back, exactly.
+ * decimal numbers that JSON carries to micros and back, exactly, and convert
+ * amounts between currencies.
  *
  * Two ways in, one engine. `auction_imps` runs one auction per impression of
  * a request (SPEC 17): each imp has its own floor, deals and private_auction,
@@ -11,7 +12,7 @@
  *
  * Rules implemented: SPEC section 3.6 (second price, OpenRTB 2.6 `at`=2),
  * section 12 (first price, `at`=1) and section 17 (deals, private auctions,
- * several impressions). */
+ * several impressions, currency conversion). */
 #ifndef RTB_AUCTION_H
 #define RTB_AUCTION_H
 
@@ -250,5 +251,78 @@ size_t auction_decimal_format(int64_t value, unsigned decimals, char *buf);
 /* Micros as a double, for the rare consumer that needs one (rtb-bidder's
  * price rules). Exact up to 2^53 micros. */
 double auction_micros_to_double(int64_t micros);
+
+/* ---- Currency conversion (SPEC 17) -------------------------------------- */
+
+/* A rate is an integer: the decimal rate times AUCTION_RATE_SCALE, so it
+ * holds 12 decimals exactly ("0.92" -> 920000000000) and ranges over
+ * 1e-12 .. INT64_MAX / 1e12 (about 9.2 million units of one currency per
+ * unit of the other). */
+#define AUCTION_RATE_DECIMALS 12
+#define AUCTION_RATE_SCALE INT64_C(1000000000000)
+
+/* One row of the table: 1 `from` = rate / AUCTION_RATE_SCALE `to`, as
+ * `{"USD":{"EUR":0.92}}` says 1 USD = 0.92 EUR in the Prebid currency file. */
+typedef struct auction_rate {
+    char from[4], to[4]; /* ISO 4217 codes, 3 capital letters, NUL-terminated */
+    int64_t rate;        /* scaled by AUCTION_RATE_SCALE, > 0 */
+} auction_rate;
+
+/* A table of rates in caller-owned storage. Fields are private to
+ * currency.c; fill it with auction_rates_set. */
+typedef struct auction_rates {
+    auction_rate *rates; /* `cap` entries */
+    size_t n, cap;
+} auction_rates;
+
+/* Is `code` (NUL-terminated, may be NULL) 3 capital letters A-Z? 1 or 0. */
+int auction_currency_valid(const char *code);
+
+/* Empty table over caller-owned `storage` of `cap` rows (it must outlive
+ * the table; cap 0 and NULL storage make a table that converts only a
+ * currency to itself). */
+void auction_rates_init(auction_rates *t, auction_rate *storage, size_t cap);
+
+/* Set the rate from `from` to `to` (NUL-terminated codes, copied):
+ * 1 from = rate / AUCTION_RATE_SCALE to. A pair already in the table gets
+ * the new rate (the last one set counts). Returns AUCTION_OK;
+ * AUCTION_ERR_CURRENCY when a code is not 3 capital letters;
+ * AUCTION_ERR_RATE when rate <= 0; AUCTION_ERR_FULL when the storage is
+ * full. The table is unchanged on error. */
+auction_err auction_rates_set(auction_rates *t, const char *from, const char *to, int64_t rate);
+
+/* Parse the JSON number in text[0..len) (no NUL needed; borrowed) into a
+ * scaled rate: the JSON grammar without a sign ("0.92", "1", "1.2e-05",
+ * "9.2E-1"), exact up to 12 decimals, further digits rounded half up at the
+ * 12th ("1.0000000000005" -> 1000000000001). Returns AUCTION_OK and stores
+ * into *rate; AUCTION_ERR_RATE (leaving *rate alone) for any other text, a
+ * negative number, one that is 0 at 12 decimals, or one above the range.
+ * For the parser of Redis `currency:rates` (SPEC 17). */
+auction_err auction_rate_parse(const char *text, size_t len, int64_t *rate);
+
+/* The same from a double (what cJSON hands over): the shortest decimal that
+ * converts back to the same double is recovered -- the text the sender
+ * wrote when it had at most 15 significant digits -- and parsed as
+ * auction_rate_parse does (0.92 -> 920000000000, exactly). AUCTION_ERR_RATE
+ * when `value` is not finite, not positive or out of range. */
+auction_err auction_rate_from_double(double value, int64_t *rate);
+
+/* The row from `from` to `to` exactly as set (no inverse), or NULL. */
+const auction_rate *auction_rates_find(const auction_rates *t, const char *from, const char *to);
+
+/* Convert `amount_micros` (>= 0) of currency `from` to currency `to`
+ * (NUL-terminated codes, borrowed) with table `t` (may be NULL), SPEC 17:
+ * the same currency: unchanged; else the direct rate from->to when set:
+ * amount * rate; else the inverse of the rate to->from: amount / rate. Each
+ * is computed exactly in 128-bit integers from the scaled rate and rounded
+ * once, half up, to the micro (so with rates of at most 12 decimals the
+ * result is the exact value rounded half up). Returns AUCTION_OK and stores
+ * into *out_micros; AUCTION_ERR_CURRENCY when a code is not 3 capital
+ * letters or neither rate is set; AUCTION_ERR_PRICE when the amount is
+ * negative or the result exceeds INT64_MAX (*out_micros left alone). The
+ * caller still bounds the result (auction_add_bid refuses a price above
+ * AUCTION_PRICE_MAX_MICROS). */
+auction_err auction_convert(const auction_rates *t, int64_t amount_micros, const char *from,
+                            const char *to, int64_t *out_micros);
 
 #endif

@@ -1,5 +1,5 @@
 /* test_auction.c -- the auction rules of SPEC 3.6, 12 and 17, the money and
- * decimal conversions.
+ * currency conversions.
  *
  * Each test builds an auction the way the exchange does (bids added in the
  * order responses arrive) and checks the winner and clearing price in micros.
@@ -770,6 +770,282 @@ START_TEST(single_slot_equals_one_imp) {
 }
 END_TEST
 
+/* ---- currency (SPEC 17) ---- */
+
+#define RATE(units) ((int64_t)((units)*1e12 + 0.5)) /* test literals only */
+
+static int64_t rate_of(const char *text) {
+    int64_t r = -2;
+    if (auction_rate_parse(text, strlen(text), &r) != AUCTION_OK) ck_assert_int_eq(r, -2);
+    return r;
+}
+
+START_TEST(rate_parse) {
+    ck_assert_int_eq(rate_of("0.92"), INT64_C(920000000000));
+    ck_assert_int_eq(rate_of("1"), AUCTION_RATE_SCALE);
+    ck_assert_int_eq(rate_of("0"), -2);
+    ck_assert_int_eq(rate_of("149.53"), INT64_C(149530000000000));
+    ck_assert_int_eq(rate_of("0.000000000001"), 1);
+    ck_assert_int_eq(rate_of("1e-5"), INT64_C(10000000));
+    ck_assert_int_eq(rate_of("1.2e-05"), INT64_C(12000000));
+    ck_assert_int_eq(rate_of("9.2E-1"), INT64_C(920000000000));
+    ck_assert_int_eq(rate_of("9.2e+1"), INT64_C(92000000000000));
+    ck_assert_int_eq(rate_of("25e3"), INT64_C(25000000000000000));
+    ck_assert_int_eq(rate_of("0.7186000000000001"), INT64_C(718600000000));
+    /* beyond 12 decimals: half up at the 12th */
+    ck_assert_int_eq(rate_of("1.0000000000005"), INT64_C(1000000000001));
+    ck_assert_int_eq(rate_of("1.00000000000049999"), AUCTION_RATE_SCALE);
+    ck_assert_int_eq(rate_of("0.0000000000005"), 1);
+    ck_assert_int_eq(rate_of("5e-13"), 1);
+    ck_assert_int_eq(rate_of("0.99999999999951"), AUCTION_RATE_SCALE);
+    /* the range: INT64_MAX / 1e12 */
+    ck_assert_int_eq(rate_of("9223372.036854775807"), INT64_MAX);
+    ck_assert_int_eq(rate_of("9223372.0368547758074"), INT64_MAX);
+    ck_assert_int_eq(rate_of("9223372.0368547758075"), -2); /* rounds above */
+    ck_assert_int_eq(rate_of("9223372.036854775808"), -2);
+    ck_assert_int_eq(rate_of("1e7"), -2);
+    ck_assert_int_eq(rate_of("1e99999999999"), -2);
+    ck_assert_int_eq(rate_of("1e-99999999999"), -2);
+    ck_assert_int_eq(rate_of("0e99999999999"), -2);
+    ck_assert_int_eq(rate_of("100000000000000000000000000000000000000000000000000"), -2);
+    ck_assert_int_eq(rate_of("0.000000000001000000000000000000000000000000000000000009"), 1);
+    const char *bad[] = {"",
+                         "-1",
+                         "-0.5",
+                         "+1",
+                         ".5",
+                         "1.",
+                         "01",
+                         "1e",
+                         "1e+",
+                         "e5",
+                         "0x10",
+                         "1 ",
+                         " 1",
+                         "1,5",
+                         "abc",
+                         "1..2",
+                         "NaN",
+                         "Infinity",
+                         "0.",
+                         "00",
+                         "0.0",
+                         "4e-13",
+                         "0.0000000000004",
+                         "5e-14",
+                         "9e-14",
+                         "0.00000000000009"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(rate_of(bad[i]) == -2, "'%s' was accepted", bad[i]);
+    /* the length bounds the text */
+    int64_t r = 0;
+    ck_assert_int_eq(auction_rate_parse("0.92,1.1", 4, &r), AUCTION_OK);
+    ck_assert_int_eq(r, INT64_C(920000000000));
+    ck_assert_int_eq(auction_rate_parse("1.5", 1, &r), AUCTION_OK);
+    ck_assert_int_eq(r, AUCTION_RATE_SCALE);
+}
+END_TEST
+
+static int64_t rate_double(double v) {
+    int64_t r = -2;
+    if (auction_rate_from_double(v, &r) != AUCTION_OK) ck_assert_int_eq(r, -2);
+    return r;
+}
+
+START_TEST(rate_from_double) {
+    ck_assert_int_eq(rate_double(0.92), INT64_C(920000000000));
+    ck_assert_int_eq(rate_double(1.1), INT64_C(1100000000000));
+    ck_assert_int_eq(rate_double(0.1 + 0.2), INT64_C(300000000000));
+    ck_assert_int_eq(rate_double(1.2e-05), INT64_C(12000000));
+    ck_assert_int_eq(rate_double(149.53), INT64_C(149530000000000));
+    ck_assert_int_eq(rate_double(0.000064102564), INT64_C(64102564));
+    ck_assert_int_eq(rate_double(123.456789012345), INT64_C(123456789012345)); /* 15 digits */
+    ck_assert_int_eq(rate_double(0), -2);
+    ck_assert_int_eq(rate_double(-0.92), -2);
+    ck_assert_int_eq(rate_double(NAN), -2);
+    ck_assert_int_eq(rate_double(INFINITY), -2);
+    ck_assert_int_eq(rate_double(1e7), -2);
+    ck_assert_int_eq(rate_double(1e-13), -2);
+    /* every 6-decimal rate in a sweep comes back exactly */
+    for (int64_t m = 1; m < 3000000; m += 7919) {
+        char text[40];
+        snprintf(text, sizeof(text), "%lld.%06lld", (long long)(m / 1000000),
+                 (long long)(m % 1000000));
+        ck_assert_int_eq(rate_double(strtod(text, NULL)), m * 1000000);
+    }
+}
+END_TEST
+
+typedef struct rates_fixture {
+    auction_rates t;
+    auction_rate rows[8];
+} rates_fixture;
+
+static void prebid_rates(rates_fixture *f) {
+    /* {"USD":{"EUR":0.92,"GBP":0.8,"JPY":149.53},"EUR":{"CHF":0.5}} */
+    auction_rates_init(&f->t, f->rows, 8);
+    ck_assert_int_eq(auction_rates_set(&f->t, "USD", "EUR", rate_of("0.92")), AUCTION_OK);
+    ck_assert_int_eq(auction_rates_set(&f->t, "USD", "GBP", rate_of("0.8")), AUCTION_OK);
+    ck_assert_int_eq(auction_rates_set(&f->t, "USD", "JPY", rate_of("149.53")), AUCTION_OK);
+    ck_assert_int_eq(auction_rates_set(&f->t, "EUR", "CHF", rate_of("0.5")), AUCTION_OK);
+}
+
+static int64_t convert(const rates_fixture *f, int64_t amount, const char *from, const char *to) {
+    int64_t out = -2;
+    auction_err err = auction_convert(&f->t, amount, from, to, &out);
+    if (err != AUCTION_OK) ck_assert_int_eq(out, -2);
+    return out;
+}
+
+START_TEST(currency_direct_rate) {
+    rates_fixture f;
+    prebid_rates(&f);
+    ck_assert_int_eq(convert(&f, M(2.50), "USD", "EUR"), M(2.30));
+    ck_assert_int_eq(convert(&f, M(1.00), "USD", "JPY"), M(149.53));
+    ck_assert_int_eq(convert(&f, M(3.00), "EUR", "CHF"), M(1.50));
+    ck_assert_int_eq(convert(&f, 0, "USD", "EUR"), 0);
+    /* the same currency: unchanged, whatever the table, even without one */
+    ck_assert_int_eq(convert(&f, M(7.77), "CHF", "CHF"), M(7.77));
+    int64_t out = 0;
+    ck_assert_int_eq(auction_convert(NULL, M(1.5), "SEK", "SEK", &out), AUCTION_OK);
+    ck_assert_int_eq(out, M(1.5));
+    ck_assert_int_eq(auction_convert(NULL, M(1.5), "SEK", "USD", &out), AUCTION_ERR_CURRENCY);
+}
+END_TEST
+
+START_TEST(currency_inverse_rate) {
+    rates_fixture f;
+    prebid_rates(&f);
+    ck_assert_int_eq(convert(&f, M(2.30), "EUR", "USD"), M(2.50));
+    ck_assert_int_eq(convert(&f, M(1.00), "GBP", "USD"), M(1.25));
+    ck_assert_int_eq(convert(&f, M(149.53), "JPY", "USD"), M(1.00));
+    /* 1 EUR = 1/0.92 USD = 1.0869565217... USD */
+    ck_assert_int_eq(convert(&f, M(1.00), "EUR", "USD"), 1086957);
+    ck_assert_int_eq(convert(&f, M(1.00), "JPY", "USD"), 6688); /* 0.0066876211... */
+    ck_assert_int_eq(convert(&f, M(1.00), "CHF", "EUR"), M(2.00));
+
+    /* the direct rate wins over the inverse of the reverse one */
+    ck_assert_int_eq(auction_rates_set(&f.t, "EUR", "USD", rate_of("1.1")), AUCTION_OK);
+    ck_assert_int_eq(convert(&f, M(1.00), "EUR", "USD"), M(1.10));
+    ck_assert_int_eq(convert(&f, M(1.00), "USD", "EUR"), M(0.92));
+}
+END_TEST
+
+START_TEST(currency_half_up) {
+    rates_fixture f;
+    auction_rates_init(&f.t, f.rows, 8);
+    /* direct, exactly half a micro: up; just below: down */
+    auction_rates_set(&f.t, "AAA", "BBB", rate_of("0.5"));
+    ck_assert_int_eq(convert(&f, 1, "AAA", "BBB"), 1);
+    ck_assert_int_eq(convert(&f, 3, "AAA", "BBB"), 2);
+    ck_assert_int_eq(convert(&f, 4, "AAA", "BBB"), 2);
+    auction_rates_set(&f.t, "AAA", "CCC", rate_of("0.499999999999"));
+    ck_assert_int_eq(convert(&f, 1, "AAA", "CCC"), 0);
+    ck_assert_int_eq(convert(&f, 3, "AAA", "CCC"), 1); /* 1.499999999997 */
+    /* 100 micros * 1.005 = 100.5 micros exactly: 101. Through doubles,
+     * 100 * 1.005 is 100.49999999999999 and would round to 100. */
+    auction_rates_set(&f.t, "AAA", "DDD", rate_of("1.005"));
+    ck_assert_int_eq(convert(&f, 100, "AAA", "DDD"), 101);
+    ck_assert_int_eq(convert(&f, 300, "AAA", "DDD"), 302); /* 301.5 */
+    /* 12th decimal of the rate: 1e12 micros * 0.000000000001 = 1 micro */
+    auction_rates_set(&f.t, "AAA", "EEE", 1);
+    ck_assert_int_eq(convert(&f, M(1000000), "AAA", "EEE"), 1);
+    ck_assert_int_eq(convert(&f, M(500000), "AAA", "EEE"), 1);     /* 0.5 */
+    ck_assert_int_eq(convert(&f, M(500000) - 1, "AAA", "EEE"), 0); /* 0.499999999999 */
+
+    /* inverse: amount / rate, rounded once */
+    auction_rates_set(&f.t, "XXX", "YYY", rate_of("4"));
+    ck_assert_int_eq(convert(&f, 2, "YYY", "XXX"), 1); /* 0.5 */
+    ck_assert_int_eq(convert(&f, 6, "YYY", "XXX"), 2); /* 1.5 */
+    ck_assert_int_eq(convert(&f, 5, "YYY", "XXX"), 1); /* 1.25 */
+    ck_assert_int_eq(convert(&f, 7, "YYY", "XXX"), 2); /* 1.75 */
+    auction_rates_set(&f.t, "XXX", "ZZZ", rate_of("0.8"));
+    ck_assert_int_eq(convert(&f, 2, "ZZZ", "XXX"), 3); /* 2.5 */
+    ck_assert_int_eq(convert(&f, 1, "ZZZ", "XXX"), 1); /* 1.25 */
+    auction_rates_set(&f.t, "XXX", "WWW", rate_of("3"));
+    ck_assert_int_eq(convert(&f, 1, "WWW", "XXX"), 0); /* 0.333... */
+    ck_assert_int_eq(convert(&f, 2, "WWW", "XXX"), 1); /* 0.666... */
+    ck_assert_int_eq(convert(&f, M(1.00), "WWW", "XXX"), 333333);
+    ck_assert_int_eq(convert(&f, M(2.00), "WWW", "XXX"), 666667);
+}
+END_TEST
+
+START_TEST(currency_unknown) {
+    rates_fixture f;
+    prebid_rates(&f);
+    int64_t out = 42;
+    ck_assert_int_eq(auction_convert(&f.t, M(1), "USD", "SEK", &out), AUCTION_ERR_CURRENCY);
+    ck_assert_int_eq(auction_convert(&f.t, M(1), "SEK", "USD", &out), AUCTION_ERR_CURRENCY);
+    /* no cross rates: GBP -> EUR would need USD in between */
+    ck_assert_int_eq(auction_convert(&f.t, M(1), "GBP", "EUR", &out), AUCTION_ERR_CURRENCY);
+    const char *bad[] = {"usd", "US", "USDX", "", "U$D", NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(auction_convert(&f.t, M(1), bad[i], "USD", &out), AUCTION_ERR_CURRENCY);
+        ck_assert_int_eq(auction_convert(&f.t, M(1), "USD", bad[i], &out), AUCTION_ERR_CURRENCY);
+        ck_assert_int_eq(auction_currency_valid(bad[i]), 0);
+    }
+    ck_assert_int_eq(out, 42); /* untouched on error */
+    ck_assert_int_eq(auction_currency_valid("EUR"), 1);
+    ck_assert_str_ne(auction_strerror(AUCTION_ERR_CURRENCY), auction_strerror(AUCTION_ERR_ARG));
+}
+END_TEST
+
+START_TEST(currency_large_amounts) {
+    rates_fixture f;
+    auction_rates_init(&f.t, f.rows, 8);
+    auction_rates_set(&f.t, "AAA", "BBB", AUCTION_RATE_SCALE); /* 1 */
+    auction_rates_set(&f.t, "AAA", "CCC", INT64_MAX);          /* the largest rate */
+    auction_rates_set(&f.t, "AAA", "DDD", 1);                  /* the smallest */
+    auction_rates_set(&f.t, "AAA", "EEE", rate_of("149.53"));
+    ck_assert_int_eq(convert(&f, INT64_MAX, "AAA", "BBB"), INT64_MAX);
+    ck_assert_int_eq(convert(&f, INT64_MAX, "BBB", "AAA"), INT64_MAX);
+    /* 1e12 micros * 9223372.036854775807 = INT64_MAX exactly */
+    ck_assert_int_eq(convert(&f, AUCTION_PRICE_MAX_MICROS, "AAA", "CCC"), INT64_MAX);
+    ck_assert_int_eq(convert(&f, AUCTION_PRICE_MAX_MICROS + 1, "AAA", "CCC"), -2);
+    /* intermediates near 2^126 still exact */
+    ck_assert_int_eq(convert(&f, INT64_MAX, "CCC", "AAA"), AUCTION_RATE_SCALE);
+    ck_assert_int_eq(convert(&f, INT64_MAX, "AAA", "DDD"), 9223372); /* 9223372.04 */
+    /* amount / 1e-12: fits up to INT64_MAX / 1e12 micros */
+    ck_assert_int_eq(convert(&f, INT64_C(9223372), "DDD", "AAA"), INT64_C(9223372000000000000));
+    ck_assert_int_eq(convert(&f, INT64_C(9223373), "DDD", "AAA"), -2);
+    ck_assert_int_eq(convert(&f, INT64_MAX, "DDD", "AAA"), -2);
+    ck_assert_int_eq(convert(&f, AUCTION_PRICE_MAX_MICROS, "AAA", "EEE"), INT64_C(149530000000000));
+    ck_assert_int_eq(convert(&f, INT64_C(149530000000000), "EEE", "AAA"), AUCTION_PRICE_MAX_MICROS);
+    int64_t out = 5;
+    ck_assert_int_eq(auction_convert(&f.t, INT64_MAX, "AAA", "CCC", &out), AUCTION_ERR_PRICE);
+    ck_assert_int_eq(auction_convert(&f.t, -1, "AAA", "BBB", &out), AUCTION_ERR_PRICE);
+    ck_assert_int_eq(out, 5);
+}
+END_TEST
+
+START_TEST(rates_table) {
+    rates_fixture f;
+    auction_rates_init(&f.t, f.rows, 2);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EUR", RATE(0.92)), AUCTION_OK);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EUR", RATE(0.93)), AUCTION_OK); /* replaces */
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "GBP", RATE(0.8)), AUCTION_OK);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "JPY", RATE(149)), AUCTION_ERR_FULL);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "GBP", RATE(0.81)), AUCTION_OK); /* not full */
+    ck_assert_int_eq(auction_rates_set(&f.t, "usd", "EUR", RATE(1)), AUCTION_ERR_CURRENCY);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EURO", RATE(1)), AUCTION_ERR_CURRENCY);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EUR", 0), AUCTION_ERR_RATE);
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EUR", -1), AUCTION_ERR_RATE);
+    const auction_rate *r = auction_rates_find(&f.t, "USD", "EUR");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->rate, RATE(0.93));
+    ck_assert_str_eq(r->from, "USD");
+    ck_assert_str_eq(r->to, "EUR");
+    ck_assert_int_eq(auction_rates_find(&f.t, "USD", "GBP")->rate, RATE(0.81));
+    ck_assert_ptr_null(auction_rates_find(&f.t, "EUR", "USD")); /* no inverse here */
+    ck_assert_ptr_null(auction_rates_find(&f.t, "USD", NULL));
+    ck_assert_ptr_null(auction_rates_find(NULL, "USD", "EUR"));
+    ck_assert_int_eq(convert(&f, M(1.00), "EUR", "USD"), 1075269); /* 1 / 0.93 */
+
+    auction_rates_init(&f.t, NULL, 8); /* no storage: nothing fits */
+    ck_assert_int_eq(auction_rates_set(&f.t, "USD", "EUR", RATE(0.92)), AUCTION_ERR_FULL);
+}
+END_TEST
+
 /* ---- money ---- */
 
 static int64_t micros(double v) {
@@ -957,6 +1233,17 @@ static Suite *auction_suite(void) {
     tcase_add_test(tc, imps_storage_shared);
     tcase_add_test(tc, deal_match);
     tcase_add_test(tc, single_slot_equals_one_imp);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("currency");
+    tcase_add_test(tc, rate_parse);
+    tcase_add_test(tc, rate_from_double);
+    tcase_add_test(tc, currency_direct_rate);
+    tcase_add_test(tc, currency_inverse_rate);
+    tcase_add_test(tc, currency_half_up);
+    tcase_add_test(tc, currency_unknown);
+    tcase_add_test(tc, currency_large_amounts);
+    tcase_add_test(tc, rates_table);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("money");
