@@ -364,6 +364,25 @@ void proto_json_scratch_end(void) {
     scratch.used = 0;
 }
 
+size_t proto_json_values_max(const char *text, size_t n) {
+    size_t values = 1;
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped byte is text */
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == ',' || c == '[' || c == '{') {
+            values++;
+        }
+    }
+    return values;
+}
+
 cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e) {
     if (text == NULL) len = 0;
     e->fault = text_check((const unsigned char *)text, len, &e->offset);

@@ -74,6 +74,11 @@ const char *proto_strerror(proto_err err);
  * 1..PROTO_INTEREST_MAX_CHARS characters. A stored profile's interests are
  * cut to the same bounds (proto_profile_decode). */
 #define PROTO_INTERESTS_MAX 64
+/* JSON values a bid request may hold in all, and within user_context (SPEC
+ * 15: a request of the maximum size must stay cheap; cJSON spends about
+ * 0.1 µs reading and 0.35 µs printing each number). */
+#define PROTO_REQUEST_MAX_VALUES 4096
+#define PROTO_USER_CONTEXT_MAX_VALUES 256
 #define PROTO_INTEREST_MAX_CHARS 64
 
 typedef struct proto_bid_request {

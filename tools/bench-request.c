@@ -15,10 +15,12 @@
  * The requests are limits.max_request_bytes (64 KiB) exactly, with 64
  * user_context.interests of 64 characters, against a profile of 64 more and
  * advertisers of 64 interests of 64 characters each; the rest of the 64 KiB
- * is user_context filler (forwarded to bidders as it is), in two shapes: one
- * long string, and as many small JSON values as fit (the costlier one to
- * parse and print). Every fifth advertiser matches on its last interest;
- * the others are walked to the end and do not.
+ * is user_context filler (forwarded to bidders as it is), in three shapes:
+ * one long string; the most JSON values user_context may hold (256 in all:
+ * small numbers, the costlier ones to parse and print) and a string; and
+ * small values by the thousand, which the decoder refuses before parsing
+ * (over 4096 JSON values): that row times the refusal. Every fifth advertiser matches on its last
+ * interest; the others are walked to the end and do not.
  *
  * Not a test: it asserts nothing about speed, it reports it. The one idea:
  * each phase is timed on its own with CLOCK_MONOTONIC around exactly the
@@ -79,18 +81,30 @@ static size_t user_interests(char *out, size_t len, const char *prefix, int n) {
     return at;
 }
 
+/* The filler's shapes (see the top). */
+enum { SHAPE_STRING, SHAPE_MOST_VALUES, SHAPE_FLOOD };
+
 /* A bid request of exactly REQUEST_BYTES: 64 interests of 64 characters in
- * user_context, and filler after them. `small_values`: the filler is an
- * array of "0" values; else one string. Returns malloc'd text. */
-static char *max_request(int seq, int small_values) {
-    char *buf = malloc(REQUEST_BYTES + 1), interests[8192];
+ * user_context, and filler after them in `shape`. Returns malloc'd text. */
+static char *max_request(int seq, int shape) {
+    char *buf = malloc(REQUEST_BYTES + 1), interests[8192], values[1024] = "";
     if (!buf) die("out of memory");
     user_interests(interests, sizeof interests, "ctx", PROTO_INTERESTS_MAX);
+    int small_values = shape == SHAPE_FLOOD;
+    if (shape == SHAPE_MOST_VALUES) {
+        /* user_context, its interests array and `pad` are 3 values, the
+         * interests 64: the rest of 256 are zeros. */
+        size_t at = 0;
+        for (int i = 0; i < PROTO_USER_CONTEXT_MAX_VALUES - 3 - PROTO_INTERESTS_MAX - 1; i++)
+            at += (size_t)snprintf(values + at, sizeof values - at, "%s0", i ? "," : "");
+        snprintf(values + at, sizeof values - at, "],\"pad2\":");
+    }
     int head = snprintf(buf, REQUEST_BYTES + 1,
                         "{\"request_id\":\"r-%06d\",\"user_id\":\"u-1\",\"ad_slot_id\":\"slot-1\","
                         "\"floor_price\":1.5,\"timestamp\":1795000000.123,"
-                        "\"user_context\":{\"interests\":%s,\"pad\":%s",
-                        seq, interests, small_values ? "[" : "\"");
+                        "\"user_context\":{\"interests\":%s,\"pad\":%s%s%s",
+                        seq, interests, shape == SHAPE_STRING ? "" : "[", values,
+                        small_values ? "" : "\"");
     const char *tail = small_values ? "0]}}" : "\"}}";
     size_t at = (size_t)head, end = REQUEST_BYTES - strlen(tail);
     if (at >= end) die("the interests alone are over the size");
@@ -152,7 +166,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 /* Time o->count requests (after WARMUP) of one shape; print its row. */
-static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o, int small_values,
+static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o, int shape,
                       const char *profile_json, const char *label) {
     int n = o->count + WARMUP;
     int64_t *t[PH_COUNT];
@@ -161,20 +175,28 @@ static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o,
     char **payloads = calloc((size_t)n, sizeof *payloads);
     if (!payloads) die("out of memory");
     for (int i = 0; i < n; i++)
-        payloads[i] = max_request(i, small_values);
+        payloads[i] = max_request(i, shape);
     proto_buf body;
     proto_buf_init(&body);
     rtb_bidder *chosen[CHOSEN_MAX];
     size_t eligible = 0, body_len = 0;
+    char refusal[256] = "";
     for (int i = 0; i < n; i++) {
         char err[256];
         proto_bid_request req;
         proto_profile prof;
         int64_t t0 = now_ns();
-        if (proto_bid_request_decode(payloads[i], REQUEST_BYTES, REQUEST_BYTES, &req, err,
-                                     sizeof err) != PROTO_OK)
-            die(err);
+        proto_err e = proto_bid_request_decode(payloads[i], REQUEST_BYTES, REQUEST_BYTES, &req, err,
+                                               sizeof err);
         int64_t t1 = now_ns();
+        if (e != PROTO_OK && shape == SHAPE_FLOOD) { /* refused: the refusal is its cost */
+            int64_t d[PH_COUNT] = {t1 - t0, 0, 0, 0, t1 - t0};
+            for (int p = 0; p < PH_COUNT; p++)
+                t[p][i] = d[p];
+            snprintf(refusal, sizeof refusal, "%s", err);
+            continue;
+        }
+        if (e != PROTO_OK) die(err);
         if (proto_profile_decode(profile_json, strlen(profile_json), &prof, err, sizeof err) !=
             PROTO_OK)
             die(err);
@@ -194,7 +216,10 @@ static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o,
         for (int p = 0; p < PH_COUNT; p++)
             t[p][i] = d[p];
     }
-    printf("| %s | %zu B |", label, body_len);
+    if (*refusal)
+        printf("| %s | refused: %s |", label, refusal);
+    else
+        printf("| %s | %zu B |", label, body_len);
     for (int p = 0; p < PH_COUNT; p++) {
         int64_t *v = t[p] + WARMUP, sum = 0;
         for (int i = 0; i < o->count; i++)
@@ -306,8 +331,10 @@ int main(int argc, char **argv) {
     for (int p = 0; p <= PH_COUNT; p++)
         printf(" ---: |");
     printf(" ---: |\n");
-    run_shape(reg, &cfg, &o, 0, profile, "one string");
-    run_shape(reg, &cfg, &o, 1, profile, "small values (`0,0,…`)");
+    run_shape(reg, &cfg, &o, SHAPE_STRING, profile, "one string");
+    run_shape(reg, &cfg, &o, SHAPE_MOST_VALUES, profile,
+              "the most values user_context may hold (256), then a string");
+    run_shape(reg, &cfg, &o, SHAPE_FLOOD, profile, "small values (`0,0,…`) by the thousand");
     rtb_registry_free(reg);
     proto_config_free(&cfg);
     return 0;
