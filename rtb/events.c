@@ -118,7 +118,8 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
     /* Counters are keyed by advertiser: only those the exchange knows get
      * one, so a publisher cannot grow the keyspace (SPEC 15). */
     if (rc_decode == PROTO_OK && !rtb_registry_find(e->reg, p->ev.advertiser_id)) {
-        snprintf(err, sizeof(err), "advertiser_id: %.128s is not in the registry", p->ev.advertiser_id);
+        snprintf(err, sizeof(err), "advertiser_id: %.128s is not in the registry",
+                 p->ev.advertiser_id);
         rc_decode = PROTO_ERR_FIELD;
     }
     if (rc_decode != PROTO_OK) {
