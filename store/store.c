@@ -516,9 +516,12 @@ static void on_sums(redisAsyncContext *ac, void *r, void *privdata) {
 int store_budget_get(store *s, const char *const *ids, size_t n, long day, store_sums_fn *fn,
                      void *arg) {
     if (!s->cmd.ready || n == 0 || n > INT32_MAX - 1) return -1;
-    /* One block: the argv, their lengths, the keys. */
-    size_t key_cap = PROFILE_KEY_MAX;
-    char *block = malloc((n + 1) * (sizeof(char *) + sizeof(size_t)) + n * key_cap);
+    /* One block: the argv, their lengths, then the keys, each
+     * budget:{id}:{yyyymmdd} plus its NUL. */
+    size_t head = (n + 1) * (sizeof(char *) + sizeof(size_t)), text = 0;
+    for (size_t i = 0; i < n; i++)
+        text += sizeof(BUDGET_PREFIX) + strlen(ids[i]) + 1 + 20;
+    char *block = malloc(head + text);
     sums_call *cl = block ? malloc(sizeof(*cl)) : NULL;
     if (!cl) {
         free(block);
@@ -526,17 +529,18 @@ int store_budget_get(store *s, const char *const *ids, size_t n, long day, store
     }
     const char **argv = (const char **)(void *)block;
     size_t *argvlen = (size_t *)(void *)(block + (n + 1) * sizeof(char *));
-    char *keys = block + (n + 1) * (sizeof(char *) + sizeof(size_t));
+    char *key = block + head, *end = block + head + text;
     argv[0] = "MGET";
     argvlen[0] = 4;
     for (size_t i = 0; i < n; i++) {
-        argv[i + 1] = keys + i * key_cap;
-        argvlen[i + 1] = make_budget_key(keys + i * key_cap, key_cap, ids[i], day);
+        argv[i + 1] = key;
+        argvlen[i + 1] = make_budget_key(key, (size_t)(end - key), ids[i], day);
         if (argvlen[i + 1] == 0) {
             free(cl);
             free(block);
             return -1;
         }
+        key += argvlen[i + 1] + 1;
     }
     *cl = (sums_call){s, fn, arg, n};
     int rc = redisAsyncCommandArgv(s->cmd.ac, on_sums, cl, (int)n + 1, argv, argvlen);
