@@ -47,15 +47,11 @@ typedef struct proto_json_error {
  * own before calling. */
 cJSON *proto_json_parse(const char *text, size_t len, proto_json_error *e);
 
-/* Scratch allocation for a cJSON tree that dies before the decoder returns
- * (a BidResponse: its values are copied out, then the tree is dropped).
- * Between begin and end, cJSON's nodes and strings are bump-allocated from a
- * fixed per-process buffer and their frees cost nothing; when the buffer is
- * full cJSON falls back to malloc, so any size parses. `end` forgets all of
- * it at once: every tree parsed in between must be deleted before. Not
- * reentrant: one scope at a time (the exchange is one thread). */
-void proto_json_scratch_begin(void);
-void proto_json_scratch_end(void);
+/* An upper bound on the JSON values in `n` bytes of text: one, plus every
+ * ',', '[' and '{' outside strings. Linear, no allocation: it lets a decoder
+ * refuse a payload of tens of thousands of tiny values before cJSON spends
+ * milliseconds on them (SPEC 15). */
+size_t proto_json_values_max(const char *text, size_t n);
 
 /* The fault as the short phrase decoders put after their prefix
  * ("payload: not valid UTF-8"): "contains a NUL byte", "not valid UTF-8",

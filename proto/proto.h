@@ -74,6 +74,11 @@ const char *proto_strerror(proto_err err);
  * 1..PROTO_INTEREST_MAX_CHARS characters. A stored profile's interests are
  * cut to the same bounds (proto_profile_decode). */
 #define PROTO_INTERESTS_MAX 64
+/* JSON values a bid request may hold in all, and within user_context (SPEC
+ * 15: a request of the maximum size must stay cheap; cJSON spends about
+ * 0.1 µs reading and 0.35 µs printing each number). */
+#define PROTO_REQUEST_MAX_VALUES 4096
+#define PROTO_USER_CONTEXT_MAX_VALUES 256
 #define PROTO_INTEREST_MAX_CHARS 64
 
 typedef struct proto_bid_request {
@@ -169,6 +174,22 @@ proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out,
  * an object) with "user_id" set to `user_id` first. */
 int proto_profile_encode(const cJSON *defaults, const char *user_id, proto_buf *out);
 void proto_profile_free(proto_profile *p);
+
+/* ---- Scratch memory for short-lived trees ------------------------------------ */
+
+/* Scratch allocation for cJSON trees that die within one scope (a
+ * BidResponse: its values are copied out, then the tree is dropped; a
+ * profile: read to choose and call the bidders, then dropped). Between
+ * begin and end, cJSON's nodes and strings are bump-allocated from a fixed
+ * 64 KiB per-process buffer and their frees cost nothing; when the buffer is
+ * full cJSON falls back to malloc, so any size parses (cJSON_Delete still
+ * frees those). `end` forgets the buffer at once: every tree made in between
+ * must be deleted before it. One scope at a time (the exchange is one
+ * thread): begin returns 1 when it opened the scope, 0 when one was open
+ * already (then the caller must not end it, and its trees live as long as
+ * the outer scope). */
+int proto_json_scratch_begin(void);
+void proto_json_scratch_end(void);
 
 /* ---- OpenRTB 2.6 BidRequest out (SPEC 5) ------------------------------------ */
 

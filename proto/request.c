@@ -73,6 +73,14 @@ static proto_err check_interests(const cJSON *interests, char *err, size_t errle
     return PROTO_OK;
 }
 
+/* The values in the tree under `v`, itself included, counted up to `stop`. */
+static size_t count_values(const cJSON *v, size_t stop) {
+    size_t n = 1;
+    for (const cJSON *c = v->child; c != NULL && n < stop; c = c->next)
+        n += count_values(c, stop - n);
+    return n;
+}
+
 /* A required string of 1-128 characters, copied into `dst` (PROTO_ID_BYTES). */
 static proto_err id_field(const cJSON *root, const char *key, char *dst, char *err, size_t errlen) {
     const cJSON *v = proto_json_get(root, key);
@@ -110,6 +118,11 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
     if (given(v)) {
         if (!cJSON_IsObject(v))
             return proto_fail(err, errlen, PROTO_ERR_FIELD, "user_context: must be an object");
+        if (count_values(v, PROTO_USER_CONTEXT_MAX_VALUES + 1) > PROTO_USER_CONTEXT_MAX_VALUES)
+            return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                              "user_context: at most %d JSON values (it is forwarded to every "
+                              "bidder)",
+                              PROTO_USER_CONTEXT_MAX_VALUES);
         const cJSON *interests = proto_json_get(v, "interests");
         if (given(interests)) {
             proto_err e = check_interests(interests, err, errlen);
@@ -153,6 +166,12 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
     proto_clear_err(err, errlen);
     if (len > max_bytes)
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
+    /* A value takes two bytes at least ("0,"): only a long payload can hold
+     * too many, and only then are they counted. */
+    if (len > 2 * PROTO_REQUEST_MAX_VALUES &&
+        proto_json_values_max(payload, len) > PROTO_REQUEST_MAX_VALUES)
+        return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %d JSON values",
+                          PROTO_REQUEST_MAX_VALUES);
     cJSON *root = NULL;
     proto_err e = parse_object(payload, len, "payload", &root, err, errlen);
     if (e == PROTO_OK) e = check_fields(root, out, err, errlen);

@@ -308,7 +308,7 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
     }
     /* The tree dies here: build it in scratch memory (the hot path parses
      * one response per bidder per auction). */
-    proto_json_scratch_begin();
+    int scoped = proto_json_scratch_begin();
     proto_json_error je;
     cJSON *root = proto_json_parse(body, len, &je);
     proto_bid_status st = PROTO_BID_BAD_JSON;
@@ -319,7 +319,7 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
     else
         proto_set_err(err, errlen, "body: must be a JSON object");
     cJSON_Delete(root);
-    proto_json_scratch_end();
+    if (scoped) proto_json_scratch_end();
     if (st != PROTO_BID_OK) proto_bid_free(out);
     return st;
 }

@@ -78,11 +78,21 @@ static void free_notice_hosts(rtb_bidder *b) {
     free_strings((char **)b->notice_hosts, b->nnotice_hosts);
 }
 
+/* The hashes of `n` interests under `key`, for rtb_bidder_matches. */
+static uint64_t *hash_strings(char *const *v, size_t n, const rtb_hash_key *key) {
+    uint64_t *h = malloc((n ? n : 1) * sizeof(*h));
+    for (size_t i = 0; h && i < n; i++)
+        h[i] = rtb_hash_str(key, v[i]);
+    return h;
+}
+
 int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
     char **interests = copy_strings(conf->interests, conf->ninterests, 0);
+    uint64_t *hashes = interests ? hash_strings(interests, conf->ninterests, b->hash_key) : NULL;
     char **notice_hosts = copy_strings(conf->notice_hosts, conf->nnotice_hosts, 1);
-    if (!interests || !notice_hosts) {
+    if (!interests || !hashes || !notice_hosts) {
         free_strings(interests, interests ? conf->ninterests : 0);
+        free(hashes);
         free_strings(notice_hosts, notice_hosts ? conf->nnotice_hosts + 1 : 0);
         return -1;
     }
@@ -93,6 +103,7 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
         if (!url || endpoint_parse(conf->endpoint, &e) != 0) {
             free(url);
             free_strings(interests, conf->ninterests);
+            free(hashes);
             free_strings(notice_hosts, conf->nnotice_hosts + 1);
             return -1;
         }
@@ -109,7 +120,9 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
         b->port = e.port;
     }
     free_strings(b->interests, b->ninterests);
+    free(b->interest_hashes);
     b->interests = interests;
+    b->interest_hashes = hashes;
     b->ninterests = conf->ninterests;
     free_notice_hosts(b);
     notice_hosts[0] = b->host;
@@ -123,10 +136,11 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
 }
 
 rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf, rtb_http *http, size_t max_body_bytes,
-                           const rtb_health_conf *health) {
+                           const rtb_health_conf *health, const rtb_hash_key *key) {
     rtb_bidder *b = calloc(1, sizeof(*b));
     if (b) {
         b->http = http;
+        b->hash_key = key;
         b->max_body_bytes = max_body_bytes;
         rtb_health_init(&b->health, health);
     }
@@ -148,25 +162,15 @@ void rtb_bidder_free(rtb_bidder *b) {
     free(b->path);
     free(b->host_header);
     free_strings(b->interests, b->ninterests);
+    free(b->interest_hashes);
     free_notice_hosts(b);
     free(b);
 }
 
-static int array_has(const cJSON *arr, const char *s) {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0) return 1;
-    }
-    return 0;
-}
-
-int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *context) {
+int rtb_bidder_matches(const rtb_bidder *b, const rtb_hash_set *user) {
     if (b->ninterests == 0) return 1;
-    for (size_t i = 0; i < b->ninterests; i++) {
-        if ((user && array_has(user, b->interests[i])) ||
-            (context && array_has(context, b->interests[i])))
-            return 1;
-    }
+    for (size_t i = 0; i < b->ninterests; i++)
+        if (rtb_hash_set_has(user, b->interests[i], b->interest_hashes[i])) return 1;
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "proto/proto.h"
 #include "rtb/budget.h"
 #include "rtb/call.h"
+#include "rtb/hash.h"
 #include "rtb/health.h"
 
 typedef struct rtb_bidder_stats {
@@ -44,7 +45,9 @@ typedef struct rtb_bidder {
     char *path;        /* path + query, "/" at least */
     char *host_header; /* "host:port" */
     char **interests;
+    uint64_t *interest_hashes; /* rtb_hash_str of each interest under hash_key */
     size_t ninterests;
+    const rtb_hash_key *hash_key; /* borrowed: the registry's */
     long max_concurrent;
     long tmax_ms;              /* a cap on its time (SPEC 13); 0: none */
     const char **notice_hosts; /* hosts its notice URLs may name: its endpoint's,
@@ -66,10 +69,11 @@ typedef struct rtb_bidder {
 /* Create a bidder from a validated config entry (copied). Calls go through
  * `http` (borrowed; may be NULL where no call is ever made, as in the unit
  * tests) with answer bodies of at most `max_body_bytes`; its health follows
- * `health` (borrowed for its life). Returns NULL when the endpoint cannot be
- * parsed or memory ran out. */
+ * `health` and its interests are hashed under `key` (both borrowed for its
+ * life). Returns NULL when the endpoint cannot be parsed or memory ran
+ * out. */
 rtb_bidder *rtb_bidder_new(const proto_bidder_conf *conf, rtb_http *http, size_t max_body_bytes,
-                           const rtb_health_conf *health);
+                           const rtb_health_conf *health, const rtb_hash_key *key);
 /* Update targeting and endpoint from `conf`; the pool of an old endpoint is
  * retired (its calls still out end as usual). Returns 0, or -1 (bad endpoint
  * or memory: the bidder is left as it was). */
@@ -78,10 +82,11 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf);
  * no-op. */
 void rtb_bidder_free(rtb_bidder *b);
 
-/* Does the bidder target a user with these interests (SPEC 3.3)? Empty
- * bidder interests match everyone. `user` and `context` are cJSON arrays of
- * strings (either may be NULL). */
-int rtb_bidder_matches(const rtb_bidder *b, const cJSON *user, const cJSON *context);
+/* Does the bidder target a user with these interests (SPEC 3.3)? `user` is
+ * the set of the user's interests (profile and user_context.interests),
+ * hashed under the key the bidder was made with. Empty bidder interests
+ * match everyone. Time linear in the bidder's interests (SPEC 15). */
+int rtb_bidder_matches(const rtb_bidder *b, const rtb_hash_set *user);
 
 /* Calls in flight to the current endpoint, and connections open to it. */
 long rtb_bidder_busy(const rtb_bidder *b);

@@ -2,7 +2,13 @@
  *
  * Redis entries come first; config `bidders` add those Redis does not have.
  * The eligible scratch array is as long as the set, so choosing bidders for
- * an auction allocates nothing. */
+ * an auction allocates nothing.
+ *
+ * Matching is linear in the number of interests (SPEC 15): the user's
+ * interests go once into a hash set (SipHash under the registry's secret
+ * key, so a publisher cannot pick interests that collide), and each
+ * advertiser's interests, hashed once when it was applied, are looked up
+ * in it. The set is the registry's and is reused auction after auction. */
 #include "rtb/registry.h"
 
 #include "rtb/log.h"
@@ -18,7 +24,17 @@ struct rtb_registry {
     size_t nbidders, capbidders;
     rtb_bidder **eligible; /* scratch for rtb_registry_choose, capbidders long */
     uint64_t rotation;
+    rtb_hash_key key;  /* every interest hash, the bidders' too */
+    rtb_hash_set user; /* scratch for rtb_registry_choose: the user's interests */
 };
+
+/* Items of a cJSON array (NULL: 0): what cJSON_ArrayForEach walks. */
+static size_t count_items(const cJSON *a) {
+    size_t n = 0;
+    for (const cJSON *it = a ? a->child : NULL; it; it = it->next)
+        n++;
+    return n;
+}
 
 rtb_registry *rtb_registry_new(const proto_config *cfg, rtb_http *http) {
     rtb_registry *r = calloc(1, sizeof(*r));
@@ -32,6 +48,17 @@ rtb_registry *rtb_registry_new(const proto_config *cfg, rtb_http *http) {
         .tmax_us = (int64_t)cfg->auction.tmax_ms * 1000,
         .dry_run = cfg->health.dry_run,
     };
+    rtb_hash_set_init(&r->user);
+    /* Room for the most a user can have: a stored profile's and a request's
+     * interests (each cut to PROTO_INTERESTS_MAX), or the default profile's. */
+    const cJSON *def = cJSON_GetObjectItemCaseSensitive(cfg->profiles.default_profile, "interests");
+    size_t most = count_items(def) > PROTO_INTERESTS_MAX ? count_items(def) : PROTO_INTERESTS_MAX;
+    if (rtb_hash_key_init(&r->key) != 0 ||
+        rtb_hash_set_reset(&r->user, most + PROTO_INTERESTS_MAX) != 0) {
+        rtb_hash_set_free(&r->user);
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -41,6 +68,7 @@ void rtb_registry_free(rtb_registry *r) {
         rtb_bidder_free(r->bidders[i]);
     free(r->bidders);
     free(r->eligible);
+    rtb_hash_set_free(&r->user);
     free(r);
 }
 
@@ -94,7 +122,8 @@ static void apply_bidder(rtb_registry *r, const proto_bidder_conf *conf) {
         }
         r->capbidders = cap;
     }
-    b = rtb_bidder_new(conf, r->http, (size_t)r->cfg->limits.max_response_bytes, &r->health);
+    b = rtb_bidder_new(conf, r->http, (size_t)r->cfg->limits.max_response_bytes, &r->health,
+                       &r->key);
     if (!b) {
         rtb_log(PROTO_LOG_WARN, "advertiser %s: cannot use endpoint %s: skipped", conf->id,
                 conf->endpoint);
@@ -126,12 +155,25 @@ void rtb_registry_apply(rtb_registry *r, const store_entry *entries, size_t n) {
     rtb_log(PROTO_LOG_DEBUG, "registry: %zu advertisers active", rtb_registry_active(r));
 }
 
+/* Add the strings of `a` (NULL: none) to the user's set. */
+static void add_interests(rtb_registry *r, const cJSON *a) {
+    for (const cJSON *it = a ? a->child : NULL; it; it = it->next)
+        if (cJSON_IsString(it))
+            rtb_hash_set_add(&r->user, it->valuestring, rtb_hash_str(&r->key, it->valuestring));
+}
+
 size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *context,
                            rtb_bidder **chosen, size_t max) {
+    if (rtb_hash_set_reset(&r->user, count_items(user) + count_items(context)) != 0) {
+        rtb_log(PROTO_LOG_ERROR, "out of memory matching interests: no bidder chosen");
+        return 0;
+    }
+    add_interests(r, user);
+    add_interests(r, context);
     size_t n = 0;
     for (size_t i = 0; i < r->nbidders; i++) {
         rtb_bidder *b = r->bidders[i];
-        if (b->active && rtb_bidder_matches(b, user, context)) r->eligible[n++] = b;
+        if (b->active && rtb_bidder_matches(b, &r->user)) r->eligible[n++] = b;
     }
     if (n <= max) {
         if (n) memcpy(chosen, r->eligible, n * sizeof(*chosen));

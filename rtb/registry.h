@@ -19,7 +19,9 @@ typedef struct rtb_registry rtb_registry;
 /* An empty registry whose bidders call through `http` (borrowed; NULL: they
  * are never called) with answer bodies of at most cfg->limits.
  * max_response_bytes, and that adds cfg->bidders on every apply. `cfg` is
- * borrowed for the registry's life. Returns NULL when memory ran out. */
+ * borrowed for the registry's life. Interests are hashed under a random key
+ * drawn here (SPEC 15). Returns NULL when memory ran out or libsodium could
+ * not start. */
 rtb_registry *rtb_registry_new(const proto_config *cfg, rtb_http *http);
 /* Free the registry and its bidders (their calls must have ended). NULL is
  * a no-op. */
@@ -42,9 +44,13 @@ rtb_bidder *rtb_registry_find(const rtb_registry *r, const char *id);
 
 /* Choose at most `max` active advertisers whose interests match the user
  * (`user`: the profile's interests, `context`: user_context.interests; cJSON
- * arrays of strings, either may be NULL) into `chosen` (room for `max`).
- * When more are eligible the starting point rotates, so each gets an equal
- * share over time (SPEC 3.3). Returns how many were chosen. */
+ * arrays of strings, either may be NULL; an advertiser with no interests
+ * matches everyone) into `chosen` (room for `max`). When more are eligible
+ * the starting point rotates, so each gets an equal share over time (SPEC
+ * 3.3). Time linear in the user's interests plus the active advertisers'
+ * (SPEC 15); nothing is allocated unless the user has more interests than
+ * any user before (then 0 when memory ran out, logged). Returns how many
+ * were chosen. */
 size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *context,
                            rtb_bidder **chosen, size_t max);
 

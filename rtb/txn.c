@@ -29,6 +29,7 @@
  * an auction that closes early costs no timer operation. */
 #include "rtb/txn.h"
 
+#include "rtb/hash.h"
 #include "rtb/log.h"
 
 #include <stdlib.h>
@@ -50,6 +51,7 @@ typedef enum txn_state {
 struct rtb_txn {
     rtb_txns *set;
     rtb_txn *hnext;         /* in-flight bucket chain, while open */
+    uint64_t hash;          /* of its request_id, under the set's key */
     rtb_txn *dprev, *dnext; /* deadline queue, while open */
     rtb_txn *lprev, *lnext; /* every live transaction */
     txn_state state;
@@ -78,6 +80,7 @@ struct rtb_txns {
     rtb_txn_transport tp;
     rtb_txn **table; /* open transactions by request_id; power-of-two buckets */
     size_t table_cap;
+    rtb_hash_key key; /* the table's secret: publishers choose request_ids */
     size_t open, live;
     rtb_txn *dhead, *dtail; /* open transactions, earliest deadline first */
     rtb_txn *all;           /* live transactions */
@@ -92,22 +95,26 @@ static void txn_advance(rtb_txn *t, int64_t now_us);
 
 /* ---- The set: in-flight table, deadline queue ------------------------------------ */
 
-static size_t hash_id(const char *s) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (size_t)h;
-}
-
+/* The in-flight table hashes request_ids, which publishers choose, with
+ * SipHash under a key drawn at start (SPEC 15): nobody outside can pick ids
+ * that share a bucket and make its chain long. */
 static rtb_txn **find_slot(const rtb_txns *ts, const char *request_id) {
-    rtb_txn **slot = &ts->table[hash_id(request_id) & (ts->table_cap - 1)];
-    while (*slot && strcmp((*slot)->req.request_id, request_id) != 0)
+    uint64_t h = rtb_hash_str(&ts->key, request_id);
+    rtb_txn **slot = &ts->table[h & (ts->table_cap - 1)];
+    while (*slot && ((*slot)->hash != h || strcmp((*slot)->req.request_id, request_id) != 0))
         slot = &(*slot)->hnext;
     return slot;
 }
 
+static void table_insert(rtb_txns *ts, rtb_txn *t) {
+    t->hash = rtb_hash_str(&ts->key, t->req.request_id);
+    rtb_txn **slot = &ts->table[t->hash & (ts->table_cap - 1)];
+    t->hnext = *slot;
+    *slot = t;
+}
+
 static void table_remove(rtb_txns *ts, rtb_txn *t) {
-    rtb_txn **slot = &ts->table[hash_id(t->req.request_id) & (ts->table_cap - 1)];
+    rtb_txn **slot = &ts->table[t->hash & (ts->table_cap - 1)];
     while (*slot && *slot != t)
         slot = &(*slot)->hnext;
     if (*slot) *slot = t->hnext;
@@ -163,7 +170,7 @@ rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn
     while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < TABLE_BUCKETS_MAX)
         cap *= 2;
     ts->table_cap = cap;
-    if (!(ts->table = calloc(cap, sizeof(*ts->table)))) {
+    if (rtb_hash_key_init(&ts->key) != 0 || !(ts->table = calloc(cap, sizeof(*ts->table)))) {
         free(ts);
         return NULL;
     }
@@ -231,9 +238,7 @@ int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, in
     t->deadline_us = received_us + ts->cfg->auction.tmax_ms * 1000;
     auction_init(&t->auction, ts->cfg->auction.type, req->floor_micros,
                  ts->cfg->auction.price_increment_micros, t->bid_storage, max);
-    rtb_txn **slot = &ts->table[hash_id(t->req.request_id) & (ts->table_cap - 1)];
-    t->hnext = *slot;
-    *slot = t;
+    table_insert(ts, t);
     queue_insert(ts, t);
     t->lnext = ts->all;
     if (ts->all) ts->all->lprev = t;
@@ -304,11 +309,16 @@ static void start_profile(rtb_txn *t) {
 void rtb_txn_on_profile(rtb_txn *t, rtb_profile_status st, const char *json, size_t len,
                         int64_t now_us) {
     t->outstanding--;
+    /* The profile is only read while the bidders are chosen and called, all
+     * within this call (txn_advance drops it after fan_out): its tree can
+     * live in scratch memory. */
+    int scoped = 0;
     if (t->state == TXN_PROFILE) {
         t->profile_answered = 1;
         t->profile_missed = st == RTB_PROFILE_MISS;
         t->profile_failed = st == RTB_PROFILE_ERROR;
         char err[160];
+        scoped = st == RTB_PROFILE_HIT && proto_json_scratch_begin();
         int usable = st == RTB_PROFILE_HIT &&
                      proto_profile_decode(json, len, &t->profile, err, sizeof(err)) == PROTO_OK;
         if (st == RTB_PROFILE_HIT && !usable)
@@ -316,7 +326,8 @@ void rtb_txn_on_profile(rtb_txn *t, rtb_profile_status st, const char *json, siz
                     t->req.user_id, err);
         if (!usable) use_default_profile(t);
     }
-    txn_advance(t, now_us);
+    txn_advance(t, now_us); /* may free t */
+    if (scoped) proto_json_scratch_end();
 }
 
 /* ---- Bidding (SPEC 3.3-3.5, 5) --------------------------------------------------- */
@@ -615,6 +626,9 @@ static void txn_advance(rtb_txn *t, int64_t now_us) {
                 fan_out(t, now_us);
                 t->state = TXN_BIDDING;
             }
+            /* Past PROFILE nothing reads the profile again: drop it now,
+             * inside rtb_txn_on_profile's scratch scope. */
+            if (t->state != TXN_PROFILE) proto_profile_free(&t->profile);
             break;
         case TXN_BIDDING:
             if (t->nanswered == t->ncalls || t->deadline_passed || t->shutdown) {

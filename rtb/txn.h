@@ -105,10 +105,11 @@ typedef struct rtb_txn_transport {
     void *ctx;
 } rtb_txn_transport;
 
-/* The set of transactions: the in-flight table (by request_id), the
- * deadline queue, and the buffers the transactions encode into. `cfg`,
- * `reg` and `tp` are borrowed for the set's life. Returns NULL when memory
- * ran out. */
+/* The set of transactions: the in-flight table (by request_id, hashed with
+ * SipHash under a random key drawn here: SPEC 15), the deadline queue, and
+ * the buffers the transactions encode into. `cfg`, `reg` and `tp` are
+ * borrowed for the set's life. Returns NULL when memory ran out or
+ * libsodium could not start. */
 rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn_transport *tp);
 /* Free the set. Every transaction must be DONE (rtb_txns_shutdown, then the
  * outstanding profile lookups answered); any left is freed without its

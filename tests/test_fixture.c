@@ -5,17 +5,24 @@
  * the broker to a second client, server restarts on the same port, process
  * helpers, rtb-bidder answering a SPEC 5 bid request, and its notices: the
  * burl its bids carry, /bill, and notices failed or delayed on purpose (the
- * faults the exchange's retries are tested against). The "lifecycle"
+ * faults the exchange's retries are tested against), and its hostile
+ * answers (the SPEC 15 bounds tests/test_hostile.c plays against the
+ * exchange): padded headers, a body trickled a byte at a time, a huge adid,
+ * any iurl. The "lifecycle"
  * tests build their own envs to prove that nothing outlives them: neither
  * after fx_stop nor after the test process dies without cleaning up. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <mosquitto.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -552,8 +559,8 @@ START_TEST(bidder_notices_delayed) {
 }
 END_TEST
 
-/* Bad notice keys are a bad command line: exit 2, a message naming the key. */
-START_TEST(bidder_refuses_bad_notice_keys) {
+/* Bad keys are a bad command line: exit 2, a message naming the key. */
+START_TEST(bidder_refuses_bad_keys) {
     static const char *const bad[][2] = {
         {"id=x,notice_status=700", "'notice_status': '700'"},
         {"id=x,notice_status=199", "'notice_status': '199'"},
@@ -561,6 +568,9 @@ START_TEST(bidder_refuses_bad_notice_keys) {
         {"id=x,notice_fail=-1", "'notice_fail': '-1'"},
         {"id=x,notice_delay=soon", "'notice_delay': 'soon'"},
         {"id=x,burl=yes", "'burl': 'yes'"},
+        {"id=x,header_pad=1048577", "'header_pad': '1048577'"},
+        {"id=x,trickle=-5", "'trickle': '-5'"},
+        {"id=x,adid_bytes=big", "'adid_bytes': 'big'"},
     };
     const char *bin = fx_getenv("RTB_BIDDER");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -578,6 +588,157 @@ START_TEST(bidder_refuses_bad_notice_keys) {
                       bad[i][1]);
         free(text);
     }
+}
+END_TEST
+
+/* ---- hostile answers (SPEC 15) ---------------------------------------------- */
+
+/* A raw answer: its head (status line and headers) and body, NUL-terminated
+ * copies, and when its first and last bytes came (fx_now_ms). */
+typedef struct raw_answer {
+    char *head, *body;
+    size_t head_len, body_len;
+    int64_t first_ms, last_ms;
+} raw_answer;
+
+static void raw_answer_free(raw_answer *a) {
+    free(a->head);
+    free(a->body);
+}
+
+/* POSTs the bid request to `port` over HTTP/1.1 (Connection: close) and
+ * reads until the bidder closes or timeout_ms pass; with give_up_ms > 0 the
+ * client closes after that many ms instead. Returns the bytes read. */
+static size_t raw_post(int port, int timeout_ms, int give_up_ms, raw_answer *a) {
+    memset(a, 0, sizeof *a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "POST /bid HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     strlen(bid_request), bid_request);
+    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    ck_assert_ptr_nonnull(buf);
+    int64_t start = fx_now_ms(), until = start + (give_up_ms > 0 ? give_up_ms : timeout_ms);
+    for (;;) {
+        int left = (int)(until - fx_now_ms());
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) <= 0) break;
+        if (len == cap) {
+            buf = realloc(buf, 2 * cap + 1);
+            ck_assert_ptr_nonnull(buf);
+            cap *= 2;
+        }
+        ssize_t got = recv(fd, buf + len, cap - len, 0);
+        if (got <= 0) break;
+        if (len == 0) a->first_ms = fx_now_ms();
+        a->last_ms = fx_now_ms();
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = '\0';
+    char *end = strstr(buf, "\r\n\r\n");
+    a->head_len = end ? (size_t)(end - buf) + 4 : len;
+    a->head = strndup(buf, a->head_len);
+    a->body_len = len - a->head_len;
+    a->body = strndup(buf + a->head_len, a->body_len);
+    free(buf);
+    return len;
+}
+
+/* header_pad=N: every bid answer carries about N bytes of X-Pad-K headers
+ * (what the exchange's 8 KiB limit on bidder headers is tested with); the
+ * bid itself is unchanged. Without it the head is small. */
+START_TEST(bidder_pads_headers) {
+    const char *specs[] = {"id=pad,price=fixed:2.5,header_pad=20480", "id=plain,price=fixed:2.5"};
+    int ports[2];
+    fx_spawn_bidder(env, specs, 2, ports);
+    raw_answer a;
+    raw_post(ports[0], 3000, 0, &a);
+    ck_assert_msg(strncmp(a.head, "HTTP/1.1 200", 12) == 0, "head: %.100s", a.head);
+    ck_assert_msg(a.head_len >= 20480 && a.head_len < 20480 + 400, "head of %zu bytes", a.head_len);
+    ck_assert_ptr_nonnull(strstr(a.head, "\r\nX-Pad-001: xxx"));
+    ck_assert_ptr_nonnull(strstr(a.head, "\r\nX-Pad-020: "));
+    ck_assert_double_eq_tol(bid_price(a.body), 2.5, 1e-9);
+    raw_answer_free(&a);
+
+    raw_post(ports[1], 3000, 0, &a);
+    ck_assert_msg(a.head_len < 512, "head of %zu bytes without header_pad", a.head_len);
+    ck_assert_ptr_null(strstr(a.head, "X-Pad"));
+    raw_answer_free(&a);
+    /* Notices are not padded: only bid answers are. */
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(ports[0], "GET", "/win?id=r-1", NULL, &body, 2000), 200);
+    free(body);
+}
+END_TEST
+
+/* trickle=MS: the bid's body goes out one byte every MS ms (after the
+ * head, which says its Content-Length), so the whole answer takes about
+ * MS x its length; a client that leaves meanwhile is a dropped answer. */
+START_TEST(bidder_trickles_the_body) {
+    const char *specs[] = {"id=slow,price=fixed:2.5,trickle=5"};
+    int port;
+    pid_t pid = fx_spawn_bidder(env, specs, 1, &port);
+    raw_answer a;
+    int64_t t0 = fx_now_ms();
+    raw_post(port, 20000, 0, &a);
+    int64_t took = a.last_ms - t0;
+    ck_assert_msg(strncmp(a.head, "HTTP/1.1 200", 12) == 0, "head: %.100s", a.head);
+    char want[64];
+    snprintf(want, sizeof want, "Content-Length: %zu\r\n", a.body_len);
+    ck_assert_msg(strstr(a.head, want) != NULL, "no %s in %s", want, a.head);
+    ck_assert_ptr_null(strstr(a.head, "chunked"));
+    ck_assert_double_eq_tol(bid_price(a.body), 2.5, 1e-9);
+    ck_assert_msg(took >= (int64_t)(a.body_len - 1) * 5,
+                  "%zu bytes at one per 5 ms came in %lld ms", a.body_len, (long long)took);
+    raw_answer_free(&a);
+
+    /* A client that gives up after 100 ms got the head and a few bytes. */
+    raw_post(port, 0, 100, &a);
+    ck_assert_msg(strncmp(a.head, "HTTP/1.1 200", 12) == 0, "head: %.100s", a.head);
+    ck_assert_msg(a.body_len > 0 && a.body_len < 100, "%zu body bytes in 100 ms", a.body_len);
+    raw_answer_free(&a);
+    cJSON *st = NULL;
+    for (int64_t end = fx_now_ms() + 3000; fx_now_ms() < end; fx_sleep_ms(20)) {
+        cJSON_Delete(st);
+        st = bidder_stats(port);
+        if (stat_of(st, "dropped") == 1) break;
+    }
+    ck_assert_int_eq(stat_of(st, "dropped"), 1);
+    ck_assert_int_eq(stat_of(st, "pending"), 0);
+    ck_assert_int_eq(stat_of(st, "bids"), 1); /* the one sent whole */
+    cJSON_Delete(st);
+    ck_assert(fx_pid_alive(pid));
+}
+END_TEST
+
+/* adid_bytes=N: the bid's adid is exactly N bytes, the natural one padded
+ * with x (or cut); creative= sets the iurl to anything, a javascript: URL
+ * too (the exchange must refuse both, SPEC 15). */
+START_TEST(bidder_adid_and_iurl_on_demand) {
+    const char *specs[] = {"id=big,adid_bytes=10240,creative=javascript:alert(1)",
+                           "id=cut,adid_bytes=4"};
+    int ports[2];
+    fx_spawn_bidder(env, specs, 2, ports);
+    cJSON *bid = bid_from(ports[0]);
+    const char *adid = str_of(bid, "adid");
+    ck_assert_ptr_nonnull(adid);
+    ck_assert_uint_eq(strlen(adid), 10240);
+    ck_assert(strncmp(adid, "ad_big_r-1xxx", 13) == 0);
+    ck_assert_uint_eq(strspn(adid + 10, "x"), 10240 - 10);
+    ck_assert_pstr_eq(str_of(bid, "iurl"), "javascript:alert(1)");
+    cJSON_Delete(bid);
+    bid = bid_from(ports[1]);
+    ck_assert_pstr_eq(str_of(bid, "adid"), "ad_c");
+    ck_assert_pstr_eq(str_of(bid, "iurl"), "https://cdn.example/cut.jpg");
+    cJSON_Delete(bid);
 }
 END_TEST
 
@@ -671,7 +832,10 @@ static Suite *fixture_suite(void) {
     tcase_add_test(tc, bidder_burl_and_bill);
     tcase_add_test(tc, bidder_notices_fail_on_purpose);
     tcase_add_test(tc, bidder_notices_delayed);
-    tcase_add_test(tc, bidder_refuses_bad_notice_keys);
+    tcase_add_test(tc, bidder_refuses_bad_keys);
+    tcase_add_test(tc, bidder_pads_headers);
+    tcase_add_test(tc, bidder_trickles_the_body);
+    tcase_add_test(tc, bidder_adid_and_iurl_on_demand);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lifecycle");

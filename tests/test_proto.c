@@ -443,23 +443,69 @@ START_TEST(request_not_object) {
 END_TEST
 
 START_TEST(request_deep_nesting) {
-    size_t depth = 100000;
-    char *open = repeat("[", depth), *close = repeat("]", depth);
-    char *json = fmt("%s%s", open, close);
-    expect_reject(json, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+    /* Deeper than cJSON's nesting limit (1000) but within the value count:
+     * cJSON refuses it. */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t depth = pass == 0 ? 3000 : 100000;
+        char *open = repeat("[", depth), *close = repeat("]", depth);
+        char *json = fmt("%s%s", open, close);
+        proto_err code = pass == 0 ? PROTO_ERR_NOT_JSON : PROTO_ERR_TOO_LARGE;
+        const char *msg = pass == 0 ? "payload: not valid JSON" : "payload: over 4096 JSON values";
+        expect_reject(json, BIG_MAX, code, msg);
+        free(json);
+        char *objs = repeat("{\"a\":", depth), *ends = repeat("}", depth);
+        json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                   "\"floor_price\":1,\"user_context\":%s1%s}",
+                   objs, ends);
+        expect_reject(json, BIG_MAX, code, msg);
+        free(json);
+        /* unterminated: no closing brackets at all */
+        expect_reject(open, BIG_MAX, code, msg);
+        free(open);
+        free(close);
+        free(objs);
+        free(ends);
+    }
+}
+END_TEST
+
+/* SPEC 15: a maximum-size request stays cheap. Tiny values by the
+ * thousand are refused before parsing; user_context, forwarded to every
+ * bidder, holds at most 256. Strings in the count's way are text. */
+START_TEST(request_value_bounds) {
+    char *zeros = repeat("0,", 5000);
+    char *json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+                     "\"floor_price\":1,\"x\":[%s0]}",
+                     zeros);
+    expect_reject(json, BIG_MAX, PROTO_ERR_TOO_LARGE, "payload: over 4096 JSON values");
     free(json);
-    char *objs = repeat("{\"a\":", depth), *ends = repeat("}", depth);
+    /* commas inside a string are not values: 10,000 of them pass */
+    char *commas = repeat(",", 10000);
     json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
-               "\"floor_price\":1,\"user_context\":%s1%s}",
-               objs, ends);
-    expect_reject(json, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+               "\"floor_price\":1,\"x\":\"%s\\\",\"}",
+               commas);
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_msg(decode_n(json, strlen(json), BIG_MAX, &r, err) == PROTO_OK, "%s", err);
+    proto_bid_request_free(&r);
     free(json);
-    /* unterminated: no closing brackets at all */
-    expect_reject(open, BIG_MAX, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
-    free(open);
-    free(close);
-    free(objs);
-    free(ends);
+    free(commas);
+    char *few = repeat("0,", 255);
+    json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+               "\"floor_price\":1,\"user_context\":{\"v\":[%s0]}}",
+               few);
+    expect_field(json, "user_context: at most 256 JSON values (it is forwarded to every bidder)");
+    free(json);
+    free(few);
+    few = repeat("0,", 253);
+    json = fmt("{\"request_id\":\"r-1\",\"user_id\":\"u\",\"ad_slot_id\":\"s\","
+               "\"floor_price\":1,\"user_context\":{\"v\":[%s0]}}",
+               few);
+    ck_assert_msg(decode_n(json, strlen(json), BIG_MAX, &r, err) == PROTO_OK, "%s", err);
+    proto_bid_request_free(&r);
+    free(json);
+    free(zeros);
+    free(few);
 }
 END_TEST
 
@@ -497,6 +543,40 @@ START_TEST(request_bad_utf8) {
     expect_reject("{\"request_id\":\"r-1\",\"user_id\":\"\\udc00x\",\"ad_slot_id\":\"s\","
                   "\"floor_price\":1}",
                   MAX_BYTES, PROTO_ERR_NOT_JSON, "payload: not valid JSON");
+}
+END_TEST
+
+/* The text check reads 8 bytes at a time: a bad byte is found at every
+ * offset of a word, and every plain byte passes. */
+START_TEST(text_check_every_offset_and_byte) {
+    char json[128];
+    proto_bid_request r;
+    char err[ERRLEN];
+    for (int at = 0; at < 24; at++) {
+        for (int b = 0; b < 256; b++) {
+            int len = snprintf(json, sizeof json,
+                               "{\"request_id\":\"r-1\",\"user_id\":\"%.*sXXXXXXXXXXXXXXXX\","
+                               "\"ad_slot_id\":\"s\",\"floor_price\":1}",
+                               at, "uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu");
+            char *x = strchr(json, 'X');
+            *x = (char)b;
+            proto_err e = decode_n(json, (size_t)len, MAX_BYTES, &r, err);
+            proto_bid_request_free(&r);
+            const char *want = NULL;
+            if (b == 0)
+                want = "payload: contains a NUL byte";
+            else if (b >= 0x80)
+                want = "payload: not valid UTF-8";
+            else if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == '"' || b == '\\')
+                want = "payload: not valid JSON";
+            if (want) {
+                ck_assert_msg(e == PROTO_ERR_NOT_JSON && strcmp(err, want) == 0,
+                              "byte 0x%02x at %d: got %d (%s), want %s", b, at, e, err, want);
+            } else {
+                ck_assert_msg(e == PROTO_OK, "plain byte 0x%02x at %d refused: %s", b, at, err);
+            }
+        }
+    }
 }
 END_TEST
 
@@ -1889,6 +1969,8 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, request_deep_nesting);
     tcase_add_test(tc, request_bad_utf8);
     tcase_add_test(tc, request_nul_and_control_bytes);
+    tcase_add_test(tc, text_check_every_offset_and_byte);
+    tcase_add_test(tc, request_value_bounds);
     tcase_add_test(tc, request_escaped_nul);
     tcase_add_test(tc, request_first_byte_fault_named);
     tcase_add_test(tc, request_every_prefix);

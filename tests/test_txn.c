@@ -6,13 +6,21 @@
  * profile found, missing, late or failing; bidders answering, timing out,
  * failing; the deadline first; shutdown mid-auction; Redis refusing the
  * result. Every case ends with the transactions all freed (live 0), which
- * ASan's leak check confirms in tools/check. */
+ * ASan's leak check confirms in tools/check.
+ *
+ * Two more cases cover what the transactions stand on: "matching", the
+ * choice of bidders by interests (rtb_registry_choose, SPEC 3.3), checked
+ * against the rule itself (a nested loop over both lists) on random users
+ * and advertisers; and "keyed hash", SipHash under a random key (rtb/hash.h,
+ * SPEC 15) and the set the registry matches with. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtb/hash.h"
 #include "rtb/registry.h"
 #include "rtb/txn.h"
 
@@ -552,6 +560,271 @@ START_TEST(budget_spent_is_skipped_until_the_next_day) {
 }
 END_TEST
 
+/* ---- Matching (SPEC 3.3, 15) -------------------------------------------------------- */
+
+#define MATCH_ADVS 40
+
+static proto_config mcfg;
+static rtb_registry *mreg;
+
+static void match_setup(void) {
+    char err[256];
+    const char *json = "{\"profiles\":{\"default\":{\"interests\":[\"d\"]}}}";
+    ck_assert_int_eq(proto_config_defaults(&mcfg), PROTO_OK);
+    ck_assert_msg(proto_config_parse(&mcfg, json, strlen(json), err, sizeof(err)) == PROTO_OK, "%s",
+                  err);
+    mreg = rtb_registry_new(&mcfg, NULL);
+    ck_assert_ptr_nonnull(mreg);
+}
+
+static void match_teardown(void) {
+    rtb_registry_free(mreg);
+    proto_config_free(&mcfg);
+}
+
+/* Make the registry's advertisers adv-0 .. adv-(n-1), advertiser i with the
+ * interests interests[i] (raw JSON arrays). */
+static void apply_advertisers(const char *const *interests, size_t n) {
+    store_entry *e = calloc(n, sizeof(*e));
+    char(*ids)[16] = calloc(n, sizeof(*ids));
+    char **values = calloc(n, sizeof(*values));
+    ck_assert(e && ids && values);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "adv-%zu", i);
+        size_t len = strlen(interests[i]) + 128;
+        values[i] = malloc(len);
+        ck_assert_ptr_nonnull(values[i]);
+        snprintf(values[i], len, "{\"interests\":%s,\"endpoint\":\"http://127.0.0.1:9/bid\"}",
+                 interests[i]);
+        e[i] = (store_entry){.id = ids[i], .value = values[i], .len = strlen(values[i])};
+    }
+    rtb_registry_apply(mreg, e, n);
+    ck_assert_uint_eq(rtb_registry_active(mreg), n);
+    for (size_t i = 0; i < n; i++)
+        free(values[i]);
+    free(values);
+    free(ids);
+    free(e);
+}
+
+/* The ids chosen for a user with profile interests `user` and request
+ * interests `context` (raw JSON arrays, or NULL), joined by spaces in
+ * registry order; room for every advertiser, so no rotation. */
+static void chosen_ids(const char *user, const char *context, char *out, size_t len) {
+    cJSON *u = user ? cJSON_Parse(user) : NULL, *c = context ? cJSON_Parse(context) : NULL;
+    ck_assert(!user || u);
+    ck_assert(!context || c);
+    rtb_bidder *chosen[MATCH_ADVS + 8];
+    size_t n = rtb_registry_choose(mreg, u, c, chosen, MATCH_ADVS + 8);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t at = strlen(out);
+        snprintf(out + at, len - at, "%s%s", i ? " " : "", chosen[i]->id);
+    }
+    cJSON_Delete(u);
+    cJSON_Delete(c);
+}
+
+START_TEST(match_rules) {
+    const char *advs[] = {"[]", "[\"tech\"]", "[\"sports\",\"tech\"]", "[\"Tech\"]",
+                          "[\"cooking\",\"travel\",\"cars\"]"};
+    apply_advertisers(advs, 5);
+    char ids[256];
+    /* Empty interests match every user, also one with none at all. */
+    chosen_ids(NULL, NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    chosen_ids("[]", "[]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    /* The profile's interests count, and so do user_context.interests. */
+    chosen_ids("[\"tech\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-1 adv-2");
+    chosen_ids(NULL, "[\"tech\"]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-1 adv-2");
+    chosen_ids("[\"sports\"]", "[\"cars\"]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-2 adv-4");
+    /* Exact strings: case counts, a prefix is not a match. */
+    chosen_ids("[\"TECH\",\"tec\",\"techs\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    chosen_ids(NULL, "[\"Tech\"]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-3");
+    /* Repeats and non-strings change nothing. */
+    chosen_ids("[\"travel\",\"travel\",1,null,{\"travel\":1}]", "[\"travel\"]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-4");
+    /* One auction's interests do not stay for the next. */
+    chosen_ids(NULL, "[\"sports\"]", ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0 adv-2");
+    chosen_ids("[\"nothing\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+}
+END_TEST
+
+START_TEST(match_follows_registry_updates) {
+    const char *before[] = {"[\"tech\"]", "[\"sports\"]"};
+    apply_advertisers(before, 2);
+    char ids[256];
+    chosen_ids("[\"tech\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    const char *after[] = {"[\"cars\"]", "[\"tech\",\"sports\"]"};
+    apply_advertisers(after, 2);
+    chosen_ids("[\"tech\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-1");
+    chosen_ids("[\"cars\"]", NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+}
+END_TEST
+
+/* splitmix64, for reproducible random users and advertisers. */
+static uint64_t rnd(uint64_t *s) {
+    uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* A JSON array of `n` interests drawn from a pool of `pool` names. */
+static void random_interests(uint64_t *seed, size_t n, size_t pool, char *out, size_t len) {
+    size_t at = (size_t)snprintf(out, len, "[");
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(out + at, len - at, "%s\"i%llu\"", i ? "," : "",
+                               (unsigned long long)(rnd(seed) % pool));
+    snprintf(out + at, len - at, "]");
+}
+
+/* The rule itself (SPEC 3.3): some bidder interest equals some user
+ * interest, profile or request; no interests match everyone. */
+static int rule_matches(const rtb_bidder *b, const cJSON *user, const cJSON *context) {
+    if (b->ninterests == 0) return 1;
+    for (size_t i = 0; i < b->ninterests; i++) {
+        const cJSON *lists[2] = {user, context}, *it;
+        for (int l = 0; l < 2; l++)
+            cJSON_ArrayForEach(it, lists[l]) {
+                if (cJSON_IsString(it) && strcmp(it->valuestring, b->interests[i]) == 0) return 1;
+            }
+    }
+    return 0;
+}
+
+START_TEST(match_agrees_with_the_rule_on_random_users) {
+    uint64_t seed = 42;
+    static char interests[MATCH_ADVS][4096];
+    const char *advs[MATCH_ADVS];
+    for (size_t i = 0; i < MATCH_ADVS; i++) {
+        random_interests(&seed, i % 7 == 0 ? 0 : rnd(&seed) % 64 + 1, 400, interests[i], 4096);
+        advs[i] = interests[i];
+    }
+    apply_advertisers(advs, MATCH_ADVS);
+    int hits = 0;
+    for (int round = 0; round < 500; round++) {
+        char u[4096], c[4096];
+        random_interests(&seed, rnd(&seed) % 65, 400, u, sizeof(u));
+        random_interests(&seed, rnd(&seed) % 65, 400, c, sizeof(c));
+        cJSON *uj = cJSON_Parse(u), *cj = cJSON_Parse(c);
+        rtb_bidder *chosen[MATCH_ADVS];
+        size_t n = rtb_registry_choose(mreg, round % 3 == 1 ? NULL : uj, round % 3 == 2 ? NULL : cj,
+                                       chosen, MATCH_ADVS);
+        size_t k = 0;
+        for (size_t i = 0; i < rtb_registry_count(mreg); i++) {
+            rtb_bidder *b = rtb_registry_at(mreg, i);
+            if (!rule_matches(b, round % 3 == 1 ? NULL : uj, round % 3 == 2 ? NULL : cj)) continue;
+            ck_assert_msg(k < n && chosen[k] == b, "round %d: %s should be chosen", round, b->id);
+            k++;
+            hits += b->ninterests > 0;
+        }
+        ck_assert_msg(k == n, "round %d: %zu chosen, the rule says %zu", round, n, k);
+        cJSON_Delete(uj);
+        cJSON_Delete(cj);
+    }
+    ck_assert_int_gt(hits, 500); /* the draw does exercise matches by interest */
+}
+END_TEST
+
+/* A user with more interests than the registry made room for (a default
+ * profile may have any number): the set grows and nothing is missed. */
+START_TEST(match_with_many_user_interests) {
+    const char *advs[] = {"[\"i2999\"]", "[\"i3000\"]"};
+    apply_advertisers(advs, 2);
+    char *many = malloc(3000 * 10 + 8);
+    ck_assert_ptr_nonnull(many);
+    size_t at = (size_t)sprintf(many, "[");
+    for (int i = 0; i < 3000; i++)
+        at += (size_t)sprintf(many + at, "%s\"i%d\"", i ? "," : "", i);
+    sprintf(many + at, "]");
+    char ids[256];
+    chosen_ids(many, NULL, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    chosen_ids(NULL, many, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "adv-0");
+    chosen_ids("[\"i3000\"]", NULL, ids, sizeof(ids)); /* and small again */
+    ck_assert_str_eq(ids, "adv-1");
+    free(many);
+}
+END_TEST
+
+/* ---- Keyed hash (SPEC 15) ------------------------------------------------------------ */
+
+/* rtb_hash_str is SipHash-2-4: the reference vector of its paper (key
+ * 00..0f, empty message; Aumasson and Bernstein, appendix A). */
+START_TEST(hash_is_siphash_2_4) {
+    rtb_hash_key k;
+    for (int i = 0; i < 16; i++)
+        k.bytes[i] = (unsigned char)i;
+    uint64_t h = rtb_hash_str(&k, "");
+    unsigned char out[8], want[8] = {0x31, 0x0e, 0x0e, 0xdd, 0x47, 0xdb, 0x6f, 0x72};
+    memcpy(out, &h, sizeof(out));
+    ck_assert_mem_eq(out, want, 8);
+}
+END_TEST
+
+/* Every key is drawn afresh: two keys differ, and so do the hashes of one
+ * string under them; one key always gives the same hash. */
+START_TEST(hash_keys_are_random) {
+    rtb_hash_key a, b;
+    ck_assert_int_eq(rtb_hash_key_init(&a), 0);
+    ck_assert_int_eq(rtb_hash_key_init(&b), 0);
+    ck_assert(memcmp(a.bytes, b.bytes, sizeof(a.bytes)) != 0);
+    ck_assert(rtb_hash_str(&a, "r-1") != rtb_hash_str(&b, "r-1"));
+    ck_assert(rtb_hash_str(&a, "r-1") == rtb_hash_str(&a, "r-1"));
+}
+END_TEST
+
+START_TEST(hash_set_reuse_and_growth) {
+    rtb_hash_key k;
+    ck_assert_int_eq(rtb_hash_key_init(&k), 0);
+    rtb_hash_set s;
+    rtb_hash_set_init(&s);
+    ck_assert(!rtb_hash_set_has(&s, "a", rtb_hash_str(&k, "a"))); /* no room yet: empty */
+    ck_assert_int_eq(rtb_hash_set_reset(&s, 2), 0);
+    rtb_hash_set_add(&s, "a", rtb_hash_str(&k, "a"));
+    rtb_hash_set_add(&s, "a", rtb_hash_str(&k, "a"));
+    ck_assert_uint_eq(s.n, 1);
+    ck_assert(rtb_hash_set_has(&s, "a", rtb_hash_str(&k, "a")));
+    ck_assert(!rtb_hash_set_has(&s, "b", rtb_hash_str(&k, "b")));
+    /* A string with another's hash is still another string. */
+    ck_assert(!rtb_hash_set_has(&s, "b", rtb_hash_str(&k, "a")));
+    size_t slots = s.mask + 1;
+    /* Thousands of resets: each empties the set, none allocates. */
+    for (int i = 0; i < 5000; i++) {
+        ck_assert_int_eq(rtb_hash_set_reset(&s, 2), 0);
+        ck_assert(!rtb_hash_set_has(&s, "a", rtb_hash_str(&k, "a")));
+        rtb_hash_set_add(&s, i % 2 ? "a" : "b", rtb_hash_str(&k, i % 2 ? "a" : "b"));
+    }
+    ck_assert_uint_eq(s.mask + 1, slots);
+    /* Room for more: it grows, and holds them all. */
+    static char names[1000][8];
+    ck_assert_int_eq(rtb_hash_set_reset(&s, 1000), 0);
+    ck_assert_uint_ge(s.mask + 1, 2000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(names[i], sizeof(names[i]), "n%d", i);
+        rtb_hash_set_add(&s, names[i], rtb_hash_str(&k, names[i]));
+    }
+    ck_assert_uint_eq(s.n, 1000);
+    for (int i = 0; i < 1000; i++)
+        ck_assert(rtb_hash_set_has(&s, names[i], rtb_hash_str(&k, names[i])));
+    ck_assert(!rtb_hash_set_has(&s, "n1000", rtb_hash_str(&k, "n1000")));
+    rtb_hash_set_free(&s);
+}
+END_TEST
+
 static Suite *txn_suite(void) {
     Suite *s = suite_create("txn");
     TCase *tc = tcase_create("state machine");
@@ -572,6 +845,20 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
     tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
     tcase_add_test(tc, budget_spent_is_skipped_until_the_next_day);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("matching");
+    tcase_add_checked_fixture(tc, match_setup, match_teardown);
+    tcase_add_test(tc, match_rules);
+    tcase_add_test(tc, match_follows_registry_updates);
+    tcase_add_test(tc, match_agrees_with_the_rule_on_random_users);
+    tcase_add_test(tc, match_with_many_user_interests);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("keyed hash");
+    tcase_add_test(tc, hash_is_siphash_2_4);
+    tcase_add_test(tc, hash_keys_are_random);
+    tcase_add_test(tc, hash_set_reuse_and_growth);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,7 +11,9 @@
  * The one idea: an answer is decided when the request arrives and parked as a
  * `pending` on its advertiser's list, to be sent by a libevent timer after
  * latency + jitter ms for a bid, notice_delay ms for a notice (hang mode:
- * never; a notice without delay is answered at once). A pending leaves the
+ * never; a notice without delay is answered at once). With trickle=MS the
+ * timer fires again every MS ms and each time one more byte of the body
+ * goes out. A pending leaves the
  * list exactly once: its timer fires (answer sent), its client goes away
  * (answer dropped), or shutdown. evhttp does not read a connection while a reply on it is due,
  * so each pending watches its client's socket itself; and the connection's
@@ -55,6 +57,9 @@
 #define MAX_BODY_BYTES ((size_t)1 << 20)  /* request bodies */
 #define NOTICES_KEPT 100
 #define COUNT_MAX INT64_C(1000000000)
+#define BYTES_MAX INT64_C(1048576) /* header_pad, adid_bytes: 1 MiB */
+#define PAD_LINE_BYTES 1000        /* header_pad: one "X-Pad-NNN: xxx\r\n" line */
+#define PAD_LINE_FIXED 13          /* its name, ": " and CRLF */
 
 typedef enum price_rule { PRICE_SEED, PRICE_FIXED, PRICE_UNIFORM } price_rule;
 
@@ -109,6 +114,8 @@ typedef struct pending {
     int status;
     char *body; /* NULL: no body */
     size_t body_len;
+    size_t sent; /* trickle: body bytes out so far */
+    int started; /* trickle: status line and headers out */
     outcome out;
     struct pending *prev, *next;
 } pending;
@@ -131,6 +138,9 @@ typedef struct advertiser {
     int64_t notice_fail;     /* the first this many notices fail */
     int notice_status;       /* the HTTP status they get */
     int64_t notice_delay_ms; /* every notice is answered this late */
+    int64_t header_pad;      /* bid answers carry this many bytes of X-Pad headers */
+    int64_t trickle_ms;      /* bid answer bodies go out a byte every this many ms */
+    int64_t adid_bytes;      /* the bid's adid is exactly this long; 0: natural */
     char *creative;          /* URL; "{id}" stands for the advertiser id */
     char *nurl_base;         /* NULL: http://HOST:PORT */
     int seen;                /* bit per spec_keys row: given already */
@@ -228,8 +238,9 @@ typedef enum key_type {
     KEY_PRICE,
     KEY_MODE,
     KEY_ONOFF,
-    KEY_COUNT, /* int64_t, 0..COUNT_MAX */
-    KEY_STATUS /* int, an HTTP status 200..599 */
+    KEY_COUNT,  /* int64_t, 0..COUNT_MAX */
+    KEY_STATUS, /* int, an HTTP status 200..599 */
+    KEY_BYTES   /* int64_t, 0..BYTES_MAX */
 } key_type;
 
 typedef struct spec_key {
@@ -264,6 +275,12 @@ static const spec_key spec_keys[] = {
      "HTTP status of a failed notice, 200..599 (503)"},
     {"notice_delay", KEY_MS, offsetof(advertiser, notice_delay_ms),
      "delay of every notice answer, ms (0)"},
+    {"header_pad", KEY_BYTES, offsetof(advertiser, header_pad),
+     "bid answers carry about N bytes of extra X-Pad-K headers (0)"},
+    {"trickle", KEY_MS, offsetof(advertiser, trickle_ms),
+     "bid answer bodies are sent one byte every MS ms (0: at once)"},
+    {"adid_bytes", KEY_BYTES, offsetof(advertiser, adid_bytes),
+     "the bid's adid is exactly N bytes, padded with x (0: ad_{id}_{request})"},
 };
 #define NKEYS (sizeof spec_keys / sizeof spec_keys[0])
 
@@ -360,6 +377,8 @@ static int set_key(advertiser *adv, const spec_key *k, const char *v) {
         if (parse_int(v, 200, 599, &n) != 0) return -1;
         *(int *)field = (int)n;
         return 0;
+    case KEY_BYTES:
+        return parse_int(v, 0, BYTES_MAX, (int64_t *)field);
     }
     return -1;
 }
@@ -633,6 +652,17 @@ static cJSON *bid_object(advertiser *adv, const bid_request *br) {
         auction_micros_format(adv_price(adv, br), price);
     snprintf(bid_id, sizeof bid_id, "b-%" PRIu64, ++adv->bid_seq);
     char *adid = str_printf("ad_%s_%s", adv->id, br->id);
+    if (adid && adv->adid_bytes > 0) { /* cut or padded to exactly adid_bytes */
+        size_t want = (size_t)adv->adid_bytes, have = strlen(adid);
+        char *sized = malloc(want + 1);
+        if (sized) {
+            memcpy(sized, adid, have < want ? have : want);
+            if (have < want) memset(sized + have, 'x', want - have);
+            sized[want] = '\0';
+        }
+        free(adid);
+        adid = sized;
+    }
     cJSON *bid = cJSON_CreateObject();
     cJSON_AddStringToObject(bid, "id", bid_id);
     cJSON_AddStringToObject(bid, "impid", br->impid);
@@ -724,12 +754,73 @@ static uint64_t *sent_counter(advertiser *adv, outcome out) {
     }
 }
 
+/* 1 for the answer to a bid request (not a notice). */
+static int is_bid_answer(outcome out) {
+    return out == OUT_BID || out == OUT_NOBID || out == OUT_ERROR;
+}
+
+/* header_pad: X-Pad-001, X-Pad-002, ... whose lines ("X-Pad-001: xxx" and
+ * CRLF) are PAD_LINE_BYTES long, the last one shorter: header_pad bytes in
+ * all, give or take PAD_LINE_FIXED. */
+static void add_pad_headers(advertiser *adv, struct evhttp_request *req) {
+    char value[PAD_LINE_BYTES];
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    int64_t left = adv->header_pad;
+    for (int k = 1; left > PAD_LINE_FIXED; k++) {
+        int64_t line = left < PAD_LINE_BYTES ? left : PAD_LINE_BYTES;
+        size_t vlen = (size_t)(line - PAD_LINE_FIXED);
+        char name[16];
+        snprintf(name, sizeof name, "X-Pad-%03d", k % 1000);
+        memset(value, 'x', vlen);
+        value[vlen] = '\0';
+        evhttp_add_header(h, name, value);
+        left -= line;
+    }
+}
+
 /* Send an answer now and count it. */
 static void answer(advertiser *adv, struct evhttp_request *req, int status, const char *body,
                    size_t len, outcome out) {
     uint64_t *counter = sent_counter(adv, out);
+    if (is_bid_answer(out)) add_pad_headers(adv, req);
     send_body(req, status, body, len);
     if (counter != NULL) (*counter)++;
+}
+
+static void arm_ms(struct event *timer, int64_t ms) {
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(timer, &tv);
+}
+
+/* trickle: the status line and headers (with the body's Content-Length, so
+ * no chunked encoding) first, then one byte of the body per call; the
+ * timer comes back every trickle ms. Returns 1 when the answer is complete. */
+static int trickle_step(pending *p) {
+    advertiser *adv = p->adv;
+    if (!p->started) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(p->req);
+        char len[32];
+        snprintf(len, sizeof len, "%zu", p->body_len);
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evhttp_add_header(h, "Content-Length", len);
+        add_pad_headers(adv, p->req);
+        evhttp_send_reply_start(p->req, p->status, NULL);
+        p->started = 1;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add(b, p->body + p->sent, 1);
+        evhttp_send_reply_chunk(p->req, b);
+        evbuffer_free(b);
+    }
+    if (++p->sent < p->body_len) {
+        arm_ms(p->timer, adv->trickle_ms);
+        return 0;
+    }
+    evhttp_send_reply_end(p->req);
+    uint64_t *counter = sent_counter(adv, p->out);
+    if (counter != NULL) (*counter)++;
+    return 1;
 }
 
 /* Timer: the delay is over, send the answer decided on arrival. */
@@ -739,6 +830,12 @@ static void pending_fire(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     if (evhttp_request_get_connection(p->req) == NULL) {
         pending_drop(p); /* closed without our close callback: cannot happen */
+        return;
+    }
+    if (p->adv->trickle_ms > 0 && p->body_len > 0 && is_bid_answer(p->out)) {
+        if (!trickle_step(p)) return;
+        pending_unlink(p);
+        pending_free(p);
         return;
     }
     pending_unlink(p);
@@ -850,11 +947,7 @@ static int pending_park(pending *p, int64_t delay_ms) {
     adv->npending++;
     evhttp_connection_set_closecb(p->evcon, on_conn_close, adv);
     event_add(p->watch, NULL);
-    if (p->timer != NULL) {
-        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
-                             .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
-        evtimer_add(p->timer, &tv);
-    }
+    if (p->timer != NULL) arm_ms(p->timer, delay_ms);
     return 0;
 }
 
