@@ -44,6 +44,7 @@
 _Static_assert(sizeof(auction_type) == sizeof(int), "auction_type is int-sized");
 _Static_assert(sizeof(proto_log_level) == sizeof(int), "proto_log_level is int-sized");
 _Static_assert(sizeof(proto_alert_metric) == sizeof(int), "proto_alert_metric is int-sized");
+_Static_assert(sizeof(proto_pacing) == sizeof(int), "proto_pacing is int-sized");
 
 /* ---- The table ---------------------------------------------------------- */
 
@@ -224,6 +225,13 @@ static const conf_name alert_metrics[] = {
 };
 _Static_assert(NROWS(alert_metrics) == PROTO_ALERT_METRIC_COUNT + 1, "a name for every metric");
 
+/* bidders[].budget.pacing (SPEC 16). */
+static const conf_name pacings[] = {
+    {"asap", PROTO_PACING_ASAP},
+    {"even", PROTO_PACING_EVEN},
+    {NULL, 0},
+};
+
 /* Rules of rows (conf_validate), defined below the table. */
 static proto_err password_needs_username(const conf_row *row, const void *base, const char *path,
                                          char *err, size_t errlen);
@@ -231,6 +239,34 @@ static proto_err tls_pair(const conf_row *row, const void *base, const char *pat
                           size_t errlen);
 static proto_err share_0_1(const conf_row *row, const void *base, const char *path, char *err,
                            size_t errlen);
+
+static proto_err budget_apply(void *base, const cJSON *item, const char *path, char *err,
+                              size_t errlen);
+static int budget_copy(void *dst, const void *src);
+static void budget_release(void *base);
+
+/* bidders[].budget, when an object (SPEC 16; the fields live in
+ * proto_bidder_conf itself). The daily budget is an amount like a price:
+ * exact to the micro, more than nothing. */
+static const conf_row budget_rows[] = {
+    {.path = "daily",
+     .type = CONF_MONEY,
+     .offset = BIDDER(budget_daily_micros),
+     .min = 1,
+     .max = AUCTION_PRICE_MAX_MICROS,
+     .flags = CONF_REQUIRED},
+    ENUM_ROW("pacing", BIDDER(budget_pacing), pacings, "\"asap\"", 0),
+};
+
+static const conf_handler budget_handler = {
+    budget_apply,
+    budget_copy,
+    budget_release,
+    "expected null or an object {\"daily\", \"pacing\"}",
+    "null (no budget), or an object replaced whole",
+    budget_rows,
+    NROWS(budget_rows),
+};
 
 /* bidders[]: SPEC 6 and 7. */
 static const conf_row bidder_rows[] = {
@@ -241,6 +277,8 @@ static const conf_row bidder_rows[] = {
     OPTIONAL_INT_ROW("tmax_ms", BIDDER(tmax_ms), 1, 10000),
     /* Hosts its notice URLs may name besides its endpoint's (SPEC 15). */
     STRINGS_ROW("notice_hosts", BIDDER(notice_hosts), BIDDER(nnotice_hosts), 1, 253, "[]"),
+    /* The day's budget and its pacing (SPEC 16). */
+    CUSTOM_ROW("budget", &budget_handler, "null", NULL),
 };
 
 /* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is
@@ -262,6 +300,7 @@ static const conf_row tls_rows[] = {
 _Static_assert(NROWS(bidder_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(alert_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(tls_rows) <= RECORD_MAX_ROWS, "record table too long");
+_Static_assert(NROWS(budget_rows) <= RECORD_MAX_ROWS, "record table too long");
 
 static const conf_list bidder_list = {
     bidder_rows, NROWS(bidder_rows), sizeof(proto_bidder_conf), CFG(nbidders), "bidder",
@@ -1189,6 +1228,29 @@ static int tls_copy(void *dst, const void *src) {
 static void tls_release(void *base) {
     release_rows(tls_rows, NROWS(tls_rows), base);
     ((proto_config *)base)->mqtt.tls = 0;
+}
+
+/* ---- bidders[].budget ---------------------------------------------------- */
+
+static proto_err budget_apply(void *base, const cJSON *item, const char *path, char *err,
+                              size_t errlen) {
+    char prefix[PATH_BYTES];
+    budget_release(base);
+    if (cJSON_IsNull(item)) return PROTO_OK;
+    if (!cJSON_IsObject(item))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, budget_handler.expect);
+    snprintf(prefix, sizeof prefix, "%s.", path);
+    return apply_record(budget_rows, NROWS(budget_rows), base, item, prefix, err, errlen);
+}
+
+static int budget_copy(void *dst, const void *src) {
+    return copy_rows(budget_rows, NROWS(budget_rows), dst, src);
+}
+
+static void budget_release(void *base) {
+    proto_bidder_conf *b = base;
+    b->budget_daily_micros = 0;
+    b->budget_pacing = PROTO_PACING_ASAP;
 }
 
 /* ---- profiles.default --------------------------------------------------- */

@@ -346,6 +346,14 @@ typedef enum proto_log_level {
     PROTO_LOG_ERROR,
 } proto_log_level;
 
+/* How an advertiser's daily budget is spread over the UTC day (SPEC 16;
+ * rtb/budget.h applies it). */
+typedef enum proto_pacing {
+    PROTO_PACING_ASAP = 0, /* "asap": called until the day's budget is spent */
+    PROTO_PACING_EVEN,     /* "even": called while the day's spend is at or below the
+                              elapsed share of the budget plus 5 % of it */
+} proto_pacing;
+
 typedef struct proto_bidder_conf {
     char *id;
     char *endpoint;   /* http:// or https:// URL with a host */
@@ -356,6 +364,9 @@ typedef struct proto_bidder_conf {
     char **notice_hosts; /* hosts its notice URLs may name besides the
                             endpoint's (SPEC 15); `nnotice_hosts` of them */
     size_t nnotice_hosts;
+    /* `budget` (SPEC 16): null, or {"daily": amount > 0, "pacing": "asap" | "even"} */
+    int64_t budget_daily_micros; /* the day's budget, micros; 0: no budget */
+    proto_pacing budget_pacing;  /* default asap */
 } proto_bidder_conf;
 
 /* What an alert rule watches (config alerts[].metric; SPEC 11 and
@@ -463,7 +474,8 @@ typedef struct proto_config {
 } proto_config;
 
 /* Decode an advertiser:targeting:{id} value (SPEC 6): {"interests",
- * "endpoint","max_concurrent"} with the rules of a config `bidders` entry;
+ * "endpoint","max_concurrent","tmax_ms","notice_hosts","budget"} with the
+ * rules of a config `bidders` entry ("budget.daily: ..." in messages);
  * `id` (the key's suffix) is copied into out->id. On error `out` is left
  * empty (safe to free) and `err` names the field. */
 proto_err proto_advertiser_decode(const char *id, const char *json, size_t len,

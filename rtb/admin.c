@@ -219,6 +219,20 @@ static void spend_micros(const rtb_bidder *bd, int64_t now_us, char *buf, size_t
     snprintf(buf, len, "%llu", rtb_bidder_spend_micros(&bd->stats));
 }
 
+/* Budgets (SPEC 16): a line only for an advertiser with a budget. */
+static void budget_daily(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    (void)now_us;
+    buf[0] = '\0';
+    if (bd->budget.daily_micros > 0) snprintf(buf, len, "%lld", (long long)bd->budget.daily_micros);
+}
+
+static void budget_spent(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
+    (void)now_us;
+    buf[0] = '\0';
+    if (bd->budget.daily_micros > 0)
+        snprintf(buf, len, "%lld", (long long)rtb_budget_spent_micros(&bd->budget, rtb_wall_us()));
+}
+
 static void busy_calls(const rtb_bidder *bd, int64_t now_us, char *buf, size_t len) {
     (void)now_us;
     snprintf(buf, len, "%ld", rtb_bidder_busy(bd));
@@ -264,6 +278,12 @@ static void write_bidders(struct evbuffer *b, const rtb_server *srv) {
                   latency_p95);
     bidder_series(b, srv, "rtb_bidder_inflight", "gauge", "Calls in flight to the bidder.", 0,
                   busy_calls);
+    bidder_series(b, srv, "rtb_bidder_budget_daily_micros", "gauge",
+                  "Daily budget, micros (only advertisers with a budget).", 0, budget_daily);
+    bidder_series(b, srv, "rtb_bidder_budget_spent_micros", "gauge",
+                  "Spend of the UTC day as this exchange knows it (its own wins at once, every "
+                  "exchange's from Redis each second), micros.",
+                  0, budget_spent);
     bidder_series(b, srv, "rtb_bidder_connections", "gauge", "Connections open to the bidder.", 0,
                   open_conns);
 }

@@ -130,6 +130,7 @@ int rtb_bidder_update(rtb_bidder *b, const proto_bidder_conf *conf) {
     b->nnotice_hosts = conf->nnotice_hosts + 1;
     b->max_concurrent = conf->max_concurrent > 0 ? conf->max_concurrent : 100;
     b->tmax_ms = conf->tmax_ms;
+    rtb_budget_set(&b->budget, conf->budget_daily_micros, conf->budget_pacing);
     if (b->pool) rtb_pool_set_max_conns(b->pool, (size_t)b->max_concurrent);
     return 0;
 }
@@ -200,8 +201,12 @@ int rtb_bidder_call(rtb_bidder *b, rtb_call *c, const char *body, size_t len, rt
                           arg);
 }
 
-int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t left_us, int *probe) {
+int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t wall_us, int64_t left_us, int *probe) {
     *probe = 0;
+    if (!rtb_budget_admit(&b->budget, wall_us)) {
+        b->stats.skipped[RTB_SKIP_BUDGET]++;
+        return 0;
+    }
     if (rtb_bidder_busy(b) >= b->max_concurrent) {
         b->stats.skipped[RTB_SKIP_MAX_CONCURRENT]++;
         return 0;

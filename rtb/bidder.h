@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "proto/proto.h"
+#include "rtb/budget.h"
 #include "rtb/call.h"
 #include "rtb/hash.h"
 #include "rtb/health.h"
@@ -60,6 +61,7 @@ typedef struct rtb_bidder {
                               the first call after a (re)configuration */
     rtb_bidder_stats stats;
     rtb_health health;
+    rtb_budget budget;         /* its daily budget and the day's spend known here (SPEC 16) */
     int64_t last_error_log_us; /* rate limit for error logs */
     unsigned long suppressed_logs;
 } rtb_bidder;
@@ -90,12 +92,15 @@ int rtb_bidder_matches(const rtb_bidder *b, const rtb_hash_set *user);
 long rtb_bidder_busy(const rtb_bidder *b);
 long rtb_bidder_conns(const rtb_bidder *b);
 
-/* May the bidder be called in an auction at `now_us` that leaves it
- * `left_us` to answer? 0 when not: max_concurrent calls are out (SPEC 5) or
- * its health says no (circuit, throttled, too_slow: SPEC 13), each counted
- * in stats.skipped by reason. 1 when it may; *probe is then set when the
- * call is its circuit's probe (hand it back to rtb_bidder_outcome). */
-int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t left_us, int *probe);
+/* May the bidder be called in an auction at `now_us` (monotonic) and
+ * `wall_us` (Unix µs, for its budget's UTC day) that leaves it `left_us` to
+ * answer? 0 when not: its daily budget is spent or its pacing holds it back
+ * (SPEC 16, budget.h: asked first, so a bidder out of budget spends no
+ * health probe), max_concurrent calls are out (SPEC 5) or its health says
+ * no (circuit, throttled, too_slow: SPEC 13), each counted in stats.skipped
+ * by reason. 1 when it may; *probe is then set when the call is its
+ * circuit's probe (hand it back to rtb_bidder_outcome). */
+int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t wall_us, int64_t left_us, int *probe);
 
 /* POST `body` (`len` bytes, an OpenRTB 2.6 BidRequest) to the bidder's
  * endpoint with the SPEC 5 headers, through its pool; the rtb_call contract

@@ -20,6 +20,8 @@ const char *rtb_skip_reason_str(rtb_skip_reason r) {
         return "too_slow";
     case RTB_SKIP_MAX_CONCURRENT:
         return "max_concurrent";
+    case RTB_SKIP_BUDGET:
+        return "budget";
     case RTB_SKIP_COUNT:
         break;
     }

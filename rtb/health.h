@@ -50,10 +50,12 @@ typedef enum rtb_skip_reason {
     RTB_SKIP_THROTTLED,
     RTB_SKIP_TOO_SLOW,
     RTB_SKIP_MAX_CONCURRENT,
+    RTB_SKIP_BUDGET, /* its daily budget is spent, or pacing holds it back (SPEC 16) */
     RTB_SKIP_COUNT
 } rtb_skip_reason;
 
-/* "circuit", "throttled", "too_slow", "max_concurrent". Never NULL. */
+/* "circuit", "throttled", "too_slow", "max_concurrent", "budget". Never
+ * NULL. */
 const char *rtb_skip_reason_str(rtb_skip_reason r);
 
 typedef enum rtb_circuit {

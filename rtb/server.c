@@ -29,6 +29,7 @@
 #include "rtb/ptimer.h"
 #include "rtb/registry.h"
 #include "rtb/sampler.h"
+#include "rtb/spend.h"
 #include "rtb/txn.h"
 
 #include <event2/event.h>
@@ -56,6 +57,7 @@ struct rtb_server {
     rtb_admin *admin;     /* NULL when admin.listen is null */
     rtb_sampler *sampler; /* one sample a second */
     rtb_alerts *alerts;
+    rtb_spend *spend; /* budgets' figures refreshed from Redis (SPEC 16) */
     rtb_stats stats;
     rtb_latency_bounds bounds;
     proto_buf out;                            /* results and errors answered at once */
@@ -127,7 +129,10 @@ static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
     /* Prices are CPM: the clearing prices are summed exactly and divided by
      * 1000 only when reported (SPEC 14). */
     rtb_bidder_count_win(o->winner, o->clearing_price_micros);
-    store_count_win(srv->store, o->winner->id, o->ad_id, o->clearing_price_micros);
+    /* The day's spend of an advertiser with a budget (SPEC 16): here at
+     * once, in Redis by the same command as the counters. */
+    long budget_day = rtb_budget_win(&o->winner->budget, o->clearing_price_micros, rtb_wall_us());
+    store_count_win(srv->store, o->winner->id, o->ad_id, o->clearing_price_micros, budget_day);
 }
 
 static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
@@ -250,9 +255,10 @@ static void load_registry(rtb_server *srv);
 
 static void on_registry(void *arg, store_status st, const store_entry *entries, size_t n) {
     rtb_server *srv = arg;
-    if (st == STORE_OK)
+    if (st == STORE_OK) {
         rtb_registry_apply(srv->registry, entries, n);
-    else
+        rtb_spend_refresh(srv->spend, rtb_wall_us()); /* new budgets: their day's spend */
+    } else
         rtb_log(PROTO_LOG_WARN, "registry: load from Redis failed; keeping the last copy");
     start_mqtt(srv);
     if (srv->registry_reload) {
@@ -300,6 +306,7 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     int64_t wall_us = rtb_wall_us();
     rtb_sampler_take(srv->sampler, wall_us, &srv->stats, srv->registry);
     rtb_alerts_evaluate(srv->alerts, wall_us);
+    rtb_spend_refresh(srv->spend, wall_us);
     if (srv->admin) rtb_admin_broadcast(srv->admin);
 }
 
@@ -421,6 +428,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
                       ? rtb_events_new(srv->store, srv->ledger, srv->registry, cfg, &srv->stats)
                       : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
+    srv->spend = srv->store && srv->registry ? rtb_spend_new(srv->store, srv->registry) : NULL;
     if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
         !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))
         return -1;
@@ -430,7 +438,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->start_timer = evtimer_new(base, on_start_wait, srv);
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
-    if (!srv->txns || !srv->store || !srv->ledger || !srv->events || !srv->sampler ||
+    if (!srv->txns || !srv->store || !srv->ledger || !srv->events || !srv->sampler || !srv->spend ||
         !srv->second_timer || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer ||
         !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
@@ -505,6 +513,7 @@ void rtb_server_free(rtb_server *srv) {
     /* Answers the commands still out with STORE_ERR: transactions waiting
      * for a profile finish, events waiting for Redis are dropped. */
     store_free(srv->store);
+    rtb_spend_free(srv->spend); /* after the store: a read still out was answered */
     rtb_txns_free(srv->txns);
     rtb_events_free(srv->events);
     rtb_ledger_free(srv->ledger);

@@ -345,10 +345,10 @@ static int bidder_tmax_ms(const rtb_bidder *b, int64_t left_ms) {
     return left_ms < 1 ? 1 : (int)left_ms;
 }
 
-static void call_one(rtb_txn *t, rtb_bidder *b, int64_t left_ms, int64_t now_us) {
+static void call_one(rtb_txn *t, rtb_bidder *b, int64_t left_ms, int64_t now_us, int64_t wall_us) {
     rtb_txns *ts = t->set;
     int tmax_ms = bidder_tmax_ms(b, left_ms), probe;
-    if (!rtb_bidder_admit(b, now_us, (int64_t)tmax_ms * 1000, &probe)) {
+    if (!rtb_bidder_admit(b, now_us, wall_us, (int64_t)tmax_ms * 1000, &probe)) {
         t->skipped++;
         return;
     }
@@ -398,8 +398,10 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
                 t->req.request_id);
         return;
     }
+    /* Budgets go by the UTC day (SPEC 16): one wall-clock read per auction. */
+    int64_t wall_us = ts->tp.wall_us(ts->tp.ctx);
     for (size_t i = 0; i < n; i++)
-        call_one(t, chosen[i], left_ms, now_us);
+        call_one(t, chosen[i], left_ms, now_us, wall_us);
 }
 
 /* Decode one answer: 1 for a bid, 0 for a no-bid, -1 for an error (with

@@ -419,35 +419,138 @@ int store_hincrby(store *s, const char *prefix, const char *id, const char *fiel
     return send_argv(s, NULL, NULL, NULL, 4, argv, argvlen);
 }
 
-/* KEYS: the advertiser's hash, then the ad's when there is one; ARGV[1]:
- * the clearing price, micros. spend_micros is the exact sum's text without
- * its last three digits: floor(sum / 1000) with no floating point. */
+#define BUDGET_PREFIX "budget:"
+
+/* budget:{advertiser_id}:{yyyymmdd} into buf; the length, or 0. */
+static size_t make_budget_key(char *buf, size_t cap, const char *advertiser_id, long day) {
+    int n = snprintf(buf, cap, BUDGET_PREFIX "%s:%08ld", advertiser_id, day);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* KEYS: the advertiser's hash, then the ad's when there is one, then (only
+ * for an advertiser with a budget) its day's budget key; ARGV[1]: the
+ * clearing price, micros. spend_micros is the exact sum's text without its
+ * last three digits: floor(sum / 1000) with no floating point. */
 static const char win_script[] =
-    "for _, k in ipairs(KEYS) do "
+    /* The budget key, when there is one, is the last and the only one
+     * named budget:..., so the counters below never touch it. */
+    "local n=#KEYS "
+    "local budget=string.sub(KEYS[n],1,7)=='budget:' "
+    "if budget then n=n-1 end "
+    /* The counters (SPEC 10, 14). */
+    "for i=1,n do local k=KEYS[i] "
     "redis.call('HINCRBY',k,'wins',1) "
     "redis.call('HINCRBY',k,'spend_cpm_micros',ARGV[1]) "
     "local t=redis.call('HGET',k,'spend_cpm_micros') "
     "redis.call('HSET',k,'spend_micros',#t>3 and string.sub(t,1,#t-3) or '0') "
     "end "
+    /* Budget (SPEC 16), a part of its own: the day's exact sum of clearing
+     * micros, shared by every exchange, kept two days (STORE_BUDGET_TTL_S).
+     * After the counters, so that a key someone broke cannot cost them the
+     * win. */
+    "if budget then "
+    "redis.call('INCRBY',KEYS[#KEYS],ARGV[1]) "
+    "redis.call('EXPIRE',KEYS[#KEYS],172800) "
+    "end "
     "return 1";
+_Static_assert(STORE_BUDGET_TTL_S == 172800, "win_script's EXPIRE says 172800");
 
 int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
-                    long long clearing_micros) {
-    char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], spend[24];
+                    long long clearing_micros, long budget_day) {
+    char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], budget_key[PROFILE_KEY_MAX];
+    char spend[24], nkeys[4];
     snprintf(spend, sizeof(spend), "%lld", clearing_micros);
-    int with_ad = ad_id && *ad_id;
-    const char *argv[6] = {"EVAL", win_script, with_ad ? "2" : "1", adv_key, ad_key, spend};
-    size_t argvlen[6] = {4, sizeof(win_script) - 1,
-                         1, make_key(adv_key, sizeof(adv_key), "stats:advertiser:", advertiser_id),
-                         0, 0};
+    const char *argv[7] = {"EVAL", win_script, nkeys, adv_key};
+    size_t argvlen[7] = {4, sizeof(win_script) - 1, 0,
+                         make_key(adv_key, sizeof(adv_key), "stats:advertiser:", advertiser_id)};
     if (argvlen[3] == 0) return -1;
-    if (with_ad) {
-        argvlen[4] = make_key(ad_key, sizeof(ad_key), "stats:ad:", ad_id);
-        if (argvlen[4] == 0) return -1;
-    } else {
-        argv[4] = spend;
+    int argc = 4;
+    if (ad_id && *ad_id) {
+        argv[argc] = ad_key;
+        if ((argvlen[argc++] = make_key(ad_key, sizeof(ad_key), "stats:ad:", ad_id)) == 0)
+            return -1;
     }
-    return send_argv(s, NULL, NULL, NULL, with_ad ? 6 : 5, argv, argvlen);
+    if (budget_day != 0) {
+        argv[argc] = budget_key;
+        if ((argvlen[argc++] =
+                 make_budget_key(budget_key, sizeof(budget_key), advertiser_id, budget_day)) == 0)
+            return -1;
+    }
+    snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
+    argv[argc++] = spend;
+    return send_argv(s, NULL, NULL, NULL, argc, argv, argvlen);
+}
+
+/* ---- Budgets (SPEC 16) --------------------------------------------------------------- */
+
+typedef struct sums_call {
+    store *s;
+    store_sums_fn *fn;
+    void *arg;
+    size_t n;
+} sums_call;
+
+static void on_sums(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    sums_call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    long long *sums = NULL;
+    int ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == cl->n &&
+             (sums = calloc(cl->n, sizeof(*sums))) != NULL;
+    for (size_t i = 0; ok && i < cl->n; i++) {
+        const redisReply *v = reply->element[i];
+        char *end;
+        if (v->type != REDIS_REPLY_STRING) continue; /* no key: nothing spent */
+        long long x = strtoll(v->str, &end, 10);
+        if (end != v->str && *end == '\0') sums[i] = x;
+    }
+    if (ok)
+        cl->fn(cl->arg, STORE_OK, sums, cl->n);
+    else
+        cl->fn(cl->arg, STORE_ERR, NULL, 0);
+    free(sums);
+    free(cl);
+}
+
+int store_budget_get(store *s, const char *const *ids, size_t n, long day, store_sums_fn *fn,
+                     void *arg) {
+    if (!s->cmd.ready || n == 0 || n > INT32_MAX - 1) return -1;
+    /* One block: the argv, their lengths, then the keys, each
+     * budget:{id}:{yyyymmdd} plus its NUL. */
+    size_t head = (n + 1) * (sizeof(char *) + sizeof(size_t)), text = 0;
+    for (size_t i = 0; i < n; i++)
+        text += sizeof(BUDGET_PREFIX) + strlen(ids[i]) + 1 + 20;
+    char *block = malloc(head + text);
+    sums_call *cl = block ? malloc(sizeof(*cl)) : NULL;
+    if (!cl) {
+        free(block);
+        return -1;
+    }
+    const char **argv = (const char **)(void *)block;
+    size_t *argvlen = (size_t *)(void *)(block + (n + 1) * sizeof(char *));
+    char *key = block + head, *end = block + head + text;
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = key;
+        argvlen[i + 1] = make_budget_key(key, (size_t)(end - key), ids[i], day);
+        if (argvlen[i + 1] == 0) {
+            free(cl);
+            free(block);
+            return -1;
+        }
+        key += argvlen[i + 1] + 1;
+    }
+    *cl = (sums_call){s, fn, arg, n};
+    int rc = redisAsyncCommandArgv(s->cmd.ac, on_sums, cl, (int)n + 1, argv, argvlen);
+    free(block); /* hiredis has copied the command */
+    if (rc != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
 }
 
 int store_set_nx(store *s, const char *key, const char *value, long ttl_s, store_value_fn *fn,

@@ -85,9 +85,29 @@ int store_hincrby(store *s, const char *prefix, const char *id, const char *fiel
  * and, when `ad_id` is not empty, on stats:ad:{ad_id}, HINCRBY wins 1 and
  * spend_micros `spend_micros`, atomically, as one EVAL of a small Lua script
  * (Redis caches it by its SHA1; one command instead of four keeps the hot
- * path short). Fire and forget: a failure is counted in writes_failed.
- * Returns -1 at once when not connected (counted too). */
-int store_count_win(store *s, const char *advertiser_id, const char *ad_id, long long spend_micros);
+ * path short). When `budget_day` is not 0 (yyyymmdd, UTC: the advertiser has
+ * a daily budget, SPEC 16), the same command adds the clearing micros to
+ * the day's spend, INCRBY budget:{adv}:{budget_day}, and makes that key
+ * expire STORE_BUDGET_TTL_S later. Fire and forget: a failure is counted in
+ * writes_failed. Returns -1 at once when not connected (counted too). */
+int store_count_win(store *s, const char *advertiser_id, const char *ad_id, long long spend_micros,
+                    long budget_day);
+
+/* ---- Budgets (SPEC 16) ------------------------------------------------------ */
+
+/* budget:{advertiser_id}:{yyyymmdd} expires this long after its last win:
+ * two days, so yesterday's spend can still be read today. */
+#define STORE_BUDGET_TTL_S 172800
+
+/* Called once with the `n` sums asked for, in order (a missing key, or a
+ * value that is not an integer, reads 0), or with STORE_ERR and none. */
+typedef void store_sums_fn(void *arg, store_status st, const long long *sums, size_t n);
+
+/* MGET budget:{id}:{day} of each of the `n` advertiser ids (n >= 1; the ids
+ * are copied into the command): the day's exact sums of clearing micros
+ * (SPEC 16), one command whatever n. */
+int store_budget_get(store *s, const char *const *ids, size_t n, long day, store_sums_fn *fn,
+                     void *arg);
 
 /* ---- Events (SPEC 10) ------------------------------------------------------ */
 

@@ -101,6 +101,8 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
         ck_assert_str_eq(x->endpoint, y->endpoint);
         assert_strings_eq(x->interests, x->ninterests, y->interests, y->ninterests);
         ck_assert_int_eq(x->max_concurrent, y->max_concurrent);
+        ck_assert_int_eq(x->budget_daily_micros, y->budget_daily_micros);
+        ck_assert_int_eq(x->budget_pacing, y->budget_pacing);
     }
     ck_assert_int_eq(a->limits.max_request_bytes, b->limits.max_request_bytes);
     ck_assert_int_eq(a->limits.max_response_bytes, b->limits.max_response_bytes);
@@ -248,6 +250,9 @@ START_TEST(print_keys_lists_every_key) {
         "  alerts[].name  (required, unique; string, 1..128 characters)\n",
         "  alerts[].above  (required; finite number)\n",
         "  bidders[].max_concurrent = 100  (integer 1..100000)\n",
+        "  bidders[].budget = null  (",
+        "  bidders[].budget.daily  (required; amount 0.000001..1000000, at most 6 decimals)\n",
+        "  bidders[].budget.pacing = \"asap\"  (asap | even)\n",
         "  admin.listen = \"127.0.0.1:8080\"  (\"host:port\", or null)\n",
         "  admin.allowed_hosts = []  (array of at most 16 host names or addresses, 1..255 "
         "characters each)\n",
@@ -598,6 +603,12 @@ typedef struct bad_case {
 #define E_LTV "profiles.default.ltv_score: expected a number between 0 and 1"
 #define E_NOT_JSON "config: not valid JSON near byte *"
 #define BID(fields) "{\"bidders\":[{" fields "}]}"
+#define BUDGET(v) BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"budget\":" v)
+#define E_BUDGET "bidders[0].budget: expected null or an object {\"daily\", \"pacing\"}"
+#define E_DAILY                                                                                    \
+    "bidders[0].budget.daily: expected a number between 0.000001 and 1000000 with at most 6 "      \
+    "decimals"
+#define E_PACING "bidders[0].budget.pacing: expected one of \"asap\", \"even\""
 #define URL(u) BID("\"id\":\"a\",\"endpoint\":" u)
 #define ALERT(fields) "{\"alerts\":[{" fields "}]}"
 #define TLS(v) "{\"mqtt\":{\"tls\":" v "}}"
@@ -788,6 +799,31 @@ static const bad_case bad_cases[] = {
      "bidders[0].max_concurrent: expected an integer between 1 and 100000"},
     {BID("\"id\":\"a\",\"endpoint\":\"http://h/\",\"id\":\"b\""), FIELD,
      "bidders[0].id: duplicate key"},
+    /* budget (SPEC 16): an amount > 0 exact to the micro, a pacing, or null */
+    {BUDGET("5"), FIELD, E_BUDGET},
+    {BUDGET("250"), FIELD, E_BUDGET},
+    {BUDGET("[]"), FIELD, E_BUDGET},
+    {BUDGET("\"asap\""), FIELD, E_BUDGET},
+    {BUDGET("{}"), FIELD, "bidders[0].budget.daily: required"},
+    {BUDGET("{\"pacing\":\"even\"}"), FIELD, "bidders[0].budget.daily: required"},
+    {BUDGET("{\"daily\":0}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":-1}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":0.0000001}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":2.0000001}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":1000000.000001}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":1e400}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":\"250\"}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":null}"), FIELD, E_DAILY},
+    {BUDGET("{\"daily\":1,\"pacing\":\"fast\"}"), FIELD, E_PACING ", not \"fast\""},
+    {BUDGET("{\"daily\":1,\"pacing\":\"Even\"}"), FIELD, E_PACING ", not \"Even\""},
+    {BUDGET("{\"daily\":1,\"pacing\":null}"), FIELD, E_PACING},
+    {BUDGET("{\"daily\":1,\"limit\":2}"), FIELD, "bidders[0].budget.limit: unknown key"},
+    {BUDGET("{\"daily\":1,\"daily\":2}"), FIELD, "bidders[0].budget.daily: duplicate key"},
+    {"{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://a/\"},{\"id\":\"b\","
+     "\"endpoint\":\"http://b/\",\"budget\":{\"daily\":0}}]}",
+     FIELD,
+     "bidders[1].budget.daily: expected a number between 0.000001 and 1000000 with at most "
+     "6 decimals"},
     /* alerts */
     {"{\"alerts\":{}}", FIELD, "alerts: expected an array of alert objects"},
     /* window_s: at most the seconds the dashboard keeps */
@@ -1385,6 +1421,71 @@ START_TEST(set_bad) {
 }
 END_TEST
 
+/* ---- Budgets (SPEC 16) -------------------------------------------------- */
+
+/* bidders[].budget: absent and null mean none; an amount is exact to the
+ * micro (the same conversion as prices); pacing defaults to asap. */
+START_TEST(budget_good) {
+    static const struct {
+        const char *budget; /* NULL: no budget key */
+        int64_t daily_micros;
+        proto_pacing pacing;
+    } cases[] = {
+        {NULL, 0, PROTO_PACING_ASAP},
+        {"null", 0, PROTO_PACING_ASAP},
+        {"{\"daily\":250.0,\"pacing\":\"even\"}", 250000000, PROTO_PACING_EVEN},
+        {"{\"daily\":250}", 250000000, PROTO_PACING_ASAP},
+        {"{\"pacing\":\"asap\",\"daily\":0.02}", 20000, PROTO_PACING_ASAP},
+        {"{\"daily\":0.000001}", 1, PROTO_PACING_ASAP},
+        {"{\"daily\":1.1}", 1100000, PROTO_PACING_ASAP},
+        {"{\"daily\":999999.999999,\"pacing\":\"even\"}", 999999999999, PROTO_PACING_EVEN},
+        {"{\"daily\":1e6}", AUCTION_PRICE_MAX_MICROS, PROTO_PACING_ASAP},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char doc[256];
+        proto_config c;
+        defaults(&c);
+        if (cases[i].budget)
+            snprintf(doc, sizeof doc,
+                     "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://h/\",\"budget\":%s}]}",
+                     cases[i].budget);
+        else
+            snprintf(doc, sizeof doc, "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://h/\"}]}");
+        parse_ok(&c, doc);
+        ck_assert_msg(c.bidders[0].budget_daily_micros == cases[i].daily_micros, "%s: %lld", doc,
+                      (long long)c.bidders[0].budget_daily_micros);
+        ck_assert_msg(c.bidders[0].budget_pacing == cases[i].pacing, "%s", doc);
+        /* A later document replaces the list whole: no budget left over. */
+        parse_ok(&c, "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://h/\"}]}");
+        ck_assert_int_eq(c.bidders[0].budget_daily_micros, 0);
+        proto_config_free(&c);
+    }
+}
+END_TEST
+
+/* A config with budgets is copied whole (a failed parse keeps them) and
+ * --set reaches them too. */
+START_TEST(budget_kept_and_set) {
+    char err[ERRLEN];
+    proto_config c;
+    defaults(&c);
+    parse_ok(&c, "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://h/\","
+                 "\"budget\":{\"daily\":3.5,\"pacing\":\"even\"}}]}");
+    ck_assert_int_ne(parse(&c, "{\"auction\":{\"tmax_ms\":0}}", err), PROTO_OK);
+    ck_assert_int_eq(c.bidders[0].budget_daily_micros, 3500000);
+    ck_assert_int_eq(c.bidders[0].budget_pacing, PROTO_PACING_EVEN);
+    ck_assert_int_eq(proto_config_set(&c, "bidders",
+                                      "[{\"id\":\"b\",\"endpoint\":\"http://h/\","
+                                      "\"budget\":{\"daily\":7}}]",
+                                      err, sizeof err),
+                     PROTO_OK);
+    ck_assert_str_eq(c.bidders[0].id, "b");
+    ck_assert_int_eq(c.bidders[0].budget_daily_micros, 7000000);
+    ck_assert_int_eq(c.bidders[0].budget_pacing, PROTO_PACING_ASAP);
+    proto_config_free(&c);
+}
+END_TEST
+
 /* ---- Advertiser registry entries (SPEC 6) ------------------------------- */
 
 START_TEST(advertiser_good) {
@@ -1409,7 +1510,17 @@ START_TEST(advertiser_good) {
                      PROTO_OK);
     ck_assert_uint_eq(b.ninterests, 0);
     ck_assert_int_eq(b.max_concurrent, 100);
+    ck_assert_int_eq(b.budget_daily_micros, 0);
     proto_bidder_conf_free(&b);
+
+    static const char budgeted[] =
+        "{\"endpoint\":\"http://h/\",\"budget\":{\"daily\":250.0,\"pacing\":\"even\"}}";
+    ck_assert_int_eq(proto_advertiser_decode("c", budgeted, strlen(budgeted), &b, err, sizeof err),
+                     PROTO_OK);
+    ck_assert_int_eq(b.budget_daily_micros, 250000000);
+    ck_assert_int_eq(b.budget_pacing, PROTO_PACING_EVEN);
+    proto_bidder_conf_free(&b);
+    ck_assert_int_eq(b.budget_daily_micros, 0);
 }
 END_TEST
 
@@ -1432,6 +1543,14 @@ START_TEST(advertiser_bad) {
          "id: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
         {"", "{\"endpoint\":\"http://h/\"}", FIELD,
          "id: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
+        {"a", "{\"endpoint\":\"http://h/\",\"budget\":{\"daily\":-2}}", FIELD,
+         "budget.daily: expected a number between 0.000001 and 1000000 with at most 6 decimals"},
+        {"a", "{\"endpoint\":\"http://h/\",\"budget\":{\"pacing\":\"even\"}}", FIELD,
+         "budget.daily: required"},
+        {"a", "{\"endpoint\":\"http://h/\",\"budget\":{\"daily\":1,\"pacing\":1}}", FIELD,
+         "budget.pacing: expected one of \"asap\", \"even\""},
+        {"a", "{\"endpoint\":\"http://h/\",\"budget\":true}", FIELD,
+         "budget: expected null or an object {\"daily\", \"pacing\"}"},
         {"a", "[]", PROTO_ERR_NOT_OBJECT, "advertiser: expected a JSON object"},
         {"a", "{\"endpoint\":", PROTO_ERR_NOT_JSON, "advertiser: not valid JSON near *"},
         {"a", "", PROTO_ERR_NOT_JSON, "advertiser: not valid JSON near *"},
@@ -1507,6 +1626,8 @@ static Suite *config_suite(void) {
     suite_add_tcase(s, tc);
 
     tc = tcase_create("advertiser");
+    tcase_add_test(tc, budget_good);
+    tcase_add_test(tc, budget_kept_and_set);
     tcase_add_test(tc, advertiser_good);
     tcase_add_test(tc, advertiser_bad);
     suite_add_tcase(s, tc);

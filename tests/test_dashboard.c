@@ -114,7 +114,8 @@ static void check_stats_shape(const cJSON *s) {
             jcount(b, keys[i]);
         /* SPEC 13: skips by reason add up to `skipped`; the health share */
         const cJSON *by = jobj(b, "skipped_by");
-        static const char *const reasons[] = {"circuit", "throttled", "too_slow", "max_concurrent"};
+        static const char *const reasons[] = {"circuit", "throttled", "too_slow", "max_concurrent",
+                                              "budget"};
         double sum = 0;
         for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
             sum += jcount(by, reasons[i]);

@@ -512,6 +512,58 @@ END_TEST
 
 /* ---- bad starts: exit 2 --------------------------------------------------------------- */
 
+/* HGET stats:advertiser:{id} wins, polled until it equals want (2 s at most). */
+static long long advertiser_wins(const char *id, long long want) {
+    int64_t until = fx_now_ms() + 2000;
+    for (;;) {
+        redisReply *r = fx_redis_cmd(env, "HGET stats:advertiser:%s wins", id);
+        long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+        freeReplyObject(r);
+        if (v == want || fx_now_ms() > until) return v;
+        fx_sleep_ms(20);
+    }
+}
+
+/* --interests targets advertisers (so budgets can be benchmarked): adv-t,
+ * tagged "bench-t" and bidding 9 against adv-1's 2.5, wins every request
+ * that carries its tag, and none of those with the default interests. */
+START_TEST(loadgen_interests_target_advertisers) {
+    const char *specs[] = {"id=adv-t,price=fixed:9"};
+    int port[1];
+    fx_spawn_bidder(env, specs, 1, port);
+    char value[200];
+    snprintf(value, sizeof value,
+             "{\"interests\":[\"bench-t\"],\"endpoint\":\"http://127.0.0.1:%d/bid\"}", port[0]);
+    fx_redis_do(env, "SET advertiser:targeting:adv-t %s", value);
+    pid_t exchange = start_exchange();
+    const char *tagged[] = {
+        "--rate",          "200", "--count", "100", "--interests", "bench-t,other-x",
+        "--context-share", "1",   "--json",  NULL};
+    run_result r = expect_summary(tagged, 0);
+    expect_num(&r, "statuses", "success", 100);
+    cJSON_Delete(r.json);
+    /* One or both of the two in each request: bench-t is in about 5 of 6. */
+    long long wins = advertiser_wins("adv-t", 100);
+    ck_assert_msg(wins >= 50 && wins < 100, "adv-t won %lld of 100", wins);
+    const char *only[] = {"--rate",          "200", "--count", "100", "--interests", "bench-t",
+                          "--context-share", "1",   "--json",  NULL};
+    r = expect_summary(only, 0);
+    expect_num(&r, "statuses", "success", 100);
+    cJSON_Delete(r.json);
+    ck_assert_int_eq(advertiser_wins("adv-t", wins + 100), wins + 100);
+    const char *defaults[] = {"--rate",          "200", "--count", "100",
+                              "--context-share", "1",   "--json",  NULL};
+    r = expect_summary(defaults, 0);
+    cJSON_Delete(r.json);
+    fx_sleep_ms(200);
+    ck_assert_int_eq(advertiser_wins("adv-t", wins + 100), wins + 100);
+
+    fx_kill(exchange, SIGTERM);
+    ck_assert_int_eq(fx_wait_exit(exchange, 5000, NULL), 0);
+    check_no_sanitizer_report("exchange.log");
+}
+END_TEST
+
 START_TEST(loadgen_exit_2_on_bad_options_or_no_servers) {
     static const char *const bad[][5] = {
         {"--rate", "0", NULL},
@@ -526,6 +578,10 @@ START_TEST(loadgen_exit_2_on_bad_options_or_no_servers) {
         {"--bogus", NULL},
         {"--events", "--click-rate", "1.5", NULL},
         {"--click-rate", "0.5", NULL},
+        {"--interests", "", NULL},
+        {"--interests", "a,,b", NULL},
+        {"--interests", "a,", NULL},
+        {"--interests", "a\"b", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_result r = run_loadgen(bad[i]);
@@ -565,6 +621,7 @@ static Suite *loadgen_suite(void) {
     tcase_add_test(tc, loadgen_counts_lost_when_exchange_is_gone);
     tcase_add_test(tc, loadgen_events_reach_the_exchange);
     tcase_add_test(tc, loadgen_matches_results_by_id);
+    tcase_add_test(tc, loadgen_interests_target_advertisers);
     tcase_add_test(tc, loadgen_exit_2_on_bad_options_or_no_servers);
     tcase_set_timeout(tc, 90);
     suite_add_tcase(s, tc);

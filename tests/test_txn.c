@@ -55,6 +55,7 @@ typedef struct fake {
     int notice_no_price[MAX_REC][4];
     int64_t wakes[MAX_REC];
     int nwakes;
+    int64_t wall_us; /* the wall clock the transactions read; 0: WALL0 */
 } fake;
 
 static fake F;
@@ -118,9 +119,11 @@ static void fk_wake_at(void *ctx, int64_t at_us) {
     f->wakes[f->nwakes++] = at_us;
 }
 
+#define WALL0 INT64_C(1795000000000000) /* 2026-11-18 09:46:40 UTC */
+
 static int64_t fk_wall_us(void *ctx) {
-    (void)ctx;
-    return INT64_C(1795000000000000);
+    fake *f = ctx;
+    return f->wall_us ? f->wall_us : WALL0;
 }
 
 static const char *config_json =
@@ -520,6 +523,43 @@ START_TEST(spend_is_exact_over_a_thousand_wins) {
 }
 END_TEST
 
+/* SPEC 16: an advertiser whose day's budget is spent is not called, and is
+ * counted as skipped for its budget; the next UTC day (the wall clock the
+ * transport gives) calls it again. */
+START_TEST(budget_spent_is_skipped_until_the_next_day) {
+    rtb_bidder *b = bidder("adv-b");
+    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP); /* 2.00 a day */
+    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+    start("r-1", "tech", T0);
+    profile_hit(0, "{\"interests\":[]}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 1);
+    ck_assert_str_eq(F.calls[0]->bidder->id, "adv-a");
+    ck_assert_uint_eq(b->stats.skipped[RTB_SKIP_BUDGET], 1);
+    ck_assert_uint_eq(b->stats.calls, 0);
+    answer(call_to("adv-a"), 204, "", T0 + 2 * MS);
+    cJSON *r = result(0);
+    ck_assert_int_eq((int)num(r, "skipped"), 1);
+    ck_assert_int_eq((int)num(r, "bidders"), 1);
+    cJSON_Delete(r);
+    ck_assert_str_eq(rtb_skip_reason_str(RTB_SKIP_BUDGET), "budget");
+
+    /* The next UTC day: called again. */
+    F.wall_us = (WALL0 / RTB_BUDGET_DAY_US + 1) * RTB_BUDGET_DAY_US;
+    start("r-2", "tech", T0 + 10 * MS);
+    profile_hit(1, "{\"interests\":[]}", T0 + 11 * MS);
+    ck_assert_int_eq(F.ncalls, 3);
+    ck_assert_uint_eq(b->stats.skipped[RTB_SKIP_BUDGET], 1);
+    ck_assert_uint_eq(b->stats.calls, 1);
+    answer(F.calls[1], 204, "", T0 + 12 * MS);
+    answer(F.calls[2], 204, "", T0 + 12 * MS);
+    ck_assert_int_eq(F.npublished, 2);
+    r = result(1);
+    ck_assert_int_eq((int)num(r, "skipped"), 0);
+    ck_assert_int_eq((int)num(r, "bidders"), 2);
+    cJSON_Delete(r);
+}
+END_TEST
+
 /* ---- Matching (SPEC 3.3, 15) -------------------------------------------------------- */
 
 #define MATCH_ADVS 40
@@ -804,6 +844,7 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, deadlines_expire_in_order_with_one_wake_up_each);
     tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
     tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
+    tcase_add_test(tc, budget_spent_is_skipped_until_the_next_day);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("matching");

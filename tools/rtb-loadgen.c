@@ -74,9 +74,11 @@
 #define EVENTS_TOPIC "rtb/events/" /* + impression | click | conversion (SPEC 10) */
 #define DRAIN_TIMEOUT_MS 2000      /* at the end: wait this long at most for the events' PUBACKs */
 
-static const char *const interests[] = {"tech",    "sports", "travel", "finance",
-                                        "fashion", "autos",  "food",   "gaming"};
-#define NINTERESTS (sizeof interests / sizeof interests[0])
+/* --interests: at most this many, each 1..MAX_INTEREST_CHARS characters of
+ * [A-Za-z0-9._:-] (SPEC 2 allows 64 of 64 characters; the charset keeps
+ * them free of JSON escapes). */
+#define MAX_INTERESTS 64
+#define MAX_INTEREST_CHARS 64
 
 /* ---- State ------------------------------------------------------------------ */
 
@@ -111,6 +113,9 @@ typedef struct options {
     int64_t slots;
     int64_t floor_lo_micros, floor_hi_micros;
     double context_share; /* share of requests carrying user_context.interests */
+    /* what they carry: 1 to 3 of these (--interests) */
+    char interests[MAX_INTERESTS][MAX_INTEREST_CHARS + 1];
+    size_t ninterests;
     int64_t connections;
     addr mqtt;
     addr redis;
@@ -265,6 +270,7 @@ typedef enum opt_type {
     OPT_FLOOR,  /* A-B or X, decimals with at most 6 decimals */
     OPT_TOPIC,  /* MQTT topic prefix without wildcards */
     OPT_PREFIX, /* request id prefix: [A-Za-z0-9._:-] */
+    OPT_WORDS,  /* comma-separated interests: [A-Za-z0-9._:-], see MAX_INTERESTS */
     OPT_FLAG,   /* no argument; sets an int to 1 */
 } opt_type;
 
@@ -291,7 +297,10 @@ static const opt_row opt_rows[] = {
     {"floor", OPT_FLOOR, 0, 0, "0.5-2.0", offsetof(options, floor_lo_micros), "A-B",
      "floor price, uniform in [A, B] (at most 6 decimals)"},
     {"context-share", OPT_REAL, 0, 1, "0.2", offsetof(options, context_share), "F",
-     "share of requests with user_context.interests"},
+     "share of requests with user_context.interests (1 to 3 of --interests)"},
+    {"interests", OPT_WORDS, 0, 0, "tech,sports,travel,finance,fashion,autos,food,gaming",
+     offsetof(options, interests), "LIST",
+     "the interests requests carry, comma-separated: target advertisers"},
     {"connections", OPT_INT, 1, 256, "1", offsetof(options, connections), "N",
      "MQTT connections, requests round-robin"},
     {"mqtt", OPT_ADDR, 0, 0, "127.0.0.1:1883", offsetof(options, mqtt), "HOST:PORT", "MQTT broker"},
@@ -398,6 +407,24 @@ static int copy_checked(char *dst, size_t cap, const char *s, int (*ok)(char)) {
     return 0;
 }
 
+/* "a,b,c" into o->interests: 1..MAX_INTERESTS words of 1..MAX_INTEREST_CHARS
+ * characters of [A-Za-z0-9._:-]. */
+static int parse_words(options *o, const char *s) {
+    size_t n = 0;
+    for (const char *p = s;; n++) {
+        size_t len = strcspn(p, ",");
+        if (n == MAX_INTERESTS || len == 0 || len > MAX_INTEREST_CHARS) return -1;
+        for (size_t i = 0; i < len; i++)
+            if (!id_char(p[i])) return -1;
+        memcpy(o->interests[n], p, len);
+        o->interests[n][len] = '\0';
+        if (p[len] == '\0') break;
+        p += len + 1;
+    }
+    o->ninterests = n + 1;
+    return 0;
+}
+
 static int topic_char(char ch) {
     return ch != '+' && ch != '#' && ch != '\0';
 }
@@ -417,6 +444,8 @@ static int opt_set(options *o, const opt_row *r, const char *v) {
         return copy_checked((char *)field, MAX_HOST, v, topic_char);
     case OPT_PREFIX:
         return copy_checked((char *)field, MAX_PREFIX + 1, v, id_char);
+    case OPT_WORDS:
+        return parse_words(o, v);
     case OPT_FLAG:
         *(int *)field = 1;
         return 0;
@@ -498,12 +527,13 @@ static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
                      "\"timestamp\":%.3f",
                      o->id_prefix, i, user, slot, floor, timestamp);
     if ((double)rng_upto(&lg->rng, 999999) < o->context_share * 1e6) {
-        size_t first = (size_t)rng_upto(&lg->rng, NINTERESTS - 1);
+        size_t first = (size_t)rng_upto(&lg->rng, o->ninterests - 1);
         size_t k = 1 + (size_t)rng_upto(&lg->rng, 2);
+        if (k > o->ninterests) k = o->ninterests; /* each at most once */
         n += snprintf(buf + n, cap - (size_t)n, ",\"user_context\":{\"interests\":[");
         for (size_t j = 0; j < k; j++)
             n += snprintf(buf + n, cap - (size_t)n, "%s\"%s\"", j ? "," : "",
-                          interests[(first + j) % NINTERESTS]);
+                          o->interests[(first + j) % o->ninterests]);
         n += snprintf(buf + n, cap - (size_t)n, "]}");
     }
     n += snprintf(buf + n, cap - (size_t)n, "}");

@@ -27,6 +27,11 @@ static void check_entry(const char *id, const proto_bidder_conf *b) {
                "advertiser: max_concurrent out of 1..100000");
     fuzz_check(b->tmax_ms == 0 || (b->tmax_ms >= 1 && b->tmax_ms <= 10000),
                "advertiser: tmax_ms out of 1..10000");
+    fuzz_check(b->budget_daily_micros >= 0 && b->budget_daily_micros <= INT64_C(1000000000000),
+               "advertiser: budget.daily out of 0 (none)..1000000");
+    fuzz_check(b->budget_pacing == PROTO_PACING_ASAP ||
+                   (b->budget_pacing == PROTO_PACING_EVEN && b->budget_daily_micros > 0),
+               "advertiser: budget.pacing not asap or even (or even without a budget)");
     fuzz_check((b->ninterests == 0) == (b->interests == NULL), "advertiser: interests and count");
     for (size_t i = 0; i < b->ninterests; i++) {
         const char *s = b->interests[i];
@@ -45,7 +50,8 @@ static void check_refused(const proto_bidder_conf *b, const char *err) {
 static int same_entry(const proto_bidder_conf *a, const proto_bidder_conf *b) {
     if (!fuzz_same_string(a->id, b->id) || !fuzz_same_string(a->endpoint, b->endpoint) ||
         a->ninterests != b->ninterests || a->max_concurrent != b->max_concurrent ||
-        a->tmax_ms != b->tmax_ms)
+        a->tmax_ms != b->tmax_ms || a->budget_daily_micros != b->budget_daily_micros ||
+        a->budget_pacing != b->budget_pacing)
         return 0;
     for (size_t i = 0; i < a->ninterests; i++)
         if (strcmp(a->interests[i], b->interests[i]) != 0) return 0;
