@@ -52,16 +52,14 @@ typedef struct rule {
     size_t nstates;
 } rule;
 
-typedef enum op_kind { OP_LOAD, OP_PUT_CONFIG, OP_ADD, OP_REMOVE } op_kind;
-
-/* One call to Redis in flight. */
+/* One call to Redis in flight: a read, the config's write, an add or a
+ * remove. */
 typedef struct op {
-    rtb_alerts *a; /* NULL once the set is freed */
-    op_kind kind;
-    rtb_alerts_fn *fn; /* OP_ADD, OP_REMOVE: the caller's */
+    rtb_alerts *a;     /* NULL until sent, and once the set is freed */
+    rtb_alerts_fn *fn; /* add, remove: the caller's */
     void *arg;
-    rule rule;  /* OP_ADD: the rule sent */
-    char *name; /* OP_REMOVE */
+    rule rule;  /* add: the rule sent */
+    char *name; /* remove */
     struct op *prev, *next;
 } op;
 
@@ -462,10 +460,8 @@ size_t rtb_alerts_active(const rtb_alerts *a) {
 
 /* ---- Calls to Redis ------------------------------------------------------------------ */
 
-static op *op_new(op_kind kind) {
-    op *o = calloc(1, sizeof(*o));
-    if (o) o->kind = kind;
-    return o;
+static op *op_new(void) {
+    return calloc(1, sizeof(op));
 }
 
 /* The call was sent: its callback will run; until then it is the set's. */
@@ -543,7 +539,7 @@ static void apply_stored(rtb_alerts *a, const store_str *names, const store_str 
             *r = *old; /* unchanged: its states go on */
             memset(old, 0, sizeof(*old));
             old->conf.name = NULL;
-        } else if (!(r->json = malloc(values[i].len + 1))) {
+        } else if (!(r->json = cJSON_malloc(values[i].len + 1))) {
             rule_free(r);
             continue;
         } else {
@@ -625,7 +621,7 @@ static void write_config(rtb_alerts *a) {
     size_t n = a->cfg->nalerts;
     store_str *names = calloc(n, sizeof(*names)), *values = calloc(n, sizeof(*values));
     rule *enc = calloc(n, sizeof(*enc));
-    op *o = names && values && enc ? op_new(OP_PUT_CONFIG) : NULL;
+    op *o = names && values && enc ? op_new() : NULL;
     size_t done = 0;
     for (; o && done < n; done++) {
         if (proto_alert_conf_copy(&enc[done].conf, &a->cfg->alerts[done]) != 0 ||
@@ -650,7 +646,7 @@ static void write_config(rtb_alerts *a) {
 }
 
 static void read_rules(rtb_alerts *a) {
-    op *o = op_new(OP_LOAD);
+    op *o = op_new();
     if (o && store_alert_rules_load(a->store, PROTO_ALERT_MAX_RULES, PROTO_ALERT_MAX_BYTES, on_read,
                                     o) == 0) {
         op_link(a, o);
@@ -703,7 +699,7 @@ static void on_added(void *arg, store_status st, long long n) {
 
 rtb_alerts_status rtb_alerts_add(rtb_alerts *a, const char *json, size_t len, rtb_alerts_fn *fn,
                                  void *arg, char *err, size_t errlen) {
-    op *o = op_new(OP_ADD);
+    op *o = op_new();
     if (!o) return RTB_ALERTS_UNAVAILABLE;
     if (proto_alert_decode(json, len, 0, &o->rule.conf, err, errlen) != PROTO_OK) {
         op_done(o);
@@ -738,7 +734,7 @@ static void on_removed(void *arg, store_status st, long long n) {
 }
 
 rtb_alerts_status rtb_alerts_remove(rtb_alerts *a, const char *name, rtb_alerts_fn *fn, void *arg) {
-    op *o = op_new(OP_REMOVE);
+    op *o = op_new();
     if (o) {
         o->fn = fn;
         o->arg = arg;
