@@ -536,9 +536,8 @@ static void apply_stored(rtb_alerts *a, const store_str *names, const store_str 
         if (old && strlen(old->json) == values[i].len &&
             memcmp(old->json, values[i].s, values[i].len) == 0) {
             rule_free(r);
-            *r = *old; /* unchanged: its states go on */
-            memset(old, 0, sizeof(*old));
-            old->conf.name = NULL;
+            *r = *old;                    /* unchanged: its states go on */
+            memset(old, 0, sizeof(*old)); /* no name: find_rule skips it, retiring too */
         } else if (!(r->json = cJSON_malloc(values[i].len + 1))) {
             rule_free(r);
             continue;
