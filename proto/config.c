@@ -45,12 +45,15 @@ _Static_assert(sizeof(auction_type) == sizeof(int), "auction_type is int-sized")
 _Static_assert(sizeof(proto_log_level) == sizeof(int), "proto_log_level is int-sized");
 _Static_assert(sizeof(proto_alert_metric) == sizeof(int), "proto_alert_metric is int-sized");
 _Static_assert(sizeof(proto_pacing) == sizeof(int), "proto_pacing is int-sized");
+_Static_assert(sizeof(proto_alert_op) == sizeof(int), "proto_alert_op is int-sized");
+_Static_assert(sizeof(proto_alert_severity) == sizeof(int), "proto_alert_severity is int-sized");
+_Static_assert(sizeof(proto_alert_source) == sizeof(int), "proto_alert_source is int-sized");
 
 /* ---- The table ---------------------------------------------------------- */
 
 typedef enum conf_type {
     CONF_INT,     /* long; an integral number in min..max */
-    CONF_NUMBER,  /* double; any finite number */
+    CONF_NUMBER,  /* double; any finite number (NULLABLE: null is NaN) */
     CONF_BOOL,    /* int 0 or 1; true or false */
     CONF_MONEY,   /* int64_t micros; a number in min..max micros, at most 6 decimals */
     CONF_STRING,  /* char * (owned); min..max characters, then `format` */
@@ -68,6 +71,8 @@ typedef enum conf_format {
     FMT_HOSTPORT,   /* "host:port", "[v6]:port" */
     FMT_CURRENCY,   /* three uppercase letters, ISO 4217 */
     FMT_SHARE_NAME, /* MQTT v5 share name: no '/', '+', '#' */
+    FMT_TEXT,       /* no control characters (it goes into logs and pages) */
+    FMT_TOKEN,      /* visible ASCII only (0x21..0x7e): a bearer token */
 } conf_format;
 
 enum {
@@ -111,16 +116,23 @@ typedef struct conf_row {
     conf_validate validate;             /* NULL: the type and bounds say it all */
 } conf_row;
 
+/* A rule about a whole record (a list element) that its rows cannot say
+ * alone, run once the record is applied and its rows' rules passed; it may
+ * also fold one key into another (alerts: `above` into op and threshold).
+ * `mprefix` ("alerts[0].") starts the message. */
+typedef proto_err (*conf_finish)(void *elem, const char *mprefix, char *err, size_t errlen);
+
 /* A list of records: an array at `offset` of the parent row, its length at
  * `count_offset`; each element is a struct of `elem_size` bytes walked
- * against `rows`. Rows flagged UNIQUE (the record's name) differ across
- * elements. */
+ * against `rows`, then `finish` (NULL: none). Rows flagged UNIQUE (the
+ * record's name) differ across elements. */
 typedef struct conf_list {
     const conf_row *rows;
     size_t nrows;
     size_t elem_size;
     size_t count_offset;
     const char *what; /* "bidder": for messages */
+    conf_finish finish;
 } conf_list;
 
 /* A value that is not a scalar, a section or a list. `base` is the struct of
@@ -149,6 +161,9 @@ typedef struct conf_handler {
     { .path = (p), .type = CONF_INT, .offset = (off), .min = (lo), .max = (hi), .def = (def_) }
 #define NUMBER_ROW(p, off, def_, flags_)                                                           \
     { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .flags = (flags_) }
+/* A number or null (stored as NaN), null by default. */
+#define OPTIONAL_NUMBER_ROW(p, off)                                                                \
+    { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = "null", .flags = CONF_NULLABLE }
 /* A number with a rule of its own (bounds a long long cannot say). */
 #define CHECKED_NUMBER_ROW(p, off, def_, validate_)                                                \
     { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .validate = (validate_) }
@@ -221,6 +236,11 @@ static const conf_name alert_metrics[] = {
     {"auction_timeout_rate", PROTO_ALERT_AUCTION_TIMEOUT_RATE},
     {"no_bid_rate", PROTO_ALERT_NO_BID_RATE},
     {"p99_latency_ms", PROTO_ALERT_P99_LATENCY_MS},
+    {"ctr", PROTO_ALERT_CTR},
+    {"cvr", PROTO_ALERT_CVR},
+    {"cpc", PROTO_ALERT_CPC},
+    {"spend_rate", PROTO_ALERT_SPEND_RATE},
+    {"win_rate", PROTO_ALERT_WIN_RATE},
     {NULL, 0},
 };
 _Static_assert(NROWS(alert_metrics) == PROTO_ALERT_METRIC_COUNT + 1, "a name for every metric");
@@ -232,6 +252,25 @@ static const conf_name pacings[] = {
     {NULL, 0},
 };
 
+static const conf_name alert_ops[] = {
+    {"above", PROTO_ALERT_ABOVE},
+    {"below", PROTO_ALERT_BELOW},
+    {NULL, 0},
+};
+
+static const conf_name alert_severities[] = {
+    {"info", PROTO_ALERT_INFO},
+    {"warning", PROTO_ALERT_WARNING},
+    {"critical", PROTO_ALERT_CRITICAL},
+    {NULL, 0},
+};
+
+static const conf_name alert_sources[] = {
+    {"config", PROTO_ALERT_FROM_CONFIG},
+    {"api", PROTO_ALERT_FROM_API},
+    {NULL, 0},
+};
+
 /* Rules of rows (conf_validate), defined below the table. */
 static proto_err password_needs_username(const conf_row *row, const void *base, const char *path,
                                          char *err, size_t errlen);
@@ -239,6 +278,9 @@ static proto_err tls_pair(const conf_row *row, const void *base, const char *pat
                           size_t errlen);
 static proto_err share_0_1(const conf_row *row, const void *base, const char *path, char *err,
                            size_t errlen);
+static proto_err alert_rules_max(const conf_row *row, const void *base, const char *path, char *err,
+                                 size_t errlen);
+static proto_err alert_finish(void *elem, const char *mprefix, char *err, size_t errlen);
 
 static proto_err budget_apply(void *base, const cJSON *item, const char *path, char *err,
                               size_t errlen);
@@ -281,14 +323,25 @@ static const conf_row bidder_rows[] = {
     CUSTOM_ROW("budget", &budget_handler, "null", NULL),
 };
 
-/* alerts[]: SPEC 11. A rule without a threshold means nothing: `above` is
- * required. A window is at most what the dashboard keeps. */
+/* alerts[], and the rules of the admin API: SPEC 11, 16. A rule without a
+ * threshold means nothing: alert_finish wants `threshold` or the older
+ * `above` (exactly one). A window is at most what the dashboard keeps. The
+ * last row, `source`, is only read from Redis (proto_alert_decode, stored):
+ * a config file or a POST body cannot claim it. */
 static const conf_row alert_rows[] = {
-    STRING_ROW("name", ALERT(name), 1, 128, NULL, REQUIRED | UNIQUE, FMT_ANY),
+    STRING_ROW("name", ALERT(name), 1, 128, NULL, REQUIRED | UNIQUE, FMT_TEXT),
     ENUM_ROW("metric", ALERT(metric), alert_metrics, NULL, REQUIRED),
-    NUMBER_ROW("above", ALERT(above), NULL, REQUIRED),
+    STRING_ROW("subject", ALERT(subject), 1, PROTO_ID_MAX_CHARS, "null", NULLABLE, FMT_ID),
+    ENUM_ROW("op", ALERT(op), alert_ops, "\"above\"", 0),
+    OPTIONAL_NUMBER_ROW("threshold", ALERT(threshold)),
+    OPTIONAL_NUMBER_ROW("above", ALERT(above)),
     INT_ROW("window_s", ALERT(window_s), 1, PROTO_ALERT_WINDOW_MAX_S, "10"),
+    ENUM_ROW("severity", ALERT(severity), alert_severities, "\"warning\"", 0),
+    STRING_ROW("message", ALERT(message), 0, 1024, "\"\"", 0, FMT_TEXT),
+    ENUM_ROW("source", ALERT(source), alert_sources, "\"config\"", 0),
 };
+/* The rows a config file's rule and a POST body may use: all but `source`. */
+#define ALERT_ROWS_GIVEN (NROWS(alert_rows) - 1)
 
 /* mqtt.tls, when an object (the fields live in proto_config itself). */
 static const conf_row tls_rows[] = {
@@ -303,11 +356,11 @@ _Static_assert(NROWS(tls_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(budget_rows) <= RECORD_MAX_ROWS, "record table too long");
 
 static const conf_list bidder_list = {
-    bidder_rows, NROWS(bidder_rows), sizeof(proto_bidder_conf), CFG(nbidders), "bidder",
+    bidder_rows, NROWS(bidder_rows), sizeof(proto_bidder_conf), CFG(nbidders), "bidder", NULL,
 };
 
 static const conf_list alert_list = {
-    alert_rows, NROWS(alert_rows), sizeof(proto_alert_conf), CFG(nalerts), "alert",
+    alert_rows, ALERT_ROWS_GIVEN, sizeof(proto_alert_conf), CFG(nalerts), "alert", alert_finish,
 };
 
 static proto_err tls_apply(void *base, const cJSON *item, const char *path, char *err,
@@ -377,9 +430,23 @@ static const conf_row config_rows[] = {
      * address (rtb/admin.c), e.g. the name of a reverse proxy in front. */
     BOUNDED_STRINGS_ROW("admin.allowed_hosts", CFG(admin.allowed_hosts), CFG(admin.nallowed_hosts),
                         1, 255, PROTO_ADMIN_MAX_ALLOWED_HOSTS, FMT_HOST, "[]"),
-    LIST_ROW("alerts", CFG(alerts), &alert_list,
-             "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
-             "\"above\":0.2,\"window_s\":10}]"),
+    /* SPEC 16: the bearer token of the admin API's writes (rtb/admin.c);
+     * the environment's RTB_ADMIN_TOKEN replaces it (rtb/main.c). */
+    {.path = "admin.token",
+     .type = CONF_STRING,
+     .offset = CFG(admin.token),
+     .min = 16,
+     .max = 512,
+     .def = "null",
+     .flags = CONF_NULLABLE | CONF_SENSITIVE,
+     .format = FMT_TOKEN},
+    {.path = "alerts",
+     .type = CONF_LIST,
+     .offset = CFG(alerts),
+     .list = &alert_list,
+     .def = "[{\"name\":\"bidder-timeouts\",\"metric\":\"bidder_timeout_rate\","
+            "\"above\":0.2,\"window_s\":10}]",
+     .validate = alert_rules_max},
     INT_ROW("health.lag_ms", CFG(health.lag_ms), 1, 1000, "5"),
     INT_ROW("health.window_s", CFG(health.window_s), 1, PROTO_HEALTH_WINDOW_MAX_S, "10"),
     INT_ROW("health.min_calls", CFG(health.min_calls), 1, 1000000, "20"),
@@ -534,6 +601,14 @@ static int format_ok(conf_format format, const char *s) {
         return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
     case FMT_SHARE_NAME:
         return strpbrk(s, "/+#") == NULL;
+    case FMT_TEXT:
+        for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+            if (*p < ' ' || *p == 0x7F) return 0;
+        return 1;
+    case FMT_TOKEN:
+        for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+            if (*p <= ' ' || *p >= 0x7F) return 0;
+        return 1;
     }
     return 0;
 }
@@ -551,7 +626,7 @@ static void row_expect(const conf_row *row, char *buf, size_t len) {
                  or_null);
         return;
     case CONF_NUMBER:
-        snprintf(buf, len, "expected a finite number");
+        snprintf(buf, len, "expected a finite number%s", or_null);
         return;
     case CONF_BOOL:
         snprintf(buf, len, "expected true or false");
@@ -584,6 +659,15 @@ static void row_expect(const conf_row *row, char *buf, size_t len) {
             snprintf(buf, len,
                      "expected a string of %lld to %lld characters without '/', '+' "
                      "or '#'%s",
+                     row->min, row->max, or_null);
+            return;
+        case FMT_TEXT:
+            snprintf(buf, len,
+                     "expected a string of %lld to %lld characters, no control characters",
+                     row->min, row->max);
+            return;
+        case FMT_TOKEN:
+            snprintf(buf, len, "expected %lld to %lld visible ASCII characters (no spaces)%s",
                      row->min, row->max, or_null);
             return;
         case FMT_ANY:
@@ -624,7 +708,7 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
         snprintf(buf, len, "%sinteger %lld..%lld%s", req, row->min, row->max, or_null);
         return;
     case CONF_NUMBER:
-        snprintf(buf, len, "%sfinite number", req);
+        snprintf(buf, len, "%sfinite number%s", req, or_null);
         return;
     case CONF_BOOL:
         snprintf(buf, len, "%strue | false", req);
@@ -642,14 +726,20 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
         else if (row->format == FMT_CURRENCY)
             snprintf(buf, len, "%s3 uppercase letters", req);
         else if (row->format == FMT_ID)
-            snprintf(buf, len, "%s%lld..%lld characters of [A-Za-z0-9._:-]", req, row->min,
-                     row->max);
+            snprintf(buf, len, "%s%lld..%lld characters of [A-Za-z0-9._:-]%s", req, row->min,
+                     row->max, or_null);
         else if (row->format == FMT_HOST)
             snprintf(buf, len, "%shost name or address, %lld..%lld characters", req, row->min,
                      row->max);
         else if (row->format == FMT_SHARE_NAME)
             snprintf(buf, len, "%sstring, %lld..%lld characters without / + #%s", req, row->min,
                      row->max, or_null);
+        else if (row->format == FMT_TEXT)
+            snprintf(buf, len, "%sstring, %lld..%lld characters, no control characters", req,
+                     row->min, row->max);
+        else if (row->format == FMT_TOKEN)
+            snprintf(buf, len, "%s%lld..%lld visible ASCII characters%s", req, row->min, row->max,
+                     or_null);
         else
             snprintf(buf, len, "%sstring, %lld..%lld characters%s", req, row->min, row->max,
                      or_null);
@@ -945,6 +1035,8 @@ static proto_err apply_list(const conf_row *row, void *base, const cJSON *item, 
             e = proto_fail(err, errlen, PROTO_ERR_FIELD, "%s[%zu]: expected an object", path, i);
         else
             e = apply_record(l->rows, l->nrows, elems + i * l->elem_size, el, prefix, err, errlen);
+        if (e == PROTO_OK && l->finish != NULL)
+            e = l->finish(elems + i * l->elem_size, prefix, err, errlen);
     }
     for (size_t r = 0; r < l->nrows && e == PROTO_OK; r++)
         if (l->rows[r].flags & CONF_UNIQUE)
@@ -967,6 +1059,10 @@ static proto_err apply_row(const conf_row *row, void *base, const cJSON *item, c
     case CONF_INT:
         return apply_int(row, base, item, path, err, errlen);
     case CONF_NUMBER:
+        if (cJSON_IsNull(item) && (row->flags & CONF_NULLABLE)) {
+            *(double *)at(base, row->offset) = NAN;
+            return PROTO_OK;
+        }
         if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
             return bad_value(row, path, err, errlen);
         *(double *)at(base, row->offset) = item->valuedouble;
@@ -1220,6 +1316,40 @@ static proto_err share_0_1(const conf_row *row, const void *base, const char *pa
     return PROTO_OK;
 }
 
+/* alerts: at most PROTO_ALERT_MAX_RULES, as Redis alerts:rules holds
+ * (SPEC 16): a config could not be written there whole otherwise. */
+static proto_err alert_rules_max(const conf_row *row, const void *base, const char *path, char *err,
+                                 size_t errlen) {
+    (void)row;
+    if (((const proto_config *)base)->nalerts > PROTO_ALERT_MAX_RULES)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: at most %d rules", path,
+                          PROTO_ALERT_MAX_RULES);
+    return PROTO_OK;
+}
+
+/* One rule, applied whole (SPEC 16): exactly one of `threshold` and the
+ * older `above` (which means op above: folded into op and threshold here),
+ * and a `subject` only on a metric that has one value per advertiser. */
+static proto_err alert_finish(void *elem, const char *mprefix, char *err, size_t errlen) {
+    proto_alert_conf *r = elem;
+    int has_threshold = !isnan(r->threshold), has_above = !isnan(r->above);
+    if (has_threshold && has_above)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%sabove: give threshold (with op) or above, not both", mprefix);
+    if (!has_threshold && !has_above)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%sthreshold: required", mprefix);
+    if (has_above && r->op != PROTO_ALERT_ABOVE)
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%sabove: means op \"above\"; with op \"below\" give threshold", mprefix);
+    if (has_above) r->threshold = r->above;
+    if (r->subject != NULL && !proto_alert_per_advertiser(r->metric))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD,
+                          "%ssubject: %s is exchange-wide: only per-advertiser metrics take a "
+                          "subject",
+                          mprefix, proto_alert_metric_str(r->metric));
+    return PROTO_OK;
+}
+
 static int tls_copy(void *dst, const void *src) {
     ((proto_config *)dst)->mqtt.tls = ((const proto_config *)src)->mqtt.tls;
     return copy_rows(tls_rows, NROWS(tls_rows), dst, src);
@@ -1430,10 +1560,103 @@ int proto_config_print_keys(proto_buf *out) {
     return print_rows(out, config_rows, NROWS(config_rows), "");
 }
 
-const char *proto_alert_metric_str(proto_alert_metric m) {
-    for (const conf_name *n = alert_metrics; n->name != NULL; n++)
-        if (n->value == (int)m) return n->name;
+static const char *name_of(const conf_name *names, int value) {
+    for (const conf_name *n = names; n->name != NULL; n++)
+        if (n->value == value) return n->name;
     return "unknown";
+}
+
+const char *proto_alert_metric_str(proto_alert_metric m) {
+    return name_of(alert_metrics, (int)m);
+}
+
+const char *proto_alert_op_str(proto_alert_op op) {
+    return name_of(alert_ops, (int)op);
+}
+
+const char *proto_alert_severity_str(proto_alert_severity s) {
+    return name_of(alert_severities, (int)s);
+}
+
+const char *proto_alert_source_str(proto_alert_source s) {
+    return name_of(alert_sources, (int)s);
+}
+
+int proto_alert_per_advertiser(proto_alert_metric m) {
+    switch (m) {
+    case PROTO_ALERT_BIDDER_TIMEOUT_RATE:
+    case PROTO_ALERT_BIDDER_ERROR_RATE:
+    case PROTO_ALERT_CTR:
+    case PROTO_ALERT_CVR:
+    case PROTO_ALERT_CPC:
+    case PROTO_ALERT_SPEND_RATE:
+    case PROTO_ALERT_WIN_RATE:
+        return 1;
+    case PROTO_ALERT_AUCTION_TIMEOUT_RATE:
+    case PROTO_ALERT_NO_BID_RATE:
+    case PROTO_ALERT_P99_LATENCY_MS:
+    case PROTO_ALERT_METRIC_COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* A rule of the admin API or of Redis: the record of a config's alerts[]
+ * (the same rows and finish), keys named without the "alerts[i]." prefix. */
+proto_err proto_alert_decode(const char *json, size_t len, int stored, proto_alert_conf *out,
+                             char *err, size_t errlen) {
+    cJSON *root = NULL;
+    memset(out, 0, sizeof *out);
+    if (len > PROTO_ALERT_MAX_BYTES)
+        return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "rule: larger than %d bytes",
+                          PROTO_ALERT_MAX_BYTES);
+    proto_err e = parse_json(json, len, "rule", &root, err, errlen);
+    if (e == PROTO_OK && !cJSON_IsObject(root))
+        e = proto_fail(err, errlen, PROTO_ERR_NOT_OBJECT, "rule: expected a JSON object");
+    if (e == PROTO_OK)
+        e = apply_record(alert_rows, stored ? NROWS(alert_rows) : ALERT_ROWS_GIVEN, out, root, "",
+                         err, errlen);
+    if (e == PROTO_OK) e = alert_finish(out, "", err, errlen);
+    if (e == PROTO_OK && !stored) out->source = PROTO_ALERT_FROM_API;
+    cJSON_Delete(root);
+    if (e != PROTO_OK) proto_alert_conf_free(out);
+    return e;
+}
+
+cJSON *proto_alert_to_json(const proto_alert_conf *r) {
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    int ok =
+        cJSON_AddStringToObject(o, "name", r->name) != NULL &&
+        cJSON_AddStringToObject(o, "metric", proto_alert_metric_str(r->metric)) != NULL &&
+        (r->subject != NULL ? cJSON_AddStringToObject(o, "subject", r->subject) != NULL
+                            : cJSON_AddNullToObject(o, "subject") != NULL) &&
+        cJSON_AddStringToObject(o, "op", proto_alert_op_str(r->op)) != NULL &&
+        cJSON_AddNumberToObject(o, "threshold", r->threshold) != NULL &&
+        cJSON_AddNumberToObject(o, "window_s", (double)r->window_s) != NULL &&
+        cJSON_AddStringToObject(o, "severity", proto_alert_severity_str(r->severity)) != NULL &&
+        cJSON_AddStringToObject(o, "message", r->message != NULL ? r->message : "") != NULL &&
+        cJSON_AddStringToObject(o, "source", proto_alert_source_str(r->source)) != NULL;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+int proto_alert_conf_copy(proto_alert_conf *dst, const proto_alert_conf *src) {
+    memset(dst, 0, sizeof *dst);
+    if (copy_rows(alert_rows, NROWS(alert_rows), dst, src) != 0) {
+        proto_alert_conf_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
+void proto_alert_conf_free(proto_alert_conf *r) {
+    if (r == NULL) return;
+    release_rows(alert_rows, NROWS(alert_rows), r);
+    memset(r, 0, sizeof *r);
 }
 
 /* An advertiser:targeting:{id} value (SPEC 6) is a `bidders` entry without

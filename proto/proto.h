@@ -369,32 +369,95 @@ typedef struct proto_bidder_conf {
     proto_pacing budget_pacing;  /* default asap */
 } proto_bidder_conf;
 
-/* What an alert rule watches (config alerts[].metric; SPEC 11 and
- * docs/dashboard.md say how each is computed). */
+/* What an alert rule watches (config alerts[].metric, the admin API's
+ * rules; SPEC 11, 16; docs/dashboard.md says how each is computed). */
 typedef enum proto_alert_metric {
     PROTO_ALERT_BIDDER_TIMEOUT_RATE = 0, /* "bidder_timeout_rate", per advertiser */
     PROTO_ALERT_BIDDER_ERROR_RATE,       /* "bidder_error_rate", per advertiser */
     PROTO_ALERT_AUCTION_TIMEOUT_RATE,    /* "auction_timeout_rate" */
     PROTO_ALERT_NO_BID_RATE,             /* "no_bid_rate" */
     PROTO_ALERT_P99_LATENCY_MS,          /* "p99_latency_ms" */
+    PROTO_ALERT_CTR,                     /* "ctr": clicks / impressions, per advertiser */
+    PROTO_ALERT_CVR,                     /* "cvr": conversions / clicks, per advertiser */
+    PROTO_ALERT_CPC,                     /* "cpc": spend / clicks, currency units, per advertiser */
+    PROTO_ALERT_SPEND_RATE,              /* "spend_rate": currency units a minute, per advertiser */
+    PROTO_ALERT_WIN_RATE,                /* "win_rate": wins / bids, per advertiser */
     PROTO_ALERT_METRIC_COUNT
 } proto_alert_metric;
+
+/* A rule fires when the value goes above (or below) its threshold. */
+typedef enum proto_alert_op {
+    PROTO_ALERT_ABOVE = 0, /* "above" */
+    PROTO_ALERT_BELOW,     /* "below" */
+} proto_alert_op;
+
+typedef enum proto_alert_severity {
+    PROTO_ALERT_INFO = 0, /* "info" */
+    PROTO_ALERT_WARNING,  /* "warning" (the default) */
+    PROTO_ALERT_CRITICAL, /* "critical" */
+} proto_alert_severity;
+
+/* Where a rule came from: a config file's alerts[] or POST /api/alerts. */
+typedef enum proto_alert_source {
+    PROTO_ALERT_FROM_CONFIG = 0, /* "config" */
+    PROTO_ALERT_FROM_API,        /* "api" */
+} proto_alert_source;
 
 /* The longest alert window (alerts[].window_s), in seconds: what the
  * dashboard keeps of its per-second samples. rtb/ sizes its history from it
  * (a compile-time check keeps the two equal). */
 #define PROTO_ALERT_WINDOW_MAX_S 600
+/* Most alert rules: in a config's alerts[], and in Redis alerts:rules (SPEC 16). */
+#define PROTO_ALERT_MAX_RULES 100
+/* The longest rule document proto_alert_decode takes, in bytes: the admin
+ * listener's body limit (SPEC 15). Every rule the rows accept encodes well
+ * below it (name 128 and message 1024 characters at most). */
+#define PROTO_ALERT_MAX_BYTES 16384
 
-/* The config name of a metric ("bidder_timeout_rate"), as alert messages
- * carry it. Never NULL ("unknown" outside the enum). */
+/* The names of the enums above as rules spell them ("bidder_timeout_rate",
+ * "below", "critical", "api"). Never NULL ("unknown" outside the enum). */
 const char *proto_alert_metric_str(proto_alert_metric m);
+const char *proto_alert_op_str(proto_alert_op op);
+const char *proto_alert_severity_str(proto_alert_severity s);
+const char *proto_alert_source_str(proto_alert_source s);
+/* 1 for the metrics with one value per advertiser (they may name a
+ * `subject`), 0 for the exchange-wide ones. */
+int proto_alert_per_advertiser(proto_alert_metric m);
 
+/* One alert rule (SPEC 16): {"name","metric","subject","op","threshold",
+ * "window_s","severity","message"}. The older shape {"name","metric",
+ * "above","window_s"} still decodes: `above` X is op above, threshold X. */
 typedef struct proto_alert_conf {
-    char *name;
+    char *name; /* 1..128 characters, no control characters */
     proto_alert_metric metric;
-    double above;  /* finite */
-    long window_s; /* 1..PROTO_ALERT_WINDOW_MAX_S */
+    char *subject; /* an advertiser id (per-advertiser metrics only), or NULL: every one */
+    proto_alert_op op;
+    double threshold; /* finite; what the rule compares with (`above` folded in) */
+    double above;     /* the older key as given, NaN when absent; read threshold instead */
+    long window_s;    /* 1..PROTO_ALERT_WINDOW_MAX_S */
+    proto_alert_severity severity;
+    char *message; /* 0..1024 characters, no control characters; "" by default */
+    proto_alert_source source;
 } proto_alert_conf;
+
+/* Decode one rule (`len` bytes of JSON at `json`, not NUL-terminated) with
+ * the rows of the config's alerts[] (one validator for both paths): the
+ * admin API's POST body (`stored` 0), or a value of the Redis hash
+ * alerts:rules (`stored` 1: the key "source" is allowed too; else the rule
+ * is from the API). On error `out` is empty (safe to free) and `err` names
+ * the key ("threshold: expected a finite number"); PROTO_ERR_TOO_LARGE past
+ * PROTO_ALERT_MAX_BYTES. Free with proto_alert_conf_free. */
+proto_err proto_alert_decode(const char *json, size_t len, int stored, proto_alert_conf *out,
+                             char *err, size_t errlen);
+/* The rule as a new cJSON object (the caller cJSON_Deletes it) with every
+ * key, defaults included, in the order of the comment above, then
+ * "source": what alerts:rules holds and the admin API shows. NULL when
+ * memory ran out. */
+cJSON *proto_alert_to_json(const proto_alert_conf *r);
+/* Deep copy of `src` into `dst` (overwritten). 0, or -1 when memory ran
+ * out (`dst` is then empty, safe to free). */
+int proto_alert_conf_copy(proto_alert_conf *dst, const proto_alert_conf *src);
+void proto_alert_conf_free(proto_alert_conf *r);
 
 /* Longest health window (config health.window_s), seconds. */
 #define PROTO_HEALTH_WINDOW_MAX_S 60
@@ -452,6 +515,9 @@ typedef struct proto_config {
          * loopback names and listen's host (each 1..255 characters). */
         char **allowed_hosts;
         size_t nallowed_hosts; /* 0..PROTO_ADMIN_MAX_ALLOWED_HOSTS */
+        /* SPEC 16: the bearer token the admin API's writes need, or NULL
+         * (writes refused). Sensitive: never printed, logged or echoed. */
+        char *token;
     } admin;
     struct {              /* SPEC 13: bidder health and admission */
         long lag_ms;      /* loop lag beyond which the exchange is late */
@@ -460,7 +526,7 @@ typedef struct proto_config {
         double min_share; /* share of auctions a throttled bidder keeps, (0, 1] */
         int dry_run;      /* count throttling, call anyway */
     } health;
-    proto_alert_conf *alerts;
+    proto_alert_conf *alerts; /* at most PROTO_ALERT_MAX_RULES */
     size_t nalerts;
     struct {
         proto_log_level level;

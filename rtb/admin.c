@@ -1,6 +1,8 @@
 /* admin.c -- the admin HTTP listener: /healthz, /metrics and the live
  * dashboard (SPEC 11): GET / (the page), GET /api/stats (JSON) and
- * GET /api/stream (Server-Sent Events), within the bounds of SPEC 15.
+ * GET /api/stream (Server-Sent Events), within the bounds of SPEC 15; the
+ * alert rules of SPEC 16: GET and POST /api/alerts, DELETE
+ * /api/alerts/{name}.
  *
  * An evhttp server on the same loop as everything else, bound to
  * admin.listen (loopback by default). It only reads the server's counters;
@@ -14,8 +16,17 @@
  * listener (else 421; 400 when missing or repeated: no DNS-rebound page can
  * read the dashboard), its path is looked up in `routes` (method -> 405 with
  * Allow, body -> 413: each route says which methods and how many body bytes
- * it takes; the admin API of SPEC 16 adds rows). Refusals, evhttp's own
- * included, are counted by reason on /metrics.
+ * it takes; a row may match a path prefix, /api/alerts/{name}). Refusals,
+ * evhttp's own included, are counted by reason on /metrics.
+ *
+ * Writes (SPEC 16) need Authorization: Bearer {admin.token}, compared in
+ * time that does not depend on where the two differ; with no token
+ * configured they are refused (403). A write waits for Redis: its request
+ * is held by an `api_call` until the alert module's callback answers it.
+ * When its connection goes first, the call forgets the request (or, when
+ * libevent left the request to us, answers it into the void, which frees
+ * it); when the listener goes first, the call is cut loose and its answer
+ * dropped.
  *
  * The one idea for connections: evhttp (libevent 2.1) has no hook for a new
  * connection and no cap (2.2's evhttp_set_newreqcb and max_connections), but
@@ -72,10 +83,12 @@ typedef enum refusal {
     REFUSED_HEADERS, /* request line or headers unreadable or over 8 KiB: evhttp's 400 */
     REFUSED_BODY,    /* a body the route does not take: 413 (ours or evhttp's) */
     REFUSED_METHOD,  /* a method the route does not take: 405 (evhttp: 501) */
+    REFUSED_AUTH,    /* a write without the right bearer token, or with none configured */
     REFUSED_COUNT,
 } refusal;
 
-static const char *const refusal_names[REFUSED_COUNT] = {"host", "headers", "body", "method"};
+static const char *const refusal_names[REFUSED_COUNT] = {"host", "headers", "body", "method",
+                                                         "auth"};
 
 typedef struct conn conn;
 
@@ -93,12 +106,23 @@ struct conn {
     struct evhttp_connection *evcon; /* NULL until adopted */
     struct evbuffer_cb_entry *watch; /* on bev's output: evhttp's own refusals */
     stream *stream;                  /* the stream it carries, or NULL */
+    unsigned waiting;                /* its API writes waiting for Redis */
     int64_t active_us;               /* accepted, or its latest request */
     conn *prev, *next;               /* a->oldest .. a->newest */
 };
 
+/* One write of the admin API waiting for Redis (SPEC 16). */
+typedef struct api_call {
+    rtb_admin *admin;           /* NULL once the listener is freed */
+    struct evhttp_request *req; /* NULL once its connection freed it */
+    conn *conn;                 /* NULL once closed */
+    struct api_call *prev, *next;
+} api_call;
+
 struct rtb_admin {
     const rtb_server *srv;
+    rtb_alerts *alerts;
+    api_call *calls; /* writes waiting for Redis */
     struct evhttp *http;
     char **hosts; /* names a Host header may give, without port or brackets */
     size_t nhosts;
@@ -462,7 +486,8 @@ static void on_metrics(struct evhttp_request *req, void *arg) {
 
 static void on_other(struct evhttp_request *req, void *arg) {
     (void)arg;
-    evhttp_send_error(req, 404, "Not Found: try /, /api/stats, /api/stream, /healthz or /metrics");
+    evhttp_send_error(
+        req, 404, "Not Found: try /, /api/stats, /api/stream, /api/alerts, /healthz or /metrics");
 }
 
 /* ---- The dashboard (SPEC 11) ------------------------------------------------------ */
@@ -614,6 +639,234 @@ void rtb_admin_broadcast(rtb_admin *a) {
     a->answering = 0;
 }
 
+/* ---- Alert rules (SPEC 16) ---------------------------------------------------------- */
+
+#define ALERTS_PATH "/api/alerts"
+
+/* {"error": text} with `code`, JSON like every answer of the API. */
+static void api_error(struct evhttp_request *req, int code, const char *reason, const char *text) {
+    cJSON *o = cJSON_CreateObject();
+    char *json = o && cJSON_AddStringToObject(o, "error", text) ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    struct evbuffer *body = json ? evbuffer_new() : NULL;
+    if (!body || evbuffer_add_printf(body, "%s\n", json) < 0) {
+        if (body) evbuffer_free(body);
+        cJSON_free(json);
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    cJSON_free(json);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    reply(req, code, reason, "application/json", body);
+    evbuffer_free(body);
+}
+
+/* `want` and `given` are equal, in time that depends on their lengths only
+ * (never on where they differ): a wrong guess tells nothing of the token. */
+static int token_equal(const char *want, const char *given) {
+    size_t wn = strlen(want), gn = strlen(given);
+    volatile unsigned char diff = wn != gn;
+    for (size_t i = 0; i < wn; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gn ? given[i] : 0));
+    return diff == 0;
+}
+
+/* SPEC 16: a write needs exactly one "Authorization: Bearer {admin.token}".
+ * 1 when it may go on; else answered: 403 with no token configured, 401
+ * (with WWW-Authenticate) when missing or wrong. No answer or log line
+ * carries what was sent or the token. */
+static int authorized(rtb_admin *a, struct evhttp_request *req) {
+    const char *token = rtb_server_config(a->srv)->admin.token, *given = NULL;
+    if (!token) {
+        a->refused[REFUSED_AUTH]++;
+        api_error(req, 403, "Forbidden",
+                  "writing alert rules is off: set admin.token or RTB_ADMIN_TOKEN");
+        return 0;
+    }
+    int n = 0;
+    for (const struct evkeyval *kv = evhttp_request_get_input_headers(req)->tqh_first; kv;
+         kv = kv->next.tqe_next)
+        if (strcasecmp(kv->key, "Authorization") == 0) {
+            given = kv->value;
+            n++;
+        }
+    int ok = n == 1 && strncasecmp(given, "Bearer ", 7) == 0;
+    if (ok) {
+        given += 7;
+        given += strspn(given, " ");
+        ok = token_equal(token, given);
+    }
+    if (!ok) {
+        a->refused[REFUSED_AUTH]++;
+        rtb_log(PROTO_LOG_DEBUG, "admin: a write to %s refused (401): %s bearer token", ALERTS_PATH,
+                n == 0 ? "no" : "a wrong");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"rtb-exchange admin\"");
+        api_error(req, 401, "Unauthorized",
+                  n == 0 ? "Authorization: Bearer {admin.token} is required to write"
+                         : "wrong bearer token");
+    }
+    return ok;
+}
+
+/* A write held until Redis answers; NULL when memory ran out (answered). */
+static api_call *call_new(rtb_admin *a, struct evhttp_request *req) {
+    api_call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evhttp_send_error(req, 503, "Service Unavailable: out of memory");
+        return NULL;
+    }
+    c->req = req;
+    c->conn = conn_of(a, evhttp_request_get_connection(req)); /* answer() made sure */
+    return c;
+}
+
+/* The write was sent: the call waits on the listener's list. */
+static void call_link(rtb_admin *a, api_call *c) {
+    c->admin = a;
+    c->next = a->calls;
+    if (a->calls) a->calls->prev = c;
+    a->calls = c;
+    if (c->conn) c->conn->waiting++;
+}
+
+static void call_unlink(rtb_admin *a, api_call *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (c->conn) c->conn->waiting--;
+}
+
+/* conn_closed: the calls waiting on c lose their connection. A request
+ * libevent detached (the client went away) is ours: answered later, which
+ * frees it; one still attached is freed with the connection. */
+static void calls_conn_gone(rtb_admin *a, conn *c) {
+    for (api_call *k = a->calls; k && c->waiting; k = k->next) {
+        if (k->conn != c) continue;
+        k->conn = NULL;
+        c->waiting--;
+        if (k->req && evhttp_request_get_connection(k->req)) k->req = NULL;
+    }
+}
+
+/* rtb_alerts_fn: Redis answered a write. */
+static void on_written(void *arg, rtb_alerts_status st, const char *rule_json) {
+    api_call *c = arg;
+    rtb_admin *a = c->admin;
+    if (a) call_unlink(a, c);
+    if (a && c->req) {
+        a->answering = 1;
+        struct evbuffer *body = NULL;
+        switch (st) {
+        case RTB_ALERTS_OK:
+            if (!rule_json) {
+                evhttp_send_reply(c->req, 204, "No Content", NULL);
+                break;
+            }
+            body = evbuffer_new();
+            if (!body || evbuffer_add_printf(body, "%s\n", rule_json) < 0) {
+                evhttp_send_error(c->req, 500, NULL);
+                break;
+            }
+            evhttp_add_header(evhttp_request_get_output_headers(c->req), "Cache-Control",
+                              "no-store");
+            reply(c->req, 201, "Created", "application/json", body);
+            break;
+        case RTB_ALERTS_EXISTS:
+            api_error(c->req, 409, "Conflict",
+                      "a rule of that name exists: DELETE /api/alerts/{name} first");
+            break;
+        case RTB_ALERTS_FULL:
+            api_error(c->req, 409, "Conflict", "at most 100 rules: delete one first");
+            break;
+        case RTB_ALERTS_NOT_FOUND:
+            api_error(c->req, 404, "Not Found", "no rule of that name");
+            break;
+        case RTB_ALERTS_INVALID:
+        case RTB_ALERTS_UNAVAILABLE:
+            api_error(c->req, 503, "Service Unavailable",
+                      "Redis did not take the change: try again");
+            break;
+        }
+        if (body) evbuffer_free(body);
+        a->answering = 0;
+    }
+    free(c);
+}
+
+static void post_alert(rtb_admin *a, struct evhttp_request *req) {
+    if (!authorized(a, req)) return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    api_call *c = body ? call_new(a, req) : NULL;
+    if (!c) {
+        if (!body) evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    char err[512];
+    rtb_alerts_status st = rtb_alerts_add(a->alerts, body, len, on_written, c, err, sizeof(err));
+    if (st == RTB_ALERTS_OK) {
+        call_link(a, c);
+        return;
+    }
+    free(c);
+    if (st == RTB_ALERTS_INVALID)
+        api_error(req, 400, "Bad Request", err);
+    else
+        api_error(req, 503, "Service Unavailable",
+                  "Redis is not reachable: the rule was not stored");
+}
+
+/* GET /api/alerts: the rules and their states here; POST: add one. */
+static void on_alerts(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+        post_alert(a, req);
+        return;
+    }
+    cJSON *root = rtb_alerts_rules_json(a->alerts);
+    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    struct evbuffer *body = json ? evbuffer_new() : NULL;
+    if (!body || evbuffer_add_printf(body, "%s\n", json) < 0) {
+        if (body) evbuffer_free(body);
+        cJSON_free(json);
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    cJSON_free(json);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    reply(req, 200, "OK", "application/json", body);
+    evbuffer_free(body);
+}
+
+/* DELETE /api/alerts/{name}: the name percent-decoded ("a%2Fb" is "a/b"). */
+static void on_alert_delete(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    if (!authorized(a, req)) return;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    size_t n = 0;
+    char *name = evhttp_uridecode(path + sizeof(ALERTS_PATH), 0, &n);
+    if (!name || n == 0 || strlen(name) != n) {
+        free(name);
+        api_error(req, 404, "Not Found", "no rule of that name");
+        return;
+    }
+    api_call *c = call_new(a, req);
+    rtb_alerts_status st = c ? rtb_alerts_remove(a->alerts, name, on_written, c) : RTB_ALERTS_OK;
+    free(name);
+    if (!c) return;
+    if (st == RTB_ALERTS_OK) {
+        call_link(a, c);
+        return;
+    }
+    free(c);
+    api_error(req, 503, "Service Unavailable", "Redis is not reachable: nothing was deleted");
+}
+
 /* ---- Connections (SPEC 15: at most 256, idle ones closed) --------------------------- */
 
 static void conn_unlink(rtb_admin *a, conn *c) {
@@ -652,6 +905,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     conn *c = arg;
     evhttp_connection_set_closecb(evcon, NULL, NULL);
     if (c->stream) stream_gone(c->stream);
+    if (c->waiting) calls_conn_gone(c->admin, c);
     conn_forget(c);
 }
 
@@ -723,7 +977,7 @@ static conn *conn_idlest(rtb_admin *a) {
     conn *busy = NULL;
     for (conn *c = a->oldest; c; c = c->next) {
         if (!c->evcon || c->stream) continue;
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) return c;
+        if (!c->waiting && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) return c;
         if (!busy) busy = c;
     }
     return busy;
@@ -772,23 +1026,27 @@ static int learn_evhttp(rtb_admin *a, struct event_base *base) {
 
 /* ---- The gate: Host, route, method, body -------------------------------------------- */
 
-/* One route: the methods it answers, the body it takes. The admin API of
- * SPEC 16 adds its rows here (POST with up to RTB_ADMIN_MAX_BODY_BYTES,
- * evhttp's cap for all: no max_body may be larger). */
+/* One route: the methods it answers, the body it takes (at most
+ * RTB_ADMIN_MAX_BODY_BYTES, evhttp's cap for all: no max_body may be
+ * larger). */
 typedef struct route {
-    const char *path;  /* exact */
+    const char *path;  /* exact, or with `prefix` the start of the path */
     unsigned methods;  /* EVHTTP_REQ_* */
     const char *allow; /* the same, for the Allow header of a 405 */
     size_t max_body;   /* bytes; 0: no body at all */
     void (*answer)(struct evhttp_request *req, void *admin);
+    int prefix; /* 1: matches `path` followed by at least one character */
 } route;
 
 static const route routes[] = {
-    {"/", GET_HEAD, "GET, HEAD", 0, on_page},
-    {"/api/stats", GET_HEAD, "GET, HEAD", 0, on_stats},
-    {"/api/stream", GET_HEAD, "GET, HEAD", 0, on_stream},
-    {"/healthz", GET_HEAD, "GET, HEAD", 0, on_healthz},
-    {"/metrics", GET_HEAD, "GET, HEAD", 0, on_metrics},
+    {"/", GET_HEAD, "GET, HEAD", 0, on_page, 0},
+    {"/api/stats", GET_HEAD, "GET, HEAD", 0, on_stats, 0},
+    {"/api/stream", GET_HEAD, "GET, HEAD", 0, on_stream, 0},
+    {"/healthz", GET_HEAD, "GET, HEAD", 0, on_healthz, 0},
+    {"/metrics", GET_HEAD, "GET, HEAD", 0, on_metrics, 0},
+    {ALERTS_PATH, GET_HEAD | EVHTTP_REQ_POST, "GET, HEAD, POST", RTB_ADMIN_MAX_BODY_BYTES,
+     on_alerts, 0},
+    {ALERTS_PATH "/", EVHTTP_REQ_DELETE, "DELETE", 0, on_alert_delete, 1},
 };
 
 /* 1 when `value` (a Host header, or the host of an absolute request URI)
@@ -889,8 +1147,12 @@ static void answer(rtb_admin *a, struct evhttp_request *req) {
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !path[0]) path = "/";
     const route *r = NULL;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
-        if (strcmp(routes[i].path, path) == 0) r = &routes[i];
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++) {
+        size_t n = strlen(routes[i].path);
+        if (routes[i].prefix ? strncmp(routes[i].path, path, n) == 0 && path[n] != '\0'
+                             : strcmp(routes[i].path, path) == 0)
+            r = &routes[i];
+    }
     if (!r) {
         on_other(req, a);
         return;
@@ -931,8 +1193,8 @@ static int hosts_init(rtb_admin *a, const char *host, char *const *allowed, size
     return 0;
 }
 
-rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const char *listen,
-                         char *err, size_t errlen) {
+rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, rtb_alerts *alerts,
+                         const char *listen, char *err, size_t errlen) {
     /* admin.listen passed its config row (proto/config.c): "host:port" or
      * "[v6]:port", the port 1..65535. What is left is to split it. */
     const char *colon = strrchr(listen, ':');
@@ -962,6 +1224,7 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const c
         return NULL;
     }
     a->srv = srv;
+    a->alerts = alerts;
     evhttp_set_max_headers_size(a->http, RTB_ADMIN_MAX_HEADER_BYTES);
     evhttp_set_max_body_size(a->http, RTB_ADMIN_MAX_BODY_BYTES);
     evhttp_set_timeout(a->http, RTB_ADMIN_IDLE_TIMEOUT_S);
@@ -979,7 +1242,7 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const c
     }
     rtb_log(PROTO_LOG_INFO,
             "admin: listening on http://%s:%ld (dashboard at /; /api/stats, /api/stream, "
-            "/healthz, /metrics)",
+            "/api/alerts, /healthz, /metrics)",
             host, port);
     free(host);
     return a;
@@ -990,6 +1253,17 @@ void rtb_admin_free(rtb_admin *a) {
     a->answering = 1; /* the last chunks of the streams */
     for (size_t i = 0; i < RTB_ADMIN_MAX_STREAMS; i++)
         if (a->streams[i].req) stream_end(&a->streams[i]);
+    /* Writes still waiting for Redis: their answers will find no listener.
+     * A request libevent left to us is freed now; the others go with their
+     * connections. */
+    for (api_call *c = a->calls, *next; c; c = next) {
+        next = c->next;
+        if (c->req && !evhttp_request_get_connection(c->req)) evhttp_request_free(c->req);
+        c->admin = NULL;
+        c->req = NULL;
+        c->conn = NULL;
+    }
+    a->calls = NULL;
     /* Connections not adopted yet: evhttp frees them without telling us. */
     for (conn *c = a->oldest, *next; c; c = next) {
         next = c->next;

@@ -1,12 +1,15 @@
 /* admin.h -- the admin HTTP listener (SPEC 11): GET /healthz, /metrics
  * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON)
- * and /api/stream (Server-Sent Events), within the bounds of SPEC 15. It
- * only reads the server. */
+ * and /api/stream (Server-Sent Events), within the bounds of SPEC 15; and
+ * the alert rules of SPEC 16: GET and POST /api/alerts, DELETE
+ * /api/alerts/{name}, writes behind Authorization: Bearer {admin.token}. It
+ * only reads the server; it writes the alert rules through their module. */
 #ifndef RTB_ADMIN_H
 #define RTB_ADMIN_H
 
 #include <stddef.h>
 
+#include "rtb/alerts.h"
 #include "rtb/server.h"
 
 struct event_base;
@@ -19,8 +22,7 @@ typedef struct rtb_admin rtb_admin;
  * (evhttp answers 400 past it and closes). */
 #define RTB_ADMIN_MAX_HEADER_BYTES 8192
 /* SPEC 15: the largest request body any route takes, in bytes (evhttp
- * answers 413 to a longer one before reading it). No route takes a body
- * yet; the admin API of SPEC 16 will. */
+ * answers 413 to a longer one before reading it): POST /api/alerts. */
 #define RTB_ADMIN_MAX_BODY_BYTES 16384
 /* SPEC 15: a connection that sends nothing for this long, in seconds, is
  * closed; a stream is never closed for that. */
@@ -30,15 +32,16 @@ typedef struct rtb_admin rtb_admin;
 #define RTB_ADMIN_MAX_CONNECTIONS 256
 
 /* Listen on `listen` ("host:port", admin.listen) with evhttp on `base`,
- * serving `srv` (borrowed for the listener's life): GET /healthz -> 200
+ * serving `srv` and changing the alert rules `alerts` (both borrowed for
+ * the listener's life; free the listener first): GET /healthz -> 200
  * "ok" when MQTT and Redis are connected, else 503 with the reason. A
  * request is answered only when its Host names the listener: localhost,
  * 127.0.0.1, [::1], listen's host or a name of admin.allowed_hosts (read
  * from rtb_server_config(srv)), with any port (SPEC 15). Returns NULL with a
  * message in `err` when the address is bad (the message starts with
  * "admin.listen": a config error) or taken, or memory ran out. */
-rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, const char *listen,
-                         char *err, size_t errlen);
+rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, rtb_alerts *alerts,
+                         const char *listen, char *err, size_t errlen);
 void rtb_admin_free(rtb_admin *a);
 /* Send the current /api/stats JSON as one Server-Sent Event ("data: ...")
  * to every /api/stream client. Called once a second, after each sample. A

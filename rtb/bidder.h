@@ -28,6 +28,9 @@ typedef struct rtb_bidder_stats {
     /* The exact sum of its clearing prices, micros (prices are CPM: the
      * spend is this / 1000, taken only when reported; SPEC 14). */
     unsigned long long spend_cpm_micros;
+    /* Its ad events (SPEC 10), as rtb/events.c accepts them: impressions,
+     * clicks that were not duplicates, conversions (attributed or not). */
+    unsigned long long impressions, clicks, conversions;
 } rtb_bidder_stats;
 
 /* What the bidder spent, micros: its clearing prices' sum / 1000, the

@@ -16,7 +16,9 @@ typedef struct rtb_events rtb_events;
 
 /* An event handler writing to `st` and counting into `stats` (event
  * fields: impressions, clicks, duplicate_clicks, conversions,
- * conversions_attributed, events_invalid, events_dropped); an event whose
+ * conversions_attributed, events_invalid, events_dropped) and into its
+ * advertiser's rtb_bidder_stats (impressions, clicks, conversions: the
+ * per-advertiser alert metrics of SPEC 16); an event whose
  * advertiser is not active in `reg` is invalid (SPEC 15); an impression
  * with a request_id is billed through `ledger` (SPEC 14; NULL: never). All
  * borrowed for its life. Payloads over cfg->limits.max_request_bytes are

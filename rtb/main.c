@@ -39,6 +39,9 @@ static int usage(FILE *f) {
             "      --version         print the version and exit\n"
             "  -h, --help            print this help and exit\n"
             "\n"
+            "Environment: RTB_ADMIN_TOKEN, when set and not empty, is admin.token (the\n"
+            "bearer token the admin API's writes need), replacing the config file's.\n"
+            "\n"
             "Exit status: 0 clean shutdown (SIGINT/SIGTERM drains open auctions first),\n"
             "1 runtime failure (e.g. Redis or the broker refused the credentials),\n"
             "2 bad command line or config.\n"
@@ -51,6 +54,23 @@ static int usage(FILE *f) {
     proto_buf_free(&keys);
     if (rc != 0) fprintf(stderr, "rtb-exchange: out of memory\n");
     return rc;
+}
+
+/* RTB_ADMIN_TOKEN, when set and not empty, replaces admin.token (SPEC 16),
+ * checked by the same row; the message never carries the value. */
+static int token_from_env(proto_config *c, char *err, size_t errlen) {
+    const char *token = getenv("RTB_ADMIN_TOKEN");
+    if (!token || !*token) return 0;
+    cJSON *s = cJSON_CreateString(token);
+    char *json = s ? cJSON_PrintUnformatted(s) : NULL;
+    char why[256];
+    proto_err e =
+        json ? proto_config_set(c, "admin.token", json, why, sizeof(why)) : PROTO_ERR_NOMEM;
+    cJSON_free(json);
+    cJSON_Delete(s);
+    if (e == PROTO_OK) return 0;
+    snprintf(err, errlen, "RTB_ADMIN_TOKEN: %s", e == PROTO_ERR_NOMEM ? "out of memory" : why);
+    return -1;
 }
 
 /* Apply "HOST:PORT" to `prefix`.host and `prefix`.port. */
@@ -142,7 +162,8 @@ int main(int argc, char **argv) {
     }
     if ((mqtt_addr && set_address(&cfg, "mqtt", mqtt_addr, err, sizeof(err)) != 0) ||
         (redis_addr && set_address(&cfg, "redis", redis_addr, err, sizeof(err)) != 0) ||
-        (tmax && proto_config_set(&cfg, "auction.tmax_ms", tmax, err, sizeof(err)) != PROTO_OK)) {
+        (tmax && proto_config_set(&cfg, "auction.tmax_ms", tmax, err, sizeof(err)) != PROTO_OK) ||
+        token_from_env(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "rtb-exchange: %s\n", err);
         proto_config_free(&cfg);
         return 2;

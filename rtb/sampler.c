@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One advertiser in one second. */
+/* One advertiser in one second. Spend has 64 bits: a second of wins at
+ * CPM prices can pass 2^32 micros. */
 typedef struct bidder_sec {
     uint32_t calls, bids, wins, timeouts, errors, skipped;
+    uint32_t impressions, clicks, conversions;
+    uint64_t spend_cpm_micros;
 } bidder_sec;
 
 /* One second of the exchange. */
@@ -110,6 +113,12 @@ void rtb_sampler_take(rtb_sampler *s, int64_t wall_us, const rtb_stats *stats,
             .timeouts = grew(bs->timeouts, lb->timeouts),
             .errors = grew(bs->errors, lb->errors),
             .skipped = grew(skipped(bs), skipped(lb)),
+            .impressions = grew(bs->impressions, lb->impressions),
+            .clicks = grew(bs->clicks, lb->clicks),
+            .conversions = grew(bs->conversions, lb->conversions),
+            .spend_cpm_micros = bs->spend_cpm_micros >= lb->spend_cpm_micros
+                                    ? bs->spend_cpm_micros - lb->spend_cpm_micros
+                                    : 0,
         };
         s->last_bidders[i] = *bs;
     }
@@ -161,6 +170,10 @@ int rtb_sampler_bidder_window(const rtb_sampler *s, size_t bidder, int seconds,
         out->timeouts += b->timeouts;
         out->errors += b->errors;
         out->skipped += b->skipped;
+        out->impressions += b->impressions;
+        out->clicks += b->clicks;
+        out->conversions += b->conversions;
+        out->spend_cpm_micros += b->spend_cpm_micros;
     }
     return (int)n;
 }

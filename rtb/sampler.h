@@ -32,7 +32,9 @@ typedef struct rtb_sample_counts {
  * rtb_bidder_stats. */
 typedef struct rtb_sample_bidder_counts {
     unsigned long long calls, bids, wins, timeouts, errors;
-    unsigned long long skipped; /* eligible, not called: every reason */
+    unsigned long long skipped;                          /* eligible, not called: every reason */
+    unsigned long long impressions, clicks, conversions; /* its ad events (SPEC 10) */
+    unsigned long long spend_cpm_micros; /* the sum of its clearing prices, micros (CPM) */
 } rtb_sample_bidder_counts;
 
 typedef struct rtb_sampler rtb_sampler;

@@ -278,10 +278,22 @@ static void on_advertiser_update(void *arg, const char *payload, size_t len) {
     load_registry(arg);
 }
 
+/* A write to alerts:rules (SPEC 16) was announced: read the rules again. */
+static void on_alerts_update(void *arg, const char *payload, size_t len) {
+    (void)payload;
+    (void)len;
+    rtb_server *srv = arg;
+    if (srv->alerts) rtb_alerts_refresh(srv->alerts);
+}
+
+/* Every registry.refresh_s: the registry, and the alert rules in case an
+ * alerts:updates message was missed. */
 static void on_refresh(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
-    load_registry(arg);
+    rtb_server *srv = arg;
+    load_registry(srv);
+    if (srv->alerts) rtb_alerts_refresh(srv->alerts);
 }
 
 static void on_start_wait(evutil_socket_t fd, short what, void *arg) {
@@ -326,6 +338,7 @@ static void on_store_state(void *arg, int connected, int auth_refused, const cha
     }
     rtb_log(connected ? PROTO_LOG_INFO : PROTO_LOG_WARN, "redis: %s", why);
     if (connected) load_registry(srv);
+    if (connected && srv->alerts) rtb_alerts_refresh(srv->alerts);
 }
 
 static void on_mqtt_state(void *arg, int connected, int auth_refused, const char *why) {
@@ -411,6 +424,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
         .password = cfg->redis.password,
         .on_state = on_store_state,
         .on_update = on_advertiser_update,
+        .on_alerts = on_alerts_update,
         .arg = srv,
         .max_pending_publishes = (size_t)cfg->limits.max_pending_results,
         .log_maxlen = cfg->log.maxlen,
@@ -448,7 +462,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
                                        err, errlen)))
         return -1;
     if (cfg->admin.listen &&
-        !(srv->admin = rtb_admin_new(base, srv, cfg->admin.listen, err, errlen)))
+        !(srv->admin = rtb_admin_new(base, srv, srv->alerts, cfg->admin.listen, err, errlen)))
         return -1;
     return 0;
 }

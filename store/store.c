@@ -85,6 +85,7 @@ struct store {
     char *password;
     store_state_fn *on_state;
     store_message_fn *on_update;
+    store_message_fn *on_alerts;
     void *arg;
     conn cmd;
     conn sub;
@@ -200,24 +201,27 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata) {
     set_ready(c);
 }
 
+/* Every reply of the subscriber: a confirmation per channel, then its
+ * messages, each naming its channel (element 1). */
 static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata) {
     (void)ac;
     conn *c = privdata;
     redisReply *reply = r;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
-    redisReply *kind = reply->element[0], *payload = reply->element[2];
-    if (kind->type != REDIS_REPLY_STRING) return;
+    redisReply *kind = reply->element[0], *channel = reply->element[1],
+               *payload = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
+    store_message_fn *fn =
+        strcmp(channel->str, STORE_ALERT_UPDATES) == 0 ? c->s->on_alerts : c->s->on_update;
     if (strcmp(kind->str, "subscribe") == 0) {
         c->ready = 1;
         backoff_reset(&c->backoff);
         /* Updates may have been missed while we were away: reload now. */
-        if (c->s->on_update) c->s->on_update(c->s->arg, "", 0);
+        if (fn) fn(c->s->arg, "", 0);
         return;
     }
-    if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING &&
-        c->s->on_update) {
-        c->s->on_update(c->s->arg, payload->str, payload->len);
-    }
+    if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING && fn)
+        fn(c->s->arg, payload->str, payload->len);
 }
 
 static void conn_connect(conn *c) {
@@ -249,7 +253,9 @@ static void conn_connect(conn *c) {
         else
             redisAsyncCommand(ac, on_auth, c, "AUTH %s", s->password);
     }
-    if (c->is_sub) redisAsyncCommand(ac, on_sub_message, c, "SUBSCRIBE " UPDATES_CHANNEL);
+    if (c->is_sub)
+        redisAsyncCommand(ac, on_sub_message, c,
+                          "SUBSCRIBE " UPDATES_CHANNEL " " STORE_ALERT_UPDATES);
 }
 
 static int conn_init(store *s, conn *c, int is_sub) {
@@ -270,6 +276,7 @@ store *store_new(struct event_base *base, const store_options *opt) {
     s->password = dup_or_null(opt->password);
     s->on_state = opt->on_state;
     s->on_update = opt->on_update;
+    s->on_alerts = opt->on_alerts;
     s->arg = opt->arg;
     s->q_max = opt->max_pending_publishes > 0 ? opt->max_pending_publishes : 100000;
     s->log_maxlen = opt->log_maxlen > 0 ? opt->log_maxlen : 0;
@@ -987,4 +994,177 @@ int store_registry_load(store *s, store_registry_fn *fn, void *arg) {
         return -1;
     }
     return 0;
+}
+
+/* ---- Alert rules (SPEC 16) ----------------------------------------------------- */
+
+/* Each write to alerts:rules and its PUBLISH are one script, so no exchange
+ * hears of a write before it is there, and the bound on the number of rules
+ * holds whoever writes at the same time. */
+
+typedef struct int_call {
+    store *s;
+    store_int_fn *fn;
+    void *arg;
+} int_call;
+
+static void on_int(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    int_call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        cl->fn(cl->arg, STORE_OK, reply->integer);
+    else
+        cl->fn(cl->arg, STORE_ERR, 0);
+    free(cl);
+}
+
+/* Send argv with an int_call answering fn(arg); -1 when not connected. */
+static int send_int(store *s, int argc, const char **argv, const size_t *argvlen, store_int_fn *fn,
+                    void *arg) {
+    int_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    if (!cl) return -1;
+    *cl = (int_call){s, fn, arg};
+    if (redisAsyncCommandArgv(s->cmd.ac, on_int, cl, argc, argv, argvlen) != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+/* KEYS: the hash. ARGV: the most rules, the most bytes of a value. */
+static const char rules_load_script[] =
+    "local n=redis.call('HLEN',KEYS[1]) "
+    "if n>tonumber(ARGV[1]) then return n end "
+    "local all=redis.call('HGETALL',KEYS[1]) "
+    "for i=2,#all,2 do if #all[i]>tonumber(ARGV[2]) then all[i]='' end end "
+    "return all";
+
+typedef struct rules_call {
+    store *s;
+    store_rules_fn *fn;
+    void *arg;
+} rules_call;
+
+static void on_rules(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    rules_call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    store_str *names = NULL, *values = NULL;
+    size_t n = 0;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        cl->fn(cl->arg, STORE_NIL, reply->integer, NULL, NULL, 0);
+    } else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements % 2 == 0 &&
+               (reply->elements == 0 ||
+                ((names = malloc(reply->elements / 2 * sizeof(*names))) &&
+                 (values = malloc(reply->elements / 2 * sizeof(*values)))))) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            names[n] = (store_str){k->str, k->len};
+            values[n++] = (store_str){v->str, v->len};
+        }
+        cl->fn(cl->arg, STORE_OK, (long long)n, names, values, n);
+    } else {
+        cl->fn(cl->arg, STORE_ERR, 0, NULL, NULL, 0);
+    }
+    free(names);
+    free(values);
+    free(cl);
+}
+
+int store_alert_rules_load(store *s, long max_rules, long max_bytes, store_rules_fn *fn,
+                           void *arg) {
+    char most[24], bytes[24];
+    snprintf(most, sizeof(most), "%ld", max_rules);
+    snprintf(bytes, sizeof(bytes), "%ld", max_bytes);
+    const char *argv[6] = {"EVAL", rules_load_script, "1", STORE_ALERT_RULES, most, bytes};
+    size_t argvlen[6];
+    for (int i = 0; i < 6; i++)
+        argvlen[i] = strlen(argv[i]);
+    rules_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    if (!cl) return -1;
+    *cl = (rules_call){s, fn, arg};
+    if (redisAsyncCommandArgv(s->cmd.ac, on_rules, cl, 6, argv, argvlen) != REDIS_OK) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
+/* KEYS: the hash. ARGV: the name, the rule, the most rules, the channel. */
+static const char rule_add_script[] =
+    "if redis.call('HEXISTS',KEYS[1],ARGV[1])==1 then return 0 end "
+    "if redis.call('HLEN',KEYS[1])>=tonumber(ARGV[3]) then return -1 end "
+    "redis.call('HSET',KEYS[1],ARGV[1],ARGV[2]) "
+    "redis.call('PUBLISH',ARGV[4],ARGV[1]) "
+    "return 1";
+
+int store_alert_rule_add(store *s, const char *name, const char *json, size_t len, long max_rules,
+                         store_int_fn *fn, void *arg) {
+    char most[24];
+    snprintf(most, sizeof(most), "%ld", max_rules);
+    const char *argv[8] = {"EVAL", rule_add_script,    "1", STORE_ALERT_RULES, name, json,
+                           most,   STORE_ALERT_UPDATES};
+    size_t argvlen[8];
+    for (int i = 0; i < 8; i++)
+        argvlen[i] = i == 5 ? len : strlen(argv[i]);
+    return send_int(s, 8, argv, argvlen, fn, arg);
+}
+
+/* KEYS: the hash. ARGV: the name, the channel. */
+static const char rule_delete_script[] = "local n=redis.call('HDEL',KEYS[1],ARGV[1]) "
+                                         "if n==1 then redis.call('PUBLISH',ARGV[2],ARGV[1]) end "
+                                         "return n";
+
+int store_alert_rule_delete(store *s, const char *name, store_int_fn *fn, void *arg) {
+    const char *argv[6] = {"EVAL", rule_delete_script, "1", STORE_ALERT_RULES,
+                           name,   STORE_ALERT_UPDATES};
+    size_t argvlen[6];
+    for (int i = 0; i < 6; i++)
+        argvlen[i] = strlen(argv[i]);
+    return send_int(s, 6, argv, argvlen, fn, arg);
+}
+
+/* KEYS: the hash. ARGV: the most rules, the channel, then name, rule, ... */
+static const char rules_put_script[] =
+    "local left=0 "
+    "for i=3,#ARGV,2 do "
+    "if redis.call('HEXISTS',KEYS[1],ARGV[i])==1 or "
+    "redis.call('HLEN',KEYS[1])<tonumber(ARGV[1]) then "
+    "redis.call('HSET',KEYS[1],ARGV[i],ARGV[i+1]) else left=left+1 end "
+    "end "
+    "redis.call('PUBLISH',ARGV[2],'') "
+    "return left";
+
+int store_alert_rules_put(store *s, const store_str *names, const store_str *values, size_t n,
+                          long max_rules, store_int_fn *fn, void *arg) {
+    char most[24];
+    snprintf(most, sizeof(most), "%ld", max_rules);
+    size_t argc = 6 + 2 * n;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *argvlen = malloc(argc * sizeof(*argvlen));
+    int rc = -1;
+    if (argv && argvlen) {
+        const char *head[6] = {"EVAL", rules_put_script,   "1", STORE_ALERT_RULES,
+                               most,   STORE_ALERT_UPDATES};
+        for (size_t i = 0; i < 6; i++) {
+            argv[i] = head[i];
+            argvlen[i] = strlen(head[i]);
+        }
+        for (size_t i = 0; i < n; i++) {
+            argv[6 + 2 * i] = names[i].s;
+            argvlen[6 + 2 * i] = names[i].len;
+            argv[7 + 2 * i] = values[i].s;
+            argvlen[7 + 2 * i] = values[i].len;
+        }
+        rc = send_int(s, (int)argc, argv, argvlen, fn, arg);
+    }
+    free(argv);
+    free(argvlen);
+    return rc;
 }

@@ -2,7 +2,7 @@
  *
  * Two hiredis async connections on the server's libevent loop: one for
  * commands (profiles, registry scans, PUBLISH of results), one subscribed to
- * `advertiser:updates`. Both reconnect by themselves with backoff (100 ms
+ * `advertiser:updates` and `alerts:updates`. Both reconnect by themselves with backoff (100 ms
  * doubling to 5 s, with jitter); AUTH is sent first when a password is set.
  *
  * Every asynchronous call follows the hiredis rule: it returns 0 and its
@@ -29,7 +29,9 @@ typedef enum store_status {
  * ("connected", "connection refused", "AUTH refused: WRONGPASS ..."). When
  * `auth_refused` is set, the server refused our credentials. */
 typedef void store_state_fn(void *arg, int connected, int auth_refused, const char *why);
-/* A message on the subscribed channel (advertiser:updates). */
+/* A message on a subscribed channel (advertiser:updates, alerts:updates);
+ * also called with "" once the channel is subscribed (again), since
+ * messages may have been missed while the subscriber was away. */
 typedef void store_message_fn(void *arg, const char *payload, size_t len);
 
 typedef struct store_options {
@@ -39,7 +41,8 @@ typedef struct store_options {
     const char *password;         /* NULL: no AUTH */
     store_state_fn *on_state;     /* may be NULL */
     store_message_fn *on_update;  /* message on advertiser:updates; may be NULL */
-    void *arg;                    /* passed to both */
+    store_message_fn *on_alerts;  /* message on alerts:updates (SPEC 16); may be NULL */
+    void *arg;                    /* passed to all three */
     size_t max_pending_publishes; /* PUBLISH queue bound (limits.max_pending_results);
                                      0: 100000 */
     long log_maxlen;              /* the result log's MAXLEN ~ (log.maxlen); 0: no log */
@@ -212,6 +215,41 @@ typedef void store_registry_fn(void *arg, store_status st, const store_entry *en
  * each key found. Only one load runs at a time: returns -1 while one is in
  * progress, or when not connected. */
 int store_registry_load(store *s, store_registry_fn *fn, void *arg);
+
+/* ---- Alert rules (SPEC 16) -------------------------------------------------- */
+
+/* The hash of rules (field: the rule's name, value: its JSON) and the
+ * channel every write announces itself on (the message: the name written,
+ * or "" for several). */
+#define STORE_ALERT_RULES "alerts:rules"
+#define STORE_ALERT_UPDATES "alerts:updates"
+
+/* Called once with an integer reply, or STORE_ERR (and 0). */
+typedef void store_int_fn(void *arg, store_status st, long long n);
+/* Called once with the rules: `npairs` name/value pairs (valid only during
+ * the call; a value longer than the load's max_bytes comes as ""); or with
+ * STORE_NIL when the hash holds more than max_rules fields (`count` says
+ * how many, no pairs); or STORE_ERR. */
+typedef void store_rules_fn(void *arg, store_status st, long long count, const store_str *names,
+                            const store_str *values, size_t npairs);
+
+/* Read alerts:rules whole in one script: HLEN, then HGETALL only when it
+ * holds at most `max_rules` rules, values over `max_bytes` replaced by ""
+ * (Redis may hold anything someone wrote by hand; the reply stays bounded). */
+int store_alert_rules_load(store *s, long max_rules, long max_bytes, store_rules_fn *fn, void *arg);
+/* Add one rule, atomically: unless the name exists (n 0) or the hash holds
+ * `max_rules` already (n -1), HSET it and PUBLISH alerts:updates {name}
+ * (n 1). */
+int store_alert_rule_add(store *s, const char *name, const char *json, size_t len, long max_rules,
+                         store_int_fn *fn, void *arg);
+/* HDEL one rule and, when it was there (n 1; else n 0), PUBLISH
+ * alerts:updates {name}, atomically. */
+int store_alert_rule_delete(store *s, const char *name, store_int_fn *fn, void *arg);
+/* Write `n` rules (names[i] -> values[i]) replacing those of the same
+ * names, a new name only while the hash holds fewer than `max_rules`, then
+ * PUBLISH alerts:updates "", atomically; n: how many did not fit. */
+int store_alert_rules_put(store *s, const store_str *names, const store_str *values, size_t n,
+                          long max_rules, store_int_fn *fn, void *arg);
 
 /* ---- Counters -------------------------------------------------------------- */
 

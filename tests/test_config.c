@@ -8,6 +8,7 @@
  * found through RTB_SOURCE_ROOT (tests/meson.build), never from the working
  * directory. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,9 +117,16 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     for (size_t i = 0; i < a->nalerts; i++) {
         ck_assert_str_eq(a->alerts[i].name, b->alerts[i].name);
         ck_assert_int_eq(a->alerts[i].metric, b->alerts[i].metric);
-        ck_assert(a->alerts[i].above == b->alerts[i].above);
+        assert_str_or_null(a->alerts[i].subject, b->alerts[i].subject, "alerts[].subject");
+        ck_assert_int_eq(a->alerts[i].op, b->alerts[i].op);
+        ck_assert(a->alerts[i].threshold == b->alerts[i].threshold);
+        ck_assert(a->alerts[i].above == b->alerts[i].above ||
+                  (isnan(a->alerts[i].above) && isnan(b->alerts[i].above)));
         ck_assert_int_eq(a->alerts[i].window_s, b->alerts[i].window_s);
+        ck_assert_int_eq(a->alerts[i].severity, b->alerts[i].severity);
+        ck_assert_str_eq(a->alerts[i].message, b->alerts[i].message);
     }
+    assert_str_or_null(a->admin.token, b->admin.token, "admin.token");
     ck_assert_int_eq(a->log.level, b->log.level);
 }
 
@@ -247,8 +255,14 @@ START_TEST(print_keys_lists_every_key) {
         "  profiles.default = {\"interests\":[],\"ltv_score\":0.5}  (",
         "  bidders = []  (",
         "  bidders[].id  (required, unique; 1..128 characters of [A-Za-z0-9._:-])\n",
-        "  alerts[].name  (required, unique; string, 1..128 characters)\n",
-        "  alerts[].above  (required; finite number)\n",
+        "  alerts[].name  (required, unique; string, 1..128 characters, no control characters)\n",
+        "  alerts[].subject = null  (1..128 characters of [A-Za-z0-9._:-], or null)\n",
+        "  alerts[].op = \"above\"  (above | below)\n",
+        "  alerts[].threshold = null  (finite number, or null)\n",
+        "  alerts[].above = null  (finite number, or null)\n",
+        "  alerts[].severity = \"warning\"  (info | warning | critical)\n",
+        "  alerts[].message = \"\"  (string, 0..1024 characters, no control characters)\n",
+        "  admin.token = (not shown)  (sensitive; 16..512 visible ASCII characters, or null)\n",
         "  bidders[].max_concurrent = 100  (integer 1..100000)\n",
         "  bidders[].budget = null  (",
         "  bidders[].budget.daily  (required; amount 0.000001..1000000, at most 6 decimals)\n",
@@ -257,7 +271,8 @@ START_TEST(print_keys_lists_every_key) {
         "  admin.allowed_hosts = []  (array of at most 16 host names or addresses, 1..255 "
         "characters each)\n",
         "  alerts[].metric  (required; bidder_timeout_rate | bidder_error_rate | "
-        "auction_timeout_rate | no_bid_rate | p99_latency_ms)\n",
+        "auction_timeout_rate | no_bid_rate | p99_latency_ms | ctr | cvr | cpc | spend_rate | "
+        "win_rate)\n",
         "  alerts[].window_s = 10  (integer 1..600)\n",
         "  log.level = \"info\"  (debug | info | warn | error)\n",
         "  limits.max_pending_notices = 100000  (integer 0..10000000)\n",
@@ -289,7 +304,7 @@ END_TEST
 
 /* The secrets' lines in --help show no value: not even their default. */
 START_TEST(print_keys_hides_secrets) {
-    static const char *const secrets[] = {"mqtt.password", "redis.password"};
+    static const char *const secrets[] = {"mqtt.password", "redis.password", "admin.token"};
     proto_buf out;
     proto_buf_init(&out);
     ck_assert_int_eq(proto_config_print_keys(&out), 0);
@@ -587,9 +602,12 @@ typedef struct bad_case {
 #define E_LEVEL "log.level: expected one of \"debug\", \"info\", \"warn\", \"error\""
 #define E_METRIC                                                                                   \
     "alerts[0].metric: expected one of \"bidder_timeout_rate\", \"bidder_error_rate\", "           \
-    "\"auction_timeout_rate\", \"no_bid_rate\", \"p99_latency_ms\""
+    "\"auction_timeout_rate\", \"no_bid_rate\", \"p99_latency_ms\", \"ctr\", \"cvr\", \"cpc\", "   \
+    "\"spend_rate\", \"win_rate\""
 #define E_WINDOW "alerts[0].window_s: expected an integer between 1 and 600"
-#define E_ABOVE "alerts[0].above: expected a finite number"
+#define E_ABOVE "alerts[0].above: expected a finite number or null"
+#define E_THRESHOLD "alerts[0].threshold: expected a finite number or null"
+#define E_NO_THRESHOLD "alerts[0].threshold: required"
 #define E_PASSWORD "mqtt.password: set mqtt.username too (no password is sent without a user name)"
 #define E_LISTEN "admin.listen: expected \"host:port\" or null"
 #define E_HOSTS "admin.allowed_hosts: expected an array of strings of 1 to 255 characters"
@@ -839,7 +857,7 @@ static const bad_case bad_cases[] = {
     {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":\"x\""), FIELD, E_ABOVE},
     {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1e400"), FIELD, E_ABOVE},
     {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":-1e400"), FIELD, E_ABOVE},
-    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":null"), FIELD, E_ABOVE},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":null"), FIELD, E_NO_THRESHOLD},
     {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":true"), FIELD, E_ABOVE},
     /* metric: one of the five the exchange computes */
     {ALERT("\"name\":\"a\",\"metric\":\"latency\",\"above\":1"), FIELD,
@@ -859,7 +877,51 @@ static const bad_case bad_cases[] = {
     {ALERT("\"name\":\"a\",\"metric\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\u00e9z\","
            "\"above\":1"),
      FIELD, E_METRIC ", not \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"..."},
-    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\""), FIELD, "alerts[0].above: required"},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\""), FIELD, E_NO_THRESHOLD},
+    /* threshold: a finite number; with the older above, one of the two */
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":\"1\""), FIELD, E_THRESHOLD},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":1e400"), FIELD, E_THRESHOLD},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":null"), FIELD, E_NO_THRESHOLD},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":1,\"above\":1"), FIELD,
+     "alerts[0].above: give threshold (with op) or above, not both"},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"op\":\"below\",\"above\":1"), FIELD,
+     "alerts[0].above: means op \"above\"; with op \"below\" give threshold"},
+    /* op, severity: their names only */
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"op\":\">\",\"threshold\":1"), FIELD,
+     "alerts[0].op: expected one of \"above\", \"below\", not \">\""},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"op\":null,\"threshold\":1"), FIELD,
+     "alerts[0].op: expected one of \"above\", \"below\""},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":1,\"severity\":\"high\""),
+     FIELD,
+     "alerts[0].severity: expected one of \"info\", \"warning\", \"critical\", not \"high\""},
+    /* subject: an advertiser id, on a per-advertiser metric only */
+    {ALERT("\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":1,\"subject\":\"a b\""), FIELD,
+     "alerts[0].subject: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
+    {ALERT("\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":1,\"subject\":\"\""), FIELD,
+     "alerts[0].subject: expected 1 to 128 characters of [A-Za-z0-9._:-]"},
+    {ALERT("\"name\":\"a\",\"metric\":\"no_bid_rate\",\"threshold\":1,\"subject\":\"adv-1\""),
+     FIELD,
+     "alerts[0].subject: no_bid_rate is exchange-wide: only per-advertiser metrics take a "
+     "subject"},
+    /* name and message: no control characters (they go into logs and pages) */
+    {ALERT("\"name\":\"a\\nb\",\"metric\":\"ctr\",\"threshold\":1"), FIELD,
+     "alerts[0].name: expected a string of 1 to 128 characters, no control characters"},
+    {ALERT("\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":1,\"message\":\"x\\u0007\""), FIELD,
+     "alerts[0].message: expected a string of 0 to 1024 characters, no control characters"},
+    {ALERT("\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":1,\"message\":null"), FIELD,
+     "alerts[0].message: expected a string of 0 to 1024 characters, no control characters"},
+    /* source: only Redis says where a rule came from */
+    {ALERT("\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":1,\"source\":\"api\""), FIELD,
+     "alerts[0].source: unknown key"},
+    /* admin.token: a bearer token of visible ASCII, never echoed */
+    {"{\"admin\":{\"token\":\"short\"}}", FIELD,
+     "admin.token: expected 16 to 512 visible ASCII characters (no spaces) or null"},
+    {"{\"admin\":{\"token\":\"with a space in the middle\"}}", FIELD,
+     "admin.token: expected 16 to 512 visible ASCII characters (no spaces) or null"},
+    {"{\"admin\":{\"token\":\"caf\u00e9-caf\u00e9-caf\u00e9-caf\u00e9\"}}", FIELD,
+     "admin.token: expected 16 to 512 visible ASCII characters (no spaces) or null"},
+    {"{\"admin\":{\"token\":12345678901234567}}", FIELD,
+     "admin.token: expected 16 to 512 visible ASCII characters (no spaces) or null"},
     {ALERT("\"metric\":\"no_bid_rate\",\"above\":1"), FIELD, "alerts[0].name: required"},
     {ALERT("\"name\":\"a\",\"above\":1"), FIELD, "alerts[0].metric: required"},
     {"{\"alerts\":[{\"name\":\"a\",\"metric\":\"no_bid_rate\",\"above\":1},"
@@ -988,6 +1050,11 @@ static const struct {
     {"auction_timeout_rate", PROTO_ALERT_AUCTION_TIMEOUT_RATE},
     {"no_bid_rate", PROTO_ALERT_NO_BID_RATE},
     {"p99_latency_ms", PROTO_ALERT_P99_LATENCY_MS},
+    {"ctr", PROTO_ALERT_CTR},
+    {"cvr", PROTO_ALERT_CVR},
+    {"cpc", PROTO_ALERT_CPC},
+    {"spend_rate", PROTO_ALERT_SPEND_RATE},
+    {"win_rate", PROTO_ALERT_WIN_RATE},
 };
 
 /* Every metric the exchange computes is a value of the enum, with the
@@ -1008,6 +1075,177 @@ START_TEST(alert_metric_accepted) {
     ck_assert_int_eq(c.alerts[1].window_s, PROTO_ALERT_WINDOW_MAX_S);
     ck_assert_str_eq(proto_alert_metric_str(metric_names[_i].metric), metric_names[_i].name);
     proto_config_free(&c);
+}
+END_TEST
+
+/* The rule shape of SPEC 16 next to the older one: op, threshold, subject,
+ * severity and message as given, defaults otherwise, `above` folded into
+ * op above and its threshold. */
+START_TEST(alert_rule_shapes) {
+    proto_config c;
+    defaults(&c);
+    parse_ok(&c, "{\"alerts\":["
+                 "{\"name\":\"old\",\"metric\":\"bidder_timeout_rate\",\"above\":0.25},"
+                 "{\"name\":\"low ctr \u00e9\",\"metric\":\"ctr\",\"subject\":\"adv-1\",\"op\":"
+                 "\"below\",\"threshold\":0.01,\"window_s\":60,\"severity\":\"critical\","
+                 "\"message\":\"CTR of adv-1 is low\"},"
+                 "{\"name\":\"p99\",\"metric\":\"p99_latency_ms\",\"threshold\":105}]}");
+    ck_assert_uint_eq(c.nalerts, 3);
+    const proto_alert_conf *a = c.alerts;
+    ck_assert_int_eq(a[0].op, PROTO_ALERT_ABOVE);
+    ck_assert(a[0].threshold == 0.25);
+    ck_assert_ptr_null(a[0].subject);
+    ck_assert_int_eq(a[0].severity, PROTO_ALERT_WARNING);
+    ck_assert_str_eq(a[0].message, "");
+    ck_assert_int_eq(a[0].source, PROTO_ALERT_FROM_CONFIG);
+    ck_assert_str_eq(a[1].name, "low ctr \xc3\xa9");
+    ck_assert_int_eq(a[1].metric, PROTO_ALERT_CTR);
+    ck_assert_str_eq(a[1].subject, "adv-1");
+    ck_assert_int_eq(a[1].op, PROTO_ALERT_BELOW);
+    ck_assert(a[1].threshold == 0.01);
+    ck_assert(isnan(a[1].above));
+    ck_assert_int_eq(a[1].window_s, 60);
+    ck_assert_int_eq(a[1].severity, PROTO_ALERT_CRITICAL);
+    ck_assert_str_eq(a[1].message, "CTR of adv-1 is low");
+    ck_assert_int_eq(a[2].op, PROTO_ALERT_ABOVE);
+    ck_assert(a[2].threshold == 105);
+    ck_assert_int_eq(a[2].window_s, 10);
+    /* Every change works on a deep copy, which keeps all of it. */
+    char err[ERRLEN];
+    ck_assert_int_eq(proto_config_set(&c, "log.level", "\"debug\"", err, sizeof err), PROTO_OK);
+    ck_assert_str_eq(c.alerts[1].subject, "adv-1");
+    ck_assert_str_eq(c.alerts[1].message, "CTR of adv-1 is low");
+    ck_assert(c.alerts[0].threshold == 0.25 && c.alerts[1].threshold == 0.01);
+    ck_assert_int_eq(c.alerts[1].severity, PROTO_ALERT_CRITICAL);
+    proto_config_free(&c);
+}
+END_TEST
+
+/* Redis alerts:rules holds at most 100 rules: a config holds no more. */
+START_TEST(alert_rules_bounded) {
+    char err[ERRLEN];
+    proto_buf doc;
+    proto_buf_init(&doc);
+    proto_config c;
+    defaults(&c);
+    for (int n = PROTO_ALERT_MAX_RULES; n <= PROTO_ALERT_MAX_RULES + 1; n++) {
+        proto_buf_reset(&doc);
+        ck_assert_int_eq(proto_buf_printf(&doc, "{\"alerts\":["), 0);
+        for (int i = 0; i < n; i++)
+            ck_assert_int_eq(proto_buf_printf(&doc,
+                                              "%s{\"name\":\"r%d\",\"metric\":\"no_bid_rate\","
+                                              "\"threshold\":%d}",
+                                              i ? "," : "", i, i),
+                             0);
+        ck_assert_int_eq(proto_buf_printf(&doc, "]}"), 0);
+        proto_err e = proto_config_parse(&c, doc.data, doc.len, err, sizeof err);
+        if (n == PROTO_ALERT_MAX_RULES) {
+            ck_assert_msg(e == PROTO_OK, "%d rules: %s", n, err);
+            ck_assert_uint_eq(c.nalerts, (size_t)n);
+        } else {
+            ck_assert_int_eq(e, PROTO_ERR_FIELD);
+            ck_assert_str_eq(err, "alerts: at most 100 rules");
+            ck_assert_uint_eq(c.nalerts, PROTO_ALERT_MAX_RULES); /* unchanged */
+        }
+    }
+    proto_buf_free(&doc);
+    proto_config_free(&c);
+}
+END_TEST
+
+/* The admin API's rules go through the same rows (SPEC 16): messages name
+ * the key without a list prefix, "source" is Redis's alone, and what
+ * proto_alert_to_json writes decodes to the same rule. */
+START_TEST(alert_decode) {
+    static const struct {
+        const char *json;
+        int stored;
+        proto_err code;
+        const char *message;
+    } bad[] = {
+        {"{\"name\":\"a\",\"metric\":\"ctr\"}", 0, PROTO_ERR_FIELD, "threshold: required"},
+        {"{\"name\":\"a\",\"metric\":\"cpc\",\"threshold\":\"2\"}", 0, PROTO_ERR_FIELD,
+         "threshold: expected a finite number or null"},
+        {"{\"name\":\"a\",\"metric\":\"clicks\",\"threshold\":2}", 0, PROTO_ERR_FIELD,
+         "metric: expected one of \"bidder_timeout_rate\", \"bidder_error_rate\", "
+         "\"auction_timeout_rate\", \"no_bid_rate\", \"p99_latency_ms\", \"ctr\", \"cvr\", "
+         "\"cpc\", "
+         "\"spend_rate\", \"win_rate\", not \"clicks\""},
+        {"{\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":2,\"window_s\":0}", 0, PROTO_ERR_FIELD,
+         "window_s: expected an integer between 1 and 600"},
+        {"{\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":2,\"source\":\"config\"}", 0,
+         PROTO_ERR_FIELD, "source: unknown key"},
+        {"{\"name\":\"a\",\"metric\":\"ctr\",\"threshold\":2,\"source\":\"file\"}", 1,
+         PROTO_ERR_FIELD, "source: expected one of \"config\", \"api\", not \"file\""},
+        {"{\"metric\":\"ctr\",\"threshold\":2}", 0, PROTO_ERR_FIELD, "name: required"},
+        {"[{\"name\":\"a\"}]", 0, PROTO_ERR_NOT_OBJECT, "rule: expected a JSON object"},
+        {"{\"name\":", 0, PROTO_ERR_NOT_JSON, "rule: not valid JSON near byte *"},
+        {"", 0, PROTO_ERR_NOT_JSON, "rule: not valid JSON near byte *"},
+    };
+    char err[ERRLEN];
+    proto_alert_conf r;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&r, 0xA5, sizeof r);
+        proto_err e = proto_alert_decode(bad[i].json, strlen(bad[i].json), bad[i].stored, &r, err,
+                                         sizeof err);
+        ck_assert_msg(e == bad[i].code, "%s: got %d (%s)", bad[i].json, e, err);
+        ck_assert_msg(message_matches(err, bad[i].message), "%s:\n got  %s\n want %s", bad[i].json,
+                      err, bad[i].message);
+        ck_assert_ptr_null(r.name);
+        proto_alert_conf_free(&r);
+    }
+    /* Too large: refused before it is parsed. */
+    size_t big = PROTO_ALERT_MAX_BYTES + 1;
+    char *doc = xmalloc(big);
+    memset(doc, ' ', big);
+    doc[0] = '{';
+    doc[big - 1] = '}';
+    ck_assert_int_eq(proto_alert_decode(doc, big, 0, &r, err, sizeof err), PROTO_ERR_TOO_LARGE);
+    ck_assert_str_eq(err, "rule: larger than 16384 bytes");
+    free(doc);
+
+    /* A POST body: the API's; encoded and decoded as Redis holds it, the same. */
+    const char *post = "{\"name\":\"win/rate \\\"x\\\"\",\"metric\":\"win_rate\",\"op\":\"below\","
+                       "\"threshold\":0.125,\"window_s\":30,\"severity\":\"info\","
+                       "\"message\":\"wins \u00e9\"}";
+    ck_assert_int_eq(proto_alert_decode(post, strlen(post), 0, &r, err, sizeof err), PROTO_OK);
+    ck_assert_int_eq(r.source, PROTO_ALERT_FROM_API);
+    ck_assert_str_eq(r.name, "win/rate \"x\"");
+    cJSON *j = proto_alert_to_json(&r);
+    char *text = cJSON_PrintUnformatted(j);
+    ck_assert_str_eq(text,
+                     "{\"name\":\"win/rate \\\"x\\\"\",\"metric\":\"win_rate\",\"subject\":null,"
+                     "\"op\":\"below\",\"threshold\":0.125,\"window_s\":30,\"severity\":"
+                     "\"info\",\"message\":\"wins \xc3\xa9\",\"source\":\"api\"}");
+    proto_alert_conf back, copy;
+    ck_assert_int_eq(proto_alert_decode(text, strlen(text), 1, &back, err, sizeof err), PROTO_OK);
+    ck_assert_int_eq(proto_alert_conf_copy(&copy, &back), 0);
+    const proto_alert_conf *each[] = {&back, &copy};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_str_eq(each[k]->name, r.name);
+        ck_assert_int_eq(each[k]->metric, PROTO_ALERT_WIN_RATE);
+        ck_assert_ptr_null(each[k]->subject);
+        ck_assert_int_eq(each[k]->op, PROTO_ALERT_BELOW);
+        ck_assert(each[k]->threshold == 0.125);
+        ck_assert_int_eq(each[k]->window_s, 30);
+        ck_assert_int_eq(each[k]->severity, PROTO_ALERT_INFO);
+        ck_assert_str_eq(each[k]->message, r.message);
+        ck_assert_int_eq(each[k]->source, PROTO_ALERT_FROM_API);
+    }
+    cJSON_free(text);
+    cJSON_Delete(j);
+    proto_alert_conf_free(&r);
+    proto_alert_conf_free(&back);
+    proto_alert_conf_free(&copy);
+    proto_alert_conf_free(&copy); /* idempotent */
+    ck_assert_str_eq(proto_alert_op_str(PROTO_ALERT_BELOW), "below");
+    ck_assert_str_eq(proto_alert_severity_str(PROTO_ALERT_CRITICAL), "critical");
+    ck_assert_str_eq(proto_alert_source_str(PROTO_ALERT_FROM_CONFIG), "config");
+    ck_assert_str_eq(proto_alert_op_str((proto_alert_op)7), "unknown");
+    for (int m = 0; m < PROTO_ALERT_METRIC_COUNT; m++)
+        ck_assert_int_eq(proto_alert_per_advertiser((proto_alert_metric)m),
+                         m != PROTO_ALERT_AUCTION_TIMEOUT_RATE && m != PROTO_ALERT_NO_BID_RATE &&
+                             m != PROTO_ALERT_P99_LATENCY_MS);
 }
 END_TEST
 
@@ -1062,6 +1300,10 @@ START_TEST(secrets_never_echoed) {
         "{\"mqtt\":{\"password\":\"" SECRET "\",\"username\":null}}",
         "{\"redis\":{\"password\":\"" SECRET "\"},}",
         "{\"redis\":{\"password\":\"" SECRET "\",\"password\":\"" SECRET "\"}}",
+        "{\"admin\":{\"token\":\"" SECRET "\"}}",
+        "{\"admin\":{\"token\":\"" SECRET " " SECRET "\"}}",
+        "{\"admin\":{\"token\":[\"" SECRET SECRET "\"]}}",
+        "{\"admin\":{\"token\":\"" SECRET SECRET "\",\"token\":\"" SECRET SECRET "\"}}",
     };
     char err[ERRLEN];
     proto_config c;
@@ -1601,6 +1843,9 @@ static Suite *config_suite(void) {
     tcase_add_loop_test(tc, alert_metric_accepted, 0,
                         (int)(sizeof metric_names / sizeof metric_names[0]));
     tcase_add_test(tc, alert_metric_names);
+    tcase_add_test(tc, alert_rule_shapes);
+    tcase_add_test(tc, alert_rules_bounded);
+    tcase_add_test(tc, alert_decode);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("secrets");

@@ -139,6 +139,47 @@ START_TEST(samples_are_growth_per_second) {
 }
 END_TEST
 
+/* The per-advertiser counts behind the alert metrics of SPEC 16 (ctr, cvr,
+ * cpc, spend_rate, win_rate): events, wins and spend per second, spend in
+ * 64 bits (a second of CPM wins can pass 2^32 micros). */
+START_TEST(advertiser_events_and_spend) {
+    rtb_stats st;
+    memset(&st, 0, sizeof(st));
+    rtb_bidder_stats *a = &rtb_registry_at(reg, 0)->stats;
+    a->impressions = 5; /* before the sampler knew it: in its first sample */
+    rtb_sampler *s = rtb_sampler_new(&st);
+    a->impressions = 20;
+    a->clicks = 4;
+    a->conversions = 1;
+    a->bids = 10;
+    a->wins = 6;
+    a->spend_cpm_micros = 6ULL * 3000000000ULL; /* 6 wins at a 3000.0 CPM */
+    rtb_sampler_take(s, WALL0 + 1 * S, &st, reg);
+    a->impressions = 30;
+    a->clicks = 5;
+    a->spend_cpm_micros += 1500000;
+    rtb_sampler_take(s, WALL0 + 2 * S, &st, reg);
+
+    rtb_sample_bidder_counts bc;
+    ck_assert_int_eq(rtb_sampler_bidder_window(s, 0, 1, &bc), 1);
+    ck_assert_uint_eq(bc.impressions, 10);
+    ck_assert_uint_eq(bc.clicks, 1);
+    ck_assert_uint_eq(bc.conversions, 0);
+    ck_assert_uint_eq(bc.spend_cpm_micros, 1500000);
+    ck_assert_int_eq(rtb_sampler_bidder_window(s, 0, 5, &bc), 2);
+    ck_assert_uint_eq(bc.impressions, 30);
+    ck_assert_uint_eq(bc.clicks, 5);
+    ck_assert_uint_eq(bc.conversions, 1);
+    ck_assert_uint_eq(bc.bids, 10);
+    ck_assert_uint_eq(bc.wins, 6);
+    ck_assert_uint_eq(bc.spend_cpm_micros, 6ULL * 3000000000ULL + 1500000);
+    rtb_sampler_bidder_window(s, 1, 5, &bc); /* the other advertiser: nothing */
+    ck_assert_uint_eq(bc.impressions + bc.clicks + bc.spend_cpm_micros, 0);
+    rtb_sampler_free(s);
+    memset(a, 0, sizeof(*a));
+}
+END_TEST
+
 START_TEST(ring_keeps_the_last_ten_minutes) {
     rtb_stats st;
     memset(&st, 0, sizeof(st));
@@ -182,6 +223,7 @@ static Suite *sampler_suite(void) {
     tc = tcase_create("ring");
     tcase_add_checked_fixture(tc, reg_setup, reg_teardown);
     tcase_add_test(tc, samples_are_growth_per_second);
+    tcase_add_test(tc, advertiser_events_and_spend);
     tcase_add_test(tc, ring_keeps_the_last_ten_minutes);
     tcase_add_test(tc, counter_going_back_counts_zero);
     suite_add_tcase(s, tc);
