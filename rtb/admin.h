@@ -1,7 +1,8 @@
 /* admin.h -- the admin HTTP listener (SPEC 11): GET /healthz, /metrics
- * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON)
- * and /api/stream (Server-Sent Events), within the bounds of SPEC 15. It
- * only reads the server. */
+ * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON),
+ * /api/stream (Server-Sent Events) and the campaign view /api/advertisers
+ * and /api/advertisers/{id} (SPEC 16, campaign.h), within the bounds of
+ * SPEC 15. It only reads the server (and, for the campaign view, Redis). */
 #ifndef RTB_ADMIN_H
 #define RTB_ADMIN_H
 

@@ -26,6 +26,10 @@ typedef struct rtb_bidder_stats {
     /* The exact sum of its clearing prices, micros (prices are CPM: the
      * spend is this / 1000, taken only when reported; SPEC 14). */
     unsigned long long spend_cpm_micros;
+    /* Its ad events as this exchange counted them (SPEC 10; Redis
+     * stats:advertiser:{id} has every exchange's), and billing notices
+     * answered 2xx (SPEC 14). */
+    unsigned long long impressions, clicks, conversions, billed;
 } rtb_bidder_stats;
 
 /* What the bidder spent, micros: its clearing prices' sum / 1000, the
