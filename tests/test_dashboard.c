@@ -1054,10 +1054,16 @@ START_TEST(page_is_self_contained) {
                   "GET /: the page neither streams nor polls");
     /* Every browser runs the same code: none is told apart by its name. */
     ck_assert_msg(!strstr(html, "userAgent"), "GET /: the page looks at the user agent");
+    /* The admin token the rules form takes is never stored (SPEC 16). */
+    ck_assert_msg(!strstr(html, "localStorage") && !strstr(html, "sessionStorage") &&
+                      !strstr(html, "document.cookie"),
+                  "GET /: the page keeps something in the browser's storage");
+    ck_assert_msg(strstr(html, "id=\"rule-token\" type=\"password\""),
+                  "GET /: the admin token field is not a password field");
     static const char *const ids[] = {
-        "auctions-per-s", "p50",       "p99",    "total-auctions", "bidders", "alerts",
-        "ev-impressions", "ev-clicks", "ev-ctr", "ev-conversions", "spark",   "bill-billed",
-        "bill-pending"};
+        "auctions-per-s", "p50",         "p99",      "total-auctions", "bidders",   "alerts",
+        "ev-impressions", "ev-clicks",   "ev-ctr",   "ev-conversions", "spark",     "bill-billed",
+        "bill-pending",   "advertisers", "adv-view", "rules",          "rule-form", "rule-token"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char id[64];
         snprintf(id, sizeof id, "id=\"%s\"", ids[i]);
@@ -1096,6 +1102,7 @@ static void traffic_tick(void) {
                          id, id, traffic_seq);
         wx_publish_raw(w, "rtb/events/impression", ev, (size_t)n);
         if (traffic_seq % 20 == 0) wx_publish_raw(w, "rtb/events/click", ev, (size_t)n);
+        if (traffic_seq % 40 == 0) wx_publish_raw(w, "rtb/events/conversion", ev, (size_t)n);
     }
 }
 
@@ -1158,13 +1165,23 @@ static void dump_tail(const char *name, int lines) {
     free(text);
 }
 
+/* The admin token the browser test's exchange takes from its environment
+ * (SPEC 16: admin.token or RTB_ADMIN_TOKEN). */
+#define BROWSER_TOKEN "dash-token-7f3a"
+
 /* tests/dashboard_webdriver.py (python3-selenium driving headless Chromium
  * through chromedriver) opens the page while this test keeps auctions and
  * ad events flowing, and checks in real time what a person sees: the pill
  * says "live", total-auctions changes twice from stream events, the bidder
- * table has the three bidders with numbers, the slow bidder's alert shows,
- * the browser logged no error (the CSP refused nothing). Its output is
- * printed; its exit status is the verdict. */
+ * table has the three bidders with numbers, the slow bidder's alert shows;
+ * the advertisers table (SPEC 16) lists the three sorted by spend and
+ * sorts by a clicked column, the top one's link opens its view with its
+ * charts and health, the slow one's view lists its alert; an alert rule is
+ * added through the page's form (after a wrong token is refused) and
+ * deleted again -- this needs the alert-rules API of SPEC 16 (POST and
+ * DELETE /api/alerts); and the browser logged no error (the CSP refused
+ * nothing, no request failed). Its output is printed; its exit status is
+ * the verdict. */
 START_TEST(browser_shows_live_dashboard) {
     const char *specs[] = {"id=fast,price=uniform:1-3,latency=5,jitter=10",
                            "id=slow,latency=80,jitter=60,price=fixed:2.5",
@@ -1185,16 +1202,23 @@ START_TEST(browser_shows_live_dashboard) {
                       "\"above\":0.1,\"window_s\":10},{\"name\":\"latency\",\"metric\":"
                       "\"p99_latency_ms\",\"above\":150,\"window_s\":30}]",
     };
+    ck_assert_int_eq(setenv("RTB_ADMIN_TOKEN", BROWSER_TOKEN, 1), 0); /* the exchange inherits it */
     wx_start_exchange(w, "dash-browser", &o);
+    unsetenv("RTB_ADMIN_TOKEN");
     const char *update = getenv("RTB_UPDATE_SCREENSHOT");
     int update_shot = update && strcmp(update, "1") == 0;
     traffic_for(update_shot ? 45000 : 3000); /* history for the charts */
     traffic_until_alert("slow-bidder", 20000);
 
-    char url[64], dest[1024];
+    char url[64], dest[1024], adv_dest[1024], adv_shot[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", w->admin_port);
     snprintf(dest, sizeof dest, "%s/docs/dashboard.png", fx_getenv("RTB_SOURCE_ROOT"));
+    snprintf(adv_dest, sizeof adv_dest, "%s/docs/dashboard-advertiser.png",
+             fx_getenv("RTB_SOURCE_ROOT"));
     const char *shot = fx_getenv("RTB_DASHBOARD_SCREENSHOT");
+    /* The advertiser view's picture beside the overview's: X.png -> X-advertiser.png. */
+    snprintf(adv_shot, sizeof adv_shot, "%.*s-advertiser.png",
+             (int)(strlen(shot) > 4 ? strlen(shot) - 4 : strlen(shot)), shot);
     char *profile = fx_path(w->env, "chromium-profile");
     char *driver_log = fx_path(w->env, "chromedriver.log");
     const char *argv[] = {fx_getenv("RTB_PYTHON"),
@@ -1215,12 +1239,29 @@ START_TEST(browser_shows_live_dashboard) {
                           "flaky",
                           "--alert",
                           "slow-bidder",
+                          "--advertiser",
+                          "fast",
+                          "--advertiser",
+                          "slow",
+                          "--advertiser",
+                          "flaky",
+                          "--advertiser-alert",
+                          "slow=slow-bidder",
+                          "--rule",
+                          "page-rule",
+                          "--token",
+                          BROWSER_TOKEN,
                           "--screenshot",
                           shot,
+                          "--advertiser-screenshot",
+                          adv_shot,
                           update_shot ? "--screenshot" : NULL, /* ends argv here if not */
                           dest,
+                          "--advertiser-screenshot",
+                          adv_dest,
                           NULL};
     unlink(shot); /* a stale one must not pass for this run's */
+    unlink(adv_shot);
     pid_t pid = fx_spawn(w->env, argv, "webdriver.log");
     int status = 0;
     int64_t until = fx_now_ms() + WEBDRIVER_WAIT_MS;
@@ -1240,9 +1281,11 @@ START_TEST(browser_shows_live_dashboard) {
                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     }
     expect_png(shot);
+    expect_png(adv_shot);
     if (update_shot) {
         expect_png(dest);
-        fprintf(stderr, "test_dashboard: screenshot saved to %s\n", dest);
+        expect_png(adv_dest);
+        fprintf(stderr, "test_dashboard: screenshots saved to %s and %s\n", dest, adv_dest);
     }
     free(profile);
     free(driver_log);
