@@ -880,32 +880,27 @@ static int learn_evhttp(rtb_admin *a, struct event_base *base) {
 
 /* ---- The gate: Host, route, method, body -------------------------------------------- */
 
-/* One route: the methods it answers, the body it takes. The admin API of
- * SPEC 16 adds its rows here (POST with up to RTB_ADMIN_MAX_BODY_BYTES,
- * evhttp's cap for all: no max_body may be larger). */
+/* One route: the methods it answers, the body it takes (at most
+ * RTB_ADMIN_MAX_BODY_BYTES, evhttp's cap for all: no max_body may be
+ * larger). */
 typedef struct route {
-    const char *path;  /* exact; ending in '/': that prefix and more (".../{id}") */
+    const char *path;  /* exact, or with `prefix` the start of the path */
     unsigned methods;  /* EVHTTP_REQ_* */
     const char *allow; /* the same, for the Allow header of a 405 */
     size_t max_body;   /* bytes; 0: no body at all */
     void (*answer)(struct evhttp_request *req, void *admin);
+    int prefix; /* 1: matches `path` followed by at least one character */
 } route;
 
 static const route routes[] = {
-    {"/", GET_HEAD, "GET, HEAD", 0, on_page},
-    {"/api/stats", GET_HEAD, "GET, HEAD", 0, on_stats},
-    {"/api/stream", GET_HEAD, "GET, HEAD", 0, on_stream},
-    {"/api/advertisers", GET_HEAD, "GET, HEAD", 0, on_advertisers},
-    {"/api/advertisers/", GET_HEAD, "GET, HEAD", 0, on_advertisers}, /* + {id} */
-    {"/healthz", GET_HEAD, "GET, HEAD", 0, on_healthz},
-    {"/metrics", GET_HEAD, "GET, HEAD", 0, on_metrics},
+    {"/", GET_HEAD, "GET, HEAD", 0, on_page, 0},
+    {"/api/stats", GET_HEAD, "GET, HEAD", 0, on_stats, 0},
+    {"/api/stream", GET_HEAD, "GET, HEAD", 0, on_stream, 0},
+    {"/healthz", GET_HEAD, "GET, HEAD", 0, on_healthz, 0},
+    {"/metrics", GET_HEAD, "GET, HEAD", 0, on_metrics, 0},
+    {"/api/advertisers", GET_HEAD, "GET, HEAD", 0, on_advertisers, 0},
+    {"/api/advertisers/", GET_HEAD, "GET, HEAD", 0, on_advertisers, 1}, /* + {id} */
 };
-
-static int route_matches(const route *r, const char *path) {
-    size_t n = strlen(r->path);
-    if (n > 1 && r->path[n - 1] == '/') return strncmp(r->path, path, n) == 0 && path[n] != '\0';
-    return strcmp(r->path, path) == 0;
-}
 
 /* 1 when `value` (a Host header, or the host of an absolute request URI)
  * names this listener: one of a->hosts (any case), bracketed when it is an
@@ -1005,8 +1000,12 @@ static void answer(rtb_admin *a, struct evhttp_request *req) {
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !path[0]) path = "/";
     const route *r = NULL;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
-        if (route_matches(&routes[i], path)) r = &routes[i];
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++) {
+        size_t n = strlen(routes[i].path);
+        if (routes[i].prefix ? strncmp(routes[i].path, path, n) == 0 && path[n] != '\0'
+                             : strcmp(routes[i].path, path) == 0)
+            r = &routes[i];
+    }
     if (!r) {
         on_other(req, a);
         return;

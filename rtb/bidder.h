@@ -23,13 +23,13 @@ typedef struct rtb_bidder_stats {
     unsigned long long would_throttle;          /* health.dry_run: called anyway */
     unsigned long long circuit_opens;
     unsigned long long wins;
+    unsigned long long billed; /* its billing notices answered 2xx (SPEC 14) */
     /* The exact sum of its clearing prices, micros (prices are CPM: the
      * spend is this / 1000, taken only when reported; SPEC 14). */
     unsigned long long spend_cpm_micros;
-    /* Its ad events as this exchange counted them (SPEC 10; Redis
-     * stats:advertiser:{id} has every exchange's), and billing notices
-     * answered 2xx (SPEC 14). */
-    unsigned long long impressions, clicks, conversions, billed;
+    /* Its ad events (SPEC 10), as rtb/events.c accepts them: impressions,
+     * clicks that were not duplicates, conversions (attributed or not). */
+    unsigned long long impressions, clicks, conversions;
 } rtb_bidder_stats;
 
 /* What the bidder spent, micros: its clearing prices' sum / 1000, the

@@ -36,6 +36,8 @@
     return typeof x === 'number' ? (x * 100).toFixed(1) + '%' : '\u2014';
   }
   function money(x) { return typeof x === 'number' ? x.toFixed(2) : '\u2014'; }
+  /* Money that may be small (CPM prices make single impressions cheap). */
+  function cash(x) { return typeof x === 'number' ? x.toFixed(x && x < 0.1 ? 4 : 2) : '\u2014'; }
   function clock(t) { return new Date(t * 1000).toLocaleTimeString('en-GB'); }
   function uptime(s) {
     var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600);
@@ -93,18 +95,25 @@
     }
     body.replaceChildren(rows);
   }
+  /* How a metric's values read: rates in %, latency in ms, money as money. */
+  function metricFormat(metric) {
+    if (metric === 'p99_latency_ms') return function (x) { return ms(x) + ' ms'; };
+    if (metric === 'cpc' || metric === 'spend_rate') return cash;
+    return pct;
+  }
   /* The alerts of `list` as elements, into `box`; `empty` when none. */
   function renderAlertList(box, list, empty) {
     var items = document.createDocumentFragment();
     list.forEach(function (a) {
       var d = document.createElement('div'), b = document.createElement('b');
       var s = document.createElement('span');
-      d.className = 'alert';
-      var rate = a.metric.slice(-5) === '_rate';
+      d.className = 'alert' + (a.severity ? ' ' + a.severity : '');
+      var fmt = metricFormat(a.metric), below = a.op === 'below';
       b.textContent = a.name + ': ' + a.metric + (a.subject ? ' of ' + a.subject : '') +
-          ' ' + (rate ? pct(a.value) : ms(a.value) + ' ms') + ' > ' +
-          (rate ? pct(a.above) : a.above + ' ms');
-      s.textContent = 'firing since ' + clock(a.since) + ', over ' + a.window_s + ' s';
+          ' ' + fmt(a.value) + (below ? ' < ' : ' > ') +
+          fmt(typeof a.threshold === 'number' ? a.threshold : a.above);
+      s.textContent = (a.severity ? a.severity + ', ' : '') + 'firing since ' + clock(a.since) +
+          ', over ' + a.window_s + ' s' + (a.message ? ': ' + a.message : '');
       d.appendChild(b);
       d.appendChild(s);
       items.appendChild(d);
@@ -194,7 +203,6 @@
   var ADV_COLUMNS = ['id', 'spend', 'wins', 'impressions', 'clicks', 'ctr', 'conversions',
                      'cvr', 'cpc', 'win_rate'];
   var sortKey = 'spend', sortDir = -1, advertisers = null;
-  function cash(x) { return typeof x === 'number' ? x.toFixed(x && x < 0.1 ? 4 : 2) : '\u2014'; }
   /* The advertiser of "#/advertiser/{id}", or null: the overview. */
   function route() {
     var m = /^#\/advertiser\/([A-Za-z0-9._:-]{1,128})$/.exec(location.hash);

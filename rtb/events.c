@@ -32,7 +32,7 @@ struct rtb_events {
 
 typedef struct pending_event {
     rtb_events *e;
-    rtb_bidder *adv; /* its advertiser: bidders live as long as the registry */
+    rtb_bidder *b; /* its advertiser: lives as long as the server */
     proto_event ev;
 } pending_event;
 
@@ -71,7 +71,7 @@ static void on_click(void *arg, store_status st, const char *value, size_t len) 
     const proto_event *ev = &p->ev;
     if (st == STORE_OK) {
         e->stats->clicks++;
-        p->adv->stats.clicks++;
+        p->b->stats.clicks++;
         count(e, ev->advertiser_id, ev->ad_id, "clicks");
     } else if (st == STORE_NIL) {
         e->stats->duplicate_clicks++;
@@ -92,7 +92,7 @@ static void on_last_click(void *arg, store_status st, const char *value, size_t 
         return;
     }
     e->stats->conversions++;
-    p->adv->stats.conversions++;
+    p->b->stats.conversions++;
     store_hincrby(e->store, "stats:advertiser:", ev->advertiser_id, "conversions", 1);
     if (st == STORE_OK && len > 0 && len < PROTO_ID_BYTES) {
         char ad[PROTO_ID_BYTES];
@@ -120,7 +120,7 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
         type, payload, len, (size_t)e->cfg->limits.max_request_bytes, &p->ev, err, sizeof(err));
     /* Counters are keyed by advertiser: only those the exchange knows get
      * one, so a publisher cannot grow the keyspace (SPEC 15). */
-    if (rc_decode == PROTO_OK && !(p->adv = rtb_registry_find(e->reg, p->ev.advertiser_id))) {
+    if (rc_decode == PROTO_OK && !(p->b = rtb_registry_find(e->reg, p->ev.advertiser_id))) {
         snprintf(err, sizeof(err), "advertiser_id: %.128s is not in the registry",
                  p->ev.advertiser_id);
         rc_decode = PROTO_ERR_FIELD;
@@ -137,7 +137,7 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
     switch (ev->type) {
     case PROTO_EVENT_IMPRESSION:
         e->stats->impressions++;
-        p->adv->stats.impressions++;
+        p->b->stats.impressions++;
         count(e, ev->advertiser_id, ev->ad_id, "impressions");
         if (e->ledger) rtb_ledger_on_impression(e->ledger, ev->request_id, ev->ad_id);
         free(p);

@@ -175,24 +175,6 @@ int store_notice_at(store *s, const char *key, const char *member, size_t len, l
 /* ZREM {key} {member}, fire and forget: the notice is done. */
 int store_notice_done(store *s, const char *key, const char *member, size_t len);
 
-/* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
-
-/* One advertiser:targeting:{id} entry: `id` (the key's suffix) and its JSON. */
-typedef struct store_entry {
-    const char *id;
-    const char *value;
-    size_t len;
-} store_entry;
-
-/* Called once with every advertiser:targeting:* entry (valid only during the
- * call), or STORE_ERR and no entries. */
-typedef void store_registry_fn(void *arg, store_status st, const store_entry *entries, size_t n);
-
-/* SCAN the keyspace for advertiser:targeting:* (COUNT 1000 per step) and GET
- * each key found. Only one load runs at a time: returns -1 while one is in
- * progress, or when not connected. */
-int store_registry_load(store *s, store_registry_fn *fn, void *arg);
-
 /* ---- Advertiser totals (SPEC 16) ------------------------------------------- */
 
 /* Called once with the fields read: STORE_OK and values[i * nfields + f],
@@ -210,6 +192,24 @@ typedef void store_hashes_fn(void *arg, store_status st, const long long *values
  * connected, a key is too long or memory ran out (fn never runs). */
 int store_hashes_get(store *s, const char *prefix, const char *const *ids, size_t nids,
                      const char *const *fields, size_t nfields, store_hashes_fn *fn, void *arg);
+
+/* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
+
+/* One advertiser:targeting:{id} entry: `id` (the key's suffix) and its JSON. */
+typedef struct store_entry {
+    const char *id;
+    const char *value;
+    size_t len;
+} store_entry;
+
+/* Called once with every advertiser:targeting:* entry (valid only during the
+ * call), or STORE_ERR and no entries. */
+typedef void store_registry_fn(void *arg, store_status st, const store_entry *entries, size_t n);
+
+/* SCAN the keyspace for advertiser:targeting:* (COUNT 1000 per step) and GET
+ * each key found. Only one load runs at a time: returns -1 while one is in
+ * progress, or when not connected. */
+int store_registry_load(store *s, store_registry_fn *fn, void *arg);
 
 /* ---- Counters -------------------------------------------------------------- */
 
