@@ -428,7 +428,7 @@
     rules.forEach(function (r) {
       var d = document.createElement('div'), head = document.createElement('div');
       var what = document.createElement('span'), del = document.createElement('button');
-      d.className = 'rule ' + (r.state === 'firing' ? 'firing' : 'ok');
+      d.className = r.state === 'firing' ? 'rule firing' : 'rule';
       d.dataset.name = r.name;
       head.className = 'rule-head';
       [[r.name, 'name'], [r.severity, 'sev ' + r.severity],

@@ -1183,7 +1183,7 @@ static void dump_tail(const char *name, int lines) {
 
 /* The admin token the browser test's exchange takes from its environment
  * (SPEC 16: admin.token or RTB_ADMIN_TOKEN). */
-#define BROWSER_TOKEN "dash-token-7f3a"
+#define BROWSER_TOKEN "dash-browser-token-7f3a9c41"
 
 /* tests/dashboard_webdriver.py (python3-selenium driving headless Chromium
  * through chromedriver) opens the page while this test keeps auctions and
