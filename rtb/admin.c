@@ -1,8 +1,9 @@
 /* admin.c -- the admin HTTP listener: /healthz, /metrics and the live
  * dashboard (SPEC 11): GET / (the page), GET /api/stats (JSON) and
- * GET /api/stream (Server-Sent Events), within the bounds of SPEC 15; the
- * alert rules of SPEC 16: GET and POST /api/alerts, DELETE
- * /api/alerts/{name}.
+ * GET /api/stream (Server-Sent Events), the campaign view (SPEC 16:
+ * GET /api/advertisers, GET /api/advertisers/{id}) and the alert rules of
+ * SPEC 16 (GET and POST /api/alerts, DELETE /api/alerts/{name}), within the
+ * bounds of SPEC 15.
  *
  * An evhttp server on the same loop as everything else, bound to
  * admin.listen (loopback by default). It only reads the server's counters;
@@ -50,9 +51,12 @@
  * case the slot is emptied before the reply is ended or the connection
  * freed, and libevent frees the request with its connection. So no chunk is
  * ever sent to a freed request, and none leaks. A stream has no read
- * timeout (a client of a stream says nothing), only the write one. */
+ * timeout (a client of a stream says nothing), only the write one. The
+ * campaign view's replies wait on Redis (campaign.h) and are held the same
+ * way: on their connection, until answered or the connection closes. */
 #include "rtb/admin.h"
 
+#include "rtb/campaign.h"
 #include "rtb/dashboard.h"
 #include "rtb/dashboard_page.h"
 #include "rtb/log.h"
@@ -91,6 +95,7 @@ static const char *const refusal_names[REFUSED_COUNT] = {"host", "headers", "bod
                                                          "auth"};
 
 typedef struct conn conn;
+typedef struct held held;
 
 /* One GET /api/stream client; req NULL: a free slot. */
 typedef struct stream {
@@ -107,6 +112,7 @@ struct conn {
     struct evbuffer_cb_entry *watch; /* on bev's output: evhttp's own refusals */
     stream *stream;                  /* the stream it carries, or NULL */
     unsigned waiting;                /* its API writes waiting for Redis */
+    held *held;                      /* the reply it waits for, or NULL */
     int64_t active_us;               /* accepted, or its latest request */
     conn *prev, *next;               /* a->oldest .. a->newest */
 };
@@ -120,6 +126,7 @@ typedef struct api_call {
 } api_call;
 
 struct rtb_admin {
+    struct event_base *base;
     const rtb_server *srv;
     rtb_alerts *alerts;
     api_call *calls; /* writes waiting for Redis */
@@ -137,6 +144,7 @@ struct rtb_admin {
     size_t nstreams;
     struct evbuffer *event; /* scratch: one SSE event, copied to each client */
     struct evbuffer *chunk; /* scratch: what evhttp_send_reply_chunk drains */
+    held *held;             /* replies that wait on Redis (the campaign view) */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *reason,
@@ -486,8 +494,9 @@ static void on_metrics(struct evhttp_request *req, void *arg) {
 
 static void on_other(struct evhttp_request *req, void *arg) {
     (void)arg;
-    evhttp_send_error(
-        req, 404, "Not Found: try /, /api/stats, /api/stream, /api/alerts, /healthz or /metrics");
+    evhttp_send_error(req, 404,
+                      "Not Found: try /, /api/stats, /api/stream, /api/advertisers, /api/alerts, "
+                      "/healthz or /metrics");
 }
 
 /* ---- The dashboard (SPEC 11) ------------------------------------------------------ */
@@ -867,6 +876,103 @@ static void on_alert_delete(struct evhttp_request *req, void *arg) {
     api_error(req, 503, "Service Unavailable", "Redis is not reachable: nothing was deleted");
 }
 
+/* ---- The campaign view (SPEC 16): replies that wait on Redis ------------------------ */
+
+/* A request whose reply comes later (campaign.h: after one Redis read). It
+ * lives on its connection like a stream: when the connection closes first,
+ * the query is cancelled and the request forgotten -- or freed, when
+ * libevent left it to us (see the top of the file). At most one per
+ * connection (evhttp answers a connection's requests one at a time), so at
+ * most RTB_ADMIN_MAX_CONNECTIONS at once. */
+struct held {
+    rtb_admin *admin;
+    struct evhttp_request *req;
+    conn *conn;
+    rtb_campaign_query *query;
+    held *prev, *next; /* a->held */
+};
+
+/* Unlink h from its admin and connection, and free it. */
+static void held_free(held *h) {
+    rtb_admin *a = h->admin;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        a->held = h->next;
+    if (h->next) h->next->prev = h->prev;
+    if (h->conn) h->conn->held = NULL;
+    free(h);
+}
+
+/* The listener closes: the query is cancelled, the request goes with its
+ * connection. */
+static void held_drop(held *h) {
+    rtb_campaign_cancel(h->query);
+    held_free(h);
+}
+
+/* The connection of h closed (conn_closed). */
+static void held_gone(held *h) {
+    struct evhttp_request *req = h->req;
+    held_drop(h);
+    if (!evhttp_request_get_connection(req)) evhttp_request_free(req); /* ours */
+}
+
+/* campaign.h's answer: from a Redis reply or a timer, never inside on_request. */
+static void on_campaign(void *arg, struct evbuffer *json) {
+    held *h = arg;
+    rtb_admin *a = h->admin;
+    struct evhttp_request *req = h->req;
+    held_free(h);
+    int was = a->answering;
+    a->answering = 1;
+    if (json) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+        reply(req, 200, "OK", "application/json", json);
+    } else {
+        evhttp_send_error(req, 500, NULL);
+    }
+    a->answering = was;
+}
+
+/* GET /api/advertisers and /api/advertisers/{id}. */
+static void on_advertisers(struct evhttp_request *req, void *arg) {
+    rtb_admin *a = arg;
+    static const char list[] = "/api/advertisers";
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    long index = -1;
+    if (path && strncmp(path, list, sizeof(list) - 1) == 0 && path[sizeof(list) - 1] == '/') {
+        const char *id = path + sizeof(list);
+        index = rtb_campaign_find(a->srv, id);
+        if (index == RTB_CAMPAIGN_BAD_ID) {
+            api_error(req, 400, "Bad Request",
+                      "advertiser id: must be 1-128 characters of [A-Za-z0-9._:-]");
+            return;
+        }
+        if (index == RTB_CAMPAIGN_UNKNOWN) {
+            char text[192];
+            snprintf(text, sizeof(text), "no advertiser %s", id);
+            api_error(req, 404, "Not Found", text);
+            return;
+        }
+    }
+    conn *c = conn_of(a, evhttp_request_get_connection(req)); /* answer() made sure */
+    held *h = c ? calloc(1, sizeof(*h)) : NULL;
+    if (h) h->query = rtb_campaign_ask(a->base, a->srv, index, on_campaign, h);
+    if (!h || !h->query) {
+        free(h);
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    h->admin = a;
+    h->req = req;
+    h->conn = c;
+    c->held = h;
+    h->next = a->held;
+    if (a->held) a->held->prev = h;
+    a->held = h;
+}
+
 /* ---- Connections (SPEC 15: at most 256, idle ones closed) --------------------------- */
 
 static void conn_unlink(rtb_admin *a, conn *c) {
@@ -906,6 +1012,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg) {
     evhttp_connection_set_closecb(evcon, NULL, NULL);
     if (c->stream) stream_gone(c->stream);
     if (c->waiting) calls_conn_gone(c->admin, c);
+    if (c->held) held_gone(c->held);
     conn_forget(c);
 }
 
@@ -977,7 +1084,8 @@ static conn *conn_idlest(rtb_admin *a) {
     conn *busy = NULL;
     for (conn *c = a->oldest; c; c = c->next) {
         if (!c->evcon || c->stream) continue;
-        if (!c->waiting && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) return c;
+        if (!c->waiting && !c->held && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            return c;
         if (!busy) busy = c;
     }
     return busy;
@@ -1047,6 +1155,8 @@ static const route routes[] = {
     {ALERTS_PATH, GET_HEAD | EVHTTP_REQ_POST, "GET, HEAD, POST", RTB_ADMIN_MAX_BODY_BYTES,
      on_alerts, 0},
     {ALERTS_PATH "/", EVHTTP_REQ_DELETE, "DELETE", 0, on_alert_delete, 1},
+    {"/api/advertisers", GET_HEAD, "GET, HEAD", 0, on_advertisers, 0},
+    {"/api/advertisers/", GET_HEAD, "GET, HEAD", 0, on_advertisers, 1}, /* + {id} */
 };
 
 /* 1 when `value` (a Host header, or the host of an absolute request URI)
@@ -1225,6 +1335,7 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, rtb_ale
     }
     a->srv = srv;
     a->alerts = alerts;
+    a->base = base;
     evhttp_set_max_headers_size(a->http, RTB_ADMIN_MAX_HEADER_BYTES);
     evhttp_set_max_body_size(a->http, RTB_ADMIN_MAX_BODY_BYTES);
     evhttp_set_timeout(a->http, RTB_ADMIN_IDLE_TIMEOUT_S);
@@ -1242,7 +1353,7 @@ rtb_admin *rtb_admin_new(struct event_base *base, const rtb_server *srv, rtb_ale
     }
     rtb_log(PROTO_LOG_INFO,
             "admin: listening on http://%s:%ld (dashboard at /; /api/stats, /api/stream, "
-            "/api/alerts, /healthz, /metrics)",
+            "/api/advertisers, /api/alerts, /healthz, /metrics)",
             host, port);
     free(host);
     return a;
@@ -1264,6 +1375,8 @@ void rtb_admin_free(rtb_admin *a) {
         c->conn = NULL;
     }
     a->calls = NULL;
+    while (a->held) /* their requests go with their connections */
+        held_drop(a->held);
     /* Connections not adopted yet: evhttp frees them without telling us. */
     for (conn *c = a->oldest, *next; c; c = next) {
         next = c->next;

@@ -1,9 +1,11 @@
 /* admin.h -- the admin HTTP listener (SPEC 11): GET /healthz, /metrics
- * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON)
- * and /api/stream (Server-Sent Events), within the bounds of SPEC 15; and
- * the alert rules of SPEC 16: GET and POST /api/alerts, DELETE
+ * (Prometheus text format 0.0.4), the dashboard page /, /api/stats (JSON),
+ * /api/stream (Server-Sent Events) and the campaign view /api/advertisers
+ * and /api/advertisers/{id} (SPEC 16, campaign.h), within the bounds of
+ * SPEC 15; and the alert rules of SPEC 16: GET and POST /api/alerts, DELETE
  * /api/alerts/{name}, writes behind Authorization: Bearer {admin.token}. It
- * only reads the server; it writes the alert rules through their module. */
+ * only reads the server (and, for the campaign view, Redis); it writes the
+ * alert rules through their module. */
 #ifndef RTB_ADMIN_H
 #define RTB_ADMIN_H
 

@@ -25,6 +25,7 @@ typedef struct rtb_bidder_stats {
     unsigned long long would_throttle;          /* health.dry_run: called anyway */
     unsigned long long circuit_opens;
     unsigned long long wins;
+    unsigned long long billed; /* its billing notices answered 2xx (SPEC 14) */
     /* The exact sum of its clearing prices, micros (prices are CPM: the
      * spend is this / 1000, taken only when reported; SPEC 14). */
     unsigned long long spend_cpm_micros;

@@ -83,6 +83,31 @@ typedef struct bidder_list {
     int64_t now_us;
 } bidder_list;
 
+/* The health figures of one advertiser (SPEC 13), as /api/stats and the
+ * campaign view show them. */
+int rtb_dash_bidder_health(cJSON *o, const rtb_bidder *b, int64_t now_us) {
+    const rtb_bidder_stats *s = &b->stats;
+    cJSON_AddNumberToObject(o, "timeouts", (double)s->timeouts);
+    cJSON_AddNumberToObject(o, "errors", (double)s->errors);
+    cJSON_AddNumberToObject(o, "timeouts_excused", (double)s->timeouts_excused);
+    cJSON_AddNumberToObject(o, "throttled", (double)s->skipped[RTB_SKIP_THROTTLED]);
+    unsigned long long skipped = 0;
+    cJSON *by = cJSON_CreateObject();
+    for (int r = 0; r < RTB_SKIP_COUNT; r++) {
+        skipped += s->skipped[r];
+        cJSON_AddNumberToObject(by, rtb_skip_reason_str((rtb_skip_reason)r), (double)s->skipped[r]);
+    }
+    cJSON_AddNumberToObject(o, "skipped", (double)skipped);
+    if (!cJSON_AddItemToObject(o, "skipped_by", by)) cJSON_Delete(by);
+    cJSON_AddStringToObject(o, "breaker", rtb_circuit_str(rtb_health_circuit(&b->health, now_us)));
+    cJSON_AddNumberToObject(o, "share", round_to(rtb_health_share(&b->health, now_us), 1e-4));
+    int64_t p95 = rtb_health_p95_us(&b->health, now_us);
+    cJSON *item = p95 >= 0 && p95 < INT64_MAX
+                      ? cJSON_AddNumberToObject(o, "p95_ms", round_to((double)p95 / 1000.0, 1e-3))
+                      : cJSON_AddNullToObject(o, "p95_ms");
+    return item ? 0 : -1;
+}
+
 static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
     const bidder_list *bl = arg;
     const rtb_bidder_stats *s = &b->stats;
@@ -95,26 +120,7 @@ static void add_bidder(void *arg, size_t index, const rtb_bidder *b) {
     cJSON_AddNumberToObject(o, "bids", (double)s->bids);
     cJSON_AddNumberToObject(o, "wins", (double)s->wins);
     cJSON_AddNumberToObject(o, "win_rate", ratio(s->wins, s->bids));
-    cJSON_AddNumberToObject(o, "timeouts", (double)s->timeouts);
-    cJSON_AddNumberToObject(o, "errors", (double)s->errors);
-    cJSON_AddNumberToObject(o, "timeouts_excused", (double)s->timeouts_excused);
-    cJSON_AddNumberToObject(o, "throttled", (double)s->skipped[RTB_SKIP_THROTTLED]);
-    unsigned long long skipped = 0;
-    cJSON *by = cJSON_CreateObject();
-    for (int r = 0; r < RTB_SKIP_COUNT; r++) {
-        skipped += s->skipped[r];
-        cJSON_AddNumberToObject(by, rtb_skip_reason_str((rtb_skip_reason)r), (double)s->skipped[r]);
-    }
-    cJSON_AddNumberToObject(o, "skipped", (double)skipped);
-    cJSON_AddItemToObject(o, "skipped_by", by);
-    cJSON_AddStringToObject(o, "breaker",
-                            rtb_circuit_str(rtb_health_circuit(&b->health, bl->now_us)));
-    cJSON_AddNumberToObject(o, "share", round_to(rtb_health_share(&b->health, bl->now_us), 1e-4));
-    int64_t p95 = rtb_health_p95_us(&b->health, bl->now_us);
-    if (p95 >= 0 && p95 < INT64_MAX)
-        cJSON_AddNumberToObject(o, "p95_ms", round_to((double)p95 / 1000.0, 1e-3));
-    else
-        cJSON_AddNullToObject(o, "p95_ms");
+    rtb_dash_bidder_health(o, b, bl->now_us);
     cJSON_AddNumberToObject(o, "spend", (double)rtb_bidder_spend_micros(s) / 1e6);
     cJSON_AddNumberToObject(o, "calls_per_s", (double)sec.calls);
     cJSON_AddNumberToObject(o, "inflight", (double)rtb_bidder_busy(b));

@@ -25,6 +25,7 @@
 #include "rtb/events.h"
 #include "rtb/ledger.h"
 #include "rtb/log.h"
+#include "rtb/minutes.h"
 #include "rtb/mqtt.h"
 #include "rtb/ptimer.h"
 #include "rtb/registry.h"
@@ -56,6 +57,7 @@ struct rtb_server {
     rtb_events *events;
     rtb_admin *admin;     /* NULL when admin.listen is null */
     rtb_sampler *sampler; /* one sample a second */
+    rtb_minutes *minutes; /* per advertiser, per minute (the campaign view) */
     rtb_alerts *alerts;
     rtb_spend *spend; /* budgets' figures refreshed from Redis (SPEC 16) */
     rtb_stats stats;
@@ -317,6 +319,7 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     rtb_server *srv = arg;
     int64_t wall_us = rtb_wall_us();
     rtb_sampler_take(srv->sampler, wall_us, &srv->stats, srv->registry);
+    rtb_minutes_take(srv->minutes, wall_us, srv->registry);
     rtb_alerts_evaluate(srv->alerts, wall_us);
     rtb_spend_refresh(srv->spend, wall_us);
     if (srv->admin) rtb_admin_broadcast(srv->admin);
@@ -443,6 +446,7 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
                       : NULL;
     srv->sampler = rtb_sampler_new(&srv->stats);
     srv->spend = srv->store && srv->registry ? rtb_spend_new(srv->store, srv->registry) : NULL;
+    srv->minutes = rtb_minutes_new();
     if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
         !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))
         return -1;
@@ -453,8 +457,8 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     srv->sigint = evsignal_new(base, SIGINT, on_signal, srv);
     srv->sigterm = evsignal_new(base, SIGTERM, on_signal, srv);
     if (!srv->txns || !srv->store || !srv->ledger || !srv->events || !srv->sampler || !srv->spend ||
-        !srv->second_timer || !srv->refresh_timer || !srv->drain_timer || !srv->start_timer ||
-        !srv->sigint || !srv->sigterm) {
+        !srv->minutes || !srv->second_timer || !srv->refresh_timer || !srv->drain_timer ||
+        !srv->start_timer || !srv->sigint || !srv->sigterm) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -533,6 +537,7 @@ void rtb_server_free(rtb_server *srv) {
     rtb_ledger_free(srv->ledger);
     rtb_registry_free(srv->registry);
     rtb_sampler_free(srv->sampler);
+    rtb_minutes_free(srv->minutes);
     rtb_mqtt_free(srv->mqtt);
     rtb_http_free(srv->http);
     proto_buf_free(&srv->out);
@@ -560,6 +565,14 @@ const rtb_sampler *rtb_server_sampler(const rtb_server *srv) {
 
 const rtb_alerts *rtb_server_alerts(const rtb_server *srv) {
     return srv->alerts;
+}
+
+const rtb_minutes *rtb_server_minutes(const rtb_server *srv) {
+    return srv->minutes;
+}
+
+store *rtb_server_store(const rtb_server *srv) {
+    return srv->store;
 }
 
 void rtb_server_each_bidder(const rtb_server *srv, rtb_server_bidder_fn *fn, void *arg) {

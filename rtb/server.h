@@ -24,6 +24,7 @@ struct event_base;
 typedef struct rtb_server rtb_server;
 typedef struct rtb_sampler rtb_sampler;
 typedef struct rtb_alerts rtb_alerts;
+typedef struct rtb_minutes rtb_minutes;
 
 /* Build the server on `base` from `cfg` (both borrowed for the server's
  * life): connects Redis, loads the registry, then connects MQTT. Returns
@@ -45,6 +46,12 @@ const rtb_latency_bounds *rtb_server_latency_bounds(const rtb_server *srv);
 const rtb_sampler *rtb_server_sampler(const rtb_server *srv);
 /* The alert rules and their states. */
 const rtb_alerts *rtb_server_alerts(const rtb_server *srv);
+/* Per advertiser, this exchange's last 60 minutes (the campaign view). */
+const rtb_minutes *rtb_server_minutes(const rtb_server *srv);
+/* The Redis store, for observers that read from Redis (the campaign view's
+ * group-wide totals, SPEC 16); they only read. Borrowed: it lives until
+ * rtb_server_free, which answers what is still out with STORE_ERR. */
+store *rtb_server_store(const rtb_server *srv);
 
 /* Call fn(arg, index, bidder) for every advertiser the server knows, active
  * or not, in index order (indexes never change; the set only grows). */

@@ -712,6 +712,105 @@ int store_notice_done(store *s, const char *key, const char *member, size_t len)
     return send_argv(s, NULL, NULL, NULL, 3, argv, argvlen);
 }
 
+/* ---- Advertiser totals: HMGET of many hashes in one EVAL (SPEC 16) ---------------- */
+
+/* KEYS: the hashes. ARGV: the fields. Answers one HMGET reply per key. */
+static const char hashes_script[] = "local out={} "
+                                    "for i,k in ipairs(KEYS) do "
+                                    "out[i]=redis.call('HMGET',k,unpack(ARGV)) "
+                                    "end "
+                                    "return out";
+
+typedef struct hashes_call {
+    store *s;
+    store_hashes_fn *fn;
+    void *arg;
+    size_t nkeys, nfields;
+} hashes_call;
+
+/* A field's value: its integer, or 0 when missing or not an integer. */
+static long long reply_integer(const redisReply *r) {
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20) return 0;
+    char text[24], *end = NULL;
+    memcpy(text, r->str, r->len);
+    text[r->len] = '\0';
+    long long v = strtoll(text, &end, 10);
+    return *end == '\0' ? v : 0;
+}
+
+static void on_hashes(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    hashes_call *cl = privdata;
+    redisReply *reply = r;
+    cl->s->pending--;
+    long long *values = NULL;
+    int ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == cl->nkeys;
+    if (ok && cl->nkeys > 0) {
+        values = calloc(cl->nkeys * cl->nfields, sizeof(*values));
+        ok = values != NULL;
+    }
+    for (size_t i = 0; ok && i < cl->nkeys; i++) {
+        const redisReply *h = reply->element[i];
+        if (h->type != REDIS_REPLY_ARRAY || h->elements != cl->nfields) continue;
+        for (size_t f = 0; f < cl->nfields; f++)
+            values[i * cl->nfields + f] = reply_integer(h->element[f]);
+    }
+    static const long long none[1];
+    if (ok)
+        cl->fn(cl->arg, STORE_OK, values ? values : none, cl->nkeys, cl->nfields);
+    else
+        cl->fn(cl->arg, STORE_ERR, NULL, 0, 0);
+    free(values);
+    free(cl);
+}
+
+int store_hashes_get(store *s, const char *prefix, const char *const *ids, size_t nids,
+                     const char *const *fields, size_t nfields, store_hashes_fn *fn, void *arg) {
+    if (!s->cmd.ready || nfields == 0 || nids > (size_t)INT32_MAX - nfields - 3) return -1;
+    size_t argc = 3 + nids + nfields, plen = strlen(prefix), bytes = 0;
+    for (size_t i = 0; i < nids; i++)
+        bytes += plen + strlen(ids[i]) + 1;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *argvlen = malloc(argc * sizeof(*argvlen));
+    char *keys = malloc(bytes + 1), numkeys[24];
+    hashes_call *cl = malloc(sizeof(*cl));
+    int rc = -1;
+    if (argv && argvlen && keys && cl) {
+        snprintf(numkeys, sizeof(numkeys), "%zu", nids);
+        argv[0] = "EVAL";
+        argv[1] = hashes_script;
+        argv[2] = numkeys;
+        char *k = keys;
+        for (size_t i = 0; i < nids; i++) {
+            size_t n = make_key(k, plen + strlen(ids[i]) + 1, prefix, ids[i]);
+            argv[3 + i] = k;
+            argvlen[3 + i] = n;
+            k += n + 1;
+        }
+        for (size_t f = 0; f < nfields; f++) {
+            argv[3 + nids + f] = fields[f];
+            argvlen[3 + nids + f] = strlen(fields[f]);
+        }
+        argvlen[0] = 4;
+        argvlen[1] = sizeof(hashes_script) - 1;
+        argvlen[2] = strlen(numkeys);
+        *cl = (hashes_call){s, fn, arg, nids, nfields};
+        rc = redisAsyncCommandArgv(s->cmd.ac, on_hashes, cl, (int)argc, argv, argvlen) == REDIS_OK
+                 ? 0
+                 : -1;
+    }
+    free(argv);
+    free(argvlen);
+    free(keys);
+    if (rc != 0) {
+        free(cl);
+        return -1;
+    }
+    s->pending++;
+    return 0;
+}
+
 /* ---- Publishing through the queue ------------------------------------------------ */
 
 /* Every PUBLISH goes through one FIFO: an entry stays queued until Redis

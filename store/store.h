@@ -198,6 +198,24 @@ int store_notice_at(store *s, const char *key, const char *member, size_t len, l
 /* ZREM {key} {member}, fire and forget: the notice is done. */
 int store_notice_done(store *s, const char *key, const char *member, size_t len);
 
+/* ---- Advertiser totals (SPEC 16) ------------------------------------------- */
+
+/* Called once with the fields read: STORE_OK and values[i * nfields + f],
+ * field f of hash i (0 where the hash or the field is missing or holds no
+ * integer), valid only during the call; or STORE_ERR and NULL. */
+typedef void store_hashes_fn(void *arg, store_status st, const long long *values, size_t nkeys,
+                             size_t nfields);
+
+/* HMGET {prefix}{ids[i]} {fields...} for each of the `nids` ids, as one
+ * EVAL of a small Lua script: one command and one reply, so every exchange
+ * of a group reads the same totals (stats:advertiser:{id}, SPEC 10, 14) for
+ * the price of one round trip. The caller bounds nids (the campaign view:
+ * the registry's advertisers); ids follow the key rule of SPEC 15. Never
+ * KEYS or SCAN. Returns 0 (fn runs once, later) or -1 at once when not
+ * connected, a key is too long or memory ran out (fn never runs). */
+int store_hashes_get(store *s, const char *prefix, const char *const *ids, size_t nids,
+                     const char *const *fields, size_t nfields, store_hashes_fn *fn, void *arg);
+
 /* ---- Advertiser registry (SPEC 6) ------------------------------------------ */
 
 /* One advertiser:targeting:{id} entry: `id` (the key's suffix) and its JSON. */

@@ -12,13 +12,26 @@ and, in real time (no virtual time), checks what a person would see:
      updates came from stream events, not from polling;
   3. the bidder table has a row per --bidder with numbers in it;
   4. every --alert is listed in the alerts card;
-  5. the browser logged no error (a script or style the Content-Security-
-     Policy refused, a JavaScript exception).
+  5. the advertisers table (SPEC 16) has a row per --advertiser with
+     numbers, sorted by spend (largest first), and sorts by another column
+     when its header is clicked;
+  6. clicking an advertiser opens its view (#/advertiser/{id}): its totals,
+     six charts of 60 points each, its health; and the view of each
+     advertiser named in --advertiser-alert ID=ALERT lists that alert;
+  7. with --rule NAME: the alert-rules panel adds a rule through its form
+     (a wrong --token first: the API's error text is shown; then the right
+     one) and deletes it again, and the token is found nowhere but in its
+     field: not in the URL, localStorage or sessionStorage;
+  8. the browser logged no error (a script or style the Content-Security-
+     Policy refused, a JavaScript exception, a request that failed), but
+     for the wrong token's 401 of step 7.
 
-Then it saves a screenshot to every --screenshot path (on failure, to the
-first one only, to show what went wrong). Prints what it saw on
-stdout; on any failure prints "FAIL: ..." and exits 1 (2 when Selenium or
-the browser cannot be started at all).
+Screenshots: after step 6 the advertiser view goes to every
+--advertiser-screenshot path, and the overview (the whole page, however
+tall) to every --screenshot path, before step 7 changes the rules; on a
+failure before that, the first --screenshot shows what the page looked
+like. Prints what it saw on stdout; on any failure prints "FAIL: ..." and
+exits 1 (2 when Selenium or the browser cannot be started at all).
 """
 import argparse
 import json
@@ -53,6 +66,14 @@ def parse_args(argv):
                    help="PNG to write when all passed (repeatable); the first also on failure")
     p.add_argument("--bidder", action="append", default=[], help="a bidder id the table must show")
     p.add_argument("--alert", action="append", default=[], help="an alert name the page must show")
+    p.add_argument("--advertiser", action="append", default=[],
+                   help="an advertiser id the advertisers table must show")
+    p.add_argument("--advertiser-alert", action="append", default=[], metavar="ID=ALERT",
+                   help="the view of advertiser ID must list alert ALERT")
+    p.add_argument("--advertiser-screenshot", action="append", default=[],
+                   help="PNG of an advertiser's view (repeatable)")
+    p.add_argument("--rule", help="add and delete an alert rule of this name through the page")
+    p.add_argument("--token", help="the exchange's admin token, for --rule")
     p.add_argument("--timeout-s", type=float, default=30, help="bound for each wait, seconds")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
@@ -211,6 +232,214 @@ def check_alerts(driver, alerts, timeout_s):
         log("alert: %s", " / ".join(t.splitlines()))
 
 
+ADV_COLUMNS = ["advertiser", "spend", "wins", "impr.", "clicks", "ctr", "conv.", "cvr", "cpc",
+               "win rate"]
+ADV_KEYS = ["id", "spend", "wins", "impressions", "clicks", "ctr", "conversions", "cvr", "cpc",
+            "win_rate"]
+
+
+def advertiser_rows(driver):
+    """The advertisers table's rows, in the order shown, as lists of cell texts."""
+    return [cells for cells in cells_of(driver, "#advertisers tr") if len(cells) > 1]
+
+
+def sorted_by(rows, column, descending):
+    """1 when rows are sorted by column (an index), blanks ('—') last."""
+    values = [number(r[column]) for r in rows]
+    known = [v for v in values if v is not None]
+    if values[:len(known)] != known:
+        return False
+    return known == sorted(known, reverse=descending)
+
+
+def click_header(driver, key):
+    driver.execute_script(
+        "document.querySelector('#adv-head th[data-key=\"' + arguments[0] + '\"]').click();",
+        key)
+
+
+def check_advertisers(driver, ids, timeout_s):
+    header = [h.lower() for h in cells_of(driver, "#adv-table thead tr")[0]]
+    if header != ADV_COLUMNS:
+        raise Failure("advertisers table columns %s, want %s" % (header, ADV_COLUMNS))
+
+    def ready():
+        rows = advertiser_rows(driver)
+        shown = {r[0] for r in rows}
+        return all(i in shown for i in ids) and rows
+    rows = wait_for("a row in the advertisers table for each of %s" % ", ".join(ids), timeout_s,
+                    ready)
+    for r in rows:
+        values = dict(zip(ADV_KEYS, r))
+        for col in ("spend", "wins", "impressions", "clicks", "conversions"):
+            if not re.fullmatch(r"[0-9][0-9,]*(\.[0-9]+)?", values[col]):
+                raise Failure("advertiser %s: %s is '%s', not a number" % (r[0], col, values[col]))
+        for col in ("ctr", "cvr", "win_rate"):
+            if not re.fullmatch(r"[0-9.]+%", values[col]):
+                raise Failure("advertiser %s: %s is '%s'" % (r[0], col, values[col]))
+        log("advertiser %s: %s", r[0], json.dumps(values))
+    if not any(number(r[1]) for r in rows):
+        raise Failure("no advertiser has spent anything after seconds of traffic")
+    # Sorted by spend, largest first; then by a clicked column, both ways.
+    wait_for("the advertisers sorted by spend, largest first", timeout_s,
+             lambda: sorted_by(advertiser_rows(driver), 1, True))
+    click_header(driver, "wins")
+    wait_for("the advertisers sorted by wins after a click on its header", timeout_s,
+             lambda: sorted_by(advertiser_rows(driver), 2, True))
+    click_header(driver, "wins")
+    wait_for("the advertisers sorted by wins, smallest first, after a second click", timeout_s,
+             lambda: sorted_by(advertiser_rows(driver), 2, False))
+    click_header(driver, "spend")
+    rows = wait_for("the advertisers sorted by spend again", timeout_s,
+                    lambda: sorted_by(advertiser_rows(driver), 1, True) and
+                    advertiser_rows(driver))
+    log("advertisers by spend: %s", ", ".join("%s %s" % (r[0], r[1]) for r in rows))
+    return rows[0][0]
+
+
+def visible(driver, element_id):
+    return driver.execute_script(
+        "var e = document.getElementById(arguments[0]);"
+        "return !!e && e.offsetParent !== null;", element_id)
+
+
+def open_advertiser(driver, adv, timeout_s):
+    """Clicks adv's link in the advertisers table and waits for its view."""
+    wait_for("the overview with the advertisers table", timeout_s,
+             lambda: visible(driver, "advertisers"))
+    clicked = driver.execute_script(
+        "var a = document.querySelector('#advertisers a[href=\"#/advertiser/' + arguments[0]"
+        " + '\"]'); if (!a) return false; a.click(); return true;", adv)
+    if not clicked:
+        raise Failure("the advertisers table has no link to #/advertiser/%s" % adv)
+    wait_for("the URL to be #/advertiser/%s" % adv, timeout_s,
+             lambda: driver.execute_script("return location.hash;") == "#/advertiser/" + adv)
+    wait_for("the view of %s (and the overview hidden)" % adv, timeout_s,
+             lambda: visible(driver, "adv-view") and not visible(driver, "overview") and
+             text_of(driver, "adv-title") == adv and number(text_of(driver, "adv-wins"))
+             is not None)
+
+
+def chart_points(driver):
+    """{polyline id: number of points} of the advertiser view's charts."""
+    return driver.execute_script(
+        "var out = {}; document.querySelectorAll('#adv-charts polyline').forEach(function (p) {"
+        "  var v = p.getAttribute('points').trim(); out[p.id] = v ? v.split(' ').length : 0;"
+        "}); return out;")
+
+
+def check_advertiser_view(driver, adv, timeout_s):
+    open_advertiser(driver, adv, timeout_s)
+    charts = wait_for("six charts of 60 points in the view of %s" % adv, timeout_s,
+                      lambda: (lambda c: len(c) >= 6 and all(n == 60 for n in c.values()) and c)(
+                          chart_points(driver)))
+    for key in ("spend", "wins", "impressions", "clicks", "conversions"):
+        if "mc-%s-%s" % (key, key) not in charts:
+            raise Failure("the view of %s has no %s chart: %s" % (adv, key, sorted(charts)))
+    wait_for("the wins chart of %s to show its wins" % adv, timeout_s,
+             lambda: (number(text_of(driver, "mc-wins-max")) or 0) > 0)
+    health = text_of(driver, "adv-health")
+    if "circuit" not in health or "p95" not in health:
+        raise Failure("the view of %s shows no health: '%s'" % (adv, health))
+    values = {k: text_of(driver, "adv-" + k) for k in
+              ("spend", "wins", "impressions", "clicks", "ctr", "conversions", "cvr", "cpc")}
+    log("view of %s: %s; health: %s; charts: %s", adv, json.dumps(values), health,
+        json.dumps(charts))
+
+
+def go_back(driver, timeout_s):
+    driver.execute_script("document.getElementById('adv-back').click();")
+    wait_for("the overview after 'all advertisers'", timeout_s,
+             lambda: visible(driver, "overview") and not visible(driver, "adv-view"))
+
+
+def check_advertiser_alert(driver, spec, timeout_s):
+    adv, _, alert = spec.partition("=")
+    open_advertiser(driver, adv, timeout_s)
+    texts = wait_for("the view of %s to list alert %s" % (adv, alert), timeout_s,
+                     lambda: (lambda t: any(x.startswith(alert + ":") for x in t) and t)(
+                         ["\n".join(c) for c in cells_of(driver, "#adv-alerts .alert")]))
+    log("view of %s lists: %s", adv, " / ".join(texts))
+    go_back(driver, timeout_s)
+
+
+def fill(driver, fields):
+    """Sets form fields by id (inputs typed into, selects chosen)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    for element_id, value in fields:
+        e = driver.find_element(By.ID, element_id)
+        if e.tag_name == "select":
+            Select(e).select_by_visible_text(value)
+        else:
+            e.clear()
+            e.send_keys(value)
+
+
+def rule_names(driver):
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#rules .rule'))"
+        ".map(function (r) { return r.dataset.name; });")
+
+
+def check_rules(driver, name, token, timeout_s):
+    """Adds rule `name` through the form (a wrong token first), then deletes it."""
+    wait_for("the alert-rules panel to list the configured rules", timeout_s,
+             lambda: rule_names(driver))
+    fill(driver, [("rule-name", name), ("rule-metric", "no_bid_rate"), ("rule-subject", ""),
+                  ("rule-op", "above"), ("rule-threshold", "0.9"), ("rule-window", "10"),
+                  ("rule-severity", "critical"), ("rule-message", "nobody bids"),
+                  ("rule-token", "not-" + token)])
+    driver.execute_script("document.getElementById('rule-add').click();")
+    error = wait_for("the API's refusal of a wrong token on the page", timeout_s,
+                     lambda: text_of(driver, "rule-error"))
+    if not error.startswith("HTTP 401"):
+        raise Failure("a wrong token: the page says '%s', want the API's 401" % error)
+    log("wrong token: '%s'", error)
+    fill(driver, [("rule-token", token)])
+    driver.execute_script("document.getElementById('rule-add').click();")
+
+    def added():
+        error = text_of(driver, "rule-error")
+        if error:
+            raise Failure("adding rule %s: the page says '%s'" % (name, error))
+        rows = cells_of(driver, '#rules .rule[data-name="%s"] .rule-head' % name)
+        return rows and rows[0]
+    head = wait_for("rule %s in the alert-rules panel" % name, timeout_s, added)
+    if "critical" not in head or not ({"ok", "firing"} & set(head)):
+        raise Failure("rule %s is shown as %s, want severity critical and a state" % (name, head))
+    log("rule added: %s", " / ".join(head))
+    leaked = driver.execute_script(
+        "var t = arguments[0], seen = [location.href, document.cookie];"
+        "[localStorage, sessionStorage].forEach(function (s) {"
+        "  for (var i = 0; i < s.length; i++) seen.push(s.key(i), s.getItem(s.key(i)));"
+        "}); return seen.filter(function (v) { return v && v.indexOf(t) >= 0; });", token)
+    if leaked:
+        raise Failure("the token is kept outside its field: %s" % leaked)
+    driver.execute_script(
+        "document.querySelector('#rules .rule[data-name=\"' + arguments[0] + '\"] .del')"
+        ".click();", name)
+    wait_for("rule %s gone from the panel after 'delete'" % name, timeout_s,
+             lambda: name not in rule_names(driver) and not text_of(driver, "rule-error"))
+    log("rule %s deleted; status '%s'", name, text_of(driver, "rule-status"))
+
+
+def save_full_page(driver, paths):
+    """Screenshots of the whole page, however tall, then the 1280 x 900 viewport again."""
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    set_viewport(driver, min(max(height, 900), 3000))
+    try:
+        save_screenshots(driver, paths)
+    finally:
+        set_viewport(driver, 900)
+
+
+def set_viewport(driver, height):
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": height, "deviceScaleFactor": 1,
+                            "mobile": False})
+
+
 def console_errors(driver):
     return [e.get("message", "") for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
@@ -236,26 +465,42 @@ def main(argv):
         print("FAIL: cannot start %s through %s: %s" % (args.chromium, args.chromedriver,
                                                          str(e).strip()))
         return 2
+    shot = False  # the overview's screenshot is taken
     try:
         driver.set_page_load_timeout(args.timeout_s)
         # The viewport itself 1280 x 900 (a headless window's size is not its
         # viewport's), so the screenshot has the size of the README's.
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": 1280, "height": 900, "deviceScaleFactor": 1,
-                                "mobile": False})
+        set_viewport(driver, 900)
         log("%s, opening %s", driver.capabilities.get("browserVersion", "chromium"), args.url)
         driver.get(args.url)
         check_live_updates(driver, args.timeout_s)
         check_bidders(driver, args.bidder, args.timeout_s)
         check_alerts(driver, args.alert, args.timeout_s)
+        top = check_advertisers(driver, args.advertiser, args.timeout_s)
+        check_advertiser_view(driver, top, args.timeout_s)
+        save_screenshots(driver, args.advertiser_screenshot)
+        go_back(driver, args.timeout_s)
+        for spec in args.advertiser_alert:
+            check_advertiser_alert(driver, spec, args.timeout_s)
+        save_full_page(driver, args.screenshot)
+        shot = True
         check_console(driver)
-        save_screenshots(driver, args.screenshot)
+        if args.rule:
+            check_rules(driver, args.rule, args.token or "", args.timeout_s)
+            # The browser logs the refused write (the wrong token's 401) as an
+            # error; that one is expected, nothing else is.
+            errors = console_errors(driver)
+            refused = [e for e in errors if "/api/alerts" in e and "status of 401" in e]
+            if len(refused) > 1 or len(errors) > len(refused):
+                raise Failure("the browser logged errors while rules were added and deleted:\n  "
+                              + "\n  ".join(errors))
     except (Failure, WebDriverException) as e:
         print("FAIL: %s" % str(e).strip())
         try:
             for message in console_errors(driver):  # e.g. what the CSP refused
                 print("browser console: %s" % message)
-            save_screenshots(driver, args.screenshot[:1])
+            if not shot:
+                save_screenshots(driver, args.screenshot[:1])
         except WebDriverException:
             pass
         return 1

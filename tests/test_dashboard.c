@@ -7,11 +7,16 @@
  * chunks decoded, events split on blank lines), the cap on stream clients and
  * their release when they hang up, alert rules (a `firing` and a `resolved`
  * message on auction:alerts, the alert in /api/stats), a config naming an
- * unknown alert metric, GET / (self-contained: no external src or href), and
+ * unknown alert metric, the campaign view of SPEC 16 (GET /api/advertisers
+ * and /api/advertisers/{id}: totals after known auctions and events, totals
+ * written into Redis by "another exchange", the minute series, ids, Redis
+ * stalled and down), GET / (self-contained: no external src or href), and
  * the page in a real browser while auctions run: tests/dashboard_webdriver.py
  * drives headless Chromium over WebDriver (python3-selenium, chromium-driver)
  * in real time and checks that the stream updates the numbers, the bidder
- * table and an alert; it saves a screenshot.
+ * table and an alert, the advertisers table and an advertiser's view, and
+ * adding and deleting an alert rule through the page; it saves
+ * screenshots.
  *
  * The one idea: readiness probes are auctions too, so advertisers carry an
  * interest tag the probes lack, and counters are compared as deltas.
@@ -462,6 +467,367 @@ START_TEST(stats_shape_and_numbers_move) {
 }
 END_TEST
 
+/* ---- the campaign view: /api/advertisers (SPEC 16) ------------------------------------ */
+
+/* GET path on the admin listener: the status; *out gets the body parsed as
+ * JSON (NULL when it is not JSON; the caller cJSON_Delete()s). */
+static int get_json(const char *path, cJSON **out) {
+    char *body = NULL;
+    int code = fx_http(w->admin_port, "GET", path, NULL, &body, HTTP_WAIT_MS);
+    *out = body ? cJSON_Parse(body) : NULL;
+    if (code < 0) wx_fail_with_log(w, "GET %s: no answer within %d ms", path, HTTP_WAIT_MS);
+    if (code == 200 && !*out) wx_fail_with_log(w, "GET %s: not JSON: %.300s", path, body);
+    free(body);
+    return code;
+}
+
+/* Every field of an advertiser object (docs/dashboard.md), with its type. */
+static void check_advertiser_shape(const cJSON *a) {
+    ck_assert_msg(wx_jstr(a, "id") != NULL, "an advertiser without an id");
+    ck_assert_msg(cJSON_IsBool(wx_jget(a, "active")), "advertiser \"active\" is not a bool");
+    static const char *const keys[] = {"wins",  "spend",       "impressions", "clicks",
+                                       "ctr",   "conversions", "cvr",         "billed",
+                                       "calls", "bids",        "win_rate"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        jcount(a, keys[i]);
+    ck_assert_msg(jcount(a, "ctr") <= 1 && jcount(a, "win_rate") <= 1, "a rate above 1");
+    jms_or_null(a, "cpc");
+    /* No budget is configured in these worlds. */
+    ck_assert_msg(cJSON_IsNull(wx_jget(a, "budget")), "\"budget\" is not null");
+}
+
+/* GET /api/advertisers, checked: 200, its shape, and `source` as wanted. */
+static cJSON *get_advertisers(const char *source) {
+    cJSON *j = NULL;
+    int code = get_json("/api/advertisers", &j);
+    if (code != 200 || !j) wx_fail_with_log(w, "GET /api/advertisers: status %d", code);
+    ck_assert_msg(fabs(jcount(j, "time") - wx_wall_s()) < 5, "time is not about now");
+    const char *src = wx_or_empty(wx_jstr(j, "source"));
+    ck_assert_msg(strcmp(src, source) == 0, "source \"%s\", want \"%s\"", src, source);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, jarr(j, "advertisers")) {
+        check_advertiser_shape(a);
+    }
+    return j;
+}
+
+static const cJSON *advertiser_of(const cJSON *list, const char *id) {
+    const cJSON *a;
+    cJSON_ArrayForEach(a, wx_jget(list, "advertisers")) {
+        if (strcmp(wx_or_empty(wx_jstr(a, "id")), id) == 0) return a;
+    }
+    ck_abort_msg("/api/advertisers has no advertiser %s", id);
+    return NULL;
+}
+
+static void publish_event(const char *type, const char *adv, const char *ad, const char *user) {
+    char topic[64], ev[512];
+    snprintf(topic, sizeof topic, "rtb/events/%s", type);
+    int n =
+        snprintf(ev, sizeof ev, "{\"ad_id\":\"%s\",\"advertiser_id\":\"%s\",\"user_id\":\"%s\"}",
+                 ad, adv, user);
+    wx_publish_raw(w, topic, ev, (size_t)n);
+}
+
+/* adv-1 (fixed 2.00, tagged "dash") and adv-2 (tagged "other": never
+ * called), both from the config; the exchange with an admin port. */
+static void start_campaign_world(const char *name) {
+    const char *specs[] = {"id=adv-1,price=fixed:2", "id=adv-2,price=fixed:3"};
+    int port[2];
+    fx_spawn_bidder(w->env, specs, 2, port);
+    char bidders[1024] = "";
+    wx_add_config_bidder(bidders, sizeof bidders, "adv-1", port[0], "[\"dash\"]");
+    wx_add_config_bidder(bidders, sizeof bidders, "adv-2", port[1], "[\"other\"]");
+    wx_opts o = {.tmax_ms = 100, .bidders = bidders, .admin_port = fx_free_port()};
+    wx_start_exchange(w, name, &o);
+}
+
+/* Four auctions adv-1 wins at the floor (1.00: 0.001 each, CPM), then three
+ * impressions, a click and a conversion (attributed to that click). */
+static void campaign_traffic(void) {
+    for (int i = 0; i < 4; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "camp-%d", i);
+        auction_adv1(id);
+    }
+    publish_event("impression", "adv-1", "ad_adv-1_camp-0", "u-1");
+    publish_event("impression", "adv-1", "ad_adv-1_camp-1", "u-1");
+    publish_event("impression", "adv-1", "ad_adv-1_camp-2", "u-2");
+    publish_event("click", "adv-1", "ad_adv-1_camp-0", "u-1");
+    publish_event("conversion", "adv-1", "ad_adv-1_camp-0", "u-1");
+}
+
+/* Polls /api/advertisers (source `source`) until adv-1 shows `conversions`
+ * conversions; fails after 3 s. */
+static cJSON *await_adv1_conversions(const char *source, double conversions) {
+    for (int64_t until = fx_now_ms() + 3000;;) {
+        cJSON *j = get_advertisers(source);
+        if (wx_jnum(advertiser_of(j, "adv-1"), "conversions") == conversions) return j;
+        cJSON_Delete(j);
+        if (fx_now_ms() > until)
+            wx_fail_with_log(w, "adv-1 never showed %.0f conversions in /api/advertisers",
+                             conversions);
+        fx_sleep_ms(100);
+    }
+}
+
+START_TEST(advertisers_list_totals_from_redis) {
+    start_campaign_world("dash-advertisers");
+    cJSON *j = get_advertisers("redis");
+    ck_assert_msg(cJSON_GetArraySize(wx_jget(j, "advertisers")) == 2, "%d advertisers, want 2",
+                  cJSON_GetArraySize(wx_jget(j, "advertisers")));
+    const cJSON *a2 = advertiser_of(j, "adv-2");
+    ck_assert_msg(wx_jnum(a2, "wins") == 0 && wx_jnum(a2, "spend") == 0, "adv-2 has wins");
+    ck_assert_msg(cJSON_IsNull(wx_jget(a2, "cpc")), "cpc is not null without clicks");
+    cJSON_Delete(j);
+
+    campaign_traffic();
+    j = await_adv1_conversions("redis", 1);
+    const cJSON *a1 = advertiser_of(j, "adv-1");
+    ck_assert_msg(wx_jget(a1, "active") && cJSON_IsTrue(wx_jget(a1, "active")), "adv-1 inactive");
+    ck_assert_msg(wx_jnum(a1, "wins") == 4, "adv-1 wins %.0f, want 4", wx_jnum(a1, "wins"));
+    ck_assert_msg(wx_money_eq(wx_jnum(a1, "spend"), 0.004), "adv-1 spend %.6f, want 0.004",
+                  wx_jnum(a1, "spend"));
+    ck_assert_msg(wx_jnum(a1, "impressions") == 3, "impressions %.0f", wx_jnum(a1, "impressions"));
+    ck_assert_msg(wx_jnum(a1, "clicks") == 1, "clicks %.0f", wx_jnum(a1, "clicks"));
+    ck_assert_msg(wx_jnum(a1, "ctr") == 0.3333, "ctr %.4f, want 0.3333", wx_jnum(a1, "ctr"));
+    ck_assert_msg(wx_jnum(a1, "cvr") == 1, "cvr %.4f, want 1", wx_jnum(a1, "cvr"));
+    ck_assert_msg(wx_money_eq(wx_jnum(a1, "cpc"), 0.004), "cpc %.6f, want 0.004 (spend / clicks)",
+                  wx_jnum(a1, "cpc"));
+    ck_assert_msg(wx_jnum(a1, "calls") == 4 && wx_jnum(a1, "bids") == 4, "calls/bids");
+    ck_assert_msg(wx_jnum(a1, "win_rate") == 1, "win_rate %.4f", wx_jnum(a1, "win_rate"));
+    cJSON_Delete(j);
+
+    /* Another exchange of the group counts into the same hashes: its
+     * figures show up here, though this exchange never saw them. */
+    fx_redis_do(w->env, "HSET stats:advertiser:adv-2 wins 7 spend_cpm_micros 2500000 "
+                        "spend_micros 2500 impressions 100 clicks 4 conversions 2 billed 6");
+    fx_redis_do(w->env, "HINCRBY stats:advertiser:adv-1 wins 10");
+    fx_redis_do(w->env, "HINCRBY stats:advertiser:adv-1 spend_cpm_micros 3000000");
+    j = get_advertisers("redis");
+    a2 = advertiser_of(j, "adv-2");
+    ck_assert_msg(wx_jnum(a2, "wins") == 7 && wx_jnum(a2, "impressions") == 100 &&
+                      wx_jnum(a2, "clicks") == 4 && wx_jnum(a2, "conversions") == 2 &&
+                      wx_jnum(a2, "billed") == 6,
+                  "adv-2 does not show the totals written into Redis");
+    ck_assert_msg(wx_money_eq(wx_jnum(a2, "spend"), 0.0025), "adv-2 spend %.6f",
+                  wx_jnum(a2, "spend"));
+    ck_assert_msg(wx_jnum(a2, "ctr") == 0.04 && wx_jnum(a2, "cvr") == 0.5, "adv-2 ctr/cvr");
+    ck_assert_msg(wx_money_eq(wx_jnum(a2, "cpc"), 0.000625), "adv-2 cpc %.6f, want 0.000625",
+                  wx_jnum(a2, "cpc"));
+    ck_assert_msg(wx_jnum(a2, "calls") == 0 && wx_jnum(a2, "win_rate") == 0,
+                  "adv-2's calls are this exchange's own: none");
+    a1 = advertiser_of(j, "adv-1");
+    ck_assert_msg(wx_jnum(a1, "wins") == 14, "adv-1 wins %.0f, want 4 + 10 from Redis",
+                  wx_jnum(a1, "wins"));
+    ck_assert_msg(wx_money_eq(wx_jnum(a1, "spend"), 0.007), "adv-1 spend %.6f, want 0.007",
+                  wx_jnum(a1, "spend"));
+    ck_assert_msg(wx_jnum(a1, "bids") == 4 && wx_jnum(a1, "win_rate") == 1,
+                  "adv-1's bids and win rate are this exchange's own");
+    cJSON_Delete(j);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* Sum of series.points[*][key]. */
+static double series_sum(const cJSON *view, const char *key) {
+    double n = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, wx_jget(wx_jget(view, "series"), "points")) {
+        n += wx_jnum(p, key);
+    }
+    return n;
+}
+
+static void check_view_shape(const cJSON *v) {
+    ck_assert_msg(fabs(jcount(v, "time") - wx_wall_s()) < 5, "time is not about now");
+    check_advertiser_shape(v);
+    const cJSON *series = jobj(v, "series");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(series, "scope")), "exchange");
+    ck_assert_msg(wx_jnum(series, "minute_s") == 60, "minute_s");
+    const cJSON *points = jarr(series, "points"), *p;
+    ck_assert_msg(cJSON_GetArraySize(points) == 60, "%d points, want 60",
+                  cJSON_GetArraySize(points));
+    double last_t = 0;
+    cJSON_ArrayForEach(p, points) {
+        double t = jcount(p, "t");
+        ck_assert_msg(last_t == 0 || t == last_t + 60, "points not one a minute: %.0f after %.0f",
+                      t, last_t);
+        last_t = t;
+        static const char *const keys[] = {"calls",       "bids",   "wins",       "spend",
+                                           "impressions", "clicks", "conversions"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            jcount(p, keys[i]);
+    }
+    double minute_now = floor(wx_wall_s() / 60) * 60;
+    ck_assert_msg(fabs(last_t - minute_now) <= 60,
+                  "the last point (%.0f) is not this minute (%.0f)", last_t, minute_now);
+    const cJSON *h = jobj(v, "health");
+    const char *br = wx_or_empty(wx_jstr(h, "breaker"));
+    ck_assert_msg(!strcmp(br, "closed") || !strcmp(br, "open") || !strcmp(br, "half_open"),
+                  "breaker '%s'", br);
+    double share = jcount(h, "share");
+    ck_assert_msg(share > 0 && share <= 1, "share %.4f", share);
+    jms_or_null(h, "p95_ms");
+    jobj(h, "skipped_by");
+    static const char *const hkeys[] = {"skipped", "timeouts", "errors", "calls_per_s", "inflight"};
+    for (size_t i = 0; i < sizeof hkeys / sizeof hkeys[0]; i++)
+        jcount(h, hkeys[i]);
+    jarr(v, "alerts");
+}
+
+START_TEST(advertiser_view_series_health_and_ids) {
+    start_campaign_world("dash-advertiser");
+    campaign_traffic();
+    cJSON_Delete(await_adv1_conversions("redis", 1));
+    /* The series is fed once a second: wait for the tick that holds it all. */
+    cJSON *v = NULL;
+    for (int64_t until = fx_now_ms() + 3000;;) {
+        cJSON_Delete(v);
+        int code = get_json("/api/advertisers/adv-1", &v);
+        if (code != 200 || !v) wx_fail_with_log(w, "GET /api/advertisers/adv-1: status %d", code);
+        check_view_shape(v);
+        if (series_sum(v, "conversions") == 1 || fx_now_ms() > until) break;
+        fx_sleep_ms(200);
+    }
+    ck_assert_str_eq(wx_or_empty(wx_jstr(v, "id")), "adv-1");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(v, "source")), "redis");
+    ck_assert_msg(wx_jnum(v, "wins") == 4 && wx_jnum(v, "clicks") == 1, "adv-1 totals");
+    ck_assert_msg(wx_money_eq(wx_jnum(v, "cpc"), 0.004), "adv-1 cpc %.6f", wx_jnum(v, "cpc"));
+    ck_assert_msg(series_sum(v, "wins") == 4 && series_sum(v, "calls") == 4 &&
+                      series_sum(v, "bids") == 4,
+                  "series: %.0f wins, %.0f calls, %.0f bids; want 4 each", series_sum(v, "wins"),
+                  series_sum(v, "calls"), series_sum(v, "bids"));
+    ck_assert_msg(wx_money_eq(series_sum(v, "spend"), 0.004), "series spend %.6f",
+                  series_sum(v, "spend"));
+    ck_assert_msg(series_sum(v, "impressions") == 3 && series_sum(v, "clicks") == 1 &&
+                      series_sum(v, "conversions") == 1,
+                  "series events: %.0f impressions, %.0f clicks, %.0f conversions",
+                  series_sum(v, "impressions"), series_sum(v, "clicks"),
+                  series_sum(v, "conversions"));
+    const cJSON *h = wx_jget(v, "health");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(h, "breaker")), "closed");
+    ck_assert_msg(wx_jnum(h, "timeouts") == 0 && wx_jnum(h, "errors") == 0, "adv-1 faults");
+    ck_assert_msg(cJSON_GetArraySize(wx_jget(v, "alerts")) == 0, "adv-1 has alerts");
+    cJSON_Delete(v);
+
+    /* Another exchange's totals, this exchange's series: Redis moves the
+     * first, not the second. */
+    fx_redis_do(w->env, "HINCRBY stats:advertiser:adv-1 wins 10");
+    ck_assert_int_eq(get_json("/api/advertisers/adv-1", &v), 200);
+    ck_assert_msg(wx_jnum(v, "wins") == 14 && series_sum(v, "wins") == 4,
+                  "wins %.0f (want 14), series wins %.0f (want 4)", wx_jnum(v, "wins"),
+                  series_sum(v, "wins"));
+    cJSON_Delete(v);
+    ck_assert_int_eq(get_json("/api/advertisers/adv-2", &v), 200);
+    check_view_shape(v);
+    ck_assert_msg(series_sum(v, "calls") == 0, "adv-2 was never called");
+    cJSON_Delete(v);
+
+    /* Ids: unknown 404, broken 400, each with a JSON error. */
+    static const struct {
+        const char *path;
+        int code;
+    } bad[] = {
+        {"/api/advertisers/adv-9", 404},
+        {"/api/advertisers/adv%2D1", 400},
+        {"/api/advertisers/a/b", 400},
+        {"/api/advertisers/a%20b", 400},
+        {"/api/advertisers/"
+         "x1234567890123456789012345678901234567890123456789012345678901234567890123456789012345"
+         "678901234567890123456789012345678901234567890",
+         400}, /* 129 characters */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int code = get_json(bad[i].path, &v);
+        ck_assert_msg(code == bad[i].code, "GET %s: status %d, want %d", bad[i].path, code,
+                      bad[i].code);
+        ck_assert_msg(v && wx_jstr(v, "error"), "GET %s: no JSON error", bad[i].path);
+        cJSON_Delete(v);
+    }
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(w->admin_port, "GET", "/api/advertisers/", NULL, &body, HTTP_WAIT_MS),
+                     404);
+    free(body);
+    ck_assert_int_eq(
+        fx_http(w->admin_port, "DELETE", "/api/advertisers/adv-1", NULL, &body, HTTP_WAIT_MS), 405);
+    free(body);
+    /* 128 characters is a valid id: unknown, not bad. */
+    char path[256];
+    snprintf(path, sizeof path, "/api/advertisers/%0128d", 7);
+    ck_assert_int_eq(get_json(path, &v), 404);
+    cJSON_Delete(v);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* Redis stalled, then down: the answer comes from this exchange's own
+ * counters and says so; a client that hangs up while its answer waits on
+ * Redis harms nothing, and neither does a shutdown while one waits. */
+START_TEST(advertisers_without_redis_answer_locally) {
+    start_campaign_world("dash-advertisers-local");
+    campaign_traffic();
+    cJSON_Delete(await_adv1_conversions("redis", 1));
+
+    fx_kill(fx_redis_pid(w->env), SIGSTOP); /* Redis takes the command, never answers */
+    int fd = connect_admin();               /* a client that goes away meanwhile */
+    send_all(fd, "GET /api/advertisers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    close(fd);
+    int64_t t0 = fx_now_ms();
+    cJSON *j = get_advertisers("local");
+    int64_t took = fx_now_ms() - t0;
+    fprintf(stderr, "test_dashboard: /api/advertisers with Redis stalled: %lld ms\n",
+            (long long)took);
+    ck_assert_msg(took >= 900 && took < HTTP_WAIT_MS, "answered after %lld ms, want about 1 s",
+                  (long long)took);
+    const cJSON *a1 = advertiser_of(j, "adv-1");
+    ck_assert_msg(wx_jnum(a1, "wins") == 4 && wx_jnum(a1, "impressions") == 3 &&
+                      wx_jnum(a1, "clicks") == 1 && wx_jnum(a1, "conversions") == 1,
+                  "adv-1's local counters: %.0f wins, %.0f impressions, %.0f clicks, %.0f "
+                  "conversions",
+                  wx_jnum(a1, "wins"), wx_jnum(a1, "impressions"), wx_jnum(a1, "clicks"),
+                  wx_jnum(a1, "conversions"));
+    ck_assert_msg(wx_money_eq(wx_jnum(a1, "spend"), 0.004), "local spend %.6f",
+                  wx_jnum(a1, "spend"));
+    cJSON_Delete(j);
+    cJSON *v = NULL;
+    ck_assert_int_eq(get_json("/api/advertisers/adv-1", &v), 200);
+    ck_assert_str_eq(wx_or_empty(wx_jstr(v, "source")), "local");
+    check_view_shape(v);
+    cJSON_Delete(v);
+    fx_kill(fx_redis_pid(w->env), SIGCONT); /* the replies come: the queries are freed */
+
+    fx_redis_stop(w->env);
+    t0 = fx_now_ms();
+    j = get_advertisers("local");
+    ck_assert_msg(fx_now_ms() - t0 < 500, "with Redis down the answer took %lld ms",
+                  (long long)(fx_now_ms() - t0));
+    ck_assert_msg(wx_jnum(advertiser_of(j, "adv-1"), "wins") == 4, "local wins");
+    cJSON_Delete(j);
+    fx_redis_start(w->env);
+    for (int64_t until = fx_now_ms() + 10000;; fx_sleep_ms(200)) {
+        ck_assert_int_eq(get_json("/api/advertisers", &j), 200);
+        int back = strcmp(wx_or_empty(wx_jstr(j, "source")), "redis") == 0;
+        cJSON_Delete(j);
+        if (back) break;
+        if (fx_now_ms() > until) wx_fail_with_log(w, "source never went back to redis");
+    }
+    wx_wait_ready(w);
+
+    /* Shutting down while an answer waits on a stalled Redis: the listener
+     * lets the request go, the Redis reply that never came is answered
+     * when the store closes, and the exit is clean (no leak, no use after
+     * free: the sanitizer builds check this). */
+    fx_kill(fx_redis_pid(w->env), SIGSTOP);
+    fd = connect_admin();
+    fx_kill(w->exchange_pid, SIGTERM); /* the drain gives up on Redis before the answer's 1 s */
+    send_all(fd, "GET /api/advertisers/adv-1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    wx_expect_clean_exit(w, WX_STOP_WAIT_MS);
+    close(fd);
+    fx_kill(fx_redis_pid(w->env), SIGCONT);
+}
+END_TEST
+
 /* ---- /api/stream ------------------------------------------------------------------- */
 
 START_TEST(stream_sends_an_event_a_second) {
@@ -612,6 +978,14 @@ START_TEST(alert_fires_and_resolves) {
     ck_assert_msg(wx_jnum(a, "value") > 0.2, "active alert value %.4f", wx_jnum(a, "value"));
     ck_assert_msg(wx_jnum(s, "alert_rules") == 1, "alert_rules != 1");
     cJSON_Delete(s);
+    /* The campaign view of its subject lists it too (SPEC 16). */
+    cJSON *v = NULL;
+    ck_assert_int_eq(get_json("/api/advertisers/slow", &v), 200);
+    a = cJSON_GetArrayItem(wx_jget(v, "alerts"), 0);
+    ck_assert_msg(a && cJSON_GetArraySize(wx_jget(v, "alerts")) == 1 &&
+                      strcmp(wx_or_empty(wx_jstr(a, "name")), "t") == 0,
+                  "/api/advertisers/slow does not list its alert");
+    cJSON_Delete(v);
 
     /* The advertiser moves to a fast endpoint: its breaker's probe succeeds,
      * calls come back without timeouts, and the alert resolves. */
@@ -624,6 +998,9 @@ START_TEST(alert_fires_and_resolves) {
     s = get_stats();
     ck_assert_msg(cJSON_GetArraySize(wx_jget(s, "alerts")) == 0, "alert still listed");
     cJSON_Delete(s);
+    ck_assert_int_eq(get_json("/api/advertisers/slow", &v), 200);
+    ck_assert_msg(cJSON_GetArraySize(wx_jget(v, "alerts")) == 0, "resolved alert still listed");
+    cJSON_Delete(v);
     /* Let the last slow calls land before stopping (their bids are dropped). */
     fx_sleep_ms(400);
     wx_stop_exchange(w);
@@ -694,10 +1071,16 @@ START_TEST(page_is_self_contained) {
                   "GET /: the page neither streams nor polls");
     /* Every browser runs the same code: none is told apart by its name. */
     ck_assert_msg(!strstr(html, "userAgent"), "GET /: the page looks at the user agent");
+    /* The admin token the rules form takes is never stored (SPEC 16). */
+    ck_assert_msg(!strstr(html, "localStorage") && !strstr(html, "sessionStorage") &&
+                      !strstr(html, "document.cookie"),
+                  "GET /: the page keeps something in the browser's storage");
+    ck_assert_msg(strstr(html, "id=\"rule-token\" type=\"password\""),
+                  "GET /: the admin token field is not a password field");
     static const char *const ids[] = {
-        "auctions-per-s", "p50",       "p99",    "total-auctions", "bidders", "alerts",
-        "ev-impressions", "ev-clicks", "ev-ctr", "ev-conversions", "spark",   "bill-billed",
-        "bill-pending"};
+        "auctions-per-s", "p50",         "p99",      "total-auctions", "bidders",   "alerts",
+        "ev-impressions", "ev-clicks",   "ev-ctr",   "ev-conversions", "spark",     "bill-billed",
+        "bill-pending",   "advertisers", "adv-view", "rules",          "rule-form", "rule-token"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char id[64];
         snprintf(id, sizeof id, "id=\"%s\"", ids[i]);
@@ -736,6 +1119,7 @@ static void traffic_tick(void) {
                          id, id, traffic_seq);
         wx_publish_raw(w, "rtb/events/impression", ev, (size_t)n);
         if (traffic_seq % 20 == 0) wx_publish_raw(w, "rtb/events/click", ev, (size_t)n);
+        if (traffic_seq % 40 == 0) wx_publish_raw(w, "rtb/events/conversion", ev, (size_t)n);
     }
 }
 
@@ -798,13 +1182,23 @@ static void dump_tail(const char *name, int lines) {
     free(text);
 }
 
+/* The admin token the browser test's exchange takes from its environment
+ * (SPEC 16: admin.token or RTB_ADMIN_TOKEN). */
+#define BROWSER_TOKEN "dash-browser-token-7f3a9c41"
+
 /* tests/dashboard_webdriver.py (python3-selenium driving headless Chromium
  * through chromedriver) opens the page while this test keeps auctions and
  * ad events flowing, and checks in real time what a person sees: the pill
  * says "live", total-auctions changes twice from stream events, the bidder
- * table has the three bidders with numbers, the slow bidder's alert shows,
- * the browser logged no error (the CSP refused nothing). Its output is
- * printed; its exit status is the verdict. */
+ * table has the three bidders with numbers, the slow bidder's alert shows;
+ * the advertisers table (SPEC 16) lists the three sorted by spend and
+ * sorts by a clicked column, the top one's link opens its view with its
+ * charts and health, the slow one's view lists its alert; an alert rule is
+ * added through the page's form (after a wrong token is refused) and
+ * deleted again -- this needs the alert-rules API of SPEC 16 (POST and
+ * DELETE /api/alerts); and the browser logged no error (the CSP refused
+ * nothing, no request failed). Its output is printed; its exit status is
+ * the verdict. */
 START_TEST(browser_shows_live_dashboard) {
     const char *specs[] = {"id=fast,price=uniform:1-3,latency=5,jitter=10",
                            "id=slow,latency=80,jitter=60,price=fixed:2.5",
@@ -825,16 +1219,23 @@ START_TEST(browser_shows_live_dashboard) {
                       "\"above\":0.1,\"window_s\":10},{\"name\":\"latency\",\"metric\":"
                       "\"p99_latency_ms\",\"above\":150,\"window_s\":30}]",
     };
+    ck_assert_int_eq(setenv("RTB_ADMIN_TOKEN", BROWSER_TOKEN, 1), 0); /* the exchange inherits it */
     wx_start_exchange(w, "dash-browser", &o);
+    unsetenv("RTB_ADMIN_TOKEN");
     const char *update = getenv("RTB_UPDATE_SCREENSHOT");
     int update_shot = update && strcmp(update, "1") == 0;
     traffic_for(update_shot ? 45000 : 3000); /* history for the charts */
     traffic_until_alert("slow-bidder", 20000);
 
-    char url[64], dest[1024];
+    char url[64], dest[1024], adv_dest[1024], adv_shot[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", w->admin_port);
     snprintf(dest, sizeof dest, "%s/docs/dashboard.png", fx_getenv("RTB_SOURCE_ROOT"));
+    snprintf(adv_dest, sizeof adv_dest, "%s/docs/dashboard-advertiser.png",
+             fx_getenv("RTB_SOURCE_ROOT"));
     const char *shot = fx_getenv("RTB_DASHBOARD_SCREENSHOT");
+    /* The advertiser view's picture beside the overview's: X.png -> X-advertiser.png. */
+    snprintf(adv_shot, sizeof adv_shot, "%.*s-advertiser.png",
+             (int)(strlen(shot) > 4 ? strlen(shot) - 4 : strlen(shot)), shot);
     char *profile = fx_path(w->env, "chromium-profile");
     char *driver_log = fx_path(w->env, "chromedriver.log");
     const char *argv[] = {fx_getenv("RTB_PYTHON"),
@@ -855,12 +1256,29 @@ START_TEST(browser_shows_live_dashboard) {
                           "flaky",
                           "--alert",
                           "slow-bidder",
+                          "--advertiser",
+                          "fast",
+                          "--advertiser",
+                          "slow",
+                          "--advertiser",
+                          "flaky",
+                          "--advertiser-alert",
+                          "slow=slow-bidder",
+                          "--rule",
+                          "page-rule",
+                          "--token",
+                          BROWSER_TOKEN,
                           "--screenshot",
                           shot,
+                          "--advertiser-screenshot",
+                          adv_shot,
                           update_shot ? "--screenshot" : NULL, /* ends argv here if not */
                           dest,
+                          "--advertiser-screenshot",
+                          adv_dest,
                           NULL};
     unlink(shot); /* a stale one must not pass for this run's */
+    unlink(adv_shot);
     pid_t pid = fx_spawn(w->env, argv, "webdriver.log");
     int status = 0;
     int64_t until = fx_now_ms() + WEBDRIVER_WAIT_MS;
@@ -880,9 +1298,11 @@ START_TEST(browser_shows_live_dashboard) {
                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     }
     expect_png(shot);
+    expect_png(adv_shot);
     if (update_shot) {
         expect_png(dest);
-        fprintf(stderr, "test_dashboard: screenshot saved to %s\n", dest);
+        expect_png(adv_dest);
+        fprintf(stderr, "test_dashboard: screenshots saved to %s and %s\n", dest, adv_dest);
     }
     free(profile);
     free(driver_log);
@@ -895,6 +1315,10 @@ END_TEST
 static Suite *dashboard_suite(void) {
     Suite *s = suite_create("dashboard");
     wx_add_case(s, "stats", stats_shape_and_numbers_move, 60, setup, teardown);
+    wx_add_case(s, "advertisers", advertisers_list_totals_from_redis, 60, setup, teardown);
+    wx_add_case(s, "advertiser", advertiser_view_series_health_and_ids, 60, setup, teardown);
+    wx_add_case(s, "advertisers_local", advertisers_without_redis_answer_locally, 60, setup,
+                teardown);
     wx_add_case(s, "stream", stream_sends_an_event_a_second, 60, setup, teardown);
     wx_add_case(s, "stream_cap", streams_are_capped_released_and_ended, 60, setup, teardown);
     wx_add_case(s, "alert", alert_fires_and_resolves, 60, setup, teardown);

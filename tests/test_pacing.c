@@ -157,6 +157,29 @@ START_TEST(budget_runs_out) {
     ck_assert_int_eq(wx_metric(w, "rtb_bidder_budget_spent_micros{bidder=\"adv-bud\"}"), 5050);
     ck_assert_int_eq(api_skipped_for_budget("adv-bud"), skipped_after);
 
+    /* The campaign view shows the budget spent (SPEC 16); none for the rival. */
+    char *body = NULL;
+    ck_assert_int_eq(fx_http(w->admin_port, "GET", "/api/advertisers/adv-bud", NULL, &body, 3000),
+                     200);
+    cJSON *adv = cJSON_Parse(body);
+    free(body);
+    const cJSON *budget = wx_jget(adv, "budget");
+    ck_assert_msg(cJSON_IsObject(budget), "/api/advertisers/adv-bud has no budget object");
+    ck_assert_msg(wx_money_eq(wx_jnum(budget, "daily"), 0.005), "daily %.6f",
+                  wx_jnum(budget, "daily"));
+    ck_assert_msg(wx_money_eq(wx_jnum(budget, "spent_today"), 0.00505), "spent_today %.6f",
+                  wx_jnum(budget, "spent_today"));
+    ck_assert_str_eq(wx_or_empty(wx_jstr(budget, "pacing")), "asap");
+    ck_assert_msg(cJSON_IsTrue(wx_jget(budget, "exhausted")), "budget not exhausted");
+    ck_assert_msg(cJSON_IsFalse(wx_jget(budget, "called")), "an exhausted budget is called");
+    cJSON_Delete(adv);
+    ck_assert_int_eq(fx_http(w->admin_port, "GET", "/api/advertisers/adv-rival", NULL, &body, 3000),
+                     200);
+    adv = cJSON_Parse(body);
+    free(body);
+    ck_assert_msg(cJSON_IsNull(wx_jget(adv, "budget")), "adv-rival has no budget: null");
+    cJSON_Delete(adv);
+
     /* Redis: the exact sum of the clearing prices in CPM micros, shared, and
      * kept about two days. */
     ck_assert_msg(utc_day() == day, "the test ran across midnight UTC: run it again");
