@@ -468,9 +468,16 @@ static int port_ok(const char *s, size_t n) {
     return port >= 1 && port <= 65535;
 }
 
-/* The authority of a URL (`n` bytes at `s`): a host name, or an [IPv6]
- * address, then an optional :port. No userinfo: '@' is refused. */
-static int authority_ok(const char *s, size_t n) {
+int proto_host_ok(const char *s, size_t n) {
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 0x7F || strchr("/?#@[]", c) != NULL) return 0;
+    }
+    return 1;
+}
+
+int proto_authority_ok(const char *s, size_t n, int need_port) {
     const char *host_end;
     if (n > 0 && s[0] == '[') {
         host_end = memchr(s, ']', n);
@@ -481,12 +488,11 @@ static int authority_ok(const char *s, size_t n) {
     } else {
         host_end = memchr(s, ':', n);
         if (host_end == NULL) host_end = s + n;
-        if (host_end == s) return 0;
-        for (const char *p = s; p < host_end; p++)
-            if (strchr("@[]", *p) != NULL) return 0;
+        if (!proto_host_ok(s, (size_t)(host_end - s))) return 0;
     }
     size_t rest = n - (size_t)(host_end - s);
-    return rest == 0 || (host_end[0] == ':' && port_ok(host_end + 1, rest - 1));
+    if (rest == 0) return !need_port;
+    return host_end[0] == ':' && port_ok(host_end + 1, rest - 1);
 }
 
 int proto_url_ok(const char *s) {
@@ -500,5 +506,5 @@ int proto_url_ok(const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
         if (*p <= ' ' || *p == 0x7F) return 0;
     s += skip;
-    return authority_ok(s, strcspn(s, "/?#"));
+    return proto_authority_ok(s, strcspn(s, "/?#"), 0);
 }

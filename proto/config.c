@@ -529,74 +529,18 @@ static proto_err parse_json(const char *json, size_t len, const char *who, cJSON
 
 /* ---- String formats ----------------------------------------------------- */
 
-static int is_port(const char *s, size_t n) {
-    long port = 0;
-    if (n == 0 || n > 5) return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        port = port * 10 + (s[i] - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-/* A host name or address: printable, without spaces and the characters
- * that delimit URLs or ports. */
-static int is_host(const char *s, size_t n) {
-    if (n == 0) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == 0x7F || strchr("/?#@[]", c) != NULL) return 0;
-    }
-    return 1;
-}
-
-/* host, [v6], host:port or [v6]:port in `n` bytes at `s`. */
-static int is_authority(const char *s, size_t n, int need_port) {
-    const char *host_end;
-    if (n > 0 && s[0] == '[') {
-        host_end = memchr(s, ']', n);
-        if (host_end == NULL || host_end == s + 1) return 0;
-        for (const char *p = s + 1; p < host_end; p++)
-            if (strchr("0123456789abcdefABCDEF:.", *p) == NULL) return 0;
-        host_end++;
-    } else {
-        host_end = memchr(s, ':', n);
-        if (host_end == NULL) host_end = s + n;
-        if (!is_host(s, (size_t)(host_end - s))) return 0;
-    }
-    size_t rest = n - (size_t)(host_end - s);
-    if (rest == 0) return !need_port;
-    return host_end[0] == ':' && is_port(host_end + 1, rest - 1);
-}
-
-/* http:// or https:// (any case), then a host with an optional port, then
- * anything printable. No user:password@. */
-static int is_url(const char *s) {
-    size_t skip;
-    if (strncasecmp(s, "http://", 7) == 0)
-        skip = 7;
-    else if (strncasecmp(s, "https://", 8) == 0)
-        skip = 8;
-    else
-        return 0;
-    for (const char *p = s; *p != '\0'; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7F) return 0;
-    s += skip;
-    return is_authority(s, strcspn(s, "/?#"), 0);
-}
-
 static int format_ok(conf_format format, const char *s) {
     switch (format) {
     case FMT_ANY:
         return 1;
     case FMT_HOST:
-        return is_host(s, strlen(s));
+        return proto_host_ok(s, strlen(s));
     case FMT_ID:
         return proto_id_charset_ok(s);
     case FMT_URL:
-        return is_url(s);
+        return proto_url_ok(s);
     case FMT_HOSTPORT:
-        return is_authority(s, strlen(s), 1);
+        return proto_authority_ok(s, strlen(s), 1);
     case FMT_CURRENCY:
         return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == strlen(s);
     case FMT_SHARE_NAME:

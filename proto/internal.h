@@ -110,6 +110,15 @@ int proto_id_charset_ok(const char *s);
  * URL must be before it is published or fired (SPEC 15). */
 int proto_url_ok(const char *s);
 
+/* 1 when the `n` bytes at `s` are a host name or address: printable, no
+ * spaces, none of "/?#@[]" (config host keys; a URL's host). */
+int proto_host_ok(const char *s, size_t n);
+
+/* 1 when the `n` bytes at `s` are host, [IPv6], host:port or [IPv6]:port
+ * (port 1-65535; `need_port`: the port is required). A URL's authority,
+ * and config host:port keys. */
+int proto_authority_ok(const char *s, size_t n, int need_port);
+
 /* ---- Error messages ----------------------------------------------------- */
 
 /* Empty the caller's `err` buffer (errlen bytes), when there is one: no

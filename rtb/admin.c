@@ -652,11 +652,11 @@ void rtb_admin_broadcast(rtb_admin *a) {
 
 #define ALERTS_PATH "/api/alerts"
 
-/* {"error": text} with `code`, JSON like every answer of the API. */
-static void api_error(struct evhttp_request *req, int code, const char *reason, const char *text) {
-    cJSON *o = cJSON_CreateObject();
-    char *json = o && cJSON_AddStringToObject(o, "error", text) ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
+/* Answer `code` with the JSON of `root` (freed here; NULL: out of memory,
+ * answered 500), not cached, like every answer of the API. */
+static void reply_json(struct evhttp_request *req, int code, const char *reason, cJSON *root) {
+    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
     struct evbuffer *body = json ? evbuffer_new() : NULL;
     if (!body || evbuffer_add_printf(body, "%s\n", json) < 0) {
         if (body) evbuffer_free(body);
@@ -668,6 +668,16 @@ static void api_error(struct evhttp_request *req, int code, const char *reason, 
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     reply(req, code, reason, "application/json", body);
     evbuffer_free(body);
+}
+
+/* {"error": text} with `code`. */
+static void api_error(struct evhttp_request *req, int code, const char *reason, const char *text) {
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddStringToObject(o, "error", text)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    reply_json(req, code, reason, o);
 }
 
 /* `want` and `given` are equal, in time that depends on their lengths only
@@ -836,20 +846,7 @@ static void on_alerts(struct evhttp_request *req, void *arg) {
         post_alert(a, req);
         return;
     }
-    cJSON *root = rtb_alerts_rules_json(a->alerts);
-    char *json = root ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    struct evbuffer *body = json ? evbuffer_new() : NULL;
-    if (!body || evbuffer_add_printf(body, "%s\n", json) < 0) {
-        if (body) evbuffer_free(body);
-        cJSON_free(json);
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
-    cJSON_free(json);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-    reply(req, 200, "OK", "application/json", body);
-    evbuffer_free(body);
+    reply_json(req, 200, "OK", rtb_alerts_rules_json(a->alerts));
 }
 
 /* DELETE /api/alerts/{name}: the name percent-decoded ("a%2Fb" is "a/b"). */
