@@ -316,7 +316,7 @@ static void conn_drop(conn *c, const char *why) {
 
 static void check_conn(conn *c, int64_t now_us) {
     store *s = c->s;
-    char why[320];
+    char why[512];
     if (!c->ac) return;
     if (!c->ready) {
         if (now_us - c->start_us < s->timeout_us) return;
@@ -333,8 +333,8 @@ static void check_conn(conn *c, int64_t now_us) {
     if (c->marked && s->sent - out >= c->mark_sent) c->marked = 0; /* all answered */
     if (c->marked && now_us - c->mark_us >= s->timeout_us) {
         snprintf(why, sizeof(why),
-                 "no answer from %s:%d for %lld ms (timeout %lld ms) with %zu commands and %zu "
-                 "results waiting: dropping the connection and reconnecting",
+                 "no answer from %s:%d for %lld ms (timeout %lld ms; %zu commands unanswered, "
+                 "%zu results queued): dropping the connection and reconnecting",
                  s->host, s->port, (long long)((now_us - c->mark_us) / 1000),
                  (long long)(s->timeout_us / 1000), out, s->q_len);
         conn_drop(c, why);
