@@ -1257,10 +1257,12 @@ static void win_one(const char *id) {
 }
 
 /* stats:ad:{ad_id} expires stats.ad_ttl_s after its last write: a win sets
- * the TTL, an impression renews it; stats:advertiser:* never expires. An
- * ad_id that breaks the request_id rule is never a key: rtb-bidder's adid
- * "ad_{adv}_{request_id}" is 135 characters for a request_id of 128, so
- * that win counts on the advertiser only, and in rtb_ad_stats_skipped_total. */
+ * the TTL, an impression renews it; stats:advertiser:* never expires. An id
+ * that breaks the request_id rule is never a key: an event carrying one (or
+ * naming an advertiser not in the registry) stores nothing, and
+ * rtb-bidder's adid "ad_{adv}_{request_id}" is 135 characters for a
+ * request_id of 128, so that win counts on the advertiser only, and in
+ * rtb_ad_stats_skipped_total. */
 START_TEST(ad_stats_expire_and_ids_in_keys_follow_the_rule) {
     char extra[64];
     snprintf(extra, sizeof extra, "\"stats\":{\"ad_ttl_s\":%d}", KR_TTL_S);
@@ -1280,6 +1282,25 @@ START_TEST(ad_stats_expire_and_ids_in_keys_follow_the_rule) {
     if (hget_poll(ad_key, "impressions", 1) != 1)
         wx_fail_with_log(w, "%s has no impression", ad_key);
     expect_ttl_renewed(ad_key, "an impression");
+
+    /* Events whose ids could not be keys, or naming an advertiser the
+     * exchange does not know, store nothing; the good one behind them (same
+     * publisher, so read after them) shows they were read. */
+    char long_ad[300], bad3[400];
+    memset(long_ad, 'a', 200);
+    long_ad[200] = '\0';
+    snprintf(bad3, sizeof bad3, "{\"ad_id\":\"%s\",\"advertiser_id\":\"adv\",\"user_id\":\"u-1\"}",
+             long_ad);
+    const char *bad[] = {"{\"ad_id\":\"ad adv\",\"advertiser_id\":\"adv\",\"user_id\":\"u-1\"}",
+                         "{\"ad_id\":\"ad-x\",\"advertiser_id\":\"nobody\",\"user_id\":\"u-1\"}",
+                         bad3};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        wx_publish_raw(w, "rtb/events/impression", bad[i], strlen(bad[i]));
+    wx_publish_raw(w, "rtb/events/impression", imp, strlen(imp));
+    if (hget_poll(ad_key, "impressions", 2) != 2)
+        wx_fail_with_log(w, "%s: the second impression is not counted", ad_key);
+    ck_assert_msg(redis_key_int("EXISTS", "stats:advertiser:nobody") == 0,
+                  "an event made stats:advertiser:nobody");
 
     char id[129], key[160];
     memset(id, 'x', sizeof id - 1);
