@@ -8,7 +8,9 @@
  * circuit breaker opens, probes, and closes again; SIGTERM comes while Redis
  * is down. And the edge of SPEC 13: the exchange stalls under load, a
  * bidder times out most of the time, an endpoint refuses connections, a
- * bidder is always slower than tmax, a burst far above capacity arrives. What the exchange promises
+ * bidder is always slower than tmax, a burst far above capacity arrives. And SPEC 15: Redis
+ * freezes (SIGSTOP) under load, the commands waiting on Redis and the result queue's bytes reach
+ * their caps, stats:ad keys expire and ids that cannot be keys are not. What the exchange promises
  * in each case is checked on the results (counted by request_id), on /metrics and /healthz, and on
  * exchange.log. Every test ends with the exchange's clean exit (SIGTERM, status 0, no sanitizer
  * report).
