@@ -409,6 +409,8 @@ static const conf_row config_rows[] = {
     INT_ROW("redis.port", CFG(redis.port), 1, 65535, "6379"),
     STRING_ROW("redis.username", CFG(redis.username), 1, 1024, "null", NULLABLE, FMT_ANY),
     SECRET_ROW("redis.password", CFG(redis.password), 0, 1024, NULL),
+    /* SPEC 15: a command unanswered this long drops the connection. */
+    INT_ROW("redis.timeout_ms", CFG(redis.timeout_ms), 10, 60000, "1000"),
     ENUM_ROW("auction.type", CFG(auction.type), auction_types, "\"second_price\"", 0),
     INT_ROW("auction.tmax_ms", CFG(auction.tmax_ms), 1, 10000, "100"),
     INT_ROW("auction.max_bidders", CFG(auction.max_bidders), 1, 100, "10"),
@@ -424,6 +426,9 @@ static const conf_row config_rows[] = {
     INT_ROW("limits.max_inflight", CFG(limits.max_inflight), 1, 1000000, "10000"),
     INT_ROW("limits.max_pending_results", CFG(limits.max_pending_results), 0, 10000000, "100000"),
     INT_ROW("limits.max_pending_notices", CFG(limits.max_pending_notices), 0, 10000000, "100000"),
+    INT_ROW("limits.max_pending_redis", CFG(limits.max_pending_redis), 1, 10000000, "100000"),
+    INT_ROW("limits.max_pending_result_bytes", CFG(limits.max_pending_result_bytes), 1024,
+            68719476736LL, "268435456"),
     STRING_ROW("admin.listen", CFG(admin.listen), 3, 300, "\"127.0.0.1:8080\"", NULLABLE,
                FMT_HOSTPORT),
     /* SPEC 15: names a Host header may give besides loopback and the listen
@@ -457,6 +462,7 @@ static const conf_row config_rows[] = {
     INT_ROW("notices.drain_s", CFG(notices.drain_s), 0, 60, "2"),
     INT_ROW("notices.burl_retry_s", CFG(notices.burl_retry_s), 1, 604800, "3600"),
     BOOL_ROW("notices.loss_price", CFG(notices.loss_price), "false"),
+    INT_ROW("stats.ad_ttl_s", CFG(stats.ad_ttl_s), 1, 31536000, "604800"),
 };
 
 /* ---- Small helpers ------------------------------------------------------ */

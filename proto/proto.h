@@ -485,6 +485,8 @@ typedef struct proto_config {
         long port;
         char *username;
         char *password;
+        long timeout_ms; /* every command's answer within this, else the connection is
+                            dropped and reconnected (SPEC 15) */
     } redis;
     struct {
         auction_type type; /* "second_price" | "first_price" */
@@ -508,6 +510,8 @@ typedef struct proto_config {
         long max_inflight;
         long max_pending_results;
         long max_pending_notices;
+        long max_pending_redis;        /* commands sent and not yet answered (SPEC 15) */
+        long max_pending_result_bytes; /* the result queue's bytes (SPEC 15) */
     } limits;
     struct {
         char *listen; /* "host:port", or NULL: no admin listener */
@@ -537,6 +541,9 @@ typedef struct proto_config {
         long burl_retry_s; /* a failed billing notice is retried this long */
         int loss_price;    /* ${AUCTION_PRICE} in lurl: the clearing price (1) or "" (0) */
     } notices;
+    struct {
+        long ad_ttl_s; /* stats:ad:{ad_id} expires this long after its last write (SPEC 15) */
+    } stats;
 } proto_config;
 
 /* Decode an advertiser:targeting:{id} value (SPEC 6): {"interests",

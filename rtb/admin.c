@@ -423,7 +423,21 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
             ss->publish_dropped);
     gauge(b, "rtb_redis_publish_queued", "PUBLISHes waiting for Redis or its acknowledgement.",
           (long long)rtb_server_results_queued(srv));
+    gauge(b, "rtb_redis_publish_queued_bytes",
+          "Bytes of the PUBLISHes queued (bounded by limits.max_pending_result_bytes).",
+          (long long)rtb_server_results_queued_bytes(srv));
     counter(b, "rtb_redis_reconnects_total", "Redis reconnect attempts.", ss->reconnects);
+    counter(b, "rtb_redis_timeouts_total",
+            "Redis connections dropped and reconnected: a command (or the connect) had no answer "
+            "within redis.timeout_ms.",
+            ss->timeouts);
+    gauge(b, "rtb_redis_commands_pending",
+          "Redis commands other than PUBLISH sent and not yet answered.",
+          (long long)rtb_server_redis_commands_pending(srv));
+    counter(b, "rtb_redis_commands_refused_total",
+            "Redis commands refused at once because limits.max_pending_redis were waiting "
+            "(profile lookups use the default profile; writes count as failed).",
+            ss->commands_refused);
     counter(b, "rtb_result_log_appended_total",
             "Results and error reports appended to the stream auction:log (XADD answered).",
             ss->logged);
@@ -432,6 +446,10 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     counter(b, "rtb_redis_writes_failed_total",
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);
+    counter(b, "rtb_ad_stats_skipped_total",
+            "Wins whose ad_id breaks the key rule (1-128 characters of [A-Za-z0-9._:-]): "
+            "counted on the advertiser only, not in stats:ad:{ad_id}.",
+            s->ad_stats_skipped);
     write_notices(b, srv);
     counter(b, "rtb_profile_misses_total", "Profile lookups that found no profile.",
             s->profile_misses);

@@ -60,7 +60,7 @@ int rtb_events_topic(const char *topic) {
  * stats:ad:{ad}. */
 static void count(rtb_events *e, const char *adv, const char *ad, const char *field) {
     store_hincrby(e->store, "stats:advertiser:", adv, field, 1);
-    if (ad && *ad) store_hincrby(e->store, "stats:ad:", ad, field, 1);
+    if (ad && *ad) store_count_ad(e->store, ad, field, 1);
 }
 
 static void on_click(void *arg, store_status st, const char *value, size_t len) {
@@ -99,7 +99,7 @@ static void on_last_click(void *arg, store_status st, const char *value, size_t 
         memcpy(ad, value, len);
         ad[len] = '\0';
         e->stats->conversions_attributed++;
-        store_hincrby(e->store, "stats:ad:", ad, "conversions", 1);
+        store_count_ad(e->store, ad, "conversions", 1);
     } else {
         store_hincrby(e->store, "stats:advertiser:", ev->advertiser_id, "conversions_unattributed",
                       1);

@@ -280,7 +280,7 @@ static void on_attempt_done(void *arg, rtb_notice_kind kind, const char *url, in
         store_hincrby(l->store, "stats:advertiser:", a->advertiser, "billed", 1);
         rtb_bidder *adv = rtb_registry_find(l->reg, a->advertiser);
         if (adv) adv->stats.billed++;
-        if (*a->ad) store_hincrby(l->store, "stats:ad:", a->ad, "billed", 1);
+        if (*a->ad) store_count_ad(l->store, a->ad, "billed", 1);
         l->stats.burl_billed++;
     } else if (spent >= l->cfg->notices.burl_retry_s * 1000) {
         rtb_log(PROTO_LOG_WARN, "burl of %s (%s) given up after %lld s of failures: %s",

@@ -125,16 +125,22 @@ static int64_t tp_wall_us(void *ctx) {
 }
 
 /* After a success (SPEC 9, 10): notices, and the advertiser's and ad's
- * wins and spend. */
+ * wins and spend. The ad's counters only for an ad_id that may be a key
+ * (SPEC 15: the request_id rule); the bidder chose it, up to 2048 bytes. */
 static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
     rtb_ledger_on_win(srv->ledger, o);
     /* Prices are CPM: the clearing prices are summed exactly and divided by
      * 1000 only when reported (SPEC 14). */
     rtb_bidder_count_win(o->winner, o->clearing_price_micros);
+    const char *ad_id = o->ad_id;
+    if (ad_id && *ad_id && !proto_key_id_ok(ad_id)) {
+        srv->stats.ad_stats_skipped++;
+        ad_id = NULL;
+    }
     /* The day's spend of an advertiser with a budget (SPEC 16): here at
      * once, in Redis by the same command as the counters. */
     long budget_day = rtb_budget_win(&o->winner->budget, o->clearing_price_micros, rtb_wall_us());
-    store_count_win(srv->store, o->winner->id, o->ad_id, o->clearing_price_micros, budget_day);
+    store_count_win(srv->store, o->winner->id, ad_id, o->clearing_price_micros, budget_day);
 }
 
 static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
@@ -430,7 +436,11 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
         .on_alerts = on_alerts_update,
         .arg = srv,
         .max_pending_publishes = (size_t)cfg->limits.max_pending_results,
+        .max_pending_publish_bytes = (size_t)cfg->limits.max_pending_result_bytes,
+        .max_pending_commands = (size_t)cfg->limits.max_pending_redis,
+        .timeout_ms = cfg->redis.timeout_ms,
         .log_maxlen = cfg->log.maxlen,
+        .ad_ttl_s = cfg->stats.ad_ttl_s,
     };
     if (!(srv->http = rtb_http_new(base, err, errlen))) return -1;
     if (!(srv->mqtt = rtb_mqtt_new(base, cfg, on_message, on_mqtt_state, srv, err, errlen)))
@@ -599,6 +609,14 @@ const store_stats *rtb_server_store_stats(const rtb_server *srv) {
 
 size_t rtb_server_results_queued(const rtb_server *srv) {
     return store_queued(srv->store);
+}
+
+size_t rtb_server_results_queued_bytes(const rtb_server *srv) {
+    return store_queued_bytes(srv->store);
+}
+
+size_t rtb_server_redis_commands_pending(const rtb_server *srv) {
+    return store_commands_pending(srv->store);
 }
 
 const rtb_notice_stats *rtb_server_notice_stats(const rtb_server *srv) {

@@ -71,9 +71,12 @@ void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out);
  * shed (SPEC 13). */
 const rtb_admission *rtb_server_admission(const rtb_server *srv);
 
-/* Redis: its counters and the results waiting to be published. */
+/* Redis: its counters, the results waiting to be published (entries and
+ * bytes) and the other commands waiting for an answer (SPEC 15). */
 const store_stats *rtb_server_store_stats(const rtb_server *srv);
 size_t rtb_server_results_queued(const rtb_server *srv);
+size_t rtb_server_results_queued_bytes(const rtb_server *srv);
+size_t rtb_server_redis_commands_pending(const rtb_server *srv);
 /* Notices: counters and how many are out. */
 const rtb_notice_stats *rtb_server_notice_stats(const rtb_server *srv);
 size_t rtb_server_notices_pending(const rtb_server *srv);

@@ -47,6 +47,8 @@ typedef struct rtb_stats {
     unsigned long long impressions, clicks, duplicate_clicks, conversions;
     unsigned long long conversions_attributed, events_invalid;
     unsigned long long events_dropped; /* Redis down or out of memory */
+    /* wins whose ad_id breaks the key rule (SPEC 15): no stats:ad: write */
+    unsigned long long ad_stats_skipped;
     /* auction latency, receipt to close: counts per bucket, their sum and
      * count */
     unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];

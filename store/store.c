@@ -4,8 +4,20 @@
  * the command connection and the subscriber. A conn owns its reconnect: when
  * hiredis reports a failed connect or a disconnect it frees the context, and
  * the conn arms a timer (glue/backoff.h: 100 ms doubling to 5 s, plus up to
- * 25 % jitter) to make a new one. A conn is `ready` once connected and, with
- * a password, once AUTH was accepted; commands are refused (-1) until then.
+ * 25 % jitter) to make a new one. A conn is `ready` once Redis has answered
+ * on it (AUTH with a password, else a PING; the subscriber: its SUBSCRIBE);
+ * commands are refused (-1) until then.
+ *
+ * Timeouts (SPEC 15). hiredis 0.14 has no command timeout, and Redis answers
+ * the commands of one connection in order, so it is enough to know how long
+ * the oldest unanswered one has waited. No time is taken per command: a
+ * timer ticking a few times per timeout sets a mark -- "every command sent
+ * so far" (a count) and the time -- and the mark is met once that many have
+ * been answered (sent minus still out). A mark older than timeout_ms means
+ * some command has waited longer: the connection is dropped as a disconnect
+ * would drop it (redisAsyncFree: every callback runs with a NULL reply) and
+ * reconnected with the usual backoff. A connection not ready timeout_ms
+ * after its start is dropped the same way.
  *
  * Callbacks: a command sent with a user callback carries a small `call`
  * record (fn + arg); hiredis runs our trampoline exactly once, with a NULL
@@ -31,6 +43,8 @@
 #define RETRY_MIN_US 100000
 #define RETRY_MAX_US 5000000
 #define RETRY_JITTER_PCT 25
+#define TICKS_PER_TIMEOUT 4
+#define TICK_MAX_US 100000
 #define SCAN_COUNT "1000"
 #define REGISTRY_PREFIX "advertiser:targeting:"
 #define UPDATES_CHANNEL "advertiser:updates"
@@ -58,6 +72,12 @@ typedef struct conn {
     int ready;
     backoff backoff; /* of the reconnect timer */
     struct event *retry;
+    int64_t start_us;             /* the context's connect began (not ready: times out) */
+    int marked;                   /* a timeout mark is set (see the top) */
+    unsigned long long mark_sent; /* commands sent when it was set */
+    int64_t mark_us;              /* and when */
+    int dropping;                 /* inside conn_drop: hiredis's disconnect callback is ours */
+    int timed_out;                /* the last drop was a timeout, not yet ready since */
 } conn;
 
 typedef struct pub_entry {
@@ -65,6 +85,7 @@ typedef struct pub_entry {
     size_t chan_len, len;
     int logged;                              /* also XADD to the result log (SPEC 14) */
     int replies;                             /* replies still due for it on the wire: 0, 1 or 2 */
+    size_t bytes;                            /* the whole allocation (the byte bound) */
     const char *request_id, *status, *topic; /* the log's fields, inside data */
     char data[]; /* channel NUL payload NUL [request_id NUL status NUL topic NUL] */
 } pub_entry;
@@ -90,12 +111,18 @@ struct store {
     conn cmd;
     conn sub;
     size_t pending;             /* commands other than PUBLISH awaiting a reply */
+    size_t max_pending;         /* and their bound */
+    unsigned long long sent;    /* commands sent on the command connection, ever */
     pub_entry *q_head, *q_tail; /* PUBLISH queue, oldest first */
     pub_entry *q_unsent;        /* first entry not on the wire, or NULL */
     size_t q_len, q_sent, q_max;
+    size_t q_bytes, q_max_bytes;
     int freeing;
-    long log_maxlen; /* 0: no result log */
+    int64_t timeout_us;
+    struct event *tick; /* the timeout check */
+    long log_maxlen;    /* 0: no result log */
     char log_maxlen_text[24];
+    char ad_ttl_text[24]; /* stats:ad:{ad_id}'s TTL, seconds */
     uint64_t rng;
     registry_load load;
     store_stats stats;
@@ -155,9 +182,18 @@ static void schedule_retry(conn *c) {
 
 static void set_ready(conn *c) {
     c->ready = 1;
+    c->timed_out = 0;
     backoff_reset(&c->backoff);
     report(c, 1, 0, "connected");
     if (!c->is_sub) send_queued(c->s); /* what waited for Redis, in order */
+}
+
+/* Redis answered the PING a connection without a password starts with:
+ * whatever the answer, Redis is there (an error such as NOAUTH is what
+ * every command would get; it is counted there). */
+static void on_hello(redisAsyncContext *ac, void *r, void *privdata) {
+    (void)ac;
+    if (r) set_ready(privdata);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -171,7 +207,6 @@ static void on_connect(const redisAsyncContext *ac, int status) {
         schedule_retry(c);
         return;
     }
-    if (!c->s->password) set_ready(c);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
@@ -179,7 +214,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     int was_ready = c->ready;
     c->ac = NULL;
     c->ready = 0;
-    if (c->s->freeing) return;
+    c->marked = 0;
+    if (c->s->freeing || c->dropping) return;
     char why[256];
     snprintf(why, sizeof(why), "connection to %s:%d lost: %s", c->s->host, c->s->port,
              status == REDIS_OK ? "closed" : (ac->errstr ? ac->errstr : "error"));
@@ -198,7 +234,7 @@ static void on_auth(redisAsyncContext *ac, void *r, void *privdata) {
         redisAsyncDisconnect(ac);
         return;
     }
-    set_ready(c);
+    if (!c->is_sub) set_ready(c); /* the subscriber is ready once subscribed */
 }
 
 /* Every reply of the subscriber: a confirmation per channel, then its
@@ -215,6 +251,7 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata) {
         strcmp(channel->str, STORE_ALERT_UPDATES) == 0 ? c->s->on_alerts : c->s->on_update;
     if (strcmp(kind->str, "subscribe") == 0) {
         c->ready = 1;
+        c->timed_out = 0;
         backoff_reset(&c->backoff);
         /* Updates may have been missed while we were away: reload now. */
         if (fn) fn(c->s->arg, "", 0);
@@ -238,6 +275,8 @@ static void conn_connect(conn *c) {
     }
     ac->data = c;
     c->ac = ac;
+    c->start_us = mono_us();
+    c->marked = 0;
     if (redis_ev_attach(ac, s->base) != 0) {
         redisAsyncFree(ac);
         c->ac = NULL;
@@ -252,10 +291,75 @@ static void conn_connect(conn *c) {
             redisAsyncCommand(ac, on_auth, c, "AUTH %s %s", s->username, s->password);
         else
             redisAsyncCommand(ac, on_auth, c, "AUTH %s", s->password);
+    } else if (!c->is_sub) {
+        redisAsyncCommand(ac, on_hello, c, "PING");
     }
     if (c->is_sub)
         redisAsyncCommand(ac, on_sub_message, c,
                           "SUBSCRIBE " UPDATES_CHANNEL " " STORE_ALERT_UPDATES);
+}
+
+/* ---- Timeouts (SPEC 15; see the top) ---------------------------------------------- */
+
+/* Drop c's context as a disconnect would: the callbacks of the commands out
+ * run now with a NULL reply (STORE_ERR; PUBLISHes stay queued), then the
+ * reconnect is armed. Reported (`why`) only for the first timeout of an
+ * outage. Never from inside a hiredis callback (the tick calls it). */
+static void conn_drop(conn *c, const char *why) {
+    redisAsyncContext *ac = c->ac;
+    int report_it = !c->timed_out;
+    c->ac = NULL;
+    c->ready = 0; /* the callbacks below find the store down: nothing new is sent */
+    c->marked = 0;
+    c->timed_out = 1;
+    c->s->stats.timeouts++;
+    c->dropping = 1;
+    redisAsyncFree(ac);
+    c->dropping = 0;
+    if (report_it) report(c, 0, 0, why);
+    schedule_retry(c);
+}
+
+static void check_conn(conn *c, int64_t now_us) {
+    store *s = c->s;
+    char why[512];
+    if (!c->ac) return;
+    if (!c->ready) {
+        if (now_us - c->start_us < s->timeout_us) return;
+        snprintf(why, sizeof(why),
+                 "no answer from %s:%d within %lld ms of connecting (timeout %lld ms): "
+                 "dropping the connection and reconnecting",
+                 s->host, s->port, (long long)((now_us - c->start_us) / 1000),
+                 (long long)(s->timeout_us / 1000));
+        conn_drop(c, why);
+        return;
+    }
+    if (c->is_sub) return; /* subscribed: it only listens */
+    size_t out = s->pending + s->q_sent;
+    if (c->marked && s->sent - out >= c->mark_sent) c->marked = 0; /* all answered */
+    if (c->marked && now_us - c->mark_us >= s->timeout_us) {
+        snprintf(why, sizeof(why),
+                 "no answer from %s:%d for %lld ms (timeout %lld ms; %zu commands unanswered, "
+                 "%zu results queued): dropping the connection and reconnecting",
+                 s->host, s->port, (long long)((now_us - c->mark_us) / 1000),
+                 (long long)(s->timeout_us / 1000), out, s->q_len);
+        conn_drop(c, why);
+        return;
+    }
+    if (!c->marked && out > 0) {
+        c->marked = 1;
+        c->mark_sent = s->sent;
+        c->mark_us = now_us;
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    store *s = arg;
+    int64_t now_us = mono_us();
+    check_conn(&s->cmd, now_us);
+    check_conn(&s->sub, now_us);
 }
 
 static int conn_init(store *s, conn *c, int is_sub) {
@@ -279,14 +383,26 @@ store *store_new(struct event_base *base, const store_options *opt) {
     s->on_alerts = opt->on_alerts;
     s->arg = opt->arg;
     s->q_max = opt->max_pending_publishes > 0 ? opt->max_pending_publishes : 100000;
+    s->q_max_bytes =
+        opt->max_pending_publish_bytes > 0 ? opt->max_pending_publish_bytes : 256u << 20;
+    s->max_pending = opt->max_pending_commands > 0 ? opt->max_pending_commands : 100000;
+    s->timeout_us = (opt->timeout_ms > 0 ? opt->timeout_ms : 1000) * (int64_t)1000;
     s->log_maxlen = opt->log_maxlen > 0 ? opt->log_maxlen : 0;
     snprintf(s->log_maxlen_text, sizeof(s->log_maxlen_text), "%ld", s->log_maxlen);
+    snprintf(s->ad_ttl_text, sizeof(s->ad_ttl_text), "%ld",
+             opt->ad_ttl_s > 0 ? opt->ad_ttl_s : 7L * 86400);
     s->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ 0x9e3779b97f4a7c15ULL;
-    if (!s->host || conn_init(s, &s->cmd, 0) != 0 || conn_init(s, &s->sub, 1) != 0 ||
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    if (!s->host || !s->tick || conn_init(s, &s->cmd, 0) != 0 || conn_init(s, &s->sub, 1) != 0 ||
         (opt->username && !s->username) || (opt->password && !s->password)) {
         store_free(s);
         return NULL;
     }
+    /* A few ticks per timeout: a wait is seen at most about a tick late. */
+    int64_t tick_us = s->timeout_us / TICKS_PER_TIMEOUT;
+    if (tick_us > TICK_MAX_US) tick_us = TICK_MAX_US;
+    struct timeval tv = {(time_t)(tick_us / 1000000), (suseconds_t)(tick_us % 1000000)};
+    event_add(s->tick, &tv);
     conn_connect(&s->cmd);
     conn_connect(&s->sub);
     return s;
@@ -302,6 +418,7 @@ static void registry_load_reset(registry_load *l) {
 void store_free(store *s) {
     if (!s) return;
     s->freeing = 1;
+    if (s->tick) event_free(s->tick);
     conn *conns[2] = {&s->cmd, &s->sub};
     for (int i = 0; i < 2; i++) {
         conn *c = conns[i];
@@ -325,6 +442,10 @@ int store_connected(const store *s) {
 
 size_t store_pending(const store *s) {
     return s->pending + s->q_len;
+}
+
+size_t store_commands_pending(const store *s) {
+    return s->pending;
 }
 
 const store_stats *store_get_stats(const store *s) {
@@ -372,17 +493,32 @@ static void on_write(redisAsyncContext *ac, void *r, void *privdata) {
     if (!reply || reply->type == REDIS_REPLY_ERROR) s->stats.writes_failed++;
 }
 
+/* 1 when one more command may wait on Redis (max_pending_commands, SPEC
+ * 15); else counts the refusal. */
+static int room_for_command(store *s) {
+    if (s->pending < s->max_pending) return 1;
+    s->stats.commands_refused++;
+    return 0;
+}
+
+/* A command other than PUBLISH went out on the command connection. */
+static void command_sent(store *s) {
+    s->pending++;
+    s->sent++;
+}
+
 /* Send argv (lengths in argvlen; NULL entries of argvlen mean strlen). With
  * `fn`, `reply_cb` answers through a `call` record to fn(arg) exactly once;
  * without, the command is a fire-and-forget write. Returns 0, or -1 when not
- * connected (a write is then counted as failed; fn never runs). */
+ * connected or max_pending_commands are waiting (a write is then counted as
+ * failed; fn never runs). */
 static int send_argv(store *s, redisCallbackFn *reply_cb, store_value_fn *fn, void *arg, int argc,
                      const char **argv, size_t *argvlen) {
     for (int i = 0; i < argc; i++)
         if (argvlen[i] == 0) argvlen[i] = strlen(argv[i]);
     call *cl = NULL;
     int rc = REDIS_ERR;
-    if (s->cmd.ready && (!fn || (cl = malloc(sizeof(*cl))))) {
+    if (s->cmd.ready && room_for_command(s) && (!fn || (cl = malloc(sizeof(*cl))))) {
         if (cl) *cl = (call){s, fn, arg};
         rc = redisAsyncCommandArgv(s->cmd.ac, fn ? reply_cb : on_write, fn ? (void *)cl : s, argc,
                                    argv, argvlen);
@@ -392,7 +528,7 @@ static int send_argv(store *s, redisCallbackFn *reply_cb, store_value_fn *fn, vo
         if (!fn) s->stats.writes_failed++;
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -434,10 +570,28 @@ static size_t make_budget_key(char *buf, size_t cap, const char *advertiser_id, 
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* KEYS: stats:ad:{ad_id}. ARGV: the field, the increment, the TTL: a
+ * per-ad hash expires that long after its last write (SPEC 15), here and in
+ * win_script, with the store's one ad_ttl_text. */
+static const char ad_script[] = "redis.call('HINCRBY',KEYS[1],ARGV[1],ARGV[2]) "
+                                "redis.call('EXPIRE',KEYS[1],ARGV[3]) "
+                                "return 1";
+
+int store_count_ad(store *s, const char *ad_id, const char *field, long long by) {
+    char key[PROFILE_KEY_MAX], num[24];
+    snprintf(num, sizeof(num), "%lld", by);
+    const char *argv[7] = {"EVAL", ad_script, "1", key, field, num, s->ad_ttl_text};
+    size_t argvlen[7] = {4, sizeof(ad_script) - 1, 1,
+                         make_key(key, sizeof(key), "stats:ad:", ad_id)};
+    if (argvlen[3] == 0) return -1;
+    return send_argv(s, NULL, NULL, NULL, 7, argv, argvlen);
+}
+
 /* KEYS: the advertiser's hash, then the ad's when there is one, then (only
  * for an advertiser with a budget) its day's budget key; ARGV[1]: the
- * clearing price, micros. spend_micros is the exact sum's text without its
- * last three digits: floor(sum / 1000) with no floating point. */
+ * clearing price, micros; ARGV[2]: the ad's TTL. spend_micros is the exact
+ * sum's text without its last three digits: floor(sum / 1000) with no
+ * floating point. */
 static const char win_script[] =
     /* The budget key, when there is one, is the last and the only one
      * named budget:..., so the counters below never touch it. */
@@ -451,6 +605,8 @@ static const char win_script[] =
     "local t=redis.call('HGET',k,'spend_cpm_micros') "
     "redis.call('HSET',k,'spend_micros',#t>3 and string.sub(t,1,#t-3) or '0') "
     "end "
+    /* The ad's hash expires ad_ttl_s after its last write (SPEC 15). */
+    "if n>=2 then redis.call('EXPIRE',KEYS[2],ARGV[2]) end "
     /* Budget (SPEC 16), a part of its own: the day's exact sum of clearing
      * micros, shared by every exchange, kept two days (STORE_BUDGET_TTL_S).
      * After the counters, so that a key someone broke cannot cost them the
@@ -467,8 +623,8 @@ int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
     char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], budget_key[PROFILE_KEY_MAX];
     char spend[24], nkeys[4];
     snprintf(spend, sizeof(spend), "%lld", clearing_micros);
-    const char *argv[7] = {"EVAL", win_script, nkeys, adv_key};
-    size_t argvlen[7] = {4, sizeof(win_script) - 1, 0,
+    const char *argv[8] = {"EVAL", win_script, nkeys, adv_key};
+    size_t argvlen[8] = {4, sizeof(win_script) - 1, 0,
                          make_key(adv_key, sizeof(adv_key), "stats:advertiser:", advertiser_id)};
     if (argvlen[3] == 0) return -1;
     int argc = 4;
@@ -485,6 +641,7 @@ int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
     }
     snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
     argv[argc++] = spend;
+    argv[argc++] = s->ad_ttl_text;
     return send_argv(s, NULL, NULL, NULL, argc, argv, argvlen);
 }
 
@@ -522,7 +679,7 @@ static void on_sums(redisAsyncContext *ac, void *r, void *privdata) {
 
 int store_budget_get(store *s, const char *const *ids, size_t n, long day, store_sums_fn *fn,
                      void *arg) {
-    if (!s->cmd.ready || n == 0 || n > INT32_MAX - 1) return -1;
+    if (!s->cmd.ready || !room_for_command(s) || n == 0 || n > INT32_MAX - 1) return -1;
     /* One block: the argv, their lengths, then the keys, each
      * budget:{id}:{yyyymmdd} plus its NUL. */
     size_t head = (n + 1) * (sizeof(char *) + sizeof(size_t)), text = 0;
@@ -556,7 +713,7 @@ int store_budget_get(store *s, const char *const *ids, size_t n, long day, store
         free(cl);
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -681,14 +838,14 @@ int store_notices_claim(store *s, long long now_ms, long long lease_ms, long max
     size_t argvlen[8] = {4, sizeof(claim_script) - 1};
     for (int i = 2; i < 8; i++)
         argvlen[i] = strlen(argv[i]);
-    claim_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    claim_call *cl = s->cmd.ready && room_for_command(s) ? malloc(sizeof(*cl)) : NULL;
     if (!cl) return -1;
     *cl = (claim_call){s, fn, arg};
     if (redisAsyncCommandArgv(s->cmd.ac, on_claim, cl, 8, argv, argvlen) != REDIS_OK) {
         free(cl);
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -767,7 +924,9 @@ static void on_hashes(redisAsyncContext *ac, void *r, void *privdata) {
 
 int store_hashes_get(store *s, const char *prefix, const char *const *ids, size_t nids,
                      const char *const *fields, size_t nfields, store_hashes_fn *fn, void *arg) {
-    if (!s->cmd.ready || nfields == 0 || nids > (size_t)INT32_MAX - nfields - 3) return -1;
+    if (!s->cmd.ready || !room_for_command(s) || nfields == 0 ||
+        nids > (size_t)INT32_MAX - nfields - 3)
+        return -1;
     size_t argc = 3 + nids + nfields, plen = strlen(prefix), bytes = 0;
     for (size_t i = 0; i < nids; i++)
         bytes += plen + strlen(ids[i]) + 1;
@@ -807,7 +966,7 @@ int store_hashes_get(store *s, const char *prefix, const char *const *ids, size_
         free(cl);
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -827,6 +986,7 @@ static void pub_pop(store *s) {
     s->q_head = e->next;
     if (!s->q_head) s->q_tail = NULL;
     s->q_len--;
+    s->q_bytes -= e->bytes;
     free(e);
 }
 
@@ -893,37 +1053,51 @@ static void send_queued(store *s) {
         if (redisAsyncCommandArgv(s->cmd.ac, on_published, s, 3, argv, argvlen) != REDIS_OK) return;
         e->replies = 1;
         s->q_sent++;
+        s->sent++;
         if (e->logged && s->log_maxlen > 0 && send_log(s, e) == REDIS_OK) {
             e->replies++;
             s->q_sent++;
+            s->sent++;
         }
         s->q_unsent = e->next;
     }
 }
 
-/* Queue channel + payload (copied) and send when connected. Past
- * max_pending the oldest waiting entry is dropped; when every queued entry
- * is already on the wire (Redis connected but far behind), the new one is. */
+/* Make room for an entry of `bytes`: past q_max entries or q_max_bytes
+ * bytes the oldest waiting entries are dropped. Returns -1 when the new one
+ * must be dropped instead: entries are on the wire (Redis connected but
+ * behind: the head cannot leave before its reply), or it alone is over the
+ * byte bound. Every drop is counted. */
+static int make_room(store *s, size_t bytes) {
+    if (bytes > s->q_max_bytes) {
+        s->stats.publish_dropped++;
+        return -1;
+    }
+    while (s->q_len >= s->q_max || s->q_bytes + bytes > s->q_max_bytes) {
+        s->stats.publish_dropped++;
+        if (s->q_sent > 0) return -1;
+        pub_pop(s);
+    }
+    return 0;
+}
+
+/* Queue channel + payload (copied) and send when connected, within the
+ * bounds (make_room). */
 static int enqueue(store *s, const char *prefix, const char *name, const char *payload, size_t len,
                    const char *request_id, const char *status, const char *topic) {
-    if (s->q_len >= s->q_max) {
-        if (s->q_sent > 0) {
-            s->stats.publish_dropped++;
-            return -1;
-        }
-        pub_pop(s);
-        s->stats.publish_dropped++;
-    }
     size_t p = strlen(prefix), n = strlen(name);
     int logged = status != NULL && s->log_maxlen > 0;
     size_t rl = logged ? strlen(request_id) + 1 : 0, sl = logged ? strlen(status) + 1 : 0,
            tl = logged ? strlen(topic) + 1 : 0;
-    pub_entry *e = malloc(sizeof(*e) + p + n + 1 + len + 1 + rl + sl + tl);
+    size_t bytes = sizeof(pub_entry) + p + n + 1 + len + 1 + rl + sl + tl;
+    if (make_room(s, bytes) != 0) return -1;
+    pub_entry *e = malloc(bytes);
     if (!e) {
         s->stats.publish_dropped++;
         return -1;
     }
     e->next = NULL;
+    e->bytes = bytes;
     e->chan_len = p + n;
     e->len = len;
     e->logged = logged;
@@ -945,6 +1119,7 @@ static int enqueue(store *s, const char *prefix, const char *name, const char *p
     s->q_tail = e;
     if (!s->q_unsent) s->q_unsent = e;
     s->q_len++;
+    s->q_bytes += bytes;
     send_queued(s);
     return 0;
 }
@@ -966,6 +1141,10 @@ int store_publish_error(store *s, const char *request_id, const char *topic, con
 
 size_t store_queued(const store *s) {
     return s->q_len;
+}
+
+size_t store_queued_bytes(const store *s) {
+    return s->q_bytes;
 }
 
 /* ---- Registry: SCAN, then one MGET ------------------------------------------------ */
@@ -1020,14 +1199,15 @@ static void send_mget(store *s) {
     argv[0] = "MGET";
     for (size_t i = 0; i < l->nkeys; i++)
         argv[i + 1] = l->keys[i];
-    int rc = s->cmd.ac ? redisAsyncCommandArgv(s->cmd.ac, on_mget, s, (int)l->nkeys + 1, argv, NULL)
-                       : REDIS_ERR;
+    int rc = s->cmd.ready && room_for_command(s)
+                 ? redisAsyncCommandArgv(s->cmd.ac, on_mget, s, (int)l->nkeys + 1, argv, NULL)
+                 : REDIS_ERR;
     free(argv);
     if (rc != REDIS_OK) {
         registry_finish(s, STORE_ERR, NULL, 0);
         return;
     }
-    s->pending++;
+    command_sent(s);
 }
 
 static int keep_key(registry_load *l, const char *key) {
@@ -1048,11 +1228,12 @@ static int keep_key(registry_load *l, const char *key) {
 static void on_scan(redisAsyncContext *ac, void *r, void *privdata);
 
 static int send_scan(store *s, const char *cursor) {
-    if (!s->cmd.ac || redisAsyncCommand(s->cmd.ac, on_scan, s,
-                                        "SCAN %s MATCH " REGISTRY_PREFIX "* COUNT " SCAN_COUNT,
-                                        cursor) != REDIS_OK)
+    if (!s->cmd.ready || !room_for_command(s) ||
+        redisAsyncCommand(s->cmd.ac, on_scan, s,
+                          "SCAN %s MATCH " REGISTRY_PREFIX "* COUNT " SCAN_COUNT,
+                          cursor) != REDIS_OK)
         return -1;
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -1122,14 +1303,14 @@ static void on_int(redisAsyncContext *ac, void *r, void *privdata) {
 /* Send argv with an int_call answering fn(arg); -1 when not connected. */
 static int send_int(store *s, int argc, const char **argv, const size_t *argvlen, store_int_fn *fn,
                     void *arg) {
-    int_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    int_call *cl = s->cmd.ready && room_for_command(s) ? malloc(sizeof(*cl)) : NULL;
     if (!cl) return -1;
     *cl = (int_call){s, fn, arg};
     if (redisAsyncCommandArgv(s->cmd.ac, on_int, cl, argc, argv, argvlen) != REDIS_OK) {
         free(cl);
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 
@@ -1184,14 +1365,14 @@ int store_alert_rules_load(store *s, long max_rules, long max_bytes, store_rules
     size_t argvlen[6];
     for (int i = 0; i < 6; i++)
         argvlen[i] = strlen(argv[i]);
-    rules_call *cl = s->cmd.ready ? malloc(sizeof(*cl)) : NULL;
+    rules_call *cl = s->cmd.ready && room_for_command(s) ? malloc(sizeof(*cl)) : NULL;
     if (!cl) return -1;
     *cl = (rules_call){s, fn, arg};
     if (redisAsyncCommandArgv(s->cmd.ac, on_rules, cl, 6, argv, argvlen) != REDIS_OK) {
         free(cl);
         return -1;
     }
-    s->pending++;
+    command_sent(s);
     return 0;
 }
 

@@ -8,8 +8,17 @@
  * Every asynchronous call follows the hiredis rule: it returns 0 and its
  * callback then runs exactly once, later, from the loop (with STORE_ERR when
  * the command failed or the connection went away), or it returns -1 at once
- * (not connected) and the callback never runs. Keys and channels: SPEC
- * sections 3.2, 4 and 6. Never KEYS: the registry is read with SCAN. */
+ * (not connected, or max_pending_commands already waiting) and the callback
+ * never runs. Keys and channels: SPEC sections 3.2, 4 and 6. Never KEYS: the
+ * registry is read with SCAN.
+ *
+ * Every wait on Redis ends (SPEC 15): a command unanswered for timeout_ms
+ * drops its connection as a disconnect would (the callbacks of the commands
+ * out run with STORE_ERR; PUBLISHes stay queued and go out again after the
+ * reconnect), and so does a connection that Redis has not answered within
+ * timeout_ms of its start. A connection is ready once Redis has answered on
+ * it (AUTH, or a PING without a password), so a stalled Redis never gets the
+ * queue again until it answers. */
 #ifndef RTB_STORE_H
 #define RTB_STORE_H
 
@@ -37,15 +46,21 @@ typedef void store_message_fn(void *arg, const char *payload, size_t len);
 typedef struct store_options {
     const char *host; /* copied */
     int port;
-    const char *username;         /* NULL: AUTH with the password alone (Redis < 6) */
-    const char *password;         /* NULL: no AUTH */
-    store_state_fn *on_state;     /* may be NULL */
-    store_message_fn *on_update;  /* message on advertiser:updates; may be NULL */
-    store_message_fn *on_alerts;  /* message on alerts:updates (SPEC 16); may be NULL */
-    void *arg;                    /* passed to all three */
-    size_t max_pending_publishes; /* PUBLISH queue bound (limits.max_pending_results);
-                                     0: 100000 */
-    long log_maxlen;              /* the result log's MAXLEN ~ (log.maxlen); 0: no log */
+    const char *username;             /* NULL: AUTH with the password alone (Redis < 6) */
+    const char *password;             /* NULL: no AUTH */
+    store_state_fn *on_state;         /* may be NULL */
+    store_message_fn *on_update;      /* message on advertiser:updates; may be NULL */
+    store_message_fn *on_alerts;      /* message on alerts:updates (SPEC 16); may be NULL */
+    void *arg;                        /* passed to all three */
+    size_t max_pending_publishes;     /* PUBLISH queue bound (limits.max_pending_results);
+                                         0: 100000 */
+    size_t max_pending_publish_bytes; /* and in bytes (limits.max_pending_result_bytes);
+                                         0: 256 MiB */
+    size_t max_pending_commands;      /* other commands sent and unanswered
+                                         (limits.max_pending_redis); 0: 100000 */
+    long timeout_ms;                  /* redis.timeout_ms; 0: 1000 */
+    long log_maxlen;                  /* the result log's MAXLEN ~ (log.maxlen); 0: no log */
+    long ad_ttl_s;                    /* stats:ad:{ad_id}'s TTL (stats.ad_ttl_s); 0: 7 days */
 } store_options;
 
 /* Create the store on `base` (borrowed; must outlive the store) and start
@@ -61,8 +76,14 @@ int store_connected(const store *s);
 
 /* Commands not yet answered: sent ones, and PUBLISHes still queued. */
 size_t store_pending(const store *s);
+/* Commands other than PUBLISH sent and not yet answered: what
+ * max_pending_commands bounds. */
+size_t store_commands_pending(const store *s);
 /* PUBLISHes queued (waiting for Redis or for its acknowledgement). */
 size_t store_queued(const store *s);
+/* Their bytes, as max_pending_publish_bytes counts them (each entry's whole
+ * allocation: channel, payload and the result log's fields). */
+size_t store_queued_bytes(const store *s);
 
 /* ---- Profiles (SPEC 3.2) -------------------------------------------------- */
 
@@ -80,19 +101,26 @@ int store_profile_put(store *s, const char *user_id, const char *json, size_t le
 /* ---- Counters (SPEC 10) ---------------------------------------------------- */
 
 /* HINCRBY {prefix}{id} {field} {by}, fire and forget (failures counted in
- * writes_failed): stats:advertiser:{id} and stats:ad:{ad_id}. Returns -1 at
- * once when not connected (the increment is lost and counted). */
+ * writes_failed): stats:advertiser:{id}. Per-ad counters go through
+ * store_count_ad, which keeps their TTL. Returns -1 at once when not
+ * connected (the increment is lost and counted). */
 int store_hincrby(store *s, const char *prefix, const char *id, const char *field, long long by);
+
+/* HINCRBY stats:ad:{ad_id} {field} {by} and EXPIRE it ad_ttl_s (SPEC 15:
+ * renewed on every write), atomically in one EVAL. `ad_id` should follow
+ * the request_id rule (SPEC 15 Keys; the caller checks). Fire and forget
+ * as store_hincrby. */
+int store_count_ad(store *s, const char *ad_id, const char *field, long long by);
 
 /* One win, in one command (SPEC 10 counters): on stats:advertiser:{adv}
  * and, when `ad_id` is not empty, on stats:ad:{ad_id}, HINCRBY wins 1 and
  * spend_micros `spend_micros`, atomically, as one EVAL of a small Lua script
  * (Redis caches it by its SHA1; one command instead of four keeps the hot
- * path short). When `budget_day` is not 0 (yyyymmdd, UTC: the advertiser has
- * a daily budget, SPEC 16), the same command adds the clearing micros to
- * the day's spend, INCRBY budget:{adv}:{budget_day}, and makes that key
- * expire STORE_BUDGET_TTL_S later. Fire and forget: a failure is counted in
- * writes_failed. Returns -1 at once when not connected (counted too). */
+ * path short); stats:ad:{ad_id} then expires ad_ttl_s later (SPEC 15). When `budget_day` is not 0
+ * (yyyymmdd, UTC: the advertiser has a daily budget, SPEC 16), the same command adds the clearing
+ * micros to the day's spend, INCRBY budget:{adv}:{budget_day}, and makes that key expire
+ * STORE_BUDGET_TTL_S later. Fire and forget: a failure is counted in writes_failed. Returns -1 at
+ * once when not connected (counted too). */
 int store_count_win(store *s, const char *advertiser_id, const char *ad_id, long long spend_micros,
                     long budget_day);
 
@@ -129,8 +157,10 @@ int store_set(store *s, const char *key, const char *value, long ttl_s);
  * bounded FIFO until Redis acknowledges it: while Redis is down they queue,
  * after the reconnect they go out in order (at least once: one on the wire
  * when the connection dropped is sent again). Past max_pending_publishes
- * the oldest waiting entry is dropped (counted in publish_dropped); while
- * Redis is connected and that many are on the wire, the new one is.
+ * entries or max_pending_publish_bytes bytes the oldest waiting entry is
+ * dropped (counted in publish_dropped); while some are on the wire (Redis
+ * connected but behind), the new one is, and so is one larger than the
+ * byte bound by itself. SPEC 15.
  * Returns 0 when queued, -1 when the new one was dropped (or no memory).
  * SPEC 4, SPEC 7 (outage). */
 int store_publish(store *s, const char *channel, const char *payload, size_t len);
@@ -279,6 +309,8 @@ typedef struct store_stats {
     unsigned long long log_failed;      /* XADD answered with an error */
     unsigned long long writes_failed;   /* SETEX / HINCRBY not sent or failed */
     unsigned long long reconnects;
+    unsigned long long timeouts; /* connections dropped: Redis did not answer in timeout_ms */
+    unsigned long long commands_refused; /* max_pending_commands were waiting */
 } store_stats;
 
 const store_stats *store_get_stats(const store *s);

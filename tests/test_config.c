@@ -87,6 +87,7 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     ck_assert_int_eq(a->redis.port, b->redis.port);
     assert_str_or_null(a->redis.username, b->redis.username, "redis.username");
     assert_str_or_null(a->redis.password, b->redis.password, "redis.password");
+    ck_assert_int_eq(a->redis.timeout_ms, b->redis.timeout_ms);
     ck_assert_int_eq(a->auction.type, b->auction.type);
     ck_assert_int_eq(a->auction.tmax_ms, b->auction.tmax_ms);
     ck_assert_int_eq(a->auction.max_bidders, b->auction.max_bidders);
@@ -110,6 +111,8 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     ck_assert_int_eq(a->limits.max_inflight, b->limits.max_inflight);
     ck_assert_int_eq(a->limits.max_pending_results, b->limits.max_pending_results);
     ck_assert_int_eq(a->limits.max_pending_notices, b->limits.max_pending_notices);
+    ck_assert_int_eq(a->limits.max_pending_redis, b->limits.max_pending_redis);
+    ck_assert_int_eq(a->limits.max_pending_result_bytes, b->limits.max_pending_result_bytes);
     assert_str_or_null(a->admin.listen, b->admin.listen, "admin.listen");
     assert_strings_eq(a->admin.allowed_hosts, a->admin.nallowed_hosts, b->admin.allowed_hosts,
                       b->admin.nallowed_hosts);
@@ -128,6 +131,7 @@ static void assert_config_eq(const proto_config *a, const proto_config *b) {
     }
     assert_str_or_null(a->admin.token, b->admin.token, "admin.token");
     ck_assert_int_eq(a->log.level, b->log.level);
+    ck_assert_int_eq(a->stats.ad_ttl_s, b->stats.ad_ttl_s);
 }
 
 /* $RTB_SOURCE_ROOT/conf/exchange.json: meson sets the variable (tests/
@@ -184,6 +188,7 @@ START_TEST(defaults_are_spec_7) {
     ck_assert_int_eq(c.redis.port, 6379);
     ck_assert_ptr_null(c.redis.username);
     ck_assert_ptr_null(c.redis.password);
+    ck_assert_int_eq(c.redis.timeout_ms, 1000);
     ck_assert_int_eq(c.auction.type, AUCTION_SECOND_PRICE);
     ck_assert_int_eq(c.auction.tmax_ms, 100);
     ck_assert_int_eq(c.auction.max_bidders, 10);
@@ -202,6 +207,8 @@ START_TEST(defaults_are_spec_7) {
     ck_assert_int_eq(c.limits.max_inflight, 10000);
     ck_assert_int_eq(c.limits.max_pending_results, 100000);
     ck_assert_int_eq(c.limits.max_pending_notices, 100000);
+    ck_assert_int_eq(c.limits.max_pending_redis, 100000);
+    ck_assert_int_eq(c.limits.max_pending_result_bytes, 268435456);
     ck_assert_str_eq(c.admin.listen, "127.0.0.1:8080");
     ck_assert_uint_eq(c.admin.nallowed_hosts, 0);
     ck_assert_ptr_null(c.admin.allowed_hosts);
@@ -211,6 +218,7 @@ START_TEST(defaults_are_spec_7) {
     ck_assert(c.alerts[0].above == 0.2);
     ck_assert_int_eq(c.alerts[0].window_s, 10);
     ck_assert_int_eq(c.log.level, PROTO_LOG_INFO);
+    ck_assert_int_eq(c.stats.ad_ttl_s, 604800);
     proto_config_free(&c);
 }
 END_TEST
@@ -276,6 +284,10 @@ START_TEST(print_keys_lists_every_key) {
         "  alerts[].window_s = 10  (integer 1..600)\n",
         "  log.level = \"info\"  (debug | info | warn | error)\n",
         "  limits.max_pending_notices = 100000  (integer 0..10000000)\n",
+        "  redis.timeout_ms = 1000  (integer 10..60000)\n",
+        "  limits.max_pending_redis = 100000  (integer 1..10000000)\n",
+        "  limits.max_pending_result_bytes = 268435456  (integer 1024..68719476736)\n",
+        "  stats.ad_ttl_s = 604800  (integer 1..31536000)\n",
     };
     proto_buf out;
     proto_buf_init(&out);
@@ -467,7 +479,8 @@ START_TEST(every_key_accepted) {
         "\"topic\":\"bids/+\",\"qos\":0,\"shared_group\":\"g1\",\"username\":\"u\","
         "\"password\":\"\",\"tls\":{\"cafile\":\"/ca.pem\",\"certfile\":\"/c.pem\","
         "\"keyfile\":\"/k.pem\"}},"
-        "\"redis\":{\"host\":\"::1\",\"port\":1,\"username\":\"ru\",\"password\":\"rp\"},"
+        "\"redis\":{\"host\":\"::1\",\"port\":1,\"username\":\"ru\",\"password\":\"rp\","
+        "\"timeout_ms\":60000},"
         "\"auction\":{\"type\":\"first_price\",\"tmax_ms\":1e2,\"max_bidders\":100,"
         "\"price_increment\":1000000,\"currency\":\"EUR\"},"
         "\"profiles\":{\"ttl_s\":31536000,\"default\":{\"interests\":[\"news\"],"
@@ -475,11 +488,13 @@ START_TEST(every_key_accepted) {
         "\"registry\":{\"refresh_s\":86400},"
         "\"bidders\":[{\"id\":\"A.b:c-d_0\",\"endpoint\":\"https://[::1]:9443/bid?x=1\"}],"
         "\"limits\":{\"max_request_bytes\":64,\"max_response_bytes\":16777216,"
-        "\"max_inflight\":1000000,\"max_pending_results\":0,\"max_pending_notices\":10000000},"
+        "\"max_inflight\":1000000,\"max_pending_results\":0,\"max_pending_notices\":10000000,"
+        "\"max_pending_redis\":1,\"max_pending_result_bytes\":68719476736},"
         "\"admin\":{\"listen\":null,\"allowed_hosts\":[\"dash.example\",\"10.0.0.5\",\"::1\"]},"
         "\"alerts\":[{\"name\":\"a\",\"metric\":\"p99_latency_ms\",\"above\":-1.5,"
         "\"window_s\":600}],"
-        "\"log\":{\"level\":\"error\"}}";
+        "\"log\":{\"level\":\"error\"},"
+        "\"stats\":{\"ad_ttl_s\":1}}";
     proto_config c;
     defaults(&c);
     parse_ok(&c, doc);
@@ -499,6 +514,7 @@ START_TEST(every_key_accepted) {
     ck_assert_int_eq(c.redis.port, 1);
     ck_assert_str_eq(c.redis.username, "ru");
     ck_assert_str_eq(c.redis.password, "rp");
+    ck_assert_int_eq(c.redis.timeout_ms, 60000);
     ck_assert_int_eq(c.auction.type, AUCTION_FIRST_PRICE);
     ck_assert_int_eq(c.auction.tmax_ms, 100);
     ck_assert_int_eq(c.auction.max_bidders, 100);
@@ -520,6 +536,8 @@ START_TEST(every_key_accepted) {
     ck_assert_int_eq(c.limits.max_inflight, 1000000);
     ck_assert_int_eq(c.limits.max_pending_results, 0);
     ck_assert_int_eq(c.limits.max_pending_notices, 10000000);
+    ck_assert_int_eq(c.limits.max_pending_redis, 1);
+    ck_assert_int_eq(c.limits.max_pending_result_bytes, 68719476736L);
     ck_assert_ptr_null(c.admin.listen);
     ck_assert_uint_eq(c.admin.nallowed_hosts, 3);
     ck_assert_str_eq(c.admin.allowed_hosts[0], "dash.example");
@@ -530,6 +548,7 @@ START_TEST(every_key_accepted) {
     ck_assert(c.alerts[0].above == -1.5);
     ck_assert_int_eq(c.alerts[0].window_s, PROTO_ALERT_WINDOW_MAX_S);
     ck_assert_int_eq(c.log.level, PROTO_LOG_ERROR);
+    ck_assert_int_eq(c.stats.ad_ttl_s, 1);
 
     /* And back: tls null clears the three files, nullables take null. */
     parse_ok(&c, "{\"mqtt\":{\"tls\":null,\"shared_group\":null,\"password\":null},"
@@ -709,6 +728,29 @@ static const bad_case bad_cases[] = {
      "limits.max_pending_notices: expected an integer between 0 and 10000000"},
     {"{\"limits\":{\"max_pending_notices\":10000001}}", FIELD,
      "limits.max_pending_notices: expected an integer between 0 and 10000000"},
+    /* SPEC 15: every wait on Redis and every queue has an end */
+    {"{\"redis\":{\"timeout_ms\":9}}", FIELD,
+     "redis.timeout_ms: expected an integer between 10 and 60000"},
+    {"{\"redis\":{\"timeout_ms\":60001}}", FIELD,
+     "redis.timeout_ms: expected an integer between 10 and 60000"},
+    {"{\"redis\":{\"timeout_ms\":null}}", FIELD,
+     "redis.timeout_ms: expected an integer between 10 and 60000"},
+    {"{\"limits\":{\"max_pending_redis\":0}}", FIELD,
+     "limits.max_pending_redis: expected an integer between 1 and 10000000"},
+    {"{\"limits\":{\"max_pending_redis\":10000001}}", FIELD,
+     "limits.max_pending_redis: expected an integer between 1 and 10000000"},
+    {"{\"limits\":{\"max_pending_result_bytes\":1023}}", FIELD,
+     "limits.max_pending_result_bytes: expected an integer between 1024 and 68719476736"},
+    {"{\"limits\":{\"max_pending_result_bytes\":68719476737}}", FIELD,
+     "limits.max_pending_result_bytes: expected an integer between 1024 and 68719476736"},
+    {"{\"limits\":{\"max_pending_result_bytes\":\"256MiB\"}}", FIELD,
+     "limits.max_pending_result_bytes: expected an integer between 1024 and 68719476736"},
+    {"{\"stats\":{\"ad_ttl_s\":0}}", FIELD,
+     "stats.ad_ttl_s: expected an integer between 1 and 31536000"},
+    {"{\"stats\":{\"ad_ttl_s\":31536001}}", FIELD,
+     "stats.ad_ttl_s: expected an integer between 1 and 31536000"},
+    {"{\"stats\":{\"ad_ttl\":60}}", FIELD, "stats.ad_ttl: unknown key"},
+    {"{\"stats\":5}", FIELD, "stats: expected an object"},
     /* money */
     {"{\"auction\":{\"price_increment\":-0.01}}", FIELD, E_MONEY},
     {"{\"auction\":{\"price_increment\":1000000.000001}}", FIELD, E_MONEY},

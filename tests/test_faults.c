@@ -8,7 +8,9 @@
  * circuit breaker opens, probes, and closes again; SIGTERM comes while Redis
  * is down. And the edge of SPEC 13: the exchange stalls under load, a
  * bidder times out most of the time, an endpoint refuses connections, a
- * bidder is always slower than tmax, a burst far above capacity arrives. What the exchange promises
+ * bidder is always slower than tmax, a burst far above capacity arrives. And SPEC 15: Redis
+ * freezes (SIGSTOP) under load, the commands waiting on Redis and the result queue's bytes reach
+ * their caps, stats:ad keys expire and ids that cannot be keys are not. What the exchange promises
  * in each case is checked on the results (counted by request_id), on /metrics and /healthz, and on
  * exchange.log. Every test ends with the exchange's clean exit (SIGTERM, status 0, no sanitizer
  * report).
@@ -306,9 +308,10 @@ static int64_t redis_start_observed(void) {
 
 /* One rtb-bidder advertiser `id` (fixed price 2), tagged and listed in the
  * config's bidders (so it survives Redis losing its data), and the exchange
- * with an admin port. Returns the bidder's port. */
-static int start_tagged_world(const char *name, const char *tag, const char *spec, int tmax_ms,
-                              long max_inflight) {
+ * with an admin port and `extra` config (wx_opts.extra_json; NULL: none).
+ * Returns the bidder's port. */
+static int start_tagged_world_with(const char *name, const char *tag, const char *spec, int tmax_ms,
+                                   long max_inflight, const char *extra) {
     const char *specs[] = {spec};
     int port[1];
     fx_spawn_bidder(w->env, specs, 1, port);
@@ -318,9 +321,15 @@ static int start_tagged_world(const char *name, const char *tag, const char *spe
     wx_opts o = {.tmax_ms = tmax_ms,
                  .max_inflight = max_inflight,
                  .bidders = bidders,
-                 .admin_port = fx_free_port()};
+                 .admin_port = fx_free_port(),
+                 .extra_json = extra};
     wx_start_exchange(w, name, &o);
     return port[0];
+}
+
+static int start_tagged_world(const char *name, const char *tag, const char *spec, int tmax_ms,
+                              long max_inflight) {
+    return start_tagged_world_with(name, tag, spec, tmax_ms, max_inflight, NULL);
 }
 
 /* ---- 1. Redis outage under load --------------------------------------------------- */
@@ -982,6 +991,335 @@ START_TEST(burst_far_above_capacity_gets_one_result_each_and_stays_on_time) {
 }
 END_TEST
 
+/* ---- 8. From Redis (SPEC 15) ------------------------------------------------------------ */
+
+/* Occurrences of `needle` in exchange.log. */
+static int log_count(const char *needle) {
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_msg(log != NULL, "exchange.log cannot be read");
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(log);
+    return n;
+}
+
+#define RS_N 1400
+#define RS_INTERVAL_MS 5 /* 200/s for 7 s */
+#define RS_STALL_MS 3000
+#define RS_TIMEOUT_MS 1000 /* redis.timeout_ms: the default */
+#define RS_LATE_MS 50      /* generous: SPEC 4 promises tmax + 5 ms at p99 */
+#define RS_RSS_SLACK_KB (32L * 1024)
+
+/* Redis frozen (SIGSTOP) for 3 s under 200 requests a second: every auction
+ * still closes on time and its result waits in the queue; the exchange
+ * drops the silent connection redis.timeout_ms after its oldest command
+ * (one WARN line, counted; Redis counts as down meanwhile) and reconnects;
+ * memory stays within a bound (RSS grows by at most 32 MiB); after SIGCONT
+ * every request has its result, published at least once (what was on the
+ * wire when the connection was dropped may come twice). */
+START_TEST(redis_stall_under_load) {
+    start_tagged_world("faults-stall-redis", "rsl", "id=adv,price=fixed:2", 100, 0);
+    tally t;
+    tally_init(&t, "rs", RS_N);
+    tally *ts[] = {&t};
+    double timeouts = metric("rtb_redis_timeouts_total");
+    double reconnects = metric("rtb_redis_reconnects_total");
+    pacer p;
+    int64_t t0 = fx_now_ms();
+    pacer_start(&p, "rs", "rsl", RS_N, RS_INTERVAL_MS);
+    collect(ts, 1, t0 + 1500, -1);
+    long rss_before = rss_kb(w->exchange_pid), rss_max = rss_before;
+
+    pid_t redis = fx_redis_pid(w->env);
+    int64_t t_stop = fx_now_ms(), t_dropped = 0;
+    fx_kill(redis, SIGSTOP);
+    while (fx_now_ms() < t_stop + RS_STALL_MS) {
+        if (t_dropped == 0 && metric("rtb_redis_connected") == 0) t_dropped = fx_now_ms();
+        long rss = rss_kb(w->exchange_pid);
+        rss_max = rss > rss_max ? rss : rss_max;
+        fx_sleep_ms(20);
+    }
+    fx_kill(redis, SIGCONT);
+    int64_t t_back = fx_now_ms();
+
+    collect(ts, 1, t0 + RS_N * RS_INTERVAL_MS + 50, -1);
+    pacer_join(&p);
+    ck_assert_msg(p.refused == 0, "libmosquitto refused %d publishes", p.refused);
+    int64_t last_sent = p.sent_ms[RS_N - 1];
+    collect(ts, 1,
+            t_back + RECOVERY_MS > last_sent + 2000 ? t_back + RECOVERY_MS : last_sent + 2000,
+            RS_N);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, RS_N, "Redis stall");
+
+    if (t_dropped == 0)
+        wx_fail_with_log(w, "Redis stalled for %d ms and the exchange kept its connection",
+                         RS_STALL_MS);
+    int64_t drop_ms = t_dropped - t_stop;
+    if (drop_ms < RS_TIMEOUT_MS - 100 || drop_ms > RS_TIMEOUT_MS + 1000)
+        wx_fail_with_log(w, "connection dropped %lld ms into the stall, want about %d",
+                         (long long)drop_ms, RS_TIMEOUT_MS);
+    /* On time, stalled or not; results of the stall waited for Redis. */
+    int late = 0, first_late = -1, queued = 0, on_wire = 0;
+    for (int k = 0; k < RS_N; k++) {
+        if (t.latency_ms[k] > w->tmax_ms + RS_LATE_MS && late++ == 0) first_late = k;
+        int64_t sent = p.sent_ms[k];
+        if (sent > t_stop && sent < t_back - 200) {
+            queued++;
+            if (t.first_ms[k] < t_back)
+                wx_fail_with_log(w, "rs-%d has a result while Redis was frozen", k);
+            if (t.first_ms[k] > t_back + RECOVERY_MS)
+                wx_fail_with_log(w, "rs-%d published %lld ms after Redis was back", k,
+                                 (long long)(t.first_ms[k] - t_back));
+        }
+        on_wire += sent > t_stop - 2 * w->tmax_ms && sent < t_dropped + 100;
+    }
+    if (late > 0)
+        wx_fail_with_log(w, "%d auctions closed over tmax + %d ms (first rs-%d: %.1f ms)", late,
+                         RS_LATE_MS, first_late, t.latency_ms[first_late]);
+    /* At least once: only what was sent before the drop can come twice. */
+    ck_assert_msg(t.dups <= on_wire + MAX_DUPLICATES,
+                  "%d duplicates, but only %d results were out before the drop", t.dups, on_wire);
+    fprintf(stderr,
+            "test_faults: redis stall: dropped %lld ms into it; %d results queued through it, %d "
+            "duplicates; RSS %ld kB -> at most %ld kB\n",
+            (long long)drop_ms, queued, t.dups, rss_before, rss_max);
+    ck_assert_msg(queued > 0, "no request was sent during the stall");
+    ck_assert_msg(rss_max - rss_before <= RS_RSS_SLACK_KB,
+                  "RSS grew by %ld kB during a %d ms Redis stall, bound %ld kB",
+                  rss_max - rss_before, RS_STALL_MS, RS_RSS_SLACK_KB);
+    ck_assert_msg(metric("rtb_redis_timeouts_total") > timeouts, "rtb_redis_timeouts_total is 0");
+    ck_assert_msg(metric("rtb_redis_reconnects_total") > reconnects, "no reconnect");
+    int warned = log_count("redis: no answer from");
+    if (warned != 1) wx_fail_with_log(w, "the timeout is logged %d times, want once", warned);
+    await_metric("rtb_redis_publish_queued", 0, 2000);
+    expect_metric("rtb_redis_publish_dropped_total", 0);
+    expect_metric("rtb_redis_connected", 1);
+    free(p.sent_ms);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+#define MR_N 10
+
+/* limits.max_pending_redis 1 with Redis frozen: the first profile lookup
+ * waits, every later command is refused at once (counted), so those
+ * auctions take the default profile and still call the bidder; every
+ * request has its result once Redis is back. */
+START_TEST(redis_commands_are_capped) {
+    start_tagged_world_with(
+        "faults-capped", "mpr", "id=adv,price=fixed:2", 100, 0,
+        "\"limits\":{\"max_pending_redis\":1},\"redis\":{\"timeout_ms\":10000}");
+    tally t;
+    tally_init(&t, "mr", MR_N);
+    tally *ts[] = {&t};
+    double refused = metric("rtb_redis_commands_refused_total");
+    double profile_errors = metric("rtb_profile_errors_total");
+    double requests = metric("rtb_requests_total");
+
+    pid_t redis = fx_redis_pid(w->env);
+    fx_kill(redis, SIGSTOP);
+    publish_burst("mr", MR_N, "mpr");
+    await_metric("rtb_requests_total", requests + MR_N, 3000);
+    await_metric("rtb_inflight_auctions", 0, 1000 + w->tmax_ms);
+    expect_metric("rtb_redis_commands_pending", 1);
+    double r = metric("rtb_redis_commands_refused_total") - refused;
+    double e = metric("rtb_profile_errors_total") - profile_errors;
+    fx_kill(redis, SIGCONT);
+    int64_t t_back = fx_now_ms();
+    if (r < MR_N - 1 || e < MR_N - 1)
+        wx_fail_with_log(w, "%.0f commands refused, %.0f profile lookups failed; want %d each", r,
+                         e, MR_N - 1);
+
+    collect(ts, 1, t_back + RECOVERY_MS, MR_N);
+    collect_quiet(ts, 1, 300);
+    expect_all_present(&t, 0, MR_N, "capped commands");
+    ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
+    int success = 0;
+    for (int k = 0; k < MR_N; k++)
+        success += strcmp(t.status[k], "success") == 0;
+    ck_assert_msg(success >= MR_N - 1, "%d of %d auctions won: a refused lookup stopped one",
+                  success, MR_N);
+    fprintf(stderr, "test_faults: capped: %.0f commands refused, %d of %d auctions won\n", r,
+            success, MR_N);
+    await_metric("rtb_redis_commands_pending", 0, 2000);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+#define RB_BYTES 4096
+#define RB_N 50
+
+/* limits.max_pending_result_bytes: with Redis down the result queue keeps
+ * the newest results that fit in its bytes and drops the oldest (counted);
+ * once Redis is back exactly those kept are published. */
+START_TEST(result_queue_bytes_drop_oldest) {
+    char extra[128];
+    snprintf(extra, sizeof extra, "\"limits\":{\"max_pending_result_bytes\":%d}", RB_BYTES);
+    wx_opts o = {.admin_port = fx_free_port(), .extra_json = extra};
+    wx_start_exchange(w, "faults-queue-bytes", &o);
+    double published = metric("rtb_redis_published_total");
+    double dropped = metric("rtb_redis_publish_dropped_total");
+    double requests = metric("rtb_requests_total");
+
+    fx_redis_stop(w->env);
+    await_metric("rtb_redis_connected", 0, 2000);
+    for (int i = 0; i < RB_N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "qy-%d", i);
+        wx_publish_request(w, id, "u-1", "slot-1", 1.0, NULL);
+    }
+    await_metric("rtb_requests_total", requests + RB_N, 3000);
+    await_metric("rtb_inflight_auctions", 0, 1000 + w->tmax_ms);
+    int kept = (int)metric("rtb_redis_publish_queued");
+    double bytes = metric("rtb_redis_publish_queued_bytes");
+    if (kept < 2 || kept >= RB_N || bytes > RB_BYTES || bytes * (kept + 1) / kept <= RB_BYTES - 8)
+        wx_fail_with_log(w, "%d results queued in %.0f bytes: not the newest that fit in %d", kept,
+                         bytes, RB_BYTES);
+    expect_metric("rtb_redis_publish_dropped_total", dropped + RB_N - kept);
+
+    tally t;
+    tally_init(&t, "qy", RB_N);
+    tally *ts[] = {&t};
+    int64_t t_back = redis_start_observed();
+    collect(ts, 1, t_back + RECOVERY_MS, kept);
+    collect_quiet(ts, 1, 500);
+    for (int k = 0; k < RB_N; k++) {
+        int want = k >= RB_N - kept;
+        if (t.count[k] != want)
+            wx_fail_with_log(w, "qy-%d: %d results, want %d (the newest %d of %d are kept)", k,
+                             t.count[k], want, kept, RB_N);
+    }
+    fprintf(stderr, "test_faults: queue bytes: %d results kept in %.0f bytes\n", kept, bytes);
+    await_metric("rtb_redis_publish_queued", 0, 2000);
+    expect_metric("rtb_redis_publish_queued_bytes", 0);
+    double delta = metric("rtb_redis_published_total") - published;
+    ck_assert_msg(delta == kept, "rtb_redis_published_total grew by %.0f, want %d", delta, kept);
+    tally_free(&t);
+    wx_stop_exchange(w);
+}
+END_TEST
+
+/* ---- 9. Keys (SPEC 15) --------------------------------------------------------------------- */
+
+#define KR_TTL_S 1000
+#define KR_POLL_MS 3000
+
+/* HGET key field as a number, polling until it equals `want` (at most
+ * KR_POLL_MS); returns the last value read (-1 when absent). */
+static long long hget_poll(const char *key, const char *field, long long want) {
+    int64_t until = fx_now_ms() + KR_POLL_MS;
+    for (;;) {
+        redisReply *r = fx_redis_cmd(w->env, "HGET %s %s", key, field);
+        long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+        freeReplyObject(r);
+        if (v == want || fx_now_ms() > until) return v;
+        fx_sleep_ms(20);
+    }
+}
+
+/* An integer reply to `cmd key` (TTL, EXISTS). */
+static long long redis_key_int(const char *cmd, const char *key) {
+    redisReply *r = fx_redis_cmd(w->env, "%s %s", cmd, key);
+    ck_assert_msg(r->type == REDIS_REPLY_INTEGER, "%s %s: not an integer", cmd, key);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void expect_ttl_renewed(const char *key, const char *after) {
+    long long ttl = redis_key_int("TTL", key);
+    if (ttl < KR_TTL_S - 10 || ttl > KR_TTL_S)
+        wx_fail_with_log(w, "TTL of %s is %lld after %s, want about %d", key, ttl, after, KR_TTL_S);
+}
+
+/* Keys of the keyspace matching `pattern`, counted with SCAN. */
+static int count_keys(const char *pattern) {
+    int n = 0;
+    char cursor[32] = "0";
+    do {
+        redisReply *r = fx_redis_cmd(w->env, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        ck_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        n += (int)r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    return n;
+}
+
+static void win_one(const char *id) {
+    wx_publish_tagged(w, id, 1.0, "key");
+    cJSON *r = wx_wait_result(w, id);
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "adv", 2.0, 1.0);
+    cJSON_Delete(r);
+}
+
+/* stats:ad:{ad_id} expires stats.ad_ttl_s after its last write: a win sets
+ * the TTL, an impression renews it; stats:advertiser:* never expires. An id
+ * that breaks the request_id rule is never a key: an event carrying one (or
+ * naming an advertiser not in the registry) stores nothing, and
+ * rtb-bidder's adid "ad_{adv}_{request_id}" is 135 characters for a
+ * request_id of 128, so that win counts on the advertiser only, and in
+ * rtb_ad_stats_skipped_total. */
+START_TEST(ad_stats_expire_and_ids_in_keys_follow_the_rule) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"stats\":{\"ad_ttl_s\":%d}", KR_TTL_S);
+    start_tagged_world_with("faults-keys", "key", "id=adv,price=fixed:2", 100, 0, extra);
+    const char *ad_key = "stats:ad:ad_adv_kr-1";
+    win_one("kr-1");
+    if (hget_poll(ad_key, "wins", 1) != 1) wx_fail_with_log(w, "%s has no win", ad_key);
+    expect_ttl_renewed(ad_key, "a win");
+    long long adv_ttl = redis_key_int("TTL", "stats:advertiser:adv");
+    ck_assert_msg(adv_ttl == -1, "stats:advertiser:adv has a TTL (%lld)", adv_ttl);
+
+    fx_redis_do(w->env, "EXPIRE %s 100", ad_key);
+    ck_assert_int_le(redis_key_int("TTL", ad_key), 100);
+    const char *imp = "{\"request_id\":\"kr-1\",\"ad_id\":\"ad_adv_kr-1\","
+                      "\"advertiser_id\":\"adv\",\"user_id\":\"u-1\"}";
+    wx_publish_raw(w, "rtb/events/impression", imp, strlen(imp));
+    if (hget_poll(ad_key, "impressions", 1) != 1)
+        wx_fail_with_log(w, "%s has no impression", ad_key);
+    expect_ttl_renewed(ad_key, "an impression");
+
+    /* Events whose ids could not be keys, or naming an advertiser the
+     * exchange does not know, store nothing; the good one behind them (same
+     * publisher, so read after them) shows they were read. */
+    char long_ad[300], bad3[400];
+    memset(long_ad, 'a', 200);
+    long_ad[200] = '\0';
+    snprintf(bad3, sizeof bad3, "{\"ad_id\":\"%s\",\"advertiser_id\":\"adv\",\"user_id\":\"u-1\"}",
+             long_ad);
+    const char *bad[] = {"{\"ad_id\":\"ad adv\",\"advertiser_id\":\"adv\",\"user_id\":\"u-1\"}",
+                         "{\"ad_id\":\"ad-x\",\"advertiser_id\":\"nobody\",\"user_id\":\"u-1\"}",
+                         bad3};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        wx_publish_raw(w, "rtb/events/impression", bad[i], strlen(bad[i]));
+    wx_publish_raw(w, "rtb/events/impression", imp, strlen(imp));
+    if (hget_poll(ad_key, "impressions", 2) != 2)
+        wx_fail_with_log(w, "%s: the second impression is not counted", ad_key);
+    ck_assert_msg(redis_key_int("EXISTS", "stats:advertiser:nobody") == 0,
+                  "an event made stats:advertiser:nobody");
+
+    char id[129], key[160];
+    memset(id, 'x', sizeof id - 1);
+    memcpy(id, "kr-", 3);
+    id[sizeof id - 1] = '\0';
+    win_one(id);
+    if (hget_poll("stats:advertiser:adv", "wins", 2) != 2)
+        wx_fail_with_log(w, "the second win is not counted on the advertiser");
+    snprintf(key, sizeof key, "stats:ad:ad_adv_%s", id);
+    ck_assert_msg(redis_key_int("EXISTS", key) == 0, "%s exists", key);
+    int nkeys = count_keys("stats:ad:*");
+    ck_assert_msg(nkeys == 1, "%d stats:ad: keys, want only %s", nkeys, ad_key);
+    expect_metric("rtb_ad_stats_skipped_total", 1);
+    wx_stop_exchange(w);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------- */
 
 static Suite *faults_suite(void) {
@@ -1000,6 +1338,10 @@ static Suite *faults_suite(void) {
                 teardown);
     wx_add_case(s, "burst", burst_far_above_capacity_gets_one_result_each_and_stays_on_time, 150,
                 setup, teardown);
+    wx_add_case(s, "redis_stall", redis_stall_under_load, 60, setup, teardown);
+    wx_add_case(s, "redis_capped", redis_commands_are_capped, 60, setup, teardown);
+    wx_add_case(s, "queue_bytes", result_queue_bytes_drop_oldest, 60, setup, teardown);
+    wx_add_case(s, "ad_keys", ad_stats_expire_and_ids_in_keys_follow_the_rule, 60, setup, teardown);
     return s;
 }
 
