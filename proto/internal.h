@@ -87,10 +87,6 @@ int proto_ltv_score_ok(const cJSON *v);
  * forms, no surrogates, nothing above U+10FFFF); NUL bytes count as valid. */
 int proto_utf8_valid(const char *s, size_t n);
 
-/* Cut the NUL-terminated `s` before a last UTF-8 sequence that is
- * incomplete (a string truncated by snprintf): messages stay valid UTF-8. */
-void proto_utf8_cut(char *s);
-
 /* Characters (code points) in the NUL-terminated `s`, which must be valid
  * UTF-8 (every string of a tree from proto_json_parse is), counting no
  * further than `limit` + 1: enough to tell "too long" without reading a

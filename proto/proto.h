@@ -175,6 +175,11 @@ proto_err proto_profile_decode(const char *json, size_t len, proto_profile *out,
 int proto_profile_encode(const cJSON *defaults, const char *user_id, proto_buf *out);
 void proto_profile_free(proto_profile *p);
 
+/* Cut the NUL-terminated `s` before a last UTF-8 sequence that is
+ * incomplete (a string truncated by snprintf or to a byte bound): it stays
+ * valid UTF-8. */
+void proto_utf8_cut(char *s);
+
 /* ---- Scratch memory for short-lived trees ------------------------------------ */
 
 /* Scratch allocation for cJSON trees that die within one scope (a

@@ -201,8 +201,20 @@ static void publish_at_once(rtb_server *srv, const char *request_id, proto_statu
     srv->stats.results[status]++;
 }
 
+/* An error report names the topic the request came on, of which the
+ * publisher chose the last level (MQTT allows 64 KiB): at most this many
+ * bytes of it are repeated (SPEC 15), cut at a character boundary. */
+#define REPORT_TOPIC_MAX_BYTES 256
+
 static void report_error(rtb_server *srv, const char *error, const char *topic,
                          const char *request_id) {
+    char cut[REPORT_TOPIC_MAX_BYTES + 1];
+    if (strlen(topic) > REPORT_TOPIC_MAX_BYTES) {
+        memcpy(cut, topic, REPORT_TOPIC_MAX_BYTES);
+        cut[REPORT_TOPIC_MAX_BYTES] = '\0';
+        proto_utf8_cut(cut);
+        topic = cut;
+    }
     srv->stats.request_errors++;
     rtb_log(PROTO_LOG_DEBUG, "request on %s refused: %s", topic, error);
     proto_buf_reset(&srv->out);

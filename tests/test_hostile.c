@@ -1083,6 +1083,42 @@ START_TEST(max_size_requests_at_a_steady_rate) {
 }
 END_TEST
 
+/* A request on a topic whose last level is 5000 bytes long: its error
+ * report (and the result log's entry) repeat at most 256 bytes of the topic. */
+START_TEST(long_topic_is_cut_in_reports) {
+    start_hostile_world("hostile-topic", NULL);
+    char topic[5100];
+    int n = snprintf(topic, sizeof topic, "rtb/requests/");
+    memset(topic + n, 'x', 5000);
+    topic[n + 5000] = '\0';
+    wx_publish_raw(w, topic, "not json", 8);
+    fx_msg *m = fx_sub_wait_for(w->errors, "auction:errors", WX_RESULT_WAIT_MS);
+    ck_assert_msg(m != NULL, "no report on auction:errors");
+    cJSON *r = fx_msg_json(m);
+    const char *t = wx_jstr(r, "topic");
+    ck_assert_msg(t && strlen(t) == 256 && strncmp(t, topic, 256) == 0,
+                  "the report's topic is %zu bytes, want its first 256", t ? strlen(t) : 0);
+    cJSON_Delete(r);
+    fx_msg_free(m);
+    /* The XADD follows the PUBLISH in the same write: poll for it. */
+    int found = 0;
+    for (int64_t until = fx_now_ms() + 2000; !found && fx_now_ms() < until; fx_sleep_ms(20)) {
+        redisReply *log = fx_redis_cmd(w->env, "XREVRANGE auction:log + - COUNT 1");
+        const redisReply *fields = log->type == REDIS_REPLY_ARRAY && log->elements == 1
+                                       ? log->element[0]->element[1]
+                                       : NULL;
+        for (size_t f = 0; fields && f + 1 < fields->elements; f += 2)
+            if (strcmp(fields->element[f]->str, "topic") == 0)
+                found = fields->element[f + 1]->len == 256;
+        freeReplyObject(log);
+    }
+    ck_assert_msg(found, "the result log's topic is not cut to 256 bytes");
+    expect_healthy();
+    auction_still_runs("tp-after");
+    wx_stop_exchange(w);
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------------------- */
 
 static Suite *hostile_suite(void) {
@@ -1099,6 +1135,7 @@ static Suite *hostile_suite(void) {
     wx_add_case(s, "notice host", notice_on_another_host_is_refused_unless_listed, 60, setup,
                 teardown);
     wx_add_case(s, "max-size requests", max_size_requests_at_a_steady_rate, 90, setup, teardown);
+    wx_add_case(s, "long topic", long_topic_is_cut_in_reports, 60, setup, teardown);
     return s;
 }
 
