@@ -63,6 +63,38 @@ static void count(rtb_events *e, const char *adv, const char *ad, const char *fi
     if (ad && *ad) store_count_ad(e->store, ad, field, 1);
 }
 
+/* `id` into `out` with each ':' written "%3A": '%' is not in the id rule
+ * (SPEC 2), so the escape cannot be confused with an id. */
+static size_t put_id(char *out, const char *id) {
+    size_t n = 0;
+    for (; *id; id++) {
+        if (*id == ':') {
+            memcpy(out + n, "%3A", 3);
+            n += 3;
+        } else {
+            out[n++] = *id;
+        }
+    }
+    return n;
+}
+
+/* {prefix}{a}:{b}, the SPEC 10 keys of two ids. Ids may hold ':', so one
+ * pair could spell another ("a:b" + "c" against "a" + "b:c"): each ':'
+ * inside an id is escaped (put_id), and ids without one keep the SPEC's
+ * form. `out` holds KEY_MAX bytes: ids are at most 128 characters. */
+static void pair_key(char *out, size_t cap, const char *prefix, const char *a, const char *b) {
+    size_t n = strlen(prefix);
+    if (cap < n + 2 * 3 * PROTO_ID_MAX_CHARS + 2) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, prefix, n);
+    n += put_id(out + n, a);
+    out[n++] = ':';
+    n += put_id(out + n, b);
+    out[n] = '\0';
+}
+
 static void on_click(void *arg, store_status st, const char *value, size_t len) {
     (void)value;
     (void)len;
@@ -147,13 +179,13 @@ void rtb_events_on_message(rtb_events *e, const char *topic, const char *payload
          * conversion right behind the click (same connection, so Redis sees
          * it after this SET) must find it. A repeat click is still the
          * user's last click on that ad. */
-        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
+        pair_key(key, sizeof(key), "last_click:", ev->user_id, ev->advertiser_id);
         store_set(e->store, key, ev->ad_id, LAST_CLICK_TTL_S);
-        snprintf(key, sizeof(key), "click:%s:%s", ev->user_id, ev->ad_id);
+        pair_key(key, sizeof(key), "click:", ev->user_id, ev->ad_id);
         rc = store_set_nx(e->store, key, "1", CLICK_DEDUP_S, on_click, p);
         break;
     case PROTO_EVENT_CONVERSION:
-        snprintf(key, sizeof(key), "last_click:%s:%s", ev->user_id, ev->advertiser_id);
+        pair_key(key, sizeof(key), "last_click:", ev->user_id, ev->advertiser_id);
         rc = store_get(e->store, key, on_last_click, p);
         break;
     }

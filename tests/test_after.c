@@ -216,6 +216,16 @@ START_TEST(events_counted_deduplicated_attributed) {
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "impressions", 1), 1);
     ck_assert_int_eq(poll_hget("stats:advertiser:ev-a", "clicks", 2), 2);
 
+    /* ids may hold ':': user "a:b" clicking ad "c" is not user "a" clicking
+     * ad "b:c" (SPEC 15: keys do not collide) */
+    publish_event("click", "{\"ad_id\":\"c\",\"advertiser_id\":\"ev-a\",\"user_id\":\"a:b\"}");
+    publish_event("click", "{\"ad_id\":\"b:c\",\"advertiser_id\":\"ev-a\",\"user_id\":\"a\"}");
+    ck_assert_int_eq(poll_hget("stats:ad:c", "clicks", 1), 1);
+    ck_assert_int_eq(poll_hget("stats:ad:b:c", "clicks", 1), 1);
+    ck_assert_int_eq(poll_hget("stats:ad:b:c", "duplicate_clicks", 0), -1);
+    ck_assert_int_eq(redis_int("EXISTS %s", "click:a%3Ab:c"), 1);
+    ck_assert_int_eq(redis_int("EXISTS %s", "click:a:b%3Ac"), 1);
+
     /* auctions still run */
     wx_publish_tagged(w, "ev-r", 0.5, "ev");
     cJSON *r = wx_wait_result(w, "ev-r");
