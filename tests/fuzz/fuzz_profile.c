@@ -60,7 +60,7 @@ static void check_keywords(const proto_profile *p) {
                "profile: the fixed request does not decode");
     proto_buf out;
     proto_buf_init(&out);
-    fuzz_check(proto_openrtb_request_encode(&req, p, AUCTION_SECOND_PRICE, 95, "USD", &out) == 0,
+    fuzz_check(proto_openrtb_request_encode(&req, p, fuzz_default_config(), 95, &out) == 0,
                "openrtb: encode failed");
     cJSON *root = fuzz_parse_output(&out, "proto_openrtb_request_encode");
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(root, "user");
