@@ -106,23 +106,23 @@ static int put_user_context(proto_buf *out, const cJSON *user_context) {
 
 /* ---- Optional fields ------------------------------------------------------ */
 
-/* Start member `key` of an object: "key": after a comma unless `*first`
- * (the object is still empty). */
+/* Start a member of an object: `key` is its quoted name and colon,
+ * K("id") = "\"id\":", written after a comma unless `*first` (the object
+ * is still empty). */
+#define K(name) "\"" name "\":"
 static int put_key(proto_buf *out, int *first, const char *key) {
-    int rc = proto_buf_puts(out, *first ? "\"" : ",\"");
-    rc |= proto_buf_puts(out, key);
-    rc |= proto_buf_puts(out, "\":");
+    int rc = *first ? 0 : proto_buf_append(out, ",", 1);
     *first = 0;
-    return rc;
+    return rc | proto_buf_puts(out, key);
 }
 
-/* "key":"value" when `value` is set; nothing when NULL. */
+/* key "value" when `value` is set; nothing when NULL. */
 static int put_text(proto_buf *out, int *first, const char *key, const char *value) {
     if (value == NULL) return 0;
     return put_key(out, first, key) | proto_buf_json_string(out, value);
 }
 
-/* "key":n when `value` is not PROTO_ABSENT (integers here are >= 0). */
+/* key n when `value` is not PROTO_ABSENT (integers here are >= 0). */
 static int put_int(proto_buf *out, int *first, const char *key, long value) {
     if (value == PROTO_ABSENT) return 0;
     return put_key(out, first, key) | proto_buf_uint(out, value < 0 ? 0 : (uint64_t)value);
@@ -142,9 +142,9 @@ static int put_strings(proto_buf *out, const char *const *list, size_t n) {
 static int put_publisher(proto_buf *out, int *first, const proto_publisher *p) {
     if (p->id == NULL && p->name == NULL) return 0;
     int inner = 1;
-    int rc = put_key(out, first, "publisher") | proto_buf_puts(out, "{");
-    rc |= put_text(out, &inner, "id", p->id);
-    rc |= put_text(out, &inner, "name", p->name);
+    int rc = put_key(out, first, K("publisher") "{");
+    rc |= put_text(out, &inner, K("id"), p->id);
+    rc |= put_text(out, &inner, K("name"), p->name);
     return rc | proto_buf_puts(out, "}");
 }
 
@@ -152,9 +152,9 @@ static int put_publisher(proto_buf *out, int *first, const proto_publisher *p) {
 static int put_site(proto_buf *out, const proto_site *s) {
     int first = 1;
     int rc = proto_buf_puts(out, ",\"site\":{");
-    rc |= put_text(out, &first, "id", s->id);
-    rc |= put_text(out, &first, "domain", s->domain);
-    rc |= put_text(out, &first, "page", s->page);
+    rc |= put_text(out, &first, K("id"), s->id);
+    rc |= put_text(out, &first, K("domain"), s->domain);
+    rc |= put_text(out, &first, K("page"), s->page);
     rc |= put_publisher(out, &first, &s->publisher);
     return rc | proto_buf_puts(out, "}");
 }
@@ -163,9 +163,9 @@ static int put_site(proto_buf *out, const proto_site *s) {
 static int put_app(proto_buf *out, const proto_app *a) {
     int first = 1;
     int rc = proto_buf_puts(out, ",\"app\":{");
-    rc |= put_text(out, &first, "id", a->id);
-    rc |= put_text(out, &first, "bundle", a->bundle);
-    rc |= put_text(out, &first, "storeurl", a->storeurl);
+    rc |= put_text(out, &first, K("id"), a->id);
+    rc |= put_text(out, &first, K("bundle"), a->bundle);
+    rc |= put_text(out, &first, K("storeurl"), a->storeurl);
     rc |= put_publisher(out, &first, &a->publisher);
     return rc | proto_buf_puts(out, "}");
 }
@@ -175,16 +175,16 @@ static int put_app(proto_buf *out, const proto_app *a) {
 static int put_device(proto_buf *out, const proto_device *d) {
     int first = 1;
     int rc = proto_buf_puts(out, ",\"device\":{");
-    rc |= put_text(out, &first, "ua", d->ua);
-    rc |= put_text(out, &first, d->ip_is_v6 ? "ipv6" : "ip", d->ip);
-    rc |= put_int(out, &first, "devicetype", d->devicetype);
-    rc |= put_text(out, &first, "os", d->os);
-    rc |= put_text(out, &first, "language", d->language);
+    rc |= put_text(out, &first, K("ua"), d->ua);
+    rc |= put_text(out, &first, d->ip_is_v6 ? K("ipv6") : K("ip"), d->ip);
+    rc |= put_int(out, &first, K("devicetype"), d->devicetype);
+    rc |= put_text(out, &first, K("os"), d->os);
+    rc |= put_text(out, &first, K("language"), d->language);
     if (d->geo_country != NULL || d->geo_region != NULL) {
         int inner = 1;
-        rc |= put_key(out, &first, "geo") | proto_buf_puts(out, "{");
-        rc |= put_text(out, &inner, "country", d->geo_country);
-        rc |= put_text(out, &inner, "region", d->geo_region);
+        rc |= put_key(out, &first, K("geo") "{");
+        rc |= put_text(out, &inner, K("country"), d->geo_country);
+        rc |= put_text(out, &inner, K("region"), d->geo_region);
         rc |= proto_buf_puts(out, "}");
     }
     return rc | proto_buf_puts(out, "}");
@@ -194,21 +194,25 @@ static int put_device(proto_buf *out, const proto_device *d) {
 static int put_regs(proto_buf *out, const proto_regs *r) {
     int first = 1;
     int rc = proto_buf_puts(out, ",\"regs\":{");
-    rc |= put_int(out, &first, "coppa", r->coppa);
-    rc |= put_int(out, &first, "gdpr", r->gdpr);
-    rc |= put_text(out, &first, "us_privacy", r->us_privacy);
+    rc |= put_int(out, &first, K("coppa"), r->coppa);
+    rc |= put_int(out, &first, K("gdpr"), r->gdpr);
+    rc |= put_text(out, &first, K("us_privacy"), r->us_privacy);
     return rc | proto_buf_puts(out, "}");
 }
 
 /* ---- Imps ------------------------------------------------------------------- */
 
-/* {"w":300,"h":250} */
+/* {"w":300,"h":250}, in one append (every imp has one). */
 static int put_size(proto_buf *out, long w, long h) {
-    int rc = proto_buf_puts(out, "{\"w\":");
-    rc |= proto_buf_uint(out, (uint64_t)w);
-    rc |= proto_buf_puts(out, ",\"h\":");
-    rc |= proto_buf_uint(out, (uint64_t)h);
-    return rc | proto_buf_puts(out, "}");
+    char tmp[2 * AUCTION_MICROS_STRLEN + 16];
+    size_t n = 0;
+    memcpy(tmp, "{\"w\":", 5);
+    n = 5 + auction_decimal_format(w, 0, tmp + 5);
+    memcpy(tmp + n, ",\"h\":", 5);
+    n += 5;
+    n += auction_decimal_format(h, 0, tmp + n);
+    tmp[n++] = '}';
+    return proto_buf_append(out, tmp, n);
 }
 
 /* ,"banner":{...} (OpenRTB 2.6 3.2.6, with 3.2.10 Format). */
@@ -227,10 +231,10 @@ static int put_video(proto_buf *out, const proto_video *v) {
     int first = 0; /* mimes comes first, always */
     int rc = proto_buf_puts(out, ",\"video\":{\"mimes\":");
     rc |= put_strings(out, v->mimes, v->nmimes);
-    rc |= put_int(out, &first, "w", v->w);
-    rc |= put_int(out, &first, "h", v->h);
-    rc |= put_int(out, &first, "minduration", v->minduration);
-    rc |= put_int(out, &first, "maxduration", v->maxduration);
+    rc |= put_int(out, &first, K("w"), v->w);
+    rc |= put_int(out, &first, K("h"), v->h);
+    rc |= put_int(out, &first, K("minduration"), v->minduration);
+    rc |= put_int(out, &first, K("maxduration"), v->maxduration);
     return rc | proto_buf_puts(out, "}");
 }
 
