@@ -151,8 +151,10 @@ static void take_bid(walk *w, const cJSON *seat, const cJSON *bid, size_t si, si
     char msg[200];
     bid_ref b = {.imp_index = -1, .deal_index = -1};
     if (!bid_price(bid, &b.micros)) {
-        snprintf(msg, sizeof msg, "seatbid[%zu].bid[%zu].price: not a number above 0 up to 1000000",
-                 si, bi);
+        msg[0] = '\0';
+        if (w->have_msg == 0) /* else it would not be kept: no printf */
+            snprintf(msg, sizeof msg,
+                     "seatbid[%zu].bid[%zu].price: not a number above 0 up to 1000000", si, bi);
         refuse(w, PROTO_BID_BAD_PRICE, msg, err, errlen);
         return;
     }
