@@ -458,6 +458,13 @@ int proto_id_charset_ok(const char *s) {
     return s[strspn(s, id_chars)] == '\0';
 }
 
+int proto_currency_ok(const char *s) {
+    if (s == NULL) return 0;
+    for (int i = 0; i < 3; i++)
+        if (s[i] < 'A' || s[i] > 'Z') return 0;
+    return s[3] == '\0';
+}
+
 static int port_ok(const char *s, size_t n) {
     long port = 0;
     if (n == 0 || n > 5) return 0;

@@ -350,7 +350,41 @@ static const conf_row tls_rows[] = {
     STRING_ROW("keyfile", CFG(mqtt.tls_keyfile), 1, 4096, "null", NULLABLE, FMT_ANY),
 };
 
+/* auction.default_banner (SPEC 17): the banner of a SPEC 2 form request;
+ * the fields live in proto_config itself. */
+static const conf_row banner_rows[] = {
+    {.path = "w",
+     .type = CONF_INT,
+     .offset = CFG(auction.default_banner.w),
+     .min = 1,
+     .max = PROTO_PIXELS_MAX,
+     .flags = REQUIRED},
+    {.path = "h",
+     .type = CONF_INT,
+     .offset = CFG(auction.default_banner.h),
+     .min = 1,
+     .max = PROTO_PIXELS_MAX,
+     .flags = REQUIRED},
+};
+
+/* auction.default_site (SPEC 17): the site of a request that names neither
+ * site nor app, with the bounds of a request's site. */
+static const conf_row site_rows[] = {
+    STRING_ROW("id", CFG(auction.default_site.id), 1, PROTO_TEXT_MAX_CHARS, "null", NULLABLE,
+               FMT_ANY),
+    STRING_ROW("domain", CFG(auction.default_site.domain), 1, PROTO_TEXT_MAX_CHARS, "null",
+               NULLABLE, FMT_ANY),
+    STRING_ROW("page", CFG(auction.default_site.page), 1, PROTO_TEXT_MAX_CHARS, "null", NULLABLE,
+               FMT_ANY),
+    STRING_ROW("publisher.id", CFG(auction.default_site.publisher_id), 1, PROTO_TEXT_MAX_CHARS,
+               "null", NULLABLE, FMT_ANY),
+    STRING_ROW("publisher.name", CFG(auction.default_site.publisher_name), 1, PROTO_TEXT_MAX_CHARS,
+               "null", NULLABLE, FMT_ANY),
+};
+
 _Static_assert(NROWS(bidder_rows) <= RECORD_MAX_ROWS, "record table too long");
+_Static_assert(NROWS(banner_rows) <= RECORD_MAX_ROWS, "record table too long");
+_Static_assert(NROWS(site_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(alert_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(tls_rows) <= RECORD_MAX_ROWS, "record table too long");
 _Static_assert(NROWS(budget_rows) <= RECORD_MAX_ROWS, "record table too long");
@@ -371,6 +405,35 @@ static proto_err profile_apply(void *base, const cJSON *item, const char *path, 
                                size_t errlen);
 static int profile_copy(void *dst, const void *src);
 static void profile_release(void *base);
+
+static proto_err banner_apply(void *base, const cJSON *item, const char *path, char *err,
+                              size_t errlen);
+static int banner_copy(void *dst, const void *src);
+static void banner_release(void *base);
+static proto_err site_apply(void *base, const cJSON *item, const char *path, char *err,
+                            size_t errlen);
+static int site_copy(void *dst, const void *src);
+static void site_release(void *base);
+
+static const conf_handler banner_handler = {
+    banner_apply,
+    banner_copy,
+    banner_release,
+    "expected an object {\"w\", \"h\"} of integers between 1 and 65535",
+    "object replaced whole: w, h",
+    banner_rows,
+    NROWS(banner_rows),
+};
+
+static const conf_handler site_handler = {
+    site_apply,
+    site_copy,
+    site_release,
+    "expected an object {\"id\", \"domain\", \"page\", \"publisher\": {\"id\", \"name\"}}",
+    "object replaced whole: id, domain, page, publisher.id, publisher.name",
+    site_rows,
+    NROWS(site_rows),
+};
 
 static const conf_handler tls_handler = {
     tls_apply,
@@ -417,6 +480,9 @@ static const conf_row config_rows[] = {
     MONEY_ROW("auction.price_increment", CFG(auction.price_increment_micros), 0,
               AUCTION_PRICE_MAX_MICROS, "0.01"),
     STRING_ROW("auction.currency", CFG(auction.currency), 3, 3, "\"USD\"", 0, FMT_CURRENCY),
+    CUSTOM_ROW("auction.default_banner", &banner_handler, "{\"w\":300,\"h\":250}", NULL),
+    CUSTOM_ROW("auction.default_site", &site_handler,
+               "{\"id\":\"default\",\"domain\":\"example.com\"}", NULL),
     INT_ROW("profiles.ttl_s", CFG(profiles.ttl_s), 1, 31536000, "3600"),
     CUSTOM_ROW("profiles.default", &profile_handler, "{\"interests\":[],\"ltv_score\":0.5}", NULL),
     INT_ROW("registry.refresh_s", CFG(registry.refresh_s), 1, 86400, "5"),
@@ -1331,6 +1397,46 @@ static void budget_release(void *base) {
     proto_bidder_conf *b = base;
     b->budget_daily_micros = 0;
     b->budget_pacing = PROTO_PACING_ASAP;
+}
+
+/* ---- auction.default_banner, auction.default_site ----------------------- */
+
+/* Records replaced whole, like mqtt.tls: a key the object leaves out takes
+ * its row's default (none for the banner's w and h, which are required). */
+static proto_err record_apply(const conf_row *rows, size_t nrows, const conf_handler *h, void *base,
+                              const cJSON *item, const char *path, char *err, size_t errlen) {
+    char prefix[PATH_BYTES];
+    if (!cJSON_IsObject(item))
+        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s: %s", path, h->expect);
+    snprintf(prefix, sizeof prefix, "%s.", path);
+    return apply_record(rows, nrows, base, item, prefix, err, errlen);
+}
+
+static proto_err banner_apply(void *base, const cJSON *item, const char *path, char *err,
+                              size_t errlen) {
+    return record_apply(banner_rows, NROWS(banner_rows), &banner_handler, base, item, path, err,
+                        errlen);
+}
+
+static int banner_copy(void *dst, const void *src) {
+    return copy_rows(banner_rows, NROWS(banner_rows), dst, src);
+}
+
+static void banner_release(void *base) {
+    release_rows(banner_rows, NROWS(banner_rows), base);
+}
+
+static proto_err site_apply(void *base, const cJSON *item, const char *path, char *err,
+                            size_t errlen) {
+    return record_apply(site_rows, NROWS(site_rows), &site_handler, base, item, path, err, errlen);
+}
+
+static int site_copy(void *dst, const void *src) {
+    return copy_rows(site_rows, NROWS(site_rows), dst, src);
+}
+
+static void site_release(void *base) {
+    release_rows(site_rows, NROWS(site_rows), base);
 }
 
 /* ---- profiles.default --------------------------------------------------- */

@@ -98,6 +98,11 @@ size_t proto_utf8_chars(const char *s, size_t limit);
  * caller's rule. */
 int proto_id_charset_ok(const char *s);
 
+/* 1 when `s` is a currency code as SPEC 7 and 17 write it: exactly 3
+ * capital letters A-Z (the shape of ISO 4217; whether the code exists is
+ * for the rates table to say). NULL is not. */
+int proto_currency_ok(const char *s);
+
 /* 1 when `s` (NUL-terminated) is an absolute http:// or https:// URL with a
  * host: the scheme in any case (RFC 3986 3.1), then a host name or an
  * [IPv6] address, an optional port 1-65535, then anything. No byte of the
@@ -114,6 +119,26 @@ int proto_host_ok(const char *s, size_t n);
  * (port 1-65535; `need_port`: the port is required). A URL's authority,
  * and config host:port keys. */
 int proto_authority_ok(const char *s, size_t n, int need_port);
+
+/* ---- SPEC 17 parts of a bid request (inventory.c) ----------------------- */
+
+/* The `imps` form: `imps` (the root's "imps", given) checked by SPEC 17 and
+ * decoded into out->imps, nimps, has_imps, in a block at out->block (set
+ * as soon as it exists: on error the caller frees it). The root's
+ * ad_slot_id and floor_price are not allowed with it. */
+proto_err proto_request_imps(const cJSON *root, const cJSON *imps, proto_bid_request *out,
+                             char *err, size_t errlen);
+
+/* The SPEC 2 form, already checked: one imp "1" with tagid the string
+ * `ad_slot_id` (the root's, borrowed), floor out->floor_micros and the
+ * default banner, in a block at out->block. */
+proto_err proto_request_single_imp(const cJSON *ad_slot_id, proto_bid_request *out, char *err,
+                                   size_t errlen);
+
+/* site | app, device, regs, user_consent and cur of the root, checked by
+ * SPEC 17 and decoded into `out` (strings borrowed from the root). */
+proto_err proto_request_context(const cJSON *root, proto_bid_request *out, char *err,
+                                size_t errlen);
 
 /* ---- Error messages ----------------------------------------------------- */
 

@@ -81,13 +81,123 @@ const char *proto_strerror(proto_err err);
 #define PROTO_USER_CONTEXT_MAX_VALUES 256
 #define PROTO_INTEREST_MAX_CHARS 64
 
+/* ---- SPEC 17: what a request may say about its inventory ---------------- */
+
+/* Bounds of SPEC 17 (and docs/security.md): the imps of a request, the
+ * entries of every array (formats, mimes, deals, wseat), the characters of
+ * every string unless its own rule says otherwise, and of user_consent. */
+#define PROTO_IMPS_MAX 16
+#define PROTO_IMP_ID_MAX_CHARS 64
+#define PROTO_LIST_MAX 16
+#define PROTO_TEXT_MAX_CHARS 256
+#define PROTO_CONSENT_MAX_CHARS 4096
+/* w and h (banner, format, video) are integers in 1..PROTO_PIXELS_MAX;
+ * minduration and maxduration in 0..PROTO_DURATION_MAX_S seconds. */
+#define PROTO_PIXELS_MAX 65535
+#define PROTO_DURATION_MAX_S 86400
+/* An optional integer that was absent (or null). */
+#define PROTO_ABSENT (-1)
+
+/* Every `const char *` below is borrowed from the request's parse tree
+ * (proto_bid_request.root) or its block, and every array from its block:
+ * valid until proto_bid_request_free, also after the struct itself was
+ * copied (nothing points into the struct). A string is NULL when absent. */
+
+typedef struct proto_format {
+    int w, h; /* 1..PROTO_PIXELS_MAX */
+} proto_format;
+
+/* OpenRTB 2.6 3.2.6 Banner: either an exact size or a list of sizes. */
+typedef struct proto_banner {
+    int w, h;                   /* 1..PROTO_PIXELS_MAX, or PROTO_ABSENT with format */
+    const proto_format *format; /* `nformat` (1..PROTO_LIST_MAX) sizes, or NULL with w/h */
+    size_t nformat;
+} proto_banner;
+
+/* OpenRTB 2.6 3.2.7 Video (the fields SPEC 17 takes). */
+typedef struct proto_video {
+    const char *const *mimes;     /* 1..PROTO_LIST_MAX strings of 1..256 characters */
+    size_t nmimes;                /* (OpenRTB requires mimes) */
+    int w, h;                     /* 1..PROTO_PIXELS_MAX, or PROTO_ABSENT */
+    int minduration, maxduration; /* seconds 0..PROTO_DURATION_MAX_S, or PROTO_ABSENT;
+                                     min <= max when both are given */
+} proto_video;
+
+/* OpenRTB 2.6 3.2.12 Deal. The floor is in the request's currency. */
+typedef struct proto_deal {
+    const char *id;           /* 1..256 characters, unique within its imp */
+    int64_t bidfloor_micros;  /* 0 when absent */
+    const char *const *wseat; /* `nwseat` (0..PROTO_LIST_MAX) seats of 1..256
+                                 characters allowed to bid; 0: any seat */
+    size_t nwseat;
+} proto_deal;
+
+/* OpenRTB 2.6 3.2.11 Pmp. */
+typedef struct proto_pmp {
+    int private_auction;     /* 0 or 1 (1: only deal bids can win) */
+    const proto_deal *deals; /* `ndeals` (0..PROTO_LIST_MAX) deals */
+    size_t ndeals;
+} proto_pmp;
+
+/* One impression (SPEC 17 `imps[]`, or the SPEC 2 form's single slot). */
+typedef struct proto_imp {
+    const char *id;             /* 1..64 characters of [A-Za-z0-9._:-], unique in the
+                                   request; "1" for the SPEC 2 form */
+    const char *tagid;          /* its ad_slot_id: 1..128 characters */
+    int64_t floor_micros;       /* its floor_price: 0..AUCTION_PRICE_MAX_MICROS, in
+                                   the request's currency */
+    const proto_banner *banner; /* NULL when absent */
+    const proto_video *video;   /* NULL when absent; banner or video is set,
+                                   except for the SPEC 2 form: */
+    int default_banner;         /* 1 for the SPEC 2 form: no banner or video was
+                                   given, the banner is auction.default_banner */
+    const proto_pmp *pmp;       /* NULL when absent */
+} proto_imp;
+
+typedef struct proto_publisher {
+    const char *id, *name; /* at most 256 characters each */
+} proto_publisher;
+
+/* OpenRTB 2.6 3.2.13 Site (the fields SPEC 17 takes; each at most 256
+ * characters). */
+typedef struct proto_site {
+    const char *id, *domain, *page;
+    proto_publisher publisher; /* both NULL when absent */
+} proto_site;
+
+/* OpenRTB 2.6 3.2.14 App. */
+typedef struct proto_app {
+    const char *id, *bundle, *storeurl;
+    proto_publisher publisher;
+} proto_app;
+
+/* OpenRTB 2.6 3.2.18 Device. */
+typedef struct proto_device {
+    const char *ua;
+    const char *ip; /* an IPv4 or IPv6 address (inet_pton); sent as
+                       OpenRTB `ip` or `ipv6` by its family */
+    int ip_is_v6;
+    int devicetype; /* AdCOM 1.0 Device Types 1..8, or PROTO_ABSENT */
+    const char *os, *language;
+    const char *geo_country, *geo_region; /* device.geo */
+} proto_device;
+
+/* OpenRTB 2.6 3.2.3 Regs. */
+typedef struct proto_regs {
+    int coppa;              /* 0, 1 or PROTO_ABSENT */
+    int gdpr;               /* 0, 1 or PROTO_ABSENT */
+    const char *us_privacy; /* at most 256 characters */
+} proto_regs;
+
 typedef struct proto_bid_request {
     char request_id[PROTO_ID_MAX_CHARS + 1]; /* [A-Za-z0-9._:-]{1,128} */
     int has_request_id;                      /* request_id is set and valid, also when another
                                                 field broke a rule (so `invalid` can name it) */
     char user_id[PROTO_ID_BYTES];            /* 1-128 characters */
-    char ad_slot_id[PROTO_ID_BYTES];         /* 1-128 characters */
-    int64_t floor_micros;                    /* 0 .. AUCTION_PRICE_MAX_MICROS */
+    /* The SPEC 2 form: its ad_slot_id and floor; "" and 0 with `imps`
+     * (read imps[] instead, which covers both forms). */
+    char ad_slot_id[PROTO_ID_BYTES]; /* 1-128 characters */
+    int64_t floor_micros;            /* 0 .. AUCTION_PRICE_MAX_MICROS */
     int has_timestamp;
     double timestamp;               /* Unix seconds, when has_timestamp */
     cJSON *root;                    /* owned: the parsed payload */
@@ -96,16 +206,43 @@ typedef struct proto_bid_request {
                                        or NULL: an array of at most
                                        PROTO_INTERESTS_MAX strings of 1..
                                        PROTO_INTEREST_MAX_CHARS characters */
+    /* SPEC 17. */
+    const proto_imp *imps; /* `nimps` impressions, 1..PROTO_IMPS_MAX, in the
+                              request's order; in `block` */
+    size_t nimps;
+    int has_imps;          /* the request used `imps` (its result carries the
+                              "imps" array, SPEC 17); 0 for the SPEC 2 form */
+    char cur[4];           /* 3 capital letters, or "" when absent: the
+                              publisher's currency is then auction.currency */
+    int has_site, has_app; /* at most one of the two */
+    proto_site site;
+    proto_app app;
+    int has_device;
+    proto_device device;
+    int has_regs;
+    proto_regs regs;
+    const char *user_consent; /* at most PROTO_CONSENT_MAX_CHARS characters, or NULL */
+    void *block;              /* owned: imps and the arrays they point to */
 } proto_bid_request;
 
 /* Decode one MQTT payload (`len` bytes at `payload`, not necessarily
  * NUL-terminated) into `out`, which the caller provides (it need not be
  * initialised). Payloads over `max_bytes` (SPEC 7 limits.max_request_bytes)
- * are refused before parsing. On success returns PROTO_OK and `out` owns a
- * parse tree: release it with proto_bid_request_free. On failure returns
- * the error, writes a message naming the field into `err`, leaves nothing to
- * free (calling proto_bid_request_free is still safe), and sets
- * out->has_request_id when the request_id could be read and is valid. */
+ * are refused before parsing. The rules of SPEC 2 and 17 are checked in a
+ * fixed order (docs/protocol.md lists it) and the first broken one is
+ * reported by its key path ("imps[2].banner.w: must be an integer between 1
+ * and 65535", "site: not allowed together with app"). A request uses one of
+ * two forms: `imps` (then top-level ad_slot_id and floor_price are not
+ * allowed), or the SPEC 2 form, decoded as one imp with id "1", tagid
+ * ad_slot_id, floor floor_price and default_banner set. Unknown keys are
+ * ignored at every level; an optional key sent as null counts as absent.
+ * On success returns PROTO_OK and `out` owns a parse tree and a block:
+ * release them with proto_bid_request_free (the struct may be copied by
+ * value first: the copy then owns them). On failure returns the error,
+ * writes a message naming the field into `err`, leaves nothing to free
+ * (calling proto_bid_request_free is still safe), and sets
+ * out->has_request_id when the request_id could be read and is valid.
+ * SPEC 2, 15, 17; OpenRTB 2.6 section 3.2. */
 proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_bytes,
                                    proto_bid_request *out, char *err, size_t errlen);
 void proto_bid_request_free(proto_bid_request *r);
@@ -196,20 +333,30 @@ void proto_utf8_cut(char *s);
 int proto_json_scratch_begin(void);
 void proto_json_scratch_end(void);
 
-/* ---- OpenRTB 2.6 BidRequest out (SPEC 5) ------------------------------------ */
+/* ---- OpenRTB 2.6 BidRequest out (SPEC 5, 17) ----------------------------- */
+
+typedef struct proto_config proto_config; /* below */
 
 /* Append the BidRequest for one bidder call:
- * {"id","at","tmax","cur":[currency],"imp":[{"id":"1","tagid","bidfloor",
- * "bidfloorcur"}],"user":{"id","keywords","ext":{"ltv_score"}},
- * "ext":{"user_context":{...}}}. `keywords` joins the profile's interests
- * and user_context.interests with commas (duplicates once). `profile` may be
- * NULL (no keywords, ltv 0). `tmax_ms` is the time left (>= 1). Returns 0,
- * or -1 when memory ran out. OpenRTB 2.6 sections 3.2.1, 3.2.4, 3.2.20. */
+ * {"id","at","tmax","cur":[cur],"imp":[{"id","tagid","bidfloor",
+ * "bidfloorcur","banner","video","pmp"}, one per imp],"site"|"app",
+ * "device","regs","user":{"id","keywords","consent","ext":{"ltv_score"}},
+ * "ext":{"user_context":{...}}}, every field named and typed as in OpenRTB
+ * 2.6 and sent only when it has a value, except that every imp has a banner
+ * or video (the SPEC 2 form's is cfg auction.default_banner) and every
+ * request names its inventory (site or app, else cfg auction.default_site).
+ * `cur` and every bidfloorcur are the request's cur, else cfg
+ * auction.currency; `at` is cfg auction.type. device.ip goes out as `ip` or
+ * `ipv6` by its family; regs carries coppa, gdpr and us_privacy, and
+ * user_consent goes to user.consent (OpenRTB 2.6 places). `keywords` joins
+ * the profile's interests and user_context.interests with commas
+ * (duplicates once). `profile` may be NULL (no keywords, ltv 0). `tmax_ms`
+ * is the time left (sent as at least 1). `cfg` is borrowed. Returns 0, or
+ * -1 when memory ran out. OpenRTB 2.6 sections 3.2.1-3.2.20; SPEC 5, 17. */
 int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profile *profile,
-                                 auction_type at, int tmax_ms, const char *currency,
-                                 proto_buf *out);
+                                 const proto_config *cfg, int tmax_ms, proto_buf *out);
 
-/* ---- OpenRTB 2.6 BidResponse in (SPEC 5) ------------------------------------ */
+/* ---- OpenRTB 2.6 BidResponse in (SPEC 5, 15, 17) ----------------------- */
 
 typedef enum proto_bid_status {
     PROTO_BID_OK = 0,
@@ -224,55 +371,162 @@ typedef enum proto_bid_status {
     PROTO_BID_BAD_FIELD,  /* bids present, none valid, and at least one with
                              a positive price broke a string rule (SPEC 15):
                              err names the first such field */
+    /* SPEC 17 (proto_bid_response_decode_all; per bid, and the status of a
+     * response whose every bid was refused for it): */
+    PROTO_BID_BAD_IMP,  /* impid absent or not an imp of the request */
+    PROTO_BID_BAD_DEAL, /* dealid not one of the deals of the bid's imp */
+    PROTO_BID_TOO_MANY, /* over PROTO_RESPONSE_BIDS_MAX valid bids */
+    PROTO_BID_BAD_CUR,  /* the response has bids and a `cur` that is not 3
+                           capital letters: no bid of it is usable */
+    PROTO_BID_STATUS_COUNT
 } proto_bid_status;
 
 /* SPEC 15: each string taken from a bid (ids, adid, crid and the URLs) is at
  * most this many bytes. */
 #define PROTO_BID_STRING_MAX_BYTES 2048
 
-/* The bid taken from a response. Strings are NULL when absent; the present
- * ones live in one owned block: release with proto_bid_free. Each is at
- * most PROTO_BID_STRING_MAX_BYTES bytes of UTF-8; the URLs (creative_url,
- * nurl, lurl, burl) are http:// or https:// with a host (proto/internal.h
- * proto_url_ok: any case, no whitespace or control characters). */
+/* At most this many valid bids are taken from one BidResponse (16 imps, a
+ * deal bid and an open bid each, twice over); the rest are refused
+ * (PROTO_BID_TOO_MANY). SPEC 15, 17. */
+#define PROTO_RESPONSE_BIDS_MAX 64
+
+/* A bid taken from a response. Strings are NULL when absent; the present
+ * ones live in one owned block. Each is at most PROTO_BID_STRING_MAX_BYTES
+ * bytes of UTF-8; the URLs (creative_url, nurl, lurl, burl) are http:// or
+ * https:// with a host (proto/internal.h proto_url_ok: any case, no
+ * whitespace or control characters). */
 typedef struct proto_bid {
-    int64_t price_micros;
-    char *bid_id;       /* bid.id */
-    char *imp_id;       /* bid.impid */
-    char *seat;         /* seatbid.seat */
-    char *ad_id;        /* bid.adid */
-    char *crid;         /* bid.crid */
-    char *creative_url; /* bid.iurl */
-    char *nurl;         /* win notice URL */
-    char *lurl;         /* loss notice URL */
-    char *burl;         /* billing notice URL (OpenRTB 2.6, SPEC 14) */
-    char *block;        /* owns the strings above */
+    int64_t price_micros; /* in `cur` */
+    char *bid_id;         /* bid.id */
+    char *imp_id;         /* bid.impid */
+    char *seat;           /* seatbid.seat (NULL: the advertiser's own, SPEC 17) */
+    char *ad_id;          /* bid.adid */
+    char *crid;           /* bid.crid */
+    char *creative_url;   /* bid.iurl */
+    char *nurl;           /* win notice URL */
+    char *lurl;           /* loss notice URL */
+    char *burl;           /* billing notice URL (OpenRTB 2.6, SPEC 14) */
+    char *deal_id;        /* bid.dealid (SPEC 17); NULL when absent or "" */
+    char cur[4];          /* the BidResponse's cur: 3 capital letters, "USD"
+                             when absent (SPEC 17) */
+    int imp_index;        /* proto_bid_response_decode_all: index of the bid's
+                             imp in req->imps; -1 from proto_bid_response_decode */
+    int deal_index;       /* index of its deal in that imp's pmp->deals, or -1
+                             without a dealid */
+    char *block;          /* owns the strings above (proto_bid_response_decode);
+                             NULL in a proto_bid_list, whose block owns them */
 } proto_bid;
 
-/* Decode a BidResponse body for the request `request_id`. Bodies over
+/* Decode a BidResponse body for the request `request_id` and take its best
+ * bid: the single-bid reading of SPEC 5, kept for the SPEC 2 exchange
+ * (proto_bid_response_decode_all is the SPEC 17 one). Bodies over
  * `max_bytes` (limits.max_response_bytes) are refused before parsing. A bid
  * is valid when its price is a number, > 0 and <= 1,000,000, and its
- * strings keep the bounds of SPEC 15: bid.id, impid, adid, crid, iurl,
- * nurl, lurl, burl and its seatbid.seat at most PROTO_BID_STRING_MAX_BYTES
- * bytes each, and iurl, nurl, lurl, burl http:// or https:// URLs with a
- * host. A URL given as "" counts as absent; a string field of another JSON
- * type is ignored (NULL). With several seatbids or bids, the valid bid with
- * the highest price is taken (the first of equals): an invalid bid is
- * skipped, like a bid without a price, and does not spoil its neighbours.
- * A response with bids and no valid one is a bidder error: BAD_FIELD when a
- * bid with a usable price broke a string rule (the message names the first
- * such field: "seatbid[0].bid[1].iurl: not an http(s) URL with a host",
+ * strings keep the bounds of SPEC 15: bid.id, impid, adid, crid, dealid,
+ * iurl, nurl, lurl, burl and its seatbid.seat at most
+ * PROTO_BID_STRING_MAX_BYTES bytes each, and iurl, nurl, lurl, burl http://
+ * or https:// URLs with a host. A URL (or dealid) given as "" counts as
+ * absent; a string field of another JSON type is ignored (NULL). impid and
+ * dealid are not checked against a request here. With several seatbids or
+ * bids, the valid bid with the highest price is taken (the first of
+ * equals): an invalid bid is skipped, like a bid without a price, and does
+ * not spoil its neighbours. A response with bids and no valid one is a
+ * bidder error: BAD_FIELD when a bid with a usable price broke a string
+ * rule (the message names the first such field:
+ * "seatbid[0].bid[1].iurl: not an http(s) URL with a host",
  * "seatbid[0].bid[0].adid: over 2048 bytes"), else BAD_PRICE. So with one
- * bid per response, as SPEC 15 says, a bad string is a bidder error.
+ * bid per response, as SPEC 15 says, a bad string is a bidder error. A
+ * response with bids whose `cur` is not 3 capital letters is BAD_CUR.
  * Returns PROTO_BID_OK with `out` filled (free with proto_bid_free), or
  * another status with `out` empty (safe to free) and a message in `err`.
- * OpenRTB 2.6 sections 4.2.1-4.2.3; SPEC 5, 14, 15. */
+ * OpenRTB 2.6 sections 4.2.1-4.2.3; SPEC 5, 14, 15, 17. */
 proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
                                            const char *request_id, proto_bid *out, char *err,
                                            size_t errlen);
 void proto_bid_free(proto_bid *b);
-/* Short name ("bad_json", "wrong_id", ...). Never NULL. */
+
+/* Every valid bid of one BidResponse (SPEC 17: a bidder may bid on several
+ * imps, and with and without a deal). */
+typedef struct proto_bid_list {
+    proto_bid *bids; /* `nbids` (0..PROTO_RESPONSE_BIDS_MAX) valid bids, in
+                        the response's order; in `block` */
+    size_t nbids;
+    char cur[4]; /* the response's cur ("USD" when absent) */
+    /* Bids refused, by reason: BAD_PRICE, BAD_FIELD, BAD_IMP, BAD_DEAL,
+     * TOO_MANY (the other entries stay 0). Each refusal is a bidder error
+     * for that bid only (SPEC 17). */
+    unsigned refused[PROTO_BID_STATUS_COUNT];
+    void *block; /* owned: bids and their strings */
+} proto_bid_list;
+
+/* Decode a BidResponse body for the decoded request `req` (borrowed) and
+ * take every valid bid: valid as for proto_bid_response_decode (price,
+ * SPEC 15 strings), and also (SPEC 17) its impid is the id of one of
+ * req->imps (else BAD_IMP: "seatbid[0].bid[1].impid: not an imp of the
+ * request"), and its dealid, when given, is the id of one of that imp's
+ * deals (else BAD_DEAL: "seatbid[0].bid[1].dealid: not a deal of imp
+ * \"a\""). Whether the seat may use the deal (wseat) and the deal floor
+ * are the auction's to judge (SPEC 17: such a bid joins the open auction).
+ * Bids past the first PROTO_RESPONSE_BIDS_MAX valid ones are refused
+ * (TOO_MANY). A refused bid is skipped and counted in out->refused by
+ * reason; it does not spoil its neighbours. Returns PROTO_BID_OK when at
+ * least one bid is valid (`err` then names the first bid refused for
+ * something else than its price, else the first refused for its price, or
+ * is "" when none was: for the log); NO_BID or NO_SEATBID for a no-bid; BAD_CUR when
+ * there are bids and `cur` is not 3 capital letters; when every bid was
+ * refused, the reason of the first bid with a usable price that was refused
+ * for something else than its price (BAD_FIELD, BAD_IMP, BAD_DEAL), else
+ * BAD_PRICE, with that bid's message; the other statuses as for
+ * proto_bid_response_decode. `out` is filled on OK and empty (safe to
+ * free) otherwise, but out->refused counts on every status. Release with
+ * proto_bid_list_free. OpenRTB 2.6 sections 4.2.1-4.2.3; SPEC 5, 15, 17. */
+proto_bid_status proto_bid_response_decode_all(const char *body, size_t len, size_t max_bytes,
+                                               const proto_bid_request *req, proto_bid_list *out,
+                                               char *err, size_t errlen);
+void proto_bid_list_free(proto_bid_list *l);
+
+/* Short name ("bad_json", "wrong_id", "bad_imp", ...): also the reason
+ * label of a refused bid. Never NULL. */
 const char *proto_bid_status_str(proto_bid_status s);
+
+/* ---- Currency rates (SPEC 17) ------------------------------------------ */
+
+/* Redis currency:rates: {"USD":{"EUR":0.92,...},...}, "1 USD = 0.92 EUR",
+ * the shape of the Prebid currency file; the file as Prebid publishes it,
+ * {"dataAsOf":...,"conversions":{...}}, is accepted too. */
+#define PROTO_RATES_MAX_BYTES (1024 * 1024)
+#define PROTO_RATES_CURRENCIES_MAX 64 /* "from" currencies, and "to" ones per "from" */
+#define PROTO_RATE_TEXT_MAX 40        /* characters of a rate's decimal text */
+
+typedef struct proto_rate {
+    char from[4], to[4];                /* 3 capital letters each */
+    char text[PROTO_RATE_TEXT_MAX + 1]; /* the rate as a plain decimal, exactly
+                                          as the JSON number says it: digits,
+                                          optionally '.' and more digits; > 0;
+                                          no sign, exponent or needless zeros
+                                          ("0.92", "1.0389036164053573",
+                                          6.28e-05 -> "0.0000628") */
+} proto_rate;
+
+typedef struct proto_rates {
+    proto_rate *rates; /* owned: `n` triples, in the document's order */
+    size_t n;
+} proto_rates;
+
+/* Decode a currency:rates value (`len` bytes at `json`, at most
+ * PROTO_RATES_MAX_BYTES). The root is an object of "from" currencies, or an
+ * object whose "conversions" member is one (Prebid's file; its other
+ * members are then ignored). Each "from" maps to an object of "to"
+ * currencies and rates. Every code is 3 capital letters, appears once in
+ * its object, at most PROTO_RATES_CURRENCIES_MAX "from" codes and as many
+ * "to" codes each; every rate is a number > 0 whose decimal text (read from
+ * the JSON text, never through a double) fits PROTO_RATE_TEXT_MAX. All or
+ * nothing: one broken rule fails the whole table, with a message naming it
+ * ("USD.EUR: must be a number above 0"). On success `out` owns the triples
+ * (release with proto_currency_rates_free); on error `out` is empty. */
+proto_err proto_currency_rates_decode(const char *json, size_t len, proto_rates *out, char *err,
+                                      size_t errlen);
+void proto_currency_rates_free(proto_rates *r);
 
 /* ---- Auction result out (SPEC 4) ---------------------------------------- */
 
@@ -288,11 +542,24 @@ typedef enum proto_status {
 /* "success", "no_bid", "timeout", "invalid", "overloaded". */
 const char *proto_status_str(proto_status s);
 
+/* One imp's outcome in a result (SPEC 17). Strings are borrowed. */
+typedef struct proto_result_imp {
+    const char *imp_id;
+    proto_status status; /* SUCCESS (a winner), NO_BID, TIMEOUT or OVERLOADED */
+    /* winner, used when status is SUCCESS: */
+    const char *advertiser_id;
+    int64_t bid_price_micros;
+    int64_t clearing_price_micros;
+    const char *ad_id;        /* may be NULL -> "" */
+    const char *creative_url; /* may be NULL -> "" */
+    const char *deal_id;      /* NULL: won in the open auction -> null */
+} proto_result_imp;
+
 /* A result to publish. Strings are borrowed for the call. */
 typedef struct proto_result {
     const char *request_id;
     proto_status status;
-    /* winner, used when status is SUCCESS: */
+    /* winner, used when status is SUCCESS and `imps` is NULL: */
     const char *advertiser_id;
     int64_t bid_price_micros;
     int64_t clearing_price_micros;
@@ -303,11 +570,23 @@ typedef struct proto_result {
     int64_t latency_us;   /* printed as latency_ms with up to 3 decimals */
     int64_t timestamp_us; /* Unix time; printed as seconds with 3 decimals */
     const char *error;    /* INVALID: the rule broken; else NULL */
+    /* SPEC 17: for a request with `imps` (proto_bid_request.has_imps), its
+     * imps' outcomes in the request's order; NULL for the SPEC 2 form. */
+    const proto_result_imp *imps;
+    size_t nimps;
 } proto_result;
 
 /* Append the result JSON of SPEC 4. `winner` is an object only for SUCCESS,
  * else null; INVALID carries "error"; INVALID and OVERLOADED print zero
- * counters. Returns 0, or -1 when memory ran out. */
+ * counters. Without `imps` the output is exactly SPEC 4's. With `imps`
+ * (SPEC 17), "imps":[{"imp_id","status","winner":{advertiser_id,
+ * bid_price, clearing_price, ad_id, creative_url, deal_id}|null},...]
+ * follows "winner", always an array (also of one imp); the top-level
+ * status is then SUCCESS when any imp has one (else r->status, NO_BID in
+ * place of a SUCCESS no imp backs), and the
+ * top-level winner is the first winning imp's (SPEC 4's fields, no deal_id),
+ * so a SPEC 4 reader still finds a winner in every success. Returns 0, or
+ * -1 when memory ran out. */
 int proto_result_encode(const proto_result *r, proto_buf *out);
 
 /* Append the auction:errors message of SPEC 4:
@@ -499,6 +778,15 @@ typedef struct proto_config {
         long max_bidders;
         int64_t price_increment_micros;
         char *currency;
+        /* SPEC 17: the banner of a SPEC 2 form request, and the site of a
+         * request that names neither site nor app. */
+        struct {
+            long w, h; /* 1..PROTO_PIXELS_MAX */
+        } default_banner;
+        struct {
+            char *id, *domain, *page;            /* each NULL or 1..256 characters */
+            char *publisher_id, *publisher_name; /* site.publisher */
+        } default_site;
     } auction;
     struct {
         long ttl_s;

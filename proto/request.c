@@ -6,13 +6,14 @@
  * broken, with one message per rule. request_id comes first, so that an
  * `invalid` result can still name the request when a later field is bad.
  * The parse tree is kept on success: user_context is forwarded to bidders
- * as it came.
+ * as it came, and the SPEC 17 fields (inventory.c) point into it.
  *
  * Bounds (SPEC 15): what a publisher sends is refused past its bounds
  * (interests: 64 of 1-64 characters), while a stored profile, which the
  * publisher did not write, is cut to the same bounds instead of refused.
  * Ad event ids end up in Redis keys, so they follow the request_id rule. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/internal.h"
@@ -106,13 +107,21 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
     out->has_request_id = 1;
 
     proto_err e = id_field(root, "user_id", out->user_id, err, errlen);
-    if (e == PROTO_OK) e = id_field(root, "ad_slot_id", out->ad_slot_id, err, errlen);
     if (e != PROTO_OK) return e;
 
-    v = proto_json_get(root, "floor_price");
-    if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "floor_price: required");
-    if (proto_json_micros(v, &out->floor_micros) != 0)
-        return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", FLOOR_RULE);
+    /* One of two forms (SPEC 17): `imps`, or the SPEC 2 slot. */
+    const cJSON *imps = proto_json_get(root, "imps");
+    if (given(imps)) {
+        e = proto_request_imps(root, imps, out, err, errlen);
+        if (e != PROTO_OK) return e;
+    } else {
+        e = id_field(root, "ad_slot_id", out->ad_slot_id, err, errlen);
+        if (e != PROTO_OK) return e;
+        v = proto_json_get(root, "floor_price");
+        if (v == NULL) return proto_fail(err, errlen, PROTO_ERR_FIELD, "floor_price: required");
+        if (proto_json_micros(v, &out->floor_micros) != 0)
+            return proto_fail(err, errlen, PROTO_ERR_FIELD, "%s", FLOOR_RULE);
+    }
 
     v = proto_json_get(root, "user_context");
     if (given(v)) {
@@ -140,7 +149,12 @@ static proto_err check_fields(const cJSON *root, proto_bid_request *out, char *e
         out->has_timestamp = 1;
         out->timestamp = v->valuedouble;
     }
-    return PROTO_OK;
+
+    e = proto_request_context(root, out, err, errlen);
+    /* Last, so that a request refused for another rule costs no malloc. */
+    if (e == PROTO_OK && !out->has_imps)
+        e = proto_request_single_imp(proto_json_get(root, "ad_slot_id"), out, err, errlen);
+    return e;
 }
 
 /* Parse `len` bytes through the JSON gate into *root, which must be an
@@ -160,9 +174,26 @@ static proto_err parse_object(const char *json, size_t len, const char *who, cJS
     return PROTO_OK;
 }
 
+/* The SPEC 17 fields of `r`, emptied (the block freed). */
+static void forget_inventory(proto_bid_request *r) {
+    free(r->block);
+    r->block = NULL;
+    r->imps = NULL;
+    r->nimps = 0;
+    r->has_imps = r->has_site = r->has_app = r->has_device = r->has_regs = 0;
+    memset(&r->site, 0, sizeof r->site);
+    memset(&r->app, 0, sizeof r->app);
+    memset(&r->device, 0, sizeof r->device);
+    memset(&r->regs, 0, sizeof r->regs);
+    r->device.devicetype = r->regs.coppa = r->regs.gdpr = PROTO_ABSENT;
+    r->user_consent = NULL;
+    r->cur[0] = '\0';
+}
+
 proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_bytes,
                                    proto_bid_request *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    out->device.devicetype = out->regs.coppa = out->regs.gdpr = PROTO_ABSENT;
     proto_clear_err(err, errlen);
     if (len > max_bytes)
         return proto_fail(err, errlen, PROTO_ERR_TOO_LARGE, "payload: over %zu bytes", max_bytes);
@@ -179,6 +210,7 @@ proto_err proto_bid_request_decode(const char *payload, size_t len, size_t max_b
         cJSON_Delete(root);
         out->user_context = NULL;
         out->context_interests = NULL;
+        forget_inventory(out);
         return e;
     }
     out->root = root;
@@ -191,6 +223,7 @@ void proto_bid_request_free(proto_bid_request *r) {
     r->root = NULL;
     r->user_context = NULL;
     r->context_interests = NULL;
+    forget_inventory(r);
 }
 
 /* ---- User profile ------------------------------------------------------- */

@@ -1,14 +1,14 @@
-/* response.c -- the bidder call (SPEC 5): the OpenRTB 2.6 BidRequest the
- * exchange sends, and the BidResponse it gets back.
+/* response.c -- the BidResponse a bidder answers the exchange's call with
+ * (SPEC 5, 15, 17).
  *
- * The one idea: what we send is written field by field into a proto_buf (no
- * cJSON tree to build and free per bidder); only ext.user_context, which we
- * forward without looking inside, is printed by cJSON. What we get back is
- * sorted into exactly one status, so the caller can count bidder errors
- * by kind, and the single best valid bid is copied out so the tree can go.
- * A bid is valid when its price and its strings are (SPEC 15 bounds); an
- * invalid bid is skipped, and only a response with no valid bid at all is a
- * bidder error. */
+ * The one idea: what we get back is sorted into exactly one status, so the
+ * caller can count bidder errors by kind, and the bids worth keeping are
+ * copied out (into one block) so the tree can go. One walk serves both
+ * readings: the SPEC 2 exchange's single best bid, and SPEC 17's every valid
+ * bid checked against the request's imps and deals. A bid is valid when its
+ * price, its strings (SPEC 15 bounds) and, for SPEC 17, its impid and
+ * dealid are; an invalid bid is skipped and counted by reason, and only a
+ * response with no valid bid at all is a bidder error. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,127 +17,7 @@
 #include "proto/internal.h"
 #include "proto/proto.h"
 
-/* ---- BidRequest out ----------------------------------------------------- */
-
-/* A set of borrowed strings (open addressing, linear probing): keywords are
- * deduplicated in linear time. A request and a stored profile carry at most
- * 64 interests each, but the config's default profile has no such cap. */
-typedef struct str_set {
-    const char **slot;
-    size_t mask;
-} str_set;
-
-static int set_init(str_set *s, size_t n) {
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    s->slot = calloc(cap, sizeof *s->slot);
-    s->mask = cap - 1;
-    return s->slot != NULL ? 0 : -1;
-}
-
-/* 1 when `key` was added, 0 when it was already there. */
-static int set_add(str_set *s, const char *key) {
-    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-        h = (h ^ *p) * UINT64_C(1099511628211);
-    for (size_t i = (size_t)h & s->mask;; i = (i + 1) & s->mask) {
-        if (s->slot[i] == NULL) {
-            s->slot[i] = key;
-            return 1;
-        }
-        if (strcmp(s->slot[i], key) == 0) return 0;
-    }
-}
-
-static size_t array_len(const cJSON *a) {
-    return cJSON_IsArray(a) ? (size_t)cJSON_GetArraySize(a) : 0;
-}
-
-/* Append each string of `list` not yet in `seen` to `kw`, comma-separated. */
-static int add_keywords(proto_buf *kw, str_set *seen, const cJSON *list) {
-    const cJSON *item = NULL;
-    if (!cJSON_IsArray(list)) return 0;
-    cJSON_ArrayForEach(item, list) {
-        const char *s = proto_json_string(item);
-        if (s == NULL || *s == '\0' || !set_add(seen, s)) continue;
-        if ((kw->len > 0 && proto_buf_puts(kw, ",") != 0) || proto_buf_puts(kw, s) != 0) return -1;
-    }
-    return 0;
-}
-
-/* The keywords as one JSON string: profile interests, then the request's
- * user_context.interests, each once, in that order. */
-static int put_keywords(proto_buf *out, const cJSON *profile_interests,
-                        const cJSON *context_interests) {
-    str_set seen;
-    if (set_init(&seen, array_len(profile_interests) + array_len(context_interests)) != 0)
-        return -1;
-    proto_buf kw;
-    proto_buf_init(&kw);
-    int rc = add_keywords(&kw, &seen, profile_interests) != 0 ||
-             add_keywords(&kw, &seen, context_interests) != 0 ||
-             proto_buf_json_string(out, kw.data) != 0;
-    proto_buf_free(&kw);
-    free(seen.slot);
-    return rc ? -1 : 0;
-}
-
-/* The shortest of %.15g / %.17g that reads back as `v` (0.7, not
- * 0.69999999999999996). */
-static int put_double(proto_buf *out, double v) {
-    char tmp[32];
-    if (!isfinite(v)) v = 0.0;
-    snprintf(tmp, sizeof tmp, "%.15g", v);
-    if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
-    return proto_buf_puts(out, tmp);
-}
-
-static int put_user_context(proto_buf *out, const cJSON *user_context) {
-    if (!cJSON_IsObject(user_context)) return proto_buf_puts(out, "{}");
-    char *text = cJSON_PrintUnformatted(user_context);
-    if (text == NULL) return -1;
-    int rc = proto_buf_puts(out, text);
-    cJSON_free(text);
-    return rc;
-}
-
-/* Each append returns 0 or -1, so `rc |=` keeps the first failure; later
- * appends after a failure are harmless and the caller drops the buffer. */
-int proto_openrtb_request_encode(const proto_bid_request *req, const proto_profile *profile,
-                                 auction_type at, int tmax_ms, const char *currency,
-                                 proto_buf *out) {
-    if (req == NULL) return -1;
-    if (currency == NULL) currency = "USD";
-    const cJSON *interests = profile != NULL ? profile->interests : NULL;
-    int rc = 0;
-    rc |= proto_buf_puts(out, "{\"id\":");
-    rc |= proto_buf_json_string(out, req->request_id);
-    rc |= proto_buf_puts(out, ",\"at\":");
-    rc |= proto_buf_uint(out, (uint64_t)at);
-    rc |= proto_buf_puts(out, ",\"tmax\":");
-    rc |= proto_buf_uint(out, tmax_ms < 1 ? 1 : (uint64_t)tmax_ms);
-    rc |= proto_buf_puts(out, ",\"cur\":[");
-    rc |= proto_buf_json_string(out, currency);
-    rc |= proto_buf_puts(out, "],\"imp\":[{\"id\":\"1\",\"tagid\":");
-    rc |= proto_buf_json_string(out, req->ad_slot_id);
-    rc |= proto_buf_puts(out, ",\"bidfloor\":");
-    rc |= proto_buf_micros(out, req->floor_micros);
-    rc |= proto_buf_puts(out, ",\"bidfloorcur\":");
-    rc |= proto_buf_json_string(out, currency);
-    rc |= proto_buf_puts(out, "}],\"user\":{\"id\":");
-    rc |= proto_buf_json_string(out, req->user_id);
-    rc |= proto_buf_puts(out, ",\"keywords\":");
-    rc |= put_keywords(out, interests, req->context_interests);
-    rc |= proto_buf_puts(out, ",\"ext\":{\"ltv_score\":");
-    rc |= put_double(out, profile != NULL ? profile->ltv_score : 0.0);
-    rc |= proto_buf_puts(out, "}},\"ext\":{\"user_context\":");
-    rc |= put_user_context(out, req->user_context);
-    rc |= proto_buf_puts(out, "}}");
-    return rc;
-}
-
-/* ---- BidResponse in ----------------------------------------------------- */
+/* ---- Reading one bid ------------------------------------------------------ */
 
 /* A bid's price in micros when it is a number, > 0 and <= 1,000,000. */
 static int bid_price(const cJSON *bid, int64_t *micros) {
@@ -145,32 +25,47 @@ static int bid_price(const cJSON *bid, int64_t *micros) {
 }
 
 /* The bid's strings, in proto_bid field order, where each is read, and
- * whether it is a URL. */
+ * whether "" counts as absent (URLs and dealid) and it must be a URL. */
 static const struct {
     const char *key;
     int from_seat;
+    int empty_absent;
     int url;
     size_t offset;
 } bid_strings[] = {
-    {"id", 0, 0, offsetof(proto_bid, bid_id)}, {"impid", 0, 0, offsetof(proto_bid, imp_id)},
-    {"seat", 1, 0, offsetof(proto_bid, seat)}, {"adid", 0, 0, offsetof(proto_bid, ad_id)},
-    {"crid", 0, 0, offsetof(proto_bid, crid)}, {"iurl", 0, 1, offsetof(proto_bid, creative_url)},
-    {"nurl", 0, 1, offsetof(proto_bid, nurl)}, {"lurl", 0, 1, offsetof(proto_bid, lurl)},
-    {"burl", 0, 1, offsetof(proto_bid, burl)},
+    {"id", 0, 0, 0, offsetof(proto_bid, bid_id)},
+    {"impid", 0, 0, 0, offsetof(proto_bid, imp_id)},
+    {"seat", 1, 0, 0, offsetof(proto_bid, seat)},
+    {"adid", 0, 0, 0, offsetof(proto_bid, ad_id)},
+    {"crid", 0, 0, 0, offsetof(proto_bid, crid)},
+    {"iurl", 0, 1, 1, offsetof(proto_bid, creative_url)},
+    {"nurl", 0, 1, 1, offsetof(proto_bid, nurl)},
+    {"lurl", 0, 1, 1, offsetof(proto_bid, lurl)},
+    {"burl", 0, 1, 1, offsetof(proto_bid, burl)},
+    {"dealid", 0, 1, 0, offsetof(proto_bid, deal_id)},
 };
 #define NBID_STRINGS (sizeof(bid_strings) / sizeof(bid_strings[0]))
+#define IMPID 1  /* index of impid in bid_strings */
+#define DEALID 9 /* index of dealid */
+
+/* A bid kept while the tree lives: its strings borrowed from the tree. */
+typedef struct bid_ref {
+    const char *src[NBID_STRINGS];
+    int64_t micros;
+    int imp_index, deal_index;
+} bid_ref;
 
 /* Read the strings of the bid at seatbid[si].bid[bi] into src[] (borrowed
- * from the tree; NULL when absent, not a string, or a URL given as "") and
- * check the bounds of SPEC 15. 0, or -1 with a message naming the first
- * field that broke one. */
+ * from the tree; NULL when absent, not a string, or "" where that counts as
+ * absent) and check the bounds of SPEC 15. 0, or -1 with a message naming
+ * the first field that broke one. */
 static int read_bid_strings(const cJSON *seat, const cJSON *bid, size_t si, size_t bi,
                             const char *src[NBID_STRINGS], char *err, size_t errlen) {
     for (size_t i = 0; i < NBID_STRINGS; i++) {
         const char *key = bid_strings[i].key;
         const char *s =
             proto_json_string(proto_json_get(bid_strings[i].from_seat ? seat : bid, key));
-        if (s != NULL && bid_strings[i].url && *s == '\0') s = NULL;
+        if (s != NULL && bid_strings[i].empty_absent && *s == '\0') s = NULL;
         src[i] = s;
         if (s == NULL) continue;
         char what[48];
@@ -189,36 +84,113 @@ static int read_bid_strings(const cJSON *seat, const cJSON *bid, size_t si, size
     return 0;
 }
 
-/* Copy the strings `src` into one block, out->block (proto_bid_free frees
- * it): one allocation per bid instead of nine. -1: no memory. */
-static int copy_bid(const char *const src[NBID_STRINGS], int64_t micros, proto_bid *out) {
-    size_t len[NBID_STRINGS], total = 0;
-    out->price_micros = micros;
-    for (size_t i = 0; i < NBID_STRINGS; i++) {
-        len[i] = src[i] ? strlen(src[i]) + 1 : 0;
-        total += len[i];
+/* SPEC 17: the bid's impid names one of req's imps and its dealid, when
+ * given, one of that imp's deals. PROTO_BID_OK with the indexes set, or the
+ * reason with a message. */
+static proto_bid_status match_imp(const proto_bid_request *req, bid_ref *b, size_t si, size_t bi,
+                                  char *err, size_t errlen) {
+    const char *impid = b->src[IMPID], *dealid = b->src[DEALID];
+    const proto_imp *imp = NULL;
+    for (size_t i = 0; impid != NULL && i < req->nimps && imp == NULL; i++)
+        if (strcmp(req->imps[i].id, impid) == 0) {
+            imp = &req->imps[i];
+            b->imp_index = (int)i;
+        }
+    if (imp == NULL) {
+        proto_set_err(err, errlen, "seatbid[%zu].bid[%zu].impid: %s", si, bi,
+                      impid == NULL ? "required" : "not an imp of the request");
+        return PROTO_BID_BAD_IMP;
     }
-    if (total == 0) return 0;
-    char *block = malloc(total), *p = block;
-    if (block == NULL) return -1;
-    out->block = block;
-    for (size_t i = 0; i < NBID_STRINGS; i++) {
-        if (!src[i]) continue;
-        memcpy(p, src[i], len[i]);
-        *(char **)((char *)out + bid_strings[i].offset) = p;
-        p += len[i];
+    if (dealid == NULL) return PROTO_BID_OK;
+    for (size_t d = 0; imp->pmp != NULL && d < imp->pmp->ndeals; d++)
+        if (strcmp(imp->pmp->deals[d].id, dealid) == 0) {
+            b->deal_index = (int)d;
+            return PROTO_BID_OK;
+        }
+    proto_set_err(err, errlen, "seatbid[%zu].bid[%zu].dealid: not a deal of imp \"%s\"", si, bi,
+                  imp->id);
+    return PROTO_BID_BAD_DEAL;
+}
+
+/* ---- The walk ------------------------------------------------------------------- */
+
+/* What a walk keeps: every valid bid up to `cap` (req set: SPEC 17), or
+ * the best one alone in refs[0] (req NULL: SPEC 5's single bid). */
+typedef struct walk {
+    const proto_bid_request *req;
+    bid_ref *refs;
+    size_t cap, nrefs;
+    unsigned *refused;    /* by proto_bid_status */
+    proto_bid_status why; /* of the first bid with a usable price refused for
+                             its strings, imp or deal; OK when none */
+    int have_msg;         /* 0: no message yet; 1: a price message; 2: why's */
+} walk;
+
+/* Refuse the bid at seatbid[si].bid[bi] for `reason`. Its message (in
+ * `msg`) is kept when it is the first of its kind: a price refusal's only
+ * while no other was seen. */
+static void refuse(walk *w, proto_bid_status reason, const char *msg, char *err, size_t errlen) {
+    w->refused[reason]++;
+    if (reason == PROTO_BID_BAD_PRICE) {
+        if (w->have_msg == 0) {
+            proto_set_err(err, errlen, "%s", msg);
+            w->have_msg = 1;
+        }
+        return;
     }
-    return 0;
+    if (reason != PROTO_BID_TOO_MANY && w->why == PROTO_BID_OK) w->why = reason;
+    if (w->have_msg < 2) {
+        proto_set_err(err, errlen, "%s", msg);
+        w->have_msg = 2;
+    }
+}
+
+/* One bid: price, strings, imp and deal, room. */
+static void take_bid(walk *w, const cJSON *seat, const cJSON *bid, size_t si, size_t bi, char *err,
+                     size_t errlen) {
+    char msg[200];
+    bid_ref b = {.imp_index = -1, .deal_index = -1};
+    if (!bid_price(bid, &b.micros)) {
+        msg[0] = '\0';
+        if (w->have_msg == 0) /* else it would not be kept: no printf */
+            snprintf(msg, sizeof msg,
+                     "seatbid[%zu].bid[%zu].price: not a number above 0 up to 1000000", si, bi);
+        refuse(w, PROTO_BID_BAD_PRICE, msg, err, errlen);
+        return;
+    }
+    /* The single best: a bid no better than the best so far cannot change
+     * the answer, so its strings need no look (all are looked at when no
+     * bid turns out valid, which is when the first broken one is named). */
+    if (w->req == NULL && w->nrefs > 0 && b.micros <= w->refs[0].micros) return;
+    if (read_bid_strings(seat, bid, si, bi, b.src, msg, sizeof msg) != 0) {
+        refuse(w, PROTO_BID_BAD_FIELD, msg, err, errlen);
+        return;
+    }
+    if (w->req != NULL) {
+        proto_bid_status st = match_imp(w->req, &b, si, bi, msg, sizeof msg);
+        if (st != PROTO_BID_OK) {
+            refuse(w, st, msg, err, errlen);
+            return;
+        }
+    }
+    if (w->req == NULL) {
+        w->refs[0] = b;
+        w->nrefs = 1;
+    } else if (w->nrefs < w->cap) {
+        w->refs[w->nrefs++] = b;
+    } else {
+        snprintf(msg, sizeof msg, "seatbid[%zu].bid[%zu]: over %d valid bids in one response", si,
+                 bi, PROTO_RESPONSE_BIDS_MAX);
+        refuse(w, PROTO_BID_TOO_MANY, msg, err, errlen);
+    }
 }
 
 /* OpenRTB 2.6 4.2.1-4.2.3 on a parsed object: the id, then every seatbid and
- * bid (a wrong shape anywhere refuses the whole response), then the valid
- * bid with the highest price (the first of equals). A bid's strings are
- * checked only when its price would make it the best so far: every bid with
- * a usable price is checked when none turns out valid, which is when the
- * first broken string becomes the message. */
-static proto_bid_status pick_bid(const cJSON *root, const char *request_id, proto_bid *out,
-                                 char *err, size_t errlen) {
+ * bid (a wrong shape anywhere refuses the whole response), then the cur
+ * when there are bids. PROTO_BID_OK when some bid was kept; else the
+ * status of the response. `cur` gets the currency (4 bytes). */
+static proto_bid_status walk_bids(const cJSON *root, const char *request_id, walk *w, char *cur,
+                                  char *err, size_t errlen) {
     const char *id = proto_json_string(proto_json_get(root, "id"));
     if (id == NULL) {
         proto_set_err(err, errlen, "id: missing or not a string");
@@ -237,11 +209,8 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
         proto_set_err(err, errlen, "seatbid: must be an array");
         return PROTO_BID_BAD_SHAPE;
     }
-    const cJSON *best = NULL, *seat = NULL;
-    const char *best_src[NBID_STRINGS] = {0}, *src[NBID_STRINGS];
-    int64_t best_micros = 0;
+    const cJSON *seat = NULL;
     size_t nbids = 0, si = 0;
-    int bad_field = 0;
     cJSON_ArrayForEach(seat, seatbids) {
         if (!cJSON_IsObject(seat)) {
             proto_set_err(err, errlen, "seatbid[%zu]: must be an object", si);
@@ -258,18 +227,7 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
                 proto_set_err(err, errlen, "seatbid[%zu].bid[%zu]: must be an object", si, bi);
                 return PROTO_BID_BAD_SHAPE;
             }
-            int64_t micros = 0;
-            if (bid_price(bid, &micros) && micros > best_micros) {
-                /* Only the first broken string is reported. */
-                if (read_bid_strings(seat, bid, si, bi, src, bad_field ? NULL : err,
-                                     bad_field ? 0 : errlen) == 0) {
-                    best = bid;
-                    best_micros = micros;
-                    memcpy(best_src, src, sizeof src);
-                } else {
-                    bad_field = 1;
-                }
-            }
+            take_bid(w, seat, bid, si, bi, err, errlen);
             nbids++;
             bi++;
         }
@@ -279,25 +237,54 @@ static proto_bid_status pick_bid(const cJSON *root, const char *request_id, prot
         proto_set_err(err, errlen, "seatbid: no bid");
         return PROTO_BID_NO_SEATBID;
     }
-    if (best == NULL && bad_field) return PROTO_BID_BAD_FIELD;
-    if (best == NULL) {
-        proto_set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
-        return PROTO_BID_BAD_PRICE;
+    /* SPEC 17: the bids' currency, USD unless said. */
+    const cJSON *c = proto_json_get(root, "cur");
+    memcpy(cur, "USD", 4);
+    if (c != NULL && !cJSON_IsNull(c)) {
+        if (!proto_currency_ok(proto_json_string(c))) {
+            proto_set_err(err, errlen, "cur: must be 3 capital letters (an ISO 4217 code)");
+            return PROTO_BID_BAD_CUR;
+        }
+        memcpy(cur, c->valuestring, 4);
     }
-    proto_clear_err(err, errlen); /* a skipped bid's message is not this answer's */
-    if (copy_bid(best_src, best_micros, out) != 0) {
-        /* cJSON cannot tell a parse failure from no memory either. */
-        proto_set_err(err, errlen, "body: out of memory");
-        return PROTO_BID_BAD_JSON;
-    }
-    return PROTO_BID_OK;
+    if (w->nrefs > 0) return PROTO_BID_OK;
+    if (w->why != PROTO_BID_OK) return w->why;
+    proto_set_err(err, errlen, "bid.price: no bid with a positive finite price up to 1000000");
+    return PROTO_BID_BAD_PRICE;
 }
 
-proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
-                                           const char *request_id, proto_bid *out, char *err,
-                                           size_t errlen) {
+/* The room the strings of `b` take, NULs included. */
+static size_t ref_bytes(const bid_ref *b) {
+    size_t total = 0;
+    for (size_t i = 0; i < NBID_STRINGS; i++)
+        total += b->src[i] ? strlen(b->src[i]) + 1 : 0;
+    return total;
+}
+
+/* Fill `out` from `b`, copying its strings to `p` (ref_bytes(b) bytes of
+ * room); returns the byte after them. */
+static char *copy_ref(const bid_ref *b, const char *cur, proto_bid *out, char *p) {
     memset(out, 0, sizeof *out);
-    proto_clear_err(err, errlen);
+    out->price_micros = b->micros;
+    out->imp_index = b->imp_index;
+    out->deal_index = b->deal_index;
+    memcpy(out->cur, cur, 4);
+    for (size_t i = 0; i < NBID_STRINGS; i++) {
+        if (!b->src[i]) continue;
+        size_t n = strlen(b->src[i]) + 1;
+        memcpy(p, b->src[i], n);
+        *(char **)((char *)out + bid_strings[i].offset) = p;
+        p += n;
+    }
+    return p;
+}
+
+/* Parse `body` through the JSON gate in scratch memory and walk it. The
+ * tree dies before the return: `copy` takes what it needs first. */
+static proto_bid_status decode_body(const char *body, size_t len, size_t max_bytes,
+                                    const char *request_id, walk *w, char *cur, char *err,
+                                    size_t errlen, int (*copy)(const walk *, const char *, void *),
+                                    void *arg) {
     if (len > max_bytes) {
         proto_set_err(err, errlen, "body: over %zu bytes", max_bytes);
         return PROTO_BID_TOO_LARGE;
@@ -306,8 +293,7 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
         proto_set_err(err, errlen, "body: empty");
         return PROTO_BID_NO_BID;
     }
-    /* The tree dies here: build it in scratch memory (the hot path parses
-     * one response per bidder per auction). */
+    /* The hot path parses one response per bidder per auction. */
     int scoped = proto_json_scratch_begin();
     proto_json_error je;
     cJSON *root = proto_json_parse(body, len, &je);
@@ -315,13 +301,97 @@ proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t 
     if (root == NULL)
         proto_set_err(err, errlen, "body: %s", proto_json_fault_str(je.fault));
     else if (cJSON_IsObject(root))
-        st = pick_bid(root, request_id, out, err, errlen);
+        st = walk_bids(root, request_id, w, cur, err, errlen);
     else
         proto_set_err(err, errlen, "body: must be a JSON object");
+    if (st == PROTO_BID_OK && copy(w, cur, arg) != 0) {
+        /* cJSON cannot tell a parse failure from no memory either. */
+        proto_set_err(err, errlen, "body: out of memory");
+        st = PROTO_BID_BAD_JSON;
+    }
     cJSON_Delete(root);
     if (scoped) proto_json_scratch_end();
-    if (st != PROTO_BID_OK) proto_bid_free(out);
     return st;
+}
+
+/* ---- The single best bid (SPEC 5) -------------------------------------------- */
+
+static int copy_best(const walk *w, const char *cur, void *arg) {
+    proto_bid *out = arg;
+    size_t total = ref_bytes(&w->refs[0]);
+    char *block = total > 0 ? malloc(total) : NULL;
+    if (total > 0 && block == NULL) return -1;
+    copy_ref(&w->refs[0], cur, out, block);
+    out->block = block;
+    return 0;
+}
+
+proto_bid_status proto_bid_response_decode(const char *body, size_t len, size_t max_bytes,
+                                           const char *request_id, proto_bid *out, char *err,
+                                           size_t errlen) {
+    bid_ref best;
+    unsigned refused[PROTO_BID_STATUS_COUNT] = {0};
+    walk w = {.refs = &best, .cap = 1, .refused = refused};
+    char cur[4];
+    memset(out, 0, sizeof *out);
+    proto_clear_err(err, errlen);
+    proto_bid_status st =
+        decode_body(body, len, max_bytes, request_id, &w, cur, err, errlen, copy_best, out);
+    if (st == PROTO_BID_OK)
+        proto_clear_err(err, errlen); /* a skipped bid's message is not this answer's */
+    else
+        proto_bid_free(out);
+    return st;
+}
+
+/* ---- Every valid bid (SPEC 17) ---------------------------------------------------- */
+
+/* One block: the proto_bid array, then every bid's strings. */
+static int copy_all(const walk *w, const char *cur, void *arg) {
+    proto_bid_list *out = arg;
+    size_t head = w->nrefs * sizeof(proto_bid), total = head;
+    for (size_t i = 0; i < w->nrefs; i++)
+        total += ref_bytes(&w->refs[i]);
+    char *block = malloc(total);
+    if (block == NULL) return -1;
+    proto_bid *bids = (proto_bid *)(void *)block;
+    char *p = block + head;
+    for (size_t i = 0; i < w->nrefs; i++)
+        p = copy_ref(&w->refs[i], cur, &bids[i], p);
+    out->block = block;
+    out->bids = bids;
+    out->nbids = w->nrefs;
+    memcpy(out->cur, cur, 4);
+    return 0;
+}
+
+proto_bid_status proto_bid_response_decode_all(const char *body, size_t len, size_t max_bytes,
+                                               const proto_bid_request *req, proto_bid_list *out,
+                                               char *err, size_t errlen) {
+    bid_ref refs[PROTO_RESPONSE_BIDS_MAX];
+    char cur[4];
+    memset(out, 0, sizeof *out);
+    proto_clear_err(err, errlen);
+    if (req == NULL || req->nimps == 0) {
+        proto_set_err(err, errlen, "request: no imps");
+        return PROTO_BID_BAD_IMP;
+    }
+    walk w = {.req = req, .refs = refs, .cap = PROTO_RESPONSE_BIDS_MAX, .refused = out->refused};
+    proto_bid_status st =
+        decode_body(body, len, max_bytes, req->request_id, &w, cur, err, errlen, copy_all, out);
+    if (st != PROTO_BID_OK) {
+        unsigned refused[PROTO_BID_STATUS_COUNT];
+        memcpy(refused, out->refused, sizeof refused);
+        proto_bid_list_free(out);
+        memcpy(out->refused, refused, sizeof refused);
+    }
+    return st;
+}
+
+void proto_bid_list_free(proto_bid_list *l) {
+    if (l == NULL) return;
+    free(l->block);
+    memset(l, 0, sizeof *l);
 }
 
 void proto_bid_free(proto_bid *b) {
@@ -350,6 +420,16 @@ const char *proto_bid_status_str(proto_bid_status s) {
         return "too_large";
     case PROTO_BID_BAD_FIELD:
         return "bad_field";
+    case PROTO_BID_BAD_IMP:
+        return "bad_imp";
+    case PROTO_BID_BAD_DEAL:
+        return "bad_deal";
+    case PROTO_BID_TOO_MANY:
+        return "too_many";
+    case PROTO_BID_BAD_CUR:
+        return "bad_cur";
+    case PROTO_BID_STATUS_COUNT:
+        break;
     }
     return "unknown";
 }

@@ -355,8 +355,8 @@ static void call_one(rtb_txn *t, rtb_bidder *b, int64_t left_ms, int64_t now_us,
     const proto_buf *body = &ts->body;
     if (tmax_ms < left_ms) { /* its own cap: its own body */
         proto_buf_reset(&ts->body_capped);
-        if (proto_openrtb_request_encode(&t->req, &t->profile, ts->cfg->auction.type, tmax_ms,
-                                         ts->cfg->auction.currency, &ts->body_capped) == 0)
+        if (proto_openrtb_request_encode(&t->req, &t->profile, ts->cfg, tmax_ms,
+                                         &ts->body_capped) == 0)
             body = &ts->body_capped;
     }
     rtb_txn_call *c = &t->calls[t->ncalls++];
@@ -392,8 +392,7 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     int64_t left_ms = (t->deadline_us - now_us - rtb_txns_overhead_us(ts)) / 1000;
     if (left_ms < 1) left_ms = 1;
     proto_buf_reset(&ts->body);
-    if (proto_openrtb_request_encode(&t->req, &t->profile, cfg->auction.type, (int)left_ms,
-                                     cfg->auction.currency, &ts->body) != 0) {
+    if (proto_openrtb_request_encode(&t->req, &t->profile, cfg, (int)left_ms, &ts->body) != 0) {
         rtb_log(PROTO_LOG_ERROR, "out of memory encoding request %s: no bidder called",
                 t->req.request_id);
         return;

@@ -1856,6 +1856,128 @@ START_TEST(advertiser_bad) {
 }
 END_TEST
 
+/* ---- auction.default_banner, auction.default_site (SPEC 17) ------------- */
+
+START_TEST(default_banner_and_site) {
+    proto_config c;
+    defaults(&c);
+    ck_assert_int_eq(c.auction.default_banner.w, 300);
+    ck_assert_int_eq(c.auction.default_banner.h, 250);
+    assert_str_or_null(c.auction.default_site.id, "default", "default_site.id");
+    assert_str_or_null(c.auction.default_site.domain, "example.com", "default_site.domain");
+    assert_str_or_null(c.auction.default_site.page, NULL, "default_site.page");
+    assert_str_or_null(c.auction.default_site.publisher_id, NULL, "default_site.publisher.id");
+
+    /* Both are objects replaced whole: what the new one leaves out is gone. */
+    parse_ok(&c, "{\"auction\":{\"default_banner\":{\"w\":728,\"h\":90},"
+                 "\"default_site\":{\"id\":\"s-1\",\"domain\":\"news.example\","
+                 "\"page\":\"https://news.example/a\","
+                 "\"publisher\":{\"id\":\"p-1\",\"name\":\"News Inc\"}}}}");
+    ck_assert_int_eq(c.auction.default_banner.w, 728);
+    ck_assert_int_eq(c.auction.default_banner.h, 90);
+    assert_str_or_null(c.auction.default_site.page, "https://news.example/a", "page");
+    assert_str_or_null(c.auction.default_site.publisher_id, "p-1", "publisher.id");
+    assert_str_or_null(c.auction.default_site.publisher_name, "News Inc", "publisher.name");
+    parse_ok(&c, "{\"auction\":{\"default_site\":{\"domain\":\"other.example\"}}}");
+    assert_str_or_null(c.auction.default_site.id, NULL, "id after replacement");
+    assert_str_or_null(c.auction.default_site.domain, "other.example", "domain");
+    assert_str_or_null(c.auction.default_site.publisher_name, NULL, "publisher.name");
+    ck_assert_int_eq(c.auction.default_banner.w, 728); /* not named: kept */
+
+    /* From the command line, through the same rows. */
+    char err[ERRLEN];
+    ck_assert_int_eq(
+        proto_config_set(&c, "auction.default_banner", "{\"w\":320,\"h\":50}", err, ERRLEN),
+        PROTO_OK);
+    ck_assert_int_eq(c.auction.default_banner.w, 320);
+    ck_assert_int_eq(c.auction.default_banner.h, 50);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(default_banner_and_site_bad) {
+    static const struct {
+        const char *json, *message;
+    } cases[] = {
+        {"{\"auction\":{\"default_banner\":{\"w\":300}}}", "auction.default_banner.h: required"},
+        {"{\"auction\":{\"default_banner\":{\"w\":0,\"h\":250}}}",
+         "auction.default_banner.w: expected an integer between 1 and 65535"},
+        {"{\"auction\":{\"default_banner\":{\"w\":300,\"h\":65536}}}",
+         "auction.default_banner.h: expected an integer between 1 and 65535"},
+        {"{\"auction\":{\"default_banner\":{\"w\":300.5,\"h\":250}}}",
+         "auction.default_banner.w: expected an integer between 1 and 65535"},
+        {"{\"auction\":{\"default_banner\":{\"w\":\"300\",\"h\":250}}}",
+         "auction.default_banner.w: expected an integer between 1 and 65535"},
+        {"{\"auction\":{\"default_banner\":{\"w\":1,\"h\":1,\"format\":[]}}}",
+         "auction.default_banner.format: unknown key"},
+        {"{\"auction\":{\"default_banner\":null}}",
+         "auction.default_banner: expected an object {\"w\", \"h\"} of integers between 1 and "
+         "65535"},
+        {"{\"auction\":{\"default_banner\":[300,250]}}", "auction.default_banner: expected*"},
+        {"{\"auction\":{\"default_site\":\"example.com\"}}", "auction.default_site: expected*"},
+        {"{\"auction\":{\"default_site\":null}}", "auction.default_site: expected*"},
+        {"{\"auction\":{\"default_site\":{\"domain\":\"\"}}}",
+         "auction.default_site.domain: expected a string of 1 to 256 characters or null"},
+        {"{\"auction\":{\"default_site\":{\"id\":7}}}",
+         "auction.default_site.id: expected a string of 1 to 256 characters or null"},
+        {"{\"auction\":{\"default_site\":{\"publisher\":\"p\"}}}",
+         "auction.default_site.publisher: expected an object"},
+        {"{\"auction\":{\"default_site\":{\"publisher\":{\"domain\":\"p\"}}}}",
+         "auction.default_site.publisher.domain: unknown key"},
+        {"{\"auction\":{\"default_site\":{\"bundle\":\"b\"}}}",
+         "auction.default_site.bundle: unknown key"},
+        {"{\"auction\":{\"default_site\":{\"id\":\"a\",\"id\":\"b\"}}}",
+         "auction.default_site.id: duplicate key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_config c;
+        char err[ERRLEN];
+        defaults(&c);
+        parse_ok(&c, "{\"auction\":{\"default_banner\":{\"w\":728,\"h\":90},"
+                     "\"default_site\":{\"id\":\"keep\"}}}");
+        ck_assert_int_eq(parse(&c, cases[i].json, err), PROTO_ERR_FIELD);
+        ck_assert_msg(message_matches(err, cases[i].message), "%s:\n got  %s\n want %s",
+                      cases[i].json, err, cases[i].message);
+        /* a refused document changes nothing */
+        ck_assert_int_eq(c.auction.default_banner.w, 728);
+        ck_assert_int_eq(c.auction.default_banner.h, 90);
+        assert_str_or_null(c.auction.default_site.id, "keep", "default_site.id");
+        assert_str_or_null(c.auction.default_site.domain, NULL, "default_site.domain");
+        proto_config_free(&c);
+    }
+    /* 256 characters (not bytes) is the most */
+    proto_config c;
+    defaults(&c);
+    char *ok = repeat('a', 256), *over = repeat('a', 257), doc[1024], err[ERRLEN];
+    snprintf(doc, sizeof doc, "{\"auction\":{\"default_site\":{\"domain\":\"%s\"}}}", ok);
+    parse_ok(&c, doc);
+    ck_assert_uint_eq(strlen(c.auction.default_site.domain), 256);
+    snprintf(doc, sizeof doc, "{\"auction\":{\"default_site\":{\"domain\":\"%s\"}}}", over);
+    ck_assert_int_eq(parse(&c, doc, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "auction.default_site.domain: expected a string of 1 to 256 characters "
+                          "or null");
+    free(ok);
+    free(over);
+    proto_config_free(&c);
+}
+END_TEST
+
+START_TEST(default_banner_and_site_help) {
+    static const char *const lines[] = {
+        "  auction.default_banner = {\"w\":300,\"h\":250}  (",
+        "  auction.default_banner.w  (required; integer 1..65535)\n",
+        "  auction.default_site = {\"id\":\"default\",\"domain\":\"example.com\"}  (",
+        "  auction.default_site.publisher.name = null  (",
+    };
+    proto_buf out;
+    proto_buf_init(&out);
+    ck_assert_int_eq(proto_config_print_keys(&out), 0);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        ck_assert_msg(strstr(out.data, lines[i]) != NULL, "missing: %s", lines[i]);
+    proto_buf_free(&out);
+}
+END_TEST
+
 /* ---- Suite -------------------------------------------------------------- */
 
 static Suite *config_suite(void) {
@@ -1922,6 +2044,12 @@ static Suite *config_suite(void) {
     tc = tcase_create("set");
     tcase_add_test(tc, set_good);
     tcase_add_test(tc, set_bad);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("spec17");
+    tcase_add_test(tc, default_banner_and_site);
+    tcase_add_test(tc, default_banner_and_site_bad);
+    tcase_add_test(tc, default_banner_and_site_help);
     suite_add_tcase(s, tc);
     return s;
 }

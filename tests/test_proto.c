@@ -152,6 +152,21 @@ static double num_at(const cJSON *root, const char *path) {
     return v->valuedouble;
 }
 
+/* The BidRequest of `r` under the default config with auction.type `at`
+ * and auction.currency `currency`. */
+static int encode_call(const proto_bid_request *r, const proto_profile *p, auction_type at,
+                       int tmax_ms, const char *currency, proto_buf *b) {
+    proto_config cfg;
+    char err[ERRLEN], value[16];
+    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
+    cfg.auction.type = at;
+    snprintf(value, sizeof value, "\"%s\"", currency);
+    ck_assert_int_eq(proto_config_set(&cfg, "auction.currency", value, err, ERRLEN), PROTO_OK);
+    int rc = proto_openrtb_request_encode(r, p, &cfg, tmax_ms, b);
+    proto_config_free(&cfg);
+    return rc;
+}
+
 /* ---- buffer and escaping ------------------------------------------------ */
 
 START_TEST(buf_grows_and_resets) {
@@ -985,7 +1000,7 @@ START_TEST(profile_interests_capped) {
     proto_bid_request r;
     decode_ok(VALID_REQUEST, &r);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
+    ck_assert_int_eq(encode_call(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     char *want = joined(p.interests);
     ck_assert_str_eq(str_at(o, "user.keywords"), want);
@@ -1064,7 +1079,7 @@ START_TEST(openrtb_request_fields) {
     proto_profile p;
     decode_profile_ok("{\"interests\":[\"tech\",\"sports\",\"tech\"],\"ltv_score\":0.7}", &p);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 95, "USD", &b), 0);
+    ck_assert_int_eq(encode_call(&r, &p, AUCTION_SECOND_PRICE, 95, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     ck_assert_str_eq(str_at(o, "id"), "r-1");
     ck_assert(num_at(o, "at") == 2);
@@ -1088,7 +1103,7 @@ START_TEST(openrtb_request_fields) {
     cJSON_Delete(o);
 
     proto_buf_reset(&b);
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_FIRST_PRICE, 0, "EUR", &b), 0);
+    ck_assert_int_eq(encode_call(&r, &p, AUCTION_FIRST_PRICE, 0, "EUR", &b), 0);
     o = parse_buf(&b);
     ck_assert(num_at(o, "at") == 1);
     ck_assert(num_at(o, "tmax") == 1); /* never below 1 */
@@ -1107,8 +1122,7 @@ START_TEST(openrtb_request_defaults) {
               "\"floor_price\":0.000001}",
               &r);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 100, "USD", &b),
-                     0);
+    ck_assert_int_eq(encode_call(&r, NULL, AUCTION_SECOND_PRICE, 100, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     ck_assert_str_eq(str_at(o, "user.keywords"), "");
     ck_assert(num_at(o, "user.ext.ltv_score") == 0);
@@ -1126,7 +1140,7 @@ START_TEST(openrtb_request_defaults) {
     proto_profile p;
     decode_profile_ok("{\"interests\":[\"a\",\"\",\"b\"]}", &p);
     proto_buf_reset(&b);
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
+    ck_assert_int_eq(encode_call(&r, &p, AUCTION_SECOND_PRICE, 50, "USD", &b), 0);
     o = parse_buf(&b);
     ck_assert_str_eq(str_at(o, "user.keywords"), "a,b");
     ck_assert_ptr_nonnull(strstr(b.data, "\"bidfloor\":2.11,"));
@@ -1144,8 +1158,7 @@ START_TEST(openrtb_request_escaping) {
               "\"user_context\":{\"interests\":[\"a\\\"b\",\"\\u00e9\"],\"k\\\"\":\"v\\n\"}}",
               &r);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, NULL, AUCTION_SECOND_PRICE, 10, "USD", &b),
-                     0);
+    ck_assert_int_eq(encode_call(&r, NULL, AUCTION_SECOND_PRICE, 10, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     ck_assert_str_eq(str_at(o, "user.id"), "u\"\\\n\xc3\xa9");
     ck_assert_str_eq(str_at(o, "imp.0.tagid"), "s\t\x01");
@@ -1172,7 +1185,7 @@ START_TEST(openrtb_request_many_keywords) {
     free(json);
     free(list);
     proto_buf b = {0};
-    ck_assert_int_eq(proto_openrtb_request_encode(&r, &p, AUCTION_SECOND_PRICE, 10, "USD", &b), 0);
+    ck_assert_int_eq(encode_call(&r, &p, AUCTION_SECOND_PRICE, 10, "USD", &b), 0);
     cJSON *o = parse_buf(&b);
     const char *kw = str_at(o, "user.keywords");
     size_t commas = 0;
@@ -1943,6 +1956,1039 @@ START_TEST(key_id_rule) {
 }
 END_TEST
 
+/* ---- SPEC 17: requests a real bidder can bid on -------------------------- */
+
+/* A multi-imp request with everything SPEC 17 allows: a banner, a banner by
+ * formats with a deal list, a video with a private auction. */
+#define FULL_REQUEST                                                                               \
+    "{\"request_id\":\"r-17\",\"user_id\":\"u-7\",\"cur\":\"EUR\","                                \
+    "\"user_context\":{\"interests\":[\"tech\"]},"                                                 \
+    "\"site\":{\"id\":\"site-1\",\"domain\":\"news.example\",\"page\":\"https://news.example/a\"," \
+    "\"publisher\":{\"id\":\"pub-1\",\"name\":\"News \\\"Inc\\\"\"},\"extra\":[1,2]},"             \
+    "\"device\":{\"ua\":\"Mozilla/5.0\",\"ip\":\"192.0.2.7\",\"devicetype\":2,\"os\":\"Linux\","   \
+    "\"language\":\"fr\",\"geo\":{\"country\":\"FRA\",\"region\":\"FR-75\"}},"                     \
+    "\"regs\":{\"coppa\":0,\"gdpr\":1,\"us_privacy\":\"1YNN\"},"                                   \
+    "\"user_consent\":\"CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA\","                           \
+    "\"imps\":["                                                                                   \
+    "{\"id\":\"top\",\"ad_slot_id\":\"slot-top\",\"floor_price\":1.5,"                             \
+    "\"banner\":{\"w\":728,\"h\":90}},"                                                            \
+    "{\"id\":\"side\",\"ad_slot_id\":\"slot-side\",\"floor_price\":0.25,"                          \
+    "\"banner\":{\"format\":[{\"w\":300,\"h\":250},{\"w\":300,\"h\":600}]},"                       \
+    "\"pmp\":{\"private_auction\":0,\"deals\":[{\"id\":\"deal-1\",\"bidfloor\":2.11,"              \
+    "\"wseat\":[\"adv-1\",\"adv-2\"]},{\"id\":\"deal-2\"}]}},"                                     \
+    "{\"id\":\"pre\",\"ad_slot_id\":\"slot-pre\",\"floor_price\":4,"                               \
+    "\"video\":{\"mimes\":[\"video/mp4\",\"video/webm\"],\"w\":640,\"h\":360,"                     \
+    "\"minduration\":5,\"maxduration\":30},"                                                       \
+    "\"pmp\":{\"private_auction\":1,\"deals\":[{\"id\":\"deal-1\",\"bidfloor\":6}]}}]}"
+
+START_TEST(request17_full_decodes) {
+    proto_bid_request r;
+    decode_ok(FULL_REQUEST, &r);
+    ck_assert(r.has_imps);
+    ck_assert_str_eq(r.ad_slot_id, "");
+    ck_assert_str_eq(r.cur, "EUR");
+    ck_assert_uint_eq(r.nimps, 3);
+
+    const proto_imp *top = &r.imps[0], *side = &r.imps[1], *pre = &r.imps[2];
+    ck_assert_str_eq(top->id, "top");
+    ck_assert_str_eq(top->tagid, "slot-top");
+    ck_assert_int_eq(top->floor_micros, 1500000);
+    ck_assert_ptr_nonnull(top->banner);
+    ck_assert_int_eq(top->banner->w, 728);
+    ck_assert_int_eq(top->banner->h, 90);
+    ck_assert_uint_eq(top->banner->nformat, 0);
+    ck_assert_ptr_null(top->video);
+    ck_assert_ptr_null(top->pmp);
+    ck_assert(!top->default_banner);
+
+    ck_assert_int_eq(side->floor_micros, 250000);
+    ck_assert_int_eq(side->banner->w, PROTO_ABSENT);
+    ck_assert_uint_eq(side->banner->nformat, 2);
+    ck_assert_int_eq(side->banner->format[1].w, 300);
+    ck_assert_int_eq(side->banner->format[1].h, 600);
+    ck_assert_ptr_nonnull(side->pmp);
+    ck_assert_int_eq(side->pmp->private_auction, 0);
+    ck_assert_uint_eq(side->pmp->ndeals, 2);
+    ck_assert_str_eq(side->pmp->deals[0].id, "deal-1");
+    ck_assert_int_eq(side->pmp->deals[0].bidfloor_micros, 2110000);
+    ck_assert_uint_eq(side->pmp->deals[0].nwseat, 2);
+    ck_assert_str_eq(side->pmp->deals[0].wseat[1], "adv-2");
+    ck_assert_str_eq(side->pmp->deals[1].id, "deal-2");
+    ck_assert_int_eq(side->pmp->deals[1].bidfloor_micros, 0);
+    ck_assert_uint_eq(side->pmp->deals[1].nwseat, 0);
+
+    ck_assert_ptr_null(pre->banner);
+    ck_assert_ptr_nonnull(pre->video);
+    ck_assert_uint_eq(pre->video->nmimes, 2);
+    ck_assert_str_eq(pre->video->mimes[0], "video/mp4");
+    ck_assert_int_eq(pre->video->w, 640);
+    ck_assert_int_eq(pre->video->minduration, 5);
+    ck_assert_int_eq(pre->video->maxduration, 30);
+    ck_assert_int_eq(pre->pmp->private_auction, 1);
+    /* deal ids are unique within an imp, not across imps */
+    ck_assert_str_eq(pre->pmp->deals[0].id, "deal-1");
+
+    ck_assert(r.has_site && !r.has_app);
+    ck_assert_str_eq(r.site.domain, "news.example");
+    ck_assert_str_eq(r.site.publisher.name, "News \"Inc\"");
+    ck_assert(r.has_device);
+    ck_assert_str_eq(r.device.ip, "192.0.2.7");
+    ck_assert(!r.device.ip_is_v6);
+    ck_assert_int_eq(r.device.devicetype, 2);
+    ck_assert_str_eq(r.device.geo_region, "FR-75");
+    ck_assert(r.has_regs);
+    ck_assert_int_eq(r.regs.coppa, 0);
+    ck_assert_int_eq(r.regs.gdpr, 1);
+    ck_assert_str_eq(r.regs.us_privacy, "1YNN");
+    ck_assert_str_eq(r.user_consent, "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA");
+
+    /* The struct is copied by value into a transaction (rtb/txn.c): the
+     * copy owns everything, nothing points into the original. */
+    proto_bid_request copy = r;
+    memset(&r, 0xA5, sizeof r);
+    ck_assert_str_eq(copy.imps[1].pmp->deals[0].wseat[0], "adv-1");
+    ck_assert_str_eq(copy.imps[2].tagid, "slot-pre");
+    ck_assert_str_eq(copy.cur, "EUR");
+    proto_bid_request_free(&copy);
+    ck_assert_ptr_null(copy.imps);
+    ck_assert_ptr_null(copy.block);
+    proto_bid_request_free(&copy);
+}
+END_TEST
+
+START_TEST(request17_spec2_form_is_one_imp) {
+    proto_bid_request r;
+    decode_ok(VALID_REQUEST, &r);
+    ck_assert(!r.has_imps);
+    ck_assert_uint_eq(r.nimps, 1);
+    ck_assert_str_eq(r.imps[0].id, "1");
+    ck_assert_str_eq(r.imps[0].tagid, "slot-9");
+    ck_assert_int_eq(r.imps[0].floor_micros, 1500000);
+    ck_assert(r.imps[0].default_banner);
+    ck_assert_ptr_null(r.imps[0].banner);
+    ck_assert_ptr_null(r.imps[0].video);
+    ck_assert_ptr_null(r.imps[0].pmp);
+    ck_assert_str_eq(r.cur, "");
+    ck_assert(!r.has_site && !r.has_app && !r.has_device && !r.has_regs);
+    ck_assert_int_eq(r.device.devicetype, PROTO_ABSENT);
+    ck_assert_int_eq(r.regs.gdpr, PROTO_ABSENT);
+    ck_assert_ptr_null(r.user_consent);
+    proto_bid_request copy = r; /* the imp's tagid is the tree's, not r's */
+    memset(&r, 0, sizeof r);
+    ck_assert_str_eq(copy.imps[0].tagid, "slot-9");
+    proto_bid_request_free(&copy);
+
+    /* The SPEC 17 context works with the SPEC 2 form too; null is absent. */
+    decode_ok(
+        "{\"request_id\":\"r-2\",\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1,"
+        "\"imps\":null,\"site\":null,\"app\":{\"id\":\"app-1\",\"bundle\":\"com.example.game\","
+        "\"storeurl\":\"https://store.example/app\",\"publisher\":{\"name\":\"Games\"}},"
+        "\"device\":{\"ip\":\"2001:db8::1\",\"devicetype\":null},\"regs\":{},"
+        "\"user_consent\":null,\"cur\":null}",
+        &r);
+    ck_assert(!r.has_imps && r.nimps == 1);
+    ck_assert(r.has_app && !r.has_site);
+    ck_assert_str_eq(r.app.bundle, "com.example.game");
+    ck_assert_ptr_null(r.app.publisher.id);
+    ck_assert_str_eq(r.app.publisher.name, "Games");
+    ck_assert(r.device.ip_is_v6);
+    ck_assert_int_eq(r.device.devicetype, PROTO_ABSENT);
+    ck_assert(r.has_regs);
+    ck_assert_int_eq(r.regs.coppa, PROTO_ABSENT);
+    ck_assert_str_eq(r.cur, "");
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+/* "imps":[IMP(fields)] with fields added to a valid imp "a". */
+#define IMPS_REQ(imps) "{\"request_id\":\"r\",\"user_id\":\"u\",\"imps\":" imps "}"
+#define IMP_REQ(fields)                                                                            \
+    IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"s\",\"floor_price\":1" fields "}]")
+#define BANNER ",\"banner\":{\"w\":300,\"h\":250}"
+#define CTX_REQ(fields)                                                                            \
+    "{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1" fields "}"
+
+START_TEST(request17_rules) {
+    static const char *const cases[][2] = {
+        /* the two forms */
+        {IMPS_REQ("{}"), "imps: must be an array of 1 to 16 imps"},
+        {IMPS_REQ("[]"), "imps: must be an array of 1 to 16 imps"},
+        {"{\"request_id\":\"r\",\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"imps\":[]}",
+         "ad_slot_id: not allowed together with imps"},
+        {"{\"request_id\":\"r\",\"user_id\":\"u\",\"floor_price\":1,\"imps\":[]}",
+         "floor_price: not allowed together with imps"},
+        {"{\"request_id\":\"r\",\"user_id\":\"u\"}", "ad_slot_id: required"},
+        /* an imp */
+        {IMPS_REQ("[7]"), "imps[0]: must be an object"},
+        {IMPS_REQ("[{\"ad_slot_id\":\"s\"}]"), "imps[0].id: required"},
+        {IMPS_REQ("[{\"id\":\"a b\"}]"), "imps[0].id: must be 1-64 characters of [A-Za-z0-9._:-]"},
+        {IMPS_REQ("[{\"id\":\"\"}]"), "imps[0].id: must be 1-64 characters of [A-Za-z0-9._:-]"},
+        {IMPS_REQ("[{\"id\":1}]"), "imps[0].id: must be 1-64 characters of [A-Za-z0-9._:-]"},
+        {IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"s\",\"floor_price\":1" BANNER
+                  "},{\"id\":\"a\"}]"),
+         "imps[1].id: the same as imps[0].id"},
+        {IMPS_REQ("[{\"id\":\"a\",\"floor_price\":1}]"), "imps[0].ad_slot_id: required"},
+        {IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"\"}]"),
+         "imps[0].ad_slot_id: must be a string of 1-128 characters"},
+        {IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"s\"}]"), "imps[0].floor_price: required"},
+        {IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"s\",\"floor_price\":-1}]"),
+         "imps[0].floor_price: must be a finite number between 0 and 1000000"},
+        {IMPS_REQ("[{\"id\":\"a\",\"ad_slot_id\":\"s\",\"floor_price\":\"1\"}]"),
+         "imps[0].floor_price: must be a finite number between 0 and 1000000"},
+        {IMP_REQ(""), "imps[0]: needs a banner or a video"},
+        {IMP_REQ(",\"banner\":null,\"video\":null"), "imps[0]: needs a banner or a video"},
+        /* banner */
+        {IMP_REQ(",\"banner\":[]"), "imps[0].banner: must be an object"},
+        {IMP_REQ(",\"banner\":{}"), "imps[0].banner.w: required"},
+        {IMP_REQ(",\"banner\":{\"w\":300}"), "imps[0].banner.h: required"},
+        {IMP_REQ(",\"banner\":{\"w\":0,\"h\":250}"),
+         "imps[0].banner.w: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"banner\":{\"w\":65536,\"h\":250}"),
+         "imps[0].banner.w: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"banner\":{\"w\":300.5,\"h\":250}"),
+         "imps[0].banner.w: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"banner\":{\"w\":\"300\",\"h\":250}"),
+         "imps[0].banner.w: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"banner\":{\"w\":300,\"h\":1e400}"),
+         "imps[0].banner.h: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"banner\":{\"w\":300,\"h\":250,\"format\":[{\"w\":1,\"h\":1}]}"),
+         "imps[0].banner: w and h, or format, not both"},
+        {IMP_REQ(",\"banner\":{\"format\":[]}"),
+         "imps[0].banner.format: must be an array of 1 to 16 sizes"},
+        {IMP_REQ(",\"banner\":{\"format\":{\"w\":1,\"h\":1}}"),
+         "imps[0].banner.format: must be an array of 1 to 16 sizes"},
+        {IMP_REQ(",\"banner\":{\"format\":[{\"w\":1,\"h\":1},{\"w\":2}]}"),
+         "imps[0].banner.format[1].h: required"},
+        {IMP_REQ(",\"banner\":{\"format\":[\"300x250\"]}"),
+         "imps[0].banner.format[0]: must be an object"},
+        /* video */
+        {IMP_REQ(",\"video\":{}"), "imps[0].video.mimes: must be an array of 1 to 16 strings"},
+        {IMP_REQ(",\"video\":{\"mimes\":[]}"),
+         "imps[0].video.mimes: must be an array of 1 to 16 strings"},
+        {IMP_REQ(",\"video\":{\"mimes\":[\"\"]}"),
+         "imps[0].video.mimes[0]: must be a string of 1-256 characters"},
+        {IMP_REQ(",\"video\":{\"mimes\":[\"video/mp4\",3]}"),
+         "imps[0].video.mimes[1]: must be a string of 1-256 characters"},
+        {IMP_REQ(",\"video\":{\"mimes\":[\"v\"],\"w\":-1}"),
+         "imps[0].video.w: must be an integer between 1 and 65535"},
+        {IMP_REQ(",\"video\":{\"mimes\":[\"v\"],\"minduration\":86401}"),
+         "imps[0].video.minduration: must be an integer between 0 and 86400"},
+        {IMP_REQ(",\"video\":{\"mimes\":[\"v\"],\"minduration\":30,\"maxduration\":5}"),
+         "imps[0].video.maxduration: must not be below minduration"},
+        /* pmp and deals */
+        {IMP_REQ(BANNER ",\"pmp\":true"), "imps[0].pmp: must be an object"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"private_auction\":2}"),
+         "imps[0].pmp.private_auction: must be 0 or 1"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"private_auction\":true}"),
+         "imps[0].pmp.private_auction: must be 0 or 1"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":{}}"),
+         "imps[0].pmp.deals: must be an array of at most 16 deals"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[[]]}"), "imps[0].pmp.deals[0]: must be an object"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"bidfloor\":1}]}"),
+         "imps[0].pmp.deals[0].id: required"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"\"}]}"),
+         "imps[0].pmp.deals[0].id: must be a string of 1-256 characters"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"d\"},{\"id\":\"e\"},{\"id\":\"d\"}]}"),
+         "imps[0].pmp.deals[2].id: a deal id used twice in the imp"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"d\",\"bidfloor\":1000001}]}"),
+         "imps[0].pmp.deals[0].bidfloor: must be a finite number between 0 and 1000000"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"d\",\"wseat\":\"adv-1\"}]}"),
+         "imps[0].pmp.deals[0].wseat: must be an array of 0 to 16 strings"},
+        {IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"d\",\"wseat\":[null]}]}"),
+         "imps[0].pmp.deals[0].wseat[0]: must be a string of 1-256 characters"},
+        /* site, app, device, regs, consent, cur */
+        {CTX_REQ(",\"site\":{},\"app\":{}"), "site: not allowed together with app"},
+        {CTX_REQ(",\"site\":\"news.example\""), "site: must be an object"},
+        {CTX_REQ(",\"site\":{\"page\":7}"),
+         "site.page: must be a string of at most 256 characters"},
+        {CTX_REQ(",\"site\":{\"publisher\":[]}"), "site.publisher: must be an object"},
+        {CTX_REQ(",\"app\":{\"publisher\":{\"id\":false}}"),
+         "app.publisher.id: must be a string of at most 256 characters"},
+        {CTX_REQ(",\"app\":{\"bundle\":1}"),
+         "app.bundle: must be a string of at most 256 characters"},
+        {CTX_REQ(",\"device\":[]"), "device: must be an object"},
+        {CTX_REQ(",\"device\":{\"ip\":\"192.0.2\"}"), "device.ip: must be an IPv4 or IPv6 address"},
+        {CTX_REQ(",\"device\":{\"ip\":\"localhost\"}"),
+         "device.ip: must be an IPv4 or IPv6 address"},
+        {CTX_REQ(",\"device\":{\"devicetype\":9}"),
+         "device.devicetype: must be an integer between 1 and 8"},
+        {CTX_REQ(",\"device\":{\"devicetype\":1.5}"),
+         "device.devicetype: must be an integer between 1 and 8"},
+        {CTX_REQ(",\"device\":{\"geo\":\"FRA\"}"), "device.geo: must be an object"},
+        {CTX_REQ(",\"device\":{\"geo\":{\"country\":1}}"),
+         "device.geo.country: must be a string of at most 256 characters"},
+        {CTX_REQ(",\"regs\":{\"gdpr\":2}"), "regs.gdpr: must be 0 or 1"},
+        {CTX_REQ(",\"regs\":{\"coppa\":\"1\"}"), "regs.coppa: must be 0 or 1"},
+        {CTX_REQ(",\"regs\":{\"us_privacy\":1}"),
+         "regs.us_privacy: must be a string of at most 256 characters"},
+        {CTX_REQ(",\"user_consent\":{}"),
+         "user_consent: must be a string of at most 4096 characters"},
+        {CTX_REQ(",\"cur\":\"usd\""), "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {CTX_REQ(",\"cur\":\"US\""), "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {CTX_REQ(",\"cur\":\"USDX\""), "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {CTX_REQ(",\"cur\":[\"USD\"]"), "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {CTX_REQ(",\"cur\":\"U\\u0053D\\u00c9\""),
+         "cur: must be 3 capital letters (an ISO 4217 code)"},
+        /* the fixed order: the imps before the context, site before cur */
+        {"{\"request_id\":\"r\",\"user_id\":\"u\",\"site\":{},\"app\":{},\"imps\":[{}]}",
+         "imps[0].id: required"},
+        {CTX_REQ(",\"cur\":\"x\",\"site\":{\"id\":2}"),
+         "site.id: must be a string of at most 256 characters"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_field(cases[i][0], cases[i][1]);
+}
+END_TEST
+
+/* The hostile cases of the issue, and each bound exactly. */
+START_TEST(request17_bounds) {
+    proto_bid_request r;
+    /* 16 imps decode; 17 do not */
+    for (int n = 16; n <= 17; n++) {
+        char *imps = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&imps, &len);
+        for (int i = 0; i < n; i++)
+            fprintf(mem, "%s{\"id\":\"i%d\",\"ad_slot_id\":\"s%d\",\"floor_price\":0.%d" BANNER "}",
+                    i ? "," : "", i, i, i + 1);
+        fclose(mem);
+        char *json = fmt("{\"request_id\":\"r\",\"user_id\":\"u\",\"imps\":[%s]}", imps);
+        if (n == 16) {
+            decode_ok(json, &r);
+            ck_assert_uint_eq(r.nimps, 16);
+            ck_assert_str_eq(r.imps[15].id, "i15");
+            ck_assert_int_eq(r.imps[15].floor_micros, 160000);
+            proto_bid_request_free(&r);
+        } else {
+            expect_field(json, "imps: must be an array of 1 to 16 imps");
+        }
+        free(imps);
+        free(json);
+    }
+    /* a deal list of 16 decodes; of 17 does not; the same for wseat */
+    for (int n = 16; n <= 17; n++) {
+        char *deals = NULL, *seats = NULL;
+        size_t len = 0, slen = 0;
+        FILE *mem = open_memstream(&deals, &len);
+        FILE *smem = open_memstream(&seats, &slen);
+        for (int i = 0; i < n; i++) {
+            fprintf(mem, "%s{\"id\":\"d%d\",\"bidfloor\":%d}", i ? "," : "", i, i);
+            fprintf(smem, "%s\"seat-%d\"", i ? "," : "", i);
+        }
+        fclose(mem);
+        fclose(smem);
+        char *json = fmt(IMP_REQ(BANNER ",\"pmp\":{\"deals\":[%s]}"), deals);
+        char *wjson =
+            fmt(IMP_REQ(BANNER ",\"pmp\":{\"deals\":[{\"id\":\"d\",\"wseat\":[%s]}]}"), seats);
+        if (n == 16) {
+            decode_ok(json, &r);
+            ck_assert_uint_eq(r.imps[0].pmp->ndeals, 16);
+            ck_assert_str_eq(r.imps[0].pmp->deals[15].id, "d15");
+            ck_assert_int_eq(r.imps[0].pmp->deals[15].bidfloor_micros, 15000000);
+            proto_bid_request_free(&r);
+            decode_ok(wjson, &r);
+            ck_assert_uint_eq(r.imps[0].pmp->deals[0].nwseat, 16);
+            proto_bid_request_free(&r);
+        } else {
+            expect_field(json, "imps[0].pmp.deals: must be an array of at most 16 deals");
+            expect_field(wjson, "imps[0].pmp.deals[0].wseat: must be an array of 0 to 16 strings");
+        }
+        free(deals);
+        free(seats);
+        free(json);
+        free(wjson);
+    }
+    /* a 256-character domain (characters, not bytes) decodes; 300 do not */
+    char *ok = repeat("\xc3\xa9", 256), *long_domain = repeat("d", 300);
+    char *json = fmt(CTX_REQ(",\"site\":{\"domain\":\"%s\"}"), ok);
+    decode_ok(json, &r);
+    ck_assert_uint_eq(strlen(r.site.domain), 512);
+    proto_bid_request_free(&r);
+    free(json);
+    json = fmt(CTX_REQ(",\"site\":{\"domain\":\"%s\"}"), long_domain);
+    expect_field(json, "site.domain: must be a string of at most 256 characters");
+    free(json);
+    json = fmt(IMP_REQ(",\"video\":{\"mimes\":[\"%s\"]}"), long_domain);
+    expect_field(json, "imps[0].video.mimes[0]: must be a string of 1-256 characters");
+    free(json);
+    free(ok);
+    free(long_domain);
+    /* 64-character imp ids decode, 65 do not */
+    char *id64 = repeat("i", 64), *id65 = repeat("i", 65);
+    json =
+        fmt(IMPS_REQ("[{\"id\":\"%s\",\"ad_slot_id\":\"s\",\"floor_price\":1" BANNER "}]"), id64);
+    decode_ok(json, &r);
+    ck_assert_str_eq(r.imps[0].id, id64);
+    proto_bid_request_free(&r);
+    free(json);
+    json = fmt(IMPS_REQ("[{\"id\":\"%s\"}]"), id65);
+    expect_field(json, "imps[0].id: must be 1-64 characters of [A-Za-z0-9._:-]");
+    free(json);
+    free(id64);
+    free(id65);
+    /* user_consent: 4096 characters decode, 4097 do not */
+    char *c4096 = repeat("C", 4096), *c4097 = repeat("C", 4097);
+    json = fmt(CTX_REQ(",\"user_consent\":\"%s\""), c4096);
+    decode_ok(json, &r);
+    ck_assert_uint_eq(strlen(r.user_consent), 4096);
+    proto_bid_request_free(&r);
+    free(json);
+    json = fmt(CTX_REQ(",\"user_consent\":\"%s\""), c4097);
+    expect_field(json, "user_consent: must be a string of at most 4096 characters");
+    free(json);
+    free(c4096);
+    free(c4097);
+    /* 16 formats and 16 mimes, the most */
+    char *formats = repeat("{\"w\":1,\"h\":1},", 16), *mimes = repeat("\"m\",", 16);
+    formats[strlen(formats) - 1] = '\0';
+    mimes[strlen(mimes) - 1] = '\0';
+    json = fmt(IMP_REQ(",\"banner\":{\"format\":[%s]},\"video\":{\"mimes\":[%s]}"), formats, mimes);
+    decode_ok(json, &r);
+    ck_assert_uint_eq(r.imps[0].banner->nformat, 16);
+    ck_assert_uint_eq(r.imps[0].video->nmimes, 16);
+    proto_bid_request_free(&r);
+    free(json);
+    json = fmt(IMP_REQ(",\"banner\":{\"format\":[%s,{\"w\":1,\"h\":1}]}"), formats);
+    expect_field(json, "imps[0].banner.format: must be an array of 1 to 16 sizes");
+    free(json);
+    json = fmt(IMP_REQ(",\"video\":{\"mimes\":[%s,\"m\"]}"), mimes);
+    expect_field(json, "imps[0].video.mimes: must be an array of 1 to 16 strings");
+    free(json);
+    free(formats);
+    free(mimes);
+}
+END_TEST
+
+/* A request refused late (after its imps were decoded) leaves nothing. */
+START_TEST(request17_refused_late_frees) {
+    proto_bid_request r;
+    char err[ERRLEN];
+    ck_assert_int_eq(decode(IMP_REQ(BANNER) "", &r, err), PROTO_OK);
+    proto_bid_request_free(&r);
+    const char *late =
+        "{\"request_id\":\"r-9\",\"user_id\":\"u\",\"cur\":\"eur\",\"imps\":[{\"id\":"
+        "\"a\",\"ad_slot_id\":\"s\",\"floor_price\":1" BANNER
+        ",\"pmp\":{\"deals\":[{\"id\":\"d\",\"wseat\":[\"x\"]}]}}]}";
+    ck_assert_int_eq(decode(late, &r, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "cur: must be 3 capital letters (an ISO 4217 code)");
+    ck_assert(r.has_request_id);
+    ck_assert_str_eq(r.request_id, "r-9");
+    ck_assert_ptr_null(r.block);
+    ck_assert_ptr_null(r.imps);
+    ck_assert_uint_eq(r.nimps, 0);
+    ck_assert(!r.has_imps);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+/* ---- SPEC 17: the BidRequest we send, decoded back ------------------------ */
+
+/* Encode `r` under `cfg` and parse it back. */
+static cJSON *encode17(const proto_bid_request *r, const proto_config *cfg, proto_buf *b) {
+    proto_buf_reset(b);
+    ck_assert_int_eq(proto_openrtb_request_encode(r, NULL, cfg, 80, b), 0);
+    return parse_buf(b);
+}
+
+/* obj has exactly the member names `keys` (NULL-terminated), in that order. */
+static void expect_keys(const cJSON *obj, const char *const *keys) {
+    const cJSON *c = obj->child;
+    for (size_t i = 0; keys[i] != NULL; i++, c = c->next) {
+        ck_assert_msg(c != NULL, "missing %s", keys[i]);
+        ck_assert_str_eq(c->string, keys[i]);
+    }
+    ck_assert_msg(c == NULL, "unexpected member %s", c ? c->string : "");
+}
+
+/* `v` is a JSON number holding the integer `want` (OpenRTB integer type). */
+static void expect_int(const cJSON *v, long want) {
+    ck_assert(cJSON_IsNumber(v));
+    ck_assert(v->valuedouble == (double)want);
+    ck_assert(v->valuedouble == (double)(long)v->valuedouble);
+}
+
+/* `v` is a JSON number reading back as exactly `micros`. */
+static void expect_money(const cJSON *v, int64_t micros) {
+    int64_t got = -1;
+    ck_assert(cJSON_IsNumber(v));
+    ck_assert_int_eq(auction_micros_from_double(v->valuedouble, &got), 0);
+    ck_assert_int_eq(got, micros);
+}
+
+START_TEST(openrtb17_full_round_trip) {
+    proto_bid_request r;
+    proto_config cfg;
+    proto_buf b = {0};
+    decode_ok(FULL_REQUEST, &r);
+    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
+    cJSON *o = encode17(&r, &cfg, &b);
+
+    static const char *const top_keys[] = {"id",     "at",   "tmax", "cur", "imp", "site",
+                                           "device", "regs", "user", "ext", NULL};
+    expect_keys(o, top_keys);
+    ck_assert_str_eq(str_at(o, "id"), "r-17");
+    expect_int(at(o, "at"), 2);
+    expect_int(at(o, "tmax"), 80);
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "cur")), 1);
+    ck_assert_str_eq(str_at(o, "cur.0"), "EUR"); /* the request's, not auction.currency */
+
+    /* one imp per impression, in order, each decoded back into what we meant */
+    const cJSON *imps = at(o, "imp");
+    ck_assert_int_eq(cJSON_GetArraySize(imps), 3);
+    static const char *const top_imp_keys[] = {"id",          "tagid",  "bidfloor",
+                                               "bidfloorcur", "banner", NULL};
+    expect_keys(at(o, "imp.0"), top_imp_keys);
+    ck_assert_str_eq(str_at(o, "imp.0.id"), "top");
+    ck_assert_str_eq(str_at(o, "imp.0.tagid"), "slot-top");
+    expect_money(at(o, "imp.0.bidfloor"), 1500000);
+    ck_assert_str_eq(str_at(o, "imp.0.bidfloorcur"), "EUR");
+    static const char *const wh[] = {"w", "h", NULL};
+    expect_keys(at(o, "imp.0.banner"), wh);
+    expect_int(at(o, "imp.0.banner.w"), 728);
+    expect_int(at(o, "imp.0.banner.h"), 90);
+
+    static const char *const side_keys[] = {"id",     "tagid", "bidfloor", "bidfloorcur",
+                                            "banner", "pmp",   NULL};
+    expect_keys(at(o, "imp.1"), side_keys);
+    static const char *const format_only[] = {"format", NULL};
+    expect_keys(at(o, "imp.1.banner"), format_only);
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "imp.1.banner.format")), 2);
+    expect_keys(at(o, "imp.1.banner.format.0"), wh);
+    expect_int(at(o, "imp.1.banner.format.0.w"), 300);
+    expect_int(at(o, "imp.1.banner.format.1.h"), 600);
+    expect_int(at(o, "imp.1.pmp.private_auction"), 0);
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "imp.1.pmp.deals")), 2);
+    static const char *const deal_keys[] = {"id", "bidfloor", "bidfloorcur", "wseat", NULL};
+    expect_keys(at(o, "imp.1.pmp.deals.0"), deal_keys);
+    ck_assert_str_eq(str_at(o, "imp.1.pmp.deals.0.id"), "deal-1");
+    expect_money(at(o, "imp.1.pmp.deals.0.bidfloor"), 2110000);
+    ck_assert_str_eq(str_at(o, "imp.1.pmp.deals.0.bidfloorcur"), "EUR");
+    ck_assert_int_eq(cJSON_GetArraySize(at(o, "imp.1.pmp.deals.0.wseat")), 2);
+    ck_assert_str_eq(str_at(o, "imp.1.pmp.deals.0.wseat.1"), "adv-2");
+    static const char *const bare_deal[] = {"id", "bidfloor", "bidfloorcur", NULL};
+    expect_keys(at(o, "imp.1.pmp.deals.1"), bare_deal);
+    expect_money(at(o, "imp.1.pmp.deals.1.bidfloor"), 0);
+
+    static const char *const pre_keys[] = {"id",    "tagid", "bidfloor", "bidfloorcur",
+                                           "video", "pmp",   NULL};
+    expect_keys(at(o, "imp.2"), pre_keys);
+    static const char *const video_keys[] = {"mimes", "w", "h", "minduration", "maxduration", NULL};
+    expect_keys(at(o, "imp.2.video"), video_keys);
+    ck_assert_str_eq(str_at(o, "imp.2.video.mimes.1"), "video/webm");
+    expect_int(at(o, "imp.2.video.w"), 640);
+    expect_int(at(o, "imp.2.video.h"), 360);
+    expect_int(at(o, "imp.2.video.minduration"), 5);
+    expect_int(at(o, "imp.2.video.maxduration"), 30);
+    expect_int(at(o, "imp.2.pmp.private_auction"), 1);
+    expect_money(at(o, "imp.2.pmp.deals.0.bidfloor"), 6000000);
+
+    static const char *const site_keys[] = {"id", "domain", "page", "publisher", NULL};
+    expect_keys(at(o, "site"), site_keys);
+    ck_assert_str_eq(str_at(o, "site.id"), "site-1");
+    ck_assert_str_eq(str_at(o, "site.domain"), "news.example");
+    ck_assert_str_eq(str_at(o, "site.page"), "https://news.example/a");
+    ck_assert_str_eq(str_at(o, "site.publisher.id"), "pub-1");
+    ck_assert_str_eq(str_at(o, "site.publisher.name"), "News \"Inc\"");
+
+    static const char *const device_keys[] = {"ua",       "ip",  "devicetype", "os",
+                                              "language", "geo", NULL};
+    expect_keys(at(o, "device"), device_keys);
+    ck_assert_str_eq(str_at(o, "device.ua"), "Mozilla/5.0");
+    ck_assert_str_eq(str_at(o, "device.ip"), "192.0.2.7");
+    expect_int(at(o, "device.devicetype"), 2);
+    ck_assert_str_eq(str_at(o, "device.os"), "Linux");
+    ck_assert_str_eq(str_at(o, "device.language"), "fr");
+    ck_assert_str_eq(str_at(o, "device.geo.country"), "FRA");
+    ck_assert_str_eq(str_at(o, "device.geo.region"), "FR-75");
+
+    /* OpenRTB 2.6 places: regs.gdpr, regs.us_privacy, user.consent */
+    static const char *const regs_keys[] = {"coppa", "gdpr", "us_privacy", NULL};
+    expect_keys(at(o, "regs"), regs_keys);
+    expect_int(at(o, "regs.coppa"), 0);
+    expect_int(at(o, "regs.gdpr"), 1);
+    ck_assert_str_eq(str_at(o, "regs.us_privacy"), "1YNN");
+    static const char *const user_keys[] = {"id", "keywords", "consent", "ext", NULL};
+    expect_keys(at(o, "user"), user_keys);
+    ck_assert_str_eq(str_at(o, "user.id"), "u-7");
+    ck_assert_str_eq(str_at(o, "user.keywords"), "tech");
+    ck_assert_str_eq(str_at(o, "user.consent"), "CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA");
+    ck_assert(cJSON_Compare(at(o, "ext.user_context"), r.user_context, 1));
+    cJSON_Delete(o);
+
+    /* first price: at 1 */
+    cfg.auction.type = AUCTION_FIRST_PRICE;
+    o = encode17(&r, &cfg, &b);
+    expect_int(at(o, "at"), 1);
+    cJSON_Delete(o);
+    proto_config_free(&cfg);
+    proto_buf_free(&b);
+    proto_bid_request_free(&r);
+}
+END_TEST
+
+/* The SPEC 2 form: one imp "1" with the default banner, the default site,
+ * auction.currency, nothing else new. */
+START_TEST(openrtb17_spec2_form) {
+    proto_bid_request r;
+    proto_config cfg;
+    proto_buf b = {0};
+    char err[ERRLEN];
+    decode_ok(VALID_REQUEST, &r);
+    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
+    cJSON *o = encode17(&r, &cfg, &b);
+    ck_assert_str_eq(b.data,
+                     "{\"id\":\"r-1\",\"at\":2,\"tmax\":80,\"cur\":[\"USD\"],"
+                     "\"imp\":[{\"id\":\"1\",\"tagid\":\"slot-9\",\"bidfloor\":1.5,"
+                     "\"bidfloorcur\":\"USD\",\"banner\":{\"w\":300,\"h\":250}}],"
+                     "\"site\":{\"id\":\"default\",\"domain\":\"example.com\"},"
+                     "\"user\":{\"id\":\"u-7\",\"keywords\":\"\",\"ext\":{\"ltv_score\":0}},"
+                     "\"ext\":{\"user_context\":{}}}");
+    static const char *const top_keys[] = {"id",   "at",   "tmax", "cur", "imp",
+                                           "site", "user", "ext",  NULL};
+    expect_keys(o, top_keys);
+    expect_int(at(o, "imp.0.banner.w"), 300);
+    cJSON_Delete(o);
+
+    /* Both defaults come from the config; so does the currency. */
+    ck_assert_int_eq(proto_config_parse(&cfg,
+                                        "{\"auction\":{\"currency\":\"GBP\","
+                                        "\"default_banner\":{\"w\":320,\"h\":50},"
+                                        "\"default_site\":{\"id\":\"s\",\"page\":\"https://p/\","
+                                        "\"publisher\":{\"name\":\"P\"}}}}",
+                                        strlen("{\"auction\":{\"currency\":\"GBP\","
+                                               "\"default_banner\":{\"w\":320,\"h\":50},"
+                                               "\"default_site\":{\"id\":\"s\",\"page\":"
+                                               "\"https://p/\",\"publisher\":{\"name\":\"P\"}}}}"),
+                                        err, ERRLEN),
+                     PROTO_OK);
+    o = encode17(&r, &cfg, &b);
+    ck_assert_str_eq(str_at(o, "cur.0"), "GBP");
+    ck_assert_str_eq(str_at(o, "imp.0.bidfloorcur"), "GBP");
+    expect_int(at(o, "imp.0.banner.w"), 320);
+    expect_int(at(o, "imp.0.banner.h"), 50);
+    static const char *const site_keys[] = {"id", "page", "publisher", NULL};
+    expect_keys(at(o, "site"), site_keys);
+    static const char *const pub_keys[] = {"name", NULL};
+    expect_keys(at(o, "site.publisher"), pub_keys);
+    cJSON_Delete(o);
+    proto_bid_request_free(&r);
+
+    /* A request's own app replaces the default site; IPv6 goes out as ipv6;
+     * an empty regs is sent as it came. */
+    decode_ok(CTX_REQ(",\"app\":{\"bundle\":\"com.example\"},\"device\":{\"ip\":\"2001:db8::7\"},"
+                      "\"regs\":{},\"cur\":\"JPY\""),
+              &r);
+    o = encode17(&r, &cfg, &b);
+    static const char *const app_top[] = {"id",     "at",   "tmax", "cur", "imp", "app",
+                                          "device", "regs", "user", "ext", NULL};
+    expect_keys(o, app_top);
+    ck_assert_str_eq(str_at(o, "app.bundle"), "com.example");
+    static const char *const v6[] = {"ipv6", NULL};
+    expect_keys(at(o, "device"), v6);
+    ck_assert_str_eq(str_at(o, "device.ipv6"), "2001:db8::7");
+    ck_assert_ptr_null(at(o, "regs")->child);
+    ck_assert_str_eq(str_at(o, "cur.0"), "JPY");
+    ck_assert_str_eq(str_at(o, "imp.0.bidfloorcur"), "JPY");
+    cJSON_Delete(o);
+    proto_bid_request_free(&r);
+    proto_config_free(&cfg);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* ---- SPEC 17: bids against the request's imps and deals ------------------ */
+
+#define RESP(bids, tail)                                                                           \
+    "{\"id\":\"r-17\",\"seatbid\":[{\"seat\":\"adv-2\",\"bid\":[" bids "]}]" tail "}"
+
+/* Decode `body` against FULL_REQUEST (imps top, side with deal-1, deal-2,
+ * pre with deal-1). */
+static proto_bid_status decode_all(const char *body, proto_bid_list *l, char *err) {
+    proto_bid_request r;
+    decode_ok(FULL_REQUEST, &r);
+    size_t n = strlen(body);
+    char *copy = xmalloc(n);
+    memcpy(copy, body, n);
+    proto_bid_status st = proto_bid_response_decode_all(copy, n, MAX_BYTES, &r, l, err, ERRLEN);
+    free(copy);
+    proto_bid_request_free(&r); /* the list owns its strings */
+    return st;
+}
+
+START_TEST(bids17_every_valid_bid) {
+    proto_bid_list l;
+    char err[ERRLEN];
+    const char *body =
+        "{\"id\":\"r-17\",\"cur\":\"EUR\",\"seatbid\":["
+        "{\"seat\":\"adv-2\",\"bid\":[{\"id\":\"b1\",\"impid\":\"top\",\"price\":2.5},"
+        "{\"id\":\"b2\",\"impid\":\"side\",\"price\":3,\"dealid\":\"deal-2\","
+        "\"adid\":\"ad-2\"}]},"
+        "{\"bid\":[{\"id\":\"b3\",\"impid\":\"pre\",\"price\":7,\"dealid\":\"deal-1\"},"
+        "{\"id\":\"b4\",\"impid\":\"side\",\"price\":1,\"dealid\":\"\"}]}]}";
+    ck_assert_int_eq(decode_all(body, &l, err), PROTO_BID_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_uint_eq(l.nbids, 4);
+    ck_assert_str_eq(l.cur, "EUR");
+    ck_assert_str_eq(l.bids[0].bid_id, "b1");
+    ck_assert_int_eq(l.bids[0].imp_index, 0);
+    ck_assert_int_eq(l.bids[0].deal_index, -1);
+    ck_assert_ptr_null(l.bids[0].deal_id);
+    ck_assert_str_eq(l.bids[0].cur, "EUR");
+    ck_assert_str_eq(l.bids[0].seat, "adv-2");
+    ck_assert_int_eq(l.bids[1].imp_index, 1);
+    ck_assert_int_eq(l.bids[1].deal_index, 1);
+    ck_assert_str_eq(l.bids[1].deal_id, "deal-2");
+    ck_assert_str_eq(l.bids[1].ad_id, "ad-2");
+    ck_assert_int_eq(l.bids[1].price_micros, 3000000);
+    ck_assert_int_eq(l.bids[2].imp_index, 2);
+    ck_assert_int_eq(l.bids[2].deal_index, 0);
+    ck_assert_ptr_null(l.bids[2].seat);
+    ck_assert_ptr_null(l.bids[3].deal_id); /* "" is no deal */
+    ck_assert_int_eq(l.bids[3].deal_index, -1);
+    ck_assert_ptr_null(l.bids[0].block); /* the list's block owns them */
+    for (int s = 0; s < PROTO_BID_STATUS_COUNT; s++)
+        ck_assert_uint_eq(l.refused[s], 0);
+    proto_bid_list_free(&l);
+    ck_assert_ptr_null(l.bids);
+    proto_bid_list_free(&l);
+}
+END_TEST
+
+START_TEST(bids17_refused_one_by_one) {
+    proto_bid_list l;
+    char err[ERRLEN];
+    /* a bad impid, a deal of another imp, an unknown deal, a missing impid:
+     * each refused alone, the good bid kept, each counted by its reason */
+    const char *body = RESP("{\"id\":\"ok\",\"impid\":\"top\",\"price\":1},"
+                            "{\"id\":\"x\",\"impid\":\"nope\",\"price\":2},"
+                            "{\"id\":\"y\",\"impid\":\"top\",\"price\":2,\"dealid\":\"deal-1\"},"
+                            "{\"id\":\"z\",\"impid\":\"side\",\"price\":2,\"dealid\":\"deal-9\"},"
+                            "{\"id\":\"w\",\"price\":2},"
+                            "{\"id\":\"v\",\"impid\":\"top\",\"price\":0},"
+                            "{\"id\":\"u\",\"impid\":\"top\",\"price\":2,\"iurl\":\"ftp://x\"}",
+                            "");
+    ck_assert_int_eq(decode_all(body, &l, err), PROTO_BID_OK);
+    ck_assert_uint_eq(l.nbids, 1);
+    ck_assert_str_eq(l.bids[0].bid_id, "ok");
+    ck_assert_str_eq(l.cur, "USD"); /* absent: USD */
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_IMP], 2);
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_DEAL], 2);
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_PRICE], 1);
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_FIELD], 1);
+    ck_assert_str_eq(err, "seatbid[0].bid[1].impid: not an imp of the request");
+    proto_bid_list_free(&l);
+
+    /* no valid bid left: a bidder error, with the first such bid's reason */
+    static const char *const cases[][3] = {
+        {RESP("{\"impid\":\"nope\",\"price\":2}", ""), "bad_imp",
+         "seatbid[0].bid[0].impid: not an imp of the request"},
+        {RESP("{\"price\":2}", ""), "bad_imp", "seatbid[0].bid[0].impid: required"},
+        {RESP("{\"impid\":7,\"price\":2}", ""), "bad_imp", "seatbid[0].bid[0].impid: required"},
+        {RESP("{\"impid\":\"top\",\"price\":2,\"dealid\":\"deal-1\"}", ""), "bad_deal",
+         "seatbid[0].bid[0].dealid: not a deal of imp \"top\""},
+        {RESP("{\"impid\":\"side\",\"price\":0},{\"impid\":\"pre\",\"price\":2,\"dealid\":\"d\"},"
+              "{\"impid\":\"x\",\"price\":1}",
+              ""),
+         "bad_deal", "seatbid[0].bid[1].dealid: not a deal of imp \"pre\""},
+        {RESP("{\"impid\":\"side\",\"price\":-2}", ""), "bad_price",
+         "bid.price: no bid with a positive finite price up to 1000000"},
+        {RESP("{\"impid\":\"side\",\"price\":2,\"nurl\":\"javascript:x\"},{\"impid\":\"q\","
+              "\"price\":"
+              "3}",
+              ""),
+         "bad_field", "seatbid[0].bid[0].nurl: not an http(s) URL with a host"},
+        /* the BidResponse's currency */
+        {RESP("{\"impid\":\"top\",\"price\":2}", ",\"cur\":\"usd\""), "bad_cur",
+         "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {RESP("{\"impid\":\"top\",\"price\":2}", ",\"cur\":[\"USD\"]"), "bad_cur",
+         "cur: must be 3 capital letters (an ISO 4217 code)"},
+        {RESP("{\"impid\":\"top\",\"price\":2}", ",\"cur\":\"EURO\""), "bad_cur",
+         "cur: must be 3 capital letters (an ISO 4217 code)"},
+        /* a no-bid is a no-bid whatever its cur says */
+        {"{\"id\":\"r-17\",\"cur\":\"??\"}", "no_seatbid", "seatbid: absent"},
+        {"{\"id\":\"r-1\",\"seatbid\":[]}", "wrong_id", "id: not the request's id"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_bid_status st = decode_all(cases[i][0], &l, err);
+        ck_assert_msg(strcmp(proto_bid_status_str(st), cases[i][1]) == 0, "%s: got %s (%s)",
+                      cases[i][0], proto_bid_status_str(st), err);
+        ck_assert_str_eq(err, cases[i][2]);
+        ck_assert_ptr_null(l.bids);
+        ck_assert_ptr_null(l.block);
+        ck_assert_uint_eq(l.nbids, 0);
+        proto_bid_list_free(&l);
+    }
+    /* counts survive a refused response */
+    ck_assert_int_eq(decode_all(RESP("{\"impid\":\"n\",\"price\":2},{\"impid\":\"top\",\"price\":"
+                                     "2,\"dealid\":\"zz\"}",
+                                     ""),
+                                &l, err),
+                     PROTO_BID_BAD_IMP);
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_IMP], 1);
+    ck_assert_uint_eq(l.refused[PROTO_BID_BAD_DEAL], 1);
+    proto_bid_list_free(&l);
+}
+END_TEST
+
+START_TEST(bids17_at_most_64) {
+    proto_bid_list l;
+    char err[ERRLEN];
+    char *bids = repeat("{\"impid\":\"top\",\"price\":1.25},", PROTO_RESPONSE_BIDS_MAX + 2);
+    bids[strlen(bids) - 1] = '\0';
+    char *body = fmt("{\"id\":\"r-17\",\"seatbid\":[{\"bid\":[%s]}]}", bids);
+    ck_assert_int_eq(decode_all(body, &l, err), PROTO_BID_OK);
+    ck_assert_uint_eq(l.nbids, PROTO_RESPONSE_BIDS_MAX);
+    ck_assert_uint_eq(l.refused[PROTO_BID_TOO_MANY], 2);
+    ck_assert_int_eq(l.bids[63].price_micros, 1250000);
+    ck_assert_str_eq(err, "seatbid[0].bid[64]: over 64 valid bids in one response");
+    proto_bid_list_free(&l);
+    free(bids);
+    free(body);
+}
+END_TEST
+
+/* The single-bid reading keeps its SPEC 5 answer and learns dealid and cur. */
+START_TEST(bids17_single_bid_reading) {
+    proto_bid b;
+    char err[ERRLEN];
+    const char *body = "{\"id\":\"r-1\",\"cur\":\"EUR\",\"seatbid\":[{\"bid\":["
+                       "{\"impid\":\"anything\",\"price\":2,\"dealid\":\"d-1\"}]}]}";
+    ck_assert_int_eq(bid_decode(body, strlen(body), MAX_BYTES, "r-1", &b, err), PROTO_BID_OK);
+    ck_assert_str_eq(b.deal_id, "d-1");
+    ck_assert_str_eq(b.cur, "EUR");
+    ck_assert_int_eq(b.imp_index, -1);
+    ck_assert_int_eq(b.deal_index, -1);
+    proto_bid_free(&b);
+    ck_assert_int_eq(bid_decode(SPEC_RESPONSE, strlen(SPEC_RESPONSE), MAX_BYTES, "r-1", &b, err),
+                     PROTO_BID_OK);
+    ck_assert_str_eq(b.cur, "USD");
+    ck_assert_ptr_null(b.deal_id);
+    proto_bid_free(&b);
+    expect_bid_status("{\"id\":\"r-1\",\"cur\":\"eur\",\"seatbid\":[{\"bid\":[{\"price\":2}]}]}",
+                      PROTO_BID_BAD_CUR);
+    /* dealid is an id of SPEC 15: at most 2048 bytes */
+    char *big = repeat("d", 2049);
+    char *json =
+        fmt("{\"id\":\"r-1\",\"seatbid\":[{\"bid\":[{\"price\":2,\"dealid\":\"%s\"}]}]}", big);
+    expect_bid_status(json, PROTO_BID_BAD_FIELD);
+    free(big);
+    free(json);
+}
+END_TEST
+
+/* ---- SPEC 17: currency rates ---------------------------------------------------- */
+
+static void expect_rate(const proto_rates *r, size_t i, const char *from, const char *to,
+                        const char *text) {
+    ck_assert_uint_lt(i, r->n);
+    ck_assert_str_eq(r->rates[i].from, from);
+    ck_assert_str_eq(r->rates[i].to, to);
+    ck_assert_str_eq(r->rates[i].text, text);
+}
+
+static proto_err rates_decode(const char *json, proto_rates *r, char *err) {
+    size_t n = strlen(json);
+    char *copy = xmalloc(n);
+    memcpy(copy, json, n);
+    proto_err e = proto_currency_rates_decode(copy, n, r, err, ERRLEN);
+    free(copy);
+    return e;
+}
+
+START_TEST(rates_plain_and_wrapped) {
+    proto_rates r;
+    char err[ERRLEN];
+    ck_assert_int_eq(rates_decode("{\"USD\":{\"EUR\":0.92,\"JPY\":151.37,\"GBP\":0.7912},"
+                                  "\"EUR\":{\"USD\":1.0389036164053573}}",
+                                  &r, err),
+                     PROTO_OK);
+    ck_assert_uint_eq(r.n, 4);
+    expect_rate(&r, 0, "USD", "EUR", "0.92");
+    expect_rate(&r, 1, "USD", "JPY", "151.37");
+    expect_rate(&r, 2, "USD", "GBP", "0.7912");
+    expect_rate(&r, 3, "EUR", "USD", "1.0389036164053573"); /* not through a double */
+    proto_currency_rates_free(&r);
+    ck_assert_ptr_null(r.rates);
+
+    /* Prebid's published file: numbers and strings before "conversions"
+     * (digits, quotes and escapes inside strings) are stepped over. */
+    ck_assert_int_eq(rates_decode("{\"dataAsOf\":\"2024-05-01 \\\"12\\\\\",\"version\":[3,-1.5e2],"
+                                  "\"generatedAt\":{\"t\":1714521600},\"conversions\":{"
+                                  "\"USD\":{\"IDR\":15630.5,\"KWD\":3.07e-1},"
+                                  "\"GBP\":{\"USD\":1.25,\"VND\":3.2E+4}},\"after\":99}",
+                                  &r, err),
+                     PROTO_OK);
+    ck_assert_uint_eq(r.n, 4);
+    expect_rate(&r, 0, "USD", "IDR", "15630.5");
+    expect_rate(&r, 1, "USD", "KWD", "0.307");
+    expect_rate(&r, 2, "GBP", "USD", "1.25");
+    expect_rate(&r, 3, "GBP", "VND", "32000");
+    proto_currency_rates_free(&r);
+
+    /* every number written as a plain decimal, exactly */
+    static const char *const texts[][2] = {
+        {"6.28e-05", "0.0000628"},
+        {"1E+2", "100"},
+        {"150.50", "150.5"},
+        {"0.000001", "0.000001"},
+        {"007", "7"},
+        {"1e0", "1"},
+        {"12.5e-1", "1.25"},
+        {"0.0012e3", "1.2"},
+        {"123456789012345678", "123456789012345678"},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char *json = fmt("{\"USD\":{\"EUR\":%s}}", texts[i][0]);
+        proto_err e = rates_decode(json, &r, err);
+        /* (cJSON reads 007 as 7, as strtod does) */
+        ck_assert_msg(e == PROTO_OK, "%s: %s", texts[i][0], err);
+        expect_rate(&r, 0, "USD", "EUR", texts[i][1]);
+        proto_currency_rates_free(&r);
+        free(json);
+    }
+    ck_assert_int_eq(rates_decode("{}", &r, err), PROTO_OK);
+    ck_assert_uint_eq(r.n, 0);
+    ck_assert_int_eq(rates_decode("{\"conversions\":{}}", &r, err), PROTO_OK);
+    ck_assert_uint_eq(r.n, 0);
+}
+END_TEST
+
+START_TEST(rates_refused) {
+    static const char *const cases[][2] = {
+        {"[]", "rates: must be a JSON object"},
+        {"{\"USD\":{\"EUR\":0}}", "USD.EUR: must be a number above 0"},
+        {"{\"USD\":{\"EUR\":-0.92}}", "USD.EUR: must be a number above 0"},
+        {"{\"USD\":{\"EUR\":\"0.92\"}}", "USD.EUR: must be a number above 0"},
+        {"{\"USD\":{\"EUR\":1e-50}}",
+         "USD.EUR: must be a number above 0 of at most 40 characters as a plain decimal"},
+        {"{\"USD\":{\"EUR\":1e45}}",
+         "USD.EUR: must be a number above 0 of at most 40 characters as a plain decimal"},
+        {"{\"usd\":{\"EUR\":1}}", "rates: key 0 is not a currency code (3 capital letters)"},
+        {"{\"USD\":{\"EUR\":1,\"EURO\":1}}",
+         "USD: key 1 is not a currency code (3 capital letters)"},
+        {"{\"USD\":{\"EUR\":1},\"USD\":{}}", "USD: duplicate"},
+        {"{\"USD\":{\"EUR\":1,\"EUR\":2}}", "USD.EUR: duplicate"},
+        {"{\"USD\":[0.92]}", "USD: must be an object of rates"},
+        {"{\"conversions\":[]}", "conversions: must be an object"},
+        {"{\"conversions\":{\"USD\":{\"eur\":1}}}",
+         "USD: key 0 is not a currency code (3 capital letters)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proto_rates r;
+        char err[ERRLEN];
+        proto_err e = rates_decode(cases[i][0], &r, err);
+        ck_assert_msg(e != PROTO_OK, "%s accepted", cases[i][0]);
+        ck_assert_str_eq(err, cases[i][1]);
+        ck_assert_ptr_null(r.rates);
+        ck_assert_uint_eq(r.n, 0);
+    }
+    /* 64 currencies of 64 rates is the most */
+    for (int n = 64; n <= 65; n++) {
+        proto_buf doc = {0}, to = {0};
+        for (int j = 0; j < n; j++)
+            proto_buf_printf(&to, "%s\"%c%c%c\":%d.5", j ? "," : "", 'A' + j / 26 % 26,
+                             'A' + j % 26, 'Q', j + 1);
+        proto_buf_puts(&doc, "{");
+        for (int i = 0; i < n; i++)
+            proto_buf_printf(&doc, "%s\"%c%cZ\":{%s}", i ? "," : "", 'A' + i / 26 % 26,
+                             'A' + i % 26, to.data);
+        proto_buf_puts(&doc, "}");
+        proto_rates r;
+        char err[ERRLEN];
+        proto_err e = rates_decode(doc.data, &r, err);
+        if (n == 64) {
+            ck_assert_msg(e == PROTO_OK, "%s", err);
+            ck_assert_uint_eq(r.n, 64 * 64);
+            expect_rate(&r, 64 * 64 - 1, "CLZ", "CLQ", "64.5");
+        } else {
+            ck_assert_int_eq(e, PROTO_ERR_FIELD);
+            ck_assert_str_eq(err, "AAZ: more than 64 rates");
+        }
+        proto_currency_rates_free(&r);
+        proto_buf_free(&doc);
+        proto_buf_free(&to);
+    }
+    /* 65 currencies of one rate */
+    proto_buf doc = {0};
+    proto_buf_puts(&doc, "{");
+    for (int i = 0; i < 65; i++)
+        proto_buf_printf(&doc, "%s\"%c%cZ\":{\"USD\":1}", i ? "," : "", 'A' + i / 26, 'A' + i % 26);
+    proto_buf_puts(&doc, "}");
+    proto_rates r;
+    char err[ERRLEN];
+    ck_assert_int_eq(rates_decode(doc.data, &r, err), PROTO_ERR_FIELD);
+    ck_assert_str_eq(err, "rates: more than 64 currencies");
+    proto_buf_free(&doc);
+    /* the size gate, before parsing */
+    ck_assert_int_eq(proto_currency_rates_decode("{}", PROTO_RATES_MAX_BYTES + 1, &r, err, ERRLEN),
+                     PROTO_ERR_TOO_LARGE);
+}
+END_TEST
+
+/* ---- SPEC 17: the result's imps ------------------------------------------------ */
+
+START_TEST(result17_imps) {
+    proto_result_imp imps[] = {
+        {.imp_id = "top",
+         .status = PROTO_STATUS_SUCCESS,
+         .advertiser_id = "adv-1",
+         .bid_price_micros = 3000000,
+         .clearing_price_micros = 2110000,
+         .ad_id = "ad-1",
+         .creative_url = "https://cdn.example/1.jpg",
+         .deal_id = "deal-1"},
+        {.imp_id = "side", .status = PROTO_STATUS_NO_BID},
+        {.imp_id = "pre",
+         .status = PROTO_STATUS_SUCCESS,
+         .advertiser_id = "adv-2",
+         .bid_price_micros = 5000000,
+         .clearing_price_micros = 4000000},
+    };
+    proto_result r = spec_result();
+    r.status = PROTO_STATUS_NO_BID; /* an imp won: success whatever the caller says */
+    r.advertiser_id = "ignored";
+    r.imps = imps;
+    r.nimps = 3;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"success\","
+                      "\"winner\":{\"advertiser_id\":\"adv-1\",\"bid_price\":3,"
+                      "\"clearing_price\":2.11,\"ad_id\":\"ad-1\","
+                      "\"creative_url\":\"https://cdn.example/1.jpg\"},"
+                      "\"imps\":[{\"imp_id\":\"top\",\"status\":\"success\","
+                      "\"winner\":{\"advertiser_id\":\"adv-1\",\"bid_price\":3,"
+                      "\"clearing_price\":2.11,\"ad_id\":\"ad-1\","
+                      "\"creative_url\":\"https://cdn.example/1.jpg\",\"deal_id\":\"deal-1\"}},"
+                      "{\"imp_id\":\"side\",\"status\":\"no_bid\",\"winner\":null},"
+                      "{\"imp_id\":\"pre\",\"status\":\"success\","
+                      "\"winner\":{\"advertiser_id\":\"adv-2\",\"bid_price\":5,"
+                      "\"clearing_price\":4,\"ad_id\":\"\",\"creative_url\":\"\","
+                      "\"deal_id\":null}}],"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+
+    /* one imp is still an array; no winner anywhere: the caller's status */
+    imps[0].status = PROTO_STATUS_TIMEOUT;
+    r.nimps = 1;
+    r.status = PROTO_STATUS_TIMEOUT;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"timeout\",\"winner\":null,"
+                      "\"imps\":[{\"imp_id\":\"top\",\"status\":\"timeout\",\"winner\":null}],"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    /* a success no imp backs is a no_bid */
+    r.status = PROTO_STATUS_SUCCESS;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"no_bid\",\"winner\":null,"
+                      "\"imps\":[{\"imp_id\":\"top\",\"status\":\"timeout\",\"winner\":null}],"
+                      "\"bids\":3,\"bidders\":4,\"timeouts\":1,\"errors\":0,\"skipped\":2,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+    /* overloaded: every imp says so, counters 0 */
+    imps[0].status = PROTO_STATUS_OVERLOADED;
+    r.status = PROTO_STATUS_OVERLOADED;
+    expect_result(&r, "{\"request_id\":\"r-1\",\"status\":\"overloaded\",\"winner\":null,"
+                      "\"imps\":[{\"imp_id\":\"top\",\"status\":\"overloaded\",\"winner\":null}],"
+                      "\"bids\":0,\"bidders\":0,\"timeouts\":0,\"errors\":0,\"skipped\":0,"
+                      "\"latency_ms\":12.4,\"timestamp\":1795000000.123}");
+}
+END_TEST
+
 static Suite *proto_suite(void) {
     Suite *s = suite_create("proto");
     TCase *tc = tcase_create("buf");
@@ -2038,6 +3084,24 @@ static Suite *proto_suite(void) {
     tcase_add_test(tc, result_latency_and_timestamp);
     tcase_add_test(tc, result_status_names);
     tcase_add_test(tc, error_encode);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("spec17");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, request17_full_decodes);
+    tcase_add_test(tc, request17_spec2_form_is_one_imp);
+    tcase_add_test(tc, request17_rules);
+    tcase_add_test(tc, request17_bounds);
+    tcase_add_test(tc, request17_refused_late_frees);
+    tcase_add_test(tc, openrtb17_full_round_trip);
+    tcase_add_test(tc, openrtb17_spec2_form);
+    tcase_add_test(tc, bids17_every_valid_bid);
+    tcase_add_test(tc, bids17_refused_one_by_one);
+    tcase_add_test(tc, bids17_at_most_64);
+    tcase_add_test(tc, bids17_single_bid_reading);
+    tcase_add_test(tc, rates_plain_and_wrapped);
+    tcase_add_test(tc, rates_refused);
+    tcase_add_test(tc, result17_imps);
     suite_add_tcase(s, tc);
     return s;
 }

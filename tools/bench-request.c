@@ -205,8 +205,7 @@ static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o,
                                        (size_t)o->max_bidders);
         int64_t t3 = now_ns();
         proto_buf_reset(&body);
-        if (proto_openrtb_request_encode(&req, &prof, cfg->auction.type, 95, cfg->auction.currency,
-                                         &body) != 0)
+        if (proto_openrtb_request_encode(&req, &prof, cfg, 95, &body) != 0)
             die("out of memory encoding");
         int64_t t4 = now_ns();
         body_len = body.len;

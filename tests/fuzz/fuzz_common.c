@@ -132,3 +132,13 @@ int fuzz_url_ok(const char *s) {
     }
     return v >= 1 && v <= 65535;
 }
+
+const proto_config *fuzz_default_config(void) {
+    static proto_config cfg;
+    static int made;
+    if (!made) {
+        fuzz_check(proto_config_defaults(&cfg) == PROTO_OK, "config: defaults");
+        made = 1;
+    }
+    return &cfg;
+}

@@ -49,4 +49,8 @@ int fuzz_key_id_ok(const char *s);
  * URL <= 0x20 or 0x7F. */
 int fuzz_url_ok(const char *s);
 
+/* The default config (proto_config_defaults), made once and kept for the
+ * process: what the encoders of a bidder call read. */
+const proto_config *fuzz_default_config(void);
+
 #endif

@@ -9,6 +9,8 @@
  * the exchange sends it, into an OpenRTB BidRequest whose keywords are
  * those interests; and printed back out, it decodes to the same interests
  * (cutting is done once and for all). */
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "proto/proto.h"
@@ -60,7 +62,7 @@ static void check_keywords(const proto_profile *p) {
                "profile: the fixed request does not decode");
     proto_buf out;
     proto_buf_init(&out);
-    fuzz_check(proto_openrtb_request_encode(&req, p, AUCTION_SECOND_PRICE, 95, "USD", &out) == 0,
+    fuzz_check(proto_openrtb_request_encode(&req, p, fuzz_default_config(), 95, &out) == 0,
                "openrtb: encode failed");
     cJSON *root = fuzz_parse_output(&out, "proto_openrtb_request_encode");
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(root, "user");
@@ -97,7 +99,11 @@ static void check_fixed_point(const proto_profile *p) {
     fuzz_check((p->interests == NULL) == (again.interests == NULL) &&
                    (p->interests == NULL || cJSON_Compare(p->interests, again.interests, 1)),
                "profile: a kept profile decodes to other interests");
-    fuzz_check(again.ltv_score == p->ltv_score, "profile: ltv_score changed");
+    /* cJSON prints a double with 15 significant digits when that reads back
+     * within DBL_EPSILON of it (relative), else 17: exact to that much, not
+     * to the bit (5.2617055646445292e-34 prints as 5.26170556464453e-34). */
+    double a = again.ltv_score, b = p->ltv_score;
+    fuzz_check(fabs(a - b) <= fmax(fabs(a), fabs(b)) * DBL_EPSILON, "profile: ltv_score changed");
     proto_profile_free(&again);
     cJSON_free(text);
 }
