@@ -446,6 +446,30 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
     counter(b, "rtb_redis_writes_failed_total",
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);
+    const rtb_txn_counts *br = rtb_server_txn_counts(srv);
+    evbuffer_add_printf(b, "# HELP rtb_txn_counts_total Bids refused one by one (the others of "
+                           "their response stand), by reason (SPEC 15, 17).\n"
+                           "# TYPE rtb_txn_counts_total counter\n");
+    static const proto_bid_status reasons[] = {PROTO_BID_BAD_PRICE, PROTO_BID_BAD_FIELD,
+                                               PROTO_BID_BAD_IMP, PROTO_BID_BAD_DEAL,
+                                               PROTO_BID_TOO_MANY};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        evbuffer_add_printf(b, "rtb_txn_counts_total{reason=\"%s\"} %llu\n",
+                            proto_bid_status_str(reasons[i]), br->by_proto[reasons[i]]);
+    evbuffer_add_printf(b, "rtb_txn_counts_total{reason=\"currency\"} %llu\n", br->currency);
+    evbuffer_add_printf(b, "# HELP rtb_imps_total Impressions closed, by status (SPEC 17: each "
+                           "imp of a request is its own auction).\n"
+                           "# TYPE rtb_imps_total counter\n");
+    for (int st = 0; st <= PROTO_STATUS_TIMEOUT; st++)
+        evbuffer_add_printf(b, "rtb_imps_total{status=\"%s\"} %llu\n",
+                            proto_status_str((proto_status)st), br->imps[st]);
+    counter(b, "rtb_deals_won_total", "Impressions won by a deal bid (SPEC 17).", br->deals_won);
+    gauge(b, "rtb_currency_rates", "Rates read from Redis currency:rates (SPEC 17).",
+          (long long)rtb_server_currency_rates(srv));
+    counter(b, "rtb_spend_unconverted_total",
+            "Wins in a publisher's currency with no rate to auction.currency: counted as wins, "
+            "their spend not.",
+            s->spend_unconverted);
     counter(b, "rtb_ad_stats_skipped_total",
             "Wins whose ad_id breaks the key rule (1-128 characters of [A-Za-z0-9._:-]): "
             "counted on the advertiser only, not in stats:ad:{ad_id}.",

@@ -133,6 +133,15 @@ static void add_bidders(cJSON *root, const rtb_server *srv) {
     rtb_server_each_bidder(srv, add_bidder, &bl);
 }
 
+/* Impressions by outcome and deals won (SPEC 17). */
+static void add_imps(cJSON *root, const rtb_server *srv) {
+    const rtb_txn_counts *c = rtb_server_txn_counts(srv);
+    cJSON *o = cJSON_AddObjectToObject(root, "imps");
+    for (int st = 0; st <= PROTO_STATUS_TIMEOUT; st++)
+        cJSON_AddNumberToObject(o, proto_status_str((proto_status)st), (double)c->imps[st]);
+    cJSON_AddNumberToObject(o, "deals_won", (double)c->deals_won);
+}
+
 static void add_events(cJSON *root, const rtb_stats *s) {
     cJSON *e = cJSON_AddObjectToObject(root, "events");
     cJSON_AddNumberToObject(e, "impressions", (double)s->impressions);
@@ -186,6 +195,7 @@ int rtb_dash_stats_json(const rtb_server *srv, struct evbuffer *out) {
     add_bidders(root, srv);
     add_events(root, rtb_server_stats(srv));
     add_billing(root, srv);
+    add_imps(root, srv);
     add_history(root, srv);
     const rtb_alerts *al = rtb_server_alerts(srv);
     cJSON *alerts = cJSON_AddArrayToObject(root, "alerts");

@@ -190,6 +190,11 @@
     set('ev-ctr', pct(e.ctr));
     set('ev-cvr', pct(e.clicks ? e.conversions / e.clicks : 0));
     set('ev-dup', int(e.duplicate_clicks));
+    var imps = s.imps;
+    set('imps-success', int(imps.success));
+    set('imps-no-bid', int(imps.no_bid));
+    set('imps-timeout', int(imps.timeout));
+    set('imps-deals', int(imps.deals_won));
     var bill = s.billing;
     set('bill-billed', int(bill.billed));
     set('bill-retried', int(bill.retried));

@@ -151,6 +151,8 @@ static unsigned share_of(const rtb_ledger *l) {
     return share ? (unsigned)share : 1;
 }
 
+static void keep_burl(rtb_ledger *l, const rtb_txn_outcome *o, const rtb_txn_win *w);
+
 void rtb_ledger_on_win(rtb_ledger *l, const rtb_txn_outcome *o) {
     unsigned share = o->nnotices ? share_of(l) : 0;
     for (size_t i = 0; i < o->nnotices; i++) {
@@ -160,7 +162,13 @@ void rtb_ledger_on_win(rtb_ledger *l, const rtb_txn_outcome *o) {
         send_notice(l, nt->win ? RTB_NOTICE_WIN : RTB_NOTICE_LOSS, l->url.data, nt->bidder, share,
                     NULL);
     }
-    const rtb_txn_notice *burl = &o->burl;
+    for (size_t i = 0; i < o->nwins; i++)
+        keep_burl(l, o, &o->wins[i]);
+}
+
+/* A winning bid's burl, kept for the impression of its ad (SPEC 14, 17). */
+static void keep_burl(rtb_ledger *l, const rtb_txn_outcome *o, const rtb_txn_win *w) {
+    const rtb_txn_notice *burl = &w->burl;
     if (!burl->url) return;
     proto_buf_reset(&l->url);
     if (proto_notice_url(burl->url, &burl->macros, &l->url) != 0) return;
@@ -176,13 +184,13 @@ void rtb_ledger_on_win(rtb_ledger *l, const rtb_txn_outcome *o) {
     proto_buf_reset(v);
     /* An ad id outside the key rule (SPEC 15) could hold the separator: the
      * bill is then matched by the request alone, never by that ad. */
-    const char *ad = o->ad_id && proto_key_id_ok(o->ad_id) ? o->ad_id : "";
+    const char *ad = w->ad_id && proto_key_id_ok(w->ad_id) ? w->ad_id : "";
     const char *parts[] = {ad, SEP_S, o->request_id, SEP_S, b->id, SEP_S};
     int rc = 0;
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         rc |= proto_buf_append(v, parts[i], strlen(parts[i]));
     rc |= proto_buf_append(v, l->url.data, l->url.len);
-    if (rc == 0 && store_burl_keep(l->store, o->request_id, v->data, v->len) == 0)
+    if (rc == 0 && store_burl_keep(l->store, o->request_id, ad, v->data, v->len) == 0)
         l->stats.burl_kept++;
     else
         l->stats.redis_errors++;

@@ -42,6 +42,7 @@
 #include <time.h>
 
 #define START_WAIT_S 3 /* start MQTT even if the registry is not loaded */
+#define RATES_MAX (PROTO_RATES_CURRENCIES_MAX * PROTO_RATES_CURRENCIES_MAX)
 #define DRAIN_TICK_US 10000
 #define DRAIN_REDIS_US 750000 /* after the notices: Redis answers what the drain wrote */
 
@@ -53,7 +54,10 @@ struct rtb_server {
     rtb_mqtt *mqtt;
     rtb_registry *registry;
     rtb_txns *txns;
-    rtb_ledger *ledger; /* win, loss and billing notices */
+    rtb_ledger *ledger;  /* win, loss and billing notices */
+    auction_rates rates; /* currency:rates (SPEC 17) */
+    auction_rate *rate_rows;
+    int rates_refused; /* the last table read was refused (logged once) */
     rtb_events *events;
     rtb_admin *admin;     /* NULL when admin.listen is null */
     rtb_sampler *sampler; /* one sample a second */
@@ -127,20 +131,39 @@ static int64_t tp_wall_us(void *ctx) {
 /* After a success (SPEC 9, 10): notices, and the advertiser's and ad's
  * wins and spend. The ad's counters only for an ad_id that may be a key
  * (SPEC 15: the request_id rule); the bidder chose it, up to 2048 bytes. */
-static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
-    rtb_ledger_on_win(srv->ledger, o);
+/* One imp won: the advertiser's and ad's wins and spend. Spend is kept in
+ * auction.currency: a price in the publisher's own currency (SPEC 17) is
+ * converted with the current rates; without a rate the win counts and its
+ * spend does not (counted, logged). */
+static void count_win(rtb_server *srv, const rtb_txn_win *w) {
+    int64_t spend = w->clearing_price_micros;
+    const char *books = srv->cfg->auction.currency;
+    if (strcmp(w->currency, books) != 0 &&
+        auction_convert(&srv->rates, w->clearing_price_micros, w->currency, books, &spend) !=
+            AUCTION_OK) {
+        srv->stats.spend_unconverted++;
+        rtb_log(PROTO_LOG_WARN, "a win of %s in %s: no rate to %s, its spend is not counted",
+                w->bidder->id, w->currency, books);
+        spend = 0;
+    }
     /* Prices are CPM: the clearing prices are summed exactly and divided by
      * 1000 only when reported (SPEC 14). */
-    rtb_bidder_count_win(o->winner, o->clearing_price_micros);
-    const char *ad_id = o->ad_id;
+    rtb_bidder_count_win(w->bidder, spend);
+    const char *ad_id = w->ad_id;
     if (ad_id && *ad_id && !proto_key_id_ok(ad_id)) {
         srv->stats.ad_stats_skipped++;
         ad_id = NULL;
     }
     /* The day's spend of an advertiser with a budget (SPEC 16): here at
      * once, in Redis by the same command as the counters. */
-    long budget_day = rtb_budget_win(&o->winner->budget, o->clearing_price_micros, rtb_wall_us());
-    store_count_win(srv->store, o->winner->id, ad_id, o->clearing_price_micros, budget_day);
+    long budget_day = rtb_budget_win(&w->bidder->budget, spend, rtb_wall_us());
+    store_count_win(srv->store, w->bidder->id, ad_id, spend, budget_day);
+}
+
+static void apply_win(rtb_server *srv, const rtb_txn_outcome *o) {
+    rtb_ledger_on_win(srv->ledger, o);
+    for (size_t i = 0; i < o->nwins; i++)
+        count_win(srv, &o->wins[i]);
 }
 
 static void tp_closed(void *ctx, const rtb_txn_outcome *o) {
@@ -273,8 +296,37 @@ static void start_mqtt(rtb_server *srv) {
 
 static void load_registry(rtb_server *srv);
 
+/* currency:rates (SPEC 17): all or nothing, so a broken table keeps the
+ * last good one (logged once per change of its text). */
+static void on_rates(void *arg, store_status st, const char *json, size_t len) {
+    rtb_server *srv = arg;
+    if (st == STORE_ERR) return; /* Redis down: the last table stays */
+    proto_rates decoded = {0};
+    char err[256] = "";
+    if (st == STORE_OK &&
+        proto_currency_rates_decode(json, len, &decoded, err, sizeof(err)) != PROTO_OK) {
+        if (!srv->rates_refused)
+            rtb_log(PROTO_LOG_WARN, "currency:rates refused, keeping the last table: %s", err);
+        srv->rates_refused = 1;
+        return;
+    }
+    srv->rates_refused = 0;
+    auction_rates_init(&srv->rates, srv->rate_rows, RATES_MAX);
+    for (size_t i = 0; i < decoded.n; i++) {
+        const proto_rate *pr = &decoded.rates[i];
+        int64_t rate;
+        if (auction_rate_parse(pr->text, strlen(pr->text), &rate) != AUCTION_OK ||
+            auction_rates_set(&srv->rates, pr->from, pr->to, rate) != AUCTION_OK)
+            rtb_log(PROTO_LOG_WARN, "currency:rates: %s.%s = %s cannot be used", pr->from, pr->to,
+                    pr->text);
+    }
+    proto_currency_rates_free(&decoded);
+}
+
 static void on_registry(void *arg, store_status st, const store_entry *entries, size_t n) {
     rtb_server *srv = arg;
+    /* The rates are reloaded with the registry (SPEC 17). */
+    if (st == STORE_OK) store_get(srv->store, "currency:rates", on_rates, srv);
     if (st == STORE_OK) {
         rtb_registry_apply(srv->registry, entries, n);
         rtb_spend_refresh(srv->spend, rtb_wall_us()); /* new budgets: their day's spend */
@@ -459,6 +511,9 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
         return -1;
     srv->registry = rtb_registry_new(cfg, srv->http);
     srv->txns = srv->registry ? rtb_txns_new(cfg, srv->registry, &tp) : NULL;
+    srv->rate_rows = calloc(RATES_MAX, sizeof(*srv->rate_rows));
+    auction_rates_init(&srv->rates, srv->rate_rows, srv->rate_rows ? RATES_MAX : 0);
+    if (srv->txns) rtb_txns_set_rates(srv->txns, &srv->rates);
     srv->store = store_new(base, &so);
     srv->ledger = srv->store && srv->registry
                       ? rtb_ledger_new(base, srv->http, srv->store, srv->registry, cfg)
@@ -559,6 +614,7 @@ void rtb_server_free(rtb_server *srv) {
     rtb_ledger_free(srv->ledger);
     rtb_registry_free(srv->registry);
     rtb_sampler_free(srv->sampler);
+    free(srv->rate_rows);
     rtb_minutes_free(srv->minutes);
     rtb_mqtt_free(srv->mqtt);
     rtb_http_free(srv->http);
@@ -609,6 +665,14 @@ void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out) {
     out->draining = srv->draining;
     out->inflight = rtb_txns_open(srv->txns);
     out->uptime_us = rtb_now_us() - srv->start_us;
+}
+
+const rtb_txn_counts *rtb_server_txn_counts(const rtb_server *srv) {
+    return rtb_txns_counts(srv->txns);
+}
+
+size_t rtb_server_currency_rates(const rtb_server *srv) {
+    return srv->rates.n;
 }
 
 const rtb_admission *rtb_server_admission(const rtb_server *srv) {

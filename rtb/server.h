@@ -71,6 +71,10 @@ void rtb_server_health_get(const rtb_server *srv, rtb_server_health *out);
  * shed (SPEC 13). */
 const rtb_admission *rtb_server_admission(const rtb_server *srv);
 
+/* Bids refused one by one (SPEC 17), and the currency rates in use. */
+const rtb_txn_counts *rtb_server_txn_counts(const rtb_server *srv);
+size_t rtb_server_currency_rates(const rtb_server *srv);
+
 /* Redis: its counters, the results waiting to be published (entries and
  * bytes) and the other commands waiting for an answer (SPEC 15). */
 const store_stats *rtb_server_store_stats(const rtb_server *srv);

@@ -49,6 +49,9 @@ typedef struct rtb_stats {
     unsigned long long events_dropped; /* Redis down or out of memory */
     /* wins whose ad_id breaks the key rule (SPEC 15): no stats:ad: write */
     unsigned long long ad_stats_skipped;
+    /* wins in a publisher's currency with no rate to auction.currency
+     * (SPEC 17): counted as wins, their spend not */
+    unsigned long long spend_unconverted;
     /* auction latency, receipt to close: counts per bucket, their sum and
      * count */
     unsigned long long latency_buckets[RTB_LATENCY_BUCKETS];

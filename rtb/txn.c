@@ -68,9 +68,9 @@ struct rtb_txn {
     int64_t received_us, deadline_us;
     size_t ncalls, nanswered;
     unsigned bids, errors, timeouts, skipped;
-    auction auction;
+    auction_imps auction; /* one auction per imp (SPEC 17) */
+    auction_imp *aimps;   /* the request's imps as the auction reads them */
     auction_bid *bid_storage;
-    rtb_txn_notice *notices;
     rtb_txn_call calls[];
 };
 
@@ -89,6 +89,13 @@ struct rtb_txns {
     proto_buf body;        /* the OpenRTB request being sent */
     proto_buf body_capped; /* the same for a bidder with its own tmax_ms cap */
     proto_buf result;      /* the result being published */
+    const auction_rates *rates;
+    rtb_txn_counts counts;
+    /* What a close hands over, valid during `closed` (close_auction). */
+    rtb_txn_notice *notices;
+    size_t notices_cap;
+    rtb_txn_win wins[AUCTION_MAX_IMPS];
+    proto_result_imp rimps[AUCTION_MAX_IMPS];
 };
 
 static void txn_advance(rtb_txn *t, int64_t now_us);
@@ -188,7 +195,7 @@ static void txn_free(rtb_txn *t) {
     proto_bid_request_free(&t->req);
     proto_profile_free(&t->profile);
     for (size_t i = 0; i < t->ncalls; i++)
-        proto_bid_free(&t->calls[i].bid);
+        proto_bid_list_free(&t->calls[i].bids);
     free(t);
 }
 
@@ -199,6 +206,7 @@ void rtb_txns_free(rtb_txns *ts) {
     while (ts->all)
         txn_free(ts->all);
     free(ts->table);
+    free(ts->notices);
     proto_buf_free(&ts->body);
     proto_buf_free(&ts->body_capped);
     proto_buf_free(&ts->result);
@@ -221,10 +229,44 @@ const char *rtb_txn_request_id(const rtb_txn *t) {
     return t->req.request_id;
 }
 
+void rtb_txns_set_rates(rtb_txns *ts, const auction_rates *rates) {
+    ts->rates = rates;
+}
+
+const rtb_txn_counts *rtb_txns_counts(const rtb_txns *ts) {
+    return &ts->counts;
+}
+
+/* The request's imps and deals as the auction reads them (auction.h), in
+ * the transaction's block: `aimps` then `deals`. */
+static void describe_imps(const proto_bid_request *req, auction_imp *aimps, auction_deal *deals) {
+    for (size_t i = 0; i < req->nimps; i++) {
+        const proto_imp *imp = &req->imps[i];
+        size_t nd = imp->pmp ? imp->pmp->ndeals : 0;
+        for (size_t d = 0; d < nd; d++) {
+            const proto_deal *pd = &imp->pmp->deals[d];
+            deals[d] = (auction_deal){pd->id, pd->bidfloor_micros, pd->wseat, pd->nwseat};
+        }
+        aimps[i] = (auction_imp){
+            .id = imp->id,
+            .floor_micros = imp->floor_micros,
+            .deals = nd ? deals : NULL,
+            .ndeals = nd,
+            .private_auction = imp->pmp && imp->pmp->private_auction == 1,
+        };
+        deals += nd;
+    }
+}
+
 int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, int64_t now_us) {
-    size_t max = (size_t)ts->cfg->auction.max_bidders;
-    rtb_txn *t = malloc(
-        sizeof(*t) + max * (sizeof(rtb_txn_call) + sizeof(auction_bid) + sizeof(rtb_txn_notice)));
+    size_t max = (size_t)ts->cfg->auction.max_bidders, ndeals = 0;
+    for (size_t i = 0; i < req->nimps; i++)
+        ndeals += req->imps[i].pmp ? req->imps[i].pmp->ndeals : 0;
+    /* One deal bid and one open bid per imp and bidder never run out
+     * (auction.h). */
+    size_t slots = 2 * req->nimps * max;
+    rtb_txn *t = malloc(sizeof(*t) + max * sizeof(rtb_txn_call) + slots * sizeof(auction_bid) +
+                        req->nimps * sizeof(auction_imp) + ndeals * sizeof(auction_deal));
     if (!t) {
         proto_bid_request_free(req);
         return -1;
@@ -233,11 +275,12 @@ int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, in
     t->set = ts;
     t->req = *req;
     t->bid_storage = (auction_bid *)(void *)&t->calls[max];
-    t->notices = (rtb_txn_notice *)(void *)&t->bid_storage[max];
+    t->aimps = (auction_imp *)(void *)&t->bid_storage[slots];
+    describe_imps(&t->req, t->aimps, (auction_deal *)(void *)&t->aimps[req->nimps]);
     t->received_us = received_us;
     t->deadline_us = received_us + ts->cfg->auction.tmax_ms * 1000;
-    auction_init(&t->auction, ts->cfg->auction.type, req->floor_micros,
-                 ts->cfg->auction.price_increment_micros, t->bid_storage, max);
+    auction_imps_init(&t->auction, ts->cfg->auction.type, ts->cfg->auction.price_increment_micros,
+                      t->aimps, t->req.nimps, t->bid_storage, slots);
     table_insert(ts, t);
     queue_insert(ts, t);
     t->lnext = ts->all;
@@ -430,26 +473,72 @@ static int decode_answer(rtb_txn *t, rtb_txn_call *c, const rtb_call_result *r, 
     }
     char err[160];
     proto_bid_status st =
-        proto_bid_response_decode(r->body, r->len, (size_t)cfg->limits.max_response_bytes,
-                                  t->req.request_id, &c->bid, err, sizeof(err));
-    if (st == PROTO_BID_OK) return 1;
+        proto_bid_response_decode_all(r->body, r->len, (size_t)cfg->limits.max_response_bytes,
+                                      &t->req, &c->bids, err, sizeof(err));
+    rtb_txn_counts *refused = &t->set->counts;
+    for (int k = 0; k < PROTO_BID_STATUS_COUNT; k++)
+        refused->by_proto[k] += c->bids.refused[k];
+    if (st == PROTO_BID_OK) {
+        /* Some bids refused beside valid ones: each is an error for that
+         * bid only (SPEC 17), told in the log. */
+        if (*err) rtb_bidder_log_error(c->bidder, t->req.request_id, err);
+        return 1;
+    }
     if (st == PROTO_BID_NO_BID || st == PROTO_BID_NO_SEATBID) return 0;
     snprintf(what, len, "%s: %s", proto_bid_status_str(st), err);
     return -1;
 }
 
-static void record_bid(rtb_txn *t, rtb_txn_call *c) {
-    auction_bid b = {
-        .bidder_id = c->bidder->id,
-        .price_micros = c->bid.price_micros,
-        .ad_id = c->bid.ad_id,
-        .creative_url = c->bid.creative_url,
-        .nurl = c->bid.nurl,
-        .lurl = c->bid.lurl,
-    };
-    t->bids++;
-    c->bidder->stats.bids++;
-    auction_add_bid(&t->auction, &b); /* under the floor: counted, never wins */
+/* The currency the publisher is paid in (SPEC 17). */
+static const char *request_currency(const rtb_txn *t) {
+    return t->req.cur[0] ? t->req.cur : t->set->cfg->auction.currency;
+}
+
+/* Every valid bid of call c into the auction of its imp, its price first
+ * converted to the request's currency (SPEC 17; in place: later readers,
+ * the notices and the result, see the price that competed). Returns 1 when
+ * at least one bid could compete (even under a floor: a well-formed bid,
+ * SPEC 4 `bids`). */
+static int record_bids(rtb_txn *t, rtb_txn_call *c) {
+    const char *cur = request_currency(t);
+    int well_formed = 0;
+    for (size_t i = 0; i < c->bids.nbids; i++) {
+        proto_bid *b = &c->bids.bids[i];
+        if (strcmp(b->cur, cur) != 0) {
+            int64_t converted;
+            if (auction_convert(t->set->rates, b->price_micros, b->cur, cur, &converted) !=
+                AUCTION_OK) {
+                t->set->counts.currency++;
+                char what[96];
+                snprintf(what, sizeof(what), "bid in %s: no rate to %s (currency:rates)", b->cur,
+                         cur);
+                rtb_bidder_log_error(c->bidder, t->req.request_id, what);
+                b->price_micros = 0; /* not a bid any more: no notice either */
+                continue;
+            }
+            b->price_micros = converted;
+            memcpy(b->cur, cur, 4);
+        }
+        auction_bid ab = {
+            .bidder_id = c->bidder->id,
+            .price_micros = b->price_micros,
+            .ad_id = b->ad_id,
+            .creative_url = b->creative_url,
+            .nurl = b->nurl,
+            .lurl = b->lurl,
+            .seat = b->seat,
+            .deal_id = b->deal_id,
+            .ref = b,
+        };
+        auction_err e = auction_imps_add_bid(&t->auction, (size_t)b->imp_index, &ab);
+        if (e == AUCTION_OK || e == AUCTION_ERR_BELOW_FLOOR || e == AUCTION_ERR_PRIVATE) {
+            well_formed = 1;
+        } else {
+            b->price_micros = 0;
+            if (e == AUCTION_ERR_PRICE) t->set->counts.by_proto[PROTO_BID_BAD_PRICE]++;
+        }
+    }
+    return well_formed;
 }
 
 void rtb_txn_on_answer(rtb_txn_call *c, const rtb_call_result *r, int64_t now_us) {
@@ -467,9 +556,12 @@ void rtb_txn_on_answer(rtb_txn_call *c, const rtb_call_result *r, int64_t now_us
                           : -1;
     rtb_bidder_outcome(c->bidder, got >= 0 ? RTB_HEALTH_OK : RTB_HEALTH_ERROR, c->probe, took_us,
                        now_us);
-    if (got > 0)
-        record_bid(t, c);
-    else if (got == 0)
+    if (got > 0 && record_bids(t, c)) {
+        t->bids++;
+        c->bidder->stats.bids++;
+    } else if (got > 0) { /* every bid refused by the auction (currency, price) */
+        bidder_error(t, c, "no bid of the response could compete");
+    } else if (got == 0)
         c->bidder->stats.no_bids++;
     else
         bidder_error(t, c, what);
@@ -501,54 +593,87 @@ static void cancel_calls(rtb_txn *t, int64_t now_us) {
 
 /* ---- Closing (SPEC 3.6, 3.7, 4, 9) ------------------------------------------------- */
 
-static proto_status close_status(const rtb_txn *t, const auction_outcome *o) {
-    if (o->winner) return PROTO_STATUS_SUCCESS;
-    /* The deadline passed with a bidder (or the profile lookup) still out. */
-    if (t->timeouts > 0 || t->profile_late) return PROTO_STATUS_TIMEOUT;
-    return PROTO_STATUS_NO_BID;
+/* The status of an imp (or a request) without a winner: the deadline
+ * passed with a bidder (or the profile lookup) still out, or not. */
+static proto_status lost_status(const rtb_txn *t) {
+    return t->timeouts > 0 || t->profile_late ? PROTO_STATUS_TIMEOUT : PROTO_STATUS_NO_BID;
 }
 
-/* The macros of call c's notices (SPEC 9, 14). */
-static proto_notice_macros collect_macros(const rtb_txn *t, const rtb_txn_call *c,
-                                          const auction_outcome *o, int won) {
+/* The macros of bid b of call c (SPEC 9, 14, 17): its imp, and the clearing
+ * price of that imp in the request's currency. */
+static proto_notice_macros bid_macros(const rtb_txn *t, const rtb_txn_call *c, const proto_bid *b,
+                                      const auction_outcome *imp, int won) {
     const proto_config *cfg = t->set->cfg;
+    const proto_imp *pimp = &t->req.imps[b->imp_index];
     return (proto_notice_macros){
         .auction_id = t->req.request_id,
-        .bid_id = c->bid.bid_id,
-        .imp_id = c->bid.imp_id ? c->bid.imp_id : "1",
-        .seat_id = c->bid.seat ? c->bid.seat : c->bidder->id,
-        .ad_id = c->bid.ad_id,
-        .price_micros = o->clearing_price_micros,
-        .currency = cfg->auction.currency,
-        .loss = won                                         ? 0
-                : c->bid.price_micros < t->req.floor_micros ? PROTO_LOSS_BELOW_FLOOR
-                                                            : PROTO_LOSS_OUTBID,
+        .bid_id = b->bid_id,
+        .imp_id = pimp->id,
+        .seat_id = b->seat ? b->seat : c->bidder->id,
+        .ad_id = b->ad_id,
+        .price_micros = imp->clearing_price_micros,
+        .currency = request_currency(t),
+        .loss = won                                    ? 0
+                : b->price_micros < pimp->floor_micros ? PROTO_LOSS_BELOW_FLOOR
+                                                       : PROTO_LOSS_OUTBID,
         /* Losers learn what the winner paid only when the exchange says
          * so: OpenRTB leaves it to the exchange (SPEC 14). */
         .no_price = !won && !cfg->notices.loss_price,
     };
 }
 
-/* The winner's nurl, then each loser's lurl; bids below the floor are
- * losers too (SPEC 9). */
-static size_t collect_notices(rtb_txn *t, const auction_outcome *o) {
-    size_t n = 0;
+/* Room for n notices in the set's array; 0, or -1 when memory ran out. */
+static int notices_room(rtb_txns *ts, size_t n) {
+    if (n <= ts->notices_cap) return 0;
+    rtb_txn_notice *v = realloc(ts->notices, n * sizeof(*v));
+    if (!v) return -1;
+    ts->notices = v;
+    ts->notices_cap = n;
+    return 0;
+}
+
+/* The winners' nurls, then each other bid's lurl, in the imps that had a
+ * winner; bids below the floor are losers too (SPEC 9, 17). `imps` holds
+ * each imp's outcome. */
+static size_t collect_notices(rtb_txn *t, const auction_outcome *imps) {
+    rtb_txns *ts = t->set;
+    size_t total = 0, n = 0;
+    for (size_t i = 0; i < t->ncalls; i++)
+        total += t->calls[i].bids.nbids;
+    if (notices_room(ts, total) != 0) {
+        rtb_log(PROTO_LOG_ERROR, "out of memory: the notices of %s are not sent",
+                t->req.request_id);
+        return 0;
+    }
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < t->ncalls; i++) {
             rtb_txn_call *c = &t->calls[i];
-            if (!c->bid.price_micros) continue; /* no well-formed bid */
-            int won = c->bidder->id == o->winner->bidder_id;
-            if (won != (pass == 0)) continue;
-            const char *url = won ? c->bid.nurl : c->bid.lurl;
-            if (!url || !*url) continue;
-            rtb_txn_notice *nt = &t->notices[n++];
-            nt->url = url;
-            nt->bidder = c->bidder;
-            nt->win = won;
-            nt->macros = collect_macros(t, c, o, won);
+            for (size_t k = 0; k < c->bids.nbids; k++) {
+                const proto_bid *b = &c->bids.bids[k];
+                if (!b->price_micros) continue; /* refused: no bid */
+                const auction_outcome *o = &imps[b->imp_index];
+                if (!o->winner) continue; /* no winner there: nothing to tell */
+                int won = o->winner->ref == b;
+                if (won != (pass == 0)) continue;
+                const char *url = won ? b->nurl : b->lurl;
+                if (!url || !*url) continue;
+                ts->notices[n++] = (rtb_txn_notice){
+                    .url = url,
+                    .bidder = c->bidder,
+                    .win = won,
+                    .macros = bid_macros(t, c, b, o, won),
+                };
+            }
         }
     }
     return n;
+}
+
+/* The call whose bidder made auction bid `ab`. */
+static rtb_txn_call *call_of(rtb_txn *t, const auction_bid *ab) {
+    for (size_t i = 0; i < t->ncalls; i++)
+        if (t->calls[i].bidder->id == ab->bidder_id) return &t->calls[i];
+    return NULL;
 }
 
 static void close_auction(rtb_txn *t, int64_t now_us) {
@@ -557,9 +682,43 @@ static void close_auction(rtb_txn *t, int64_t now_us) {
     queue_remove(ts, t);
     ts->open--;
 
-    auction_outcome o;
-    auction_close(&t->auction, &o);
-    proto_status status = close_status(t, &o);
+    auction_outcome imps[AUCTION_MAX_IMPS];
+    size_t nwins = 0;
+    for (size_t i = 0; i < t->req.nimps; i++) {
+        auction_imps_close(&t->auction, i, &imps[i]);
+        const auction_bid *w = imps[i].winner;
+        rtb_txn_call *c = w ? call_of(t, w) : NULL;
+        proto_result_imp *ri = &ts->rimps[i];
+        *ri = (proto_result_imp){.imp_id = t->req.imps[i].id, .status = lost_status(t)};
+        if (!c) continue;
+        const proto_bid *b = w->ref;
+        ri->status = PROTO_STATUS_SUCCESS;
+        ri->advertiser_id = c->bidder->id;
+        ri->bid_price_micros = w->price_micros;
+        ri->clearing_price_micros = imps[i].clearing_price_micros;
+        ri->ad_id = b->ad_id;
+        ri->creative_url = b->creative_url;
+        ri->deal_id = imps[i].deal ? imps[i].deal->id : NULL;
+        rtb_txn_win *win = &ts->wins[nwins++];
+        *win = (rtb_txn_win){
+            .bidder = c->bidder,
+            .imp_id = ri->imp_id,
+            .ad_id = b->ad_id,
+            .deal_id = ri->deal_id,
+            .clearing_price_micros = imps[i].clearing_price_micros,
+            .currency = request_currency(t),
+        };
+        if (b->burl && *b->burl)
+            win->burl = (rtb_txn_notice){.url = b->burl,
+                                         .bidder = c->bidder,
+                                         .win = 1,
+                                         .macros = bid_macros(t, c, b, &imps[i], 1)};
+    }
+    for (size_t i = 0; i < t->req.nimps; i++) {
+        ts->counts.imps[ts->rimps[i].status]++;
+        ts->counts.deals_won += ts->rimps[i].deal_id != NULL;
+    }
+    proto_status status = nwins ? PROTO_STATUS_SUCCESS : lost_status(t);
     proto_result r = {
         .request_id = t->req.request_id,
         .status = status,
@@ -578,25 +737,27 @@ static void close_auction(rtb_txn *t, int64_t now_us) {
         .latency_us = r.latency_us,
         .profile_missed = t->profile_missed,
         .profile_failed = t->profile_failed,
+        .wins = ts->wins,
+        .nwins = nwins,
     };
-    if (o.winner) {
-        r.advertiser_id = o.winner->bidder_id;
-        r.bid_price_micros = o.winner->price_micros;
-        r.clearing_price_micros = o.clearing_price_micros;
-        r.ad_id = o.winner->ad_id;
-        r.creative_url = o.winner->creative_url;
-        for (size_t i = 0; i < t->ncalls && !out.winner; i++)
-            if (t->calls[i].bidder->id == o.winner->bidder_id) out.winner = t->calls[i].bidder;
-        out.clearing_price_micros = o.clearing_price_micros;
-        out.ad_id = o.winner->ad_id;
-        out.notices = t->notices;
-        out.nnotices = collect_notices(t, &o);
-        for (size_t i = 0; i < t->ncalls; i++) {
-            const rtb_txn_call *c = &t->calls[i];
-            if (c->bidder != out.winner || !c->bid.burl || !*c->bid.burl) continue;
-            out.burl = (rtb_txn_notice){.url = c->bid.burl, .bidder = c->bidder, .win = 1};
-            out.burl.macros = collect_macros(t, c, &o, 1);
-        }
+    if (t->req.has_imps) { /* the "imps" array, even with one imp (SPEC 17) */
+        r.imps = ts->rimps;
+        r.nimps = t->req.nimps;
+    }
+    if (nwins) {
+        const proto_result_imp *first = NULL;
+        for (size_t i = 0; i < t->req.nimps && !first; i++)
+            if (ts->rimps[i].status == PROTO_STATUS_SUCCESS) first = &ts->rimps[i];
+        r.advertiser_id = first->advertiser_id;
+        r.bid_price_micros = first->bid_price_micros;
+        r.clearing_price_micros = first->clearing_price_micros;
+        r.ad_id = first->ad_id;
+        r.creative_url = first->creative_url;
+        out.winner = ts->wins[0].bidder;
+        out.clearing_price_micros = ts->wins[0].clearing_price_micros;
+        out.ad_id = ts->wins[0].ad_id;
+        out.nnotices = collect_notices(t, imps); /* may move ts->notices */
+        out.notices = ts->notices;
     }
     proto_buf_reset(&ts->result);
     if (proto_result_encode(&r, &ts->result) == 0)

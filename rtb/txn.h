@@ -39,10 +39,11 @@ typedef struct rtb_txn_call {
     rtb_txn *txn;
     rtb_bidder *bidder;
     rtb_call http;
-    int out;            /* started, not answered, not cancelled */
-    int probe;          /* the circuit's probe (rtb_bidder_admit) */
-    int64_t started_us; /* when it was sent */
-    proto_bid bid;
+    int out;             /* started, not answered, not cancelled */
+    int probe;           /* the circuit's probe (rtb_bidder_admit) */
+    int64_t started_us;  /* when it was sent */
+    proto_bid_list bids; /* its valid bids (SPEC 17: several, on several imps),
+                            prices converted to the request's currency */
 } rtb_txn_call;
 
 /* How the profile lookup ended (SPEC 3.2). */
@@ -52,9 +53,9 @@ typedef enum rtb_profile_status {
     RTB_PROFILE_ERROR,   /* Redis down or error */
 } rtb_profile_status;
 
-/* A win, loss or billing notice (SPEC 9, 14): the bid's URL template, the
- * values of its macros and the bidder whose bid it was. Strings belong to
- * the transaction. */
+/* A win, loss or billing notice (SPEC 9, 14, 17: one per bid, with that
+ * bid's imp and price): the bid's URL template, the values of its macros
+ * and the bidder whose bid it was. Strings belong to the transaction. */
 typedef struct rtb_txn_notice {
     const char *url;
     proto_notice_macros macros;
@@ -62,24 +63,38 @@ typedef struct rtb_txn_notice {
     int win; /* the winner's nurl (1) or a loser's lurl (0) */
 } rtb_txn_notice;
 
+/* One imp won (SPEC 17: a request has 1..16 imps, each its own auction,
+ * and a bidder may win several). */
+typedef struct rtb_txn_win {
+    rtb_bidder *bidder;
+    const char *imp_id;
+    const char *ad_id;             /* the winning bid's adid (may be NULL) */
+    const char *deal_id;           /* the deal won; NULL: the open auction */
+    int64_t clearing_price_micros; /* in `currency` */
+    const char *currency;          /* the request's (SPEC 17) */
+    rtb_txn_notice burl;           /* its billing notice (SPEC 14); url NULL
+                                      when the bid had none */
+} rtb_txn_win;
+
 /* What one closed auction means for the rest of the exchange. Everything is
  * borrowed from the transaction and valid only during the `closed` call. */
 typedef struct rtb_txn_outcome {
     const char *request_id;
     const char *user_id;
     proto_status status;
-    int published;      /* the transport took the result (publish returned 0) */
-    int64_t latency_us; /* receipt to close */
-    int profile_missed; /* no profile in Redis: cache the default (SPEC 3.2) */
-    int profile_failed; /* the lookup failed (Redis down or error) */
-    rtb_bidder *winner; /* success: the winning advertiser, else NULL */
-    int64_t clearing_price_micros;
-    const char *ad_id;             /* success: the winning ad (may be NULL) */
-    const rtb_txn_notice *notices; /* success: the winner's nurl, then every
-                                      loser's lurl (SPEC 9); only bids with a URL */
+    int published;                 /* the transport took the result (publish returned 0) */
+    int64_t latency_us;            /* receipt to close */
+    int profile_missed;            /* no profile in Redis: cache the default (SPEC 3.2) */
+    int profile_failed;            /* the lookup failed (Redis down or error) */
+    rtb_bidder *winner;            /* success: the first imp's winner, else NULL */
+    int64_t clearing_price_micros; /* its clearing price */
+    const char *ad_id;             /* its ad (may be NULL) */
+    const rtb_txn_win *wins;       /* success: every imp won, in imp order */
+    size_t nwins;
+    const rtb_txn_notice *notices; /* success: the winners' nurls, then every
+                                      losing bid's lurl in the imps that had a
+                                      winner (SPEC 9, 17); only bids with a URL */
     size_t nnotices;
-    rtb_txn_notice burl; /* success: the winner's billing notice (SPEC 14);
-                            url NULL when its bid had none */
 } rtb_txn_outcome;
 
 /* What a transaction asks of the world. `ctx` is passed back to each. */
@@ -134,6 +149,22 @@ size_t rtb_txns_live(const rtb_txns *ts);
 /* Close every open transaction whose deadline is at or before `now_us`
  * (SPEC 3.5), then ask the transport to wake the set at the next deadline. */
 void rtb_txns_expire(rtb_txns *ts, int64_t now_us);
+/* The currency rates bids are converted with (SPEC 17; borrowed until
+ * replaced; NULL: none, only bids in the request's currency count). */
+void rtb_txns_set_rates(rtb_txns *ts, const auction_rates *rates);
+
+/* Counters of the set since start (SPEC 17): bids refused one by one, by
+ * reason -- the proto statuses of proto_bid_response_decode_all's
+ * refusals, and a currency with no rate to the request's -- and the
+ * outcomes of every imp, and the imps a deal won. */
+typedef struct rtb_txn_counts {
+    unsigned long long by_proto[PROTO_BID_STATUS_COUNT];
+    unsigned long long currency;                 /* no rate to the request's currency */
+    unsigned long long imps[PROTO_STATUS_COUNT]; /* SUCCESS, NO_BID, TIMEOUT */
+    unsigned long long deals_won;
+} rtb_txn_counts;
+const rtb_txn_counts *rtb_txns_counts(const rtb_txns *ts);
+
 /* Close every open transaction now (shutdown): calls still out are
  * cancelled and counted as timeouts (excused: the bidders are not blamed),
  * results are published. */

@@ -736,26 +736,31 @@ int store_set(store *s, const char *key, const char *value, long ttl_s) {
 
 /* ---- Notices kept in Redis (SPEC 14) -------------------------------------------- */
 
-int store_burl_keep(store *s, const char *request_id, const char *value, size_t len) {
+int store_burl_keep(store *s, const char *request_id, const char *ad_id, const char *value,
+                    size_t len) {
     char key[PROFILE_KEY_MAX], ttl[24];
     snprintf(ttl, sizeof(ttl), "%d", STORE_BILLED_TTL_S);
-    const char *argv[5] = {"SET", key, value, "EX", ttl};
-    size_t argvlen[5] = {0, make_key(key, sizeof(key), "burl:", request_id), len, 0, 0};
-    if (argvlen[1] == 0) return -1;
-    return send_argv(s, NULL, NULL, NULL, 5, argv, argvlen);
+    size_t key_len = make_key(key, sizeof(key), "burl:", request_id);
+    if (key_len == 0) return -1;
+    const char *hset[4] = {"HSET", key, ad_id, value};
+    size_t hset_len[4] = {0, key_len, 0, len};
+    const char *expire[3] = {"EXPIRE", key, ttl};
+    size_t expire_len[3] = {0, key_len, 0};
+    if (send_argv(s, NULL, NULL, NULL, 4, hset, hset_len) != 0) return -1;
+    return send_argv(s, NULL, NULL, NULL, 3, expire, expire_len);
 }
 
-/* KEYS: burl:{rid}, billed:{rid}, the pending set. ARGV: the ad, the
- * member's prefix, its score, the TTL. The kept value starts with the ad
- * id and a unit separator. */
+/* KEYS: burl:{rid} (a hash: ad id -> kept value), billed:{rid}, the
+ * pending set. ARGV: the ad, the member's prefix, its score, the TTL. A
+ * hash of several winning bids bills each ad once, under
+ * billed:{rid}:{ad}. */
 static const char bill_script[] =
-    "local v=redis.call('GET',KEYS[1]) "
+    "local v=redis.call('HGET',KEYS[1],ARGV[1]) "
+    "if not v then v=redis.call('HGET',KEYS[1],'') end "
     "if not v then return false end "
-    "local sep=string.find(v,'\\31',1,true) "
-    "if not sep then return false end "
-    "local ad=string.sub(v,1,sep-1) "
-    "if ad~='' and ad~=ARGV[1] then return false end "
-    "if not redis.call('SET',KEYS[2],'1','NX','EX',ARGV[4]) then return false end "
+    "local billed=KEYS[2] "
+    "if redis.call('HLEN',KEYS[1])>1 then billed=billed..':'..ARGV[1] end "
+    "if not redis.call('SET',billed,'1','NX','EX',ARGV[4]) then return false end "
     "local m=ARGV[2]..v "
     "redis.call('ZADD',KEYS[3],ARGV[3],m) "
     "return m";

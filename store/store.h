@@ -188,17 +188,23 @@ int store_publish_error(store *s, const char *request_id, const char *topic, con
 #define STORE_NOTICES_PENDING "notices:pending"
 #define STORE_BILLED_TTL_S 86400 /* burl:{request_id} and billed:{request_id} */
 
-/* SET burl:{request_id} {value} EX 86400: the winner's billing notice,
- * waiting for the impression. Fire and forget. */
-int store_burl_keep(store *s, const char *request_id, const char *value, size_t len);
+/* HSET burl:{request_id} {ad_id} {value}, EXPIRE 86400: a winning bid's
+ * billing notice, waiting for the impression of its ad. The hash has one
+ * field per winning bid (SPEC 17: a request may have several imps); `ad_id`
+ * is "" when the winning ad id could not be kept (any ad of the auction
+ * then bills it). Fire and forget. */
+int store_burl_keep(store *s, const char *request_id, const char *ad_id, const char *value,
+                    size_t len);
 
 /* The impression of `ad_id` in auction `request_id` arrived: atomically,
- * when burl:{request_id} is kept for that ad (or for no ad: the winner's
- * ad id could not be kept) and SET billed:{request_id} 1
- * NX EX 86400 sets (the first impression at any exchange), ZADD
- * STORE_BURL_PENDING {now_ms + lease_ms} {member} where member is
- * `prefix` followed by the kept value; the callback gets STORE_OK and the
- * member, else STORE_NIL (nothing to bill, or billed already) or STORE_ERR. */
+ * when burl:{request_id} keeps a bill for that ad (or for "") and the
+ * auction's billed key sets -- SET billed:{request_id} 1 NX EX 86400 when
+ * the auction had one winning bid (SPEC 14), billed:{request_id}:{ad_id}
+ * when it had several (SPEC 17: one bill per winning bid) -- i.e. on the
+ * first impression at any exchange, ZADD STORE_BURL_PENDING {now_ms +
+ * lease_ms} {member} where member is `prefix` followed by the kept value;
+ * the callback gets STORE_OK and the member, else STORE_NIL (nothing to
+ * bill, or billed already) or STORE_ERR. */
 int store_bill_claim(store *s, const char *request_id, const char *ad_id, const char *prefix,
                      long long now_ms, long long lease_ms, store_value_fn *fn, void *arg);
 

@@ -140,6 +140,10 @@ static void check_stats_shape(const cJSON *s) {
     static const char *const ev_keys[] = {"impressions", "clicks", "ctr", "conversions"};
     for (size_t i = 0; i < sizeof ev_keys / sizeof ev_keys[0]; i++)
         jcount(ev, ev_keys[i]);
+    const cJSON *imps = jobj(s, "imps");
+    static const char *const imp_keys[] = {"success", "no_bid", "timeout", "deals_won"};
+    for (size_t i = 0; i < sizeof imp_keys / sizeof imp_keys[0]; i++)
+        jcount(imps, imp_keys[i]);
     const cJSON *bill = jobj(s, "billing");
     static const char *const bill_keys[] = {"kept", "billed", "retried", "failed", "pending"};
     for (size_t i = 0; i < sizeof bill_keys / sizeof bill_keys[0]; i++)

@@ -50,6 +50,10 @@ typedef struct fake {
     int64_t latency_us[MAX_REC], clearing[MAX_REC];
     char winner[MAX_REC][64];
     size_t nnotices[MAX_REC];
+    size_t nwins[MAX_REC];
+    char win_imp[MAX_REC][4][64], win_deal[MAX_REC][4][64];
+    char notice_imp[MAX_REC][4][64], notice_cur[MAX_REC][4][8];
+    int64_t notice_price[MAX_REC][4];
     char notice_url[MAX_REC][4][256];
     int notice_loss[MAX_REC][4];
     int notice_no_price[MAX_REC][4];
@@ -107,7 +111,15 @@ static void fk_closed(void *ctx, const rtb_txn_outcome *o) {
     f->clearing[k] = o->clearing_price_micros;
     snprintf(f->winner[k], 64, "%s", o->winner ? o->winner->id : "");
     f->nnotices[k] = o->nnotices;
+    f->nwins[k] = o->nwins;
+    for (size_t i = 0; i < o->nwins && i < 4; i++) {
+        snprintf(f->win_imp[k][i], 64, "%s", o->wins[i].imp_id);
+        snprintf(f->win_deal[k][i], 64, "%s", o->wins[i].deal_id ? o->wins[i].deal_id : "");
+    }
     for (size_t i = 0; i < o->nnotices && i < 4; i++) {
+        snprintf(f->notice_imp[k][i], 64, "%s", o->notices[i].macros.imp_id);
+        snprintf(f->notice_cur[k][i], 8, "%s", o->notices[i].macros.currency);
+        f->notice_price[k][i] = o->notices[i].macros.price_micros;
         snprintf(f->notice_url[k][i], 256, "%s", o->notices[i].url);
         f->notice_loss[k][i] = o->notices[i].macros.loss;
         f->notice_no_price[k][i] = o->notices[i].macros.no_price;
@@ -238,6 +250,26 @@ static const char *str(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     ck_assert_msg(cJSON_IsString(v), "%s is not a string", key);
     return v->valuestring;
+}
+
+/* Start request `payload` (JSON text) at `now`. */
+static void start_payload(const char *payload, int64_t now) {
+    proto_bid_request req;
+    char err[256];
+    ck_assert_msg(proto_bid_request_decode(payload, strlen(payload), 65536, &req, err,
+                                           sizeof(err)) == PROTO_OK,
+                  "%s", err);
+    ck_assert_int_eq(rtb_txns_start(ts, &req, now, now), 0);
+}
+
+/* Answer call c with the bids of `bids_json` (the "bid" array's members) in
+ * a BidResponse for `request_id` with `cur` (NULL: none). */
+static void answer_bids(rtb_txn_call *c, const char *request_id, const char *cur,
+                        const char *bids_json, int64_t now) {
+    char body[2048];
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"seatbid\":[{\"bid\":[%s]}]%s%s%s}", request_id,
+             bids_json, cur ? ",\"cur\":\"" : "", cur ? cur : "", cur ? "\"" : "");
+    answer(c, 200, body, now);
 }
 
 /* ---- Profile ------------------------------------------------------------------------ */
@@ -825,6 +857,138 @@ START_TEST(hash_set_reuse_and_growth) {
 }
 END_TEST
 
+/* ---- Several impressions, deals, currency (SPEC 17) ------------------------------- */
+
+#define TWO_IMPS                                                                                   \
+    "{\"request_id\":\"m-1\",\"user_id\":\"u-1\",\"imps\":["                                       \
+    "{\"id\":\"a\",\"ad_slot_id\":\"s-a\",\"floor_price\":1,\"banner\":{\"w\":300,\"h\":250}},"    \
+    "{\"id\":\"b\",\"ad_slot_id\":\"s-b\",\"floor_price\":1,\"banner\":{\"w\":728,\"h\":90}}]}"
+
+START_TEST(each_imp_is_its_own_auction) {
+    start_payload(TWO_IMPS, T0);
+    profile_hit(0, "{\"interests\":[\"tech\"]}", T0 + 1 * MS);
+    ck_assert_int_eq(F.ncalls, 2);
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "\"imp\":[{\"id\":\"a\""));
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "{\"id\":\"b\""));
+    answer_bids(call_to("adv-a"), "m-1", NULL,
+                "{\"id\":\"x1\",\"impid\":\"a\",\"price\":3,\"nurl\":\"http://n/a-a\"},"
+                "{\"id\":\"x2\",\"impid\":\"b\",\"price\":1.5,\"lurl\":\"http://l/a-b\"}",
+                T0 + 3 * MS);
+    answer_bids(call_to("adv-b"), "m-1", NULL,
+                "{\"id\":\"y1\",\"impid\":\"a\",\"price\":2,\"lurl\":\"http://l/b-a\"},"
+                "{\"id\":\"y2\",\"impid\":\"b\",\"price\":2.5,\"nurl\":\"http://n/b-b\"}",
+                T0 + 4 * MS);
+    ck_assert_int_eq(F.npublished, 1);
+    cJSON *r = result(0);
+    ck_assert_str_eq(str(r, "status"), "success");
+    ck_assert_int_eq((int)num(r, "bids"), 2); /* bidders with a well-formed bid */
+    const cJSON *imps = cJSON_GetObjectItemCaseSensitive(r, "imps");
+    ck_assert_int_eq(cJSON_GetArraySize(imps), 2);
+    const cJSON *ia = cJSON_GetArrayItem(imps, 0), *ib = cJSON_GetArrayItem(imps, 1);
+    ck_assert_str_eq(str(ia, "imp_id"), "a");
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(ia, "winner"), "advertiser_id"), "adv-a");
+    ck_assert_double_eq_tol(num(cJSON_GetObjectItemCaseSensitive(ia, "winner"), "clearing_price"),
+                            2.01, 1e-9);
+    ck_assert_str_eq(str(ib, "imp_id"), "b");
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(ib, "winner"), "advertiser_id"), "adv-b");
+    ck_assert_double_eq_tol(num(cJSON_GetObjectItemCaseSensitive(ib, "winner"), "clearing_price"),
+                            1.51, 1e-9);
+    /* the top-level winner is the first imp's */
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(r, "winner"), "advertiser_id"), "adv-a");
+    cJSON_Delete(r);
+    ck_assert_uint_eq(F.nwins[0], 2);
+    ck_assert_str_eq(F.win_imp[0][0], "a");
+    ck_assert_str_eq(F.win_imp[0][1], "b");
+    /* one notice per bid: the winners' nurls, then the losers' lurls, each
+     * with its own imp and that imp's price */
+    ck_assert_uint_eq(F.nnotices[0], 4);
+    ck_assert_str_eq(F.notice_url[0][0], "http://n/a-a");
+    ck_assert_str_eq(F.notice_imp[0][0], "a");
+    ck_assert_int_eq(F.notice_price[0][0], 2010000);
+    ck_assert_str_eq(F.notice_url[0][1], "http://n/b-b");
+    ck_assert_str_eq(F.notice_imp[0][1], "b");
+    ck_assert_int_eq(F.notice_price[0][1], 1510000);
+    ck_assert_str_eq(F.notice_url[0][2], "http://l/a-b");
+    ck_assert_str_eq(F.notice_imp[0][2], "b");
+    ck_assert_str_eq(F.notice_url[0][3], "http://l/b-a");
+    ck_assert_str_eq(F.notice_imp[0][3], "a");
+}
+END_TEST
+
+/* A deal bid beats a higher open bid and clears at its deal's floor when
+ * it is the only deal bid; the result names the deal (SPEC 17). */
+START_TEST(deal_bids_come_first) {
+    start_payload("{\"request_id\":\"d-1\",\"user_id\":\"u-1\",\"imps\":[{\"id\":\"1\","
+                  "\"ad_slot_id\":\"s\",\"floor_price\":1,\"banner\":{\"w\":300,\"h\":250},"
+                  "\"pmp\":{\"private_auction\":0,\"deals\":[{\"id\":\"d1\",\"bidfloor\":3,"
+                  "\"wseat\":[\"adv-a\"]}]}}]}",
+                  T0);
+    profile_hit(0, "{\"interests\":[\"tech\"]}", T0 + 1 * MS);
+    answer_bids(call_to("adv-a"), "d-1", NULL,
+                "{\"id\":\"x\",\"impid\":\"1\",\"price\":3.5,\"dealid\":\"d1\"}", T0 + 2 * MS);
+    answer_bids(call_to("adv-b"), "d-1", NULL, "{\"id\":\"y\",\"impid\":\"1\",\"price\":5}",
+                T0 + 3 * MS);
+    cJSON *r = result(0);
+    const cJSON *imp = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "imps"), 0);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(imp, "winner");
+    ck_assert_str_eq(str(w, "advertiser_id"), "adv-a");
+    ck_assert_str_eq(str(w, "deal_id"), "d1");
+    ck_assert_double_eq_tol(num(w, "clearing_price"), 3.0, 1e-9);
+    cJSON_Delete(r);
+    ck_assert_str_eq(F.win_deal[0][0], "d1");
+}
+END_TEST
+
+/* Bids in another currency than the request's are converted exactly with
+ * currency:rates; without a rate such a bid is refused alone (SPEC 17). */
+START_TEST(bids_are_converted_to_the_request_currency) {
+    auction_rate rows[4];
+    auction_rates rates;
+    auction_rates_init(&rates, rows, 4);
+    ck_assert_int_eq(auction_rates_set(&rates, "USD", "EUR", 900000000000), AUCTION_OK); /* 0.9 */
+    rtb_txns_set_rates(ts, &rates);
+    const char *eur = "{\"request_id\":\"c-1\",\"user_id\":\"u-1\",\"cur\":\"EUR\",\"imps\":["
+                      "{\"id\":\"1\",\"ad_slot_id\":\"s\",\"floor_price\":1,"
+                      "\"banner\":{\"w\":300,\"h\":250}}]}";
+    start_payload(eur, T0);
+    profile_hit(0, "{\"interests\":[\"tech\"]}", T0 + 1 * MS);
+    ck_assert_ptr_nonnull(strstr(F.call_body[0], "\"cur\":[\"EUR\"]"));
+    /* 2.00 USD = 1.80 EUR loses to 1.90 EUR, and sets its price: 1.81 */
+    answer_bids(call_to("adv-a"), "c-1", NULL, "{\"id\":\"x\",\"impid\":\"1\",\"price\":2}",
+                T0 + 2 * MS);
+    answer_bids(call_to("adv-b"), "c-1", "EUR",
+                "{\"id\":\"y\",\"impid\":\"1\",\"price\":1.9,\"nurl\":\"http://n/y\"}",
+                T0 + 3 * MS);
+    cJSON *r = result(0);
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "imps"), 0), "winner");
+    ck_assert_str_eq(str(w, "advertiser_id"), "adv-b");
+    ck_assert_double_eq_tol(num(w, "clearing_price"), 1.81, 1e-9);
+    cJSON_Delete(r);
+    ck_assert_str_eq(F.notice_cur[0][0], "EUR");
+
+    /* No rate from GBP: that bid is refused, the other wins alone. */
+    unsigned long long refused = rtb_txns_counts(ts)->currency;
+    start_payload("{\"request_id\":\"c-2\",\"user_id\":\"u-1\",\"cur\":\"EUR\",\"imps\":["
+                  "{\"id\":\"1\",\"ad_slot_id\":\"s\",\"floor_price\":1,"
+                  "\"banner\":{\"w\":300,\"h\":250}}]}",
+                  T0 + 10 * MS);
+    profile_hit(1, "{\"interests\":[\"tech\"]}", T0 + 11 * MS);
+    answer_bids(F.calls[2]->bidder == bidder("adv-a") ? F.calls[2] : F.calls[3], "c-2", "GBP",
+                "{\"id\":\"x\",\"impid\":\"1\",\"price\":9}", T0 + 12 * MS);
+    answer_bids(F.calls[2]->bidder == bidder("adv-b") ? F.calls[2] : F.calls[3], "c-2", "EUR",
+                "{\"id\":\"y\",\"impid\":\"1\",\"price\":1.5}", T0 + 13 * MS);
+    ck_assert_uint_eq(rtb_txns_counts(ts)->currency, refused + 1);
+    r = result(1);
+    w = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "imps"), 0), "winner");
+    ck_assert_str_eq(str(w, "advertiser_id"), "adv-b");
+    ck_assert_double_eq_tol(num(w, "clearing_price"), 1.0, 1e-9); /* alone: the floor */
+    cJSON_Delete(r);
+    rtb_txns_set_rates(ts, NULL);
+}
+END_TEST
+
 static Suite *txn_suite(void) {
     Suite *s = suite_create("txn");
     TCase *tc = tcase_create("state machine");
@@ -845,6 +1009,9 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
     tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
     tcase_add_test(tc, budget_spent_is_skipped_until_the_next_day);
+    tcase_add_test(tc, each_imp_is_its_own_auction);
+    tcase_add_test(tc, deal_bids_come_first);
+    tcase_add_test(tc, bids_are_converted_to_the_request_currency);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("matching");
