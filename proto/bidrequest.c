@@ -90,6 +90,16 @@ static int put_keywords(proto_buf *out, const cJSON *profile_interests,
 static int put_double(proto_buf *out, double v) {
     char tmp[32];
     if (!isfinite(v)) v = 0.0;
+    /* The usual case, a score of at most 6 decimals (0.7, 0.25): its
+     * micros read back exactly, and their shortest decimal is the
+     * shortest text of v too -- no printf on the hot path. */
+    if (v >= 0 && v <= 1e6) {
+        int64_t micros = (int64_t)llround(v * 1e6);
+        if ((double)micros / 1e6 == v) {
+            auction_micros_format(micros, tmp);
+            return proto_buf_puts(out, tmp);
+        }
+    }
     snprintf(tmp, sizeof tmp, "%.15g", v);
     if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
     return proto_buf_puts(out, tmp);

@@ -1101,6 +1101,24 @@ START_TEST(openrtb_request_fields) {
     ck_assert_ptr_nonnull(
         strstr(b.data, "{\"id\":\"r-1\",\"at\":2,\"tmax\":95,\"cur\":[\"USD\"],"));
     cJSON_Delete(o);
+    /* A score of more than 6 decimals takes the long road, and reads back
+     * as the same number. */
+    static const struct {
+        double v;
+        const char *text;
+    } scores[] = {{0.30000000000000004, "0.30000000000000004"},
+                  {0.123456789, "0.123456789"},
+                  {0.000001, "0.000001"},
+                  {1, "1"}};
+    for (size_t i = 0; i < sizeof scores / sizeof scores[0]; i++) {
+        p.ltv_score = scores[i].v;
+        proto_buf_reset(&b);
+        ck_assert_int_eq(encode_call(&r, &p, AUCTION_SECOND_PRICE, 95, "USD", &b), 0);
+        char want[64];
+        snprintf(want, sizeof want, "\"ltv_score\":%s}", scores[i].text);
+        ck_assert_msg(strstr(b.data, want) != NULL, "ltv_score %.17g: want %s in %s", scores[i].v,
+                      want, b.data);
+    }
 
     proto_buf_reset(&b);
     ck_assert_int_eq(encode_call(&r, &p, AUCTION_FIRST_PRICE, 0, "EUR", &b), 0);
