@@ -211,9 +211,10 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 /* The first byte of `n` at `s` that cJSON must not see, in order: a NUL, a
  * byte that is not UTF-8, a control character other than tab, newline and
  * carriage return (JSON allows no other one, raw, anywhere; cJSON would skip
- * it as whitespace), or a "\u0000" escape in a string. Strings are tracked
- * only to find those escapes. PROTO_JSON_OK when there is none; else the
- * fault, its offset in *at. */
+ * it as whitespace), or a "\u0000" escape. A backslash and the byte it
+ * escapes are skipped together (a backslash outside a string is no JSON:
+ * cJSON refuses it), so strings need not be tracked. PROTO_JSON_OK when
+ * there is none; else the fault, its offset in *at. */
 void proto_utf8_cut(char *s) {
     size_t n = strlen(s), lead = n;
     while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
@@ -235,10 +236,10 @@ int proto_utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-/* 1 for printable ASCII other than '"' and '\\': bytes text_check skips. */
+/* 1 for printable ASCII other than '\\': bytes text_check skips. */
 static const unsigned char plain_byte[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -248,23 +249,21 @@ static const unsigned char plain_byte[256] = {
 };
 
 /* 1 when one of the 8 bytes of `w` is not plain (plain_byte): a control
- * byte, a byte >= 0x80, '"' or '\\'. The exact zero-byte tests of "Bit
+ * byte, a byte >= 0x80 or '\\'. The exact zero-byte tests of "Bit
  * Twiddling Hacks" (haszero, hasless), so no plain word is ever missed. */
 static int word_has_special(uint64_t w) {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-    uint64_t special = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) |
-                       ((backslash - ones) & ~backslash) | w;
+    uint64_t backslash = w ^ (ones * '\\');
+    uint64_t special = ((w - ones * 0x20) & ~w) | ((backslash - ones) & ~backslash) | w;
     return (special & highs) != 0;
 }
 
 static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at) {
-    int in_string = 0;
     size_t i = 0;
     *at = 0;
     while (i < n) {
-        /* Fast path: printable ASCII other than '"' and '\\' needs no check;
-         * it is nearly all of a bid request or response: 8 bytes at a time. */
+        /* Fast path: printable ASCII other than '\\' needs no check; it is
+         * nearly all of a bid request or response: 8 bytes at a time. */
         for (uint64_t w; n - i >= 8; i += 8) {
             memcpy(&w, s + i, 8);
             if (word_has_special(w)) break;
@@ -282,10 +281,10 @@ static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at)
             fault = step == 0 ? PROTO_JSON_UTF8 : PROTO_JSON_OK;
         } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
             fault = PROTO_JSON_SYNTAX;
-        } else if (c == '"') {
-            in_string = !in_string;
-        } else if (c == '\\' && in_string && i + 1 < n && s[i + 1] >= 0x20 && s[i + 1] < 0x80) {
-            /* An escape: skip the escaped byte, so that "\\u0000" is text. */
+        } else if (c == '\\' && i + 1 < n && s[i + 1] >= 0x20 && s[i + 1] < 0x80) {
+            /* An escape: skip the escaped byte, so that "\\u0000" is text.
+             * Outside a string a backslash is not JSON at all (cJSON refuses
+             * it), so strings need not be tracked. */
             if (s[i + 1] == 'u' && n - i >= 6 && memcmp(s + i + 2, "0000", 4) == 0)
                 fault = PROTO_JSON_NUL_ESCAPE;
             step = 2;
