@@ -208,13 +208,6 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     return more + 1;
 }
 
-/* The first byte of `n` at `s` that cJSON must not see, in order: a NUL, a
- * byte that is not UTF-8, a control character other than tab, newline and
- * carriage return (JSON allows no other one, raw, anywhere; cJSON would skip
- * it as whitespace), or a "\u0000" escape. A backslash and the byte it
- * escapes are skipped together (a backslash outside a string is no JSON:
- * cJSON refuses it), so strings need not be tracked. PROTO_JSON_OK when
- * there is none; else the fault, its offset in *at. */
 void proto_utf8_cut(char *s) {
     size_t n = strlen(s), lead = n;
     while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
@@ -258,6 +251,13 @@ static int word_has_special(uint64_t w) {
     return (special & highs) != 0;
 }
 
+/* The first byte of `n` at `s` that cJSON must not see, in order: a NUL, a
+ * byte that is not UTF-8, a control character other than tab, newline and
+ * carriage return (JSON allows no other one, raw, anywhere; cJSON would skip
+ * it as whitespace), or a "\u0000" escape. A backslash and the byte it
+ * escapes are skipped together (a backslash outside a string is no JSON:
+ * cJSON refuses it), so strings need not be tracked. PROTO_JSON_OK when
+ * there is none; else the fault, its offset in *at. */
 static proto_json_fault text_check(const unsigned char *s, size_t n, size_t *at) {
     size_t i = 0;
     *at = 0;
