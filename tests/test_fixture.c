@@ -3,7 +3,8 @@
  * Each test in "servers" gets a fresh env from a checked fixture: Redis
  * commands, pub/sub delivery and buffering, an MQTT QoS 1 round trip through
  * the broker to a second client, server restarts on the same port, process
- * helpers, rtb-bidder answering a SPEC 5 bid request, and its notices: the
+ * helpers, rtb-bidder answering a SPEC 5 bid request (and SPEC 17 ones: a
+ * bid per imp, deal ids, a currency, imps=first), and its notices: the
  * burl its bids carry, /bill, and notices failed or delayed on purpose (the
  * faults the exchange's retries are tested against), and its hostile
  * answers (the SPEC 15 bounds tests/test_hostile.c plays against the
@@ -559,6 +560,228 @@ START_TEST(bidder_notices_delayed) {
 }
 END_TEST
 
+/* ---- multi-imp requests, deals, currency (SPEC 17) ---------------------- */
+
+/* A page with three imps: "top" (floor 1.5, a deal the advertisers below
+ * do not hold), "side" (floor 0.25, deal d-1 with its own floor 2.11 among
+ * others) and "1" (floor 1, no pmp). */
+static const char multi_request[] =
+    "{\"id\":\"r-3\",\"at\":2,\"tmax\":95,\"cur\":[\"USD\"],"
+    "\"imp\":[{\"id\":\"top\",\"tagid\":\"slot-top\",\"bidfloor\":1.5,\"bidfloorcur\":\"USD\","
+    "\"banner\":{\"w\":728,\"h\":90},"
+    "\"pmp\":{\"private_auction\":0,\"deals\":[{\"id\":\"d-9\",\"bidfloor\":4}]}},"
+    "{\"id\":\"side\",\"tagid\":\"slot-side\",\"bidfloor\":0.25,\"bidfloorcur\":\"USD\","
+    "\"banner\":{\"w\":300,\"h\":250},\"pmp\":{\"private_auction\":0,\"deals\":["
+    "{\"id\":\"d-0\",\"bidfloor\":9},{\"id\":\"d-1\",\"bidfloor\":2.11,\"wseat\":[\"x\"]}]}},"
+    "{\"id\":\"1\",\"tagid\":\"slot-9\",\"bidfloor\":1,\"bidfloorcur\":\"USD\","
+    "\"banner\":{\"w\":300,\"h\":250}}],"
+    "\"site\":{\"id\":\"site-1\",\"domain\":\"news.example\"},"
+    "\"device\":{\"ua\":\"Mozilla/5.0\",\"ip\":\"192.0.2.7\",\"devicetype\":2},"
+    "\"user\":{\"id\":\"u-7\",\"ext\":{\"ltv_score\":0.7}}}";
+
+/* Two imps, "a" and "b", both offering deal d-1 (no deal floor on "b"). */
+static const char two_deal_request[] =
+    "{\"id\":\"r-4\",\"imp\":[{\"id\":\"a\",\"bidfloor\":1,\"banner\":{\"w\":300,\"h\":250},"
+    "\"pmp\":{\"deals\":[{\"id\":\"d-1\",\"bidfloor\":3}]}},"
+    "{\"id\":\"b\",\"bidfloor\":0.5,\"banner\":{\"w\":300,\"h\":250},"
+    "\"pmp\":{\"deals\":[{\"id\":\"d-1\"}]}}],\"user\":{\"ext\":{\"ltv_score\":0}}}";
+
+/* POSTs `body` to `port`, expects 200, returns the BidResponse (caller
+ * cJSON_Delete()s) after checking its id. */
+static cJSON *post_bid(int port, const char *body, const char *want_id) {
+    char *text = NULL;
+    ck_assert_int_eq(fx_http(port, "POST", "/bid", body, &text, 2000), 200);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_msg(cJSON_IsObject(j), "bid response is not a JSON object: %s", text);
+    free(text);
+    ck_assert_pstr_eq(str_of(j, "id"), want_id);
+    return j;
+}
+
+/* The bids of a BidResponse's only seatbid (borrowed from `resp`). */
+static cJSON *bids_of(const cJSON *resp) {
+    const cJSON *seatbid = cJSON_GetObjectItemCaseSensitive(resp, "seatbid");
+    ck_assert_int_eq(cJSON_GetArraySize(seatbid), 1);
+    cJSON *bids = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(seatbid, 0), "bid");
+    ck_assert(cJSON_IsArray(bids));
+    return bids;
+}
+
+static double num_of(const cJSON *obj, const char *key) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, key);
+    ck_assert_msg(cJSON_IsNumber(n), "no number '%s'", key);
+    return n->valuedouble;
+}
+
+/* A bid per imp, in the request's order, each with its own impid, id and
+ * adid (imp "1" keeps ad_{adv}_{request}), priced by the price rule on its
+ * imp's floor; no dealid from an advertiser without deal=. The single-imp
+ * answer is byte for byte what it always was. */
+START_TEST(bidder_bids_on_every_imp) {
+    const char *specs[] = {"id=s,price=seed", "id=f,price=fixed:2.5,notices=off"};
+    int ports[2];
+    fx_spawn_bidder(env, specs, 2, ports);
+
+    char *body = NULL, want[1024];
+    ck_assert_int_eq(fx_http(ports[0], "POST", "/bid", bid_request, &body, 2000), 200);
+    snprintf(
+        want, sizeof want,
+        "{\"id\":\"r-1\",\"seatbid\":[{\"seat\":\"s\",\"bid\":[{\"id\":\"b-1\",\"impid\":\"1\","
+        "\"price\":3.06,\"adid\":\"ad_s_r-1\",\"crid\":\"c-s\","
+        "\"iurl\":\"https://cdn.example/s.jpg\","
+        "\"nurl\":\"http://127.0.0.1:%d/win?id=${AUCTION_ID}&price=${AUCTION_PRICE}\","
+        "\"lurl\":\"http://127.0.0.1:%d/loss?id=${AUCTION_ID}&reason=${AUCTION_LOSS}"
+        "&price=${AUCTION_PRICE}\"}]}],\"cur\":\"USD\"}",
+        ports[0], ports[0]);
+    ck_assert_str_eq(body, want);
+    free(body);
+
+    static const char *const ids[] = {"top", "side", "1"};
+    static const char *const adids[] = {"ad_s_r-3_top", "ad_s_r-3_side", "ad_s_r-3"};
+    static const char *const bid_ids[] = {"b-2", "b-3", "b-4"};
+    static const double seed[] = {3.06, 0.51, 2.04}; /* floor x 1.2 x 1.7 */
+    cJSON *resp = post_bid(ports[0], multi_request, "r-3");
+    cJSON *bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 3);
+    for (int k = 0; k < 3; k++) {
+        cJSON *bid = cJSON_GetArrayItem(bids, k);
+        ck_assert_pstr_eq(str_of(bid, "impid"), ids[k]);
+        ck_assert_pstr_eq(str_of(bid, "id"), bid_ids[k]);
+        ck_assert_pstr_eq(str_of(bid, "adid"), adids[k]);
+        ck_assert_double_eq_tol(num_of(bid, "price"), seed[k], 1e-9);
+        ck_assert_ptr_null(cJSON_GetObjectItem(bid, "dealid"));
+    }
+    ck_assert_pstr_eq(str_of(resp, "cur"), "USD");
+    cJSON_Delete(resp);
+
+    resp = post_bid(ports[1], multi_request, "r-3");
+    bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 3);
+    for (int k = 0; k < 3; k++) {
+        cJSON *bid = cJSON_GetArrayItem(bids, k);
+        ck_assert_pstr_eq(str_of(bid, "impid"), ids[k]);
+        ck_assert_double_eq_tol(num_of(bid, "price"), 2.5, 1e-9);
+        ck_assert_ptr_null(cJSON_GetObjectItem(bid, "nurl")); /* keys still apply per bid */
+    }
+    cJSON_Delete(resp);
+
+    /* One 200 per request, however many bids it carried. */
+    cJSON *st = bidder_stats(ports[0]);
+    ck_assert_int_eq(stat_of(st, "requests"), 2);
+    ck_assert_int_eq(stat_of(st, "bids"), 2);
+    cJSON_Delete(st);
+
+    /* Every imp is read: one without an id is a bad request. */
+    const char *bad = "{\"id\":\"r-5\",\"imp\":[{\"id\":\"1\"},{\"bidfloor\":1}]}";
+    ck_assert_int_eq(fx_http(ports[0], "POST", "/bid", bad, &body, 2000), 400);
+    ck_assert_ptr_nonnull(strstr(body, "imp[1].id: missing or not a string"));
+    free(body);
+    bad = "{\"id\":\"r-5\",\"imp\":[{\"id\":\"1\"},{\"id\":\"2\",\"bidfloor\":\"1\"}]}";
+    ck_assert_int_eq(fx_http(ports[0], "POST", "/bid", bad, &body, 2000), 400);
+    ck_assert_ptr_nonnull(strstr(body, "imp[1].bidfloor: not a number"));
+    free(body);
+}
+END_TEST
+
+/* deal=ID: the bids on imps whose pmp lists ID carry "dealid":"ID", the
+ * others none; a seed price on a deal bid takes the deal's floor (the
+ * imp's when the deal has none); deal_price=X prices every deal bid X and
+ * leaves the open bids to the price rule. */
+START_TEST(bidder_deals) {
+    const char *specs[] = {"id=seed-d,price=seed,deal=d-1",
+                           "id=priced-d,price=fixed:2,deal=d-1,deal_price=7.5",
+                           "id=other-d,price=fixed:2,deal=d-7"};
+    int ports[3];
+    fx_spawn_bidder(env, specs, 3, ports);
+
+    cJSON *resp = post_bid(ports[0], multi_request, "r-3");
+    cJSON *bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 3);
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(bids, 0), "dealid")); /* d-9 only */
+    cJSON *deal_bid = cJSON_GetArrayItem(bids, 1);
+    ck_assert_pstr_eq(str_of(deal_bid, "impid"), "side");
+    ck_assert_pstr_eq(str_of(deal_bid, "dealid"), "d-1");
+    ck_assert_double_eq_tol(num_of(deal_bid, "price"), 4.3044, 1e-9); /* 2.11 x 1.2 x 1.7 */
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(bids, 2), "dealid")); /* no pmp */
+    ck_assert_double_eq_tol(num_of(cJSON_GetArrayItem(bids, 0), "price"), 3.06, 1e-9);
+    cJSON_Delete(resp);
+
+    resp = post_bid(ports[0], two_deal_request, "r-4");
+    bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 2);
+    ck_assert_pstr_eq(str_of(cJSON_GetArrayItem(bids, 0), "dealid"), "d-1");
+    ck_assert_double_eq_tol(num_of(cJSON_GetArrayItem(bids, 0), "price"), 3.6, 1e-9); /* 3 x 1.2 */
+    ck_assert_pstr_eq(str_of(cJSON_GetArrayItem(bids, 1), "dealid"), "d-1");
+    ck_assert_double_eq_tol(num_of(cJSON_GetArrayItem(bids, 1), "price"), 0.6,
+                            1e-9); /* 0.5 x 1.2 */
+    cJSON_Delete(resp);
+
+    resp = post_bid(ports[1], multi_request, "r-3");
+    bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 3);
+    static const double priced[] = {2, 7.5, 2};
+    for (int k = 0; k < 3; k++) {
+        cJSON *bid = cJSON_GetArrayItem(bids, k);
+        ck_assert_double_eq_tol(num_of(bid, "price"), priced[k], 1e-9);
+        if (k == 1)
+            ck_assert_pstr_eq(str_of(bid, "dealid"), "d-1");
+        else
+            ck_assert_ptr_null(cJSON_GetObjectItem(bid, "dealid"));
+    }
+    cJSON_Delete(resp);
+
+    /* A deal no imp offers: open bids only. */
+    resp = post_bid(ports[2], multi_request, "r-3");
+    bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 3);
+    cJSON *bid;
+    cJSON_ArrayForEach(bid, bids) ck_assert_ptr_null(cJSON_GetObjectItem(bid, "dealid"));
+    cJSON_Delete(resp);
+
+    /* The SPEC 2 form has no pmp: no deal, the answer as without deal=. */
+    bid = bid_from(ports[1]);
+    ck_assert_ptr_null(cJSON_GetObjectItem(bid, "dealid"));
+    ck_assert_double_eq_tol(num_of(bid, "price"), 2, 1e-9);
+    cJSON_Delete(bid);
+
+    /* The deal's floor is read when the deal is ours: a bad one is refused. */
+    char *body = NULL;
+    const char *bad = "{\"id\":\"r-6\",\"imp\":[{\"id\":\"1\","
+                      "\"pmp\":{\"deals\":[{\"id\":\"d-1\",\"bidfloor\":\"x\"}]}}]}";
+    ck_assert_int_eq(fx_http(ports[0], "POST", "/bid", bad, &body, 2000), 400);
+    ck_assert_ptr_nonnull(strstr(body, "imp[0].pmp.deals[0].bidfloor: not a number"));
+    free(body);
+}
+END_TEST
+
+/* cur=XXX: the BidResponse's cur (prices are in it); imps=first: one bid,
+ * on the first imp, however many the request has. */
+START_TEST(bidder_currency_and_first_imp) {
+    const char *specs[] = {"id=eur,price=fixed:3,cur=EUR", "id=one,price=fixed:2,imps=first",
+                           "id=all,price=fixed:2,imps=all"};
+    int ports[3];
+    fx_spawn_bidder(env, specs, 3, ports);
+
+    cJSON *resp = post_bid(ports[0], multi_request, "r-3");
+    ck_assert_pstr_eq(str_of(resp, "cur"), "EUR");
+    ck_assert_int_eq(cJSON_GetArraySize(bids_of(resp)), 3);
+    ck_assert_double_eq_tol(num_of(cJSON_GetArrayItem(bids_of(resp), 0), "price"), 3, 1e-9);
+    cJSON_Delete(resp);
+
+    resp = post_bid(ports[1], multi_request, "r-3");
+    cJSON *bids = bids_of(resp);
+    ck_assert_int_eq(cJSON_GetArraySize(bids), 1);
+    ck_assert_pstr_eq(str_of(cJSON_GetArrayItem(bids, 0), "impid"), "top");
+    ck_assert_pstr_eq(str_of(cJSON_GetArrayItem(bids, 0), "adid"), "ad_one_r-3_top");
+    ck_assert_pstr_eq(str_of(resp, "cur"), "USD");
+    cJSON_Delete(resp);
+
+    resp = post_bid(ports[2], two_deal_request, "r-4");
+    ck_assert_int_eq(cJSON_GetArraySize(bids_of(resp)), 2);
+    cJSON_Delete(resp);
+}
+END_TEST
+
 /* Bad keys are a bad command line: exit 2, a message naming the key. */
 START_TEST(bidder_refuses_bad_keys) {
     static const char *const bad[][2] = {
@@ -571,6 +794,13 @@ START_TEST(bidder_refuses_bad_keys) {
         {"id=x,header_pad=1048577", "'header_pad': '1048577'"},
         {"id=x,trickle=-5", "'trickle': '-5'"},
         {"id=x,adid_bytes=big", "'adid_bytes': 'big'"},
+        {"id=x,imps=some", "'imps': 'some'"},
+        {"id=x,deal=d-1,deal_price=cheap", "'deal_price': 'cheap'"},
+        {"id=x,deal=d-1,deal_price=1.1234567", "'deal_price': '1.1234567'"},
+        {"id=x,deal_price=2", "deal_price needs deal=ID"},
+        {"id=x,cur=ABCDEFGHIJKLMNOPQ", "'cur': 'ABCDEFGHIJKLMNOPQ'"},
+        {"id=x,deal=", "'deal=' is not key=value"},
+        {"id=x,deal=a,deal=b", "key 'deal' given twice"},
     };
     const char *bin = fx_getenv("RTB_BIDDER");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -832,6 +1062,9 @@ static Suite *fixture_suite(void) {
     tcase_add_test(tc, bidder_burl_and_bill);
     tcase_add_test(tc, bidder_notices_fail_on_purpose);
     tcase_add_test(tc, bidder_notices_delayed);
+    tcase_add_test(tc, bidder_bids_on_every_imp);
+    tcase_add_test(tc, bidder_deals);
+    tcase_add_test(tc, bidder_currency_and_first_imp);
     tcase_add_test(tc, bidder_refuses_bad_keys);
     tcase_add_test(tc, bidder_pads_headers);
     tcase_add_test(tc, bidder_trickles_the_body);

@@ -9,7 +9,9 @@
  * 1), against nothing (exit 2), and with this test playing the exchange by
  * PUBLISHing results itself, to check the matching: duplicates, foreign ids,
  * statuses. With --events, the ad events it sends (SPEC 10) are checked in
- * the exchange's Redis counters.
+ * the exchange's Redis counters. With --imps (SPEC 17) it sends multi-imp
+ * requests with site, device and a deal: the bidder must see them, and
+ * every result must carry the `imps` array SPEC 17 promises.
  *
  * The one idea: rtb-loadgen --json prints one JSON line on stdout; fx_spawn
  * sends its output to a log file in the env's dir, and the test reads that
@@ -510,6 +512,164 @@ START_TEST(loadgen_matches_results_by_id) {
 }
 END_TEST
 
+/* ---- multi-imp requests (--imps, --site, --device, --deal; SPEC 17) --------------------- */
+
+/* GET /last of an rtb-bidder advertiser: the body of the last BidRequest
+ * (caller cJSON_Delete()s). */
+static cJSON *last_bid_request(int port) {
+    char *text = NULL;
+    ck_assert_int_eq(fx_http(port, "GET", "/last", NULL, &text, 2000), 200);
+    cJSON *last = cJSON_Parse(text);
+    free(text);
+    cJSON *body = cJSON_DetachItemFromObjectCaseSensitive(last, "body");
+    cJSON_Delete(last);
+    ck_assert_msg(cJSON_IsObject(body), "/last has no JSON body");
+    return body;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* Two imps per request, with site, device and deal d-1 on every imp,
+ * against a live exchange: every request gets its result, and each result
+ * carries the `imps` array of SPEC 17 with both imps won (adv-d, holding
+ * d-1, wins each through the deal: deals go first). The BidRequests the
+ * bidder saw carry what rtb-loadgen sent. */
+START_TEST(loadgen_multi_imp_requests) {
+    const char *specs[] = {"id=adv-d,price=fixed:2.2,deal=d-1"};
+    int port[1];
+    fx_spawn_bidder(env, specs, 1, port);
+    char value[200];
+    snprintf(value, sizeof value, "{\"interests\":[],\"endpoint\":\"http://127.0.0.1:%d/bid\"}",
+             port[0]);
+    fx_redis_do(env, "SET advertiser:targeting:adv-d %s", value);
+    pid_t exchange = start_exchange();
+
+    const char *args[] = {"--imps", "2",   "--site",  "--device", "--deal", "d-1",
+                          "--rate", "200", "--count", "200",      "--json", NULL};
+    run_result r = expect_summary(args, 0);
+    expect_num(&r, NULL, "sent", 200);
+    expect_num(&r, NULL, "received", 200);
+    expect_num(&r, NULL, "lost", 0);
+    expect_num(&r, NULL, "duplicated", 0);
+    expect_num(&r, "statuses", "success", 200);
+    expect_num(&r, NULL, "imps_per_request", 2);
+    /* These need the exchange's per-imp results (SPEC 17): */
+    expect_num(&r, NULL, "imps_missing", 0);
+    expect_num(&r, NULL, "imps_received", 400);
+    expect_num(&r, NULL, "imps_won", 400);
+    expect_num(&r, NULL, "deals_won", 400);
+    cJSON_Delete(r.json);
+
+    cJSON *req = last_bid_request(port[0]);
+    const cJSON *imps = cJSON_GetObjectItemCaseSensitive(req, "imp");
+    ck_assert_int_eq(cJSON_GetArraySize(imps), 2);
+    for (int k = 0; k < 2; k++) {
+        const cJSON *imp = cJSON_GetArrayItem(imps, k);
+        ck_assert_pstr_eq(jstr(imp, "id"), k == 0 ? "1" : "2");
+        ck_assert_ptr_nonnull(strstr(jstr(imp, "tagid"), "slot-"));
+        const cJSON *banner = cJSON_GetObjectItemCaseSensitive(imp, "banner");
+        ck_assert_int_eq((int)jnum(banner, "w"), 300);
+        ck_assert_int_eq((int)jnum(banner, "h"), 250);
+        double floor = jnum(imp, "bidfloor");
+        ck_assert_msg(floor >= 0.5 && floor <= 2.0, "imp %d bidfloor %g", k, floor);
+        const cJSON *deal = cJSON_GetArrayItem(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(imp, "pmp"), "deals"),
+            0);
+        ck_assert_pstr_eq(jstr(deal, "id"), "d-1");
+        ck_assert_double_eq_tol(jnum(deal, "bidfloor"), floor, 1e-9);
+    }
+    const cJSON *site = cJSON_GetObjectItemCaseSensitive(req, "site");
+    ck_assert_ptr_nonnull(strstr(jstr(site, "domain"), ".example"));
+    ck_assert_ptr_nonnull(jstr(cJSON_GetObjectItemCaseSensitive(site, "publisher"), "id"));
+    const cJSON *device = cJSON_GetObjectItemCaseSensitive(req, "device");
+    ck_assert_int_eq((int)jnum(device, "devicetype"), 2);
+    ck_assert_ptr_nonnull(strstr(jstr(device, "ip"), "192.0.2."));
+    ck_assert_pstr_eq(jstr(cJSON_GetObjectItemCaseSensitive(device, "geo"), "country"), "USA");
+    cJSON_Delete(req);
+
+    /* One imp in the imps form: the result still has the array (SPEC 17). */
+    const char *one[] = {"--imps", "1", "--rate", "200", "--count", "50", "--json", NULL};
+    r = expect_summary(one, 0);
+    expect_num(&r, "statuses", "success", 50);
+    expect_num(&r, NULL, "imps_missing", 0);   /* needs the wiring */
+    expect_num(&r, NULL, "imps_received", 50); /* needs the wiring */
+    expect_num(&r, NULL, "deals_won", 0);      /* no deal offered */
+    cJSON_Delete(r.json);
+
+    fx_kill(exchange, SIGTERM);
+    ck_assert_int_eq(fx_wait_exit(exchange, 5000, NULL), 0);
+    check_no_sanitizer_report("exchange.log");
+}
+END_TEST
+
+/* The counting of `imps` arrays, with this test as the exchange: imps in
+ * results, those won, those won through a deal, and results of imps-form
+ * requests that lack the array (an invalid one may). */
+START_TEST(loadgen_counts_imps_in_results) {
+    const char *args[] = {"--id-prefix", "m", "--imps",    "2",    "--rate", "10",
+                          "--count",     "4", "--tmax-ms", "2000", "--json", NULL};
+    run_result r = {0};
+    pid_t pid = spawn_loadgen(args, &r);
+    int64_t start = fx_now_ms();
+    for (;;) {
+        redisReply *rep = fx_redis_cmd(env, "PUBSUB NUMPAT");
+        long long numpat = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+        freeReplyObject(rep);
+        if (numpat >= 1) break;
+        ck_assert_msg(fx_now_ms() - start < 5000, "rtb-loadgen did not PSUBSCRIBE");
+        fx_sleep_ms(10);
+    }
+    fx_sleep_ms(600); /* all four are sent by now */
+    static const char *const w = "{\"advertiser_id\":\"a\",\"bid_price\":2,\"clearing_price\":1,"
+                                 "\"ad_id\":\"x\",\"creative_url\":\"\",\"deal_id\":";
+    char results[4][600];
+    snprintf(results[0], sizeof results[0],
+             "{\"request_id\":\"m-0\",\"status\":\"success\",\"winner\":null,\"imps\":["
+             "{\"imp_id\":\"1\",\"status\":\"success\",\"winner\":%s\"d-1\"}},"
+             "{\"imp_id\":\"2\",\"status\":\"success\",\"winner\":%snull}}]}",
+             w, w);
+    snprintf(results[1], sizeof results[1],
+             "{\"request_id\":\"m-1\",\"status\":\"success\",\"winner\":null,\"imps\":["
+             "{\"imp_id\":\"1\",\"status\":\"no_bid\",\"winner\":null},"
+             "{\"imp_id\":\"2\",\"status\":\"success\",\"winner\":%s\"d-1\"}}]}",
+             w);
+    snprintf(results[2], sizeof results[2], "{\"request_id\":\"m-2\",\"status\":\"no_bid\"}");
+    snprintf(results[3], sizeof results[3],
+             "{\"request_id\":\"m-3\",\"status\":\"invalid\",\"error\":\"x\"}");
+    for (int i = 0; i < 4; i++)
+        fx_redis_do(env, "PUBLISH auction:results:m-%d %s", i, results[i]);
+    wait_loadgen(pid, &r);
+    if (r.json == NULL || r.exit_status != 0) {
+        fx_dump_log(env, r.log);
+        ck_abort_msg("exit status %d, want 0", r.exit_status);
+    }
+    expect_num(&r, NULL, "received", 4);
+    expect_num(&r, NULL, "imps_per_request", 2);
+    expect_num(&r, NULL, "imps_received", 4);
+    expect_num(&r, NULL, "imps_won", 3);
+    expect_num(&r, NULL, "deals_won", 2);
+    expect_num(&r, NULL, "imps_missing", 1); /* m-2; m-3 is invalid */
+    cJSON_Delete(r.json);
+
+    /* Without --imps nothing is counted, the SPEC 2 form has no array. */
+    const char *plain[] = {"--id-prefix", "p",         "--rate", "10",     "--count",
+                           "1",           "--tmax-ms", "2000",   "--json", NULL};
+    r = (run_result){0};
+    pid = spawn_loadgen(plain, &r);
+    fx_sleep_ms(500);
+    fx_redis_do(env, "PUBLISH auction:results:p-0 %s",
+                "{\"request_id\":\"p-0\",\"status\":\"no_bid\"}");
+    wait_loadgen(pid, &r);
+    ck_assert_int_eq(r.exit_status, 0);
+    expect_num(&r, NULL, "imps_per_request", 0);
+    expect_num(&r, NULL, "imps_missing", 0);
+    expect_num(&r, NULL, "imps_received", 0);
+    cJSON_Delete(r.json);
+}
+END_TEST
+
 /* ---- bad starts: exit 2 --------------------------------------------------------------- */
 
 /* HGET stats:advertiser:{id} wins, polled until it equals want (2 s at most). */
@@ -582,12 +742,34 @@ START_TEST(loadgen_exit_2_on_bad_options_or_no_servers) {
         {"--interests", "a,,b", NULL},
         {"--interests", "a,", NULL},
         {"--interests", "a\"b", NULL},
+        {"--imps", "0", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_result r = run_loadgen(bad[i]);
         ck_assert_msg(r.exit_status == 2, "%s %s: exit status %d, want 2", bad[i][0],
                       bad[i][1] ? bad[i][1] : "", r.exit_status);
         cJSON_Delete(r.json);
+    }
+    /* SPEC 17 options: refused with a message that names the problem. */
+    static const char *const bad17[][6] = {
+        {"--imps", "17", NULL, NULL, NULL, "--imps: bad value '17'"},
+        {"--imps", "two", NULL, NULL, NULL, "--imps: bad value 'two'"},
+        {"--deal", "d-1", NULL, NULL, NULL, "--deal needs --imps"},
+        {"--imps", "2", "--deal", "d 1", NULL, "--deal: bad value 'd 1'"},
+        {"--imps", "2", "--deal", "d\"1", NULL, "--deal: bad value 'd\"1'"},
+        {"--site", "yes", NULL, NULL, NULL, "unexpected argument 'yes'"},
+    };
+    for (size_t i = 0; i < sizeof bad17 / sizeof bad17[0]; i++) {
+        const char *args[6] = {bad17[i][0], bad17[i][1], bad17[i][2], bad17[i][3], NULL, NULL};
+        run_result r = run_loadgen(args);
+        ck_assert_msg(r.exit_status == 2, "%s %s: exit status %d, want 2", args[0], args[1],
+                      r.exit_status);
+        ck_assert_ptr_null(r.json);
+        char *log = fx_read_file(env, r.log, NULL);
+        ck_assert_ptr_nonnull(log);
+        ck_assert_msg(strstr(log, bad17[i][5]) != NULL, "%s %s: message '%s' lacks '%s'", args[0],
+                      args[1], log, bad17[i][5]);
+        free(log);
     }
     /* Nothing listens on a fresh free port: the broker, then Redis, unreachable. */
     char nowhere[64];
@@ -622,6 +804,8 @@ static Suite *loadgen_suite(void) {
     tcase_add_test(tc, loadgen_events_reach_the_exchange);
     tcase_add_test(tc, loadgen_matches_results_by_id);
     tcase_add_test(tc, loadgen_interests_target_advertisers);
+    tcase_add_test(tc, loadgen_multi_imp_requests);
+    tcase_add_test(tc, loadgen_counts_imps_in_results);
     tcase_add_test(tc, loadgen_exit_2_on_bad_options_or_no_servers);
     tcase_set_timeout(tc, 90);
     suite_add_tcase(s, tc);

@@ -2,7 +2,8 @@
  *
  * Each advertiser (--advertiser SPEC) gets an evhttp server on a port of its
  * own; all of them run on one libevent loop, no threads. POST (any path,
- * /bid by convention) takes a BidRequest (SPEC 5) and answers a bid, a
+ * /bid by convention) takes a BidRequest (SPEC 5, 17) and answers a bid per
+ * imp (with a deal id where the imp offers the advertiser's deal), a
  * no-bid, an error or one of the fault modes; GET /win, /loss and /bill take
  * notices (SPEC 9, 14), which can be made to fail or lag on purpose so that
  * the exchange's retries show; GET /last and /stats are there for tests. See
@@ -60,6 +61,8 @@
 #define BYTES_MAX INT64_C(1048576) /* header_pad, adid_bytes: 1 MiB */
 #define PAD_LINE_BYTES 1000        /* header_pad: one "X-Pad-NNN: xxx\r\n" line */
 #define PAD_LINE_FIXED 13          /* its name, ": " and CRLF */
+#define IMPS_MAX 64                /* imps read from one BidRequest (the exchange sends 16) */
+#define CUR_MAX 16                 /* cur=: bytes */
 
 typedef enum price_rule { PRICE_SEED, PRICE_FIXED, PRICE_UNIFORM } price_rule;
 
@@ -133,17 +136,21 @@ typedef struct advertiser {
     int64_t price_a_micros; /* fixed:X, or uniform:A-B low end */
     int64_t price_b_micros; /* uniform:A-B high end */
     bid_mode mode;
-    int notices;             /* bids carry nurl / lurl */
-    int burl;                /* bids carry burl */
-    int64_t notice_fail;     /* the first this many notices fail */
-    int notice_status;       /* the HTTP status they get */
-    int64_t notice_delay_ms; /* every notice is answered this late */
-    int64_t header_pad;      /* bid answers carry this many bytes of X-Pad headers */
-    int64_t trickle_ms;      /* bid answer bodies go out a byte every this many ms */
-    int64_t adid_bytes;      /* the bid's adid is exactly this long; 0: natural */
-    char *creative;          /* URL; "{id}" stands for the advertiser id */
-    char *nurl_base;         /* NULL: http://HOST:PORT */
-    int seen;                /* bit per spec_keys row: given already */
+    int notices;               /* bids carry nurl / lurl */
+    int burl;                  /* bids carry burl */
+    int64_t notice_fail;       /* the first this many notices fail */
+    int notice_status;         /* the HTTP status they get */
+    int64_t notice_delay_ms;   /* every notice is answered this late */
+    int64_t header_pad;        /* bid answers carry this many bytes of X-Pad headers */
+    int64_t trickle_ms;        /* bid answer bodies go out a byte every this many ms */
+    int64_t adid_bytes;        /* the bid's adid is exactly this long; 0: natural */
+    char *deal;                /* deal id this advertiser holds (SPEC 17); NULL: none */
+    int64_t deal_price_micros; /* price of deal bids; -1: the price rule */
+    char *cur;                 /* the BidResponse's cur; NULL: "USD" */
+    int first_imp_only;        /* imps=first: bid on the first imp alone */
+    char *creative;            /* URL; "{id}" stands for the advertiser id */
+    char *nurl_base;           /* NULL: http://HOST:PORT */
+    int seen;                  /* bit per spec_keys row: given already */
     /* set once bound */
     char *crid;
     char *nurl;     /* win notice URL, with OpenRTB macros */
@@ -171,12 +178,21 @@ typedef struct bidder {
     struct event *sigterm;
 } bidder;
 
+/* One imp of a BidRequest as this bidder reads it. Strings are borrowed
+ * from the parsed request. */
+typedef struct bid_imp {
+    const char *id;
+    int64_t floor_micros;
+    int has_deal;              /* its pmp.deals lists the advertiser's deal */
+    int64_t deal_floor_micros; /* that deal's bidfloor (absent: the imp's floor) */
+} bid_imp;
+
 /* The fields of a BidRequest this bidder reads. Strings are borrowed from
  * the parsed request. */
 typedef struct bid_request {
     const char *id;
-    const char *impid;
-    int64_t floor_micros;
+    bid_imp imps[IMPS_MAX]; /* nimps >= 1: no `imp` at all reads as imp "1", floor 0 */
+    size_t nimps;
     int64_t ltv_micros; /* 0..1e6 */
 } bid_request;
 
@@ -213,7 +229,11 @@ static int64_t price_seed(int64_t floor_micros, int64_t ltv_micros) {
     return price > AUCTION_PRICE_MAX_MICROS ? AUCTION_PRICE_MAX_MICROS : price;
 }
 
-static int64_t adv_price(advertiser *adv, const bid_request *br) {
+/* The price of a bid on `imp`: deal_price for a deal bid when set, else
+ * the price rule, whose seed takes the floor the bid faces (the deal's on
+ * a deal bid). */
+static int64_t adv_price(advertiser *adv, const bid_request *br, const bid_imp *imp) {
+    if (imp->has_deal && adv->deal_price_micros >= 0) return adv->deal_price_micros;
     switch (adv->price) {
     case PRICE_FIXED:
         return adv->price_a_micros;
@@ -223,7 +243,8 @@ static int64_t adv_price(advertiser *adv, const bid_request *br) {
                                  (uint64_t)(adv->price_b_micros - adv->price_a_micros));
     case PRICE_SEED:
     default:
-        return price_seed(br->floor_micros, br->ltv_micros);
+        return price_seed(imp->has_deal ? imp->deal_floor_micros : imp->floor_micros,
+                          br->ltv_micros);
     }
 }
 
@@ -240,7 +261,10 @@ typedef enum key_type {
     KEY_ONOFF,
     KEY_COUNT,  /* int64_t, 0..COUNT_MAX */
     KEY_STATUS, /* int, an HTTP status 200..599 */
-    KEY_BYTES   /* int64_t, 0..BYTES_MAX */
+    KEY_BYTES,  /* int64_t, 0..BYTES_MAX */
+    KEY_MONEY,  /* int64_t micros, a decimal as in fixed:X */
+    KEY_CUR,    /* a string of 1..CUR_MAX bytes */
+    KEY_IMPS    /* all | first */
 } key_type;
 
 typedef struct spec_key {
@@ -281,6 +305,13 @@ static const spec_key spec_keys[] = {
      "bid answer bodies are sent one byte every MS ms (0: at once)"},
     {"adid_bytes", KEY_BYTES, offsetof(advertiser, adid_bytes),
      "the bid's adid is exactly N bytes, padded with x (0: ad_{id}_{request})"},
+    {"deal", KEY_STR, offsetof(advertiser, deal),
+     "deal id held: bids on imps whose pmp lists it carry dealid (none)"},
+    {"deal_price", KEY_MONEY, offsetof(advertiser, deal_price_micros),
+     "price of deal bids, a decimal (the price rule)"},
+    {"cur", KEY_CUR, offsetof(advertiser, cur), "the BidResponse cur; prices are in it (USD)"},
+    {"imps", KEY_IMPS, offsetof(advertiser, first_imp_only),
+     "all | first: bid on every imp, or on the first alone (all)"},
 };
 #define NKEYS (sizeof spec_keys / sizeof spec_keys[0])
 
@@ -379,6 +410,15 @@ static int set_key(advertiser *adv, const spec_key *k, const char *v) {
         return 0;
     case KEY_BYTES:
         return parse_int(v, 0, BYTES_MAX, (int64_t *)field);
+    case KEY_MONEY:
+        return auction_micros_parse(v, strlen(v), (int64_t *)field);
+    case KEY_CUR:
+        if (strlen(v) > CUR_MAX) return -1;
+        return (*(char **)field = strdup(v)) != NULL ? 0 : -1;
+    case KEY_IMPS:
+        if (strcmp(v, "all") != 0 && strcmp(v, "first") != 0) return -1;
+        *(int *)field = strcmp(v, "first") == 0;
+        return 0;
     }
     return -1;
 }
@@ -415,6 +455,10 @@ static int spec_check(const bidder *ctx, const advertiser *adv, char *err, size_
         snprintf(err, errlen, "nobid + error must not exceed 1");
         return -1;
     }
+    if (adv->deal_price_micros >= 0 && adv->deal == NULL) {
+        snprintf(err, errlen, "deal_price needs deal=ID");
+        return -1;
+    }
     for (const advertiser *o = ctx->advs; o < adv; o++) {
         if (strcmp(o->id, adv->id) == 0) {
             snprintf(err, errlen, "advertiser id '%s' given twice", adv->id);
@@ -442,6 +486,7 @@ static int parse_spec(bidder *ctx, const char *spec, char *err, size_t errlen) {
     adv->ctx = ctx;
     adv->notices = 1; /* the defaults that are not 0 */
     adv->notice_status = 503;
+    adv->deal_price_micros = -1;
     int rc = 0;
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item && rc == 0;
@@ -588,28 +633,74 @@ static int fail(char *err, size_t errlen, const char *msg) {
     return -1;
 }
 
-/* Fill `br` from `json` (borrowed). Lenient where OpenRTB allows it: no imp
- * means impid "1" and floor 0; no user.ext.ltv_score means ltv 0; an ltv
- * outside 0..1 is clamped. Returns 0, or -1 with a message in `err`. */
-static int bid_request_read(cJSON *json, bid_request *br, char *err, size_t errlen) {
+/* The floor at `key` of `obj` into *micros (absent: left as it is).
+ * Returns 0, or -1 when it is not a number in 0..1e6. */
+static int floor_read(const cJSON *obj, const char *key, int64_t *micros) {
+    const cJSON *floor = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (floor == NULL) return 0;
+    if (!cJSON_IsNumber(floor)) return -1;
+    return auction_micros_from_double(floor->valuedouble, micros);
+}
+
+/* Read imp `k` of the request into `imp`: its id, its bidfloor, and
+ * whether its pmp.deals lists `deal` (NULL: no deal held), with that
+ * deal's bidfloor. Returns 0, or -1 with a message naming the field. */
+static int imp_read(const cJSON *obj, size_t k, const char *deal, bid_imp *imp, char *err,
+                    size_t errlen) {
+    imp->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "id"));
+    if (imp->id == NULL) {
+        snprintf(err, errlen, "imp[%zu].id: missing or not a string", k);
+        return -1;
+    }
+    if (floor_read(obj, "bidfloor", &imp->floor_micros) != 0) {
+        snprintf(err, errlen, "imp[%zu].bidfloor: not a number in 0..1e6", k);
+        return -1;
+    }
+    const cJSON *deals =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "pmp"), "deals");
+    const cJSON *d, *list = cJSON_IsArray(deals) ? deals : NULL;
+    size_t j = 0;
+    cJSON_ArrayForEach(d, list) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "id"));
+        if (deal != NULL && id != NULL && strcmp(id, deal) == 0) {
+            imp->has_deal = 1;
+            imp->deal_floor_micros = imp->floor_micros;
+            if (floor_read(d, "bidfloor", &imp->deal_floor_micros) != 0) {
+                snprintf(err, errlen, "imp[%zu].pmp.deals[%zu].bidfloor: not a number in 0..1e6", k,
+                         j);
+                return -1;
+            }
+            break;
+        }
+        j++;
+    }
+    return 0;
+}
+
+/* Fill `br` from `json` (borrowed) for an advertiser holding `deal` (NULL:
+ * none). Lenient where OpenRTB allows it: no imp (or an empty array) means
+ * one imp "1" with floor 0; no user.ext.ltv_score means ltv 0; an ltv
+ * outside 0..1 is clamped; deals other than `deal` are not looked at.
+ * Returns 0, or -1 with a message in `err`. */
+static int bid_request_read(cJSON *json, const char *deal, bid_request *br, char *err,
+                            size_t errlen) {
     memset(br, 0, sizeof *br);
-    br->impid = "1";
+    br->imps[0].id = "1";
+    br->nimps = 1;
     if (!cJSON_IsObject(json)) return fail(err, errlen, "body is not a JSON object");
     br->id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(json, "id"));
     if (br->id == NULL || br->id[0] == '\0')
         return fail(err, errlen, "id: missing or not a non-empty string");
     cJSON *imps = cJSON_GetObjectItemCaseSensitive(json, "imp");
     if (imps != NULL && !cJSON_IsArray(imps)) return fail(err, errlen, "imp: not an array");
-    cJSON *imp = cJSON_GetArrayItem(imps, 0);
-    if (imp != NULL) {
-        const char *impid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(imp, "id"));
-        if (impid == NULL) return fail(err, errlen, "imp[0].id: missing or not a string");
-        br->impid = impid;
-        cJSON *floor = cJSON_GetObjectItemCaseSensitive(imp, "bidfloor");
-        if (floor != NULL &&
-            (!cJSON_IsNumber(floor) ||
-             auction_micros_from_double(floor->valuedouble, &br->floor_micros) != 0))
-            return fail(err, errlen, "imp[0].bidfloor: not a number in 0..1e6");
+    int n = cJSON_GetArraySize(imps);
+    if (n > IMPS_MAX) return fail(err, errlen, "imp: more than 64 imps");
+    if (n > 0) br->nimps = (size_t)n;
+    size_t k = 0;
+    cJSON *imp;
+    cJSON_ArrayForEach(imp, imps) {
+        if (imp_read(imp, k, deal, &br->imps[k], err, errlen) != 0) return -1;
+        k++;
     }
     cJSON *user = cJSON_GetObjectItemCaseSensitive(json, "user");
     cJSON *ext = cJSON_GetObjectItemCaseSensitive(user, "ext");
@@ -644,14 +735,13 @@ static char *pad_huge(char *body, size_t *len) {
     return out;
 }
 
-static cJSON *bid_object(advertiser *adv, const bid_request *br) {
-    char price[AUCTION_MICROS_STRLEN], bid_id[32];
-    if (adv->mode == MODE_BAD_PRICE)
-        snprintf(price, sizeof price, "-1");
-    else
-        auction_micros_format(adv_price(adv, br), price);
-    snprintf(bid_id, sizeof bid_id, "b-%" PRIu64, ++adv->bid_seq);
-    char *adid = str_printf("ad_%s_%s", adv->id, br->id);
+/* The bid's adid: ad_{adv}_{request id} on imp "1" (the SPEC 2 form's
+ * only imp), ad_{adv}_{request id}_{imp id} on any other, so that each bid
+ * of a request names an ad of its own; then cut or padded to exactly
+ * adid_bytes when set. NULL when out of memory. */
+static char *bid_adid(const advertiser *adv, const bid_request *br, const bid_imp *imp) {
+    char *adid = strcmp(imp->id, "1") == 0 ? str_printf("ad_%s_%s", adv->id, br->id)
+                                           : str_printf("ad_%s_%s_%s", adv->id, br->id, imp->id);
     if (adid && adv->adid_bytes > 0) { /* cut or padded to exactly adid_bytes */
         size_t want = (size_t)adv->adid_bytes, have = strlen(adid);
         char *sized = malloc(want + 1);
@@ -663,13 +753,25 @@ static cJSON *bid_object(advertiser *adv, const bid_request *br) {
         free(adid);
         adid = sized;
     }
+    return adid;
+}
+
+static cJSON *bid_object(advertiser *adv, const bid_request *br, const bid_imp *imp) {
+    char price[AUCTION_MICROS_STRLEN], bid_id[32];
+    if (adv->mode == MODE_BAD_PRICE)
+        snprintf(price, sizeof price, "-1");
+    else
+        auction_micros_format(adv_price(adv, br, imp), price);
+    snprintf(bid_id, sizeof bid_id, "b-%" PRIu64, ++adv->bid_seq);
+    char *adid = bid_adid(adv, br, imp);
     cJSON *bid = cJSON_CreateObject();
     cJSON_AddStringToObject(bid, "id", bid_id);
-    cJSON_AddStringToObject(bid, "impid", br->impid);
+    cJSON_AddStringToObject(bid, "impid", imp->id);
     cJSON_AddRawToObject(bid, "price", price);
     cJSON_AddStringToObject(bid, "adid", adid ? adid : "");
     cJSON_AddStringToObject(bid, "crid", adv->crid);
     cJSON_AddStringToObject(bid, "iurl", adv->creative);
+    if (imp->has_deal) cJSON_AddStringToObject(bid, "dealid", adv->deal);
     if (adv->notices) {
         cJSON_AddStringToObject(bid, "nurl", adv->nurl);
         cJSON_AddStringToObject(bid, "lurl", adv->lurl);
@@ -679,8 +781,9 @@ static cJSON *bid_object(advertiser *adv, const bid_request *br) {
     return bid;
 }
 
-/* The 200 body for a bid, shaped by the advertiser's mode. NULL when out of
- * memory. */
+/* The 200 body for a bid, shaped by the advertiser's mode: one seatbid
+ * with a bid per imp (imps=first: on the first imp alone), in the
+ * request's order. NULL when out of memory. */
 static char *bid_body(advertiser *adv, const bid_request *br, size_t *len) {
     cJSON *root = cJSON_CreateObject();
     char *wrong = adv->mode == MODE_WRONG_ID ? str_printf("wrong-%s", br->id) : NULL;
@@ -689,8 +792,11 @@ static char *bid_body(advertiser *adv, const bid_request *br, size_t *len) {
     cJSON *seat = cJSON_CreateObject();
     add_item(cJSON_AddArrayToObject(root, "seatbid"), seat);
     cJSON_AddStringToObject(seat, "seat", adv->id);
-    add_item(cJSON_AddArrayToObject(seat, "bid"), bid_object(adv, br));
-    cJSON_AddStringToObject(root, "cur", "USD");
+    cJSON *bids = cJSON_AddArrayToObject(seat, "bid");
+    size_t n = adv->first_imp_only ? 1 : br->nimps;
+    for (size_t k = 0; k < n; k++)
+        add_item(bids, bid_object(adv, br, &br->imps[k]));
+    cJSON_AddStringToObject(root, "cur", adv->cur ? adv->cur : "USD");
     char *body = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (body == NULL) return NULL;
@@ -1016,7 +1122,7 @@ static void handle_bid(advertiser *adv, struct evhttp_request *req) {
     bid_request br;
     char err[128];
     adv->n.requests++;
-    int ok = bid_request_read(json, &br, err, sizeof err) == 0;
+    int ok = bid_request_read(json, adv->deal, &br, err, sizeof err) == 0;
     int started = ok && pending_start(adv, req, &br) == 0;
     record_last(adv, req, json, raw ? raw : "", raw ? len : 0); /* br is void from here */
     if (!ok) {
@@ -1170,6 +1276,8 @@ static void adv_free(advertiser *adv) {
     free(adv->id);
     free(adv->creative);
     free(adv->nurl_base);
+    free(adv->deal);
+    free(adv->cur);
     free(adv->crid);
     free(adv->nurl);
     free(adv->lurl);

@@ -18,6 +18,11 @@
  * array; deadlines (scheduled time + tmax + 1 s) come in schedule order, so one
  * cursor walking that array finds the lost requests.
  *
+ * With --imps N the requests use the SPEC 17 form (N impressions, each
+ * with a banner, and with --deal a private deal), and --site / --device add
+ * inventory and device objects; results then carry an `imps` array, whose
+ * outcomes are counted (imps won, won through a deal, results missing it).
+ *
  * With --events, every `success` result also feeds an ad-event funnel
  * (SPEC 10): seeded draws decide an impression, a click (sometimes sent
  * twice) and a conversion, published at once on the request's connection.
@@ -70,7 +75,9 @@
 #define MAX_COUNT INT64_C(100000000) /* one state byte per request */
 #define MAX_PREFIX 64
 #define MAX_HOST 256
-#define PAYLOAD_MAX 640
+#define PAYLOAD_MAX 8192 /* the largest request: 16 imps with deals, site, device, interests */
+#define MAX_IMPS 16      /* SPEC 17: 1..16 imps per request */
+#define SITES 10         /* --site: site-0 .. site-9 */
 #define EVENTS_TOPIC "rtb/events/" /* + impression | click | conversion (SPEC 10) */
 #define DRAIN_TIMEOUT_MS 2000      /* at the end: wait this long at most for the events' PUBACKs */
 
@@ -122,6 +129,10 @@ typedef struct options {
     char topic[MAX_HOST];
     int64_t tmax_ms;
     char id_prefix[MAX_PREFIX + 1]; /* "": a random run id */
+    int64_t imps;                   /* --imps: imps per request (SPEC 17); 0: the SPEC 2 form */
+    int site;                       /* --site: requests carry site {...} */
+    int device;                     /* --device: requests carry device {...} */
+    char deal[MAX_PREFIX + 1];      /* --deal: every imp offers this deal; "": none */
     int json;
     int quiet;
     int events;                  /* --events: the ad-event funnel */
@@ -140,6 +151,11 @@ typedef struct counts {
     uint64_t unexpected;     /* our prefix, but a request we never sent */
     uint64_t publish_errors; /* mosquitto_publish refused the request */
     uint64_t status[NSTATUS];
+    /* SPEC 17 results (--imps): entries of their `imps` arrays */
+    uint64_t imps_received;
+    uint64_t imps_won;     /* ... with status success */
+    uint64_t deals_won;    /* ... won through a deal (winner.deal_id set) */
+    uint64_t imps_missing; /* results of imps-form requests, not invalid, without `imps` */
     /* ad events sent (--events); never part of sent/received/lost */
     uint64_t impressions;
     uint64_t clicks;           /* first sends of clicks */
@@ -264,14 +280,14 @@ static void start_failed(loadgen *lg, const char *fmt, ...) {
 /* ---- Command line: a table of options, walked by one loop --------------------- */
 
 typedef enum opt_type {
-    OPT_REAL,   /* double in [lo, hi] */
-    OPT_INT,    /* integer in [lo, hi] */
-    OPT_ADDR,   /* HOST:PORT */
-    OPT_FLOOR,  /* A-B or X, decimals with at most 6 decimals */
-    OPT_TOPIC,  /* MQTT topic prefix without wildcards */
-    OPT_PREFIX, /* request id prefix: [A-Za-z0-9._:-] */
-    OPT_WORDS,  /* comma-separated interests: [A-Za-z0-9._:-], see MAX_INTERESTS */
-    OPT_FLAG,   /* no argument; sets an int to 1 */
+    OPT_REAL,  /* double in [lo, hi] */
+    OPT_INT,   /* integer in [lo, hi] */
+    OPT_ADDR,  /* HOST:PORT */
+    OPT_FLOOR, /* A-B or X, decimals with at most 6 decimals */
+    OPT_TOPIC, /* MQTT topic prefix without wildcards */
+    OPT_ID,    /* 1..MAX_PREFIX characters of [A-Za-z0-9._:-] */
+    OPT_WORDS, /* comma-separated interests: [A-Za-z0-9._:-], see MAX_INTERESTS */
+    OPT_FLAG,  /* no argument; sets an int to 1 */
 } opt_type;
 
 typedef struct opt_row {
@@ -309,8 +325,16 @@ static const opt_row opt_rows[] = {
      "publish on PREFIX/<connection index>"},
     {"tmax-ms", OPT_INT, 1, 600000, "100", offsetof(options, tmax_ms), "N",
      "lost: no result by scheduled time + N ms + 1 s"},
-    {"id-prefix", OPT_PREFIX, 0, 0, NULL, offsetof(options, id_prefix), "STR",
+    {"id-prefix", OPT_ID, 0, 0, NULL, offsetof(options, id_prefix), "STR",
      "request ids STR-<n> (default: a random run id)"},
+    {"imps", OPT_INT, 1, MAX_IMPS, NULL, offsetof(options, imps), "N",
+     "N imps per request, the SPEC 17 form (default: the SPEC 2 form)"},
+    {"site", OPT_FLAG, 0, 0, NULL, offsetof(options, site), NULL,
+     "requests carry site {id,domain,page,publisher}"},
+    {"device", OPT_FLAG, 0, 0, NULL, offsetof(options, device), NULL,
+     "requests carry device {ua,ip,devicetype,os,language,geo}"},
+    {"deal", OPT_ID, 0, 0, NULL, offsetof(options, deal), "ID",
+     "every imp offers private deal ID at its floor (needs --imps)"},
     {"json", OPT_FLAG, 0, 0, NULL, offsetof(options, json), NULL,
      "print the summary as one JSON object"},
     {"quiet", OPT_FLAG, 0, 0, NULL, offsetof(options, quiet), NULL,
@@ -442,7 +466,7 @@ static int opt_set(options *o, const opt_row *r, const char *v) {
         return parse_floor(v, (int64_t *)field);
     case OPT_TOPIC:
         return copy_checked((char *)field, MAX_HOST, v, topic_char);
-    case OPT_PREFIX:
+    case OPT_ID:
         return copy_checked((char *)field, MAX_PREFIX + 1, v, id_char);
     case OPT_WORDS:
         return parse_words(o, v);
@@ -498,6 +522,10 @@ static int parse_args(options *o, int argc, char **argv) {
         fprintf(stderr, "rtb-loadgen: --%s needs --events\n", given_rate);
         return 2;
     }
+    if (o->deal[0] != '\0' && o->imps == 0) {
+        fprintf(stderr, "rtb-loadgen: --deal needs --imps (deals are offered per imp)\n");
+        return 2;
+    }
     if (given_duration && o->count > 0) {
         fprintf(stderr, "rtb-loadgen: give --duration or --count, not both\n");
         return 2;
@@ -509,42 +537,116 @@ static int parse_args(options *o, int argc, char **argv) {
     return 0;
 }
 
-/* ---- Requests out (SPEC 2) ------------------------------------------------------ */
+/* ---- Requests out (SPEC 2, 17) ------------------------------------------------------ */
 
-static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
+/* A request's text, appended in place; `n` may pass `cap`, which
+ * build_request checks once at the end (PAYLOAD_MAX holds the largest). */
+typedef struct out_buf {
+    char *buf;
+    size_t cap, n;
+} out_buf;
+
+static void out_add(out_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_add(out_buf *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(o->buf + (o->n < o->cap ? o->n : o->cap), o->n < o->cap ? o->cap - o->n : 0,
+                      fmt, ap);
+    va_end(ap);
+    if (k > 0) o->n += (size_t)k;
+}
+
+/* A floor drawn uniformly from --floor, printed. */
+static void draw_floor(loadgen *lg, char floor[AUCTION_MICROS_STRLEN]) {
     const options *o = &lg->opt;
-    uint64_t user = user_of(lg, i);
-    uint64_t slot = rng_upto(&lg->rng, (uint64_t)o->slots - 1);
-    int64_t floor_micros =
+    int64_t micros =
         o->floor_lo_micros +
         (int64_t)rng_upto(&lg->rng, (uint64_t)(o->floor_hi_micros - o->floor_lo_micros));
-    char floor[AUCTION_MICROS_STRLEN];
-    auction_micros_format(floor_micros, floor);
+    auction_micros_format(micros, floor);
+}
+
+/* --imps N: "imps":[{"id":"1","ad_slot_id","floor_price","banner", and with
+ * --deal "pmp":{"deals":[{"id","bidfloor"}]}}, ... "N"] (SPEC 17); each
+ * imp's slot and floor drawn as the SPEC 2 form's are, the deal's floor
+ * the imp's. */
+static void add_imps(loadgen *lg, out_buf *out) {
+    const options *o = &lg->opt;
+    out_add(out, "\"imps\":[");
+    for (int64_t k = 1; k <= o->imps; k++) {
+        uint64_t slot = rng_upto(&lg->rng, (uint64_t)o->slots - 1);
+        char floor[AUCTION_MICROS_STRLEN];
+        draw_floor(lg, floor);
+        out_add(out,
+                "%s{\"id\":\"%" PRId64 "\",\"ad_slot_id\":\"slot-%" PRIu64 "\",\"floor_price\":%s,"
+                "\"banner\":{\"w\":300,\"h\":250}",
+                k > 1 ? "," : "", k, slot, floor);
+        if (o->deal[0] != '\0')
+            out_add(out, ",\"pmp\":{\"deals\":[{\"id\":\"%s\",\"bidfloor\":%s}]}", o->deal, floor);
+        out_add(out, "}");
+    }
+    out_add(out, "]");
+}
+
+/* --site: one of SITES sites, a page of its own per request. */
+static void add_site(loadgen *lg, uint64_t i, out_buf *out) {
+    uint64_t k = rng_upto(&lg->rng, SITES - 1);
+    out_add(out,
+            ",\"site\":{\"id\":\"site-%" PRIu64 "\",\"domain\":\"site-%" PRIu64 ".example\","
+            "\"page\":\"https://site-%" PRIu64 ".example/%s-%" PRIu64 "\","
+            "\"publisher\":{\"id\":\"pub-%" PRIu64 "\",\"name\":\"Publisher %" PRIu64 "\"}}",
+            k, k, k, lg->opt.id_prefix, i, k, k);
+}
+
+/* --device: a desktop browser (AdCOM device type 2) whose documentation
+ * address (192.0.2.0/24, RFC 5737) follows the user. */
+static void add_device(uint64_t user, out_buf *out) {
+    out_add(out,
+            ",\"device\":{\"ua\":\"Mozilla/5.0 (X11; Linux x86_64) rtb-loadgen\","
+            "\"ip\":\"192.0.2.%" PRIu64 "\",\"devicetype\":2,\"os\":\"Linux\",\"language\":\"en\","
+            "\"geo\":{\"country\":\"USA\",\"region\":\"CA\"}}",
+            1 + user % 254);
+}
+
+/* Request i into buf; returns its length, or -1 when it would not fit (a
+ * bug: PAYLOAD_MAX holds the largest request the options allow). */
+static int build_request(loadgen *lg, uint64_t i, char *buf, size_t cap) {
+    const options *o = &lg->opt;
+    out_buf out = {buf, cap, 0};
+    uint64_t user = user_of(lg, i);
     double timestamp = lg->start_wall_s + (double)i / o->rate;
-    int n = snprintf(buf, cap,
-                     "{\"request_id\":\"%s-%" PRIu64 "\",\"user_id\":\"u-%" PRIu64 "\","
-                     "\"ad_slot_id\":\"slot-%" PRIu64 "\",\"floor_price\":%s,"
-                     "\"timestamp\":%.3f",
-                     o->id_prefix, i, user, slot, floor, timestamp);
+    out_add(&out, "{\"request_id\":\"%s-%" PRIu64 "\",\"user_id\":\"u-%" PRIu64 "\",", o->id_prefix,
+            i, user);
+    if (o->imps > 0) {
+        add_imps(lg, &out);
+    } else {
+        uint64_t slot = rng_upto(&lg->rng, (uint64_t)o->slots - 1);
+        char floor[AUCTION_MICROS_STRLEN];
+        draw_floor(lg, floor);
+        out_add(&out, "\"ad_slot_id\":\"slot-%" PRIu64 "\",\"floor_price\":%s", slot, floor);
+    }
+    out_add(&out, ",\"timestamp\":%.3f", timestamp);
     if ((double)rng_upto(&lg->rng, 999999) < o->context_share * 1e6) {
         size_t first = (size_t)rng_upto(&lg->rng, o->ninterests - 1);
         size_t k = 1 + (size_t)rng_upto(&lg->rng, 2);
         if (k > o->ninterests) k = o->ninterests; /* each at most once */
-        n += snprintf(buf + n, cap - (size_t)n, ",\"user_context\":{\"interests\":[");
+        out_add(&out, ",\"user_context\":{\"interests\":[");
         for (size_t j = 0; j < k; j++)
-            n += snprintf(buf + n, cap - (size_t)n, "%s\"%s\"", j ? "," : "",
-                          o->interests[(first + j) % o->ninterests]);
-        n += snprintf(buf + n, cap - (size_t)n, "]}");
+            out_add(&out, "%s\"%s\"", j ? "," : "", o->interests[(first + j) % o->ninterests]);
+        out_add(&out, "]}");
     }
-    n += snprintf(buf + n, cap - (size_t)n, "}");
-    return n;
+    if (o->site) add_site(lg, i, &out);
+    if (o->device) add_device(user, &out);
+    out_add(&out, "}");
+    return out.n < cap ? (int)out.n : -1;
 }
 
 static void publish_one(loadgen *lg, uint64_t i) {
     char payload[PAYLOAD_MAX];
     int len = build_request(lg, i, payload, sizeof payload);
     mqtt_conn *c = &lg->conns[i % (uint64_t)lg->opt.connections];
-    int rc = mosquitto_publish(c->mosq, NULL, c->topic, len, payload, (int)lg->opt.qos, false);
+    int rc =
+        len < 0 ? MOSQ_ERR_PAYLOAD_SIZE
+                : mosquitto_publish(c->mosq, NULL, c->topic, len, payload, (int)lg->opt.qos, false);
     lg->c.sent++;
     /* With QoS 1, NO_CONN still queues the message: libmosquitto sends it
      * after the reconnect, and its latency shows the wait. */
@@ -610,6 +712,25 @@ static status parse_status(const cJSON *root) {
         for (int k = 0; k < ST_OTHER; k++)
             if (strcmp(st->valuestring, status_names[k]) == 0) return (status)k;
     return ST_OTHER;
+}
+
+/* SPEC 17: the outcomes in a result's `imps` array. A result of an
+ * imps-form request (--imps) must carry it unless it is invalid; one that
+ * does not is counted in imps_missing. */
+static void count_imps(loadgen *lg, const cJSON *root, status s) {
+    const cJSON *imps = cJSON_GetObjectItemCaseSensitive(root, "imps"), *imp;
+    if (!cJSON_IsArray(imps)) {
+        if (lg->opt.imps > 0 && s != ST_INVALID) lg->c.imps_missing++;
+        return;
+    }
+    cJSON_ArrayForEach(imp, imps) {
+        lg->c.imps_received++;
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(imp, "status");
+        if (!cJSON_IsString(st) || strcmp(st->valuestring, "success") != 0) continue;
+        lg->c.imps_won++;
+        const cJSON *winner = cJSON_GetObjectItemCaseSensitive(imp, "winner");
+        if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(winner, "deal_id"))) lg->c.deals_won++;
+    }
 }
 
 /* ---- Ad events out (SPEC 10) ------------------------------------------------------ */
@@ -746,6 +867,7 @@ static void on_result(loadgen *lg, const char *channel, size_t clen, const char 
         cJSON *root = cJSON_ParseWithLength(payload, plen);
         status s = parse_status(root);
         lg->c.status[s]++;
+        count_imps(lg, root, s);
         if (s == ST_SUCCESS && lg->opt.events) send_events(lg, (uint64_t)n, root);
         cJSON_Delete(root);
         return;
@@ -1063,6 +1185,11 @@ static void print_json(const loadgen *lg) {
     for (int k = 0; k < NSTATUS; k++)
         cJSON_AddNumberToObject(st, status_names[k], (double)lg->c.status[k]);
     cJSON_AddItemToObject(root, "statuses", st);
+    cJSON_AddNumberToObject(root, "imps_per_request", (double)lg->opt.imps);
+    cJSON_AddNumberToObject(root, "imps_received", (double)lg->c.imps_received);
+    cJSON_AddNumberToObject(root, "imps_won", (double)lg->c.imps_won);
+    cJSON_AddNumberToObject(root, "deals_won", (double)lg->c.deals_won);
+    cJSON_AddNumberToObject(root, "imps_missing", (double)lg->c.imps_missing);
     cJSON_AddNumberToObject(root, "duration_s", round(duration_s(lg) * 1e3) / 1e3);
     cJSON_AddNumberToObject(root, "offered_rate", lg->opt.rate);
     cJSON_AddNumberToObject(root, "send_lag_ms", ms_of((uint64_t)lg->max_send_lag_ns));
@@ -1105,6 +1232,13 @@ static void print_human(const loadgen *lg) {
     for (int k = 0; k < NSTATUS; k++)
         if (k < ST_OTHER || c->status[k])
             printf(" %s %" PRIu64 "%s", status_names[k], c->status[k], k + 1 < ST_OTHER ? "," : "");
+    if (lg->opt.imps > 0) {
+        printf("\n  imps        %" PRId64 " per request; in results %" PRIu64 ", won %" PRIu64
+               " (%" PRIu64 " through a deal)",
+               lg->opt.imps, c->imps_received, c->imps_won, c->deals_won);
+        if (c->imps_missing)
+            printf("; %" PRIu64 " results WITHOUT imps (SPEC 17 wants them)", c->imps_missing);
+    }
     printf("\n  duration    %.3f s\n  throughput  %.1f results/s (offered %g/s)\n", duration_s(lg),
            throughput(lg), lg->opt.rate);
     printf("  send lag    %.3f ms at most behind the schedule\n",
