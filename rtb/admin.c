@@ -447,16 +447,16 @@ static void write_metrics(struct evbuffer *b, const rtb_server *srv) {
             "Profile caches and stats counters not written (Redis down or error).",
             ss->writes_failed);
     const rtb_txn_counts *br = rtb_server_txn_counts(srv);
-    evbuffer_add_printf(b, "# HELP rtb_txn_counts_total Bids refused one by one (the others of "
+    evbuffer_add_printf(b, "# HELP rtb_bids_refused_total Bids refused one by one (the others of "
                            "their response stand), by reason (SPEC 15, 17).\n"
-                           "# TYPE rtb_txn_counts_total counter\n");
+                           "# TYPE rtb_bids_refused_total counter\n");
     static const proto_bid_status reasons[] = {PROTO_BID_BAD_PRICE, PROTO_BID_BAD_FIELD,
                                                PROTO_BID_BAD_IMP, PROTO_BID_BAD_DEAL,
                                                PROTO_BID_TOO_MANY};
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-        evbuffer_add_printf(b, "rtb_txn_counts_total{reason=\"%s\"} %llu\n",
+        evbuffer_add_printf(b, "rtb_bids_refused_total{reason=\"%s\"} %llu\n",
                             proto_bid_status_str(reasons[i]), br->by_proto[reasons[i]]);
-    evbuffer_add_printf(b, "rtb_txn_counts_total{reason=\"currency\"} %llu\n", br->currency);
+    evbuffer_add_printf(b, "rtb_bids_refused_total{reason=\"currency\"} %llu\n", br->currency);
     evbuffer_add_printf(b, "# HELP rtb_imps_total Impressions closed, by status (SPEC 17: each "
                            "imp of a request is its own auction).\n"
                            "# TYPE rtb_imps_total counter\n");
