@@ -955,9 +955,12 @@ START_TEST(slow_bidder_is_skipped_and_fast_auctions_close_fast) {
 END_TEST
 
 #define BF_N 20000
+#define BF_LATE_MS 30
 
 /* A burst far above what the exchange can do: every request gets exactly one
- * result, and every auction it accepted closed within tmax + 5 ms. */
+ * result, and the auctions it accepted closed on time: 99 % of them within
+ * tmax + 5 ms (SPEC 4's promise), every one within tmax + BF_LATE_MS (a
+ * generous bound, for a shared box under ASan). */
 START_TEST(burst_far_above_capacity_gets_one_result_each_and_stays_on_time) {
     const char *specs[] = {"id=bf,latency=1,price=fixed:2"};
     const char *ids[] = {"bf"};
@@ -971,21 +974,29 @@ START_TEST(burst_far_above_capacity_gets_one_result_each_and_stays_on_time) {
     collect_quiet(ts, 1, 300);
     expect_all_present(&t, 0, BF_N, "burst");
     ck_assert_msg(t.dups == 0, "%d duplicate results", t.dups);
-    int overloaded = 0, accepted = 0, late = 0, first_late = -1;
+    int overloaded = 0, accepted = 0, late = 0, first_late = -1, over5 = 0;
+    double slowest = 0;
     for (int k = 0; k < BF_N; k++) {
         if (strcmp(t.status[k], "overloaded") == 0) {
             overloaded++;
             continue;
         }
         accepted++;
-        if (t.latency_ms[k] > w->tmax_ms + 5 && late++ == 0) first_late = k;
+        over5 += t.latency_ms[k] > w->tmax_ms + 5;
+        if (t.latency_ms[k] > slowest) slowest = t.latency_ms[k];
+        if (t.latency_ms[k] > w->tmax_ms + BF_LATE_MS && late++ == 0) first_late = k;
     }
-    fprintf(stderr, "test_faults: burst of %d in %lld ms: %d accepted, %d overloaded\n", BF_N,
-            (long long)(fx_now_ms() - start), accepted, overloaded);
+    fprintf(stderr,
+            "test_faults: burst of %d in %lld ms: %d accepted (%d over tmax + 5 ms, slowest "
+            "%.1f ms), %d overloaded\n",
+            BF_N, (long long)(fx_now_ms() - start), accepted, over5, slowest, overloaded);
     ck_assert_msg(accepted > 0, "nothing accepted");
     if (late > 0)
-        wx_fail_with_log(w, "%d accepted auctions took over tmax + 5 ms (first bf-%d: %.1f ms)",
-                         late, first_late, t.latency_ms[first_late]);
+        wx_fail_with_log(w, "%d accepted auctions took over tmax + %d ms (first bf-%d: %.1f ms)",
+                         late, BF_LATE_MS, first_late, t.latency_ms[first_late]);
+    if (over5 > accepted / 100)
+        wx_fail_with_log(w, "%d of %d accepted auctions took over tmax + 5 ms: p99 is late", over5,
+                         accepted);
     tally_free(&t);
     wx_stop_exchange(w);
 }
