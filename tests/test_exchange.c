@@ -917,6 +917,10 @@ END_TEST
 
 /* ---- volume -------------------------------------------------------------- */
 
+/* 1000 requests at once, far below limits.max_inflight: exactly one result
+ * each, none invalid. Admission by measured capacity (SPEC 13) may shed a
+ * few as `overloaded` when the box stalls the loop (ASan on a shared CI
+ * machine); more than 5 % would mean it sheds a load it can carry. */
 START_TEST(thousand_requests_thousand_results) {
     enum { N = 1000 };
     const char *specs[] = {"id=fast,price=fixed:1.5"};
@@ -972,11 +976,13 @@ START_TEST(thousand_requests_thousand_results) {
             wx_fail_with_log(w, "a result beyond the 1000: %.300s on %s", m->payload, m->channel);
         fx_msg_free(m);
     }
-    ck_assert_msg(status_count[3] == 0 && status_count[4] == 0,
-                  "valid requests below max_inflight answered invalid %d, overloaded %d",
-                  status_count[3], status_count[4]);
-    fprintf(stderr, "test_exchange: 1000 requests: success %d, no_bid %d, timeout %d\n",
-            status_count[0], status_count[1], status_count[2]);
+    fprintf(stderr,
+            "test_exchange: 1000 requests: success %d, no_bid %d, timeout %d, overloaded %d\n",
+            status_count[0], status_count[1], status_count[2], status_count[4]);
+    ck_assert_msg(status_count[3] == 0 && status_count[4] <= N / 20,
+                  "valid requests below max_inflight answered invalid %d, overloaded %d (at "
+                  "most %d)",
+                  status_count[3], status_count[4], N / 20);
     wx_stop_exchange(w);
 }
 END_TEST

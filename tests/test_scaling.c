@@ -177,13 +177,15 @@ static void flush_publisher(void) {
 /* Reads auction:results:* into got[0..n-1] (results per request
  * {prefix}-{i}) until every i >= must_from has one, or RESULTS_WAIT_MS
  * passes; then QUIET_MS more, so that a duplicate would be seen. Probe
- * results are skipped; any other channel, a malformed result, and the
- * statuses invalid and overloaded fail the test. Returns how many of
- * must_from..n-1 have a result. */
+ * results are skipped; any other channel, a malformed result, the status
+ * invalid, and more than 5 % overloaded fail the test (admission by
+ * measured capacity, SPEC 13, may shed a few when a shared box stalls the
+ * loop; a load the exchanges can carry is not shed wholesale). Returns how
+ * many of must_from..n-1 have a result. */
 static int collect(const char *prefix, int n, int *got, int must_from) {
     char head[80];
     int hlen = snprintf(head, sizeof head, "auction:results:%s-", prefix);
-    int missing = n - must_from, quiet = 0;
+    int missing = n - must_from, quiet = 0, overloaded = 0;
     int64_t until = fx_now_ms() + RESULTS_WAIT_MS;
     for (;;) {
         int64_t left = until - fx_now_ms();
@@ -208,8 +210,9 @@ static int collect(const char *prefix, int n, int *got, int must_from) {
         if (r == NULL) fail_both("result on %s is not JSON: %.300s", m->channel, m->payload);
         wx_check_result(r, m->channel + strlen("auction:results:"), m->payload);
         const char *st = wx_or_empty(wx_jstr(r, "status"));
-        if (strcmp(st, "invalid") == 0 || strcmp(st, "overloaded") == 0)
+        if (strcmp(st, "invalid") == 0)
             fail_both("a valid request got status %s: %.300s", st, m->payload);
+        overloaded += strcmp(st, "overloaded") == 0;
         cJSON_Delete(r);
         if (got[i]++ == 0 && i >= must_from && --missing == 0 && !quiet) {
             quiet = 1;
@@ -221,6 +224,10 @@ static int collect(const char *prefix, int n, int *got, int must_from) {
         if (got[k] > 1)
             fail_both("%d results for %s-%d: each request must get exactly one", got[k], prefix, k);
     }
+    if (overloaded > n / 20)
+        fail_both("%d of %d valid requests answered overloaded (at most %d)", overloaded, n,
+                  n / 20);
+    if (overloaded > 0) fprintf(stderr, "scaling: %s: %d overloaded\n", prefix, overloaded);
     return (n - must_from) - missing;
 }
 
