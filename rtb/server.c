@@ -207,9 +207,12 @@ static void on_probe(void *arg, int64_t due_us, int64_t now_us) {
 
 /* ---- Requests (SPEC 2, 4) ---------------------------------------------------------- */
 
-/* An answer that needs no auction: `invalid` or `overloaded` (SPEC 4). */
+/* An answer that needs no auction: `invalid` or `overloaded` (SPEC 4). A
+ * request shed with its imps read (`req` not NULL, SPEC 17 form) gets the
+ * imps array too, every imp `overloaded` (SPEC 17: a request with `imps`
+ * always gets it). */
 static void publish_at_once(rtb_server *srv, const char *request_id, proto_status status,
-                            const char *error, int64_t received_us) {
+                            const char *error, const proto_bid_request *req, int64_t received_us) {
     proto_result r = {
         .request_id = request_id,
         .status = status,
@@ -217,6 +220,13 @@ static void publish_at_once(rtb_server *srv, const char *request_id, proto_statu
         .latency_us = rtb_now_us() - received_us,
         .timestamp_us = rtb_wall_us(),
     };
+    proto_result_imp imps[PROTO_IMPS_MAX];
+    if (req != NULL && req->has_imps && req->nimps <= PROTO_IMPS_MAX) {
+        for (size_t i = 0; i < req->nimps; i++)
+            imps[i] = (proto_result_imp){.imp_id = req->imps[i].id, .status = status};
+        r.imps = imps;
+        r.nimps = req->nimps;
+    }
     proto_buf_reset(&srv->out);
     if (proto_result_encode(&r, &srv->out) == 0)
         store_publish_result(srv->store, request_id, proto_status_str(status), srv->out.data,
@@ -260,7 +270,7 @@ static void on_message(void *arg, const char *topic, const char *payload, size_t
                                            &req, err, sizeof(err));
     if (e != PROTO_OK) {
         if (req.has_request_id)
-            publish_at_once(srv, req.request_id, PROTO_STATUS_INVALID, err, received_us);
+            publish_at_once(srv, req.request_id, PROTO_STATUS_INVALID, err, NULL, received_us);
         else
             report_error(srv, err, topic, NULL);
         proto_bid_request_free(&req);
@@ -274,7 +284,7 @@ static void on_message(void *arg, const char *topic, const char *payload, size_t
         return;
     }
     if (rtb_txns_admit(srv->txns, received_us) != RTB_ADMISSION_ACCEPT) {
-        publish_at_once(srv, req.request_id, PROTO_STATUS_OVERLOADED, NULL, received_us);
+        publish_at_once(srv, req.request_id, PROTO_STATUS_OVERLOADED, NULL, &req, received_us);
         proto_bid_request_free(&req);
         return;
     }
@@ -282,7 +292,7 @@ static void on_message(void *arg, const char *topic, const char *payload, size_t
     memcpy(request_id, req.request_id, sizeof(request_id));
     if (rtb_txns_start(srv->txns, &req, received_us, received_us) != 0) {
         rtb_log(PROTO_LOG_ERROR, "out of memory for request %s", request_id);
-        publish_at_once(srv, request_id, PROTO_STATUS_OVERLOADED, NULL, received_us);
+        publish_at_once(srv, request_id, PROTO_STATUS_OVERLOADED, NULL, NULL, received_us);
     }
 }
 

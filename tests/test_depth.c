@@ -146,6 +146,41 @@ START_TEST(each_imp_its_own_auction) {
 }
 END_TEST
 
+/* A request with imps shed at once (SPEC 13) still gets its imps array, each
+ * imp `overloaded` with no winner (SPEC 17: a request with `imps` always
+ * gets it). max_inflight 1: the slow auction holds the one slot. */
+START_TEST(shed_request_keeps_its_imps) {
+    const char *specs[] = {"id=sh-slow,latency=400,price=fixed:2"};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, "sh-slow", port[0], "[\"depth\"]");
+    wx_opts o = {.tmax_ms = 100, .max_inflight = 1};
+    wx_start_exchange(w, "depth-shed", &o);
+
+    wx_publish_tagged(w, "sh-1", 1.0, "depth");
+    char req[2048];
+    snprintf(req, sizeof req, PAGE, "sh-2");
+    publish(req);
+    cJSON *r = wx_wait_result(w, "sh-2");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(r, "status")), "overloaded");
+    const cJSON *imps = wx_jget(r, "imps");
+    ck_assert_int_eq(cJSON_GetArraySize(imps), 2);
+    const char *ids[] = {"top", "side"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *imp = cJSON_GetArrayItem(imps, i);
+        ck_assert_str_eq(wx_or_empty(wx_jstr(imp, "imp_id")), ids[i]);
+        ck_assert_str_eq(wx_or_empty(wx_jstr(imp, "status")), "overloaded");
+        ck_assert_msg(cJSON_IsNull(wx_jget(imp, "winner")), "imp %s of a shed request has a winner",
+                      ids[i]);
+    }
+    cJSON_Delete(r);
+    r = wx_wait_result(w, "sh-1");
+    ck_assert_str_eq(wx_or_empty(wx_jstr(r, "status")), "timeout");
+    cJSON_Delete(r);
+    wx_stop_exchange(w);
+}
+END_TEST
+
 /* ---- deals ------------------------------------------------------------------------ */
 
 #define DEAL_REQUEST                                                                               \
@@ -339,6 +374,7 @@ END_TEST
 static Suite *depth_suite(void) {
     Suite *s = suite_create("depth");
     wx_add_case(s, "imps", each_imp_its_own_auction, 60, setup, teardown);
+    wx_add_case(s, "shed", shed_request_keeps_its_imps, 60, setup, teardown);
     wx_add_case(s, "deals", private_deals_come_first, 60, setup, teardown);
     wx_add_case(s, "currency", bids_converted_with_currency_rates, 60, setup, teardown);
     wx_add_case(s, "notices", notices_and_bills_per_winning_bid, 60, setup, teardown);
