@@ -64,8 +64,9 @@ int proto_json_blank(const char *s, size_t n);
 
 /* ---- Reading cJSON values ----------------------------------------------- */
 
-/* obj[key], matching case (JSON keys are case-sensitive); NULL when absent
- * (or `obj` is NULL). Borrowed from `obj`. */
+/* obj[key], matching case (JSON keys are case-sensitive): the first member
+ * of that name, as cJSON_GetObjectItemCaseSensitive finds it; NULL when
+ * absent (or `obj` is NULL or not an object). Borrowed from `obj`. */
 const cJSON *proto_json_get(const cJSON *obj, const char *key);
 
 /* The text of a string value, borrowed from `v`; NULL when `v` is not a

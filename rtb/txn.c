@@ -71,14 +71,27 @@ struct rtb_txn {
     auction_imps auction; /* one auction per imp (SPEC 17) */
     auction_imp *aimps;   /* the request's imps as the auction reads them */
     auction_bid *bid_storage;
+    int pooled; /* the block is pool_bytes long: it may go back to the pool */
     rtb_txn_call calls[];
 };
+
+/* Freed blocks kept for the next auctions. A block holds a transaction, its
+ * calls and its auction's room, a few KiB: glibc serves such sizes from its
+ * large bins, and each such malloc first consolidates the small chunks
+ * evhttp and cJSON freed since the last one -- some thousands of
+ * instructions per auction that a free list does not spend. Blocks are of
+ * one size, that of a single-imp request without deals (nearly every
+ * request); larger ones come from malloc and go back to free. At most
+ * TXN_POOL_MAX are kept. */
+#define TXN_POOL_MAX 256
 
 struct rtb_txns {
     const proto_config *cfg;
     rtb_registry *reg;
     rtb_txn_transport tp;
     rtb_txn **table; /* open transactions by request_id; power-of-two buckets */
+    void *pool;      /* freed blocks of pool_bytes, linked through their first word */
+    size_t pool_bytes, npool;
     size_t table_cap;
     rtb_hash_key key; /* the table's secret: publishers choose request_ids */
     size_t open, live;
@@ -165,6 +178,14 @@ static void wake_for_head(rtb_txns *ts) {
     ts->tp.wake_at(ts->tp.ctx, at);
 }
 
+/* The bytes of a transaction's block for `nimps` imps with `ndeals` deals in
+ * all and `max` bidders: the transaction, its calls, then its auction's
+ * bids, imps and deals. */
+static size_t block_bytes(size_t max, size_t nimps, size_t ndeals) {
+    return sizeof(rtb_txn) + max * sizeof(rtb_txn_call) + 2 * nimps * max * sizeof(auction_bid) +
+           nimps * sizeof(auction_imp) + ndeals * sizeof(auction_deal);
+}
+
 rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn_transport *tp) {
     rtb_txns *ts = calloc(1, sizeof(*ts));
     if (!ts) return NULL;
@@ -177,6 +198,7 @@ rtb_txns *rtb_txns_new(const proto_config *cfg, rtb_registry *reg, const rtb_txn
     while (cap < (size_t)cfg->limits.max_inflight * 2 && cap < TABLE_BUCKETS_MAX)
         cap *= 2;
     ts->table_cap = cap;
+    ts->pool_bytes = block_bytes((size_t)cfg->auction.max_bidders, 1, 0);
     if (rtb_hash_key_init(&ts->key) != 0 || !(ts->table = calloc(cap, sizeof(*ts->table)))) {
         free(ts);
         return NULL;
@@ -196,6 +218,12 @@ static void txn_free(rtb_txn *t) {
     proto_profile_free(&t->profile);
     for (size_t i = 0; i < t->ncalls; i++)
         proto_bid_list_free(&t->calls[i].bids);
+    if (t->pooled && ts->npool < TXN_POOL_MAX) {
+        *(void **)(void *)t = ts->pool;
+        ts->pool = t;
+        ts->npool++;
+        return;
+    }
     free(t);
 }
 
@@ -205,6 +233,11 @@ void rtb_txns_free(rtb_txns *ts) {
         rtb_log(PROTO_LOG_WARN, "%zu auctions still waiting for Redis at exit: freed", ts->live);
     while (ts->all)
         txn_free(ts->all);
+    while (ts->pool) {
+        void *next = *(void **)ts->pool;
+        free(ts->pool);
+        ts->pool = next;
+    }
     free(ts->table);
     free(ts->notices);
     proto_buf_free(&ts->body);
@@ -265,13 +298,22 @@ int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, in
     /* One deal bid and one open bid per imp and bidder never run out
      * (auction.h). */
     size_t slots = 2 * req->nimps * max;
-    rtb_txn *t = malloc(sizeof(*t) + max * sizeof(rtb_txn_call) + slots * sizeof(auction_bid) +
-                        req->nimps * sizeof(auction_imp) + ndeals * sizeof(auction_deal));
+    size_t bytes = block_bytes(max, req->nimps, ndeals);
+    int pooled = bytes <= ts->pool_bytes;
+    rtb_txn *t;
+    if (pooled && ts->pool) {
+        t = ts->pool;
+        ts->pool = *(void **)ts->pool;
+        ts->npool--;
+    } else {
+        t = malloc(pooled ? ts->pool_bytes : bytes);
+    }
     if (!t) {
         proto_bid_request_free(req);
         return -1;
     }
     memset(t, 0, sizeof(*t));
+    t->pooled = pooled;
     t->set = ts;
     t->req = *req;
     t->bid_storage = (auction_bid *)(void *)&t->calls[max];
