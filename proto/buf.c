@@ -95,6 +95,21 @@ int proto_buf_json_string(proto_buf *b, const char *s) {
     static const char short_from[] = "\"\\\b\f\n\r\t", short_to[] = "\"\\bfnrt";
     size_t start = b->len;
     if (s == NULL) s = "";
+    /* Nearly every string (ids, URLs, names) needs no escape: one copy. */
+    const unsigned char *q = (const unsigned char *)s;
+    while (*q >= 0x20 && *q != '"' && *q != '\\')
+        q++;
+    if (*q == '\0') {
+        size_t n = (size_t)(q - (const unsigned char *)s);
+        if (n > SIZE_MAX - 2 || buf_reserve(b, n + 2) != 0) return -1;
+        char *d = b->data + b->len;
+        d[0] = '"';
+        memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        d[n + 2] = '\0';
+        b->len += n + 2;
+        return 0;
+    }
     if (proto_buf_append(b, "\"", 1) != 0) return -1;
     const char *run = s; /* bytes that need no escape are copied in runs */
     for (const char *p = s;; p++) {

@@ -5,6 +5,7 @@
  * checked later, when the MQTT client loads them. */
 #include "rtb/conffile.h"
 #include "rtb/log.h"
+#include "rtb/ptimer.h"
 #include "rtb/server.h"
 
 #include <event2/event.h>
@@ -181,8 +182,14 @@ int main(int argc, char **argv) {
     /* Coalesce the add/remove of interest that evhttp does on every request
      * into one epoll_ctl per fd and loop pass. */
     event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    /* The deadline before a backlog (rtb/ptimer.h). */
+    event_config_set_max_dispatch_interval(ecfg, NULL, RTB_LOOP_DISPATCH_MAX, RTB_LOOP_URGENT + 1);
     struct event_base *base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
+    if (base && event_base_priority_init(base, RTB_LOOP_PRIORITIES) != 0) {
+        event_base_free(base);
+        base = NULL;
+    }
     int code = 1;
     rtb_server *srv = base ? rtb_server_new(base, &cfg, err, sizeof(err)) : NULL;
     if (srv) {

@@ -67,6 +67,10 @@ rtb_ptimer *rtb_ptimer_new(struct event_base *base, rtb_ptimer_fn *fn, void *arg
     return t;
 }
 
+int rtb_ptimer_urgent(rtb_ptimer *t) {
+    return event_priority_set(t->ev, RTB_LOOP_URGENT);
+}
+
 void rtb_ptimer_free(rtb_ptimer *t) {
     if (!t) return;
     if (t->ev) event_free(t->ev);

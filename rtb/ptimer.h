@@ -45,4 +45,21 @@ int rtb_ptimer_every(rtb_ptimer *t, int64_t first_us, int64_t period_us);
 /* Do not fire until set again. */
 void rtb_ptimer_stop(rtb_ptimer *t);
 
+/* The loop's priorities (main.c sets them up): the auctions' deadline runs
+ * at RTB_LOOP_URGENT, every other event at the default, RTB_LOOP_URGENT + 1.
+ * After RTB_LOOP_DISPATCH_MAX callbacks of default priority libevent looks
+ * for new events again (event_config_set_max_dispatch_interval), and a
+ * deadline that came due meanwhile runs before the rest of that backlog: a
+ * burst of answers or Redis replies cannot hold the close of the auctions
+ * it is late for (SPEC 4: tmax + 5 ms; SPEC 13: on time for what is
+ * accepted). */
+#define RTB_LOOP_PRIORITIES 2
+#define RTB_LOOP_URGENT 0
+#define RTB_LOOP_DISPATCH_MAX 64
+
+/* Run `t` before the events of default priority (RTB_LOOP_URGENT). Call it
+ * while the timer has not fired. Returns 0, or -1 when the loop has no such
+ * priority (libevent refused). */
+int rtb_ptimer_urgent(rtb_ptimer *t);
+
 #endif

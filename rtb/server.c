@@ -537,6 +537,12 @@ static int make_parts(rtb_server *srv, char *err, size_t errlen) {
     if (!(srv->deadline_timer = rtb_ptimer_new(base, on_deadline, srv, err, errlen)) ||
         !(srv->probe_timer = rtb_ptimer_new(base, on_probe, srv, err, errlen)))
         return -1;
+    /* The deadline first; the lag probe stays at the default priority, so
+     * that it measures the delay every other event sees (rtb/ptimer.h). */
+    if (rtb_ptimer_urgent(srv->deadline_timer) != 0) {
+        snprintf(err, errlen, "cannot give the deadline timer its priority");
+        return -1;
+    }
     srv->second_timer = event_new(base, -1, EV_PERSIST, on_second, srv);
     srv->refresh_timer = event_new(base, -1, EV_PERSIST, on_refresh, srv);
     srv->drain_timer = event_new(base, -1, EV_PERSIST, on_drain_tick, srv);

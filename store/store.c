@@ -24,6 +24,8 @@
  * reply when the connection went away, and the trampoline calls the user. */
 #include "store/store.h"
 
+#include "auction/auction.h"
+
 #include "glue/redis_ev.h"
 
 #include "glue/backoff.h"
@@ -621,8 +623,8 @@ _Static_assert(STORE_BUDGET_TTL_S == 172800, "win_script's EXPIRE says 172800");
 int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
                     long long clearing_micros, long budget_day) {
     char adv_key[PROFILE_KEY_MAX], ad_key[PROFILE_KEY_MAX], budget_key[PROFILE_KEY_MAX];
-    char spend[24], nkeys[4];
-    snprintf(spend, sizeof(spend), "%lld", clearing_micros);
+    char spend[AUCTION_MICROS_STRLEN], nkeys[4];
+    size_t spend_len = auction_decimal_format(clearing_micros, 0, spend);
     const char *argv[8] = {"EVAL", win_script, nkeys, adv_key};
     size_t argvlen[8] = {4, sizeof(win_script) - 1, 0,
                          make_key(adv_key, sizeof(adv_key), "stats:advertiser:", advertiser_id)};
@@ -639,8 +641,11 @@ int store_count_win(store *s, const char *advertiser_id, const char *ad_id,
                  make_budget_key(budget_key, sizeof(budget_key), advertiser_id, budget_day)) == 0)
             return -1;
     }
-    snprintf(nkeys, sizeof(nkeys), "%d", argc - 3);
-    argv[argc++] = spend;
+    nkeys[0] = (char)('0' + (argc - 3)); /* 1 to 3 keys */
+    nkeys[1] = '\0';
+    argvlen[2] = 1;
+    argv[argc] = spend;
+    argvlen[argc++] = spend_len;
     argv[argc++] = s->ad_ttl_text;
     return send_argv(s, NULL, NULL, NULL, argc, argv, argvlen);
 }
