@@ -63,6 +63,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -1160,15 +1161,24 @@ static conn *conn_of(rtb_admin *a, struct evhttp_connection *evcon) {
 
 /* Learn evhttp's bufferevent error callback from a connection of our own
  * (never connected): conn_adopt trusts a callback argument only next to it.
- * 0, or -1 when evhttp does not pass its connection as the argument. */
+ * 0, or -1 when evhttp does not pass its connection as the argument. The
+ * probe gets a resolver of its own (no nameservers, never asked): like
+ * every evhttp connection of the exchange, it must never fall back on a
+ * blocking getaddrinfo. */
 static int learn_evhttp(rtb_admin *a, struct event_base *base) {
-    struct evhttp_connection *probe = evhttp_connection_base_new(base, NULL, "127.0.0.1", 1);
-    if (!probe) return -1;
-    void *arg = NULL;
-    bufferevent_getcb(evhttp_connection_get_bufferevent(probe), NULL, NULL, &a->evhttp_error_cb,
-                      &arg);
-    evhttp_connection_free(probe);
-    return arg == probe && a->evhttp_error_cb ? 0 : -1;
+    struct evdns_base *dns = evdns_base_new(base, 0);
+    struct evhttp_connection *probe =
+        dns ? evhttp_connection_base_new(base, dns, "127.0.0.1", 1) : NULL;
+    int rc = -1;
+    if (probe) {
+        void *arg = NULL;
+        bufferevent_getcb(evhttp_connection_get_bufferevent(probe), NULL, NULL, &a->evhttp_error_cb,
+                          &arg);
+        rc = arg == probe && a->evhttp_error_cb ? 0 : -1;
+        evhttp_connection_free(probe);
+    }
+    if (dns) evdns_base_free(dns, 0);
+    return rc;
 }
 
 /* ---- The gate: Host, route, method, body -------------------------------------------- */
