@@ -85,6 +85,25 @@ struct rtb_txn {
  * TXN_POOL_MAX are kept. */
 #define TXN_POOL_MAX 256
 
+/* Under AddressSanitizer a pooled block is poisoned but for its link word,
+ * so that a transaction used after its release is still reported as ASan
+ * reports one used after free. */
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define RTB_ASAN 1
+#elif defined(__has_feature) /* clang */
+#if __has_feature(address_sanitizer)
+#define RTB_ASAN 1
+#endif
+#endif
+#ifdef RTB_ASAN
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POOL_POISON(p, n) ((void)(p), (void)(n))
+#define POOL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct rtb_txns {
     const proto_config *cfg;
     rtb_registry *reg;
@@ -222,6 +241,7 @@ static void txn_free(rtb_txn *t) {
         *(void **)(void *)t = ts->pool;
         ts->pool = t;
         ts->npool++;
+        POOL_POISON((char *)t + sizeof(void *), ts->pool_bytes - sizeof(void *));
         return;
     }
     free(t);
@@ -235,6 +255,7 @@ void rtb_txns_free(rtb_txns *ts) {
         txn_free(ts->all);
     while (ts->pool) {
         void *next = *(void **)ts->pool;
+        POOL_UNPOISON(ts->pool, ts->pool_bytes);
         free(ts->pool);
         ts->pool = next;
     }
@@ -305,6 +326,7 @@ int rtb_txns_start(rtb_txns *ts, proto_bid_request *req, int64_t received_us, in
         t = ts->pool;
         ts->pool = *(void **)ts->pool;
         ts->npool--;
+        POOL_UNPOISON(t, ts->pool_bytes);
     } else {
         t = malloc(pooled ? ts->pool_bytes : bytes);
     }
