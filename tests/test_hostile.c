@@ -71,23 +71,12 @@ static void teardown(void) {
  * reach it), and the exchange with an admin port and `extra` merged over its
  * config. */
 static void start_hostile_world(const char *name, const char *extra) {
-    const char *specs[] = {"id=adv-1,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    char bidders[512] = "";
-    wx_add_config_bidder(bidders, sizeof bidders, "adv-1", port[0], "[\"hostile\"]");
-    wx_opts o = {
-        .tmax_ms = 100, .bidders = bidders, .admin_port = fx_free_port(), .extra_json = extra};
-    wx_start_exchange(w, name, &o);
+    wx_start_adv1_world(w, name, "hostile", extra);
 }
 
 /* Other auctions are unharmed: one published now gets its result, won by adv-1. */
 static void auction_still_runs(const char *id) {
-    wx_publish_tagged(w, id, 1.0, "hostile");
-    cJSON *r = wx_wait_result(w, id);
-    wx_expect_result(r, "success", 1, 1, 0, 0);
-    wx_expect_winner(r, "adv-1", 2.0, 1.0);
-    cJSON_Delete(r);
+    wx_expect_adv1_wins(w, id, "hostile");
 }
 
 static void expect_healthy(void) {
@@ -126,16 +115,7 @@ static double refused(const char *reason) {
 /* ---- raw HTTP ------------------------------------------------------------------- */
 
 static int admin_connect(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)w->admin_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        wx_fail_with_log(w, "connect to the admin port: %s", strerror(errno));
-    return fd;
+    return wx_admin_connect(w);
 }
 
 /* Sends len bytes; 0, or -1 when the peer closed or reset meanwhile. */

@@ -463,14 +463,9 @@ END_TEST
 
 /* ---- this test as the exchange: matching results to requests -------------------------- */
 
-START_TEST(loadgen_matches_results_by_id) {
-    /* Three requests t-0, t-1, t-2 at 0, 100 and 200 ms; lost 3 s after. */
-    const char *args[] = {"--id-prefix", "t",         "--rate", "10",     "--count",
-                          "3",           "--tmax-ms", "2000",   "--json", NULL};
-    run_result r = {0};
-    pid_t pid = spawn_loadgen(args, &r);
-
-    /* Its PSUBSCRIBE comes before its first request. */
+/* Waits (at most 5 s) until rtb-loadgen's PSUBSCRIBE is in place, which
+ * comes before its first request. */
+static void await_psubscribe(void) {
     int64_t start = fx_now_ms();
     for (;;) {
         redisReply *rep = fx_redis_cmd(env, "PUBSUB NUMPAT");
@@ -480,6 +475,16 @@ START_TEST(loadgen_matches_results_by_id) {
         ck_assert_msg(fx_now_ms() - start < 5000, "rtb-loadgen did not PSUBSCRIBE");
         fx_sleep_ms(10);
     }
+}
+
+START_TEST(loadgen_matches_results_by_id) {
+    /* Three requests t-0, t-1, t-2 at 0, 100 and 200 ms; lost 3 s after. */
+    const char *args[] = {"--id-prefix", "t",         "--rate", "10",     "--count",
+                          "3",           "--tmax-ms", "2000",   "--json", NULL};
+    run_result r = {0};
+    pid_t pid = spawn_loadgen(args, &r);
+
+    await_psubscribe();
     fx_sleep_ms(600); /* all three are sent by now */
     static const char *const results[][2] = {
         {"t-0", "success"},  {"t-0", "success"},     /* the second is a duplicate */
@@ -612,15 +617,7 @@ START_TEST(loadgen_counts_imps_in_results) {
                           "--count",     "4", "--tmax-ms", "2000", "--json", NULL};
     run_result r = {0};
     pid_t pid = spawn_loadgen(args, &r);
-    int64_t start = fx_now_ms();
-    for (;;) {
-        redisReply *rep = fx_redis_cmd(env, "PUBSUB NUMPAT");
-        long long numpat = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-        freeReplyObject(rep);
-        if (numpat >= 1) break;
-        ck_assert_msg(fx_now_ms() - start < 5000, "rtb-loadgen did not PSUBSCRIBE");
-        fx_sleep_ms(10);
-    }
+    await_psubscribe();
     fx_sleep_ms(600); /* all four are sent by now */
     static const char *const w = "{\"advertiser_id\":\"a\",\"bid_price\":2,\"clearing_price\":1,"
                                  "\"ad_id\":\"x\",\"creative_url\":\"\",\"deal_id\":";

@@ -7,6 +7,7 @@
 
 #include "rtb/minutes.h"
 #include "rtb/registry.h"
+#include "tests/two_bidders.h"
 
 /* A minute boundary: 1795000020 s = 29916667 minutes exactly. */
 #define MIN0 INT64_C(29916667)
@@ -17,20 +18,11 @@ static proto_config cfg;
 static rtb_registry *reg;
 
 static void reg_setup(void) {
-    static const char *json = "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://127.0.0.1:9/\"},"
-                              "{\"id\":\"b\",\"endpoint\":\"http://127.0.0.1:9/\"}]}";
-    char err[256];
-    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
-    ck_assert_msg(proto_config_parse(&cfg, json, strlen(json), err, sizeof(err)) == PROTO_OK, "%s",
-                  err);
-    reg = rtb_registry_new(&cfg, NULL);
-    rtb_registry_apply(reg, NULL, 0);
-    ck_assert_uint_eq(rtb_registry_count(reg), 2);
+    reg = two_bidders_new(&cfg);
 }
 
 static void reg_teardown(void) {
-    rtb_registry_free(reg);
-    proto_config_free(&cfg);
+    two_bidders_free(reg, &cfg);
 }
 
 static rtb_bidder_stats *stats_of(size_t i) {

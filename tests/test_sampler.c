@@ -9,6 +9,7 @@
 #include "rtb/registry.h"
 #include "rtb/sampler.h"
 #include "rtb/stats.h"
+#include "tests/two_bidders.h"
 
 #define WALL0 INT64_C(1795000000000000)
 #define S 1000000
@@ -71,19 +72,11 @@ static proto_config cfg;
 static rtb_registry *reg;
 
 static void reg_setup(void) {
-    static const char *json = "{\"bidders\":[{\"id\":\"a\",\"endpoint\":\"http://127.0.0.1:9/\"},"
-                              "{\"id\":\"b\",\"endpoint\":\"http://127.0.0.1:9/\"}]}";
-    char err[256];
-    ck_assert_int_eq(proto_config_defaults(&cfg), PROTO_OK);
-    ck_assert_msg(proto_config_parse(&cfg, json, strlen(json), err, sizeof(err)) == PROTO_OK, "%s",
-                  err);
-    reg = rtb_registry_new(&cfg, NULL);
-    rtb_registry_apply(reg, NULL, 0);
+    reg = two_bidders_new(&cfg);
 }
 
 static void reg_teardown(void) {
-    rtb_registry_free(reg);
-    proto_config_free(&cfg);
+    two_bidders_free(reg, &cfg);
 }
 
 START_TEST(samples_are_growth_per_second) {

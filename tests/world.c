@@ -7,12 +7,16 @@
  * (or a wrong one, on purpose) without this file learning about it. */
 #include "tests/world.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +99,39 @@ void wx_add_config_bidder(char *buf, size_t len, const char *id, int port, const
              "%s{\"id\":\"%s\",\"endpoint\":\"http://127.0.0.1:%d/bid\",\"interests\":%s,"
              "\"max_concurrent\":100}",
              used > 0 ? "," : "", id, port, interests);
+}
+
+void wx_start_adv1_world(wx_world *w, const char *name, const char *tag, const char *extra_json) {
+    const char *specs[] = {"id=adv-1,price=fixed:2"};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    char bidders[512] = "", interests[160];
+    snprintf(interests, sizeof interests, "[\"%s\"]", tag);
+    wx_add_config_bidder(bidders, sizeof bidders, "adv-1", port[0], interests);
+    wx_opts o = {
+        .tmax_ms = 100, .bidders = bidders, .admin_port = fx_free_port(), .extra_json = extra_json};
+    wx_start_exchange(w, name, &o);
+}
+
+void wx_expect_adv1_wins(wx_world *w, const char *id, const char *tag) {
+    wx_publish_tagged(w, id, 1.0, tag);
+    cJSON *r = wx_wait_result(w, id);
+    wx_expect_result(r, "success", 1, 1, 0, 0);
+    wx_expect_winner(r, "adv-1", 2.0, 1.0);
+    cJSON_Delete(r);
+}
+
+int wx_admin_connect(wx_world *w) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)w->admin_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        wx_fail_with_log(w, "connect to the admin port: %s", strerror(errno));
+    return fd;
 }
 
 cJSON *wx_bidder_get(int port, const char *path) {

@@ -261,6 +261,22 @@ char *wx_write_config(wx_world *w, const char *name, const wx_opts *o);
  * may start the exchange again after wx_stop_exchange / wx_expect_clean_exit. */
 void wx_start_exchange(wx_world *w, const char *name, const wx_opts *o);
 
+/* The smallest world with an admin listener: one rtb-bidder advertiser,
+ * adv-1, bidding a fixed 2.00 for interest `tag`, as a config bidder; the
+ * exchange `name` with tmax 100 ms, an admin port (w->admin_port) and
+ * `extra_json` (may be NULL) as in wx_opts. */
+void wx_start_adv1_world(wx_world *w, const char *name, const char *tag, const char *extra_json);
+
+/* Publishes request `id` (floor 1.00) tagged `tag` into an adv1 world and
+ * expects adv-1 to win it at 2.00, clearing at the floor (SPEC 3.6): the
+ * exchange still runs auctions. */
+void wx_expect_adv1_wins(wx_world *w, const char *id, const char *tag);
+
+/* A TCP connection to the exchange's admin port (w->admin_port) on
+ * 127.0.0.1, for tests that speak raw HTTP. Fails the test (with the
+ * exchange's log) when it cannot connect. The caller closes the fd. */
+int wx_admin_connect(wx_world *w);
+
 /* Publishes a probe every 100 ms until one gets a result (at most
  * WX_READY_WAIT_MS), then drains probe results until auction:results:* has
  * been quiet for tmax + 200 ms. Fails on a non-probe result, on any
