@@ -3,6 +3,7 @@
  * failure, 2 bad command line or config. Every config rule is checked while
  * the config is read (proto/config.c's rows); only the mqtt.tls files are
  * checked later, when the MQTT client loads them. */
+#include "rtb/alloc.h"
 #include "rtb/conffile.h"
 #include "rtb/log.h"
 #include "rtb/ptimer.h"
@@ -37,7 +38,7 @@ static int usage(FILE *f) {
             "      --redis HOST:PORT Redis address (overrides redis.host and redis.port)\n"
             "      --tmax-ms N       auction deadline in ms (overrides auction.tmax_ms)\n"
             "  -v, --verbose         log at debug level\n"
-            "      --version         print the version and exit\n"
+            "      --version         print the version and the allocator in use, and exit\n"
             "  -h, --help            print this help and exit\n"
             "\n"
             "Environment: RTB_ADMIN_TOKEN, when set and not empty, is admin.token (the\n"
@@ -133,7 +134,7 @@ int main(int argc, char **argv) {
             verbose = 1;
             break;
         case 'V':
-            printf("rtb-exchange %s\n", RTB_VERSION);
+            printf("rtb-exchange %s (allocator: %s)\n", RTB_VERSION, rtb_allocator());
             return 0;
         case 'h':
             return usage(stdout) == 0 ? 0 : 1;

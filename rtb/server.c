@@ -21,6 +21,7 @@
 
 #include "rtb/admin.h"
 #include "rtb/alerts.h"
+#include "rtb/alloc.h"
 #include "rtb/call.h"
 #include "rtb/events.h"
 #include "rtb/ledger.h"
@@ -591,9 +592,10 @@ rtb_server *rtb_server_new(struct event_base *base, proto_config *cfg, char *err
 }
 
 int rtb_server_run(rtb_server *srv) {
-    rtb_log(PROTO_LOG_INFO, "rtb-exchange %s: redis %s:%ld, mqtt %s:%ld topic %s, tmax %ld ms",
+    rtb_log(PROTO_LOG_INFO,
+            "rtb-exchange %s: redis %s:%ld, mqtt %s:%ld topic %s, tmax %ld ms, allocator %s",
             RTB_VERSION, srv->cfg->redis.host, srv->cfg->redis.port, srv->cfg->mqtt.host,
-            srv->cfg->mqtt.port, srv->cfg->mqtt.topic, srv->cfg->auction.tmax_ms);
+            srv->cfg->mqtt.port, srv->cfg->mqtt.topic, srv->cfg->auction.tmax_ms, rtb_allocator());
     event_base_dispatch(srv->base);
     const rtb_stats *s = &srv->stats;
     const store_stats *ss = store_get_stats(srv->store);

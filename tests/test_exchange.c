@@ -1028,6 +1028,38 @@ START_TEST(sigterm_finishes_auctions_in_flight) {
 }
 END_TEST
 
+/* ---- the allocator (meson_options.txt) ----------------------------------- */
+
+/* The exchange says which malloc it runs on, in --version and in its
+ * start-up line, and it is the one the build was configured with
+ * (RTB_ALLOCATOR, from tests/meson.build): mimalloc only counts when the
+ * loader put it before libc, which rtb/alloc.c checks. */
+START_TEST(allocator_is_the_configured_one) {
+    const char *want = fx_getenv("RTB_ALLOCATOR");
+    char expect[128];
+    snprintf(expect, sizeof expect, "(allocator: %s", want);
+    const char *argv[] = {fx_getenv("RTB_EXCHANGE"), "--version", NULL};
+    int status = -1;
+    pid_t pid = fx_spawn(w->env, argv, "version.log");
+    ck_assert_int_eq(fx_wait_exit(pid, 5000, &status), 0);
+    ck_assert_int_eq(status, 0);
+    char *out = fx_read_file(w->env, "version.log", NULL);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(wx_starts_with(out, "rtb-exchange ") && strstr(out, expect) &&
+                      !strstr(out, "not in use"),
+                  "--version printed \"%s\", want \"%s ...)\"", out, expect);
+    free(out);
+
+    wx_start_adv1_world(w, "allocator", "alloc", NULL);
+    wx_expect_adv1_wins(w, "alloc-1", "alloc");
+    snprintf(expect, sizeof expect, ", allocator %s", want);
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_msg(strstr(log, expect), "no \"%s\" in the start-up line of exchange.log", want);
+    free(log);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *exchange_suite(void) {
@@ -1046,6 +1078,7 @@ static Suite *exchange_suite(void) {
     wx_add_case(s, "duplicate", duplicate_request_id_in_flight, 60, setup, teardown);
     wx_add_case(s, "load", thousand_requests_thousand_results, 120, setup, teardown);
     wx_add_case(s, "sigterm", sigterm_finishes_auctions_in_flight, 60, setup, teardown);
+    wx_add_case(s, "allocator", allocator_is_the_configured_one, 60, setup, teardown);
     return s;
 }
 
