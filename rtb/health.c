@@ -161,6 +161,28 @@ static void observe_latency(rtb_health *h, int64_t latency_us, int64_t now_us) {
     h->latency_weight += 1;
 }
 
+/* Start the histogram afresh: the bidder has shown it is fast again. */
+static void forget_latency(rtb_health *h) {
+    memset(h->latency, 0, sizeof(h->latency));
+    h->latency_weight = 0;
+    h->p95_second = -1;
+    h->slow_left_us = 0;
+    h->fast_in_a_row = 0;
+}
+
+/* A too slow bidder recovers as it succeeds (health.h): count the answers
+ * within the time it was too slow for, and forget the slow past after
+ * min_calls of them in a row. A timeout or a slow answer starts over; an
+ * error says nothing about speed. */
+static void watch_recovery(rtb_health *h, rtb_health_outcome outcome, int64_t latency_us) {
+    if (h->slow_left_us == 0 || latency_us < 0) return;
+    if (outcome != RTB_HEALTH_OK || latency_us > h->slow_left_us) {
+        h->fast_in_a_row = 0;
+        return;
+    }
+    if (++h->fast_in_a_row >= h->conf->min_calls) forget_latency(h);
+}
+
 /* The p95 of the counts as they are (an upper bucket bound). */
 static int64_t p95_of_counts(const rtb_health *h) {
     double rank = 0.95 * h->latency_weight, below = 0;
@@ -240,6 +262,8 @@ rtb_health_verdict rtb_health_decide(rtb_health *h, int64_t now_us, int64_t left
     }
     int64_t p95 = p95_for_decision(h, now_us);
     if (p95 >= 0 && p95 > left_us) {
+        if (h->slow_left_us == 0) h->fast_in_a_row = 0;
+        h->slow_left_us = left_us;
         if (spend(&h->slow_credit, h->conf->min_share)) return RTB_HEALTH_CALL;
         *reason = RTB_SKIP_TOO_SLOW;
         return RTB_HEALTH_SKIP;
@@ -280,6 +304,7 @@ int rtb_health_record(rtb_health *h, rtb_health_outcome outcome, int probe, int6
         h->errors_in_a_row = 0;
     }
     if (latency_us >= 0) observe_latency(h, latency_us, now_us);
+    watch_recovery(h, outcome, latency_us);
     if (probe) {
         if (outcome == RTB_HEALTH_OK) {
             circuit_close(h);

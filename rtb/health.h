@@ -19,7 +19,13 @@
  *   too_slow   the bidder's recent latency (a histogram that forgets with a
  *              time constant of window_s) has a p95 above the time the
  *              auction has left: it is called for min_share of auctions only,
- *              so its latency keeps being measured.
+ *              so its latency keeps being measured. It recovers as it
+ *              succeeds: min_calls answers in a row within the time it was
+ *              found too slow for, and the histogram starts afresh from
+ *              them. Waiting for the slow answers to be forgotten instead
+ *              would keep a bidder that was slow for one second (a cold
+ *              start, a stall) at min_share for tens of seconds, since at
+ *              min_share its good answers come in slowly.
  *
  * Shares are kept exactly, without randomness: a credit grows by the share
  * in each auction and a call spends 1 of it (it starts at 1: the first
@@ -118,6 +124,8 @@ typedef struct rtb_health {
     double latency_weight;                  /* their sum */
     int64_t latency_second;                 /* when they were last decayed */
     int64_t p95_us, p95_second;             /* the p95 deciding uses, and when taken */
+    int64_t slow_left_us;                   /* too slow for this much time left; 0: not too slow */
+    int64_t fast_in_a_row;                  /* answers within slow_left_us in a row since */
 } rtb_health;
 
 /* What rtb_health_decide says. */
@@ -143,8 +151,10 @@ rtb_health_verdict rtb_health_decide(rtb_health *h, int64_t now_us, int64_t left
  * said PROBE for it. `latency_us` is how long it took, for the latency
  * histogram: its answer time (OK), or how long it waited (TIMEOUT: the
  * bidder took at least that); -1 to learn nothing from it (an answer read
- * while the loop was late, an error). Returns 1 when this opened the
- * circuit (for the log and the counter), else 0. */
+ * while the loop was late, an error). A too slow bidder's min_calls-th OK
+ * answer in a row within the time it was too slow for clears the histogram
+ * (it recovers, above). Returns 1 when this opened the circuit (for the log
+ * and the counter), else 0. */
 int rtb_health_record(rtb_health *h, rtb_health_outcome outcome, int probe, int64_t latency_us,
                       int64_t now_us);
 

@@ -200,6 +200,51 @@ START_TEST(too_slow_for_the_time_left_keeps_min_share) {
 }
 END_TEST
 
+/* A bidder slow for a moment (a cold start: 30 % timeouts in its first
+ * second) is back in every auction after min_calls fast answers in a row
+ * at min_share, not after its timeouts have been forgotten (tens of
+ * seconds); a bidder that stays slow never is. */
+START_TEST(too_slow_recovers_as_it_succeeds) {
+    record(30, RTB_HEALTH_TIMEOUT, 100 * MS, T0);
+    record(70, RTB_HEALTH_OK, 2 * MS, T0);
+    rtb_skip_reason r = RTB_SKIP_COUNT;
+    ck_assert_int_eq(calls_in(100, T0, &r), 1 + 5); /* p95 >= 100 ms: min_share */
+    ck_assert_int_eq(r, RTB_SKIP_TOO_SLOW);
+    /* Its calls at min_share answer in 2 ms, but a timeout breaks the run. */
+    record(19, RTB_HEALTH_OK, 2 * MS, T0 + 100 * MS);
+    record(1, RTB_HEALTH_TIMEOUT, 100 * MS, T0 + 100 * MS);
+    record(19, RTB_HEALTH_OK, 2 * MS, T0 + 200 * MS);
+    ck_assert_int_eq(calls_in(100, T0 + 200 * MS, &r), 5);
+    ck_assert_int_eq(r, RTB_SKIP_TOO_SLOW);
+    /* An answer within the time but slower than the 90 ms left breaks it too. */
+    record(1, RTB_HEALTH_OK, 95 * MS, T0 + 300 * MS);
+    record(19, RTB_HEALTH_OK, 2 * MS, T0 + 300 * MS);
+    ck_assert_int_eq(calls_in(100, T0 + 300 * MS, &r), 5);
+    /* The 20th fast answer in a row (min_calls): a fresh histogram, and its
+     * p95 is known again after min_calls more. Not too slow any more, only
+     * throttled by the 31 timeouts of 160 calls in its window (share 0.82),
+     * until they age out. */
+    record(1, RTB_HEALTH_OK, 2 * MS, T0 + 400 * MS);
+    ck_assert_int_eq(rtb_health_p95_us(&h, T0 + 400 * MS), -1);
+    r = RTB_SKIP_COUNT;
+    ck_assert_int_eq(calls_in(100, T0 + 400 * MS, &r), 83);
+    ck_assert_int_eq(r, RTB_SKIP_THROTTLED);
+    record(20, RTB_HEALTH_OK, 2 * MS, T0 + 500 * MS);
+    ck_assert_int_eq(rtb_health_p95_us(&h, T0 + 500 * MS), 3 * MS);
+    ck_assert_int_eq(calls_in(100, T0 + 11 * S, &r), 100);
+
+    /* Always 150 ms: every sampled answer is too slow, so it never recovers. */
+    setup();
+    record(100, RTB_HEALTH_OK, 150 * MS, T0);
+    ck_assert_int_eq(calls_in(100, T0, &r), 1 + 5);
+    for (int s = 1; s <= 20; s++) {
+        record(50, RTB_HEALTH_OK, 150 * MS, T0 + s * S);
+        ck_assert_int_eq(calls_in(100, T0 + s * S, &r), 5);
+        ck_assert_int_eq(r, RTB_SKIP_TOO_SLOW);
+    }
+}
+END_TEST
+
 /* ---- Admission ---------------------------------------------------------------------- */
 
 static rtb_admission a;
@@ -305,6 +350,7 @@ static Suite *health_suite(void) {
     tcase_add_test(tc, timeouts_never_open_the_circuit);
     tcase_add_test(tc, half_errors_open_the_circuit);
     tcase_add_test(tc, too_slow_for_the_time_left_keeps_min_share);
+    tcase_add_test(tc, too_slow_recovers_as_it_succeeds);
     suite_add_tcase(s, tc);
     tc = tcase_create("admission");
     tcase_add_test(tc, admission_backs_off_on_lag_and_grows_back);
