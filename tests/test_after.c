@@ -160,10 +160,7 @@ static void publish_event(const char *type, const char *json) {
 }
 
 START_TEST(events_counted_deduplicated_attributed) {
-    const char *specs[] = {"id=ev-a,price=fixed:1"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "ev-a", port[0], "[\"ev\"]");
+    wx_spawn_advertiser(w, "id=ev-a,price=fixed:1", "ev-a", "[\"ev\"]");
     wx_opts o = {0};
     wx_start_exchange(w, "events", &o);
 
@@ -283,10 +280,7 @@ static void one_success(const char *id, const char *tag, const char *adv) {
  * would be 504,600; the exact sum is 504,654,600 CPM micros, reported as
  * 504,654 micros. */
 START_TEST(spend_is_exact) {
-    const char *specs[] = {"id=sp,price=fixed:2.523273"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "sp", port[0], "[\"sp\"]");
+    wx_spawn_advertiser(w, "id=sp,price=fixed:2.523273", "sp", "[\"sp\"]");
     wx_opts o = {.admin_port = fx_free_port(),
                  .extra_json = "\"auction\":{\"type\":\"first_price\"}"};
     wx_start_exchange(w, "spend", &o);
@@ -399,28 +393,25 @@ END_TEST
 /* burl: fired by the impression of the winning ad, once however often it
  * arrives; never without it (SPEC 14). */
 START_TEST(burl_once_per_impression) {
-    const char *specs[] = {"id=bl,price=fixed:2,burl=on"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "bl", port[0], "[\"bl\"]");
+    int port = wx_spawn_advertiser(w, "id=bl,price=fixed:2,burl=on", "bl", "[\"bl\"]");
     wx_opts o = {.admin_port = fx_free_port()};
     wx_start_exchange(w, "burl", &o);
     one_success("bl-1", "bl", "bl");
     one_success("bl-2", "bl", "bl");
 
     fx_sleep_ms(1500); /* no impression: no bill */
-    ck_assert_int_eq(bidder_stat(port[0], "bills"), 0);
+    ck_assert_int_eq(bidder_stat(port, "bills"), 0);
     publish_impression("bl-1", "bl", "ad_other"); /* not the winning ad */
     fx_sleep_ms(300);
-    ck_assert_int_eq(bidder_stat(port[0], "bills"), 0);
+    ck_assert_int_eq(bidder_stat(port, "bills"), 0);
 
     publish_impression("bl-1", "bl", "ad_bl_bl-1");
     publish_impression("bl-1", "bl", "ad_bl_bl-1");
-    ck_assert_int_eq(poll_bidder_stat(port[0], "bills", 1), 1);
-    ck_assert_msg(bidder_got_notice(port[0], "/bill?id=bl-1&price=1&cur=USD"),
+    ck_assert_int_eq(poll_bidder_stat(port, "bills", 1), 1);
+    ck_assert_msg(bidder_got_notice(port, "/bill?id=bl-1&price=1&cur=USD"),
                   "the bill lacks its macros");
     fx_sleep_ms(1500);
-    ck_assert_int_eq(bidder_stat(port[0], "bills"), 1);
+    ck_assert_int_eq(bidder_stat(port, "bills"), 1);
     ck_assert_int_eq(poll_hget("stats:advertiser:bl", "billed", 1), 1);
     ck_assert_int_eq(poll_hget("stats:ad:ad_bl_bl-1", "billed", 1), 1);
     wx_await_metric(w, "rtb_burl_sent_total", 1, POLL_MS);
@@ -431,19 +422,17 @@ END_TEST
 
 /* A 503 then a 200: one retry a second later, then billed. */
 START_TEST(burl_retried_after_failure) {
-    const char *specs[] = {"id=br,price=fixed:2,notices=off,burl=on,notice_fail=1"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "br", port[0], "[\"br\"]");
+    int port = wx_spawn_advertiser(w, "id=br,price=fixed:2,notices=off,burl=on,notice_fail=1", "br",
+                                   "[\"br\"]");
     wx_opts o = {.admin_port = fx_free_port()};
     wx_start_exchange(w, "burl-retry", &o);
     one_success("br-1", "br", "br");
     publish_impression("br-1", "br", "ad_br_br-1");
-    ck_assert_int_eq(poll_bidder_stat(port[0], "notices_failed", 1), 1);
-    ck_assert_int_eq(poll_bidder_stat(port[0], "bills", 1), 1);
+    ck_assert_int_eq(poll_bidder_stat(port, "notices_failed", 1), 1);
+    ck_assert_int_eq(poll_bidder_stat(port, "bills", 1), 1);
     wx_await_metric(w, "rtb_burl_retried_total", 1, POLL_MS);
     wx_await_metric(w, "rtb_burl_sent_total", 1, POLL_MS);
-    ck_assert_int_eq(bidder_notice_count(port[0], "/bill?id=br-1&price=1&cur=USD"), 2);
+    ck_assert_int_eq(bidder_notice_count(port, "/bill?id=br-1&price=1&cur=USD"), 2);
     ck_assert_int_eq(redis_int("ZCARD %s", "notices:burl:pending"), 0);
     wx_stop_exchange(w);
 }
@@ -494,10 +483,7 @@ END_TEST
 /* SIGTERM right after a win whose notice is answered 700 ms late: the
  * drain waits for it (notices.drain_s 2). */
 START_TEST(drain_waits_for_a_slow_win_notice) {
-    const char *specs[] = {"id=dw,price=fixed:2,notice_delay=700"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "dw", port[0], "[\"dw\"]");
+    int port = wx_spawn_advertiser(w, "id=dw,price=fixed:2,notice_delay=700", "dw", "[\"dw\"]");
     wx_opts o = {0};
     wx_start_exchange(w, "drain-wait", &o);
     one_success("dw-1", "dw", "dw");
@@ -507,7 +493,7 @@ START_TEST(drain_waits_for_a_slow_win_notice) {
     int64_t took = fx_now_ms() - signalled;
     ck_assert_msg(took >= 500, "exit %lld ms after SIGTERM: did not wait for the notice",
                   (long long)took);
-    ck_assert_int_eq(bidder_stat(port[0], "wins"), 1);
+    ck_assert_int_eq(bidder_stat(port, "wins"), 1);
     ck_assert_int_eq(redis_int("ZCARD %s", "notices:pending"), 0);
 }
 END_TEST
@@ -515,29 +501,26 @@ END_TEST
 /* A win notice still out at notices.drain_s is kept in Redis and sent by
  * the next exchange. */
 START_TEST(drain_keeps_what_it_cannot_send) {
-    const char *specs[] = {"id=dk,price=fixed:2,notice_delay=4000"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "dk", port[0], "[\"dk\"]");
+    int port = wx_spawn_advertiser(w, "id=dk,price=fixed:2,notice_delay=4000", "dk", "[\"dk\"]");
     wx_opts o = {.extra_json = "\"notices\":{\"drain_s\":1}"};
     wx_start_exchange(w, "drain-keep", &o);
     one_success("dk-1", "dk", "dk");
-    ck_assert_msg(bidder_got_notice(port[0], "/win?id=dk-1&price=1"), "no win notice");
+    ck_assert_msg(bidder_got_notice(port, "/win?id=dk-1&price=1"), "no win notice");
     fx_kill(w->exchange_pid, SIGTERM);
     wx_expect_clean_exit(w, 5000);
     ck_assert_int_eq(redis_int("ZCARD %s", "notices:pending"), 1);
 
     wx_start_exchange(w, "drain-keep-2", &o);
     int64_t until = fx_now_ms() + POLL_MS;
-    while (bidder_notice_count(port[0], "/win?id=dk-1&price=1") < 2 && fx_now_ms() < until)
+    while (bidder_notice_count(port, "/win?id=dk-1&price=1") < 2 && fx_now_ms() < until)
         fx_sleep_ms(20);
-    ck_assert_int_eq(bidder_notice_count(port[0], "/win?id=dk-1&price=1"), 2);
+    ck_assert_int_eq(bidder_notice_count(port, "/win?id=dk-1&price=1"), 2);
     /* Done when answered, 4 s on: then it leaves Redis. */
     until = fx_now_ms() + 4000 + POLL_MS;
     while (redis_int("ZCARD %s", "notices:pending") != 0 && fx_now_ms() < until)
         fx_sleep_ms(20);
     ck_assert_int_eq(redis_int("ZCARD %s", "notices:pending"), 0);
-    ck_assert_int_eq(bidder_stat(port[0], "wins"), 1);
+    ck_assert_int_eq(bidder_stat(port, "wins"), 1);
     wx_stop_exchange(w);
 }
 END_TEST

@@ -150,10 +150,7 @@ END_TEST
  * imp `overloaded` with no winner (SPEC 17: a request with `imps` always
  * gets it). max_inflight 1: the slow auction holds the one slot. */
 START_TEST(shed_request_keeps_its_imps) {
-    const char *specs[] = {"id=sh-slow,latency=400,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "sh-slow", port[0], "[\"depth\"]");
+    wx_spawn_advertiser(w, "id=sh-slow,latency=400,price=fixed:2", "sh-slow", "[\"depth\"]");
     wx_opts o = {.tmax_ms = 100, .max_inflight = 1};
     wx_start_exchange(w, "depth-shed", &o);
 
@@ -315,10 +312,7 @@ END_TEST
 /* Each request breaks one SPEC 17 bound: its result is `invalid`, naming
  * the key, and the exchange goes on. */
 START_TEST(hostile_shapes_are_invalid) {
-    const char *specs[] = {"id=hs-a,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "hs-a", port[0], "[\"hs\"]");
+    int port = wx_spawn_advertiser(w, "id=hs-a,price=fixed:2", "hs-a", "[\"hs\"]");
     wx_opts o = {0};
     wx_start_exchange(w, "depth-hostile", &o);
 
@@ -362,7 +356,7 @@ START_TEST(hostile_shapes_are_invalid) {
         cJSON_Delete(r);
         free(reqs[i]);
     }
-    ck_assert_int_eq(wx_bidder_requests(port[0]), 0);
+    ck_assert_int_eq(wx_bidder_requests(port), 0);
     wx_publish_tagged(w, "hs-ok", 1.0, "hs");
     cJSON *r = wx_wait_result(w, "hs-ok");
     wx_expect_result(r, "success", 1, 1, 0, 0);

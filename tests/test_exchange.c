@@ -131,13 +131,10 @@ START_TEST(auction_statuses_and_prices) {
 END_TEST
 
 START_TEST(overloaded_at_once) {
-    const char *specs[] = {"id=slow,latency=150,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "slow", port[0], "[]");
+    int port = wx_spawn_advertiser(w, "id=slow,latency=150,price=fixed:2", "slow", "[]");
     wx_opts o = {.tmax_ms = 300, .max_inflight = 1};
     wx_start_exchange(w, "overloaded", &o);
-    long before = wx_bidder_requests(port[0]);
+    long before = wx_bidder_requests(port);
 
     wx_publish_request(w, "ov-a", "u-1", "slot-1", 1.0, NULL);
     int64_t received = 0;
@@ -159,7 +156,7 @@ START_TEST(overloaded_at_once) {
     r = wx_wait_result(w, "ov-c");
     wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
-    ck_assert_msg(wx_bidder_requests(port[0]) == before + 2,
+    ck_assert_msg(wx_bidder_requests(port) == before + 2,
                   "the overloaded request reached a bidder");
     wx_stop_exchange(w);
 }
@@ -299,10 +296,7 @@ static const char *header(const cJSON *headers, const char *name) {
 }
 
 START_TEST(openrtb_request_to_bidder) {
-    const char *specs[] = {"id=adv-1,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "adv-1", port[0], "[]");
+    int port = wx_spawn_advertiser(w, "id=adv-1,price=fixed:2", "adv-1", "[]");
     fx_redis_do(w->env, "SET user:profile:u-7 %s",
                 "{\"user_id\":\"u-7\",\"interests\":[\"tech\",\"sports\"],"
                 "\"demographics\":{\"age\":30},\"ltv_score\":0.7}");
@@ -315,7 +309,7 @@ START_TEST(openrtb_request_to_bidder) {
     wx_expect_result(r, "success", 1, 1, 0, 0);
     cJSON_Delete(r);
 
-    cJSON *last = wx_bidder_get(port[0], "/last");
+    cJSON *last = wx_bidder_get(port, "/last");
     char *text = cJSON_PrintUnformatted(last);
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(last, "method")), "POST") == 0, "method: %s", text);
     ck_assert_msg(strcmp(wx_or_empty(wx_jstr(last, "uri")), "/bid") == 0, "uri: %s", text);
@@ -665,10 +659,7 @@ static void expect_accepted(const char *what, const char *payload, size_t len, c
 #define REQ_TAIL "\"user_id\":\"u\",\"ad_slot_id\":\"s\",\"floor_price\":1}"
 
 START_TEST(invalid_requests_are_refused) {
-    const char *specs[] = {"id=ok,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "ok", port[0], "[\"ok\"]");
+    wx_spawn_advertiser(w, "id=ok,price=fixed:2", "ok", "[\"ok\"]");
     wx_opts o = {0}; /* limits.max_request_bytes: the default 65536 */
     wx_start_exchange(w, "invalid", &o);
     bad_seq = 0;
@@ -829,10 +820,7 @@ START_TEST(invalid_requests_are_refused) {
 END_TEST
 
 START_TEST(invalid_deep_nesting_under_a_large_limit) {
-    const char *specs[] = {"id=ok,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "ok", port[0], "[\"ok\"]");
+    wx_spawn_advertiser(w, "id=ok,price=fixed:2", "ok", "[\"ok\"]");
     wx_opts o = {.max_request_bytes = 1 << 20};
     wx_start_exchange(w, "deep", &o);
     bad_seq = 100;
@@ -869,13 +857,10 @@ START_TEST(invalid_deep_nesting_under_a_large_limit) {
 END_TEST
 
 START_TEST(duplicate_request_id_in_flight) {
-    const char *specs[] = {"id=dup,latency=150,price=fixed:2"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "dup", port[0], "[]");
+    int port = wx_spawn_advertiser(w, "id=dup,latency=150,price=fixed:2", "dup", "[]");
     wx_opts o = {.tmax_ms = 300};
     wx_start_exchange(w, "duplicate", &o);
-    long before = wx_bidder_requests(port[0]);
+    long before = wx_bidder_requests(port);
 
     char req[512];
     size_t n = wx_format_request(req, sizeof req, "dup-1", "u-1", "slot-1", 1.0, NULL);
@@ -900,7 +885,7 @@ START_TEST(duplicate_request_id_in_flight) {
     wx_expect_winner(r, "dup", 2.0, 1.0);
     cJSON_Delete(r);
     wx_expect_no_more_results(w, "dup-1", 400);
-    ck_assert_msg(wx_bidder_requests(port[0]) == before + 1, "the duplicate reached the bidder");
+    ck_assert_msg(wx_bidder_requests(port) == before + 1, "the duplicate reached the bidder");
 
     /* No longer in flight: the same id is a new auction. */
     wx_publish_raw(w, WX_REQUEST_TOPIC, req, n);
@@ -923,10 +908,7 @@ END_TEST
  * machine); more than 5 % would mean it sheds a load it can carry. */
 START_TEST(thousand_requests_thousand_results) {
     enum { N = 1000 };
-    const char *specs[] = {"id=fast,price=fixed:1.5"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "fast", port[0], "[\"load\"]");
+    wx_spawn_advertiser(w, "id=fast,price=fixed:1.5", "fast", "[\"load\"]");
     wx_opts o = {0};
     wx_start_exchange(w, "load", &o);
 
@@ -991,13 +973,10 @@ END_TEST
 
 START_TEST(sigterm_finishes_auctions_in_flight) {
     enum { N = 20 };
-    const char *specs[] = {"id=term,latency=50,price=fixed:1.5"};
-    int port[1];
-    fx_spawn_bidder(w->env, specs, 1, port);
-    wx_register_advertiser(w, "term", port[0], "[\"term\"]");
+    int port = wx_spawn_advertiser(w, "id=term,latency=50,price=fixed:1.5", "term", "[\"term\"]");
     wx_opts o = {.tmax_ms = 100};
     wx_start_exchange(w, "sigterm", &o);
-    long before = wx_bidder_requests(port[0]);
+    long before = wx_bidder_requests(port);
 
     for (int i = 0; i < N; i++) {
         char id[32], req[512];
@@ -1009,10 +988,10 @@ START_TEST(sigterm_finishes_auctions_in_flight) {
     ck_assert_int_eq(fx_mqtt_flush(w->pub, 5000), 0);
     /* Every auction has called the bidder (which answers after 50 ms). */
     int64_t wait_until = fx_now_ms() + 2000;
-    while (wx_bidder_requests(port[0]) < before + N && fx_now_ms() < wait_until)
+    while (wx_bidder_requests(port) < before + N && fx_now_ms() < wait_until)
         fx_sleep_ms(2);
-    ck_assert_msg(wx_bidder_requests(port[0]) == before + N, "the bidder got %ld of %d calls",
-                  wx_bidder_requests(port[0]) - before, N);
+    ck_assert_msg(wx_bidder_requests(port) == before + N, "the bidder got %ld of %d calls",
+                  wx_bidder_requests(port) - before, N);
 
     int64_t signalled = fx_now_ms();
     fx_kill(w->exchange_pid, SIGTERM);

@@ -93,6 +93,14 @@ void wx_register_advertiser(wx_world *w, const char *id, int port, const char *i
     fx_redis_do(w->env, "SET %s %s", key, value);
 }
 
+int wx_spawn_advertiser(wx_world *w, const char *spec, const char *id, const char *interests) {
+    const char *specs[] = {spec};
+    int port[1];
+    fx_spawn_bidder(w->env, specs, 1, port);
+    wx_register_advertiser(w, id, port[0], interests);
+    return port[0];
+}
+
 void wx_add_config_bidder(char *buf, size_t len, const char *id, int port, const char *interests) {
     size_t used = strlen(buf);
     snprintf(buf + used, len - used,

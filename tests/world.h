@@ -132,6 +132,12 @@ double wx_wall_s(void);
  * running exchange sees it at its next refresh or PUBLISH advertiser:updates. */
 void wx_register_advertiser(wx_world *w, const char *id, int port, const char *interests);
 
+/* One rtb-bidder process serving the one advertiser `spec` (rtb-bidder's
+ * --advertiser form, "id=...,latency=...,price=..."; `id` must be its id),
+ * registered in Redis with `interests` as wx_register_advertiser does.
+ * Returns the advertiser's port. */
+int wx_spawn_advertiser(wx_world *w, const char *spec, const char *id, const char *interests);
+
 /* Appends one config `bidders` entry {"id","endpoint","interests",
  * "max_concurrent":100} to the NUL-terminated buf of len bytes, comma-
  * separated from what is there; the result goes to wx_opts.bidders.
