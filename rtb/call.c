@@ -7,7 +7,8 @@
  * connection in turn (evhttp sends it when the one before is answered) and a
  * non-queueing pool refuses. Connections keep their socket between calls
  * (keep-alive); a cancelled call makes evhttp reset its connection, and the
- * next call on it reconnects.
+ * next call on it reconnects. On a kept-alive connection the request is
+ * written at once, in rtb_call_start (send_now), not a loop turn later.
  *
  * The one idea for lifetimes: evhttp runs a request's callback exactly once
  * unless the request is cancelled, and on failure it has already freed the
@@ -19,6 +20,7 @@
 #include "rtb/call.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -242,6 +244,34 @@ static void on_done(struct evhttp_request *req, void *arg) {
     c->fn(c->arg, &r);
 }
 
+/* evhttp hands a request to its connection's bufferevent, which asks the
+ * loop for EV_WRITE, writes when the socket is reported writable (a loop
+ * turn later) and then drops the interest again: two epoll_ctl and a turn
+ * per call. A kept-alive connection's socket almost always takes a request
+ * whole, so write it now and tell evhttp what the bufferevent would have:
+ * its write callback, as when the output buffer has drained (libevent 2.1
+ * bufferevent.h: the write callback runs once the output is at or below the
+ * low watermark, 0 here). A connection still connecting, or a request
+ * queued behind another, has nothing in the output buffer yet. What the
+ * kernel does not take, and any error, stays with the bufferevent, whose
+ * EV_WRITE is still asked for. */
+static void send_now(rtb_conn *conn) {
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn->evcon);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0) return;
+    /* The bufferevent keeps the front of its output frozen but while it
+     * writes (so only it drains the buffer): do as it does. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n <= 0 || evbuffer_get_length(out) > 0) return;
+    bufferevent_data_cb written = NULL;
+    void *arg = NULL;
+    bufferevent_getcb(bev, NULL, &written, NULL, &arg);
+    if (written) written(bev, arg);
+}
+
 int rtb_call_start(rtb_call *c, rtb_pool *p, rtb_method method, const char *path, const char *host,
                    const rtb_header *headers, size_t nheaders, const void *body, size_t len,
                    rtb_call_fn *fn, void *arg) {
@@ -273,6 +303,7 @@ int rtb_call_start(rtb_call *c, rtb_pool *p, rtb_method method, const char *path
         conn_give_back(conn);
         return -1;
     }
+    send_now(conn);
     return 0;
 }
 

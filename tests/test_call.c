@@ -1,0 +1,279 @@
+/* test_call.c -- rtb/call.c, the exchange's HTTP calls, against an evhttp
+ * server of our own on the same loop (loopback, no bidder process).
+ *
+ * What is tested is what a caller of call.h sees: every call started is
+ * answered once, with the body its server sent; the server gets every
+ * request whole and in order; a kept-alive connection carries call after
+ * call (call.c writes a request at once on such a connection, and leaves
+ * what the socket does not take to the bufferevent); a cancelled call never
+ * calls back and the pool goes on working. Each loop run is bounded: a call
+ * that never ends fails its test instead of hanging it. */
+#include <check.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rtb/call.h"
+
+#define MAX_SEEN 8
+
+typedef struct world {
+    struct event_base *base;
+    struct evhttp *server;
+    int port;
+    rtb_http *http;
+    rtb_pool *pool;
+    /* what the server got, in order: body lengths, and whether each body
+     * was the pattern of its length */
+    size_t seen_len[MAX_SEEN];
+    int seen_intact[MAX_SEEN];
+    int nseen;
+    int waiting; /* answers still to come before the loop stops */
+} world;
+
+/* Byte i of a request body of the pattern. */
+static unsigned char pattern(size_t i) {
+    return (unsigned char)('a' + (i * 7 + i / 4093) % 26);
+}
+
+static int is_pattern(struct evbuffer *b) {
+    size_t len = evbuffer_get_length(b), off = 0;
+    int n = evbuffer_peek(b, -1, NULL, NULL, 0);
+    struct evbuffer_iovec *v = calloc((size_t)n, sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    evbuffer_peek(b, -1, NULL, v, n);
+    int ok = 1;
+    for (int k = 0; k < n && ok; k++) {
+        const unsigned char *p = v[k].iov_base;
+        for (size_t j = 0; j < v[k].iov_len && ok; j++)
+            ok = p[j] == pattern(off++);
+    }
+    free(v);
+    return ok && off == len;
+}
+
+/* The server: records the request's body, answers 200 with its length as
+ * text. A request for /never is held and never answered. */
+static void serve(struct evhttp_request *req, void *arg) {
+    world *w = arg;
+    if (strcmp(evhttp_request_get_uri(req), "/never") == 0) return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    if (w->nseen < MAX_SEEN) {
+        w->seen_len[w->nseen] = evbuffer_get_length(in);
+        w->seen_intact[w->nseen] = is_pattern(in);
+        w->nseen++;
+    }
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out, "%zu", evbuffer_get_length(in));
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
+static void world_open(world *w, size_t max_conns, int queue) {
+    memset(w, 0, sizeof *w);
+    w->base = event_base_new();
+    ck_assert_ptr_nonnull(w->base);
+    w->server = evhttp_new(w->base);
+    ck_assert_ptr_nonnull(w->server);
+    evhttp_set_gencb(w->server, serve, w);
+    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(w->server, "127.0.0.1", 0);
+    ck_assert_ptr_nonnull(s);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &len), 0);
+    w->port = ntohs(sa.sin_port);
+    char err[128];
+    w->http = rtb_http_new(w->base, err, sizeof err);
+    ck_assert_msg(w->http != NULL, "%s", err);
+    rtb_pool_opts o = {.max_conns = max_conns, .queue = queue, .max_body_bytes = 1024};
+    w->pool = rtb_pool_new(w->http, "127.0.0.1", w->port, &o);
+    ck_assert_ptr_nonnull(w->pool);
+}
+
+static void world_close(world *w) {
+    rtb_pool_free(w->pool);
+    rtb_http_free(w->http);
+    evhttp_free(w->server);
+    event_base_free(w->base);
+}
+
+/* What one call got, and the world whose loop its answer may stop. */
+typedef struct slot {
+    world *w;
+    int done;
+    rtb_call_status status;
+    int code;
+    char body[64];
+} slot;
+
+static void on_answer(void *arg, const rtb_call_result *r) {
+    slot *s = arg;
+    s->done++;
+    s->status = r->status;
+    s->code = r->code;
+    snprintf(s->body, sizeof s->body, "%.*s", (int)r->len, r->body);
+    if (--s->w->waiting == 0) event_base_loopbreak(s->w->base);
+}
+
+/* POST a body of `len` pattern bytes to `path`; the call must start. */
+static void post(world *w, rtb_call *c, slot *s, const char *path, size_t len) {
+    unsigned char *body = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(body);
+    for (size_t i = 0; i < len; i++)
+        body[i] = pattern(i);
+    memset(s, 0, sizeof *s);
+    s->w = w;
+    w->waiting++;
+    ck_assert_int_eq(
+        rtb_call_start(c, w->pool, RTB_POST, path, "127.0.0.1", NULL, 0, body, len, on_answer, s),
+        0);
+    free(body); /* copied by rtb_call_start */
+}
+
+/* Runs the loop until every call out has been answered, or `ms` passed. */
+static void run_for(world *w, int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_base_loopexit(w->base, &tv);
+    event_base_dispatch(w->base);
+}
+
+static void assert_answered(const slot *s, size_t len) {
+    char want[32];
+    snprintf(want, sizeof want, "%zu", len);
+    ck_assert_int_eq(s->done, 1);
+    ck_assert_int_eq(s->status, RTB_CALL_OK);
+    ck_assert_int_eq(s->code, 200);
+    ck_assert_str_eq(s->body, want);
+}
+
+/* Call after call on one kept-alive connection: each request arrives whole
+ * and each answer comes back to its own call. */
+START_TEST(kept_alive_connection_carries_each_call) {
+    world w;
+    world_open(&w, 1, 0);
+    rtb_call c;
+    slot s;
+    for (size_t i = 0; i < 5; i++) {
+        post(&w, &c, &s, "/bid", 100 + i);
+        run_for(&w, 10000);
+        assert_answered(&s, 100 + i);
+        ck_assert_int_eq(rtb_call_pending(&c), 0);
+        ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+        ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
+    }
+    ck_assert_int_eq(w.nseen, 5);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_uint_eq(w.seen_len[i], 100 + (size_t)i);
+        ck_assert_int_eq(w.seen_intact[i], 1);
+    }
+    world_close(&w);
+}
+END_TEST
+
+/* A request far larger than the socket takes in one write (16 MB, on a
+ * connection already kept alive): the rest goes out as the server reads,
+ * and the server gets every byte before the answer comes. */
+START_TEST(request_larger_than_the_socket_takes_arrives_whole) {
+    world w;
+    world_open(&w, 1, 0);
+    rtb_call c;
+    slot s;
+    post(&w, &c, &s, "/bid", 10);
+    run_for(&w, 10000);
+    assert_answered(&s, 10);
+
+    const size_t big = (size_t)16 << 20;
+    post(&w, &c, &s, "/bid", big);
+    run_for(&w, 20000);
+    assert_answered(&s, big);
+    ck_assert_int_eq(w.nseen, 2);
+    ck_assert_uint_eq(w.seen_len[1], big);
+    ck_assert_int_eq(w.seen_intact[1], 1);
+    ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+    world_close(&w);
+}
+END_TEST
+
+/* A queueing pool of one connection: a call started while another is out
+ * goes out after it; both are answered, in order. */
+START_TEST(queued_call_follows_the_one_before) {
+    world w;
+    world_open(&w, 1, 1);
+    rtb_call c1, c2;
+    slot s1, s2;
+    post(&w, &c1, &s1, "/bid", 7);
+    run_for(&w, 10000);
+    assert_answered(&s1, 7);
+
+    post(&w, &c1, &s1, "/bid", 300);
+    post(&w, &c2, &s2, "/bid", 400);
+    ck_assert_uint_eq(rtb_pool_busy(w.pool), 2);
+    run_for(&w, 10000);
+    assert_answered(&s1, 300);
+    assert_answered(&s2, 400);
+    ck_assert_int_eq(w.nseen, 3);
+    ck_assert_uint_eq(w.seen_len[1], 300);
+    ck_assert_uint_eq(w.seen_len[2], 400);
+    ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+    world_close(&w);
+}
+END_TEST
+
+/* A call sent on a kept-alive connection and cancelled before its answer
+ * never calls back; the connection goes back to the pool and the next call
+ * on it is answered. */
+START_TEST(cancelled_call_never_calls_back) {
+    world w;
+    world_open(&w, 1, 0);
+    rtb_call c;
+    slot s;
+    post(&w, &c, &s, "/bid", 5);
+    run_for(&w, 10000);
+    assert_answered(&s, 5);
+
+    post(&w, &c, &s, "/never", 5);
+    run_for(&w, 100); /* the server gets it and holds it */
+    ck_assert_int_eq(rtb_call_pending(&c), 1);
+    rtb_call_cancel(&c);
+    w.waiting--;
+    ck_assert_int_eq(rtb_call_pending(&c), 0);
+    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
+    run_for(&w, 100);
+    ck_assert_int_eq(s.done, 0);
+
+    slot s2;
+    post(&w, &c, &s2, "/bid", 6);
+    run_for(&w, 10000);
+    assert_answered(&s2, 6);
+    ck_assert_int_eq(s.done, 0);
+    world_close(&w);
+}
+END_TEST
+
+static Suite *call_suite(void) {
+    Suite *s = suite_create("call");
+    TCase *tc = tcase_create("loopback");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, kept_alive_connection_carries_each_call);
+    tcase_add_test(tc, request_larger_than_the_socket_takes_arrives_whole);
+    tcase_add_test(tc, queued_call_follows_the_one_before);
+    tcase_add_test(tc, cancelled_call_never_calls_back);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN); /* as rtb-exchange does: a write to a closed peer is an error */
+    SRunner *sr = srunner_create(call_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
