@@ -76,27 +76,6 @@ static void serve(struct evhttp_request *req, void *arg) {
     evbuffer_free(out);
 }
 
-static void world_open(world *w, size_t max_conns, int queue) {
-    memset(w, 0, sizeof *w);
-    w->base = event_base_new();
-    ck_assert_ptr_nonnull(w->base);
-    w->server = evhttp_new(w->base);
-    ck_assert_ptr_nonnull(w->server);
-    evhttp_set_gencb(w->server, serve, w);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(w->server, "127.0.0.1", 0);
-    ck_assert_ptr_nonnull(s);
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &len), 0);
-    w->port = ntohs(sa.sin_port);
-    char err[128];
-    w->http = rtb_http_new(w->base, err, sizeof err);
-    ck_assert_msg(w->http != NULL, "%s", err);
-    rtb_pool_opts o = {.max_conns = max_conns, .queue = queue, .max_body_bytes = 1024};
-    w->pool = rtb_pool_new(w->http, "127.0.0.1", w->port, &o);
-    ck_assert_ptr_nonnull(w->pool);
-}
-
 static void world_close(world *w) {
     rtb_pool_free(w->pool);
     rtb_http_free(w->http);
@@ -153,6 +132,51 @@ static void assert_answered(const slot *s, size_t len) {
     ck_assert_str_eq(s->body, want);
 }
 
+/* The server got exactly `n` requests, whole, of the lengths `lens` in
+ * order, all on the pool's one connection. */
+static void assert_server_got(const world *w, int n, const size_t *lens) {
+    ck_assert_int_eq(w->nseen, n);
+    for (int i = 0; i < n; i++) {
+        ck_assert_uint_eq(w->seen_len[i], lens[i]);
+        ck_assert_int_eq(w->seen_intact[i], 1);
+    }
+    ck_assert_uint_eq(rtb_pool_conns(w->pool), 1);
+}
+
+/* One call of `len` bytes to /bid, run to its answer (at most 10 s). The
+ * first call on a pool opens its connection, which later calls reuse. */
+static void call_answered(world *w, rtb_call *c, slot *s, size_t len) {
+    post(w, c, s, "/bid", len);
+    run_for(w, 10000);
+    assert_answered(s, len);
+}
+
+static void world_open(world *w, size_t max_conns, int queue) {
+    memset(w, 0, sizeof *w);
+    w->base = event_base_new();
+    ck_assert_ptr_nonnull(w->base);
+    w->server = evhttp_new(w->base);
+    ck_assert_ptr_nonnull(w->server);
+    evhttp_set_gencb(w->server, serve, w);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(w->server, "127.0.0.1", 0);
+    ck_assert_ptr_nonnull(bound);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&sa, &len),
+                     0);
+    w->port = ntohs(sa.sin_port);
+    char err[128];
+    w->http = rtb_http_new(w->base, err, sizeof err);
+    ck_assert_msg(w->http != NULL, "%s", err);
+    rtb_pool_opts o = {.max_conns = max_conns, .queue = queue, .max_body_bytes = 1024};
+    w->pool = rtb_pool_new(w->http, "127.0.0.1", w->port, &o);
+    ck_assert_ptr_nonnull(w->pool);
+    /* Every test starts on a kept-alive connection: one call of 1 byte. */
+    rtb_call first;
+    slot answer;
+    call_answered(w, &first, &answer, 1);
+}
+
 /* Call after call on one kept-alive connection: each request arrives whole
  * and each answer comes back to its own call. */
 START_TEST(kept_alive_connection_carries_each_call) {
@@ -161,42 +185,28 @@ START_TEST(kept_alive_connection_carries_each_call) {
     rtb_call c;
     slot s;
     for (size_t i = 0; i < 5; i++) {
-        post(&w, &c, &s, "/bid", 100 + i);
-        run_for(&w, 10000);
-        assert_answered(&s, 100 + i);
+        call_answered(&w, &c, &s, 100 + i);
         ck_assert_int_eq(rtb_call_pending(&c), 0);
-        ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
         ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
     }
-    ck_assert_int_eq(w.nseen, 5);
-    for (int i = 0; i < 5; i++) {
-        ck_assert_uint_eq(w.seen_len[i], 100 + (size_t)i);
-        ck_assert_int_eq(w.seen_intact[i], 1);
-    }
+    assert_server_got(&w, 6, (const size_t[]){1, 100, 101, 102, 103, 104});
     world_close(&w);
 }
 END_TEST
 
-/* A request far larger than the socket takes in one write (16 MB, on a
- * connection already kept alive): the rest goes out as the server reads,
- * and the server gets every byte before the answer comes. */
+/* A request far larger than the socket takes in one write (16 MB): the rest goes out as the server
+ * reads, and the server gets every byte before the answer comes. */
 START_TEST(request_larger_than_the_socket_takes_arrives_whole) {
     world w;
     world_open(&w, 1, 0);
     rtb_call c;
     slot s;
-    post(&w, &c, &s, "/bid", 10);
-    run_for(&w, 10000);
-    assert_answered(&s, 10);
 
     const size_t big = (size_t)16 << 20;
     post(&w, &c, &s, "/bid", big);
     run_for(&w, 20000);
     assert_answered(&s, big);
-    ck_assert_int_eq(w.nseen, 2);
-    ck_assert_uint_eq(w.seen_len[1], big);
-    ck_assert_int_eq(w.seen_intact[1], 1);
-    ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+    assert_server_got(&w, 2, (const size_t[]){1, big});
     world_close(&w);
 }
 END_TEST
@@ -208,9 +218,6 @@ START_TEST(queued_call_follows_the_one_before) {
     world_open(&w, 1, 1);
     rtb_call c1, c2;
     slot s1, s2;
-    post(&w, &c1, &s1, "/bid", 7);
-    run_for(&w, 10000);
-    assert_answered(&s1, 7);
 
     post(&w, &c1, &s1, "/bid", 300);
     post(&w, &c2, &s2, "/bid", 400);
@@ -218,10 +225,7 @@ START_TEST(queued_call_follows_the_one_before) {
     run_for(&w, 10000);
     assert_answered(&s1, 300);
     assert_answered(&s2, 400);
-    ck_assert_int_eq(w.nseen, 3);
-    ck_assert_uint_eq(w.seen_len[1], 300);
-    ck_assert_uint_eq(w.seen_len[2], 400);
-    ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+    assert_server_got(&w, 3, (const size_t[]){1, 300, 400});
     world_close(&w);
 }
 END_TEST
@@ -234,9 +238,6 @@ START_TEST(cancelled_call_never_calls_back) {
     world_open(&w, 1, 0);
     rtb_call c;
     slot s;
-    post(&w, &c, &s, "/bid", 5);
-    run_for(&w, 10000);
-    assert_answered(&s, 5);
 
     post(&w, &c, &s, "/never", 5);
     run_for(&w, 100); /* the server gets it and holds it */
@@ -249,9 +250,7 @@ START_TEST(cancelled_call_never_calls_back) {
     ck_assert_int_eq(s.done, 0);
 
     slot s2;
-    post(&w, &c, &s2, "/bid", 6);
-    run_for(&w, 10000);
-    assert_answered(&s2, 6);
+    call_answered(&w, &c, &s2, 6);
     ck_assert_int_eq(s.done, 0);
     world_close(&w);
 }
