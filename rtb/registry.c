@@ -163,7 +163,7 @@ static void add_interests(rtb_registry *r, const cJSON *a) {
 }
 
 size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *context,
-                           rtb_bidder **chosen, size_t max) {
+                           rtb_bidder **chosen, size_t max, size_t room) {
     if (rtb_hash_set_reset(&r->user, count_items(user) + count_items(context)) != 0) {
         rtb_log(PROTO_LOG_ERROR, "out of memory matching interests: no bidder chosen");
         return 0;
@@ -175,12 +175,13 @@ size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *cont
         rtb_bidder *b = r->bidders[i];
         if (b->active && rtb_bidder_matches(b, &r->user)) r->eligible[n++] = b;
     }
+    size_t put = n < room ? n : room;
     if (n <= max) {
-        if (n) memcpy(chosen, r->eligible, n * sizeof(*chosen));
-        return n;
+        if (put) memcpy(chosen, r->eligible, put * sizeof(*chosen));
+        return put;
     }
     size_t start = (size_t)(r->rotation++ % n);
-    for (size_t i = 0; i < max; i++)
+    for (size_t i = 0; i < put; i++)
         chosen[i] = r->eligible[(start + i) % n];
-    return max;
+    return put;
 }

@@ -491,8 +491,10 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     rtb_bidder *chosen[CHOSEN_MAX];
     size_t max = (size_t)cfg->auction.max_bidders;
     if (max > CHOSEN_MAX) max = CHOSEN_MAX;
-    size_t n =
-        rtb_registry_choose(ts->reg, t->profile.interests, t->req.context_interests, chosen, max);
+    /* More than max in the order: one that may not be called now leaves
+     * its place to the next (SPEC 3.3, 13, 16). */
+    size_t n = rtb_registry_choose(ts->reg, t->profile.interests, t->req.context_interests, chosen,
+                                   max, CHOSEN_MAX);
     if (n == 0) return;
     /* The bidders' time: what is left of the auction, minus what the
      * exchange needs to read their answers and publish (SPEC 13). */
@@ -506,7 +508,7 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     }
     /* Budgets go by the UTC day (SPEC 16): one wall-clock read per auction. */
     int64_t wall_us = ts->tp.wall_us(ts->tp.ctx);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && t->ncalls < max; i++)
         call_one(t, chosen[i], left_ms, now_us, wall_us);
 }
 

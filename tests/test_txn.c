@@ -592,6 +592,47 @@ START_TEST(budget_spent_is_skipped_until_the_next_day) {
 }
 END_TEST
 
+/* SPEC 3.3 and 16: with room for one bidder (auction.max_bidders 1) and
+ * two eligible, the choice rotates between them; when it falls on the one
+ * whose budget is spent, that one is skipped and the other is called in its
+ * place, so every auction has a bidder. */
+START_TEST(budget_spent_leaves_its_place_to_the_next) {
+    cfg.auction.max_bidders = 1;
+    rtb_bidder *a = bidder("adv-a"), *b = bidder("adv-b");
+    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP);
+    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+    for (int k = 0; k < 4; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "r-%d", k);
+        start(id, "tech", T0 + k * 10 * MS);
+        profile_hit(k, "{\"interests\":[]}", T0 + (k * 10 + 1) * MS);
+        ck_assert_int_eq(F.ncalls, k + 1);
+        ck_assert_str_eq(F.calls[k]->bidder->id, "adv-a");
+        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
+        cJSON *r = result(k);
+        ck_assert_int_eq((int)num(r, "bidders"), 1);
+        cJSON_Delete(r);
+    }
+    ck_assert_uint_eq(a->stats.calls, 4);
+    ck_assert_uint_eq(b->stats.calls, 0);
+    /* The rotation put adv-b first in half of them: skipped there. */
+    ck_assert_uint_eq(b->stats.skipped[RTB_SKIP_BUDGET], 2);
+
+    /* The next UTC day adv-b has its budget again and its share back. */
+    F.wall_us = (WALL0 / RTB_BUDGET_DAY_US + 1) * RTB_BUDGET_DAY_US;
+    for (int k = 4; k < 8; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "r-%d", k);
+        start(id, "tech", T0 + k * 10 * MS);
+        profile_hit(k, "{\"interests\":[]}", T0 + (k * 10 + 1) * MS);
+        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
+    }
+    ck_assert_int_eq(F.ncalls, 8);
+    ck_assert_uint_eq(a->stats.calls, 6);
+    ck_assert_uint_eq(b->stats.calls, 2);
+}
+END_TEST
+
 /* ---- Matching (SPEC 3.3, 15) -------------------------------------------------------- */
 
 #define MATCH_ADVS 40
@@ -647,7 +688,7 @@ static void chosen_ids(const char *user, const char *context, char *out, size_t 
     ck_assert(!user || u);
     ck_assert(!context || c);
     rtb_bidder *chosen[MATCH_ADVS + 8];
-    size_t n = rtb_registry_choose(mreg, u, c, chosen, MATCH_ADVS + 8);
+    size_t n = rtb_registry_choose(mreg, u, c, chosen, MATCH_ADVS + 8, MATCH_ADVS + 8);
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         size_t at = strlen(out);
@@ -753,7 +794,7 @@ START_TEST(match_agrees_with_the_rule_on_random_users) {
         cJSON *uj = cJSON_Parse(u), *cj = cJSON_Parse(c);
         rtb_bidder *chosen[MATCH_ADVS];
         size_t n = rtb_registry_choose(mreg, round % 3 == 1 ? NULL : uj, round % 3 == 2 ? NULL : cj,
-                                       chosen, MATCH_ADVS);
+                                       chosen, MATCH_ADVS, MATCH_ADVS);
         size_t k = 0;
         for (size_t i = 0; i < rtb_registry_count(mreg); i++) {
             rtb_bidder *b = rtb_registry_at(mreg, i);
@@ -1009,6 +1050,7 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, no_eligible_bidder_is_a_no_bid_at_once);
     tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
     tcase_add_test(tc, budget_spent_is_skipped_until_the_next_day);
+    tcase_add_test(tc, budget_spent_leaves_its_place_to_the_next);
     tcase_add_test(tc, each_imp_is_its_own_auction);
     tcase_add_test(tc, deal_bids_come_first);
     tcase_add_test(tc, bids_are_converted_to_the_request_currency);

@@ -202,7 +202,7 @@ static void run_shape(rtb_registry *reg, const proto_config *cfg, const opts *o,
             die(err);
         int64_t t2 = now_ns();
         eligible = rtb_registry_choose(reg, prof.interests, req.context_interests, chosen,
-                                       (size_t)o->max_bidders);
+                                       (size_t)o->max_bidders, (size_t)o->max_bidders);
         int64_t t3 = now_ns();
         proto_buf_reset(&body);
         if (proto_openrtb_request_encode(&req, &prof, cfg, 95, &body) != 0)
