@@ -283,12 +283,14 @@ static void write_bidders(struct evbuffer *b, const rtb_server *srv) {
     BIDDER_COUNTER(calls, "HTTP calls made to the bidder.");
     BIDDER_COUNTER(bids, "Well-formed bids received.");
     BIDDER_COUNTER(no_bids, "No-bid answers.");
-    BIDDER_COUNTER(timeouts, "Calls cancelled at the auction deadline.");
+    BIDDER_COUNTER(timeouts, "Calls still out at the auction deadline.");
     BIDDER_COUNTER(timeouts_excused,
                    "Of those, while the exchange itself was late: not held against the bidder.");
     BIDDER_COUNTER(errors, "Bidder errors (status, body, connection).");
     BIDDER_COUNTER(would_throttle, "health.dry_run: calls health throttling would have skipped.");
     BIDDER_COUNTER(circuit_opens, "Times the bidder's circuit opened.");
+    BIDDER_COUNTER(connects, "TCP connections opened to the bidder: new ones, and again after "
+                             "one was closed (kept alive otherwise).");
     BIDDER_COUNTER(wins, "Auctions the bidder won.");
     BIDDER_COUNTER(spend_cpm_micros, "Sum of clearing prices, in micros (CPM: exact).");
     bidder_series(b, srv, "rtb_bidder_spend_micros_total", "counter",

@@ -197,8 +197,11 @@ int rtb_bidder_call(rtb_bidder *b, rtb_call *c, const char *body, size_t len, rt
         {"Content-Type", "application/json"},
         {"x-openrtb-version", "2.6"},
     };
-    return rtb_call_start(c, b->pool, RTB_POST, b->path, b->host_header, headers, 2, body, len, fn,
-                          arg);
+    size_t connects = rtb_pool_connects(b->pool);
+    int rc = rtb_call_start(c, b->pool, RTB_POST, b->path, b->host_header, headers, 2, body, len,
+                            fn, arg);
+    b->stats.connects += rtb_pool_connects(b->pool) - connects; /* kept across pools */
+    return rc;
 }
 
 int rtb_bidder_admit(rtb_bidder *b, int64_t now_us, int64_t wall_us, int64_t left_us, int *probe) {

@@ -24,6 +24,7 @@ typedef struct rtb_bidder_stats {
     unsigned long long skipped[RTB_SKIP_COUNT]; /* eligible, not called: by reason */
     unsigned long long would_throttle;          /* health.dry_run: called anyway */
     unsigned long long circuit_opens;
+    unsigned long long connects; /* TCP connections opened to it (call.h) */
     unsigned long long wins;
     unsigned long long billed; /* its billing notices answered 2xx (SPEC 14) */
     /* The exact sum of its clearing prices, micros (prices are CPM: the

@@ -7,7 +7,9 @@
  * connection in turn (evhttp sends it when the one before is answered) and a
  * non-queueing pool refuses. Connections keep their socket between calls
  * (keep-alive); a cancelled call makes evhttp reset its connection, and the
- * next call on it reconnects. On a kept-alive connection the request is
+ * next call on it reconnects; a detached one (its caller gone, as at an
+ * auction's deadline) keeps the connection until its answer or its grace
+ * ends. On a kept-alive connection the request is
  * written at once, in rtb_call_start (send_now), not a loop turn later.
  *
  * The one idea for lifetimes: evhttp runs a request's callback exactly once
@@ -22,6 +24,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -40,6 +43,13 @@ typedef struct rtb_conn {
     rtb_pool *pool;
     size_t slot;    /* index in pool->conns */
     unsigned calls; /* requests out on it */
+    /* A connection of a pool without `queue` carries one request at a
+     * time, whose evhttp callbacks get the connection (not the call): */
+    rtb_call *call;                  /* its caller, or NULL */
+    struct evhttp_request *detached; /* ... or the request, let go */
+    struct event *expire;            /* ends a detached request (made once) */
+    int error;                       /* evhttp's error code + 1 (also set by a cancel: evhttp runs
+                                        the error callback then, not the request callback) */
 } rtb_conn;
 
 struct rtb_pool {
@@ -50,8 +60,9 @@ struct rtb_pool {
     rtb_conn **conns; /* every connection, nconns of them */
     size_t nconns, capconns;
     rtb_conn *idle;
-    size_t busy; /* calls out */
-    size_t next; /* round robin for queued requests */
+    size_t busy;     /* calls out */
+    size_t connects; /* TCP connections opened for calls */
+    size_t next;     /* round robin for queued requests */
     int retired;
 };
 
@@ -124,6 +135,7 @@ static void conn_close(rtb_conn *c) {
     rtb_pool *p = c->pool;
     p->conns[c->slot] = p->conns[--p->nconns];
     p->conns[c->slot]->slot = c->slot;
+    if (c->expire) event_free(c->expire);
     evhttp_connection_free(c->evcon);
     free(c);
 }
@@ -134,6 +146,18 @@ void rtb_pool_free(rtb_pool *p) {
     while (p->idle) {
         rtb_conn *c = p->idle;
         p->idle = c->next_idle;
+        conn_close(c);
+    }
+    /* Nobody waits for a detached request: end it, and its connection,
+     * now (from the top down: conn_close moves the last one into the
+     * slot it frees). */
+    for (size_t i = p->nconns; i-- > 0;) {
+        rtb_conn *c = p->conns[i];
+        if (!c->detached) continue;
+        evhttp_cancel_request(c->detached); /* frees it; no callback */
+        c->detached = NULL;
+        c->calls--;
+        p->busy--;
         conn_close(c);
     }
     if (p->nconns == 0) pool_destroy(p);
@@ -149,6 +173,10 @@ size_t rtb_pool_busy(const rtb_pool *p) {
 
 size_t rtb_pool_conns(const rtb_pool *p) {
     return p->nconns;
+}
+
+size_t rtb_pool_connects(const rtb_pool *p) {
+    return p->connects;
 }
 
 static rtb_conn *conn_open(rtb_pool *p) {
@@ -210,26 +238,51 @@ static void conn_give_back(rtb_conn *c) {
 
 /* ---- Calls --------------------------------------------------------------------------- */
 
-static void on_error(enum evhttp_request_error e, void *arg) {
+/* evhttp runs a request's error callback (on failure) just before its
+ * request callback, with the same argument: the call in a queueing pool,
+ * the connection otherwise. */
+static void on_error_call(enum evhttp_request_error e, void *arg) {
     rtb_call *c = arg;
     c->error = (int)e + 1;
 }
 
-static void on_done(struct evhttp_request *req, void *arg) {
-    rtb_call *c = arg;
+static void on_error_conn(enum evhttp_request_error e, void *arg) {
+    rtb_conn *conn = arg;
+    conn->error = (int)e + 1;
+}
+
+/* The end of a request whose caller let go (answered, failed, or ended by
+ * its grace): the connection goes back to the pool, kept alive if evhttp
+ * kept it. */
+static void detached_done(rtb_conn *conn) {
+    conn->detached = NULL;
+    conn->error = 0;
+    if (conn->expire) event_del(conn->expire);
+    conn_give_back(conn);
+}
+
+static void on_expire(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    rtb_conn *conn = arg;
+    evhttp_cancel_request(conn->detached); /* frees it, resets the connection */
+    detached_done(conn);
+}
+
+static void finish(rtb_call *c, rtb_conn *conn, struct evhttp_request *req, int error) {
     if (c->starting) { /* failed inside evhttp_make_request: start reports it */
         c->failed_inline = 1;
         return;
     }
     rtb_call_result r = {.status = RTB_CALL_CONNECT, .body = ""};
     int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (c->error == EVREQ_HTTP_DATA_TOO_LONG + 1)
+    if (error == EVREQ_HTTP_DATA_TOO_LONG + 1)
         r.status = RTB_CALL_BODY_TOO_LARGE;
-    else if (c->error == EVREQ_HTTP_INVALID_HEADER + 1)
+    else if (error == EVREQ_HTTP_INVALID_HEADER + 1)
         r.status = RTB_CALL_HEADERS_TOO_LARGE;
-    else if (c->error == EVREQ_HTTP_TIMEOUT + 1)
+    else if (error == EVREQ_HTTP_TIMEOUT + 1)
         r.status = RTB_CALL_TIMEOUT;
-    else if (req && code > 0 && !c->error)
+    else if (req && code > 0 && !error)
         r.status = RTB_CALL_OK;
     if (r.status == RTB_CALL_OK) {
         r.code = code;
@@ -237,11 +290,26 @@ static void on_done(struct evhttp_request *req, void *arg) {
         r.len = evbuffer_get_length(in);
         if (r.len) r.body = (const char *)evbuffer_pullup(in, -1);
     }
-    rtb_conn *conn = c->conn;
     c->req = NULL;
     c->conn = NULL;
+    conn->call = NULL;
     conn_give_back(conn);
     c->fn(c->arg, &r);
+}
+
+static void on_done_call(struct evhttp_request *req, void *arg) {
+    rtb_call *c = arg;
+    finish(c, c->conn, req, c->error);
+}
+
+static void on_done_conn(struct evhttp_request *req, void *arg) {
+    rtb_conn *conn = arg;
+    int error = conn->error;
+    conn->error = 0;
+    if (conn->call)
+        finish(conn->call, conn, req, error);
+    else
+        detached_done(conn);
 }
 
 /* evhttp hands a request to its connection's bufferevent, which asks the
@@ -255,8 +323,7 @@ static void on_done(struct evhttp_request *req, void *arg) {
  * queued behind another, has nothing in the output buffer yet. What the
  * kernel does not take, and any error, stays with the bufferevent, whose
  * EV_WRITE is still asked for. */
-static void send_now(rtb_conn *conn) {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn->evcon);
+static void send_now(struct bufferevent *bev) {
     struct evbuffer *out = bufferevent_get_output(bev);
     evutil_socket_t fd = bufferevent_getfd(bev);
     if (fd < 0 || evbuffer_get_length(out) == 0) return;
@@ -278,12 +345,14 @@ int rtb_call_start(rtb_call *c, rtb_pool *p, rtb_method method, const char *path
     memset(c, 0, sizeof(*c));
     rtb_conn *conn = conn_take(p);
     if (!conn) return -1;
-    struct evhttp_request *req = evhttp_request_new(on_done, c);
+    int one = !p->o.queue; /* its connection carries this request alone */
+    struct evhttp_request *req =
+        one ? evhttp_request_new(on_done_conn, conn) : evhttp_request_new(on_done_call, c);
     if (!req) {
         conn_give_back(conn);
         return -1;
     }
-    evhttp_request_set_error_cb(req, on_error);
+    evhttp_request_set_error_cb(req, one ? on_error_conn : on_error_call);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", host);
     for (size_t i = 0; i < nheaders; i++)
@@ -294,16 +363,29 @@ int rtb_call_start(rtb_call *c, rtb_pool *p, rtb_method method, const char *path
     c->conn = conn;
     c->req = req;
     c->starting = 1;
+    /* No socket: evhttp connects for this request (its first, or after a
+     * reset). */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn->evcon);
+    int connecting = bufferevent_getfd(bev) < 0;
+    if (one) {
+        conn->call = c;
+        conn->error = 0;
+    }
     int rc = evhttp_make_request(conn->evcon, req,
                                  method == RTB_POST ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, path);
     c->starting = 0;
     if (rc != 0 || c->failed_inline) { /* evhttp freed the request */
         c->req = NULL;
         c->conn = NULL;
+        conn->call = NULL;
+        conn->error = 0;
         conn_give_back(conn);
         return -1;
     }
-    send_now(conn);
+    if (connecting)
+        p->connects++;
+    else
+        send_now(bev);
     return 0;
 }
 
@@ -313,7 +395,28 @@ void rtb_call_cancel(rtb_call *c) {
     evhttp_cancel_request(c->req); /* frees it; the callback never runs */
     c->req = NULL;
     c->conn = NULL;
+    conn->call = NULL;
+    conn->error = 0;
     conn_give_back(conn);
+}
+
+void rtb_call_detach(rtb_call *c, int64_t grace_us) {
+    if (!c->req) return;
+    rtb_conn *conn = c->conn;
+    if (conn->call != c || grace_us <= 0) { /* queued with others, or no grace */
+        rtb_call_cancel(c);
+        return;
+    }
+    if (!conn->expire) conn->expire = evtimer_new(conn->pool->http->base, on_expire, conn);
+    struct timeval tv = {(time_t)(grace_us / 1000000), (suseconds_t)(grace_us % 1000000)};
+    if (!conn->expire || evtimer_add(conn->expire, &tv) != 0) {
+        rtb_call_cancel(c);
+        return;
+    }
+    conn->detached = c->req;
+    conn->call = NULL;
+    c->req = NULL;
+    c->conn = NULL;
 }
 
 int rtb_call_pending(const rtb_call *c) {

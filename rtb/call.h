@@ -14,11 +14,13 @@
  *
  * The contract is hiredis's: rtb_call_start returns 0 and the callback then
  * runs exactly once, later, from the loop; or it returns -1 at once and the
- * callback never runs. After rtb_call_cancel the callback never runs. */
+ * callback never runs. After rtb_call_cancel or rtb_call_detach the
+ * callback never runs. */
 #ifndef RTB_CALL_H
 #define RTB_CALL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evhttp_request;
@@ -92,10 +94,16 @@ void rtb_pool_free(rtb_pool *p);
 /* Change the pool's max_conns (>= 1). The cap limits new connections; ones
  * already open above a lowered cap stay (idle) until the pool retires. */
 void rtb_pool_set_max_conns(rtb_pool *p, size_t max_conns);
-/* Calls out on the pool now. */
+/* Calls out on the pool now, detached ones included (they hold a
+ * connection, and the target still works on them). */
 size_t rtb_pool_busy(const rtb_pool *p);
 /* Connections open (or opening) in the pool now. */
 size_t rtb_pool_conns(const rtb_pool *p);
+/* TCP connections the pool's calls have opened so far: a connection's
+ * first, and each one again after evhttp closed it (a cancelled call, the
+ * target closing an idle one, an error). Rising with the calls means the
+ * target does not keep connections alive, or calls keep being cancelled. */
+size_t rtb_pool_connects(const rtb_pool *p);
 
 /* A request header: name and value, borrowed for the call to
  * rtb_call_start. */
@@ -117,6 +125,17 @@ int rtb_call_start(rtb_call *c, rtb_pool *p, rtb_method method, const char *path
  * back to the pool (evhttp resets it, so the next call on it reconnects).
  * A call that is not out is left alone. */
 void rtb_call_cancel(rtb_call *c);
+/* Let a call that is out go on without its caller: as after
+ * rtb_call_cancel, its callback never runs and `c` may be reused or freed
+ * at once. But its request stays on its connection until the answer comes
+ * (read and dropped) or `grace_us` microseconds pass (then it is cancelled),
+ * and the connection then goes back to the pool kept alive: a late answer
+ * costs no reconnect. Until then it counts in rtb_pool_busy. A call queued
+ * on a connection with others (a pool with `queue`), a `grace_us` <= 0, or
+ * no memory for the timer: cancelled instead. A retiring pool cancels its
+ * detached calls at once (rtb_pool_free). A call that is not out is left
+ * alone. */
+void rtb_call_detach(rtb_call *c, int64_t grace_us);
 /* 1 while the call is out (started, not answered, not cancelled). */
 int rtb_call_pending(const rtb_call *c);
 

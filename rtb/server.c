@@ -106,9 +106,14 @@ static int tp_call_start(void *ctx, rtb_txn_call *c, const char *body, size_t le
     return rtb_bidder_call(c->bidder, &c->http, body, len, on_call_done, c);
 }
 
+/* A call still out when its auction closes (the deadline) is let go, not
+ * cancelled: its answer, late by up to another tmax, is read and dropped
+ * and the connection stays up, so a burst of late answers (a stall of the
+ * loop, a bidder just over its time) is not also a burst of reconnects to
+ * that bidder. Past the grace it is cancelled, as before (call.h). */
 static void tp_call_cancel(void *ctx, rtb_txn_call *c) {
-    (void)ctx;
-    rtb_call_cancel(&c->http);
+    rtb_server *srv = ctx;
+    rtb_call_detach(&c->http, (int64_t)srv->cfg->auction.tmax_ms * 1000);
 }
 
 static int tp_publish(void *ctx, const char *request_id, proto_status status, const char *json,

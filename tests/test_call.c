@@ -6,7 +6,10 @@
  * request whole and in order; a kept-alive connection carries call after
  * call (call.c writes a request at once on such a connection, and leaves
  * what the socket does not take to the bufferevent); a cancelled call never
- * calls back and the pool goes on working. Each loop run is bounded: a call
+ * calls back and the pool goes on working; a detached call never calls back
+ * either, but keeps its connection for the next call when its answer comes
+ * within the grace, and loses it when not. Which connection a request came
+ * on is the client port the server saw. Each loop run is bounded: a call
  * that never ends fails its test instead of hanging it. */
 #include <check.h>
 #include <event2/buffer.h>
@@ -35,7 +38,8 @@ typedef struct world {
     size_t seen_len[MAX_SEEN];
     int seen_intact[MAX_SEEN];
     int nseen;
-    int waiting; /* answers still to come before the loop stops */
+    ev_uint16_t last_port; /* the client port of the last request, any path */
+    int waiting;           /* answers still to come before the loop stops */
 } world;
 
 /* Byte i of a request body of the pattern. */
@@ -59,21 +63,42 @@ static int is_pattern(struct evbuffer *b) {
     return ok && off == len;
 }
 
+static void reply(struct evhttp_request *req, const char *body) {
+    struct evbuffer *out = evbuffer_new();
+    ck_assert_ptr_nonnull(out);
+    evbuffer_add(out, body, strlen(body));
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
+static void reply_late(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    reply(arg, "late");
+}
+
 /* The server: records the request's body, answers 200 with its length as
- * text. A request for /never is held and never answered. */
+ * text. A request for /never is held and never answered; one for /late is
+ * answered "late" 50 ms after it came. */
 static void serve(struct evhttp_request *req, void *arg) {
     world *w = arg;
+    char *addr;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &w->last_port);
     if (strcmp(evhttp_request_get_uri(req), "/never") == 0) return;
+    if (strcmp(evhttp_request_get_uri(req), "/late") == 0) {
+        struct timeval tv = {0, 50000};
+        ck_assert_int_eq(event_base_once(w->base, -1, EV_TIMEOUT, reply_late, req, &tv), 0);
+        return;
+    }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     if (w->nseen < MAX_SEEN) {
         w->seen_len[w->nseen] = evbuffer_get_length(in);
         w->seen_intact[w->nseen] = is_pattern(in);
         w->nseen++;
     }
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add_printf(out, "%zu", evbuffer_get_length(in));
-    evhttp_send_reply(req, 200, "OK", out);
-    evbuffer_free(out);
+    char len[32];
+    snprintf(len, sizeof len, "%zu", evbuffer_get_length(in));
+    reply(req, len);
 }
 
 static void world_close(world *w) {
@@ -190,6 +215,7 @@ START_TEST(kept_alive_connection_carries_each_call) {
         ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
     }
     assert_server_got(&w, 6, (const size_t[]){1, 100, 101, 102, 103, 104});
+    ck_assert_uint_eq(rtb_pool_connects(w.pool), 1);
     world_close(&w);
 }
 END_TEST
@@ -230,29 +256,128 @@ START_TEST(queued_call_follows_the_one_before) {
 }
 END_TEST
 
+/* Start a call to `path` and run the loop until the server has it; return
+ * the client port it came from. */
+static ev_uint16_t sent(world *w, rtb_call *c, slot *s, const char *path) {
+    w->last_port = 0;
+    post(w, c, s, path, 5);
+    for (int i = 0; i < 100 && !w->last_port; i++)
+        run_for(w, 10);
+    ck_assert_int_ne(w->last_port, 0);
+    ck_assert_int_eq(rtb_call_pending(c), 1);
+    return w->last_port;
+}
+
+/* A world (world_open's) with one call to `path` out, the server holding
+ * it; returns the client port it came from. */
+static ev_uint16_t open_with_one_out(world *w, size_t max_conns, int queue, rtb_call *c, slot *s,
+                                     const char *path) {
+    world_open(w, max_conns, queue);
+    return sent(w, c, s, path);
+}
+
+/* Let a call go as the exchange does at an auction's deadline; the pool
+ * then has `busy` calls out (1: it is still out on its connection). */
+static void let_go(world *w, rtb_call *c, int64_t grace_us, size_t busy) {
+    rtb_call_detach(c, grace_us);
+    w->waiting--; /* its callback never runs */
+    ck_assert_int_eq(rtb_call_pending(c), 0);
+    ck_assert_uint_eq(rtb_pool_busy(w->pool), busy);
+}
+
+/* The end of a test of a call let go (or cancelled) as `s`, first sent
+ * from client port `port`: the next call on the pool is answered, on the
+ * same connection or on a new one (`same`), the pool has opened `connects`
+ * connections in all, and `s` never got an answer. Closes the world. */
+static void next_call_then_close(world *w, rtb_call *c, const slot *s, ev_uint16_t port, int same,
+                                 size_t connects) {
+    slot next;
+    call_answered(w, c, &next, 6);
+    if (same)
+        ck_assert_int_eq(w->last_port, port);
+    else
+        ck_assert_int_ne(w->last_port, port);
+    ck_assert_uint_eq(rtb_pool_connects(w->pool), connects);
+    ck_assert_int_eq(s->done, 0);
+    world_close(w);
+}
+
 /* A call sent on a kept-alive connection and cancelled before its answer
- * never calls back; the connection goes back to the pool and the next call
- * on it is answered. */
+ * never calls back; the connection is reset, and the next call on the pool
+ * opens another and is answered. */
 START_TEST(cancelled_call_never_calls_back) {
     world w;
-    world_open(&w, 1, 0);
     rtb_call c;
     slot s;
-
-    post(&w, &c, &s, "/never", 5);
-    run_for(&w, 100); /* the server gets it and holds it */
-    ck_assert_int_eq(rtb_call_pending(&c), 1);
+    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/never");
     rtb_call_cancel(&c);
     w.waiting--;
     ck_assert_int_eq(rtb_call_pending(&c), 0);
     ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
     run_for(&w, 100);
-    ck_assert_int_eq(s.done, 0);
+    next_call_then_close(&w, &c, &s, port, 0, 2);
+}
+END_TEST
 
-    slot s2;
-    call_answered(&w, &c, &s2, 6);
+/* A call let go whose answer comes within its grace (50 ms, grace 1 s):
+ * no callback; the answer is read, the connection goes back to the pool
+ * and the next call goes out on it, not on a new one. */
+START_TEST(detached_call_keeps_its_connection) {
+    world w;
+    rtb_call c;
+    slot s;
+    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/late");
+    let_go(&w, &c, 1000000, 1);
+    run_for(&w, 200);
     ck_assert_int_eq(s.done, 0);
+    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
+    ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
+    next_call_then_close(&w, &c, &s, port, 1, 1);
+}
+END_TEST
+
+/* A call let go whose answer does not come within its grace (50 ms) is
+ * cancelled then: its connection is reset and the next call opens another.
+ * The callback never runs. */
+START_TEST(detached_call_past_its_grace_is_cancelled) {
+    world w;
+    rtb_call c;
+    slot s;
+    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/never");
+    let_go(&w, &c, 50000, 1);
+    run_for(&w, 200);
+    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
+    next_call_then_close(&w, &c, &s, port, 0, 2);
+}
+END_TEST
+
+/* In a queueing pool a connection may carry more than one request: letting
+ * a call go cancels it (the connection is reset at once). */
+START_TEST(detached_call_in_a_queueing_pool_is_cancelled) {
+    world w;
+    rtb_call c;
+    slot s;
+    ev_uint16_t port = open_with_one_out(&w, 1, 1, &c, &s, "/never");
+    let_go(&w, &c, 1000000, 0);
+    next_call_then_close(&w, &c, &s, port, 0, 2);
+}
+END_TEST
+
+/* A pool retired with a call let go and still out ends that call at once
+ * (nobody waits for it): freed with the pool, nothing left behind (the
+ * ASan+UBSan build checks for leaks). */
+START_TEST(retired_pool_ends_its_detached_calls) {
+    world w;
+    world_open(&w, 2, 0);
+    rtb_call c1, c2;
+    slot s1, s2;
+    sent(&w, &c1, &s1, "/never");
+    sent(&w, &c2, &s2, "/never");
+    let_go(&w, &c1, 10000000, 2);
+    let_go(&w, &c2, 10000000, 2);
+    ck_assert_uint_eq(rtb_pool_conns(w.pool), 2);
     world_close(&w);
+    ck_assert_int_eq(s1.done + s2.done, 0);
 }
 END_TEST
 
@@ -264,6 +389,10 @@ static Suite *call_suite(void) {
     tcase_add_test(tc, request_larger_than_the_socket_takes_arrives_whole);
     tcase_add_test(tc, queued_call_follows_the_one_before);
     tcase_add_test(tc, cancelled_call_never_calls_back);
+    tcase_add_test(tc, detached_call_keeps_its_connection);
+    tcase_add_test(tc, detached_call_past_its_grace_is_cancelled);
+    tcase_add_test(tc, detached_call_in_a_queueing_pool_is_cancelled);
+    tcase_add_test(tc, retired_pool_ends_its_detached_calls);
     suite_add_tcase(s, tc);
     return s;
 }

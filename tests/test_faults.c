@@ -947,6 +947,16 @@ START_TEST(slow_bidder_is_skipped_and_fast_auctions_close_fast) {
     ck_assert_msg(worst < 100, "an auction without slow ran to the deadline (%.1f ms)", worst);
     ck_assert_msg(called >= 3, "slow was called in %d auctions: its latency is no longer measured",
                   called);
+    /* Its every call outlived the deadline, and its answer came 50 ms
+     * later: let go, not cancelled, so the answer kept the connection. A
+     * cancel would have closed it, and every call would connect. Kept, the
+     * connections are about the calls out at once (8 at 50/s of 150 ms). */
+    double calls = wx_metric(w, "rtb_bidder_calls_total{bidder=\"slow\"}");
+    double connects = wx_metric(w, "rtb_bidder_connects_total{bidder=\"slow\"}");
+    fprintf(stderr, "test_faults: slow: %.0f calls over %.0f connections\n", calls, connects);
+    ck_assert_msg(calls >= 10, "slow got %.0f calls", calls);
+    ck_assert_msg(connects >= 1 && connects <= calls / 2,
+                  "%.0f connections opened for %.0f calls to slow", connects, calls);
     free(p.sent_ms);
     tally_free(&warm);
     tally_free(&t);
