@@ -276,10 +276,14 @@ static ev_uint16_t open_with_one_out(world *w, size_t max_conns, int queue, rtb_
     return sent(w, c, s, path);
 }
 
-/* Let a call go as the exchange does at an auction's deadline; the pool
- * then has `busy` calls out (1: it is still out on its connection). */
+/* Let a call go as the exchange does at an auction's deadline, with
+ * `grace_us` (< 0: cancel it instead); the pool then has `busy` calls out
+ * (1: it is still out on its connection). */
 static void let_go(world *w, rtb_call *c, int64_t grace_us, size_t busy) {
-    rtb_call_detach(c, grace_us);
+    if (grace_us < 0)
+        rtb_call_cancel(c);
+    else
+        rtb_call_detach(c, grace_us);
     w->waiting--; /* its callback never runs */
     ck_assert_int_eq(rtb_call_pending(c), 0);
     ck_assert_uint_eq(rtb_pool_busy(w->pool), busy);
@@ -302,64 +306,41 @@ static void next_call_then_close(world *w, rtb_call *c, const slot *s, ev_uint16
     world_close(w);
 }
 
-/* A call sent on a kept-alive connection and cancelled before its answer
- * never calls back; the connection is reset, and the next call on the pool
- * opens another and is answered. */
-START_TEST(cancelled_call_never_calls_back) {
-    world w;
-    rtb_call c;
-    slot s;
-    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/never");
-    rtb_call_cancel(&c);
-    w.waiting--;
-    ck_assert_int_eq(rtb_call_pending(&c), 0);
-    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
-    run_for(&w, 100);
-    next_call_then_close(&w, &c, &s, port, 0, 2);
-}
-END_TEST
+/* The ways a call can end without its caller, each on a pool of one
+ * connection whose server holds the call (/never) or answers it 50 ms late
+ * (/late). In every one the callback never runs and the pool goes on
+ * working; what differs is whether the connection survives. */
+static const struct {
+    const char *what;
+    int queue;        /* a queueing pool */
+    const char *path; /* /never or /late */
+    int64_t grace_us; /* let_go's; < 0: rtb_call_cancel */
+    size_t busy;      /* calls out right after */
+    int same;         /* the next call on the same connection */
+    size_t connects;  /* connections opened in all */
+} endings[] = {
+    /* cancelled: evhttp resets the connection; the next call opens another */
+    {"cancelled", 0, "/never", -1, 0, 0, 2},
+    /* let go, answered within the grace (50 ms of 1 s): the answer is read
+     * and dropped, the connection goes back to the pool */
+    {"answered within its grace", 0, "/late", 1000000, 1, 1, 1},
+    /* let go, no answer within the grace (50 ms): cancelled then */
+    {"past its grace", 0, "/never", 50000, 1, 0, 2},
+    /* a queueing pool may carry more than one request on a connection:
+     * letting a call go cancels it at once */
+    {"in a queueing pool", 1, "/never", 1000000, 0, 0, 2},
+};
 
-/* A call let go whose answer comes within its grace (50 ms, grace 1 s):
- * no callback; the answer is read, the connection goes back to the pool
- * and the next call goes out on it, not on a new one. */
-START_TEST(detached_call_keeps_its_connection) {
+START_TEST(call_without_its_caller) {
     world w;
     rtb_call c;
     slot s;
-    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/late");
-    let_go(&w, &c, 1000000, 1);
+    ev_uint16_t port = open_with_one_out(&w, 1, endings[_i].queue, &c, &s, endings[_i].path);
+    let_go(&w, &c, endings[_i].grace_us, endings[_i].busy);
     run_for(&w, 200);
-    ck_assert_int_eq(s.done, 0);
-    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
+    ck_assert_msg(rtb_pool_busy(w.pool) == 0, "%s: still busy", endings[_i].what);
     ck_assert_uint_eq(rtb_pool_conns(w.pool), 1);
-    next_call_then_close(&w, &c, &s, port, 1, 1);
-}
-END_TEST
-
-/* A call let go whose answer does not come within its grace (50 ms) is
- * cancelled then: its connection is reset and the next call opens another.
- * The callback never runs. */
-START_TEST(detached_call_past_its_grace_is_cancelled) {
-    world w;
-    rtb_call c;
-    slot s;
-    ev_uint16_t port = open_with_one_out(&w, 1, 0, &c, &s, "/never");
-    let_go(&w, &c, 50000, 1);
-    run_for(&w, 200);
-    ck_assert_uint_eq(rtb_pool_busy(w.pool), 0);
-    next_call_then_close(&w, &c, &s, port, 0, 2);
-}
-END_TEST
-
-/* In a queueing pool a connection may carry more than one request: letting
- * a call go cancels it (the connection is reset at once). */
-START_TEST(detached_call_in_a_queueing_pool_is_cancelled) {
-    world w;
-    rtb_call c;
-    slot s;
-    ev_uint16_t port = open_with_one_out(&w, 1, 1, &c, &s, "/never");
-    let_go(&w, &c, 1000000, 0);
-    next_call_then_close(&w, &c, &s, port, 0, 2);
+    next_call_then_close(&w, &c, &s, port, endings[_i].same, endings[_i].connects);
 }
 END_TEST
 
@@ -388,10 +369,7 @@ static Suite *call_suite(void) {
     tcase_add_test(tc, kept_alive_connection_carries_each_call);
     tcase_add_test(tc, request_larger_than_the_socket_takes_arrives_whole);
     tcase_add_test(tc, queued_call_follows_the_one_before);
-    tcase_add_test(tc, cancelled_call_never_calls_back);
-    tcase_add_test(tc, detached_call_keeps_its_connection);
-    tcase_add_test(tc, detached_call_past_its_grace_is_cancelled);
-    tcase_add_test(tc, detached_call_in_a_queueing_pool_is_cancelled);
+    tcase_add_loop_test(tc, call_without_its_caller, 0, (int)(sizeof endings / sizeof endings[0]));
     tcase_add_test(tc, retired_pool_ends_its_detached_calls);
     suite_add_tcase(s, tc);
     return s;
