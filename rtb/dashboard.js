@@ -487,7 +487,11 @@
       return res.text().then(function (text) { throw new Error(errorText(res, text)); });
     });
   }
+  /* The callbacks for one write's end; a message left by an earlier write
+   * is cleared at once, so what the panel shows is about this write. */
   function ruleResult(what) {
+    set('rule-error', '');
+    set('rule-status', '');
     return [function () {
       set('rule-error', '');
       set('rule-status', what);
