@@ -180,8 +180,12 @@ size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *cont
         if (put) memcpy(chosen, r->eligible, put * sizeof(*chosen));
         return put;
     }
-    size_t start = (size_t)(r->rotation++ % n);
+    size_t start = (size_t)(r->rotation % n);
     for (size_t i = 0; i < put; i++)
         chosen[i] = r->eligible[(start + i) % n];
     return put;
+}
+
+void rtb_registry_passed(rtb_registry *r, size_t places) {
+    r->rotation += places;
 }

@@ -47,16 +47,22 @@ rtb_bidder *rtb_registry_find(const rtb_registry *r, const char *id);
  * strings, either may be NULL; an advertiser with no interests matches
  * everyone), at most `room` of them, into `chosen`, in the order to call
  * them. At most `max` are to be called (SPEC 3.3); when more than `max` are
- * eligible, the order starts at a point that rotates from call to call, so
- * each gets an equal share of the first places over time. The caller goes
- * down the order and passes over the ones it may not call now (budget,
- * health: SPEC 13, 16) until `max` are called, so such an advertiser does
- * not take the place of one that could bid. With `room` == `max` only the
+ * eligible, the order starts where the last auction's went no further
+ * (rtb_registry_passed), round robin. The caller goes down the order and
+ * passes over the ones it may not call now (budget, health: SPEC 13, 16)
+ * until `max` are called, so such an advertiser does not take the place of
+ * one that could bid, and the ones that can bid share the calls equally
+ * (SPEC 3.3: "an equal share over time"). With `room` == `max` only the
  * first `max` of the order are given. Time linear in the user's interests
  * plus the active advertisers' (SPEC 15); nothing is allocated unless the
  * user has more interests than any user before (then 0 when memory ran
  * out, logged). Returns how many were put into `chosen`. */
 size_t rtb_registry_choose(rtb_registry *r, const cJSON *user, const cJSON *context,
                            rtb_bidder **chosen, size_t max, size_t room);
+
+/* The caller of rtb_registry_choose went through the first `places` of the
+ * order it was given (called or passed over): the next order starts after
+ * them. Without this call the next order starts at the same place. */
+void rtb_registry_passed(rtb_registry *r, size_t places);
 
 #endif

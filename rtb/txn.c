@@ -492,7 +492,8 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     size_t max = (size_t)cfg->auction.max_bidders;
     if (max > CHOSEN_MAX) max = CHOSEN_MAX;
     /* More than max in the order: one that may not be called now leaves
-     * its place to the next (SPEC 3.3, 13, 16). */
+     * its place to the next, and the next auction goes on from where this
+     * one stopped (SPEC 3.3, 13, 16). */
     size_t n = rtb_registry_choose(ts->reg, t->profile.interests, t->req.context_interests, chosen,
                                    max, CHOSEN_MAX);
     if (n == 0) return;
@@ -508,8 +509,10 @@ static void fan_out(rtb_txn *t, int64_t now_us) {
     }
     /* Budgets go by the UTC day (SPEC 16): one wall-clock read per auction. */
     int64_t wall_us = ts->tp.wall_us(ts->tp.ctx);
-    for (size_t i = 0; i < n && t->ncalls < max; i++)
+    size_t i = 0;
+    for (; i < n && t->ncalls < max; i++)
         call_one(t, chosen[i], left_ms, now_us, wall_us);
+    rtb_registry_passed(ts->reg, i);
 }
 
 /* Decode one answer: 1 for a bid, 0 for a no-bid, -1 for an error (with

@@ -615,8 +615,9 @@ START_TEST(budget_spent_leaves_its_place_to_the_next) {
     }
     ck_assert_uint_eq(a->stats.calls, 4);
     ck_assert_uint_eq(b->stats.calls, 0);
-    /* The rotation put adv-b first in half of them: skipped there. */
-    ck_assert_uint_eq(b->stats.skipped[RTB_SKIP_BUDGET], 2);
+    /* Round robin: each auction after the first starts at adv-b, where
+     * the one before stopped, and passes over it. */
+    ck_assert_uint_eq(b->stats.skipped[RTB_SKIP_BUDGET], 3);
 
     /* The next UTC day adv-b has its budget again and its share back. */
     F.wall_us = (WALL0 / RTB_BUDGET_DAY_US + 1) * RTB_BUDGET_DAY_US;
@@ -630,6 +631,29 @@ START_TEST(budget_spent_leaves_its_place_to_the_next) {
     ck_assert_int_eq(F.ncalls, 8);
     ck_assert_uint_eq(a->stats.calls, 6);
     ck_assert_uint_eq(b->stats.calls, 2);
+}
+END_TEST
+
+/* SPEC 3.3 ("an equal share over time"): with three eligible, room for one,
+ * and the middle one's budget spent, the two others take turns. Counting
+ * places from a rotating start instead, the one after the spent one would
+ * take its place every time: adv-d called in 4 of 6 auctions, adv-a in 2. */
+START_TEST(spent_budget_place_goes_round_robin) {
+    cfg.auction.max_bidders = 1;
+    rtb_bidder *a = bidder("adv-a"), *b = bidder("adv-b"), *d = bidder("adv-d");
+    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP);
+    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+    for (int k = 0; k < 6; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "r-%d", k);
+        start(id, "tech", T0 + k * 10 * MS);
+        profile_hit(k, "{\"interests\":[\"default-tag\"]}", T0 + (k * 10 + 1) * MS);
+        ck_assert_int_eq(F.ncalls, k + 1);
+        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
+    }
+    ck_assert_uint_eq(b->stats.calls, 0);
+    ck_assert_uint_eq(a->stats.calls, 3);
+    ck_assert_uint_eq(d->stats.calls, 3);
 }
 END_TEST
 
@@ -1051,6 +1075,7 @@ static Suite *txn_suite(void) {
     tcase_add_test(tc, spend_is_exact_over_a_thousand_wins);
     tcase_add_test(tc, budget_spent_is_skipped_until_the_next_day);
     tcase_add_test(tc, budget_spent_leaves_its_place_to_the_next);
+    tcase_add_test(tc, spent_budget_place_goes_round_robin);
     tcase_add_test(tc, each_imp_is_its_own_auction);
     tcase_add_test(tc, deal_bids_come_first);
     tcase_add_test(tc, bids_are_converted_to_the_request_currency);
