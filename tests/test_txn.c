@@ -555,13 +555,32 @@ START_TEST(spend_is_exact_over_a_thousand_wins) {
 }
 END_TEST
 
+/* Auctions r-k0 .. r-(k1-1), 10 ms apart, for a user with `profile` and
+ * the context interest "tech"; each calls one bidder, which answers
+ * no-bid. */
+static void one_call_auctions(int k0, int k1, const char *profile) {
+    for (int k = k0; k < k1; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "r-%d", k);
+        start(id, "tech", T0 + k * 10 * MS);
+        profile_hit(k, profile, T0 + (k * 10 + 1) * MS);
+        ck_assert_int_eq(F.ncalls, k + 1);
+        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
+    }
+}
+
+/* Spend all of the budget of `b` (2.00 a day) today, WALL0's UTC day. */
+static void spend_all(rtb_bidder *b) {
+    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP);
+    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+}
+
 /* SPEC 16: an advertiser whose day's budget is spent is not called, and is
  * counted as skipped for its budget; the next UTC day (the wall clock the
  * transport gives) calls it again. */
 START_TEST(budget_spent_is_skipped_until_the_next_day) {
     rtb_bidder *b = bidder("adv-b");
-    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP); /* 2.00 a day */
-    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+    spend_all(b);
     start("r-1", "tech", T0);
     profile_hit(0, "{\"interests\":[]}", T0 + 1 * MS);
     ck_assert_int_eq(F.ncalls, 1);
@@ -599,16 +618,10 @@ END_TEST
 START_TEST(budget_spent_leaves_its_place_to_the_next) {
     cfg.auction.max_bidders = 1;
     rtb_bidder *a = bidder("adv-a"), *b = bidder("adv-b");
-    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP);
-    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
+    spend_all(b);
+    one_call_auctions(0, 4, "{\"interests\":[]}");
     for (int k = 0; k < 4; k++) {
-        char id[16];
-        snprintf(id, sizeof id, "r-%d", k);
-        start(id, "tech", T0 + k * 10 * MS);
-        profile_hit(k, "{\"interests\":[]}", T0 + (k * 10 + 1) * MS);
-        ck_assert_int_eq(F.ncalls, k + 1);
         ck_assert_str_eq(F.calls[k]->bidder->id, "adv-a");
-        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
         cJSON *r = result(k);
         ck_assert_int_eq((int)num(r, "bidders"), 1);
         cJSON_Delete(r);
@@ -621,14 +634,7 @@ START_TEST(budget_spent_leaves_its_place_to_the_next) {
 
     /* The next UTC day adv-b has its budget again and its share back. */
     F.wall_us = (WALL0 / RTB_BUDGET_DAY_US + 1) * RTB_BUDGET_DAY_US;
-    for (int k = 4; k < 8; k++) {
-        char id[16];
-        snprintf(id, sizeof id, "r-%d", k);
-        start(id, "tech", T0 + k * 10 * MS);
-        profile_hit(k, "{\"interests\":[]}", T0 + (k * 10 + 1) * MS);
-        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
-    }
-    ck_assert_int_eq(F.ncalls, 8);
+    one_call_auctions(4, 8, "{\"interests\":[]}");
     ck_assert_uint_eq(a->stats.calls, 6);
     ck_assert_uint_eq(b->stats.calls, 2);
 }
@@ -641,16 +647,8 @@ END_TEST
 START_TEST(spent_budget_place_goes_round_robin) {
     cfg.auction.max_bidders = 1;
     rtb_bidder *a = bidder("adv-a"), *b = bidder("adv-b"), *d = bidder("adv-d");
-    rtb_budget_set(&b->budget, 2000000, PROTO_PACING_ASAP);
-    ck_assert_int_eq(rtb_budget_win(&b->budget, 2000000000, WALL0), rtb_budget_day(WALL0));
-    for (int k = 0; k < 6; k++) {
-        char id[16];
-        snprintf(id, sizeof id, "r-%d", k);
-        start(id, "tech", T0 + k * 10 * MS);
-        profile_hit(k, "{\"interests\":[\"default-tag\"]}", T0 + (k * 10 + 1) * MS);
-        ck_assert_int_eq(F.ncalls, k + 1);
-        answer(F.calls[k], 204, "", T0 + (k * 10 + 2) * MS);
-    }
+    spend_all(b);
+    one_call_auctions(0, 6, "{\"interests\":[\"default-tag\"]}");
     ck_assert_uint_eq(b->stats.calls, 0);
     ck_assert_uint_eq(a->stats.calls, 3);
     ck_assert_uint_eq(d->stats.calls, 3);
