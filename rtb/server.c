@@ -81,6 +81,9 @@ struct rtb_server {
     int notices_kept;
     int mqtt_was_connected;
     int exit_code;
+    /* requests shed by reason as of the last second's log line */
+    unsigned long long shed_logged[RTB_ADMISSION_VERDICTS];
+    int shedding; /* the last second shed some */
 };
 
 /* ---- The transactions' transport (txn.h) ---------------------------------------- */
@@ -399,6 +402,32 @@ static void on_start_wait(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- Once a second: sample, alerts, dashboard streams ---------------------------------- */
 
+/* Shedding in the log, at most a line a second: how many and why, with what
+ * admission saw (SPEC 13); one line when it stops. The counters are on
+ * /metrics too, but the log is what tells when an episode began and ended. */
+static void log_shedding(rtb_server *srv) {
+    const rtb_admission *a = rtb_txns_admission(srv->txns);
+    unsigned long long d[RTB_ADMISSION_VERDICTS] = {0}, all = 0;
+    for (int v = RTB_ADMISSION_ACCEPT + 1; v < RTB_ADMISSION_VERDICTS; v++) {
+        d[v] = a->shed[v] - srv->shed_logged[v];
+        srv->shed_logged[v] = a->shed[v];
+        all += d[v];
+    }
+    if (all > 0) {
+        rtb_log(PROTO_LOG_WARN,
+                "overload: %llu requests answered overloaded in the last second (limit %llu, "
+                "max_inflight %llu, late %llu); %zu auctions open, admission limit %.0f, loop lag "
+                "%.1f ms, loop busy %.0f %%",
+                all, d[RTB_ADMISSION_SHED_LIMIT], d[RTB_ADMISSION_SHED_MAX],
+                d[RTB_ADMISSION_SHED_LATE], rtb_txns_open(srv->txns), a->limit,
+                (double)a->lag_us / 1000.0, a->busy * 100.0);
+        srv->shedding = 1;
+    } else if (srv->shedding) {
+        rtb_log(PROTO_LOG_INFO, "overload: over; no request shed in the last second");
+        srv->shedding = 0;
+    }
+}
+
 static void on_second(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
@@ -408,6 +437,7 @@ static void on_second(evutil_socket_t fd, short what, void *arg) {
     rtb_minutes_take(srv->minutes, wall_us, srv->registry);
     rtb_alerts_evaluate(srv->alerts, wall_us);
     rtb_spend_refresh(srv->spend, wall_us);
+    log_shedding(srv);
     if (srv->admin) rtb_admin_broadcast(srv->admin);
 }
 

@@ -531,6 +531,34 @@ END_TEST
 
 /* ---- 4. Overload ------------------------------------------------------------------- */
 
+/* Occurrences of `needle` in exchange.log. */
+static int log_count(const char *needle) {
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_msg(log != NULL, "exchange.log cannot be read");
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(log);
+    return n;
+}
+
+/* The requests the exchange's log says it shed: the sum over its
+ * "overload: N requests answered overloaded" lines. */
+static long logged_shed(void) {
+    static const char head[] = "overload: ";
+    char *log = fx_read_file(w->env, "exchange.log", NULL);
+    ck_assert_msg(log != NULL, "exchange.log cannot be read");
+    long sum = 0;
+    for (const char *p = log; (p = strstr(p, head)) != NULL; p += strlen(head)) {
+        char *end;
+        long n = strtol(p + strlen(head), &end, 10);
+        if (end != p + strlen(head) && strncmp(end, " requests answered overloaded", 29) == 0)
+            sum += n;
+    }
+    free(log);
+    return sum;
+}
+
 #define OV_INFLIGHT 5
 #define OV_N 30
 #define OV_BURST 3000
@@ -588,6 +616,19 @@ START_TEST(overload_answers_at_once) {
                   rss_after - rss_before, OV_BURST);
     await_metric("rtb_inflight_auctions", 0, 1000);
     tally_free(&t);
+
+    /* The log tells the episode: a line a second with how many were shed
+     * and why, adding up to every overloaded result, then its end. */
+    int64_t until = fx_now_ms() + 3000;
+    while (log_count("overload: over;") == 0 && fx_now_ms() < until)
+        fx_sleep_ms(50);
+    long shed = (OV_N - OV_INFLIGHT) + overloaded, logged = logged_shed();
+    if (logged != shed)
+        wx_fail_with_log(w, "the log says %ld requests shed, the results %ld", logged, shed);
+    if (log_count("overload: over;") == 0)
+        wx_fail_with_log(w, "no 'overload: over' line within 3 s of the last shed request");
+    if (log_count("max_inflight 0;") == log_count("requests answered overloaded"))
+        wx_fail_with_log(w, "no log line names max_inflight as the reason");
     wx_stop_exchange(w);
 }
 END_TEST
@@ -1013,17 +1054,6 @@ START_TEST(burst_far_above_capacity_gets_one_result_each_and_stays_on_time) {
 END_TEST
 
 /* ---- 8. From Redis (SPEC 15) ------------------------------------------------------------ */
-
-/* Occurrences of `needle` in exchange.log. */
-static int log_count(const char *needle) {
-    char *log = fx_read_file(w->env, "exchange.log", NULL);
-    ck_assert_msg(log != NULL, "exchange.log cannot be read");
-    int n = 0;
-    for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    free(log);
-    return n;
-}
 
 #define RS_N 1400
 #define RS_INTERVAL_MS 5 /* 200/s for 7 s */
