@@ -114,6 +114,7 @@ typedef struct conf_row {
     const struct conf_list *list;       /* LIST */
     const struct conf_handler *handler; /* CUSTOM */
     conf_validate validate;             /* NULL: the type and bounds say it all */
+    const char *describe;               /* --help's text of what validate takes; NULL: the type's */
 } conf_row;
 
 /* A rule about a whole record (a list element) that its rows cannot say
@@ -165,8 +166,12 @@ typedef struct conf_handler {
 #define OPTIONAL_NUMBER_ROW(p, off)                                                                \
     { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = "null", .flags = CONF_NULLABLE }
 /* A number with a rule of its own (bounds a long long cannot say). */
-#define CHECKED_NUMBER_ROW(p, off, def_, validate_)                                                \
-    { .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .validate = (validate_) }
+/* A number that `validate_` checks further; `describe_` says how, for --help. */
+#define CHECKED_NUMBER_ROW(p, off, def_, validate_, describe_)                                     \
+    {                                                                                              \
+        .path = (p), .type = CONF_NUMBER, .offset = (off), .def = (def_), .validate = (validate_), \
+        .describe = (describe_)                                                                    \
+    }
 #define BOOL_ROW(p, off, def_)                                                                     \
     { .path = (p), .type = CONF_BOOL, .offset = (off), .def = (def_) }
 /* An integer in lo..hi, or null (stored as 0). */
@@ -521,7 +526,8 @@ static const conf_row config_rows[] = {
     INT_ROW("health.lag_ms", CFG(health.lag_ms), 1, 1000, "5"),
     INT_ROW("health.window_s", CFG(health.window_s), 1, PROTO_HEALTH_WINDOW_MAX_S, "10"),
     INT_ROW("health.min_calls", CFG(health.min_calls), 1, 1000000, "20"),
-    CHECKED_NUMBER_ROW("health.min_share", CFG(health.min_share), "0.05", share_0_1),
+    CHECKED_NUMBER_ROW("health.min_share", CFG(health.min_share), "0.05", share_0_1,
+                       "number, more than 0 and at most 1"),
     BOOL_ROW("health.dry_run", CFG(health.dry_run), "false"),
     ENUM_ROW("log.level", CFG(log.level), log_levels, "\"info\"", 0),
     INT_ROW("log.maxlen", CFG(log.maxlen), 0, 1000000000, "1000000"),
@@ -719,6 +725,10 @@ static void row_describe(const conf_row *row, char *buf, size_t len) {
     const char *or_null = (row->flags & CONF_NULLABLE) ? ", or null" : "";
     char lo[AUCTION_MICROS_STRLEN], hi[AUCTION_MICROS_STRLEN];
     size_t used;
+    if (row->describe) {
+        snprintf(buf, len, "%s%s%s", req, row->describe, or_null);
+        return;
+    }
     switch (row->type) {
     case CONF_INT:
         snprintf(buf, len, "%sinteger %lld..%lld%s", req, row->min, row->max, or_null);

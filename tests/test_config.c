@@ -288,6 +288,7 @@ START_TEST(print_keys_lists_every_key) {
         "  limits.max_pending_redis = 100000  (integer 1..10000000)\n",
         "  limits.max_pending_result_bytes = 268435456  (integer 1024..68719476736)\n",
         "  stats.ad_ttl_s = 604800  (integer 1..31536000)\n",
+        "  health.min_share = 0.05  (number, more than 0 and at most 1)\n",
     };
     proto_buf out;
     proto_buf_init(&out);
